@@ -60,7 +60,7 @@ const (
 )
 
 // Epoch is the origin of ASMTP times (keynesis' COVID_EPOCH).
-var Epoch = time.Unix(EpochUnix, 0).UTC()
+func Epoch() time.Time { return time.Unix(EpochUnix, 0).UTC() }
 
 // Subscription is a topic a node subscribes to, with its interest level
 // (0 = none).

@@ -192,9 +192,9 @@ func TestTime(t *testing.T) {
 		in   time.Time
 		want uint32
 	}{
-		{Epoch, 0},
-		{Epoch.Add(-time.Second), 0},
-		{Epoch.Add(1500 * time.Millisecond), 1},
+		{Epoch(), 0},
+		{Epoch().Add(-time.Second), 0},
+		{Epoch().Add(1500 * time.Millisecond), 1},
 		{time.Date(2021, 2, 17, 15, 32, 45, 0, time.UTC), 35739165},
 		{time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC), 1<<32 - 1},
 	} {

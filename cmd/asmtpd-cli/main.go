@@ -28,6 +28,8 @@ func newRootCmd() *cobra.Command {
 		newPublicIDCmd(),
 		newTopicCmd(),
 		newDecodeGossipCmd(),
+		newDefaultConfigCmd(),
+		newMakeGossipCmd(),
 	)
 	return root
 }
