@@ -30,6 +30,8 @@ func newRootCmd() *cobra.Command {
 		newDecodeGossipCmd(),
 		newDefaultConfigCmd(),
 		newMakeGossipCmd(),
+		newAccountCmd(),
+		newContactCmd(),
 	)
 	return root
 }

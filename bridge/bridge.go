@@ -1,0 +1,353 @@
+package bridge
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/asmtp/asmtp/asmtp/node"
+	"github.com/asmtp/asmtp/asmtp/topic"
+	"github.com/asmtp/asmtp/bridge/imapserver"
+	"github.com/asmtp/asmtp/mailstore"
+)
+
+// Defaults of Config.
+const (
+	DefaultIMAPAddr        = imapserver.DefaultAddr // 127.0.0.1:1143
+	DefaultSMTPAddr        = "127.0.0.1:1587"
+	DefaultRefreshInterval = time.Minute
+)
+
+// Config configures a Bridge. DataDir is required; zero values of the
+// other fields mean the defaults.
+type Config struct {
+	// DataDir holds the registry and the mailstore (DefaultDataDir of the
+	// node's storage.path for asmtpd).
+	DataDir string
+	// Domain of the pseudo-addresses. Default DefaultDomain.
+	Domain string
+	// IMAPAddr is where mail clients read mail. Default DefaultIMAPAddr.
+	IMAPAddr string
+	// SMTPAddr is where mail clients will send mail (served by the SMTP
+	// part of the bridge, not yet wired). Default DefaultSMTPAddr.
+	SMTPAddr string
+	// RefreshInterval is how often pending contacts' passports are looked
+	// for and contacts' passports are checked for updates (shared-key
+	// rotations). Default DefaultRefreshInterval.
+	RefreshInterval time.Duration
+	// Logger receives the bridge's logs. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// DefaultConfig is the configuration with every default, for dataDir.
+func DefaultConfig(dataDir string) Config {
+	c := Config{DataDir: dataDir}
+	c.setDefaults()
+	return c
+}
+
+func (c *Config) setDefaults() {
+	if c.Domain == "" {
+		c.Domain = DefaultDomain
+	}
+	if c.IMAPAddr == "" {
+		c.IMAPAddr = DefaultIMAPAddr
+	}
+	if c.SMTPAddr == "" {
+		c.SMTPAddr = DefaultSMTPAddr
+	}
+	if c.RefreshInterval <= 0 {
+		c.RefreshInterval = DefaultRefreshInterval
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Bridge serves the registry's accounts to mail clients and keeps the node
+// in step with the registry: each account's device key is a node user with
+// its passport uploaded, and each contact's topic is registered (and its
+// passport uploaded, so the node follows its updates).
+type Bridge struct {
+	cfg    Config
+	log    *slog.Logger
+	node   *node.Node
+	reg    *Registry
+	mail   *mailstore.DB
+	imap   *imapserver.Server
+	imapLn net.Listener
+
+	mu    sync.Mutex
+	links map[string]*accountLink // by account name
+}
+
+// accountLink is an account's presence on the node.
+type accountLink struct {
+	session *node.Session
+	// registered are the topics registered by this process; only the Run
+	// goroutine (reconcile) touches it.
+	registered map[topic.Topic]bool
+}
+
+// New opens the registry and the mailstore in cfg.DataDir, checks that
+// nodeKey is the key the account secrets were sealed with (a wrong key
+// password fails here, with ErrWrongNodeKey), and binds the IMAP listener.
+// Run serves; the node n must run too (node.Run), beside it.
+func New(cfg Config, n *node.Node, nodeKey ed25519.PrivateKey) (*Bridge, error) {
+	cfg.setDefaults()
+	if cfg.DataDir == "" {
+		return nil, errors.New("bridge: Config.DataDir is required")
+	}
+	if err := CheckDomain(cfg.Domain); err != nil {
+		return nil, fmt.Errorf("bridge: %w", err)
+	}
+	ctx := context.Background()
+	reg, err := OpenRegistry(ctx, cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("bridge: %w", err)
+	}
+	b := &Bridge{cfg: cfg, log: cfg.Logger, node: n, reg: reg, links: make(map[string]*accountLink)}
+	if err := b.open(ctx, nodeKey); err != nil {
+		b.close()
+		return nil, fmt.Errorf("bridge: %w", err)
+	}
+	return b, nil
+}
+
+func (b *Bridge) open(ctx context.Context, nodeKey ed25519.PrivateKey) error {
+	if err := b.reg.CheckNodeKey(ctx, nodeKey); err != nil {
+		return err
+	}
+	var err error
+	if b.mail, err = OpenMailstore(ctx, b.cfg.DataDir); err != nil {
+		return err
+	}
+	b.imap, err = imapserver.New(imapserver.Options{
+		Store:         b.mail,
+		Authenticator: NewAuthenticator(b.reg, b.cfg.Domain),
+		Logger:        b.log,
+	})
+	if err != nil {
+		return err
+	}
+	b.imapLn, err = b.imap.Listen(b.cfg.IMAPAddr)
+	return err
+}
+
+// IMAPAddr is the address the IMAP server listens on.
+func (b *Bridge) IMAPAddr() net.Addr { return b.imapLn.Addr() }
+
+// Run serves IMAP and keeps the node in step with the registry until ctx
+// is done, then closes everything. It reacts to registry changes made by
+// any process (Registry.Changes), so accounts and contacts added with
+// asmtpd-cli take effect without a restart.
+func (b *Bridge) Run(ctx context.Context) error {
+	defer b.close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	served := make(chan error, 1)
+	go func() { served <- b.imap.Serve(b.imapLn) }()
+	followed := make(chan struct{})
+	kick := make(chan struct{}, 1)
+	go func() {
+		defer close(followed)
+		b.followLoop(ctx, kick)
+	}()
+	stop := func() {
+		cancel()
+		b.imap.Close()
+		<-followed
+	}
+
+	changes := b.reg.Changes(ctx)
+	b.log.Info("bridge started", "imap", b.imapLn.Addr(), "domain", b.cfg.Domain)
+	for {
+		b.reconcile(ctx)
+		select {
+		case kick <- struct{}{}:
+		default:
+		}
+		select {
+		case <-ctx.Done():
+			stop()
+			<-served
+			return nil
+		case err := <-served:
+			stop()
+			return fmt.Errorf("bridge: imap server stopped: %w", err)
+		case <-changes:
+		}
+	}
+}
+
+// close releases the sessions and databases.
+func (b *Bridge) close() {
+	b.mu.Lock()
+	for _, l := range b.links {
+		l.session.Close()
+	}
+	b.links = nil
+	b.mu.Unlock()
+	if b.imap != nil {
+		b.imap.Close()
+	}
+	if b.mail != nil {
+		b.mail.Close()
+	}
+	b.reg.Close()
+}
+
+// reconcile brings the node in line with the registry. Everything it does
+// is idempotent; what fails is logged and tried again at the next change.
+func (b *Bridge) reconcile(ctx context.Context) {
+	accounts, err := b.reg.Accounts(ctx)
+	if err != nil {
+		b.log.Error("bridge: read accounts", "err", err)
+		return
+	}
+	for _, a := range accounts {
+		l, err := b.link(ctx, a)
+		if err != nil {
+			b.log.Warn("bridge: account not on the node yet", "account", a.Name, "err", err)
+			continue
+		}
+		b.registerContacts(ctx, a.Name, l)
+		b.retireTopics(ctx, a.Name, l)
+	}
+}
+
+// link makes the account's device key a node user, attaches it and
+// uploads the account's passport (so others can fetch it), once.
+func (b *Bridge) link(ctx context.Context, a Account) (*accountLink, error) {
+	b.mu.Lock()
+	l := b.links[a.Name]
+	b.mu.Unlock()
+	if l != nil {
+		return l, nil
+	}
+	b.node.AddUser(a.Device)
+	s, err := b.node.Attach(a.Device)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.PutPassport(ctx, a.Blocks); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("upload passport: %w", err)
+	}
+	l = &accountLink{session: s, registered: make(map[topic.Topic]bool)}
+	b.mu.Lock()
+	b.links[a.Name] = l
+	b.mu.Unlock()
+	b.log.Info("bridge: account on the node", "account", a.Name, "address", a.Address(b.cfg.Domain), "device", a.Device)
+	return l, nil
+}
+
+// registerContacts registers the topics of the account's contacts, and
+// uploads their passports so the node applies their updates. Registering
+// makes the node fetch what the contact already sent from other nodes.
+func (b *Bridge) registerContacts(ctx context.Context, account string, l *accountLink) {
+	contacts, err := b.reg.Contacts(ctx, account)
+	if err != nil {
+		b.log.Error("bridge: read contacts", "account", account, "err", err)
+		return
+	}
+	for _, c := range contacts {
+		if c.Pending() || l.registered[c.Topic] {
+			continue
+		}
+		if _, err := l.session.PutPassport(ctx, c.Blocks); err != nil {
+			b.log.Warn("bridge: upload contact passport", "account", account, "passport", c.Passport, "err", err)
+			continue
+		}
+		if err := l.session.Register(ctx, c.Topic); err != nil {
+			b.log.Warn("bridge: register contact topic", "account", account, "passport", c.Passport, "err", err)
+			continue
+		}
+		l.registered[c.Topic] = true
+		b.log.Info("bridge: contact topic registered", "account", account, "passport", c.Passport)
+	}
+}
+
+// retireTopics deregisters the topics of removed contacts and replaced
+// shared keys.
+func (b *Bridge) retireTopics(ctx context.Context, account string, l *accountLink) {
+	topics, err := b.reg.RetiredTopics(ctx, account)
+	if err != nil {
+		b.log.Error("bridge: read retired topics", "account", account, "err", err)
+		return
+	}
+	for _, t := range topics {
+		if err := l.session.Deregister(ctx, t); err != nil {
+			b.log.Warn("bridge: deregister topic", "account", account, "err", err)
+			continue
+		}
+		delete(l.registered, t)
+		if err := b.reg.ForgetRetiredTopic(ctx, account, t); err != nil {
+			b.log.Error("bridge: forget retired topic", "account", account, "err", err)
+		}
+	}
+}
+
+// followLoop runs follow when kicked (after each reconcile) and every
+// RefreshInterval.
+func (b *Bridge) followLoop(ctx context.Context, kick <-chan struct{}) {
+	t := time.NewTicker(b.cfg.RefreshInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-kick:
+		case <-t.C:
+		}
+		b.follow(ctx)
+	}
+}
+
+// follow fetches each contact's passport from the node, which asks the
+// network for the ones it lacks (pending contacts) and applies the updates
+// published on the topics of those it has. A copy that extends the stored
+// one is recorded; the registry change then makes reconcile register the
+// new topic. It runs beside reconcile because fetching from the network
+// may take Config.PassportTimeout of the node per contact.
+func (b *Bridge) follow(ctx context.Context) {
+	b.mu.Lock()
+	sessions := make(map[string]*node.Session, len(b.links))
+	for name, l := range b.links {
+		sessions[name] = l.session
+	}
+	b.mu.Unlock()
+	for account, s := range sessions {
+		contacts, err := b.reg.Contacts(ctx, account)
+		if err != nil {
+			b.log.Error("bridge: read contacts", "account", account, "err", err)
+			continue
+		}
+		for _, c := range contacts {
+			blocks, err := s.GetPassport(ctx, c.Passport)
+			if err != nil {
+				b.log.Debug("bridge: contact passport not available", "account", account, "passport", c.Passport, "err", err)
+				continue
+			}
+			if bytes.Equal(blocks, c.Blocks) {
+				continue
+			}
+			updated, changed, err := b.reg.UpdateContactPassport(ctx, account, c.Passport, blocks)
+			switch {
+			case err != nil:
+				b.log.Warn("bridge: contact passport not taken", "account", account, "passport", c.Passport, "err", err)
+			case changed && c.Pending():
+				b.log.Info("bridge: contact passport fetched", "account", account, "passport", c.Passport)
+			case changed && updated.SharedKey != c.SharedKey:
+				b.log.Info("bridge: contact rotated its shared key", "account", account, "passport", c.Passport)
+			}
+		}
+	}
+}

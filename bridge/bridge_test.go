@@ -1,0 +1,298 @@
+package bridge
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/asmtp/asmtp/asmtp/keys"
+	"github.com/asmtp/asmtp/asmtp/node"
+	"github.com/asmtp/asmtp/asmtp/topic"
+)
+
+// testLogger logs at debug level when ASMTP_TEST_LOG is set.
+func testLogger() *slog.Logger {
+	if os.Getenv("ASMTP_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// startNode runs a node on 127.0.0.1 with short intervals until the test ends.
+func startNode(t testing.TB, dir string, key ed25519.PrivateKey, peers ...node.Peer) *node.Node {
+	t.Helper()
+	cfg := node.DefaultConfig()
+	cfg.Key = key
+	cfg.ListenAddress = "127.0.0.1:0"
+	cfg.StoragePath = filepath.Join(dir, "node.db")
+	cfg.KnownPeers = peers
+	cfg.GossipInterval = 100 * time.Millisecond
+	cfg.PassportTimeout = 2 * time.Second
+	cfg.Logger = testLogger()
+	n, err := node.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, "node", n.Run)
+	return n
+}
+
+// run calls fn in a goroutine; the test's cleanup cancels its context and
+// checks that it returns cleanly.
+func run(t testing.TB, what string, fn func(context.Context) error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- fn(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("%s: %v", what, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("%s did not stop within 10 s", what)
+		}
+	})
+}
+
+// startBridge runs a node and a bridge over e's data directory; e.reg
+// then plays asmtpd-cli, a separate process writing the same registry.
+func startBridge(t testing.TB, e *testEnv, peers ...node.Peer) (*node.Node, *Bridge) {
+	t.Helper()
+	n := startNode(t, e.dir, e.nodeKey, peers...)
+	b, err := New(Config{DataDir: e.dir, IMAPAddr: "127.0.0.1:0", RefreshInterval: 200 * time.Millisecond, Logger: testLogger()}, n, e.nodeKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, "bridge", b.Run)
+	return n, b
+}
+
+func eventually(t testing.TB, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within 15 s: %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// imapLogin reports whether the IMAP server at addr accepts LOGIN user pw.
+func imapLogin(t testing.TB, addr net.Addr, user, pw string) bool {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr.String(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	r := bufio.NewReader(c)
+	if greeting, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(greeting, "* OK") {
+		t.Fatalf("greeting %q, %v", greeting, err)
+	}
+	fmt.Fprintf(c, "a1 LOGIN %s %s\r\n", user, pw)
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("reading the LOGIN answer: %v", err)
+		}
+		if strings.HasPrefix(line, "a1 ") {
+			return strings.HasPrefix(line, "a1 OK")
+		}
+	}
+}
+
+// registered reports whether user has registered t on n.
+func registered(t testing.TB, n *node.Node, user keys.PublicKey, tp topic.Topic) bool {
+	t.Helper()
+	s, err := n.Attach(user)
+	if err != nil {
+		return false
+	}
+	defer s.Close()
+	_, err = s.Query(context.Background(), tp, 0)
+	return err == nil
+}
+
+func TestBridgeFollowsTheRegistry(t *testing.T) {
+	e := newTestEnv(t)
+	ctx := context.Background()
+	n, b := startBridge(t, e)
+
+	alice, pw := e.addAccount(t, "alice")
+	if !imapLogin(t, b.IMAPAddr(), "alice", pw) || !imapLogin(t, b.IMAPAddr(), alice.Address("asmtp").String(), pw) {
+		t.Fatal("IMAP login refused by name or address")
+	}
+	if imapLogin(t, b.IMAPAddr(), "alice", pw+"x") {
+		t.Fatal("IMAP login with a wrong password accepted")
+	}
+	eventually(t, "alice's passport on the node", func() bool {
+		s, err := n.Attach(alice.Device)
+		if err != nil {
+			return false
+		}
+		defer s.Close()
+		blocks, err := s.GetPassport(ctx, alice.Passport)
+		return err == nil && bytes.Equal(blocks, alice.Blocks)
+	})
+
+	carol := newOutsider(t)
+	c, err := e.reg.AddContact(ctx, "alice", "Carol", carol.p.Export())
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "carol's topic registered", func() bool { return registered(t, n, alice.Device, c.Topic) })
+
+	// A contact added by id is resolved from the node (here: bob is
+	// another account of the bridge, whose passport it uploaded).
+	bob, _ := e.addAccount(t, "bob")
+	if _, err := e.reg.AddPendingContact(ctx, "alice", "Bob", bob.Passport); err != nil {
+		t.Fatal(err)
+	}
+	var pendingTopic topic.Topic
+	eventually(t, "bob's passport fetched", func() bool {
+		got, err := e.reg.Contact(ctx, "alice", bob.Passport)
+		pendingTopic = got.Topic
+		return err == nil && !got.Pending()
+	})
+	eventually(t, "bob's topic registered", func() bool { return registered(t, n, alice.Device, pendingTopic) })
+
+	// Carol rotates her shared key; the update reaches the node (as it
+	// would on her passport topic) and the bridge follows it.
+	carol.rotate(t)
+	s, err := n.Attach(alice.Device)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.PutPassport(ctx, carol.p.Export()); err != nil {
+		t.Fatal(err)
+	}
+	var rotated Contact
+	eventually(t, "carol's new shared key taken", func() bool {
+		rotated, err = e.reg.Contact(ctx, "alice", carol.p.ID())
+		return err == nil && rotated.SharedKey == carol.sharedKey()
+	})
+	eventually(t, "carol's new topic registered and the old one dropped", func() bool {
+		return registered(t, n, alice.Device, rotated.Topic) && !registered(t, n, alice.Device, c.Topic)
+	})
+
+	if err := e.reg.RemoveContact(ctx, "alice", "Carol"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "carol's topic dropped after removal", func() bool { return !registered(t, n, alice.Device, rotated.Topic) })
+	eventually(t, "the retired topics forgotten", func() bool {
+		retired, err := e.reg.RetiredTopics(ctx, "alice")
+		return err == nil && len(retired) == 0
+	})
+}
+
+// Adding a contact fetches what the contact sent before, from the
+// contact's node; a contact added by id gets its passport from there too.
+func TestContactAcrossNodes(t *testing.T) {
+	ctx := context.Background()
+	// Carol's home node, with Carol's device as its user.
+	carol := newOutsider(t)
+	carolNode := startNode(t, t.TempDir(), newNodeKey(t))
+	carolNode.AddUser(keys.Public(carol.device))
+	cs, err := carolNode.Attach(keys.Public(carol.device))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	if _, err := cs.PutPassport(ctx, carol.p.Export()); err != nil {
+		t.Fatal(err)
+	}
+
+	e := newTestEnv(t)
+	n, _ := startBridge(t, e, node.Peer{ID: carolNode.ID(), Address: carolNode.Addr().String()})
+	alice, _ := e.addAccount(t, "alice")
+
+	// Carol wrote to Alice before Alice knew her.
+	shared := topic.Derive(ownSharedKey(t, alice), carol.sharedKey())
+	if err := cs.Register(ctx, shared); err != nil {
+		t.Fatal(err)
+	}
+	if err := cs.Publish(ctx, shared, []byte("sealed mail from carol")); err != nil {
+		t.Fatal(err)
+	}
+
+	if _, err := e.reg.AddPendingContact(ctx, "alice", "Carol", carol.p.ID()); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "carol's passport fetched from her node", func() bool {
+		c, err := e.reg.Contact(ctx, "alice", carol.p.ID())
+		return err == nil && !c.Pending() && c.Topic == shared
+	})
+	eventually(t, "carol's earlier message fetched", func() bool {
+		s, err := n.Attach(alice.Device)
+		if err != nil {
+			return false
+		}
+		defer s.Close()
+		got, err := s.Query(ctx, shared, 0)
+		return err == nil && len(got) == 1 && string(got[0].Content) == "sealed mail from carol"
+	})
+}
+
+func TestNewRefusesAnotherNodeKey(t *testing.T) {
+	e := newTestEnv(t)
+	e.addAccount(t, "alice")
+	_, err := New(Config{DataDir: e.dir, IMAPAddr: "127.0.0.1:0"}, nil, newNodeKey(t))
+	if !errors.Is(err, ErrWrongNodeKey) {
+		t.Fatalf("New with another node key: %v, want ErrWrongNodeKey", err)
+	}
+}
+
+func TestDataFileModes(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "bridge")
+	if err := os.Mkdir(dir, 0o755); err != nil { // made by someone else, too open
+		t.Fatal(err)
+	}
+	e := &testEnv{dir: dir, nodeKey: newNodeKey(t)}
+	e.reg, e.mail = openStores(t, dir)
+	e.addAccount(t, "alice") // writes both databases, so their WAL files exist
+	checkModes(t, dir)
+}
+
+// checkModes checks that dir is 0700 and every file in it 0600.
+func checkModes(t testing.TB, dir string) {
+	t.Helper()
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("%s: %v, %v; want mode 0700", dir, fi.Mode(), err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, de := range entries {
+		fi, err := de.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, de.Name())
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %v, want 0600", de.Name(), fi.Mode().Perm())
+		}
+	}
+	for _, want := range []string{RegistryFile, RegistryFile + "-wal", MailFile, MailFile + "-wal"} {
+		if !strings.Contains(" "+strings.Join(names, " ")+" ", " "+want+" ") {
+			t.Errorf("no %s among %v", want, names)
+		}
+	}
+}
