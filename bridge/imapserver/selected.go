@@ -1,0 +1,399 @@
+package imapserver
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+
+	"github.com/asmtp/asmtp/mailstore"
+)
+
+var errReadOnly = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot, Text: "Mailbox is read-only (EXAMINE)"}
+
+func uidsOf(targets []target) []imap.UID {
+	uids := make([]imap.UID, len(targets))
+	for i, t := range targets {
+		uids[i] = t.uid
+	}
+	return uids
+}
+
+// Fetch answers FETCH and UID FETCH: flags from the shared view, INTERNALDATE,
+// size, envelope and body structure from the store's cache, and body
+// sections from the stored message. Fetching a body section without PEEK
+// sets \Seen first and reports the new flags.
+func (ss *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) error {
+	sel := ss.sel
+	targets, err := sel.view.resolve(sel.tracker, numSet)
+	if err != nil || len(targets) == 0 {
+		return err
+	}
+	var seen map[imap.UID]bool // messages this FETCH marks \Seen
+	if !sel.readOnly && setsSeen(options) {
+		var unseen []imap.UID
+		for _, t := range targets {
+			if flags, ok := sel.view.flagsOf(t.uid); ok && !hasFlag(flags, imap.FlagSeen) {
+				unseen = append(unseen, t.uid)
+			}
+		}
+		if len(unseen) > 0 {
+			ctx := mailstore.WithOrigin(ss.ctx, sel.tracker)
+			if err := ss.store().StoreFlags(ctx, sel.view.id, unseen, imap.StoreFlagsAdd, []string{string(imap.FlagSeen)}); err != nil {
+				return storeError(err)
+			}
+			seen = make(map[imap.UID]bool, len(unseen))
+			for _, uid := range unseen {
+				seen[uid] = true
+			}
+		}
+	}
+
+	ss.wire.hold()
+	defer ss.wire.release()
+	write := func(t target, meta *mailstore.MessageMeta) error {
+		return ss.writeFetch(w, t, meta, options, seen[t.uid])
+	}
+	needMeta := options.InternalDate || options.RFC822Size || options.Envelope || options.BodyStructure != nil
+	if !needMeta {
+		for _, t := range targets {
+			if err := write(t, nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	i := 0
+	return storeError(ss.store().Fetch(ss.ctx, sel.view.id, uidsOf(targets), func(m mailstore.MessageMeta) error {
+		for i < len(targets) && targets[i].uid != m.UID {
+			i++
+		}
+		if i == len(targets) {
+			return fmt.Errorf("store returned UID %d, not asked for", m.UID)
+		}
+		return write(targets[i], &m)
+	}))
+}
+
+func setsSeen(options *imap.FetchOptions) bool {
+	for _, bs := range options.BodySection {
+		if !bs.Peek {
+			return true
+		}
+	}
+	for _, bs := range options.BinarySection {
+		if !bs.Peek {
+			return true
+		}
+	}
+	return false
+}
+
+func hasFlag(flags []imap.Flag, flag imap.Flag) bool {
+	for _, f := range flags {
+		if f == flag {
+			return true
+		}
+	}
+	return false
+}
+
+func (ss *session) writeFetch(w *imapserver.FetchWriter, t target, meta *mailstore.MessageMeta, options *imap.FetchOptions, seenNow bool) error {
+	flags, ok := ss.sel.view.flagsOf(t.uid)
+	if !ok {
+		return nil // expunged meanwhile
+	}
+	var raw []byte
+	if len(options.BodySection) > 0 || len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0 {
+		var err error
+		if raw, err = ss.store().Raw(ss.ctx, ss.sel.view.id, t.uid); err != nil {
+			return nil // expunged meanwhile
+		}
+	}
+	rw := w.CreateMessage(t.seq)
+	if options.UID {
+		rw.WriteUID(t.uid)
+	}
+	if options.Flags || seenNow {
+		rw.WriteFlags(flags)
+	}
+	if meta != nil {
+		if options.InternalDate {
+			rw.WriteInternalDate(meta.InternalDate)
+		}
+		if options.RFC822Size {
+			rw.WriteRFC822Size(meta.Size)
+		}
+		if options.Envelope {
+			env, err := meta.Envelope()
+			if err != nil {
+				return err
+			}
+			rw.WriteEnvelope(env)
+		}
+		if options.BodyStructure != nil {
+			bs, err := meta.BodyStructure()
+			if err != nil {
+				return err
+			}
+			rw.WriteBodyStructure(bs)
+		}
+	}
+	for _, bs := range options.BodySection {
+		data := bodySection(raw, bs)
+		if err := writeLiteral(rw.WriteBodySection(bs, int64(len(data))), data); err != nil {
+			return err
+		}
+	}
+	for _, bs := range options.BinarySection {
+		data := imapserver.ExtractBinarySection(bytes.NewReader(raw), bs)
+		if err := writeLiteral(rw.WriteBinarySection(bs, int64(len(data))), data); err != nil {
+			return err
+		}
+	}
+	for _, bss := range options.BinarySectionSize {
+		rw.WriteBinarySectionSize(bss, imapserver.ExtractBinarySectionSize(bytes.NewReader(raw), bss))
+	}
+	return rw.Close()
+}
+
+func writeLiteral(wc io.WriteCloser, data []byte) error {
+	_, err := wc.Write(data)
+	return errors.Join(err, wc.Close())
+}
+
+// bodySection extracts BODY[section]<partial>. The whole message, its
+// header and its text are cut from the stored bytes directly, so BODY[]
+// is byte-exact and as long as RFC822.SIZE says; deeper sections go through
+// go-imap's MIME walker.
+func bodySection(raw []byte, bs *imap.FetchItemBodySection) []byte {
+	if len(bs.Part) == 0 && len(bs.HeaderFields) == 0 && len(bs.HeaderFieldsNot) == 0 {
+		split := headerEnd(raw)
+		switch bs.Specifier {
+		case imap.PartSpecifierNone:
+			return partial(raw, bs.Partial)
+		case imap.PartSpecifierHeader:
+			return partial(raw[:split], bs.Partial)
+		case imap.PartSpecifierText:
+			return partial(raw[split:], bs.Partial)
+		}
+	}
+	return imapserver.ExtractBodySection(bytes.NewReader(raw), bs)
+}
+
+// headerEnd is the offset just past the blank line ending the header, or
+// len(raw) if there is none.
+func headerEnd(raw []byte) int {
+	crlf := bytes.Index(raw, []byte("\r\n\r\n"))
+	lf := bytes.Index(raw, []byte("\n\n"))
+	switch {
+	case crlf >= 0 && (lf < 0 || crlf < lf):
+		return crlf + 4
+	case lf >= 0:
+		return lf + 2
+	}
+	return len(raw)
+}
+
+func partial(b []byte, p *imap.SectionPartial) []byte {
+	if p == nil {
+		return b
+	}
+	if p.Offset >= int64(len(b)) {
+		return nil
+	}
+	end := min(int64(len(b)), p.Offset+p.Size)
+	return b[p.Offset:end]
+}
+
+// Search answers SEARCH and UID SEARCH. Sequence-number criteria are turned
+// into UID sets against this session's view; the store evaluates the rest.
+func (ss *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (*imap.SearchData, error) {
+	sel := ss.sel
+	if err := ss.seqToUIDCriteria(criteria); err != nil {
+		return nil, err
+	}
+	uids, err := ss.store().Search(ss.ctx, sel.view.id, criteria)
+	if err != nil {
+		return nil, storeError(err)
+	}
+	var (
+		data   imap.SearchData
+		seqSet imap.SeqSet
+		uidSet imap.UIDSet
+	)
+	for _, uid := range uids {
+		num := uint32(uid)
+		if kind == imapserver.NumKindSeq {
+			targets, _ := sel.view.resolve(sel.tracker, imap.UIDSetNum(uid))
+			if len(targets) == 0 {
+				continue
+			}
+			num = targets[0].seq
+			seqSet.AddNum(num)
+		} else {
+			uidSet.AddNum(uid)
+		}
+		if data.Min == 0 || num < data.Min {
+			data.Min = num
+		}
+		data.Max = max(data.Max, num)
+		data.Count++
+	}
+	if kind == imapserver.NumKindSeq {
+		data.All = seqSet
+	} else {
+		data.All = uidSet
+	}
+	return &data, nil
+}
+
+func (ss *session) seqToUIDCriteria(c *imap.SearchCriteria) error {
+	for _, seqs := range c.SeqNum {
+		if imap.IsSearchRes(seqs) {
+			return &imap.Error{Type: imap.StatusResponseTypeBad, Text: "SEARCHRES is not supported"}
+		}
+		targets, err := ss.sel.view.resolve(ss.sel.tracker, seqs)
+		if err != nil {
+			return err
+		}
+		var set imap.UIDSet
+		for _, t := range targets {
+			set.AddNum(t.uid)
+		}
+		if len(set) == 0 {
+			set = imap.UIDSet{} // matches nothing
+		}
+		c.UID = append(c.UID, set)
+	}
+	c.SeqNum = nil
+	for i := range c.Not {
+		if err := ss.seqToUIDCriteria(&c.Not[i]); err != nil {
+			return err
+		}
+	}
+	for i := range c.Or {
+		for j := range c.Or[i] {
+			if err := ss.seqToUIDCriteria(&c.Or[i][j]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Store changes flags; other sessions get FETCH FLAGS through the view, this
+// one gets them here for the messages that changed, unless .SILENT.
+func (ss *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, _ *imap.StoreOptions) error {
+	sel := ss.sel
+	if sel.readOnly {
+		return errReadOnly
+	}
+	targets, err := sel.view.resolve(sel.tracker, numSet)
+	if err != nil || len(targets) == 0 {
+		return err
+	}
+	before := make([][]imap.Flag, len(targets))
+	for i, t := range targets {
+		before[i], _ = sel.view.flagsOf(t.uid)
+	}
+	ctx := mailstore.WithOrigin(ss.ctx, sel.tracker)
+	if err := ss.store().StoreFlags(ctx, sel.view.id, uidsOf(targets), flags.Op, flagStrings(flags.Flags)); err != nil {
+		return storeError(err)
+	}
+	if flags.Silent {
+		return nil
+	}
+	_, byUID := numSet.(imap.UIDSet)
+	ss.wire.hold()
+	defer ss.wire.release()
+	for i, t := range targets {
+		cur, ok := sel.view.flagsOf(t.uid)
+		if !ok || slices.Equal(cur, before[i]) { // like Dovecot, report only changes
+			continue
+		}
+		rw := w.CreateMessage(t.seq)
+		if byUID {
+			rw.WriteUID(t.uid)
+		}
+		rw.WriteFlags(cur)
+		if err := rw.Close(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (ss *session) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, error) {
+	targets, err := ss.sel.view.resolve(ss.sel.tracker, numSet)
+	if err != nil {
+		return nil, err
+	}
+	c, err := ss.store().Copy(ss.ctx, ss.sel.view.id, uidsOf(targets), ss.account, dest)
+	if err != nil {
+		return nil, destError(err)
+	}
+	return copyData(c), nil
+}
+
+// Move moves in one store transaction; the EXPUNGEs reach this session, like
+// the others, through the view and go-imap's poll after the command.
+func (ss *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string) error {
+	if ss.sel.readOnly {
+		return errReadOnly
+	}
+	targets, err := ss.sel.view.resolve(ss.sel.tracker, numSet)
+	if err != nil {
+		return err
+	}
+	c, err := ss.store().Move(ss.ctx, ss.sel.view.id, uidsOf(targets), ss.account, dest)
+	if err != nil {
+		return destError(err)
+	}
+	if data := copyData(c); data != nil {
+		return w.WriteCopyData(data)
+	}
+	return nil
+}
+
+func destError(err error) error {
+	if errors.Is(err, mailstore.ErrNoMailbox) {
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTryCreate, Text: "No such mailbox"}
+	}
+	return storeError(err)
+}
+
+func copyData(c mailstore.Copied) *imap.CopyData {
+	if len(c.SourceUIDs) == 0 {
+		return nil
+	}
+	var src, dst imap.UIDSet
+	for i := range c.SourceUIDs {
+		src.AddNum(c.SourceUIDs[i])
+		dst.AddNum(c.DestUIDs[i])
+	}
+	return &imap.CopyData{UIDValidity: c.UIDValidity, SourceUIDs: src, DestUIDs: dst}
+}
+
+// Expunge removes \Deleted messages (only those in uids for UID EXPUNGE).
+// go-imap also calls it for CLOSE, which cannot fail; in a read-only
+// selection it therefore does nothing rather than refuse.
+func (ss *session) Expunge(_ *imapserver.ExpungeWriter, uids *imap.UIDSet) error {
+	if ss.sel.readOnly {
+		return nil
+	}
+	var only []imap.UID // nil: all
+	if uids != nil {
+		targets, err := ss.sel.view.resolve(ss.sel.tracker, *uids)
+		if err != nil {
+			return err
+		}
+		only = uidsOf(targets) // non-nil even when empty
+	}
+	_, err := ss.store().Expunge(ss.ctx, ss.sel.view.id, only)
+	return storeError(err)
+}

@@ -1,0 +1,315 @@
+package imapserver
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+
+	"github.com/asmtp/asmtp/mailstore"
+)
+
+// mailboxView is the server's in-memory picture of one mailbox, shared by
+// every session that selects it: its UIDs in order with their flags, kept
+// current by the store's change notifications, and the go-imap tracker that
+// queues each session's unsolicited EXISTS, EXPUNGE and FETCH responses.
+// SELECT and FETCH FLAGS are answered from it without touching SQLite.
+type mailboxView struct {
+	id      int64
+	tracker *imapserver.MailboxTracker
+	stop    func()
+
+	mu          sync.Mutex
+	uids        []imap.UID
+	flags       [][]imap.Flag
+	keywords    map[string]imap.Flag // by lower case; only grows while the view lives
+	uidValidity uint32
+	uidNext     imap.UID
+	deleted     bool
+
+	users int // sessions holding the view; guarded by viewCache.mu
+}
+
+func newView(ctx context.Context, store mailstore.Store, id int64) (*mailboxView, error) {
+	v := &mailboxView{id: id, keywords: make(map[string]imap.Flag)}
+	// Watch calls v.apply only after it returns, under the store's write
+	// lock; v.mu orders that against our reads of the snapshot below.
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	snap, stop, err := store.Watch(ctx, id, v.apply)
+	if err != nil {
+		return nil, err
+	}
+	v.stop = stop
+	v.uids = snap.UIDs
+	v.flags = make([][]imap.Flag, len(snap.Flags))
+	for i, f := range snap.Flags {
+		v.flags[i], _ = v.toIMAP(f)
+	}
+	v.uidValidity = snap.Mailbox.UIDValidity
+	v.uidNext = snap.Mailbox.UIDNext
+	v.tracker = imapserver.NewMailboxTracker(uint32(len(v.uids)))
+	return v, nil
+}
+
+// toIMAP converts stored flags and remembers keywords, reporting whether
+// one is new to the mailbox; v.mu must be held.
+func (v *mailboxView) toIMAP(flags []string) ([]imap.Flag, bool) {
+	out := make([]imap.Flag, len(flags))
+	added := false
+	for i, f := range flags {
+		out[i] = imap.Flag(f)
+		if key := strings.ToLower(f); !strings.HasPrefix(f, `\`) && v.keywords[key] == "" {
+			v.keywords[key] = imap.Flag(f)
+			added = true
+		}
+	}
+	return out, added
+}
+
+// mailboxFlagsLocked is the FLAGS list: system flags, then keywords in use.
+func (v *mailboxView) mailboxFlagsLocked() []imap.Flag {
+	flags := []imap.Flag{imap.FlagAnswered, imap.FlagFlagged, imap.FlagDeleted, imap.FlagSeen, imap.FlagDraft}
+	var keywords []imap.Flag
+	for _, k := range v.keywords {
+		keywords = append(keywords, k)
+	}
+	slices.Sort(keywords)
+	return append(flags, keywords...)
+}
+
+// apply is the store's change callback. It must not block: it only updates
+// memory and queues responses, which the sessions write themselves.
+func (v *mailboxView) apply(c mailstore.Change) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	switch c.Kind {
+	case mailstore.ChangeAppended:
+		for i, uid := range c.UIDs {
+			flags, newKeyword := v.toIMAP(c.Flags[i])
+			if newKeyword {
+				v.tracker.QueueMailboxFlags(v.mailboxFlagsLocked())
+			}
+			v.uids = append(v.uids, uid)
+			v.flags = append(v.flags, flags)
+			v.uidNext = max(v.uidNext, uid+1)
+			v.tracker.QueueNumMessages(uint32(len(v.uids)))
+		}
+	case mailstore.ChangeFlags:
+		source, _ := c.Origin.(*imapserver.SessionTracker)
+		for i, uid := range c.UIDs {
+			if at, ok := slices.BinarySearch(v.uids, uid); ok {
+				flags, newKeyword := v.toIMAP(c.Flags[i])
+				if newKeyword {
+					v.tracker.QueueMailboxFlags(v.mailboxFlagsLocked())
+				}
+				v.flags[at] = flags
+				v.tracker.QueueMessageFlags(uint32(at+1), uid, flags, source)
+			}
+		}
+	case mailstore.ChangeExpunged:
+		v.expungeLocked(c.UIDs)
+	case mailstore.ChangeMailboxDeleted:
+		v.expungeLocked(slices.Clone(v.uids))
+		v.deleted = true
+	}
+}
+
+// expungeLocked removes uids (ascending), queueing EXPUNGE from the highest
+// sequence number down so that each one stays valid as the next is sent.
+func (v *mailboxView) expungeLocked(uids []imap.UID) {
+	gone := make(map[int]bool, len(uids))
+	for i := len(uids) - 1; i >= 0; i-- {
+		if at, ok := slices.BinarySearch(v.uids, uids[i]); ok && !gone[at] {
+			gone[at] = true
+			v.tracker.QueueExpunge(uint32(at + 1))
+		}
+	}
+	keep := 0
+	for i := range v.uids {
+		if !gone[i] {
+			v.uids[keep], v.flags[keep] = v.uids[i], v.flags[i]
+			keep++
+		}
+	}
+	clear(v.flags[keep:])
+	v.uids, v.flags = v.uids[:keep], v.flags[:keep]
+}
+
+// selectData answers SELECT and registers the session's tracker in the same
+// critical section, so no change falls between the two.
+func (v *mailboxView) selectData(readOnly bool) (*imap.SelectData, *imapserver.SessionTracker, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.deleted {
+		return nil, nil, errNoMailbox
+	}
+	flags := v.mailboxFlagsLocked()
+	data := &imap.SelectData{
+		Flags:          flags,
+		PermanentFlags: append(slices.Clone(flags), imap.FlagWildcard),
+		NumMessages:    uint32(len(v.uids)),
+		UIDNext:        v.uidNext,
+		UIDValidity:    v.uidValidity,
+	}
+	if readOnly {
+		data.PermanentFlags = []imap.Flag{} // EXAMINE: nothing can be changed
+	}
+	for i, f := range v.flags {
+		if !slices.Contains(f, imap.FlagSeen) {
+			data.FirstUnseenSeqNum = uint32(i + 1)
+			break
+		}
+	}
+	return data, v.tracker.NewSession(), nil
+}
+
+// target is one message a command addresses: its number in the session's
+// view, its UID and its index in the shared view.
+type target struct {
+	seq uint32
+	uid imap.UID
+	at  int
+}
+
+// resolve turns a client's sequence or UID set into targets in UID order.
+// Messages the session has not been told about yet are left out; sequence
+// numbers beyond what the session knows are a client error.
+func (v *mailboxView) resolve(st *imapserver.SessionTracker, numSet imap.NumSet) ([]target, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	var out []target
+	switch set := numSet.(type) {
+	case imap.SeqSet:
+		known := v.knownLocked(st)
+		for _, r := range set {
+			start, stop := staticRange(r.Start, r.Stop, known)
+			if start == 0 || stop > known {
+				return nil, &imap.Error{Type: imap.StatusResponseTypeBad, Text: "Invalid message sequence number"}
+			}
+			for seq := start; seq <= stop; seq++ {
+				if at := int(st.DecodeSeqNum(seq)) - 1; at >= 0 {
+					out = append(out, target{seq: seq, uid: v.uids[at], at: at})
+				}
+			}
+		}
+	case imap.UIDSet:
+		last := imap.UID(0)
+		if len(v.uids) > 0 {
+			last = v.uids[len(v.uids)-1]
+		}
+		for _, r := range set {
+			start, stop := staticRange(uint32(r.Start), uint32(r.Stop), uint32(last))
+			at, _ := slices.BinarySearch(v.uids, imap.UID(start))
+			for ; at < len(v.uids) && v.uids[at] <= imap.UID(stop); at++ {
+				if seq := st.EncodeSeqNum(uint32(at + 1)); seq != 0 {
+					out = append(out, target{seq: seq, uid: v.uids[at], at: at})
+				}
+			}
+		}
+	default:
+		return nil, &imap.Error{Type: imap.StatusResponseTypeBad, Text: "Unsupported message set"}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].uid < out[j].uid })
+	return slices.CompactFunc(out, func(a, b target) bool { return a.uid == b.uid }), nil
+}
+
+// knownLocked is how many messages the session believes the mailbox has:
+// the client number of the last message it was told about.
+func (v *mailboxView) knownLocked(st *imapserver.SessionTracker) uint32 {
+	for at := len(v.uids); at > 0; at-- {
+		if seq := st.EncodeSeqNum(uint32(at)); seq != 0 {
+			return seq
+		}
+	}
+	return 0
+}
+
+// staticRange resolves "*" (0) to max and orders the bounds.
+func staticRange(start, stop, max uint32) (uint32, uint32) {
+	if start == 0 {
+		start = max
+	}
+	if stop == 0 {
+		stop = max
+	}
+	if start > stop {
+		start, stop = stop, start
+	}
+	return start, stop
+}
+
+// flagsOf returns the current flags of a message, or nil if it is gone.
+func (v *mailboxView) flagsOf(uid imap.UID) ([]imap.Flag, bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	at, ok := slices.BinarySearch(v.uids, uid)
+	if !ok {
+		return nil, false
+	}
+	return v.flags[at], true
+}
+
+// viewCache keeps one view per mailbox while sessions use it, and up to
+// maxIdleViews more so that re-selecting a mailbox costs no reload.
+type viewCache struct {
+	store mailstore.Store
+	mu    sync.Mutex
+	views map[int64]*mailboxView
+}
+
+const maxIdleViews = 32
+
+func (c *viewCache) acquire(ctx context.Context, id int64) (*mailboxView, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v := c.views[id]
+	if v != nil && v.isDeleted() {
+		delete(c.views, id)
+		v = nil
+	}
+	if v == nil {
+		var err error
+		if v, err = newView(ctx, c.store, id); err != nil {
+			return nil, fmt.Errorf("load mailbox %d: %w", id, err)
+		}
+		c.views[id] = v
+	}
+	v.users++
+	return v, nil
+}
+
+func (c *viewCache) release(v *mailboxView) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v.users--
+	if len(c.views) <= maxIdleViews {
+		return
+	}
+	for id, idle := range c.views {
+		if idle.users == 0 {
+			idle.stop()
+			delete(c.views, id)
+		}
+	}
+}
+
+func (c *viewCache) closeAll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id, v := range c.views {
+		v.stop()
+		delete(c.views, id)
+	}
+}
+
+func (v *mailboxView) isDeleted() bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.deleted
+}

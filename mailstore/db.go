@@ -1,0 +1,229 @@
+package mailstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// DB is the SQLite-backed Store. It holds one writer connection, serialised
+// by writeMu so that watchers are told of changes in commit order, and a pool
+// of read-only connections that WAL lets run beside the writer.
+type DB struct {
+	w *sql.DB
+	r *sql.DB
+
+	writeMu  sync.Mutex                      // one write transaction at a time; also guards watchers
+	watchers map[int64]map[*watcher]struct{} // by mailbox ID
+}
+
+type watcher struct{ fn func(Change) }
+
+// migrations are applied in order; PRAGMA user_version counts the applied
+// ones. Append new steps, never edit old ones.
+var migrations = []string{`
+CREATE TABLE accounts (
+	id INTEGER PRIMARY KEY,
+	name TEXT NOT NULL UNIQUE,
+	last_uid_validity INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE mailboxes (
+	id INTEGER PRIMARY KEY,
+	account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+	name TEXT NOT NULL,
+	special_use TEXT NOT NULL DEFAULT '',
+	uid_validity INTEGER NOT NULL,
+	uid_next INTEGER NOT NULL DEFAULT 1,
+	subscribed INTEGER NOT NULL DEFAULT 1,
+	UNIQUE (account_id, name)
+);
+-- One row per distinct stored body; COPY shares it, so it is kept while any
+-- message refers to it (trigger below). Small, hot columns only: FETCH
+-- ENVELOPE reads this table without touching the large ones.
+CREATE TABLE bodies (
+	id INTEGER PRIMARY KEY,
+	size INTEGER NOT NULL,
+	sent_day INTEGER,           -- day of the Date: header as YYYYMMDD in its own zone, NULL if absent or unparsable
+	envelope BLOB NOT NULL,     -- binary, see envelope.go
+	structure BLOB NOT NULL     -- JSON, see cache.go
+);
+CREATE TABLE body_data (
+	body_id INTEGER PRIMARY KEY REFERENCES bodies(id) ON DELETE CASCADE,
+	header_text TEXT NOT NULL,  -- decoded header fields, lower case, one "name: value" a line
+	body_text TEXT NOT NULL,    -- decoded text parts, lower case
+	raw BLOB NOT NULL           -- the message exactly as received; last, so reads of the columns before it skip its overflow pages
+);
+CREATE TABLE messages (
+	mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+	uid INTEGER NOT NULL,
+	body_id INTEGER NOT NULL REFERENCES bodies(id),
+	flags TEXT NOT NULL DEFAULT '',   -- canonical flags separated by spaces
+	internal_date INTEGER NOT NULL,   -- unix seconds
+	internal_tz INTEGER NOT NULL,     -- zone offset in seconds
+	PRIMARY KEY (mailbox_id, uid)
+) WITHOUT ROWID;
+CREATE INDEX messages_body ON messages(body_id);
+CREATE TRIGGER messages_drop_body AFTER DELETE ON messages
+WHEN NOT EXISTS (SELECT 1 FROM messages WHERE body_id = OLD.body_id)
+BEGIN
+	DELETE FROM bodies WHERE id = OLD.body_id;
+END;
+`}
+
+// Open opens (creating if needed) the store in the SQLite file at path and
+// brings its schema up to date.
+func Open(ctx context.Context, path string) (*DB, error) {
+	if path == "" || strings.ContainsAny(path, "?#") {
+		return nil, fmt.Errorf("mailstore: open %q: path must be non-empty and contain no '?' or '#'", path)
+	}
+	const common = "_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)"
+	w, err := sql.Open("sqlite", path+"?"+common+"&_pragma=synchronous(FULL)&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("mailstore: open %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetConnMaxIdleTime(0)
+	db := &DB{w: w, watchers: make(map[int64]map[*watcher]struct{})}
+	if err := db.migrate(ctx); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("mailstore: open %s: %w", path, err)
+	}
+	r, err := sql.Open("sqlite", path+"?"+common+"&_pragma=query_only(1)&_pragma=cache_size(-16384)&_pragma=mmap_size(268435456)")
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("mailstore: open %s for reading: %w", path, err)
+	}
+	r.SetMaxOpenConns(8)
+	r.SetMaxIdleConns(8)
+	db.r = r
+	return db, nil
+}
+
+func (db *DB) migrate(ctx context.Context) error {
+	var version int
+	if err := db.w.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if version > len(migrations) {
+		return fmt.Errorf("schema version %d is newer than this program (%d)", version, len(migrations))
+	}
+	for i := version; i < len(migrations); i++ {
+		tx, err := db.w.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("migration %d: %w", i+1, err)
+		}
+		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migration %d: %w", i+1, err)
+		}
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", i+1)); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migration %d: %w", i+1, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("migration %d: %w", i+1, err)
+		}
+	}
+	return nil
+}
+
+// Close closes the database. Watchers get no further changes.
+func (db *DB) Close() error {
+	db.writeMu.Lock()
+	defer db.writeMu.Unlock()
+	return errors.Join(db.r.Close(), db.w.Close())
+}
+
+// change is a Change waiting for its transaction to commit.
+type change struct {
+	mailboxID int64
+	Change
+}
+
+// write runs fn in one write transaction and, once it has committed, tells
+// the watchers about the changes fn reported.
+func (db *DB) write(ctx context.Context, fn func(tx *sql.Tx) ([]change, error)) error {
+	db.writeMu.Lock()
+	defer db.writeMu.Unlock()
+	tx, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	changes, err := fn(tx)
+	if err != nil {
+		tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	origin := originOf(ctx)
+	for _, c := range changes {
+		c.Origin = origin
+		for w := range db.watchers[c.mailboxID] {
+			w.fn(c.Change)
+		}
+		if c.Kind == ChangeMailboxDeleted {
+			delete(db.watchers, c.mailboxID)
+		}
+	}
+	return nil
+}
+
+// Watch returns the current state of a mailbox and calls fn with every change
+// committed after it, in commit order, until the returned stop function is
+// called. fn runs while the store's write lock is held: it must be quick,
+// must not block, and must not call the store.
+func (db *DB) Watch(ctx context.Context, mailboxID int64, fn func(Change)) (Snapshot, func(), error) {
+	db.writeMu.Lock()
+	defer db.writeMu.Unlock()
+	var snap Snapshot
+	mb, err := mailboxByID(ctx, db.r, mailboxID)
+	if err != nil {
+		return snap, nil, err
+	}
+	snap.Mailbox = mb
+	rows, err := db.r.QueryContext(ctx, "SELECT uid, flags FROM messages WHERE mailbox_id = ? ORDER BY uid", mailboxID)
+	if err != nil {
+		return snap, nil, fmt.Errorf("watch mailbox %d: %w", mailboxID, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var uid UID
+		var flags string
+		if err := rows.Scan(&uid, &flags); err != nil {
+			return snap, nil, fmt.Errorf("watch mailbox %d: %w", mailboxID, err)
+		}
+		snap.UIDs = append(snap.UIDs, uid)
+		snap.Flags = append(snap.Flags, splitFlags(flags))
+	}
+	if err := rows.Err(); err != nil {
+		return snap, nil, fmt.Errorf("watch mailbox %d: %w", mailboxID, err)
+	}
+	w := &watcher{fn: fn}
+	if db.watchers[mailboxID] == nil {
+		db.watchers[mailboxID] = make(map[*watcher]struct{})
+	}
+	db.watchers[mailboxID][w] = struct{}{}
+	stop := func() {
+		db.writeMu.Lock()
+		defer db.writeMu.Unlock()
+		delete(db.watchers[mailboxID], w)
+		if len(db.watchers[mailboxID]) == 0 {
+			delete(db.watchers, mailboxID)
+		}
+	}
+	return snap, stop, nil
+}
+
+// querier is what both *sql.DB and *sql.Tx offer.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}

@@ -1,0 +1,270 @@
+package mailstore
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/emersion/go-imap/v2"
+	gomessage "github.com/emersion/go-message"
+	_ "github.com/emersion/go-message/charset" // decode legacy charsets in headers and text parts
+	"github.com/emersion/go-message/mail"
+	"github.com/emersion/go-message/textproto"
+)
+
+// Limits of the parse done once at insert.
+const (
+	maxMIMEDepth    = 40      // nesting of multiparts and message/rfc822
+	maxMIMEParts    = 5000    // parts per message
+	maxSearchText   = 8 << 20 // decoded text kept for SEARCH BODY/TEXT
+	maxSearchHeader = 1 << 20 // decoded header text kept for SEARCH HEADER/TEXT
+)
+
+// indexed is what a message's insert caches about it.
+type indexed struct {
+	envelope   *imap.Envelope
+	structure  imap.BodyStructure
+	sentDate   time.Time // zero when Date: is absent or unparsable
+	headerText string
+	bodyText   string
+}
+
+// indexMessage parses raw once: envelope, body structure (with the MIME
+// defaults of RFC 2045 for parts that lack a Content-Type) and lower-cased
+// decoded text for SEARCH. It accepts any bytes: a message that is not MIME
+// at all becomes one text/plain part.
+func indexMessage(raw []byte) indexed {
+	br := bufio.NewReader(bytes.NewReader(raw))
+	h, err := textproto.ReadHeader(br)
+	var body io.Reader = br
+	if err != nil {
+		// No parsable header: treat everything as the body.
+		h = textproto.Header{}
+		body = bytes.NewReader(raw)
+	}
+	ix := indexed{envelope: envelopeOf(h)}
+	ix.sentDate = ix.envelope.Date
+	var text textSink
+	parts := 0
+	ix.structure = structureOf(h, body, "", 0, &parts, &text)
+	ix.headerText = headerSearchText(h)
+	ix.bodyText = text.String()
+	return ix
+}
+
+// envelopeOf builds the IMAP envelope from a header. The subject stays as
+// written (encoded-words included, unfolded), as RFC 3501 and Dovecot have
+// it; display names are decoded (legacy charsets included) by go-message and
+// go-imap writes them back as UTF-8 encoded-words.
+func envelopeOf(h textproto.Header) *imap.Envelope {
+	mh := mail.Header{Header: gomessage.Header{Header: h}}
+	date, _ := mh.Date()
+	subject := strings.NewReplacer("\r\n", "", "\n", "", "\r", "").Replace(h.Get("Subject"))
+	inReplyTo, _ := mh.MsgIDList("In-Reply-To")
+	messageID, _ := mh.MessageID()
+	return &imap.Envelope{
+		Date:      date,
+		Subject:   validUTF8(subject),
+		From:      addressList(mh, "From"),
+		Sender:    addressList(mh, "Sender"),
+		ReplyTo:   addressList(mh, "Reply-To"),
+		To:        addressList(mh, "To"),
+		Cc:        addressList(mh, "Cc"),
+		Bcc:       addressList(mh, "Bcc"),
+		InReplyTo: inReplyTo,
+		MessageID: messageID,
+	}
+}
+
+func addressList(mh mail.Header, key string) []imap.Address {
+	addrs, _ := mh.AddressList(key)
+	var l []imap.Address
+	for _, a := range addrs {
+		mailbox, host, ok := strings.Cut(a.Address, "@")
+		if !ok {
+			continue
+		}
+		l = append(l, imap.Address{Name: validUTF8(a.Name), Mailbox: mailbox, Host: host})
+	}
+	return l
+}
+
+func validUTF8(s string) string { return strings.ToValidUTF8(s, "\uFFFD") }
+
+// structureOf returns the body structure of one entity and feeds its decoded
+// text to text. parentType is the enclosing multipart's media type.
+func structureOf(h textproto.Header, body io.Reader, parentType string, depth int, parts *int, text *textSink) imap.BodyStructure {
+	*parts++
+	mh := gomessage.Header{Header: h}
+	mediaType, params, err := mh.ContentType()
+	if err != nil || !h.Has("Content-Type") || !strings.Contains(mediaType, "/") {
+		if parentType == "multipart/digest" {
+			mediaType, params = "message/rfc822", nil
+		} else {
+			mediaType, params = "text/plain", map[string]string{"charset": "us-ascii"}
+		}
+	}
+	typ, subtype, _ := strings.Cut(mediaType, "/")
+	if typ == "text" && params["charset"] == "" {
+		if params == nil {
+			params = map[string]string{}
+		}
+		params["charset"] = "us-ascii" // the RFC 2045 default, which Dovecot reports too
+	}
+	if depth > 0 {
+		text.add(headerSearchText(h)) // MIME part headers count for SEARCH TEXT, as in Dovecot
+	}
+
+	if typ == "multipart" {
+		if params["boundary"] == "" || depth >= maxMIMEDepth {
+			// Unparsable: one empty part, as Dovecot reports it.
+			return &imap.BodyStructureMultiPart{Subtype: subtype, Children: []imap.BodyStructure{emptyTextPart()},
+				Extended: &imap.BodyStructureMultiPartExt{Params: params}}
+		}
+		mp := &imap.BodyStructureMultiPart{Subtype: subtype, Extended: &imap.BodyStructureMultiPartExt{
+			Params:      params,
+			Disposition: dispositionOf(mh),
+			Language:    languageOf(mh),
+			Location:    h.Get("Content-Location"),
+		}}
+		mr := textproto.NewMultipartReader(body, params["boundary"])
+		for *parts < maxMIMEParts {
+			part, err := mr.NextPart()
+			if err != nil {
+				break
+			}
+			mp.Children = append(mp.Children, structureOf(part.Header, part, mediaType, depth+1, parts, text))
+		}
+		if len(mp.Children) == 0 { // IMAP needs at least one part
+			mp.Children = append(mp.Children, emptyTextPart())
+		}
+		return mp
+	}
+
+	raw, _ := io.ReadAll(body)
+	lines := int64(bytes.Count(raw, []byte("\n")))
+	sp := &imap.BodyStructureSinglePart{
+		Type:        typ,
+		Subtype:     subtype,
+		Params:      params,
+		ID:          h.Get("Content-Id"),
+		Description: h.Get("Content-Description"),
+		Encoding:    strings.ToLower(h.Get("Content-Transfer-Encoding")),
+		Size:        uint32(min(len(raw), 1<<32-1)),
+		Extended: &imap.BodyStructureSinglePartExt{
+			Disposition: dispositionOf(mh),
+			Language:    languageOf(mh),
+			Location:    h.Get("Content-Location"),
+		},
+	}
+	if sp.Encoding == "" {
+		sp.Encoding = "7bit"
+	}
+	switch {
+	case (mediaType == "message/rfc822" || mediaType == "message/global") && depth < maxMIMEDepth:
+		br := bufio.NewReader(bytes.NewReader(raw))
+		ch, err := textproto.ReadHeader(br)
+		if err != nil {
+			ch = textproto.Header{}
+		}
+		sp.MessageRFC822 = &imap.BodyStructureMessageRFC822{
+			Envelope:      envelopeOf(ch),
+			BodyStructure: structureOf(ch, br, "", depth+1, parts, text),
+			NumLines:      lines,
+		}
+	case typ == "text":
+		sp.Text = &imap.BodyStructureText{NumLines: lines}
+		text.addEntity(h, raw)
+	}
+	return sp
+}
+
+func emptyTextPart() *imap.BodyStructureSinglePart {
+	return &imap.BodyStructureSinglePart{
+		Type: "text", Subtype: "plain", Params: map[string]string{"charset": "us-ascii"},
+		Encoding: "7bit", Text: &imap.BodyStructureText{}, Extended: &imap.BodyStructureSinglePartExt{},
+	}
+}
+
+func dispositionOf(mh gomessage.Header) *imap.BodyStructureDisposition {
+	disp, params, _ := mh.ContentDisposition()
+	if disp == "" {
+		return nil
+	}
+	return &imap.BodyStructureDisposition{Value: disp, Params: params}
+}
+
+func languageOf(mh gomessage.Header) []string {
+	v := mh.Get("Content-Language")
+	if v == "" {
+		return nil
+	}
+	l := strings.Split(v, ",")
+	for i := range l {
+		l[i] = strings.TrimSpace(l[i])
+	}
+	return l
+}
+
+// headerSearchText renders decoded header fields as lower-case "name: value"
+// lines, the form search.go matches HEADER and TEXT against.
+func headerSearchText(h textproto.Header) string {
+	var b strings.Builder
+	mh := gomessage.Header{Header: h}
+	fields := mh.Fields()
+	for fields.Next() && b.Len() < maxSearchHeader {
+		v, err := fields.Text()
+		if err != nil {
+			v = fields.Value()
+		}
+		b.WriteString(strings.ToLower(fields.Key()))
+		b.WriteString(": ")
+		b.WriteString(searchFold(strings.ReplaceAll(strings.ReplaceAll(v, "\r", " "), "\n", " ")))
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// searchFold is the case folding applied to both stored text and queries.
+func searchFold(s string) string { return strings.ToLower(validUTF8(s)) }
+
+// textSink collects decoded, case-folded text up to maxSearchText bytes.
+type textSink struct{ b strings.Builder }
+
+func (t *textSink) add(s string) {
+	room := maxSearchText - t.b.Len()
+	if room <= 0 {
+		return
+	}
+	if len(s) > room {
+		s = s[:room]
+		for len(s) > 0 && !utf8.ValidString(s) { // do not cut a character in half
+			s = s[:len(s)-1]
+		}
+	}
+	t.b.WriteString(s)
+	t.b.WriteByte('\n')
+}
+
+// addEntity decodes a text part's transfer encoding and charset; when either
+// is unknown it keeps the raw bytes, which still match ASCII queries.
+func (t *textSink) addEntity(h textproto.Header, raw []byte) {
+	if t.b.Len() >= maxSearchText {
+		return
+	}
+	e, err := gomessage.New(gomessage.Header{Header: h}, bytes.NewReader(raw))
+	if err != nil && !gomessage.IsUnknownCharset(err) && !gomessage.IsUnknownEncoding(err) {
+		t.add(searchFold(string(raw)))
+		return
+	}
+	decoded, err := io.ReadAll(io.LimitReader(e.Body, maxSearchText))
+	if err != nil {
+		decoded = raw
+	}
+	t.add(searchFold(string(decoded)))
+}
+
+func (t *textSink) String() string { return t.b.String() }

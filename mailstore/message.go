@@ -1,0 +1,461 @@
+package mailstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+)
+
+// Append stores a message in a mailbox. The message is parsed before the
+// write lock is taken; the body, its cached parse and its new UID commit in
+// one transaction, and watchers of the mailbox hear of it after the commit.
+func (db *DB) Append(ctx context.Context, account, mailbox string, raw []byte, flags []string, internalDate time.Time) (Appended, error) {
+	if len(raw) > MaxMessageSize {
+		return Appended{}, fmt.Errorf("append to %q: %w (%d bytes)", mailbox, ErrTooBig, len(raw))
+	}
+	flags, err := canonicalFlags(flags)
+	if err != nil {
+		return Appended{}, fmt.Errorf("append to %q: %w", mailbox, err)
+	}
+	if internalDate.IsZero() {
+		internalDate = time.Now()
+	}
+	ix := indexMessage(raw)
+	env, err := encodeEnvelope(ix.envelope)
+	if err != nil {
+		return Appended{}, fmt.Errorf("append to %q: %w", mailbox, err)
+	}
+	structure, err := encodeStructure(ix.structure)
+	if err != nil {
+		return Appended{}, fmt.Errorf("append to %q: %w", mailbox, err)
+	}
+	var out Appended
+	err = db.write(ctx, func(tx *sql.Tx) ([]change, error) {
+		mb, err := mailboxByName(ctx, tx, account, mailbox)
+		if err != nil {
+			return nil, err
+		}
+		res, err := tx.ExecContext(ctx, "INSERT INTO bodies (size, sent_day, envelope, structure) VALUES (?, ?, ?, ?)",
+			len(raw), dayOrNull(ix.sentDate), env, structure)
+		if err != nil {
+			return nil, err
+		}
+		bodyID, err := res.LastInsertId()
+		if err != nil {
+			return nil, err
+		}
+		_, err = tx.ExecContext(ctx, "INSERT INTO body_data (body_id, header_text, body_text, raw) VALUES (?, ?, ?, ?)",
+			bodyID, ix.headerText, ix.bodyText, raw)
+		if err != nil {
+			return nil, err
+		}
+		first, err := allocateUIDs(ctx, tx, mb.ID, 1)
+		if err != nil {
+			return nil, err
+		}
+		_, offset := internalDate.Zone()
+		_, err = tx.ExecContext(ctx, `INSERT INTO messages (mailbox_id, uid, body_id, flags, internal_date, internal_tz)
+			VALUES (?, ?, ?, ?, ?, ?)`, mb.ID, first, bodyID, joinFlags(flags), internalDate.Unix(), offset)
+		if err != nil {
+			return nil, err
+		}
+		out = Appended{MailboxID: mb.ID, UIDValidity: mb.UIDValidity, UID: first}
+		return []change{{mailboxID: mb.ID, Change: Change{Kind: ChangeAppended, UIDs: []UID{first}, Flags: [][]string{flags}}}}, nil
+	})
+	if err != nil {
+		return Appended{}, fmt.Errorf("append to %q: %w", mailbox, err)
+	}
+	return out, nil
+}
+
+// Deliver stores a message and returns its UID; see Append.
+func (db *DB) Deliver(ctx context.Context, account, mailbox string, raw []byte, flags []string, internalDate time.Time) (UID, error) {
+	a, err := db.Append(ctx, account, mailbox, raw, flags, internalDate)
+	return a.UID, err
+}
+
+func dayOrNull(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return dayOf(t)
+}
+
+// dayOf is t's calendar day in its own zone as YYYYMMDD: SEARCH compares
+// dates "disregarding time and timezone" (RFC 3501, 6.4.4).
+func dayOf(t time.Time) int64 {
+	return int64(t.Year())*10000 + int64(t.Month())*100 + int64(t.Day())
+}
+
+// allocateUIDs reserves n consecutive UIDs in a mailbox and returns the first.
+func allocateUIDs(ctx context.Context, tx *sql.Tx, mailboxID int64, n int) (UID, error) {
+	var next int64
+	err := tx.QueryRowContext(ctx, "UPDATE mailboxes SET uid_next = uid_next + ? WHERE id = ? RETURNING uid_next", n, mailboxID).Scan(&next)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, ErrNoMailbox
+	}
+	if err != nil {
+		return 0, fmt.Errorf("allocate UIDs: %w", err)
+	}
+	if next > 1<<32-1 {
+		return 0, fmt.Errorf("allocate UIDs: UID space of mailbox %d exhausted", mailboxID)
+	}
+	return UID(next - int64(n)), nil
+}
+
+// Fetch calls fn with the cached metadata of each message of uids (sorted
+// ascending) that still exists, in UID order. The MessageMeta given to fn
+// is valid only until fn returns.
+func (db *DB) Fetch(ctx context.Context, mailboxID int64, uids []UID, fn func(MessageMeta) error) error {
+	if len(uids) == 0 {
+		return nil
+	}
+	rows, err := db.r.QueryContext(ctx, `SELECT m.uid, m.flags, m.internal_date, m.internal_tz, b.size, b.envelope, b.structure
+		FROM messages m JOIN bodies b ON b.id = m.body_id
+		WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ? ORDER BY m.uid`, mailboxID, uids[0], uids[len(uids)-1])
+	if err != nil {
+		return fmt.Errorf("fetch from mailbox %d: %w", mailboxID, err)
+	}
+	defer rows.Close()
+	i := 0
+	for rows.Next() {
+		var (
+			m                   MessageMeta
+			flags               string
+			date, tz            int64
+			envelope, structure sql.RawBytes
+		)
+		if err := rows.Scan(&m.UID, &flags, &date, &tz, &m.Size, &envelope, &structure); err != nil {
+			return fmt.Errorf("fetch from mailbox %d: %w", mailboxID, err)
+		}
+		for i < len(uids) && uids[i] < m.UID {
+			i++
+		}
+		if i == len(uids) {
+			break
+		}
+		if uids[i] != m.UID {
+			continue
+		}
+		m.Flags = splitFlags(flags)
+		m.InternalDate = time.Unix(date, 0).In(time.FixedZone("", int(tz)))
+		m.envelope, m.structure = envelope, structure // no copy: m lives only during fn
+		if err := fn(m); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("fetch from mailbox %d: %w", mailboxID, err)
+	}
+	return nil
+}
+
+// Envelope decodes the cached envelope.
+func (m *MessageMeta) Envelope() (*imap.Envelope, error) { return decodeEnvelope(m.envelope) }
+
+// BodyStructure decodes the cached body structure.
+func (m *MessageMeta) BodyStructure() (imap.BodyStructure, error) {
+	return decodeStructure(m.structure)
+}
+
+// Raw returns a message exactly as it was stored.
+func (db *DB) Raw(ctx context.Context, mailboxID int64, uid UID) ([]byte, error) {
+	var raw []byte
+	err := db.r.QueryRowContext(ctx, `SELECT d.raw FROM messages m JOIN body_data d ON d.body_id = m.body_id
+		WHERE m.mailbox_id = ? AND m.uid = ?`, mailboxID, uid).Scan(&raw)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("read message %d in mailbox %d: %w", uid, mailboxID, errNoMessage)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read message %d in mailbox %d: %w", uid, mailboxID, err)
+	}
+	return raw, nil
+}
+
+var errNoMessage = errors.New("no such message")
+
+// StoreFlags changes the flags of the given messages (sorted ascending);
+// messages that no longer exist are skipped.
+func (db *DB) StoreFlags(ctx context.Context, mailboxID int64, uids []UID, op imap.StoreFlagsOp, flags []string) error {
+	arg, err := canonicalFlags(flags)
+	if err != nil {
+		return fmt.Errorf("store flags: %w", err)
+	}
+	if len(uids) == 0 {
+		return nil
+	}
+	err = db.write(ctx, func(tx *sql.Tx) ([]change, error) {
+		cur, err := flagsOf(ctx, tx, mailboxID, uids)
+		if err != nil {
+			return nil, err
+		}
+		update, err := tx.PrepareContext(ctx, "UPDATE messages SET flags = ? WHERE mailbox_id = ? AND uid = ?")
+		if err != nil {
+			return nil, err
+		}
+		defer update.Close()
+		c := Change{Kind: ChangeFlags}
+		for _, m := range cur {
+			next, err := applyFlags(m.flags, op, arg)
+			if err != nil {
+				return nil, err
+			}
+			if len(next) > MaxFlagsPerMessage {
+				return nil, ErrTooManyFlags
+			}
+			if slices.Equal(next, m.flags) {
+				continue
+			}
+			if _, err := update.ExecContext(ctx, joinFlags(next), mailboxID, m.uid); err != nil {
+				return nil, err
+			}
+			c.UIDs = append(c.UIDs, m.uid)
+			c.Flags = append(c.Flags, next)
+		}
+		if len(c.UIDs) == 0 {
+			return nil, nil
+		}
+		return []change{{mailboxID: mailboxID, Change: c}}, nil
+	})
+	if err != nil {
+		return fmt.Errorf("store flags in mailbox %d: %w", mailboxID, err)
+	}
+	return nil
+}
+
+type uidFlags struct {
+	uid   UID
+	flags []string
+}
+
+// flagsOf reads the flags of the existing messages among uids (ascending).
+func flagsOf(ctx context.Context, q querier, mailboxID int64, uids []UID) ([]uidFlags, error) {
+	rows, err := q.QueryContext(ctx, "SELECT uid, flags FROM messages WHERE mailbox_id = ? AND uid BETWEEN ? AND ? ORDER BY uid",
+		mailboxID, uids[0], uids[len(uids)-1])
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []uidFlags
+	i := 0
+	for rows.Next() {
+		var m uidFlags
+		var flags string
+		if err := rows.Scan(&m.uid, &flags); err != nil {
+			return nil, err
+		}
+		for i < len(uids) && uids[i] < m.uid {
+			i++
+		}
+		if i == len(uids) {
+			break
+		}
+		if uids[i] == m.uid {
+			m.flags = splitFlags(flags)
+			out = append(out, m)
+		}
+	}
+	return out, rows.Err()
+}
+
+func allUIDs(ctx context.Context, q querier, mailboxID int64) ([]UID, error) {
+	rows, err := q.QueryContext(ctx, "SELECT uid FROM messages WHERE mailbox_id = ? ORDER BY uid", mailboxID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var uids []UID
+	for rows.Next() {
+		var uid UID
+		if err := rows.Scan(&uid); err != nil {
+			return nil, err
+		}
+		uids = append(uids, uid)
+	}
+	return uids, rows.Err()
+}
+
+// Expunge removes the messages flagged \Deleted, only among uids (sorted
+// ascending) unless uids is nil, and returns the UIDs removed.
+func (db *DB) Expunge(ctx context.Context, mailboxID int64, uids []UID) ([]UID, error) {
+	var gone []UID
+	err := db.write(ctx, func(tx *sql.Tx) ([]change, error) {
+		rows, err := tx.QueryContext(ctx, `SELECT uid FROM messages WHERE mailbox_id = ? AND instr(flags, '\Deleted') > 0 ORDER BY uid`, mailboxID)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var uid UID
+			if err := rows.Scan(&uid); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			if uids == nil || containsUID(uids, uid) {
+				gone = append(gone, uid)
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+		del, err := tx.PrepareContext(ctx, "DELETE FROM messages WHERE mailbox_id = ? AND uid = ?")
+		if err != nil {
+			return nil, err
+		}
+		defer del.Close()
+		for _, uid := range gone {
+			if _, err := del.ExecContext(ctx, mailboxID, uid); err != nil {
+				return nil, err
+			}
+		}
+		if len(gone) == 0 {
+			return nil, nil
+		}
+		return []change{{mailboxID: mailboxID, Change: Change{Kind: ChangeExpunged, UIDs: gone}}}, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("expunge mailbox %d: %w", mailboxID, err)
+	}
+	return gone, nil
+}
+
+func containsUID(sorted []UID, uid UID) bool {
+	_, ok := slices.BinarySearch(sorted, uid)
+	return ok
+}
+
+// Copy copies messages (uids sorted ascending) into another mailbox of the
+// same account. The copies are independent messages with their own UIDs and
+// flags; only the immutable body is shared.
+func (db *DB) Copy(ctx context.Context, mailboxID int64, uids []UID, account, dest string) (Copied, error) {
+	var out Copied
+	err := db.write(ctx, func(tx *sql.Tx) ([]change, error) {
+		dst, err := destination(ctx, tx, mailboxID, account, dest)
+		if err != nil {
+			return nil, err
+		}
+		out.UIDValidity = dst.UIDValidity
+		src, err := flagsOf(ctx, tx, mailboxID, orNone(uids))
+		if err != nil || len(src) == 0 {
+			return nil, err
+		}
+		first, err := allocateUIDs(ctx, tx, dst.ID, len(src))
+		if err != nil {
+			return nil, err
+		}
+		ins, err := tx.PrepareContext(ctx, `INSERT INTO messages (mailbox_id, uid, body_id, flags, internal_date, internal_tz)
+			SELECT ?, ?, body_id, flags, internal_date, internal_tz FROM messages WHERE mailbox_id = ? AND uid = ?`)
+		if err != nil {
+			return nil, err
+		}
+		defer ins.Close()
+		c := Change{Kind: ChangeAppended}
+		for i, m := range src {
+			uid := first + UID(i)
+			if _, err := ins.ExecContext(ctx, dst.ID, uid, mailboxID, m.uid); err != nil {
+				return nil, err
+			}
+			out.SourceUIDs = append(out.SourceUIDs, m.uid)
+			out.DestUIDs = append(out.DestUIDs, uid)
+			c.UIDs = append(c.UIDs, uid)
+			c.Flags = append(c.Flags, m.flags)
+		}
+		return []change{{mailboxID: dst.ID, Change: c}}, nil
+	})
+	if err != nil {
+		return Copied{}, fmt.Errorf("copy to %q: %w", dest, err)
+	}
+	return out, nil
+}
+
+// Move moves messages (uids sorted ascending) into another mailbox of the
+// same account in one transaction: they get new UIDs there and are expunged
+// here.
+func (db *DB) Move(ctx context.Context, mailboxID int64, uids []UID, account, dest string) (Copied, error) {
+	var out Copied
+	err := db.write(ctx, func(tx *sql.Tx) ([]change, error) {
+		dst, err := destination(ctx, tx, mailboxID, account, dest)
+		if err != nil {
+			return nil, err
+		}
+		if dst.ID == mailboxID {
+			return nil, errors.New("source and destination are the same mailbox")
+		}
+		out.UIDValidity = dst.UIDValidity
+		moved, err := flagsOf(ctx, tx, mailboxID, orNone(uids))
+		if err != nil || len(moved) == 0 {
+			return nil, err
+		}
+		src := make([]UID, len(moved))
+		for i, m := range moved {
+			src[i] = m.uid
+		}
+		out.SourceUIDs, out.DestUIDs, err = moveMessages(ctx, tx, mailboxID, src, dst.ID)
+		if err != nil {
+			return nil, err
+		}
+		added := Change{Kind: ChangeAppended, UIDs: out.DestUIDs}
+		for _, m := range moved {
+			added.Flags = append(added.Flags, m.flags)
+		}
+		return []change{
+			{mailboxID: dst.ID, Change: added},
+			{mailboxID: mailboxID, Change: Change{Kind: ChangeExpunged, UIDs: out.SourceUIDs}},
+		}, nil
+	})
+	if err != nil {
+		return Copied{}, fmt.Errorf("move to %q: %w", dest, err)
+	}
+	return out, nil
+}
+
+// orNone keeps BETWEEN queries valid for an empty UID list.
+func orNone(uids []UID) []UID {
+	if len(uids) == 0 {
+		return []UID{0}
+	}
+	return uids
+}
+
+// destination looks up dest and checks that it and the source mailbox belong
+// to account.
+func destination(ctx context.Context, tx *sql.Tx, srcID int64, account, dest string) (Mailbox, error) {
+	src, err := mailboxByID(ctx, tx, srcID)
+	if err != nil {
+		return Mailbox{}, err
+	}
+	if src.Account != account {
+		return Mailbox{}, ErrNoMailbox
+	}
+	return mailboxByName(ctx, tx, account, dest)
+}
+
+// moveMessages re-homes existing messages (src ascending) into destID with
+// fresh UIDs.
+func moveMessages(ctx context.Context, tx *sql.Tx, srcID int64, src []UID, destID int64) ([]UID, []UID, error) {
+	if len(src) == 0 {
+		return nil, nil, nil
+	}
+	first, err := allocateUIDs(ctx, tx, destID, len(src))
+	if err != nil {
+		return nil, nil, err
+	}
+	upd, err := tx.PrepareContext(ctx, "UPDATE messages SET mailbox_id = ?, uid = ? WHERE mailbox_id = ? AND uid = ?")
+	if err != nil {
+		return nil, nil, err
+	}
+	defer upd.Close()
+	dst := make([]UID, len(src))
+	for i, uid := range src {
+		dst[i] = first + UID(i)
+		if _, err := upd.ExecContext(ctx, destID, dst[i], srcID, uid); err != nil {
+			return nil, nil, err
+		}
+	}
+	return src, dst, nil
+}

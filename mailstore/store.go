@@ -1,0 +1,191 @@
+// Package mailstore keeps the bridge's local mail: per-account mailboxes with
+// stable UIDs, flags, INTERNALDATE, message bodies and the envelope and body
+// structure parsed once at insert, all in one SQLite file.
+//
+// Both the IMAP server (bridge/imapserver) and the inbound delivery pipeline
+// use the [Store] interface; [DB] implements it. Every change is one SQLite
+// transaction committed with synchronous=FULL before the call returns, so an
+// acknowledged write survives kill -9 and power loss. After each commit the
+// store tells the watchers of the changed mailbox (see [DB.Watch]), in commit
+// order, so IDLE sessions see new mail without polling.
+//
+// Bodies are stored as SQLite blobs rather than files: the body, its metadata
+// and its UID then commit in one transaction, so a crash can leave neither an
+// orphan file nor a row pointing at a missing file, and there is no second
+// fsync discipline (file, directory, database) to get right. Messages are at
+// most a few tens of MiB, well within what SQLite blobs handle.
+//
+// The package opens no sockets and knows nothing about ASMTP. It uses
+// go-imap's data types (envelope, body structure, search criteria) because
+// its job is to hold mail in the shape IMAP serves it.
+package mailstore
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+)
+
+// UID is a message's unique identifier within a mailbox. UIDs only grow and
+// are never reused within one UIDVALIDITY.
+type UID = imap.UID
+
+// Special-use attributes of the mailboxes every account gets (RFC 6154).
+const (
+	SpecialSent    = `\Sent`
+	SpecialDrafts  = `\Drafts`
+	SpecialTrash   = `\Trash`
+	SpecialJunk    = `\Junk`
+	SpecialArchive = `\Archive`
+)
+
+// Inbox is the name of the one mailbox whose name is case-insensitive.
+const Inbox = "INBOX"
+
+// Delim separates levels of the mailbox hierarchy.
+const Delim = '/'
+
+// Limits.
+const (
+	MaxMessageSize      = 64 << 20 // hard ceiling; the IMAP server advertises a lower APPENDLIMIT
+	MaxMailboxNameBytes = 255
+	MaxMailboxDepth     = 32
+	MaxMailboxes        = 10000 // per account
+	MaxFlagsPerMessage  = 64
+	MaxKeywordBytes     = 128
+)
+
+var (
+	ErrNoAccount      = errors.New("mailstore: no such account")
+	ErrAccountExists  = errors.New("mailstore: account already exists")
+	ErrNoMailbox      = errors.New("mailstore: no such mailbox")
+	ErrMailboxExists  = errors.New("mailstore: mailbox already exists")
+	ErrHasChildren    = errors.New("mailstore: mailbox has children, delete them first")
+	ErrInboxDelete    = errors.New("mailstore: INBOX cannot be deleted")
+	ErrBadName        = errors.New("mailstore: invalid mailbox name")
+	ErrBadFlag        = errors.New("mailstore: invalid flag")
+	ErrBadSpecialUse  = errors.New("mailstore: unsupported special use")
+	ErrTooBig         = errors.New("mailstore: message too big")
+	ErrTooManyFlags   = errors.New("mailstore: too many flags")
+	ErrTooManyBoxes   = errors.New("mailstore: too many mailboxes")
+	ErrNotUIDCriteria = errors.New("mailstore: search by sequence number must be converted to UIDs first")
+)
+
+// Store is the narrow interface the IMAP server and the delivery pipeline
+// share. Mailboxes are named by account and name for account-level calls and
+// by Mailbox.ID (stable across renames) for calls on a selected mailbox.
+type Store interface {
+	CreateAccount(ctx context.Context, name string) error
+	AccountExists(ctx context.Context, name string) (bool, error)
+
+	Mailboxes(ctx context.Context, account string) ([]Mailbox, error)
+	Mailbox(ctx context.Context, account, name string) (Mailbox, error)
+	CreateMailbox(ctx context.Context, account, name, specialUse string) (Mailbox, error)
+	DeleteMailbox(ctx context.Context, account, name string) error
+	RenameMailbox(ctx context.Context, account, oldName, newName string) error
+	SetSubscribed(ctx context.Context, account, name string, subscribed bool) error
+	Status(ctx context.Context, account, name string) (MailboxStatus, error)
+
+	// Append stores a message and returns where it went.
+	Append(ctx context.Context, account, mailbox string, raw []byte, flags []string, internalDate time.Time) (Appended, error)
+	// Deliver is Append for callers that need only the UID.
+	Deliver(ctx context.Context, account, mailbox string, raw []byte, flags []string, internalDate time.Time) (UID, error)
+
+	Watch(ctx context.Context, mailboxID int64, fn func(Change)) (Snapshot, func(), error)
+	Fetch(ctx context.Context, mailboxID int64, uids []UID, fn func(MessageMeta) error) error
+	Raw(ctx context.Context, mailboxID int64, uid UID) ([]byte, error)
+	Search(ctx context.Context, mailboxID int64, criteria *imap.SearchCriteria) ([]UID, error)
+	StoreFlags(ctx context.Context, mailboxID int64, uids []UID, op imap.StoreFlagsOp, flags []string) error
+	Copy(ctx context.Context, mailboxID int64, uids []UID, account, dest string) (Copied, error)
+	Move(ctx context.Context, mailboxID int64, uids []UID, account, dest string) (Copied, error)
+	Expunge(ctx context.Context, mailboxID int64, uids []UID) ([]UID, error)
+}
+
+var _ Store = (*DB)(nil)
+
+// Mailbox describes one mailbox.
+type Mailbox struct {
+	ID          int64
+	Account     string
+	Name        string
+	SpecialUse  string // one of the Special* constants, or ""
+	UIDValidity uint32
+	UIDNext     UID
+	Subscribed  bool
+}
+
+// MailboxStatus is a Mailbox with its counters.
+type MailboxStatus struct {
+	Mailbox
+	Messages uint32
+	Unseen   uint32
+	Deleted  uint32
+	Size     int64
+}
+
+// Appended tells where Append put a message.
+type Appended struct {
+	MailboxID   int64
+	UIDValidity uint32
+	UID         UID
+}
+
+// Copied tells where Copy or Move put messages: SourceUIDs[i] became
+// DestUIDs[i] in the destination mailbox.
+type Copied struct {
+	UIDValidity uint32
+	SourceUIDs  []UID
+	DestUIDs    []UID
+}
+
+// MessageMeta is the cached metadata of one message. The envelope and body
+// structure are decoded only when asked for (Envelope, BodyStructure).
+type MessageMeta struct {
+	UID          UID
+	Flags        []string
+	InternalDate time.Time
+	Size         int64
+
+	envelope, structure []byte
+}
+
+// Snapshot is the state of a mailbox when a watch started: UIDs ascending,
+// Flags[i] belonging to UIDs[i].
+type Snapshot struct {
+	Mailbox Mailbox
+	UIDs    []UID
+	Flags   [][]string
+}
+
+// ChangeKind says what a Change did.
+type ChangeKind int
+
+const (
+	ChangeAppended       ChangeKind = iota + 1 // messages added (UIDs, Flags)
+	ChangeFlags                                // flags replaced (UIDs, Flags)
+	ChangeExpunged                             // messages removed (UIDs)
+	ChangeMailboxDeleted                       // the mailbox is gone; no more changes follow
+)
+
+// Change is one committed change to a watched mailbox.
+type Change struct {
+	Kind  ChangeKind
+	UIDs  []UID      // ascending
+	Flags [][]string // for ChangeAppended and ChangeFlags, parallel to UIDs
+	// Origin is the value given to WithOrigin in the context of the call
+	// that made the change, so a session can skip echoing its own changes.
+	Origin any
+}
+
+type originKey struct{}
+
+// WithOrigin marks the changes made with ctx as coming from origin.
+func WithOrigin(ctx context.Context, origin any) context.Context {
+	return context.WithValue(ctx, originKey{}, origin)
+}
+
+func originOf(ctx context.Context) any {
+	return ctx.Value(originKey{})
+}
