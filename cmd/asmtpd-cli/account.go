@@ -20,7 +20,7 @@ import (
 // bridgeConfig is the mail bridge's configuration for a node configuration:
 // its files beside the node database, default addresses and domain.
 func bridgeConfig(cfg *config.Config) bridge.Config {
-	return bridge.DefaultConfig(bridge.DefaultDataDir(cfg.Storage.Path))
+	return cfg.BridgeConfig(nil)
 }
 
 // bridgeFiles are the node configuration and the bridge's registry, as
@@ -142,8 +142,9 @@ func newAccountAddCmd(configPath *string) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "address: %s\nimap: %s\nsmtp: %s\nusername: %s\npassword: %s\n",
-				a.Address(f.bridge.Domain), f.bridge.IMAPAddr, f.bridge.SMTPAddr, a.Name, secret)
+			if err := bridge.WriteSettings(cmd.OutOrStdout(), f.bridge, a, secret); err != nil {
+				return err
+			}
 			fmt.Fprintln(cmd.ErrOrStderr(), "The password is stored only as a hash: note it now (reset it with `asmtpd-cli account reset-password`).")
 			return nil
 		},

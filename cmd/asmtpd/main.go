@@ -2,10 +2,17 @@
 // part in the PolderCast overlay, relays topic messages and stores them for
 // its users until they fetch them.
 //
-//	asmtpd --config config.yaml [--password PW | --password-file FILE] [--log-level info]
+//	asmtpd [--config config.yaml | --data-dir DIR] [--password PW | --password-file FILE] [--log-level info]
+//
+// Without --config, asmtpd runs from a data directory (--data-dir, default
+// $ASMTPD_HOME or ~/.local/share/asmtpd). The first time, it makes one there:
+// a config, a node key and a mail account, whose IMAP/SMTP settings it
+// prints; with the mail bridge enabled (the default), the node also serves
+// IMAP and SMTP on loopback.
 //
 // The key password comes from --password, --password-file,
-// $ASMTPD_KEY_PASSWORD or a prompt on the terminal, in that order. Logs are
+// $ASMTPD_KEY_PASSWORD, the data directory's key-password file, or a prompt
+// on the terminal, in that order. Logs are
 // structured (log/slog text) on stderr. SIGINT or SIGTERM stops the node
 // cleanly; if that takes longer than shutdownGrace the process exits with
 // status 1 anyway, and a second signal kills it at once.
@@ -20,11 +27,13 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/asmtp/asmtp/asmtp/node"
+	"github.com/asmtp/asmtp/bridge"
 	"github.com/asmtp/asmtp/cmd/internal/config"
 )
 
@@ -32,13 +41,17 @@ import (
 const shutdownGrace = 5 * time.Second
 
 func main() {
+	// Keys, databases and mail: nothing asmtpd writes is for other users.
+	syscall.Umask(0o077)
 	opts, err := parseFlags(os.Args[1:], os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return
 	}
 	if err == nil {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		err = run(ctx, stop, opts, os.Stderr)
+		if err = opts.prepare(ctx, os.Stdout, os.Stderr); err == nil {
+			err = run(ctx, stop, opts, os.Stderr)
+		}
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "asmtpd:", err)
@@ -51,6 +64,7 @@ type options struct {
 	password     string
 	passwordSet  bool
 	passwordFile string
+	dataDir      string
 	logLevel     slog.Level
 }
 
@@ -61,6 +75,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.configPath, "config", "", "the node's YAML configuration (`asmtpd-cli default-config` prints a template)")
 	fs.StringVar(&o.password, "password", "", "key password (default: --password-file, $"+config.PasswordEnv+", else a prompt)")
 	fs.StringVar(&o.passwordFile, "password-file", "", "read the key password from `FILE`, e.g. a systemd credential (one trailing newline is dropped)")
+	fs.StringVar(&o.dataDir, "data-dir", "", "without --config: the directory to run from, made on first run (default $ASMTPD_HOME or ~/.local/share/asmtpd)")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -69,21 +84,64 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	switch {
 	case fs.NArg() > 0:
 		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	case o.configPath == "":
-		return o, errors.New("--config is required")
+	case o.configPath != "" && o.dataDir != "":
+		return o, errors.New("--config and --data-dir exclude each other")
 	}
 	return o, nil
 }
 
-func (o options) keyPassword(stderr io.Writer) (string, error) {
-	if o.passwordFile == "" || o.passwordSet {
-		return config.KeyPassword(o.password, o.passwordSet, false, stderr)
+// explicitPassword is the password given by flag, file or environment, or
+// "" when none was.
+func (o options) explicitPassword() (string, error) {
+	switch {
+	case o.passwordSet:
+		return o.password, nil
+	case o.passwordFile != "":
+		return readPasswordFile(o.passwordFile)
 	}
-	b, err := os.ReadFile(o.passwordFile)
+	return os.Getenv(config.PasswordEnv), nil
+}
+
+func (o options) keyPassword(stderr io.Writer) (string, error) {
+	if o.passwordFile != "" && !o.passwordSet {
+		return readPasswordFile(o.passwordFile)
+	}
+	if _, env := os.LookupEnv(config.PasswordEnv); !o.passwordSet && !env && o.dataDir != "" {
+		pw, err := readPasswordFile(filepath.Join(o.dataDir, passwordFile))
+		if err == nil || !errors.Is(err, os.ErrNotExist) {
+			return pw, err
+		}
+	}
+	return config.KeyPassword(o.password, o.passwordSet, false, stderr)
+}
+
+func readPasswordFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
 	if err != nil {
-		return "", fmt.Errorf("--password-file: %w", err)
+		return "", fmt.Errorf("password file: %w", err)
 	}
 	return strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r"), nil
+}
+
+// prepare resolves the config file to run from, making a data directory
+// first when asmtpd runs without --config for the first time.
+func (o *options) prepare(ctx context.Context, stdout, stderr io.Writer) error {
+	if o.configPath != "" {
+		return nil
+	}
+	if o.dataDir == "" {
+		d, err := defaultDataDir()
+		if err != nil {
+			return err
+		}
+		o.dataDir = d
+	}
+	o.configPath = filepath.Join(o.dataDir, configFile)
+	if _, err := os.Stat(o.configPath); err == nil || !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	fmt.Fprintf(stderr, "asmtpd: first run: making %s\n", o.dataDir)
+	return firstRun(ctx, o.dataDir, o, stdout, stderr)
 }
 
 // run starts the node and serves until ctx is done; stop releases the
@@ -109,10 +167,15 @@ func run(ctx context.Context, stop func(), o options, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	var b *bridge.Bridge
+	if cfg.Bridge.Enabled {
+		if b, err = bridge.New(cfg.BridgeConfig(log), n, key); err != nil {
+			return err
+		}
+	}
 
 	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
-	log.Info("node started", "id", n.ID(), "listen", n.Addr(), "public", n.Gossip().Addr)
+	go func() { done <- runAll(ctx, n, b) }()
 	select {
 	case err := <-done:
 		if ctx.Err() == nil {
@@ -132,4 +195,18 @@ func run(ctx context.Context, stop func(), o options, stderr io.Writer) error {
 	case <-time.After(shutdownGrace):
 		return fmt.Errorf("shutdown took longer than %s; exiting anyway", shutdownGrace)
 	}
+}
+
+// runAll runs the node and, when there is one, the bridge, until ctx is done
+// or either fails; a failure of one stops the other.
+func runAll(ctx context.Context, n *node.Node, b *bridge.Bridge) error {
+	if b == nil {
+		return n.Run(ctx)
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	errs := make(chan error, 2)
+	go func() { err := n.Run(ctx); cancel(err); errs <- err }()
+	go func() { err := b.Run(ctx); cancel(err); errs <- err }()
+	return errors.Join(<-errs, <-errs)
 }

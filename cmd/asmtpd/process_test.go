@@ -206,7 +206,7 @@ func generateKeys(t *testing.T, procs ...*proc) {
 }
 
 // writeConfig writes the node's config.yaml as an operator would: the
-// default-config template edited only for the port, known_peers and users.
+// default-config template edited only for the ports, known_peers and users.
 func (p *proc) writeConfig(t *testing.T, peers []*proc, users ...keys.PublicKey) {
 	t.Helper()
 	cfg, err := p.cli("default-config")
@@ -224,6 +224,8 @@ func (p *proc) writeConfig(t *testing.T, peers []*proc, users ...keys.PublicKey)
 		{`listen_address: "127.0.0.1:9800"`, fmt.Sprintf("listen_address: %q", p.addr())},
 		{"known_peers: []", "known_peers: " + yamlList(peerList)},
 		{"users: []", "users: " + yamlList(userList)},
+		{`imap_listen_address: "127.0.0.1:1143"`, fmt.Sprintf(`imap_listen_address: "127.0.0.1:%d"`, freePort(t))},
+		{`smtp_listen_address: "127.0.0.1:1587"`, fmt.Sprintf(`smtp_listen_address: "127.0.0.1:%d"`, freePort(t))},
 	}
 	for _, e := range edits {
 		if !strings.Contains(cfg, e.from) {

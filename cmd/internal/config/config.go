@@ -43,6 +43,7 @@ type Config struct {
 	Users   []PublicKey `yaml:"users"`
 	Network Network     `yaml:"network"`
 	Storage Storage     `yaml:"storage"`
+	Bridge  Bridge      `yaml:"bridge"`
 
 	// Warnings name the keys that were accepted but have no effect.
 	Warnings []string `yaml:"-"`
@@ -113,6 +114,7 @@ func Default() Config {
 			Retention:         Duration(node.DefaultRetention),
 			GossipRefreshRate: Duration(node.DefaultPersistInterval),
 		},
+		Bridge: defaultBridge(),
 	}
 }
 
@@ -151,6 +153,7 @@ func Parse(data []byte, name, dir string) (*Config, error) {
 	}
 	c.Secret.Entropy = resolve(dir, c.Secret.Entropy)
 	c.Storage.Path = resolve(dir, c.Storage.Path)
+	c.Bridge.DataDir = resolve(dir, c.Bridge.DataDir)
 	for _, k := range ignoredKeys {
 		if line, ok := loc.line(k.key); ok {
 			c.Warnings = append(c.Warnings, fmt.Sprintf("%s:%d: %s is ignored: %s", name, line, k.key, k.why))
@@ -231,6 +234,7 @@ func (c *Config) validate() []keyError {
 			fail(d.key, "must be longer than zero")
 		}
 	}
+	c.Bridge.validate(fail)
 	return errs
 }
 

@@ -1,0 +1,64 @@
+package config
+
+import (
+	"log/slog"
+	"net/netip"
+
+	"github.com/asmtp/asmtp/bridge"
+)
+
+// Bridge is the mail bridge: IMAP and SMTP for ordinary mail clients, run
+// inside asmtpd.
+type Bridge struct {
+	// Enabled runs the bridge in asmtpd. Accounts are managed with
+	// `asmtpd-cli account`, whether the node runs or not.
+	Enabled bool `yaml:"enabled"`
+	// DataDir holds the account registry and the mailboxes.
+	DataDir string `yaml:"data_dir"`
+	// Domain of the pseudo-addresses <passport-id>@domain.
+	Domain            string  `yaml:"domain"`
+	IMAPListenAddress Address `yaml:"imap_listen_address"`
+	SMTPListenAddress Address `yaml:"smtp_listen_address"`
+}
+
+func defaultBridge() Bridge {
+	return Bridge{
+		Enabled:           true,
+		DataDir:           "bridge",
+		Domain:            bridge.DefaultDomain,
+		IMAPListenAddress: Address{netip.MustParseAddrPort(bridge.DefaultIMAPAddr)},
+		SMTPListenAddress: Address{netip.MustParseAddrPort(bridge.DefaultSMTPAddr)},
+	}
+}
+
+func (b *Bridge) validate(fail func(key, format string, args ...any)) {
+	if b.DataDir == "" {
+		fail("bridge.data_dir", "must name a directory")
+	}
+	if err := bridge.CheckDomain(b.Domain); err != nil {
+		fail("bridge.domain", "%v", err)
+	}
+	for _, a := range []struct {
+		key  string
+		addr Address
+	}{{"bridge.imap_listen_address", b.IMAPListenAddress}, {"bridge.smtp_listen_address", b.SMTPListenAddress}} {
+		if !a.addr.IsValid() {
+			fail(a.key, "must be set")
+		} else if !a.addr.Addr().IsLoopback() {
+			// The servers refuse it too; saying so at load time is kinder.
+			fail(a.key, "%s is not a loopback address; mail clients must reach the bridge over 127.0.0.1 or ::1 until TLS is configured", a.addr)
+		}
+	}
+}
+
+// BridgeConfig is the bridge configuration this file describes.
+func (c *Config) BridgeConfig(log *slog.Logger) bridge.Config {
+	cfg := bridge.DefaultConfig(c.Bridge.DataDir)
+	cfg.Domain = c.Bridge.Domain
+	cfg.IMAPAddr = c.Bridge.IMAPListenAddress.String()
+	cfg.SMTPAddr = c.Bridge.SMTPListenAddress.String()
+	if log != nil {
+		cfg.Logger = log
+	}
+	return cfg
+}
