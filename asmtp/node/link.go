@@ -1,0 +1,517 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/asmtp/asmtp/asmtp/gossip"
+	"github.com/asmtp/asmtp/asmtp/keys"
+	"github.com/asmtp/asmtp/asmtp/topic"
+	"github.com/asmtp/asmtp/asmtp/wire"
+)
+
+// link is the one connection to a peer, node or user, whichever end
+// dialled it. Its write queue belongs to the link, not to a connection, so
+// messages queued while a dial is in flight survive when the dial loses a
+// simultaneous-dial race and the peer's connection is adopted instead.
+type link struct {
+	remote   keys.PublicKey
+	user     bool
+	outbound bool   // we dial it (addr)
+	addr     string // dial address of an outbound link
+	out      chan wire.Message
+	up       chan struct{} // closed once conn is set
+	done     chan struct{} // closed when the link closes
+	lastUsed atomic.Int64  // unix nanoseconds, for LRU eviction
+
+	mu      sync.Mutex
+	conn    *wire.Conn
+	dialled bool // conn was dialled by us
+	closed  bool
+	session *Session // user links
+
+	// Owned by the link's reading goroutine.
+	advertised map[topic.Topic]struct{} // the peer's topics, from its own gossip
+	advertTime uint32
+	requests   tokenBucket
+}
+
+func newLink(n *Node, remote keys.PublicKey, user bool, addr string) *link {
+	l := &link{
+		remote:   remote,
+		user:     user,
+		outbound: addr != "",
+		addr:     addr,
+		out:      make(chan wire.Message, n.cfg.LinkQueueSize),
+		up:       make(chan struct{}),
+		done:     make(chan struct{}),
+		requests: newTokenBucket(n.cfg.QueryRate, n.cfg.QueryBurst, time.Now()),
+	}
+	l.touch()
+	return l
+}
+
+func (l *link) touch() { l.lastUsed.Store(time.Now().UnixNano()) }
+
+// dialledByUs reports whether the link's connection, current or pending,
+// is (or will be) ours.
+func (l *link) dialledByUs() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.conn == nil {
+		return l.outbound
+	}
+	return l.dialled
+}
+
+// hasConn reports whether the link has its connection.
+func (l *link) hasConn() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.conn != nil
+}
+
+// enqueue queues m for writing. With wait 0 it never blocks (best effort:
+// gossip, live pushes); otherwise it waits up to wait for room, and a link
+// still full after that is stuck: it is closed by the caller's failure
+// path (the reader of the stuck peer keeps the back-pressure honest).
+func (l *link) enqueue(ctx context.Context, m wire.Message, wait time.Duration) bool {
+	select {
+	case l.out <- m:
+		return true
+	case <-l.done:
+		return false
+	default:
+	}
+	if wait <= 0 {
+		return false
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case l.out <- m:
+		return true
+	case <-l.done:
+	case <-ctx.Done():
+	case <-t.C:
+	}
+	return false
+}
+
+// setAdvertised records the topics the peer advertises in its own gossip.
+func (l *link) setAdvertised(g gossip.Gossip) {
+	if g.Time < l.advertTime {
+		return
+	}
+	l.advertTime = g.Time
+	l.advertised = make(map[topic.Topic]struct{}, len(g.Subscriptions))
+	for _, s := range g.Subscriptions {
+		l.advertised[s.Topic] = struct{}{}
+	}
+}
+
+func (l *link) advertises(t topic.Topic) bool {
+	_, ok := l.advertised[t]
+	return ok
+}
+
+// tokenBucket rate-limits a link's requests (queries, passport requests).
+type tokenBucket struct {
+	rate   float64 // tokens per second
+	burst  float64
+	tokens float64
+	last   time.Time
+}
+
+func newTokenBucket(rate float64, burst int, now time.Time) tokenBucket {
+	return tokenBucket{rate: rate, burst: float64(burst), tokens: float64(burst), last: now}
+}
+
+// take spends one token if there is one; otherwise it returns how long
+// until there will be.
+func (b *tokenBucket) take(now time.Time) (bool, time.Duration) {
+	b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+	b.last = now
+	if b.tokens >= 1 {
+		b.tokens--
+		return true, 0
+	}
+	return false, time.Duration((1 - b.tokens) / b.rate * float64(time.Second))
+}
+
+// --- the pool ---
+
+// linkTo returns the link to a node peer, creating an outbound one (dialled
+// by its writing goroutine) if there is none.
+func (n *Node) linkTo(peer keys.PublicKey) (*link, error) {
+	n.mu.Lock()
+	l := n.links[peer]
+	n.mu.Unlock()
+	if l != nil {
+		return l, nil
+	}
+	if peer == n.id {
+		return nil, errors.New("link to self")
+	}
+	if n.strikes.blocked(peer, time.Now()) {
+		return nil, fmt.Errorf("peer %s is quarantined", peer)
+	}
+	addr, err := n.addressOf(peer)
+	if err != nil {
+		return nil, err
+	}
+	ctx, ok := n.context()
+	if !ok {
+		return nil, ErrClosed
+	}
+
+	n.mu.Lock()
+	if l := n.links[peer]; l != nil {
+		n.mu.Unlock()
+		return l, nil
+	}
+	evict, err := n.makeRoomLocked()
+	if err != nil {
+		n.mu.Unlock()
+		return nil, err
+	}
+	l = newLink(n, peer, false, addr)
+	n.links[peer] = l
+	n.mu.Unlock()
+	if evict != nil {
+		n.closeLink(evict)
+	}
+	if !n.spawn(func() { n.writeLoop(ctx, l) }) {
+		n.closeLink(l)
+		return nil, ErrClosed
+	}
+	return l, nil
+}
+
+// makeRoomLocked picks the least recently used node link to evict when the
+// pool is full. Callers hold n.mu and close the returned link after
+// unlocking.
+func (n *Node) makeRoomLocked() (*link, error) {
+	if len(n.links) < n.cfg.MaxConnections {
+		return nil, nil
+	}
+	var lru *link
+	for _, l := range n.links {
+		if !l.user && (lru == nil || l.lastUsed.Load() < lru.lastUsed.Load()) {
+			lru = l
+		}
+	}
+	if lru == nil {
+		return nil, fmt.Errorf("connection pool full (%d user links)", len(n.links))
+	}
+	delete(n.links, lru.remote)
+	return lru, nil
+}
+
+var (
+	errSelf      = errors.New("that is our own key")
+	errDuplicate = errors.New("a connection dialled by the smaller id is already up or being dialled")
+)
+
+// admitLocked decides whether to take a connection from remote that it
+// dialled. Between two nodes, the connection dialled by the smaller id
+// wins: the smaller refuses the larger's dial while its own is pending or
+// up, and the larger adopts the smaller's connection. Callers hold n.mu.
+func (n *Node) admitLocked(remote keys.PublicKey, now time.Time) error {
+	if remote == n.id {
+		return errSelf
+	}
+	if n.strikes.blocked(remote, now) {
+		return errors.New("quarantined")
+	}
+	if _, user := n.users[remote]; user {
+		return nil
+	}
+	if l := n.links[remote]; l != nil && bytes.Compare(n.id[:], remote[:]) < 0 && l.dialledByUs() {
+		return errDuplicate
+	}
+	return nil
+}
+
+// acceptLoop accepts connections and runs their handshakes, at most
+// MaxPendingHandshakes at once.
+func (n *Node) acceptLoop(ctx context.Context) {
+	slots := make(chan struct{}, MaxPendingHandshakes)
+	for {
+		c, err := n.listener.Accept()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			n.log.Warn("accept", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(100 * time.Millisecond): // e.g. out of file descriptors
+			}
+			continue
+		}
+		select {
+		case slots <- struct{}{}:
+		default:
+			n.log.Debug("too many pending handshakes; connection dropped", "from", c.RemoteAddr())
+			c.Close()
+			continue
+		}
+		if !n.spawn(func() {
+			defer func() { <-slots }()
+			n.accept(ctx, c)
+		}) {
+			c.Close()
+			return
+		}
+	}
+}
+
+// accept runs the responder handshake on c and installs the link.
+func (n *Node) accept(ctx context.Context, c net.Conn) {
+	hctx, cancel := context.WithTimeout(ctx, n.cfg.HandshakeTimeout)
+	defer cancel()
+	wc, err := wire.Accept(hctx, c, n.cfg.Key, func(remote keys.PublicKey) error {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		return n.admitLocked(remote, time.Now())
+	})
+	if err != nil {
+		n.log.Debug("inbound handshake failed", "from", c.RemoteAddr(), "err", err)
+		return
+	}
+	n.installInbound(ctx, wc)
+}
+
+// installInbound makes an accepted connection the peer's link: it is
+// adopted by a link still dialling, replaces an established one (the peer
+// dialled again, so it has lost the old one), or starts a new link.
+func (n *Node) installInbound(ctx context.Context, wc *wire.Conn) {
+	remote := wc.Remote()
+	n.mu.Lock()
+	if err := n.admitLocked(remote, time.Now()); err != nil {
+		n.mu.Unlock()
+		wc.Close()
+		return
+	}
+	_, user := n.users[remote]
+	var stale, evict *link
+	if l := n.links[remote]; l != nil {
+		if !l.hasConn() && !l.user {
+			n.mu.Unlock()
+			if !n.attach(ctx, l, wc, false) {
+				wc.Close()
+			}
+			return
+		}
+		stale = l
+		delete(n.links, remote)
+	}
+	evict, err := n.makeRoomLocked()
+	if err != nil {
+		n.mu.Unlock()
+		n.log.Debug("inbound connection refused", "peer", remote, "err", err)
+		wc.Close()
+		return
+	}
+	l := newLink(n, remote, user, "")
+	n.links[remote] = l
+	n.mu.Unlock()
+	for _, old := range []*link{stale, evict} {
+		if old != nil {
+			n.closeLink(old)
+		}
+	}
+	if user {
+		if err := n.attachUserLink(l); err != nil {
+			n.log.Warn("user link refused", "user", remote, "err", err)
+			n.closeLink(l)
+			wc.Close()
+			return
+		}
+	}
+	if !n.spawn(func() { n.writeLoop(ctx, l) }) || !n.attach(ctx, l, wc, false) {
+		n.closeLink(l)
+		wc.Close()
+	}
+}
+
+// attach gives l its connection and starts reading it. It fails if l
+// already has one or is closed.
+func (n *Node) attach(ctx context.Context, l *link, wc *wire.Conn, dialled bool) bool {
+	l.mu.Lock()
+	if l.closed || l.conn != nil {
+		l.mu.Unlock()
+		return false
+	}
+	l.conn, l.dialled = wc, dialled
+	close(l.up)
+	l.mu.Unlock()
+	if !n.spawn(func() { n.readLoop(ctx, l, wc) }) {
+		n.closeLink(l)
+		return false
+	}
+	return true
+}
+
+// closeLink closes l and its connection and drops it from the pool.
+func (n *Node) closeLink(l *link) {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return
+	}
+	l.closed = true
+	close(l.done)
+	c, s := l.conn, l.session
+	l.mu.Unlock()
+	if c != nil {
+		c.Close()
+	}
+	if s != nil {
+		s.Close()
+	}
+	n.mu.Lock()
+	if n.links[l.remote] == l {
+		delete(n.links, l.remote)
+	}
+	n.mu.Unlock()
+}
+
+// writeLoop is a link's writing goroutine: it dials an outbound link, then
+// drains the queue into the connection.
+func (n *Node) writeLoop(ctx context.Context, l *link) {
+	defer n.closeLink(l)
+	if l.outbound {
+		n.dial(ctx, l)
+	}
+	select {
+	case <-l.up:
+	case <-l.done:
+		return
+	}
+	l.mu.Lock()
+	c := l.conn
+	l.mu.Unlock()
+	for {
+		select {
+		case <-l.done:
+			return
+		case m := <-l.out:
+			wctx, cancel := context.WithTimeout(ctx, n.cfg.WriteTimeout)
+			err := c.WriteMessage(wctx, m)
+			cancel()
+			if err != nil {
+				if ctx.Err() == nil {
+					n.log.Debug("write failed; link closed", "peer", l.remote, "type", m.Type(), "err", err)
+				}
+				return
+			}
+			l.touch()
+		}
+	}
+}
+
+// dial connects an outbound link. A failure removes the peer from the
+// overlay (it comes back with a newer gossip), unless the peer's own
+// connection was adopted meanwhile.
+func (n *Node) dial(ctx context.Context, l *link) {
+	dctx, cancel := context.WithTimeout(ctx, n.cfg.HandshakeTimeout)
+	defer cancel()
+	var d net.Dialer
+	raw, err := d.DialContext(dctx, "tcp", l.addr)
+	var wc *wire.Conn
+	if err == nil {
+		wc, err = wire.Dial(dctx, raw, n.cfg.Key, l.remote)
+	}
+	if err != nil {
+		if l.hasConn() {
+			return
+		}
+		n.closeLink(l)
+		if ctx.Err() == nil {
+			n.log.Debug("dial failed", "peer", l.remote, "addr", l.addr, "err", err)
+			n.overlay.remove(l.remote)
+			n.reroute(ctx, l)
+		}
+		return
+	}
+	if !n.attach(ctx, l, wc, true) {
+		wc.Close()
+	}
+}
+
+// readLoop is a link's reading goroutine.
+func (n *Node) readLoop(ctx context.Context, l *link, c *wire.Conn) {
+	defer n.closeLink(l)
+	for {
+		rctx, cancel := ctx, context.CancelFunc(func() {})
+		if !l.user {
+			rctx, cancel = context.WithTimeout(ctx, n.cfg.IdleTimeout)
+		}
+		m, err := c.ReadMessage(rctx)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			if peerFault(err) {
+				n.quarantine(l, "malformed frame or message", err)
+			} else {
+				n.log.Debug("link closed", "peer", l.remote, "err", err)
+			}
+			return
+		}
+		l.touch()
+		if err := n.handle(ctx, l, m); err != nil {
+			n.quarantine(l, "protocol violation", err)
+			return
+		}
+	}
+}
+
+// peerFault reports whether a read error is the peer's doing (bad length,
+// bad tag, undecodable message) rather than a hang-up, an idle timeout or
+// our own shutdown. A frame cut short by the end of the stream counts as a
+// hang-up: it is what a node killed mid-write looks like, and quarantining
+// it would keep it out after its restart.
+func peerFault(err error) bool {
+	switch {
+	case errors.Is(err, io.EOF),
+		errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, context.Canceled),
+		errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, net.ErrClosed),
+		errors.Is(err, syscall.ECONNRESET),
+		errors.Is(err, syscall.EPIPE):
+		return false
+	}
+	return true
+}
+
+// quarantine closes l and refuses its peer for QuarantineDuration.
+func (n *Node) quarantine(l *link, why string, err error) {
+	n.strikes.quarantine(l.remote, time.Now())
+	n.stats.quarantined.Add(1)
+	n.log.Debug("peer quarantined", "peer", l.remote, "why", why, "err", err)
+	n.closeLink(l)
+}
+
+// strike records a minor offence by l's peer and returns an error once the
+// peer has earned a quarantine (the reader then drops the link).
+func (n *Node) strike(l *link, why string) error {
+	if n.strikes.strike(l.remote, time.Now()) {
+		return fmt.Errorf("%d strikes, last: %s", MaxStrikes, why)
+	}
+	n.log.Debug("strike", "peer", l.remote, "why", why)
+	return nil
+}

@@ -1,0 +1,504 @@
+// Package node is an ASMTP personal node (asmtpd's engine). It holds Noise
+// IK links to peers, builds a PolderCast pub/sub overlay from signed
+// gossip, subscribes to the topics its local users registered, relays topic
+// messages by the paper's fanout rule, and keeps messages and passports for
+// its users (store-and-forward) in one SQLite database (package store).
+// New builds a node from a Config; Run owns every goroutine and returns
+// after a clean shutdown when its context ends.
+//
+// # One path per piece of data
+//
+// Every topic message, whether published by a local user or read from a
+// link, goes through relay: dedupe on BLAKE2b-256(topic ‖ content) (a
+// bounded cache that forgets the oldest, backed by the store's unique
+// index, so a restart does not deliver anything twice), store and push
+// live to the users' sessions if a local user registered the topic, apply
+// it if it is a passport update, then forward by PolderCast's rule if the
+// node subscribes to the topic, or hand it to known subscribers if a local
+// user published on a topic the node does not subscribe to. Nothing else
+// moves topic messages. A local publication is committed (fsync) before
+// Publish returns; relayed messages acknowledge nothing, so they are
+// committed in batches behind the forwarding (storeLoop).
+//
+// # Local users
+//
+// The keys in Config.Users are the owner's client devices. Attach gives
+// one of them a Session, the single API for everything a user does; a
+// device connected over a wire link (asmtp-cli) gets a Session behind a
+// thin adapter (userlink.go), so both kinds see the same behaviour. Only
+// users may register topics and put passports; new messages on their
+// topics are pushed to them live.
+//
+// # Relay-free
+//
+// A node forwards topic messages only for topics it subscribes to. A
+// message on any other topic is forwarded only when a local user published
+// it, and then only to known subscribers (Stats.HandedOff); one arriving
+// from a peer is dropped and counted (Stats.Unsolicited), never relayed.
+//
+// # Links
+//
+// One link per peer id, node and user links sharing a bounded pool
+// (MaxConnections, least recently used node link evicted). Each link has
+// one reading goroutine and one writing goroutine draining a bounded
+// queue; relaying waits for room (back-pressure) up to WriteTimeout, after
+// which the stuck link is closed. When two nodes dial each other at once,
+// both keep the connection dialled by the smaller id (admitLocked). A peer
+// that sends a malformed frame or message is disconnected and quarantined
+// (a frame cut short by a hang-up only disconnects: a node killed mid-write
+// looks the same); lesser offences (request floods, requests it may not
+// make, unsolicited answers) are strikes, and MaxStrikes of them within
+// QuarantineDuration quarantine too. A quarantine is lifted after
+// QuarantineDuration. A failed dial removes the peer from the overlay (a
+// newer gossip brings it back) and re-forwards what was queued for it.
+//
+// # Gossip
+//
+// Every GossipInterval (±25% jitter, and ten times faster for up to
+// MaxFastRounds rounds while a closest ring neighbour was never contacted)
+// the node exchanges gossips with the peers the topology picks, one Gossip
+// message per gossip, its own freshly signed one first, and answers the
+// exchanges peers open. The gossips of its views are saved every
+// PersistInterval, so a restart finds the overlay again without any
+// bootstrap peer.
+//
+// # Store-and-forward
+//
+// Messages of registered topics are kept for Retention. The node records
+// its last-seen time; when it starts, and when a user registers a new
+// topic, it queries subscribers of each topic for what it missed
+// (catchup.go). A node peer may query a topic only if it advertises the
+// topic in its own gossip on that link and the answering node keeps it
+// (Config.OpenQueries lifts this); local users may query the topics they
+// registered. Answers are bounded (QueryLimit) and requests rate-limited
+// per link (QueryRate, QueryBurst). Passports are served to any peer that
+// asks for one by id (ids are unguessable, passports hold public keys
+// only), and updates on their topics are applied and persisted.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asmtp/asmtp/asmtp/gossip"
+	"github.com/asmtp/asmtp/asmtp/keys"
+	"github.com/asmtp/asmtp/asmtp/node/store"
+	"github.com/asmtp/asmtp/asmtp/poldercast"
+	"github.com/asmtp/asmtp/asmtp/topic"
+)
+
+// Limits that are not worth a configuration knob.
+const (
+	// MaxPendingHandshakes bounds inbound connections still handshaking;
+	// more are closed at once.
+	MaxPendingHandshakes = 64
+	// MaxSessionsPerUser bounds the sessions one user key holds at once.
+	MaxSessionsPerUser = 16
+	// MaxStrikes is how many minor offences within QuarantineDuration
+	// quarantine a peer.
+	MaxStrikes = 3
+	// MaxPeerRecords bounds the strike/quarantine records (oldest evicted).
+	MaxPeerRecords = 4096
+	// BootstrapFanout is how many bootstrap peers a node that knows nobody
+	// gossips to per round.
+	BootstrapFanout = 3
+	// shutdownTimeout bounds the final writes after the links are closed.
+	shutdownTimeout = 3 * time.Second
+)
+
+var (
+	// ErrClosed is returned by operations on a stopped node or closed session.
+	ErrClosed = errors.New("node: closed")
+	// ErrNotUser is returned by Attach for a key that is not a local user.
+	ErrNotUser = errors.New("node: not a local user")
+	// ErrNoSubscriber is returned by Publish for a topic that neither this
+	// node nor any peer it knows subscribes to.
+	ErrNoSubscriber = errors.New("node: no known subscriber for the topic")
+)
+
+// Node is a running ASMTP node. Create it with New and drive it with Run.
+type Node struct {
+	cfg      Config
+	id       keys.PublicKey
+	log      *slog.Logger
+	store    *store.Store
+	listener net.Listener
+	overlay  *overlay
+	seen     *seenCache
+	strikes  *quarantine
+	stats    counters
+
+	lastSeen  time.Time // as stored before this run
+	bootstrap []Peer    // known peers, known gossips and stored gossips
+
+	catchUps chan catchUp
+	toStore  chan store.NewMessage // relayed messages for storeLoop
+
+	// life guards the goroutine set: spawn after stopping is refused so
+	// that wg.Wait in shutdown sees every goroutine.
+	life     sync.Mutex
+	wg       sync.WaitGroup
+	stopping bool
+	running  bool
+	runCtx   context.Context
+	started  atomic.Bool
+	closed   atomic.Bool
+
+	mu       sync.Mutex
+	links    map[keys.PublicKey]*link
+	users    map[keys.PublicKey]struct{}
+	sessions map[keys.PublicKey]map[*Session]struct{}
+	regs     map[topic.Topic]map[keys.PublicKey]struct{} // topic → users who registered it
+
+	passports passportState
+}
+
+// New validates cfg, opens the database, binds the listener and restores
+// the node's overlay position (stored gossips, subscriptions). Call Run to
+// serve, or Close to release the resources without running.
+func New(cfg Config) (*Node, error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	n := &Node{
+		cfg:      cfg,
+		id:       keys.Public(cfg.Key),
+		log:      cfg.Logger,
+		seen:     newSeenCache(cfg.KnownMessageCacheSize),
+		strikes:  newQuarantine(cfg.QuarantineDuration),
+		catchUps: make(chan catchUp, poldercast.MaxSubscriptions),
+		toStore:  make(chan store.NewMessage, MaxStoreBatch),
+		links:    make(map[keys.PublicKey]*link),
+		users:    make(map[keys.PublicKey]struct{}),
+		sessions: make(map[keys.PublicKey]map[*Session]struct{}),
+		regs:     make(map[topic.Topic]map[keys.PublicKey]struct{}),
+	}
+	n.log = n.log.With("node", n.id.String()[:8])
+	n.passports.init()
+	for _, u := range cfg.Users {
+		n.users[u] = struct{}{}
+	}
+	ctx := context.Background()
+	st, err := store.Open(ctx, cfg.StoragePath)
+	if err != nil {
+		return nil, fmt.Errorf("new node: %w", err)
+	}
+	n.store = st
+	ln, err := net.Listen("tcp", cfg.ListenAddress)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("new node: listen: %w", err)
+	}
+	n.listener = ln
+	if err := n.restore(ctx); err != nil {
+		ln.Close()
+		st.Close()
+		return nil, fmt.Errorf("new node: %w", err)
+	}
+	return n, nil
+}
+
+// restore builds the overlay from the configuration and the database.
+func (n *Node) restore(ctx context.Context) error {
+	addr := n.cfg.PublicAddress
+	if !addr.IsValid() {
+		bound, err := netip.ParseAddrPort(n.listener.Addr().String())
+		if err != nil {
+			return fmt.Errorf("public address from listener %s: %w", n.listener.Addr(), err)
+		}
+		addr = bound
+	}
+	now := time.Now()
+	ov, err := newOverlay(n.cfg, addr, now)
+	if err != nil {
+		return err
+	}
+	n.overlay = ov
+
+	if n.lastSeen, err = n.store.LastSeen(ctx); err != nil {
+		return err
+	}
+	regs, err := n.store.Registrations(ctx)
+	if err != nil {
+		return err
+	}
+	for _, r := range regs {
+		n.addRegistration(r.User, r.Topic)
+	}
+	ids, err := n.store.PassportIDs(ctx)
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		n.passports.add(id)
+		n.subscribe(topic.ForPassport(id))
+	}
+
+	n.bootstrap = append(n.bootstrap, n.cfg.KnownPeers...)
+	known := append([]gossip.Gossip(nil), n.cfg.KnownGossips...)
+	stored, err := n.store.Gossips(ctx)
+	if err != nil {
+		return err
+	}
+	for _, s := range stored {
+		g, err := gossip.Decode(s.Bytes)
+		if err != nil {
+			n.log.Warn("stored gossip does not decode; skipped", "peer", s.ID, "err", err)
+			continue
+		}
+		known = append(known, g)
+	}
+	for _, g := range known {
+		if g.ID == n.id {
+			continue
+		}
+		n.bootstrap = append(n.bootstrap, Peer{ID: g.ID, Address: g.Addr.String()})
+		if err := n.overlay.add(g, now); err != nil {
+			n.log.Debug("known gossip not added", "peer", g.ID, "err", err)
+		}
+	}
+	return nil
+}
+
+// ID is the node id: the public half of Config.Key.
+func (n *Node) ID() keys.PublicKey { return n.id }
+
+// Addr is the address the node listens on.
+func (n *Node) Addr() net.Addr { return n.listener.Addr() }
+
+// Gossip returns the node's current signed gossip (what other operators
+// put in their known gossips).
+func (n *Node) Gossip() gossip.Gossip { return n.overlay.ownGossip() }
+
+// AddUser allows key to attach as a local user from now on.
+func (n *Node) AddUser(key keys.PublicKey) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.users[key] = struct{}{}
+}
+
+// RemoveUser revokes key: its sessions and link are closed. Its stored
+// registrations stay until it is added back or they are deregistered.
+func (n *Node) RemoveUser(key keys.PublicKey) {
+	n.mu.Lock()
+	delete(n.users, key)
+	var sessions []*Session
+	for s := range n.sessions[key] {
+		sessions = append(sessions, s)
+	}
+	l := n.links[key]
+	n.mu.Unlock()
+	for _, s := range sessions {
+		s.Close()
+	}
+	if l != nil {
+		n.closeLink(l)
+	}
+}
+
+func (n *Node) isUser(key keys.PublicKey) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	_, ok := n.users[key]
+	return ok
+}
+
+// Run serves until ctx is done, then shuts down cleanly (links closed,
+// gossips and last-seen time persisted, database closed) and returns.
+// It can be called once.
+func (n *Node) Run(ctx context.Context) error {
+	if !n.started.CompareAndSwap(false, true) {
+		return errors.New("node: Run called twice")
+	}
+	if n.closed.Load() {
+		return ErrClosed
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	n.life.Lock()
+	n.running, n.runCtx = true, ctx
+	n.life.Unlock()
+	n.log.Info("node running", "id", n.id, "listen", n.listener.Addr(), "public", n.overlay.ownGossip().Addr)
+
+	n.spawn(func() { n.acceptLoop(ctx) })
+	n.spawn(func() { n.gossipLoop(ctx) })
+	n.spawn(func() { n.persistLoop(ctx) })
+	n.spawn(func() { n.catchUpLoop(ctx) })
+	n.spawn(func() { n.storeLoop(ctx) })
+	if !n.lastSeen.IsZero() {
+		n.catchUpAll(n.lastSeen.Add(-n.cfg.MaxClockSkew))
+	}
+	<-ctx.Done()
+	return n.shutdown()
+}
+
+// Close releases the database and listener of a node that is not running.
+// A running node shuts down when Run's context is done instead.
+func (n *Node) Close() error {
+	if n.started.Load() {
+		return nil
+	}
+	if !n.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	return errors.Join(n.listener.Close(), n.store.Close())
+}
+
+// spawn runs f on a goroutine that shutdown waits for; it refuses once the
+// node is stopping.
+func (n *Node) spawn(f func()) bool {
+	n.life.Lock()
+	defer n.life.Unlock()
+	if n.stopping || !n.running {
+		return false
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		f()
+	}()
+	return true
+}
+
+// context returns Run's context, and false when the node is not running.
+func (n *Node) context() (context.Context, bool) {
+	n.life.Lock()
+	defer n.life.Unlock()
+	if !n.running || n.stopping {
+		return nil, false
+	}
+	return n.runCtx, true
+}
+
+func (n *Node) shutdown() error {
+	n.life.Lock()
+	n.stopping = true
+	n.life.Unlock()
+	n.closed.Store(true)
+
+	err := n.listener.Close()
+	n.mu.Lock()
+	links := make([]*link, 0, len(n.links))
+	for _, l := range n.links {
+		links = append(links, l)
+	}
+	var sessions []*Session
+	for _, ss := range n.sessions {
+		for s := range ss {
+			sessions = append(sessions, s)
+		}
+	}
+	n.mu.Unlock()
+	for _, l := range links {
+		n.closeLink(l)
+	}
+	for _, s := range sessions {
+		s.Close()
+	}
+	n.wg.Wait()
+
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	// Relayed messages still queued were forwarded already: store them.
+	if batch := n.drainToStore(nil); len(batch) > 0 {
+		n.storeBatch(ctx, batch)
+	}
+	err = errors.Join(err, n.persist(ctx, time.Now()))
+	err = errors.Join(err, n.store.Close())
+	n.log.Info("node stopped")
+	if err != nil {
+		return fmt.Errorf("node shutdown: %w", err)
+	}
+	return nil
+}
+
+// persistLoop periodically saves the overlay and the last-seen time and
+// expires old messages.
+func (n *Node) persistLoop(ctx context.Context) {
+	t := time.NewTicker(n.cfg.PersistInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			if err := n.persist(ctx, now); err != nil && ctx.Err() == nil {
+				n.log.Error("persist", "err", err)
+			}
+			removed, err := n.store.DeleteMessagesBefore(ctx, now.Add(-n.cfg.Retention))
+			if err != nil && ctx.Err() == nil {
+				n.log.Error("expire messages", "err", err)
+			}
+			if removed > 0 {
+				n.log.Info("expired messages", "count", removed)
+			}
+		}
+	}
+}
+
+// persist saves the gossips of the current views and now as last seen. An
+// empty view (everyone unreachable for a while) does not wipe the stored
+// gossips: they are how the node finds its way back.
+func (n *Node) persist(ctx context.Context, now time.Time) error {
+	var rows []store.Gossip
+	for _, g := range n.overlay.snapshot() {
+		rows = append(rows, store.Gossip{ID: g.ID, Time: g.Time, Bytes: g.Encode()})
+	}
+	var err error
+	if len(rows) > 0 {
+		err = n.store.ReplaceGossips(ctx, rows)
+	}
+	return errors.Join(err, n.store.SetLastSeen(ctx, now))
+}
+
+// Stats are counters since New, for tests and monitoring.
+type Stats struct {
+	Links int // live links, node and user
+	// Received counts topic messages read from node links on subscribed
+	// topics, duplicates included.
+	Received uint64
+	// Duplicates counts topic messages dropped as already seen.
+	Duplicates uint64
+	// Stored counts topic messages stored for local users.
+	Stored uint64
+	// Relayed counts Topic messages queued to peers by the forwarding rule
+	// (as a subscriber of the topic).
+	Relayed uint64
+	// HandedOff counts Topic messages published by local users on topics
+	// the node does not subscribe to, queued to known subscribers.
+	HandedOff uint64
+	// Unsolicited counts topic messages from peers on topics the node does
+	// not subscribe to; they are dropped, never relayed.
+	Unsolicited uint64
+	// Quarantined counts peers quarantined.
+	Quarantined uint64
+}
+
+type counters struct {
+	received, duplicates, stored, relayed, handedOff, unsolicited, quarantined atomic.Uint64
+}
+
+// Stats returns the node's counters.
+func (n *Node) Stats() Stats {
+	n.mu.Lock()
+	links := len(n.links)
+	n.mu.Unlock()
+	return Stats{
+		Links:       links,
+		Received:    n.stats.received.Load(),
+		Duplicates:  n.stats.duplicates.Load(),
+		Stored:      n.stats.stored.Load(),
+		Relayed:     n.stats.relayed.Load(),
+		HandedOff:   n.stats.handedOff.Load(),
+		Unsolicited: n.stats.unsolicited.Load(),
+		Quarantined: n.stats.quarantined.Load(),
+	}
+}

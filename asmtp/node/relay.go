@@ -1,0 +1,326 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/blake2b"
+
+	"github.com/asmtp/asmtp/asmtp/gossip"
+	"github.com/asmtp/asmtp/asmtp/keys"
+	"github.com/asmtp/asmtp/asmtp/node/store"
+	"github.com/asmtp/asmtp/asmtp/topic"
+	"github.com/asmtp/asmtp/asmtp/wire"
+)
+
+// messageHash is the dedupe key of a topic message: BLAKE2b-256 of
+// topic ‖ content (upstream hashed the content alone, defect #13).
+func messageHash(t topic.Topic, content []byte) [32]byte {
+	h, _ := blake2b.New256(nil) // unkeyed: cannot fail
+	h.Write(t[:])
+	h.Write(content)
+	var sum [32]byte
+	h.Sum(sum[:0])
+	return sum
+}
+
+// seenCache remembers the hashes of recent messages; when full it forgets
+// the oldest (upstream evicted the newest, defect #13).
+type seenCache struct {
+	mu    sync.Mutex
+	set   map[[32]byte]struct{}
+	order [][32]byte // ring buffer of insertion order
+	next  int
+}
+
+func newSeenCache(size int) *seenCache {
+	return &seenCache{set: make(map[[32]byte]struct{}, size), order: make([][32]byte, 0, size)}
+}
+
+// add records h and reports whether it was new.
+func (c *seenCache) add(h [32]byte) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.set[h]; ok {
+		return false
+	}
+	if len(c.order) < cap(c.order) {
+		c.order = append(c.order, h)
+	} else {
+		delete(c.set, c.order[c.next])
+		c.order[c.next] = h
+		c.next = (c.next + 1) % len(c.order)
+	}
+	c.set[h] = struct{}{}
+	return true
+}
+
+// forget removes h, for a local publication that could not be sent.
+func (c *seenCache) forget(h [32]byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// Its slot in order is reused when it comes round; if h was added
+	// again meanwhile, that forgets it early, which the store's own
+	// dedupe makes harmless.
+	delete(c.set, h)
+}
+
+// origin says where a topic message entered the node.
+type origin struct {
+	peer    keys.PublicKey // node link it came from; zero for a local user
+	session *Session       // the publishing session, not echoed to; nil from a peer
+}
+
+func (o origin) local() bool { return o.peer == keys.PublicKey{} }
+
+// relay is the one path every topic message takes: dedupe, store and push
+// for local users, passport update, then forward by PolderCast's rule (or
+// hand a local publication to known subscribers when we do not subscribe).
+func (n *Node) relay(ctx context.Context, from origin, t topic.Topic, content []byte) error {
+	subscribed := n.overlay.subscribed(t)
+	var handoff []keys.PublicKey
+	switch {
+	case !from.local() && !subscribed:
+		n.stats.unsolicited.Add(1)
+		return nil
+	case from.local() && !subscribed:
+		if handoff = n.overlay.handoff(t); len(handoff) == 0 {
+			return fmt.Errorf("publish on %x: %w", t[:4], ErrNoSubscriber)
+		}
+	case !from.local():
+		n.stats.received.Add(1)
+	}
+
+	h := messageHash(t, content)
+	if !n.seen.add(h) {
+		n.stats.duplicates.Add(1)
+		return nil
+	}
+	if n.registered(t) {
+		first, err := n.keep(ctx, from, t, h, content)
+		if err != nil {
+			n.seen.forget(h)
+			return err
+		}
+		if !first {
+			// Stored before the dedupe cache forgot it (or before a
+			// restart): not a first receipt.
+			n.stats.duplicates.Add(1)
+			return nil
+		}
+	}
+	if id, ok := t.Passport(); ok {
+		n.applyPassportUpdate(ctx, id, content)
+	}
+
+	msg := wire.Topic{Topic: t, Content: content}
+	if subscribed {
+		sent := n.sendTo(ctx, n.overlay.forward(t, from.peer), msg)
+		n.stats.relayed.Add(uint64(sent))
+		return nil
+	}
+	sent := n.sendTo(ctx, handoff, msg)
+	n.stats.handedOff.Add(uint64(sent))
+	if sent == 0 {
+		n.seen.forget(h)
+		return fmt.Errorf("publish on %x: no known subscriber reachable: %w", t[:4], ErrNoSubscriber)
+	}
+	return nil
+}
+
+// keep stores a first-seen message of a registered topic and reports
+// whether it is new to the store. A local publication is committed durably
+// and pushed before keep returns (Publish returning acknowledges it). A
+// relayed one acknowledges nothing: keep only checks it is not stored yet
+// and hands it to storeLoop, which commits in batches and then pushes it,
+// so relaying does not wait for SQLite.
+func (n *Node) keep(ctx context.Context, from origin, t topic.Topic, h [32]byte, content []byte) (bool, error) {
+	now := time.Now()
+	if from.local() {
+		m, added, err := n.store.AddMessage(ctx, store.Durable, t, h, content, now)
+		if err != nil {
+			return false, fmt.Errorf("publish: %w", err)
+		}
+		if added {
+			n.stats.stored.Add(1)
+			n.deliver(m, from.session)
+		}
+		return added, nil
+	}
+	stored, err := n.store.HasMessage(ctx, t, h)
+	if err != nil {
+		n.log.Error("relay: store", "topic", t, "err", err)
+		return true, nil // still forward: others may store it
+	}
+	if stored {
+		return false, nil
+	}
+	select {
+	case n.toStore <- store.NewMessage{Topic: t, Hash: h, Content: content, ReceivedAt: now}:
+	case <-ctx.Done():
+	}
+	return true, nil
+}
+
+// MaxStoreBatch bounds the relayed messages committed in one transaction
+// (and queued for storeLoop).
+const MaxStoreBatch = 256
+
+// storeLoop commits relayed messages in batches and pushes the new ones to
+// the sessions.
+func (n *Node) storeLoop(ctx context.Context) {
+	batch := make([]store.NewMessage, 0, MaxStoreBatch)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case m := <-n.toStore:
+			batch = append(batch[:0], m)
+		}
+		batch = n.drainToStore(batch)
+		n.storeBatch(ctx, batch)
+	}
+}
+
+// drainToStore appends what is queued, up to MaxStoreBatch messages.
+func (n *Node) drainToStore(batch []store.NewMessage) []store.NewMessage {
+	for len(batch) < MaxStoreBatch {
+		select {
+		case m := <-n.toStore:
+			batch = append(batch, m)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+func (n *Node) storeBatch(ctx context.Context, batch []store.NewMessage) {
+	added, err := n.store.AddMessages(ctx, batch)
+	if err != nil {
+		n.log.Error("relay: store", "messages", len(batch), "err", err)
+		return
+	}
+	for _, m := range added {
+		n.stats.stored.Add(1)
+		n.deliver(m, nil)
+	}
+}
+
+// sendTo queues m to each peer, waiting for room up to WriteTimeout (the
+// back-pressure of relaying); a peer still full after that is stuck and
+// its link is closed. It returns how many peers m was queued to.
+func (n *Node) sendTo(ctx context.Context, peers []keys.PublicKey, m wire.Message) int {
+	sent := 0
+	for _, p := range peers {
+		l, err := n.linkTo(p)
+		if err != nil {
+			n.log.Debug("relay: no link", "peer", p, "err", err)
+			continue
+		}
+		if l.enqueue(ctx, m, n.cfg.WriteTimeout) {
+			sent++
+			continue
+		}
+		if ctx.Err() == nil {
+			n.log.Debug("relay: link stuck; closed", "peer", p)
+			n.closeLink(l)
+		}
+	}
+	return sent
+}
+
+// reroute sends again the Topic messages queued on a link whose dial
+// failed. The peer is out of the overlay now, so the rule picks the next
+// ring neighbour (or another known subscriber) and the ring is bridged at
+// once instead of after the next gossip rounds; peers that already had a
+// message drop it as a duplicate.
+func (n *Node) reroute(ctx context.Context, l *link) {
+	for {
+		var m wire.Message
+		select {
+		case m = <-l.out:
+		default:
+			return
+		}
+		tm, ok := m.(wire.Topic)
+		if !ok {
+			continue
+		}
+		if n.overlay.subscribed(tm.Topic) {
+			n.stats.relayed.Add(uint64(n.sendTo(ctx, n.overlay.forward(tm.Topic, keys.PublicKey{}), tm)))
+		} else {
+			n.stats.handedOff.Add(uint64(n.sendTo(ctx, n.overlay.handoff(tm.Topic), tm)))
+		}
+	}
+}
+
+// handle dispatches a message read from l. An error is a protocol
+// violation or the last strike: the reader drops and quarantines the peer.
+func (n *Node) handle(ctx context.Context, l *link, m wire.Message) error {
+	if l.user {
+		return n.handleUser(ctx, l, m)
+	}
+	switch m := m.(type) {
+	case wire.Gossip:
+		n.onGossip(ctx, l, m.Gossip)
+	case wire.Topic:
+		if err := n.relay(ctx, origin{peer: l.remote}, m.Topic, m.Content); err != nil {
+			n.log.Debug("relay", "peer", l.remote, "err", err)
+		}
+	case wire.QueryTopicMessages:
+		if ok, err := n.allowRequest(l); !ok {
+			return err
+		}
+		n.answerNodeQuery(ctx, l, m)
+	case wire.GetPassport:
+		if ok, err := n.allowRequest(l); !ok {
+			return err
+		}
+		n.answerGetPassport(ctx, l, m.ID)
+	case wire.PutPassport:
+		if !n.passportAnswer(ctx, m) {
+			return n.strike(l, "unsolicited or invalid PutPassport")
+		}
+	case wire.RegisterTopic, wire.DeregisterTopic:
+		return n.strike(l, fmt.Sprintf("%v from a peer that is not a local user", m.Type()))
+	}
+	return nil
+}
+
+// allowRequest applies the per-link request rate. A request over it is
+// dropped and is a strike; the error is set once strikes earn a quarantine.
+func (n *Node) allowRequest(l *link) (bool, error) {
+	if ok, _ := l.requests.take(time.Now()); ok {
+		return true, nil
+	}
+	return false, n.strike(l, "request rate exceeded")
+}
+
+// answerNodeQuery answers a node peer's QueryTopicMessages from the store:
+// only for a topic the peer advertises in its own gossip on this link
+// (unless OpenQueries), at most QueryLimit messages, queued with
+// back-pressure.
+func (n *Node) answerNodeQuery(ctx context.Context, l *link, q wire.QueryTopicMessages) {
+	if !n.cfg.OpenQueries && !l.advertises(q.Topic) {
+		n.log.Debug("query refused: peer does not advertise the topic", "peer", l.remote, "topic", q.Topic)
+		return
+	}
+	ms, err := n.store.MessagesSince(ctx, q.Topic, gossip.ToTime(q.Since), n.cfg.QueryLimit)
+	if err != nil {
+		n.log.Error("answer query", "peer", l.remote, "err", err)
+		return
+	}
+	n.sendStored(ctx, l, ms)
+}
+
+// sendStored queues stored messages to l as Topic messages.
+func (n *Node) sendStored(ctx context.Context, l *link, ms []store.Message) {
+	for _, m := range ms {
+		if !l.enqueue(ctx, wire.Topic{Topic: m.Topic, Content: m.Content}, n.cfg.WriteTimeout) {
+			return
+		}
+	}
+}

@@ -1,0 +1,319 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/asmtp/asmtp/asmtp/keys"
+	"github.com/asmtp/asmtp/asmtp/node/store"
+	"github.com/asmtp/asmtp/asmtp/passport"
+	"github.com/asmtp/asmtp/asmtp/topic"
+	"github.com/asmtp/asmtp/asmtp/wire"
+)
+
+// Cursor is a node-assigned position in the store: every stored message
+// gets a larger cursor than all before it, on every topic. Query with the
+// cursor of the last message you have to get what follows; 0 is the start.
+type Cursor int64
+
+// Stored is a topic message as the node keeps it.
+type Stored struct {
+	Cursor     Cursor
+	Topic      topic.Topic
+	Content    []byte
+	ReceivedAt time.Time // node clock, second precision
+}
+
+// Delivery is a message pushed live to a session.
+type Delivery struct {
+	Stored
+	// Missed counts deliveries dropped just before this one because the
+	// session's channel was full. They are not lost: they are in the store,
+	// and Query from the last cursor you handled returns them.
+	Missed int
+}
+
+// Session is one local user's handle on the node: the single API behind
+// both the in-process bridge and remote devices' wire links. Its methods
+// are safe for concurrent use.
+type Session struct {
+	n    *Node
+	user keys.PublicKey
+
+	mu     sync.Mutex
+	ch     chan Delivery
+	closed bool
+	missed int
+}
+
+// Attach opens a session for a local user (a key in Config.Users or added
+// with AddUser).
+func (n *Node) Attach(user keys.PublicKey) (*Session, error) {
+	if n.closed.Load() {
+		return nil, ErrClosed
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if _, ok := n.users[user]; !ok {
+		return nil, fmt.Errorf("attach %s: %w", user, ErrNotUser)
+	}
+	if len(n.sessions[user]) >= MaxSessionsPerUser {
+		return nil, fmt.Errorf("attach %s: %d sessions already open", user, MaxSessionsPerUser)
+	}
+	s := &Session{n: n, user: user, ch: make(chan Delivery, n.cfg.DeliveryQueueSize)}
+	if n.sessions[user] == nil {
+		n.sessions[user] = make(map[*Session]struct{})
+	}
+	n.sessions[user][s] = struct{}{}
+	return s, nil
+}
+
+// User is the session's user key.
+func (s *Session) User() keys.PublicKey { return s.user }
+
+// check fails once the session or node closed or the user was removed.
+func (s *Session) check() error {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed || s.n.closed.Load() {
+		return ErrClosed
+	}
+	if !s.n.isUser(s.user) {
+		return fmt.Errorf("session of %s: %w", s.user, ErrNotUser)
+	}
+	return nil
+}
+
+// Deliveries returns the channel of live pushes: every new message on a
+// topic this user registered, except the session's own publications. The
+// channel holds Config.DeliveryQueueSize deliveries; when the consumer
+// falls behind, further deliveries are dropped from the channel (never from
+// the store) and the next one that fits reports how many were missed, so
+// the consumer can Query from its last cursor. The channel is closed when
+// the session closes.
+func (s *Session) Deliveries() <-chan Delivery { return s.ch }
+
+// Close ends the session and closes its delivery channel.
+func (s *Session) Close() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	close(s.ch)
+	s.mu.Unlock()
+	s.n.mu.Lock()
+	delete(s.n.sessions[s.user], s)
+	if len(s.n.sessions[s.user]) == 0 {
+		delete(s.n.sessions, s.user)
+	}
+	s.n.mu.Unlock()
+}
+
+func (s *Session) push(d Delivery) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	d.Missed = s.missed
+	select {
+	case s.ch <- d:
+		s.missed = 0
+	default:
+		s.missed++
+	}
+}
+
+// Register subscribes the user to t: the node keeps t's messages, pushes
+// new ones to the user's sessions, subscribes the overlay at once (its
+// gossip is re-signed) and fetches t's history from other subscribers.
+// It returns once the registration is durably stored.
+func (s *Session) Register(ctx context.Context, t topic.Topic) error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	n := s.n
+	if err := n.overlay.subscribe(t, time.Now()); err != nil {
+		return fmt.Errorf("register %s: %w", t, err)
+	}
+	if err := n.store.Register(ctx, s.user, t); err != nil {
+		n.unsubscribeUnused(t)
+		return err
+	}
+	if n.addRegistration(s.user, t) {
+		n.scheduleCatchUp(t, time.Now().Add(-n.cfg.Retention))
+	}
+	return nil
+}
+
+// Deregister removes the user's registration of t; the node unsubscribes
+// when no user or stored passport needs t any more. Stored messages stay
+// until they expire.
+func (s *Session) Deregister(ctx context.Context, t topic.Topic) error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	if err := s.n.store.Deregister(ctx, s.user, t); err != nil {
+		return err
+	}
+	if s.n.removeRegistration(s.user, t) {
+		s.n.unsubscribeUnused(t)
+	}
+	return nil
+}
+
+// Publish sends content on t. If a local user registered t the message is
+// durably stored before Publish returns; it is then forwarded by
+// PolderCast's rule, or handed to known subscribers when the node does not
+// subscribe to t (ErrNoSubscriber if it knows none). Delivery to peers is
+// asynchronous.
+func (s *Session) Publish(ctx context.Context, t topic.Topic, content []byte) error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	if len(content) > wire.MaxTopicContent {
+		return fmt.Errorf("publish: %d bytes of content, maximum %d", len(content), wire.MaxTopicContent)
+	}
+	if _, running := s.n.context(); !running {
+		return ErrClosed
+	}
+	return s.n.relay(ctx, origin{session: s}, t, content)
+}
+
+// PutPassport validates PassportBlocks, merges them with the stored copy,
+// stores the result durably and subscribes to the passport's topic so its
+// updates are applied. It returns the passport id.
+func (s *Session) PutPassport(ctx context.Context, blocks []byte) (passport.Hash, error) {
+	if err := s.check(); err != nil {
+		return passport.Hash{}, err
+	}
+	return s.n.putPassport(ctx, blocks)
+}
+
+// GetPassport returns a passport's PassportBlocks, asking known
+// subscribers of its topic (or connected peers) when it is not stored
+// locally, and waiting up to Config.PassportTimeout for an answer.
+func (s *Session) GetPassport(ctx context.Context, id passport.Hash) ([]byte, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	return s.n.getPassport(ctx, id)
+}
+
+// Query returns up to Config.QueryLimit stored messages of t after cursor
+// since, oldest first. The user must have registered t.
+func (s *Session) Query(ctx context.Context, t topic.Topic, since Cursor) ([]Stored, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	if !s.n.registeredBy(s.user, t) {
+		return nil, fmt.Errorf("query %s: topic not registered by %s", t, s.user)
+	}
+	ms, err := s.n.store.MessagesAfter(ctx, t, int64(since), s.n.cfg.QueryLimit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Stored, len(ms))
+	for i, m := range ms {
+		out[i] = storedOf(m)
+	}
+	return out, nil
+}
+
+// querySince is Query by receive time, for wire QueryTopicMessages.
+func (s *Session) querySince(ctx context.Context, t topic.Topic, since time.Time) ([]store.Message, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	if !s.n.registeredBy(s.user, t) {
+		return nil, fmt.Errorf("query %s: topic not registered by %s", t, s.user)
+	}
+	return s.n.store.MessagesSince(ctx, t, since, s.n.cfg.QueryLimit)
+}
+
+func storedOf(m store.Message) Stored {
+	return Stored{Cursor: Cursor(m.Cursor), Topic: m.Topic, Content: m.Content, ReceivedAt: m.ReceivedAt}
+}
+
+// --- registrations ---
+
+// addRegistration records user's interest in t in memory and subscribes
+// the overlay; it reports whether t is new to the node.
+func (n *Node) addRegistration(user keys.PublicKey, t topic.Topic) bool {
+	n.mu.Lock()
+	users := n.regs[t]
+	first := users == nil
+	if first {
+		users = make(map[keys.PublicKey]struct{})
+		n.regs[t] = users
+	}
+	users[user] = struct{}{}
+	n.mu.Unlock()
+	if first {
+		n.subscribe(t)
+	}
+	return first
+}
+
+// removeRegistration reports whether t lost its last registration.
+func (n *Node) removeRegistration(user keys.PublicKey, t topic.Topic) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	users := n.regs[t]
+	if users == nil {
+		return false
+	}
+	delete(users, user)
+	if len(users) > 0 {
+		return false
+	}
+	delete(n.regs, t)
+	return true
+}
+
+func (n *Node) registered(t topic.Topic) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return len(n.regs[t]) > 0
+}
+
+func (n *Node) registeredBy(user keys.PublicKey, t topic.Topic) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	_, ok := n.regs[t][user]
+	return ok
+}
+
+func (n *Node) registeredTopics() []topic.Topic {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := make([]topic.Topic, 0, len(n.regs))
+	for t := range n.regs {
+		out = append(out, t)
+	}
+	return out
+}
+
+// deliver pushes a newly stored message to the sessions of the users who
+// registered its topic, except the publishing session.
+func (n *Node) deliver(m store.Message, except *Session) {
+	n.mu.Lock()
+	var targets []*Session
+	for u := range n.regs[m.Topic] {
+		for s := range n.sessions[u] {
+			if s != except {
+				targets = append(targets, s)
+			}
+		}
+	}
+	n.mu.Unlock()
+	d := Delivery{Stored: storedOf(m)}
+	for _, s := range targets {
+		s.push(d)
+	}
+}

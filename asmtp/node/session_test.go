@@ -1,0 +1,208 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/asmtp/asmtp/asmtp/keys"
+	"github.com/asmtp/asmtp/asmtp/topic"
+	"github.com/asmtp/asmtp/asmtp/wire"
+)
+
+func TestAttachOnlyUsers(t *testing.T) {
+	cfg, user := testConfig(t, t.TempDir())
+	n := start(t, cfg, user)
+	stranger := keys.Public(newKey(t))
+	if _, err := n.Attach(stranger); !errors.Is(err, ErrNotUser) {
+		t.Fatalf("stranger attached: %v", err)
+	}
+	n.AddUser(stranger)
+	s, err := n.Attach(stranger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := s.Register(ctx, topic.Topic{1}); err != nil {
+		t.Fatal(err)
+	}
+	n.RemoveUser(stranger)
+	if _, ok := <-s.Deliveries(); ok {
+		t.Fatal("session of a removed user still open")
+	}
+	if err := s.Register(ctx, topic.Topic{2}); err == nil {
+		t.Fatal("removed user could still register")
+	}
+}
+
+// A consumer that falls behind loses no message: the deliveries that did
+// not fit are counted on the next one, and Query from its last cursor
+// returns them.
+func TestSlowConsumer(t *testing.T) {
+	nodes := startNetwork(t, 2, func(c *Config) { c.DeliveryQueueSize = 2 })
+	ctx := context.Background()
+	tp := topic.Topic{0x51}
+	slow, pub := nodes[0].session(t), nodes[1].session(t)
+	for _, s := range []*Session{slow, pub} {
+		if err := s.Register(ctx, tp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 10*time.Second, "rings", func() bool { return ringsConverged(nodes, nodes, tp) == nil })
+	for i := range 5 {
+		if err := pub.Publish(ctx, tp, fmt.Appendf(nil, "m%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 5*time.Second, "5 stored", func() bool {
+		ms, _ := slow.Query(ctx, tp, 0)
+		return len(ms) == 5
+	})
+	first := receive(t, slow, 2, time.Second)
+	if err := pub.Publish(ctx, tp, []byte("m5")); err != nil {
+		t.Fatal(err)
+	}
+	next := receive(t, slow, 1, 5*time.Second)[0]
+	if string(next.Content) != "m5" || next.Missed != 3 {
+		t.Fatalf("next delivery %q reports %d missed, want m5 and 3", next.Content, next.Missed)
+	}
+	rest, err := slow.Query(ctx, tp, first[1].Cursor)
+	if err != nil || len(rest) != 4 {
+		t.Fatalf("query after the last handled cursor: %d messages, %v; want 4", len(rest), err)
+	}
+}
+
+// A device connected over a wire link (asmtp-cli) gets the same behaviour
+// as an in-process session: register, live push, publish, query.
+func TestWireUser(t *testing.T) {
+	nodes := startNetwork(t, 2, nil)
+	ctx := context.Background()
+	home, other := nodes[0], nodes[1]
+	tp := topic.Topic{0x77}
+	so := other.session(t)
+	if err := so.Register(ctx, tp); err != nil {
+		t.Fatal(err)
+	}
+
+	got := make(chan wire.Topic, 16)
+	device := dialWireUser(t, home, func(m wire.Topic) { got <- m })
+	if err := device.WriteMessage(ctx, wire.RegisterTopic{Topic: tp}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "rings", func() bool { return ringsConverged(nodes, nodes, tp) == nil })
+
+	if err := so.Publish(ctx, tp, []byte("to the device")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-got:
+		if string(m.Content) != "to the device" {
+			t.Fatalf("device got %q", m.Content)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no live push to the device")
+	}
+
+	if err := device.WriteMessage(ctx, wire.Topic{Topic: tp, Content: []byte("from the device")}); err != nil {
+		t.Fatal(err)
+	}
+	if d := receive(t, so, 1, 5*time.Second); string(d[0].Content) != "from the device" {
+		t.Fatalf("other node got %q", d[0].Content)
+	}
+
+	if err := device.WriteMessage(ctx, wire.QueryTopicMessages{Topic: tp}); err != nil {
+		t.Fatal(err)
+	}
+	history := map[string]bool{}
+	for len(history) < 2 {
+		select {
+		case m := <-got:
+			history[string(m.Content)] = true
+		case <-time.After(5 * time.Second):
+			t.Fatalf("query answered %d of 2 messages", len(history))
+		}
+	}
+	if !history["to the device"] || !history["from the device"] {
+		t.Fatalf("query answered %v", history)
+	}
+}
+
+// dialWireUser connects as tn's user over the wire and hands pushed Topic
+// messages to onTopic.
+func dialWireUser(t *testing.T, tn *testNode, onTopic func(wire.Topic)) *wire.Conn {
+	t.Helper()
+	raw, wc := hostileConn(t, tn, tn.user, true)
+	t.Cleanup(func() { raw.Close() })
+	go func() {
+		for {
+			m, err := wc.ReadMessage(context.Background())
+			if err != nil {
+				return
+			}
+			if tm, ok := m.(wire.Topic); ok {
+				onTopic(tm)
+			}
+		}
+	}()
+	return wc
+}
+
+// Other nodes may query only topics they advertise in their own gossip,
+// unless the node opens its queries.
+func TestNodeQueryAuthorisation(t *testing.T) {
+	tp := topic.Topic{0x99}
+	cases := []struct {
+		name       string
+		advertises bool
+		open       bool
+		want       int
+	}{
+		{"advertises the topic", true, false, 3},
+		{"does not advertise it", false, false, 0},
+		{"does not advertise it, open queries", false, true, 3},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cfg, user := testConfig(t, t.TempDir())
+			cfg.OpenQueries = c.open
+			cfg.GossipInterval = time.Hour // no gossip: only the answers reach the peer
+			n := start(t, cfg, user)
+			ctx := context.Background()
+			s := n.session(t)
+			if err := s.Register(ctx, tp); err != nil {
+				t.Fatal(err)
+			}
+			for i := range 3 {
+				// Nobody else subscribes: the message is stored, then the
+				// forwarding rule finds no one.
+				if err := s.Publish(ctx, tp, fmt.Appendf(nil, "m%d", i)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			topics := []topic.Topic{{0x98}}
+			if c.advertises {
+				topics = append(topics, tp)
+			}
+			got := make(chan wire.Topic, 8)
+			p := dialRawPeer(t, n.Addr().String(), n.ID(), topics, func(m wire.Topic) { got <- m })
+			if err := p.wc.WriteMessage(ctx, wire.QueryTopicMessages{Topic: tp}); err != nil {
+				t.Fatal(err)
+			}
+			count := 0
+			for timeout := time.After(time.Second); ; {
+				select {
+				case <-got:
+					count++
+					continue
+				case <-timeout:
+				}
+				break
+			}
+			if count != c.want {
+				t.Fatalf("peer got %d answers, want %d", count, c.want)
+			}
+		})
+	}
+}

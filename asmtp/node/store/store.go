@@ -1,0 +1,505 @@
+// Package store is the node's persistence: one embedded SQLite database
+// (pure-Go modernc.org/sqlite, WAL) holding the gossips the node learned,
+// its users' topic registrations, the topic messages it keeps for them with
+// a node-assigned monotonic cursor, passports, and the node's last-seen
+// time. The schema lives in one list of migrations in this file.
+//
+// Writes that something is acknowledged on (a user's registration, publish
+// or passport) commit with synchronous=FULL before returning. Writes that
+// acknowledge nothing (messages relayed from peers, learned gossips, the
+// last-seen time) go through a second connection with synchronous=NORMAL:
+// in WAL mode that survives a crash of the process, not of the machine, and
+// it is four times faster (an fsync per commit dominates relay throughput).
+// A mutex serialises writers, so SQLite never answers SQLITE_BUSY.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	"sync"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"github.com/asmtp/asmtp/asmtp/keys"
+	"github.com/asmtp/asmtp/asmtp/passport"
+	"github.com/asmtp/asmtp/asmtp/topic"
+)
+
+// migrations are applied in order; PRAGMA user_version records how many
+// ran. Append, never edit.
+var migrations = []string{
+	`CREATE TABLE meta (
+		key   TEXT PRIMARY KEY,
+		value INTEGER NOT NULL
+	);
+	CREATE TABLE gossips (
+		id    BLOB PRIMARY KEY,
+		time  INTEGER NOT NULL,
+		bytes BLOB NOT NULL
+	);
+	CREATE TABLE registrations (
+		user  BLOB NOT NULL,
+		topic BLOB NOT NULL,
+		PRIMARY KEY (user, topic)
+	);
+	CREATE TABLE messages (
+		cursor      INTEGER PRIMARY KEY AUTOINCREMENT,
+		topic       BLOB NOT NULL,
+		hash        BLOB NOT NULL,
+		content     BLOB NOT NULL,
+		received_at INTEGER NOT NULL,
+		UNIQUE (topic, hash)
+	);
+	CREATE INDEX messages_by_topic_cursor ON messages (topic, cursor);
+	CREATE INDEX messages_by_topic_time ON messages (topic, received_at);
+	CREATE INDEX messages_by_time ON messages (received_at);
+	CREATE TABLE passports (
+		id         BLOB PRIMARY KEY,
+		blocks     BLOB NOT NULL,
+		updated_at INTEGER NOT NULL
+	);`,
+}
+
+// Store is the node's database. Its methods are safe for concurrent use.
+type Store struct {
+	db      *sql.DB    // synchronous=FULL: reads and acknowledged writes
+	relaxed *sql.DB    // synchronous=NORMAL: writes nobody waits on
+	write   sync.Mutex // one writer at a time across both connections
+}
+
+// Open opens (creating if needed) the database at path and migrates it.
+func Open(ctx context.Context, path string) (*Store, error) {
+	db, err := openConn(path, "FULL")
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	s := &Store{db: db}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	if s.relaxed, err = openConn(path, "NORMAL"); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// openConn opens one connection to the database in WAL mode.
+func openConn(path, synchronous string) (*sql.DB, error) {
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "synchronous("+synchronous+")")
+	q.Add("_txlock", "immediate")
+	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(1)
+	db.SetConnMaxIdleTime(0)
+	return db, db.Ping()
+}
+
+// Sync says whether a write must survive a machine crash once it returns.
+type Sync bool
+
+const (
+	// Durable writes are fsynced before returning: use them for anything
+	// acknowledged to a user.
+	Durable Sync = true
+	// Relaxed writes survive a crash of the process, not of the machine.
+	Relaxed Sync = false
+)
+
+// conn returns the connection writes of the given durability go through.
+func (s *Store) conn(sync Sync) *sql.DB {
+	if sync == Durable {
+		return s.db
+	}
+	return s.relaxed
+}
+
+// exec runs one write statement.
+func (s *Store) exec(ctx context.Context, sync Sync, query string, args ...any) (sql.Result, error) {
+	s.write.Lock()
+	defer s.write.Unlock()
+	return s.conn(sync).ExecContext(ctx, query, args...)
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return errors.Join(s.relaxed.Close(), s.db.Close()) }
+
+func (s *Store) migrate(ctx context.Context) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	defer tx.Rollback()
+	var version int
+	if err := tx.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&version); err != nil {
+		return fmt.Errorf("migrate: read version: %w", err)
+	}
+	if version > len(migrations) {
+		return fmt.Errorf("migrate: database version %d is newer than this program (%d)", version, len(migrations))
+	}
+	for i := version; i < len(migrations); i++ {
+		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+			return fmt.Errorf("migrate to version %d: %w", i+1, err)
+		}
+	}
+	// PRAGMA does not take bound parameters; the value is our own integer.
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA user_version = %d`, len(migrations))); err != nil {
+		return fmt.Errorf("migrate: write version: %w", err)
+	}
+	return tx.Commit()
+}
+
+// --- node state ---
+
+const lastSeenKey = "last_seen"
+
+// LastSeen returns the last time the node recorded itself as running, or
+// the zero time if it never did.
+func (s *Store) LastSeen(ctx context.Context) (time.Time, error) {
+	var unix int64
+	err := s.db.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, lastSeenKey).Scan(&unix)
+	if errors.Is(err, sql.ErrNoRows) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("read last seen: %w", err)
+	}
+	return time.Unix(unix, 0), nil
+}
+
+// SetLastSeen records t as the last time the node was running.
+func (s *Store) SetLastSeen(ctx context.Context, t time.Time) error {
+	_, err := s.exec(ctx, Relaxed,
+		`INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`,
+		lastSeenKey, t.Unix())
+	if err != nil {
+		return fmt.Errorf("write last seen: %w", err)
+	}
+	return nil
+}
+
+// --- gossips ---
+
+// Gossip is a peer's signed gossip as the node last accepted it.
+type Gossip struct {
+	ID    keys.PublicKey
+	Time  uint32
+	Bytes []byte
+}
+
+// ReplaceGossips makes gs the stored gossips, in one transaction: the node
+// saves the profiles of its current views, so the table stays as small as
+// the views however many peers come and go.
+func (s *Store) ReplaceGossips(ctx context.Context, gs []Gossip) error {
+	s.write.Lock()
+	defer s.write.Unlock()
+	tx, err := s.relaxed.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("save gossips: %w", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `DELETE FROM gossips`); err != nil {
+		return fmt.Errorf("save gossips: %w", err)
+	}
+	for _, g := range gs {
+		_, err := tx.ExecContext(ctx,
+			`INSERT INTO gossips (id, time, bytes) VALUES (?, ?, ?)
+			 ON CONFLICT (id) DO UPDATE SET time = excluded.time, bytes = excluded.bytes
+			 WHERE excluded.time > gossips.time`,
+			g.ID[:], g.Time, g.Bytes)
+		if err != nil {
+			return fmt.Errorf("save gossip of %s: %w", g.ID, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("save gossips: %w", err)
+	}
+	return nil
+}
+
+// Gossips returns every stored gossip.
+func (s *Store) Gossips(ctx context.Context) ([]Gossip, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, time, bytes FROM gossips ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("read gossips: %w", err)
+	}
+	defer rows.Close()
+	var gs []Gossip
+	for rows.Next() {
+		var g Gossip
+		var id []byte
+		if err := rows.Scan(&id, &g.Time, &g.Bytes); err != nil {
+			return nil, fmt.Errorf("read gossips: %w", err)
+		}
+		if err := fixed(g.ID[:], id, "gossip id"); err != nil {
+			return nil, err
+		}
+		gs = append(gs, g)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read gossips: %w", err)
+	}
+	return gs, nil
+}
+
+// --- registrations ---
+
+// Registration is a local user's interest in a topic.
+type Registration struct {
+	User  keys.PublicKey
+	Topic topic.Topic
+}
+
+// Register records that user registered t. Registering twice is not an error.
+func (s *Store) Register(ctx context.Context, user keys.PublicKey, t topic.Topic) error {
+	_, err := s.exec(ctx, Durable,
+		`INSERT INTO registrations (user, topic) VALUES (?, ?) ON CONFLICT DO NOTHING`, user[:], t[:])
+	if err != nil {
+		return fmt.Errorf("register %s for %s: %w", t, user, err)
+	}
+	return nil
+}
+
+// Deregister removes user's registration of t, if any.
+func (s *Store) Deregister(ctx context.Context, user keys.PublicKey, t topic.Topic) error {
+	_, err := s.exec(ctx, Durable, `DELETE FROM registrations WHERE user = ? AND topic = ?`, user[:], t[:])
+	if err != nil {
+		return fmt.Errorf("deregister %s for %s: %w", t, user, err)
+	}
+	return nil
+}
+
+// Registrations returns every registration.
+func (s *Store) Registrations(ctx context.Context) ([]Registration, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT user, topic FROM registrations ORDER BY user, topic`)
+	if err != nil {
+		return nil, fmt.Errorf("read registrations: %w", err)
+	}
+	defer rows.Close()
+	var rs []Registration
+	for rows.Next() {
+		var r Registration
+		var user, t []byte
+		if err := rows.Scan(&user, &t); err != nil {
+			return nil, fmt.Errorf("read registrations: %w", err)
+		}
+		if err := errors.Join(fixed(r.User[:], user, "user"), fixed(r.Topic[:], t, "topic")); err != nil {
+			return nil, err
+		}
+		rs = append(rs, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read registrations: %w", err)
+	}
+	return rs, nil
+}
+
+// --- topic messages ---
+
+// Message is a stored topic message.
+type Message struct {
+	Cursor     int64 // node-assigned, strictly increasing, never reused
+	Topic      topic.Topic
+	Content    []byte
+	ReceivedAt time.Time // node clock, second precision
+}
+
+// AddMessage stores a message under its dedupe hash unless one with the
+// same (topic, hash) is already stored. It returns the stored message and
+// whether it was added by this call.
+func (s *Store) AddMessage(ctx context.Context, sync Sync, t topic.Topic, hash [32]byte, content []byte, receivedAt time.Time) (Message, bool, error) {
+	m := Message{Topic: t, Content: content, ReceivedAt: time.Unix(receivedAt.Unix(), 0)}
+	s.write.Lock()
+	defer s.write.Unlock()
+	err := s.conn(sync).QueryRowContext(ctx,
+		`INSERT INTO messages (topic, hash, content, received_at) VALUES (?, ?, ?, ?)
+		 ON CONFLICT (topic, hash) DO NOTHING RETURNING cursor`,
+		t[:], hash[:], content, receivedAt.Unix()).Scan(&m.Cursor)
+	if errors.Is(err, sql.ErrNoRows) {
+		return m, false, nil
+	}
+	if err != nil {
+		return m, false, fmt.Errorf("store message on %x: %w", t[:4], err)
+	}
+	return m, true, nil
+}
+
+// NewMessage is a message to store with AddMessages.
+type NewMessage struct {
+	Topic      topic.Topic
+	Hash       [32]byte // dedupe key
+	Content    []byte
+	ReceivedAt time.Time
+}
+
+// AddMessages stores messages in one relaxed transaction, skipping those
+// already stored, and returns the ones it added with their cursors. One
+// commit for many messages is what keeps relaying fast.
+func (s *Store) AddMessages(ctx context.Context, ms []NewMessage) ([]Message, error) {
+	s.write.Lock()
+	defer s.write.Unlock()
+	tx, err := s.relaxed.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("store messages: %w", err)
+	}
+	defer tx.Rollback()
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO messages (topic, hash, content, received_at) VALUES (?, ?, ?, ?)
+		ON CONFLICT (topic, hash) DO NOTHING RETURNING cursor`)
+	if err != nil {
+		return nil, fmt.Errorf("store messages: %w", err)
+	}
+	defer stmt.Close()
+	var added []Message
+	for _, m := range ms {
+		var cursor int64
+		err := stmt.QueryRowContext(ctx, m.Topic[:], m.Hash[:], m.Content, m.ReceivedAt.Unix()).Scan(&cursor)
+		if errors.Is(err, sql.ErrNoRows) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("store message on %x: %w", m.Topic[:4], err)
+		}
+		added = append(added, Message{Cursor: cursor, Topic: m.Topic, Content: m.Content, ReceivedAt: time.Unix(m.ReceivedAt.Unix(), 0)})
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("store messages: %w", err)
+	}
+	return added, nil
+}
+
+// HasMessage reports whether a message with this dedupe hash is stored on t.
+func (s *Store) HasMessage(ctx context.Context, t topic.Topic, hash [32]byte) (bool, error) {
+	var one int
+	err := s.db.QueryRowContext(ctx, `SELECT 1 FROM messages WHERE topic = ? AND hash = ?`, t[:], hash[:]).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("look up message on %x: %w", t[:4], err)
+	}
+	return true, nil
+}
+
+// MessagesAfter returns up to limit messages of t with a cursor greater
+// than after, oldest first.
+func (s *Store) MessagesAfter(ctx context.Context, t topic.Topic, after int64, limit int) ([]Message, error) {
+	return s.messages(ctx, t, `SELECT cursor, content, received_at FROM messages
+		WHERE topic = ? AND cursor > ? ORDER BY cursor LIMIT ?`, after, limit)
+}
+
+// MessagesSince returns up to limit messages of t received at or after
+// since, oldest first.
+func (s *Store) MessagesSince(ctx context.Context, t topic.Topic, since time.Time, limit int) ([]Message, error) {
+	return s.messages(ctx, t, `SELECT cursor, content, received_at FROM messages
+		WHERE topic = ? AND received_at >= ? ORDER BY cursor LIMIT ?`, since.Unix(), limit)
+}
+
+func (s *Store) messages(ctx context.Context, t topic.Topic, query string, from int64, limit int) ([]Message, error) {
+	rows, err := s.db.QueryContext(ctx, query, t[:], from, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read messages of %x: %w", t[:4], err)
+	}
+	defer rows.Close()
+	var ms []Message
+	for rows.Next() {
+		m := Message{Topic: t}
+		var unix int64
+		if err := rows.Scan(&m.Cursor, &m.Content, &unix); err != nil {
+			return nil, fmt.Errorf("read messages of %x: %w", t[:4], err)
+		}
+		m.ReceivedAt = time.Unix(unix, 0)
+		ms = append(ms, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read messages of %x: %w", t[:4], err)
+	}
+	return ms, nil
+}
+
+// DeleteMessagesBefore deletes messages received before t (retention) and
+// returns how many went.
+func (s *Store) DeleteMessagesBefore(ctx context.Context, t time.Time) (int64, error) {
+	res, err := s.exec(ctx, Relaxed, `DELETE FROM messages WHERE received_at < ?`, t.Unix())
+	if err != nil {
+		return 0, fmt.Errorf("expire messages: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("expire messages: %w", err)
+	}
+	return n, nil
+}
+
+// --- passports ---
+
+// PutPassport stores (or replaces) the PassportBlocks of passport id. The
+// caller validates and merges the blocks.
+func (s *Store) PutPassport(ctx context.Context, id passport.Hash, blocks []byte, now time.Time) error {
+	_, err := s.exec(ctx, Durable,
+		`INSERT INTO passports (id, blocks, updated_at) VALUES (?, ?, ?)
+		 ON CONFLICT (id) DO UPDATE SET blocks = excluded.blocks, updated_at = excluded.updated_at`,
+		id[:], blocks, now.Unix())
+	if err != nil {
+		return fmt.Errorf("store passport %s: %w", id, err)
+	}
+	return nil
+}
+
+// Passport returns the stored PassportBlocks of id, and whether it is known.
+func (s *Store) Passport(ctx context.Context, id passport.Hash) ([]byte, bool, error) {
+	var blocks []byte
+	err := s.db.QueryRowContext(ctx, `SELECT blocks FROM passports WHERE id = ?`, id[:]).Scan(&blocks)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("read passport %s: %w", id, err)
+	}
+	return blocks, true, nil
+}
+
+// PassportIDs returns the ids of every stored passport.
+func (s *Store) PassportIDs(ctx context.Context) ([]passport.Hash, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id FROM passports ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("read passport ids: %w", err)
+	}
+	defer rows.Close()
+	var ids []passport.Hash
+	for rows.Next() {
+		var id passport.Hash
+		var b []byte
+		if err := rows.Scan(&b); err != nil {
+			return nil, fmt.Errorf("read passport ids: %w", err)
+		}
+		if err := fixed(id[:], b, "passport id"); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read passport ids: %w", err)
+	}
+	return ids, nil
+}
+
+// fixed copies a fixed-size column value, refusing a wrong length (a
+// corrupted or foreign database).
+func fixed(dst, src []byte, what string) error {
+	if len(src) != len(dst) {
+		return fmt.Errorf("stored %s: %d bytes, want %d", what, len(src), len(dst))
+	}
+	copy(dst, src)
+	return nil
+}
