@@ -73,6 +73,56 @@ WHEN NOT EXISTS (SELECT 1 FROM messages WHERE body_id = OLD.body_id)
 BEGIN
 	DELETE FROM bodies WHERE id = OLD.body_id;
 END;
+`, `
+-- Outbound queue (outbox.go): each message submitted over SMTP once, and one
+-- row per recipient until it is delivered or bounced.
+CREATE TABLE outbox (
+	id INTEGER PRIMARY KEY,
+	account TEXT NOT NULL REFERENCES accounts(name) ON DELETE CASCADE,
+	envelope_from TEXT NOT NULL,
+	raw BLOB NOT NULL,                -- the copy every recipient gets (Bcc removed)
+	queued_at INTEGER NOT NULL        -- unix milliseconds
+);
+CREATE TABLE outbox_recipients (
+	outbox_id INTEGER NOT NULL REFERENCES outbox(id) ON DELETE CASCADE,
+	passport BLOB NOT NULL,           -- 16 bytes: whom the address names
+	address TEXT NOT NULL,            -- as the client wrote it in RCPT TO
+	message_id BLOB NOT NULL,         -- 16 bytes, drawn once: every attempt reuses it
+	attempts INTEGER NOT NULL DEFAULT 0,
+	next_attempt INTEGER NOT NULL,    -- unix milliseconds
+	last_error TEXT NOT NULL DEFAULT '',
+	PRIMARY KEY (outbox_id, passport)
+) WITHOUT ROWID;
+CREATE INDEX outbox_recipients_due ON outbox_recipients(next_attempt);
+-- Inbound reassembly (reassembly.go): chunks of messages not yet complete,
+-- the messages already delivered (replays are ignored) and how far each
+-- topic has been read.
+CREATE TABLE inbound_chunks (
+	account TEXT NOT NULL REFERENCES accounts(name) ON DELETE CASCADE,
+	sender BLOB NOT NULL,             -- 32-byte key that sealed the chunk
+	message_id BLOB NOT NULL,         -- 16 bytes
+	chunk_index INTEGER NOT NULL,
+	chunk_count INTEGER NOT NULL,
+	total INTEGER NOT NULL,
+	kind INTEGER NOT NULL,
+	received_at INTEGER NOT NULL,     -- unix milliseconds
+	data BLOB NOT NULL,
+	UNIQUE (account, sender, message_id, chunk_index)
+);
+CREATE TABLE inbound_delivered (
+	account TEXT NOT NULL REFERENCES accounts(name) ON DELETE CASCADE,
+	sender BLOB NOT NULL,
+	message_id BLOB NOT NULL,
+	delivered_at INTEGER NOT NULL,    -- unix milliseconds
+	PRIMARY KEY (account, sender, message_id)
+) WITHOUT ROWID;
+CREATE INDEX inbound_delivered_age ON inbound_delivered(account, delivered_at);
+CREATE TABLE inbound_cursors (
+	account TEXT NOT NULL REFERENCES accounts(name) ON DELETE CASCADE,
+	topic BLOB NOT NULL,
+	cursor INTEGER NOT NULL,
+	PRIMARY KEY (account, topic)
+) WITHOUT ROWID;
 `}
 
 // Open opens (creating if needed) the store in the SQLite file at path and

@@ -333,8 +333,14 @@ func (n *Node) Run(ctx context.Context) error {
 	n.spawn(func() { n.persistLoop(ctx) })
 	n.spawn(func() { n.catchUpLoop(ctx) })
 	n.spawn(func() { n.storeLoop(ctx) })
-	if !n.lastSeen.IsZero() {
+	switch {
+	case !n.lastSeen.IsZero():
 		n.catchUpAll(n.lastSeen.Add(-n.cfg.MaxClockSkew))
+	case len(n.registeredTopics()) > 0:
+		// Users registered topics, but the node stopped before it ever
+		// recorded being up (killed within its first PersistInterval):
+		// anything in the retention window may have been missed.
+		n.catchUpAll(time.Now().Add(-n.cfg.Retention))
 	}
 	<-ctx.Done()
 	return n.shutdown()
@@ -423,6 +429,19 @@ func (n *Node) shutdown() error {
 // persistLoop periodically saves the overlay and the last-seen time and
 // expires old messages.
 func (n *Node) persistLoop(ctx context.Context) {
+	// The first save comes after two gossip rounds rather than a whole
+	// PersistInterval, so that a node killed soon after start still finds
+	// the peers it learned.
+	first := time.NewTimer(min(2*n.cfg.GossipInterval, n.cfg.PersistInterval))
+	defer first.Stop()
+	select {
+	case <-ctx.Done():
+		return
+	case now := <-first.C:
+		if err := n.persist(ctx, now); err != nil && ctx.Err() == nil {
+			n.log.Error("persist", "err", err)
+		}
+	}
 	t := time.NewTicker(n.cfg.PersistInterval)
 	defer t.Stop()
 	for {
