@@ -473,6 +473,14 @@ func (n *Node) readLoop(ctx context.Context, l *link, c *wire.Conn) {
 		}
 		l.touch()
 		if err := n.handle(ctx, l, m); err != nil {
+			if errors.Is(err, errNotUser) {
+				// Most likely a device missing from `users`: hang up at
+				// once so its client can say so, without a quarantine
+				// that would make the fixed device wait.
+				n.log.Info("refused a user-only request from a key not in users", "peer", l.remote, "request", err)
+				n.closeLink(l)
+				return
+			}
 			n.quarantine(l, "protocol violation", err)
 			return
 		}

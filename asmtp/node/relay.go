@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -285,10 +286,17 @@ func (n *Node) handle(ctx context.Context, l *link, m wire.Message) error {
 			return n.strike(l, "unsolicited or invalid PutPassport")
 		}
 	case wire.RegisterTopic, wire.DeregisterTopic:
-		return n.strike(l, fmt.Sprintf("%v from a peer that is not a local user", m.Type()))
+		if err := n.strike(l, fmt.Sprintf("%v from a peer that is not a local user", m.Type())); err != nil {
+			return err
+		}
+		return fmt.Errorf("%v: %w", m.Type(), errNotUser)
 	}
 	return nil
 }
+
+// errNotUser is a user-only request from a key not in users: the link is
+// closed at once (still a strike, so a peer that insists is quarantined).
+var errNotUser = errors.New("user-only request from a key that is not a local user")
 
 // allowRequest applies the per-link request rate. A request over it is
 // dropped and is a strike; the error is set once strikes earn a quarantine.
