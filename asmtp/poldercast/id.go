@@ -1,0 +1,67 @@
+package poldercast
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/hex"
+	"math/bits"
+)
+
+// ID identifies a node: its Ed25519 public key. On the ring of a topic, ids
+// are 256-bit big-endian numbers on a circle: the successor of the largest id
+// is the smallest.
+type ID [32]byte
+
+// Topic is an opaque 32-byte topic.
+type Topic [32]byte
+
+func (id ID) String() string    { return hex.EncodeToString(id[:]) }
+func (tp Topic) String() string { return hex.EncodeToString(tp[:]) }
+
+// short is the id prefix used in error messages.
+func (id ID) short() string { return hex.EncodeToString(id[:4]) }
+
+// distance is a clockwise distance on the id circle, a 256-bit number stored
+// as four 64-bit limbs, most significant first.
+type distance [4]uint64
+
+// clockwise returns how far to lies after from, going clockwise:
+// (to − from) mod 2²⁵⁶. clockwise(a, b) is b's distance as a successor of a,
+// clockwise(b, a) its distance as a predecessor.
+func clockwise(from, to ID) distance {
+	var d distance
+	var borrow uint64
+	for i := 3; i >= 0; i-- {
+		x := binary.BigEndian.Uint64(to[i*8:])
+		y := binary.BigEndian.Uint64(from[i*8:])
+		d[i], borrow = bits.Sub64(x, y, borrow)
+	}
+	return d
+}
+
+func (d distance) less(e distance) bool {
+	for i := range d {
+		if d[i] != e[i] {
+			return d[i] < e[i]
+		}
+	}
+	return false
+}
+
+// compareTopics orders topics as big-endian numbers. Topics are hashes, so
+// the first eight bytes almost always decide; it is the hot path of every
+// merge of two subscription lists.
+func compareTopics(a, b Topic) int {
+	x, y := topicKey(a), topicKey(b)
+	switch {
+	case x < y:
+		return -1
+	case x > y:
+		return 1
+	}
+	return bytes.Compare(a[8:], b[8:])
+}
+
+// topicKey is the first eight bytes of a topic as a number: it orders topics
+// like compareTopics whenever it differs.
+func topicKey(tp Topic) uint64 { return binary.BigEndian.Uint64(tp[:8]) }
