@@ -23,7 +23,11 @@ func TestParseFlags(t *testing.T) {
 			want: options{configPath: "c.yaml", passwordSet: true, logLevel: slog.LevelInfo}},
 		{name: "log level", args: []string{"--config=c.yaml", "--log-level", "debug"},
 			want: options{configPath: "c.yaml", logLevel: slog.LevelDebug}},
-		{name: "no config", args: nil, wantErr: "--config is required"},
+		{name: "no config: run from the default data directory", args: nil,
+			want: options{logLevel: slog.LevelInfo}},
+		{name: "data directory", args: []string{"--data-dir", "d"},
+			want: options{dataDir: "d", logLevel: slog.LevelInfo}},
+		{name: "config and data directory", args: []string{"--config", "c.yaml", "--data-dir", "d"}, wantErr: "exclude each other"},
 		{name: "bad level", args: []string{"--config", "c.yaml", "--log-level", "loud"}, wantErr: "log-level"},
 		{name: "stray argument", args: []string{"--config", "c.yaml", "run"}, wantErr: `unexpected argument "run"`},
 	}
