@@ -150,6 +150,10 @@ type Node struct {
 	runCtx   context.Context
 	started  atomic.Bool
 	closed   atomic.Bool
+	// ready is closed once Run has started or Close closed a node that
+	// never ran: local users may publish before Run gets going.
+	ready     chan struct{}
+	readyOnce sync.Once
 
 	mu       sync.Mutex
 	links    map[keys.PublicKey]*link
@@ -169,6 +173,7 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{
+		ready:    make(chan struct{}),
 		cfg:      cfg,
 		id:       keys.Public(cfg.Key),
 		log:      cfg.Logger,
@@ -326,6 +331,7 @@ func (n *Node) Run(ctx context.Context) error {
 	n.life.Lock()
 	n.running, n.runCtx = true, ctx
 	n.life.Unlock()
+	n.readyOnce.Do(func() { close(n.ready) })
 	n.log.Info("node running", "id", n.id, "listen", n.listener.Addr(), "public", n.overlay.ownGossip().Addr)
 
 	n.spawn(func() { n.acceptLoop(ctx) })
@@ -355,6 +361,7 @@ func (n *Node) Close() error {
 	if !n.closed.CompareAndSwap(false, true) {
 		return nil
 	}
+	n.readyOnce.Do(func() { close(n.ready) })
 	return errors.Join(n.listener.Close(), n.store.Close())
 }
 
@@ -372,6 +379,21 @@ func (n *Node) spawn(f func()) bool {
 		f()
 	}()
 	return true
+}
+
+// runContext waits for Run to start (or ctx to end) and returns Run's
+// context; ErrClosed when the node stopped or was closed.
+func (n *Node) runContext(ctx context.Context) (context.Context, error) {
+	select {
+	case <-n.ready:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	rc, ok := n.context()
+	if !ok {
+		return nil, ErrClosed
+	}
+	return rc, nil
 }
 
 // context returns Run's context, and false when the node is not running.

@@ -146,9 +146,9 @@ func (n *Node) getPassport(ctx context.Context, id passport.Hash) ([]byte, error
 	if err != nil || ok {
 		return blocks, err
 	}
-	runCtx, running := n.context()
-	if !running {
-		return nil, ErrClosed
+	runCtx, err := n.runContext(ctx)
+	if err != nil {
+		return nil, err
 	}
 	p, err := n.passports.expect(id, time.Now().Add(n.cfg.PassportTimeout))
 	if err != nil {

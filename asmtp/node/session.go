@@ -179,8 +179,8 @@ func (s *Session) Publish(ctx context.Context, t topic.Topic, content []byte) er
 	if len(content) > wire.MaxTopicContent {
 		return fmt.Errorf("publish: %d bytes of content, maximum %d", len(content), wire.MaxTopicContent)
 	}
-	if _, running := s.n.context(); !running {
-		return ErrClosed
+	if _, err := s.n.runContext(ctx); err != nil {
+		return err
 	}
 	return s.n.relay(ctx, origin{session: s}, t, content)
 }
