@@ -14,6 +14,7 @@ import (
 	"github.com/asmtp/asmtp/asmtp/node"
 	"github.com/asmtp/asmtp/asmtp/topic"
 	"github.com/asmtp/asmtp/bridge/imapserver"
+	"github.com/asmtp/asmtp/bridge/smtpserver"
 	"github.com/asmtp/asmtp/mailstore"
 )
 
@@ -34,13 +35,14 @@ type Config struct {
 	Domain string
 	// IMAPAddr is where mail clients read mail. Default DefaultIMAPAddr.
 	IMAPAddr string
-	// SMTPAddr is where mail clients will send mail (served by the SMTP
-	// part of the bridge, not yet wired). Default DefaultSMTPAddr.
+	// SMTPAddr is where mail clients send mail. Default DefaultSMTPAddr.
 	SMTPAddr string
 	// RefreshInterval is how often pending contacts' passports are looked
 	// for and contacts' passports are checked for updates (shared-key
 	// rotations). Default DefaultRefreshInterval.
 	RefreshInterval time.Duration
+	// Delivery tunes the outbound queue and inbound reassembly.
+	Delivery DeliveryConfig
 	// Logger receives the bridge's logs. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -68,6 +70,7 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	c.Delivery.setDefaults()
 }
 
 // Bridge serves the registry's accounts to mail clients and keeps the node
@@ -82,6 +85,12 @@ type Bridge struct {
 	mail   *mailstore.DB
 	imap   *imapserver.Server
 	imapLn net.Listener
+	smtp   *smtpserver.Server
+	smtpLn net.Listener
+	out    *deliverer
+	// nodeKey unseals the accounts' shared secrets, which seal and open mail.
+	nodeKey ed25519.PrivateKey
+	workers sync.WaitGroup // inbound workers
 
 	mu    sync.Mutex
 	links map[string]*accountLink // by account name
@@ -90,6 +99,7 @@ type Bridge struct {
 // accountLink is an account's presence on the node.
 type accountLink struct {
 	session *node.Session
+	inbound *inboundWorker
 	// registered are the topics registered by this process; only the Run
 	// goroutine (reconcile) touches it.
 	registered map[topic.Topic]bool
@@ -112,7 +122,8 @@ func New(cfg Config, n *node.Node, nodeKey ed25519.PrivateKey) (*Bridge, error) 
 	if err != nil {
 		return nil, fmt.Errorf("bridge: %w", err)
 	}
-	b := &Bridge{cfg: cfg, log: cfg.Logger, node: n, reg: reg, links: make(map[string]*accountLink)}
+	b := &Bridge{cfg: cfg, log: cfg.Logger, node: n, reg: reg, links: make(map[string]*accountLink), nodeKey: nodeKey}
+	b.out = newDeliverer(b)
 	if err := b.open(ctx, nodeKey); err != nil {
 		b.close()
 		return nil, fmt.Errorf("bridge: %w", err)
@@ -136,9 +147,25 @@ func (b *Bridge) open(ctx context.Context, nodeKey ed25519.PrivateKey) error {
 	if err != nil {
 		return err
 	}
-	b.imapLn, err = b.imap.Listen(b.cfg.IMAPAddr)
+	if b.imapLn, err = b.imap.Listen(b.cfg.IMAPAddr); err != nil {
+		return err
+	}
+	b.smtp, err = smtpserver.New(smtpserver.Options{
+		Authenticator:   NewAuthenticator(b.reg, b.cfg.Domain),
+		Queue:           submissionQueue{b},
+		Domain:          b.cfg.Domain,
+		MaxMessageBytes: MaxMessageSize,
+		Logger:          b.log,
+	})
+	if err != nil {
+		return err
+	}
+	b.smtpLn, err = b.smtp.Listen(b.cfg.SMTPAddr)
 	return err
 }
+
+// SMTPAddr is the address the SMTP submission server listens on.
+func (b *Bridge) SMTPAddr() net.Addr { return b.smtpLn.Addr() }
 
 // IMAPAddr is the address the IMAP server listens on.
 func (b *Bridge) IMAPAddr() net.Addr { return b.imapLn.Addr() }
@@ -152,8 +179,18 @@ func (b *Bridge) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	served := make(chan error, 1)
+	served := make(chan error, 2)
 	go func() { served <- b.imap.Serve(b.imapLn) }()
+	go func() {
+		if err := b.smtp.Serve(b.smtpLn); err != nil {
+			served <- fmt.Errorf("smtp: %w", err)
+		}
+	}()
+	delivered := make(chan struct{})
+	go func() {
+		defer close(delivered)
+		b.out.run(ctx)
+	}()
 	followed := make(chan struct{})
 	kick := make(chan struct{}, 1)
 	go func() {
@@ -163,13 +200,17 @@ func (b *Bridge) Run(ctx context.Context) error {
 	stop := func() {
 		cancel()
 		b.imap.Close()
+		b.smtp.Close()
 		<-followed
+		<-delivered
+		b.workers.Wait()
 	}
 
 	changes := b.reg.Changes(ctx)
-	b.log.Info("bridge started", "imap", b.imapLn.Addr(), "domain", b.cfg.Domain)
+	b.log.Info("bridge started", "imap", b.imapLn.Addr(), "smtp", b.smtpLn.Addr(), "domain", b.cfg.Domain)
 	for {
 		b.reconcile(ctx)
+		b.wakeInbound()
 		select {
 		case kick <- struct{}{}:
 		default:
@@ -181,7 +222,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 			return nil
 		case err := <-served:
 			stop()
-			return fmt.Errorf("bridge: imap server stopped: %w", err)
+			return fmt.Errorf("bridge: mail server stopped: %w", err)
 		case <-changes:
 		}
 	}
@@ -197,6 +238,14 @@ func (b *Bridge) close() {
 	b.mu.Unlock()
 	if b.imap != nil {
 		b.imap.Close()
+	}
+	if b.smtp != nil {
+		b.smtp.Close()
+	}
+	for _, ln := range []net.Listener{b.imapLn, b.smtpLn} { // also when never served
+		if ln != nil {
+			ln.Close()
+		}
 	}
 	if b.mail != nil {
 		b.mail.Close()
@@ -241,10 +290,16 @@ func (b *Bridge) link(ctx context.Context, a Account) (*accountLink, error) {
 		s.Close()
 		return nil, fmt.Errorf("upload passport: %w", err)
 	}
-	l = &accountLink{session: s, registered: make(map[topic.Topic]bool)}
+	l = &accountLink{session: s, registered: make(map[topic.Topic]bool), inbound: newInboundWorker(b, a.Name, s)}
 	b.mu.Lock()
 	b.links[a.Name] = l
 	b.mu.Unlock()
+	b.workers.Add(1)
+	go func() {
+		defer b.workers.Done()
+		l.inbound.run(ctx)
+	}()
+	b.out.wake() // mail queued for the account while it was not on the node
 	b.log.Info("bridge: account on the node", "account", a.Name, "address", a.Address(b.cfg.Domain), "device", a.Device)
 	return l, nil
 }

@@ -72,7 +72,7 @@ func run(t testing.TB, what string, fn func(context.Context) error) {
 func startBridge(t testing.TB, e *testEnv, peers ...node.Peer) (*node.Node, *Bridge) {
 	t.Helper()
 	n := startNode(t, e.dir, e.nodeKey, peers...)
-	b, err := New(Config{DataDir: e.dir, IMAPAddr: "127.0.0.1:0", RefreshInterval: 200 * time.Millisecond, Logger: testLogger()}, n, e.nodeKey)
+	b, err := New(Config{DataDir: e.dir, IMAPAddr: "127.0.0.1:0", SMTPAddr: "127.0.0.1:0", RefreshInterval: 200 * time.Millisecond, Logger: testLogger()}, n, e.nodeKey)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -55,7 +55,6 @@ func TestPublishReachesSubscribers(t *testing.T) {
 	if err != nil || len(got) != 2 {
 		t.Fatalf("query: %d messages, %v", len(got), err)
 	}
-	fmt.Println(nodes[1].Stats())
 }
 
 // ★ Kill C (a subscriber node), publish 5 messages, restart C on the same

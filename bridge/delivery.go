@@ -1,0 +1,458 @@
+package bridge
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/asmtp/asmtp/asmtp/mail"
+	"github.com/asmtp/asmtp/asmtp/node"
+	"github.com/asmtp/asmtp/asmtp/passport"
+	"github.com/asmtp/asmtp/mailstore"
+)
+
+// Mail delivery: how mail goes out of and comes into the bridge.
+//
+// # Outbound
+//
+// A client submits over SMTP (bridge/smtpserver; SIZE is MaxMessageSize,
+// what the mail payload carries). Each RCPT TO must name a
+// passport, "<passport id>@<domain>", or a contact by petname,
+// "<petname>@<domain>"; anything else is refused at once with a 550 that
+// says what to write instead. An id that is not in the address book is
+// accepted: the delivery worker looks its passport up on the network. The
+// message is then put in the outbox (mailstore, one transaction, fsync)
+// with one entry per recipient, and only then does the client get its 250.
+// The copy stored is the one every recipient gets: Bcc and Resent-Bcc
+// removed (each recipient has an envelope of its own), Date and Message-ID
+// added if the client gave none; To and Cc are kept.
+//
+// The delivery worker takes due entries, at most DeliveryConfig.Workers at
+// once. For each: the recipient's contact (an unknown id is fetched with
+// GetPassport, at most one look-up per LookupInterval so that peers do not
+// take the node for a flood, and added to the address book under its id as
+// petname, so its replies can come back), the pair's topic (derived once, kept in the
+// registry), registered for the account (so the node keeps what is
+// published and other subscribers can fetch it later), then the message is
+// split into chunks that each fit one Topic frame, every chunk padded to a
+// size bucket and sealed with Noise X from the account's shared secret to
+// the contact's shared key (asmtp/mail), and published. The entry leaves
+// the outbox once every chunk is published: the node has then stored them
+// durably and its store-and-forward takes over.
+//
+// A failed attempt is retried after FirstRetry, doubling up to MaxRetry.
+// Every attempt sends the message id drawn at submission, also after a
+// crash or restart, so a recipient who already has the message (or some
+// of its chunks) ignores the copies. When RetryWindow has passed since
+// submission, the entry is given up: a delivery status notification (RFC
+// 3464 multipart/report, dsn.go) that says what failed is stored in the
+// sender's INBOX in the same transaction that removes the entry.
+//
+// Mail to the account's own address is put in its own INBOX, as inbound
+// mail from itself. The envelope sender (MAIL FROM) is recorded but
+// carries no authority: what the recipient trusts is the key that sealed
+// the mail, which is the logged-in account's.
+//
+// # Sent copies
+//
+// The bridge never files a copy in Sent: mail clients APPEND their own copy
+// there (Thunderbird, mutt and mbsync all do), so one of its own would be
+// a duplicate. A client set not to keep sent mail has none.
+//
+// # Inbound
+//
+// Each account's node session pushes what arrives on its registered
+// topics; an inbound worker per account (inbound.go) takes every content:
+// the contact the topic belongs to; Noise X open with the account's shared
+// secret, and the sender key checked against that contact's shared key
+// (anything else is dropped and logged with topic and keys, never
+// content); the chunk into the reassembly buffer (mailstore: durable,
+// duplicates stored once, bounded in messages and bytes, incomplete
+// messages expired after ReassemblyTimeout); once complete, From: is
+// rewritten to the contact's address with the address book's petname (the
+// sender's own From kept as X-ASMTP-Original-From), X-ASMTP-Sender names
+// the verified passport, and the message is appended to INBOX, recorded
+// as delivered and its chunks cleared in one transaction, after which IMAP
+// IDLE sessions are told. A message id delivered before is ignored. The
+// body is stored exactly as sent.
+//
+// The worker records, per topic, how far it has read the node's store
+// (cursor); at start, after a missed push and when a new contact's topic is
+// registered, it reads the store from there, so nothing that arrived while
+// the bridge was stopped or busy is lost. Mail from someone who is not in
+// the address book does not arrive: the account subscribes only to its
+// contacts' topics. Once the contact is added, what they sent earlier is
+// fetched (the node's catch-up) and read from the store.
+//
+// Incomplete messages dropped after ReassemblyTimeout, or to stay within
+// the limits, are logged, and a notice saying how many parts came is put in
+// INBOX, so no message disappears without a word.
+
+// Defaults of DeliveryConfig.
+const (
+	DefaultRetryWindow = 4 * 24 * time.Hour
+	DefaultFirstRetry  = 30 * time.Second
+	DefaultMaxRetry    = time.Hour
+	DefaultWorkers     = 4
+	// DefaultLookupInterval spaces the passport look-ups of unknown
+	// recipients: at most 2 a second stays below the request rate peers
+	// allow by default (node.DefaultQueryRate, 5 a second, which also
+	// covers the node's own catch-up queries), over which they quarantine
+	// the node.
+	DefaultLookupInterval = 500 * time.Millisecond
+	DefaultReplayMemory   = 100000 // delivered message ids remembered per account
+	// DefaultMaxPendingBytes is the chunk data held for incomplete
+	// messages per account: two messages of the largest size.
+	DefaultMaxPendingBytes = 2 * MaxMessageSize
+)
+
+// deliveryBatch is how many outbox entries one pass of the worker reads.
+const deliveryBatch = 64
+
+// notLinkedWait postpones mail of an account that is not on the node yet
+// (at start, before the Bridge has attached it), without counting an
+// attempt.
+const notLinkedWait = time.Second
+
+// errNotLinked: the account has no node session yet.
+var errNotLinked = errors.New("the account is not on the node yet")
+
+// expireInterval is how often incomplete inbound messages are checked for
+// the reassembly timeout (and the replay memory trimmed), or a quarter of
+// the timeout if that is shorter.
+const expireInterval = time.Minute
+
+// DeliveryConfig tunes mail delivery. Zero values mean the defaults.
+type DeliveryConfig struct {
+	// RetryWindow is how long a message is retried before it bounces.
+	// Default DefaultRetryWindow.
+	RetryWindow time.Duration
+	// FirstRetry is the wait after the first failed attempt; it doubles
+	// with each further failure up to MaxRetry. Defaults DefaultFirstRetry
+	// and DefaultMaxRetry.
+	FirstRetry time.Duration
+	MaxRetry   time.Duration
+	// Workers bounds deliveries in progress at once. Default
+	// DefaultWorkers.
+	Workers int
+	// LookupInterval is the least time between two passport look-ups on
+	// the network. Default DefaultLookupInterval.
+	LookupInterval time.Duration
+	// ReassemblyTimeout drops an incomplete inbound message that got no
+	// chunk for this long. Default asmtp/mail.DefaultTimeout (24 h).
+	ReassemblyTimeout time.Duration
+	// MaxPendingMessages and MaxPendingBytes bound the incomplete inbound
+	// messages held per account. Defaults asmtp/mail.DefaultMaxPending
+	// and DefaultMaxPendingBytes.
+	MaxPendingMessages int
+	MaxPendingBytes    int64
+	// ReplayMemory is how many delivered message ids are remembered per
+	// account, to ignore replays. Default DefaultReplayMemory.
+	ReplayMemory int
+
+	// hook, in tests, is called at stages of a delivery attempt.
+	hook func(stage string, it mailstore.OutboxItem, chunk int)
+}
+
+func (c *DeliveryConfig) setDefaults() {
+	if c.RetryWindow <= 0 {
+		c.RetryWindow = DefaultRetryWindow
+	}
+	if c.FirstRetry <= 0 {
+		c.FirstRetry = DefaultFirstRetry
+	}
+	if c.MaxRetry <= 0 {
+		c.MaxRetry = DefaultMaxRetry
+	}
+	if c.Workers <= 0 {
+		c.Workers = DefaultWorkers
+	}
+	if c.LookupInterval <= 0 {
+		c.LookupInterval = DefaultLookupInterval
+	}
+	if c.ReassemblyTimeout <= 0 {
+		c.ReassemblyTimeout = mail.DefaultTimeout
+	}
+	if c.MaxPendingMessages <= 0 {
+		c.MaxPendingMessages = mail.DefaultMaxPending
+	}
+	if c.MaxPendingBytes < mail.ChunkDataSize {
+		c.MaxPendingBytes = DefaultMaxPendingBytes
+	}
+	if c.ReplayMemory <= 0 {
+		c.ReplayMemory = DefaultReplayMemory
+	}
+}
+
+// backoff is the wait after attempts failed attempts.
+func (c *DeliveryConfig) backoff(attempts int) time.Duration {
+	if attempts >= 30 {
+		return c.MaxRetry
+	}
+	return min(c.MaxRetry, c.FirstRetry<<attempts)
+}
+
+// deliverer is the outbound delivery worker.
+type deliverer struct {
+	b      *Bridge
+	cfg    DeliveryConfig
+	wakeCh chan struct{}
+
+	mu         sync.Mutex
+	nextLookup time.Time // when the next passport look-up may start
+}
+
+func newDeliverer(b *Bridge) *deliverer {
+	return &deliverer{b: b, cfg: b.cfg.Delivery, wakeCh: make(chan struct{}, 1)}
+}
+
+// wake makes the worker look at the outbox now.
+func (d *deliverer) wake() {
+	select {
+	case d.wakeCh <- struct{}{}:
+	default:
+	}
+}
+
+// run delivers what is due until ctx is done: at start, when woken, and
+// when the next entry falls due.
+func (d *deliverer) run(ctx context.Context) {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-d.wakeCh:
+		case <-timer.C:
+		}
+		d.pass(ctx)
+		wait := d.cfg.MaxRetry
+		if next, ok, err := d.b.mail.NextDelivery(ctx); err != nil {
+			d.b.log.Error("bridge: read the outbox", "err", err)
+		} else if ok {
+			wait = min(wait, max(0, time.Until(next)))
+		}
+		timer.Reset(wait)
+	}
+}
+
+// pass attempts every due entry, Workers at a time, until none is due.
+func (d *deliverer) pass(ctx context.Context) {
+	for ctx.Err() == nil {
+		due, err := d.b.mail.DueDeliveries(ctx, time.Now(), deliveryBatch)
+		if err != nil {
+			d.b.log.Error("bridge: read the outbox", "err", err)
+			return
+		}
+		if len(due) == 0 {
+			return
+		}
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, d.cfg.Workers) // also bounds the messages in memory
+		progress := make(chan bool, len(due))
+		for _, it := range due {
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				raw, err := d.b.mail.OutboxMessage(ctx, it.OutboxID)
+				if err != nil {
+					d.b.log.Error("bridge: read a queued message", "outbox", it.OutboxID, "err", err)
+					progress <- false
+					return
+				}
+				progress <- d.deliver(ctx, it, raw)
+			}()
+		}
+		wg.Wait()
+		close(progress)
+		moved := false
+		for p := range progress {
+			moved = moved || p
+		}
+		if !moved { // the outbox cannot be updated: try again later
+			return
+		}
+	}
+}
+
+// deliver makes one attempt and records its outcome; it reports whether
+// the outbox was updated.
+func (d *deliverer) deliver(ctx context.Context, it mailstore.OutboxItem, raw []byte) bool {
+	log := d.b.log.With("account", it.Account, "to", it.Address, "outbox", it.OutboxID)
+	chunks, err := d.attempt(ctx, it, raw)
+	if err != nil && ctx.Err() != nil {
+		return false // interrupted by shutdown: the entry stays due
+	}
+	ctx = context.WithoutCancel(ctx) // record what was done, also when stopping
+	now := time.Now()
+	deadline := it.QueuedAt.Add(d.cfg.RetryWindow)
+	switch {
+	case errors.Is(err, errNotLinked):
+		err = d.b.mail.DeliveryPostponed(ctx, it, now.Add(notLinkedWait))
+	case err == nil:
+		err = d.b.mail.DeliverySucceeded(ctx, it)
+		log.Info("bridge: mail sent", "chunks", chunks, "bytes", len(raw), "attempt", it.Attempts+1)
+	case !now.Before(deadline):
+		_, err2 := d.b.mail.DeliveryFailed(ctx, it, d.b.bounce(ctx, it, raw, err, now), now)
+		log.Warn("bridge: mail bounced", "attempts", it.Attempts+1, "err", err)
+		err = err2
+	default:
+		next := now.Add(d.cfg.backoff(it.Attempts))
+		if next.After(deadline) {
+			next = deadline
+		}
+		log.Info("bridge: mail deferred", "attempt", it.Attempts+1, "retry", next.Sub(now).Round(time.Millisecond), "err", err)
+		err = d.b.mail.DeliveryDeferred(ctx, it, next, err.Error())
+	}
+	if err != nil {
+		log.Error("bridge: update the outbox", "err", err)
+		return false
+	}
+	return true
+}
+
+// attempt sends raw to the entry's recipient and returns the number of
+// chunks published.
+func (d *deliverer) attempt(ctx context.Context, it mailstore.OutboxItem, raw []byte) (int, error) {
+	s := d.b.session(it.Account)
+	if s == nil {
+		return 0, errNotLinked
+	}
+	d.hook("start", it, 0)
+	acct, err := d.b.reg.Account(ctx, it.Account)
+	if err != nil {
+		return 0, err
+	}
+	if it.Passport == acct.Passport {
+		return 1, d.deliverToSelf(ctx, acct, it, raw)
+	}
+	c, err := d.contact(ctx, s, it)
+	if err != nil {
+		return 0, err
+	}
+	secrets, err := d.b.reg.Secrets(ctx, d.b.nodeKey, it.Account)
+	if err != nil {
+		return 0, err
+	}
+	// Registering (idempotent) makes the node keep what is published, so
+	// the recipient's node can fetch it later.
+	if err := s.Register(ctx, c.Topic); err != nil {
+		return 0, err
+	}
+	chunks, err := mail.Split(mail.MessageID(it.MessageID), mail.KindMail, raw)
+	if err != nil {
+		return 0, err
+	}
+	for i, ch := range chunks {
+		content, err := mail.SealChunk(rand.Reader, secrets.SharedSecret, c.SharedKey, ch)
+		if err != nil {
+			return i, err
+		}
+		if err := s.Publish(ctx, c.Topic, content); err != nil {
+			return i, fmt.Errorf("publish chunk %d of %d: %w", i+1, len(chunks), err)
+		}
+		d.hook("published", it, i+1)
+	}
+	d.hook("sent", it, len(chunks))
+	return len(chunks), nil
+}
+
+func (d *deliverer) hook(stage string, it mailstore.OutboxItem, chunk int) {
+	if d.cfg.hook != nil {
+		d.cfg.hook(stage, it, chunk)
+	}
+}
+
+// contact is the recipient's contact with its passport. A passport id not
+// in the address book (or still pending there) is looked up on the network
+// and the result kept in the address book, under the id as petname.
+func (d *deliverer) contact(ctx context.Context, s *node.Session, it mailstore.OutboxItem) (Contact, error) {
+	id := passport.Hash(it.Passport)
+	c, err := d.b.reg.Contact(ctx, it.Account, id)
+	switch {
+	case err == nil && !c.Pending():
+		return c, nil
+	case err != nil && !errors.Is(err, ErrNoContact):
+		return c, err
+	}
+	pending := err == nil
+	if err := d.paceLookup(ctx); err != nil {
+		return c, err
+	}
+	blocks, err := s.GetPassport(ctx, id)
+	if err != nil {
+		return c, fmt.Errorf("%w: %s: %v", errUnknownPassport, id, err)
+	}
+	if pending {
+		c, _, err = d.b.reg.UpdateContactPassport(ctx, it.Account, id, blocks)
+	} else {
+		c, err = d.b.reg.AddContact(ctx, it.Account, id.String(), blocks)
+		if errors.Is(err, ErrContactExists) { // added meanwhile
+			c, err = d.b.reg.Contact(ctx, it.Account, id)
+		}
+	}
+	if err != nil {
+		return c, err
+	}
+	if c.Pending() {
+		return c, fmt.Errorf("%w: %s", errUnknownPassport, id)
+	}
+	d.b.log.Info("bridge: contact added from the network", "account", it.Account, "passport", id)
+	return c, nil
+}
+
+// paceLookup waits until a passport look-up may start (LookupInterval).
+func (d *deliverer) paceLookup(ctx context.Context) error {
+	d.mu.Lock()
+	now := time.Now()
+	start := now
+	if d.nextLookup.After(now) {
+		start = d.nextLookup
+	}
+	d.nextLookup = start.Add(d.cfg.LookupInterval)
+	d.mu.Unlock()
+	if start.Equal(now) {
+		return nil
+	}
+	t := time.NewTimer(start.Sub(now))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// deliverToSelf puts mail to the account's own address in its INBOX, as
+// mail from itself (the node does not push a session its own
+// publications).
+func (d *deliverer) deliverToSelf(ctx context.Context, a Account, it mailstore.OutboxItem, raw []byte) error {
+	p, err := passport.Import(a.Blocks, time.Now())
+	if err != nil {
+		return err
+	}
+	key, ok := p.SharedKey()
+	if !ok {
+		return passport.ErrNoSharedKey
+	}
+	self := Contact{Account: a.Name, Name: a.Name, Passport: a.Passport}
+	_, _, err = d.b.mail.DeliverInbound(ctx, a.Name, key, it.MessageID, inboundCopy(raw, self, d.b.cfg.Domain), time.Now())
+	return err
+}
+
+// session is the account's node session, or nil before it is attached.
+func (b *Bridge) session(account string) *node.Session {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if l := b.links[account]; l != nil {
+		return l.session
+	}
+	return nil
+}

@@ -1,0 +1,60 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/asmtp/asmtp/mailstore"
+)
+
+func TestBounce(t *testing.T) {
+	e := newTestEnv(t)
+	alice, _ := e.addAccount(t, "alice")
+	b := &Bridge{cfg: Config{Domain: "asmtp", Delivery: DeliveryConfig{RetryWindow: 4 * 24 * time.Hour}}, reg: e.reg}
+	queued := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	it := mailstore.OutboxItem{OutboxID: 7, Account: "alice", QueuedAt: queued, Attempts: 11,
+		OutboxRecipient: mailstore.OutboxRecipient{Address: "dead00000000000000000000000000ff@asmtp"}}
+	raw := []byte("Subject: the original\r\nTo: x\r\n\r\nthe body, not in the bounce\r\n")
+	for _, c := range []struct {
+		cause  error
+		status string
+		says   string
+	}{
+		{fmt.Errorf("%w: dead…: no answer within 10s", errUnknownPassport), "5.1.1", "could not be found on the ASMTP network in 4 days"},
+		{errors.New("publish chunk 1 of 3: node: closed"), "5.4.7", "could not be handed to the ASMTP network in 4 days"},
+	} {
+		dsn := b.bounce(context.Background(), it, raw, c.cause, queued.Add(96*time.Hour))
+		checkBounce(t, dsn, it.Address, c.status)
+		words := strings.Join(strings.Fields(string(dsn)), " ") // the text is wrapped
+		for _, want := range []string{c.says, "To: <" + alice.Address("asmtp").String() + ">", "Attempts: 12", "Subject: the original", "Auto-Submitted: auto-replied"} {
+			if !strings.Contains(words, want) {
+				t.Errorf("%s bounce lacks %q:\n%s", c.status, want, dsn)
+			}
+		}
+		if strings.Contains(string(dsn), "the body") {
+			t.Errorf("the bounce carries the original body")
+		}
+	}
+}
+
+func TestHumanDuration(t *testing.T) {
+	for _, c := range []struct {
+		d    time.Duration
+		want string
+	}{
+		{4 * 24 * time.Hour, "4 days"},
+		{36 * time.Hour, "36 hours"},
+		{2 * time.Hour, "2 hours"},
+		{90 * time.Minute, "90 minutes"},
+		{6 * time.Second, "6 seconds"},
+		{time.Second, "1 second"},
+	} {
+		if got := humanDuration(c.d); got != c.want {
+			t.Errorf("humanDuration(%v) = %q, want %q", c.d, got, c.want)
+		}
+	}
+}

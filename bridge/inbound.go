@@ -1,0 +1,388 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	netmail "net/mail"
+	"time"
+
+	"github.com/asmtp/asmtp/asmtp/keys"
+	"github.com/asmtp/asmtp/asmtp/mail"
+	"github.com/asmtp/asmtp/asmtp/node"
+	"github.com/asmtp/asmtp/asmtp/topic"
+	"github.com/asmtp/asmtp/mailstore"
+)
+
+// Header fields the bridge writes on inbound mail; the same fields written
+// by a sender are removed first.
+const (
+	// HeaderSender names the passport whose shared key sealed the message,
+	// as checked by the bridge.
+	HeaderSender = "X-ASMTP-Sender"
+	// HeaderOriginalFrom keeps the From: the sender wrote.
+	HeaderOriginalFrom = "X-ASMTP-Original-From"
+)
+
+// inboundWorker reads what the node pushes for one account and delivers
+// it to the account's INBOX (see delivery.go, "Inbound"). One goroutine
+// runs it; nothing in it is shared.
+type inboundWorker struct {
+	b       *Bridge
+	account string
+	s       *node.Session
+	kick    chan struct{}
+	log     *slog.Logger
+
+	secret *keys.SharedSecret // unsealed on first use
+	pos    map[topic.Topic]node.Cursor
+	swept  map[topic.Topic]bool // read from pos since the worker started
+	stuck  map[topic.Topic]bool // a delivery failed: pos stays before it until a sweep succeeds
+	dirty  map[topic.Topic]bool // pos not saved yet
+}
+
+func newInboundWorker(b *Bridge, account string, s *node.Session) *inboundWorker {
+	return &inboundWorker{
+		b: b, account: account, s: s, kick: make(chan struct{}, 1),
+		log:   b.log.With("account", account),
+		pos:   make(map[topic.Topic]node.Cursor),
+		swept: make(map[topic.Topic]bool),
+		stuck: make(map[topic.Topic]bool),
+		dirty: make(map[topic.Topic]bool),
+	}
+}
+
+// wake makes the worker read the store for topics it has not read yet
+// (after new contacts' topics were registered).
+func (w *inboundWorker) wake() {
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
+// run delivers until ctx is done or the session closes.
+func (w *inboundWorker) run(ctx context.Context) {
+	defer w.saveCursors(context.WithoutCancel(ctx))
+	w.finishComplete(ctx)
+	w.sweep(ctx, false)
+	tick := time.NewTicker(max(min(expireInterval, w.b.cfg.Delivery.ReassemblyTimeout/4), 10*time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case d, ok := <-w.s.Deliveries():
+			if !ok {
+				return
+			}
+			if d.Missed > 0 {
+				w.log.Info("bridge: pushes missed, reading the store", "missed", d.Missed)
+				w.sweep(ctx, true)
+			}
+			err := w.handle(ctx, d.Stored)
+			w.advance(d.Topic, d.Cursor, err)
+			if len(w.s.Deliveries()) == 0 {
+				w.saveCursors(ctx)
+			}
+		case <-w.kick:
+			w.sweep(ctx, false)
+		case <-tick.C:
+			w.expire(ctx)
+			w.sweep(ctx, false)
+		}
+	}
+}
+
+// advance records a handled message; a failed delivery keeps the topic's
+// position before it so the next sweep tries it again.
+func (w *inboundWorker) advance(t topic.Topic, c node.Cursor, err error) {
+	if err != nil {
+		w.stuck[t] = true
+		return
+	}
+	if w.swept[t] && !w.stuck[t] && c > w.pos[t] {
+		w.pos[t] = c
+		w.dirty[t] = true
+	}
+}
+
+// sweep reads the node's store for the contacts' topics from where the
+// worker left them: those never read (or stuck), or all when force.
+func (w *inboundWorker) sweep(ctx context.Context, force bool) {
+	contacts, err := w.b.reg.Contacts(ctx, w.account)
+	if err != nil {
+		w.log.Error("bridge: read contacts", "err", err)
+		return
+	}
+	for _, c := range contacts {
+		if c.Pending() || (w.swept[c.Topic] && !w.stuck[c.Topic] && !force) {
+			continue
+		}
+		if err := w.sweepTopic(ctx, c.Topic); err != nil {
+			w.log.Debug("bridge: topic not read", "passport", c.Passport, "err", err)
+		}
+	}
+	w.saveCursors(ctx)
+}
+
+func (w *inboundWorker) sweepTopic(ctx context.Context, t topic.Topic) error {
+	if _, ok := w.pos[t]; !ok {
+		c, err := w.b.mail.InboundCursor(ctx, w.account, t[:])
+		if err != nil {
+			return err
+		}
+		w.pos[t] = node.Cursor(c)
+	}
+	for {
+		msgs, err := w.s.Query(ctx, t, w.pos[t])
+		if err != nil {
+			return err // e.g. not registered yet: read at the next wake
+		}
+		if len(msgs) == 0 {
+			w.swept[t], w.stuck[t] = true, false
+			return nil
+		}
+		for _, m := range msgs {
+			if err := w.handle(ctx, m); err != nil {
+				w.stuck[t] = true
+				return err
+			}
+			w.pos[t], w.dirty[t] = m.Cursor, true
+		}
+	}
+}
+
+func (w *inboundWorker) saveCursors(ctx context.Context) {
+	if len(w.dirty) == 0 {
+		return
+	}
+	cursors := make(map[string]int64, len(w.dirty))
+	for t := range w.dirty {
+		cursors[string(t[:])] = int64(w.pos[t])
+	}
+	if err := w.b.mail.SetInboundCursors(ctx, w.account, cursors); err != nil {
+		w.log.Error("bridge: save inbound cursors", "err", err)
+		return
+	}
+	clear(w.dirty)
+}
+
+// handle takes one topic message. Contents that cannot be read or are not
+// from the topic's contact are dropped and logged (nil); an error means
+// the message could not be stored and should be read again later.
+func (w *inboundWorker) handle(ctx context.Context, m node.Stored) error {
+	c, err := w.b.reg.ContactByTopic(ctx, w.account, m.Topic)
+	if errors.Is(err, ErrNoContact) {
+		w.log.Debug("bridge: content on a topic of no contact dropped", "topic", m.Topic)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	secret, err := w.sharedSecret(ctx)
+	if err != nil {
+		return err
+	}
+	ch, err := mail.Open(*secret, c.SharedKey, m.Content)
+	switch {
+	case errors.Is(err, mail.ErrWrongSender):
+		w.log.Warn("bridge: content sealed by another key than the topic's contact dropped",
+			"topic", m.Topic, "contact", c.Passport, "err", err)
+		return nil
+	case err != nil: // also the account's own publications on the topic
+		w.log.Debug("bridge: unreadable content dropped", "topic", m.Topic, "contact", c.Passport, "err", err)
+		return nil
+	}
+	if ch.Kind == mail.KindLegacyText || ch.Count == 1 {
+		return w.deliver(ctx, c, mail.Message{Sender: ch.Sender, ID: ch.ID, Kind: ch.Kind, Data: ch.Data}, m.ReceivedAt)
+	}
+	res, err := w.b.mail.AddChunk(ctx, w.account, toStored(ch), time.Now(), w.limits())
+	if errors.Is(err, mailstore.ErrChunkMismatch) {
+		w.log.Warn("bridge: inconsistent chunk dropped", "contact", c.Passport, "err", err)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, p := range res.Evicted {
+		w.log.Warn("bridge: incomplete message dropped to make room", "sender", keys.SharedKey(p.Sender), "chunks", p.Held, "of", p.Count)
+		w.noticeDropped(ctx, p, "The parts were dropped to make room for newer messages (too many incomplete messages at once).")
+	}
+	if res.Status != mailstore.ChunkComplete {
+		return nil
+	}
+	return w.assemble(ctx, c, ch.Sender, ch.ID, m.ReceivedAt)
+}
+
+// assemble joins a complete message's chunks and delivers it.
+func (w *inboundWorker) assemble(ctx context.Context, c Contact, sender keys.SharedKey, id mail.MessageID, received time.Time) error {
+	stored, err := w.b.mail.Chunks(ctx, w.account, sender, id)
+	if err != nil {
+		return err
+	}
+	chunks := make([]mail.Chunk, len(stored))
+	for i, s := range stored {
+		chunks[i] = mail.Chunk{Sender: s.Sender, ID: s.ID, Kind: mail.Kind(s.Kind), Index: s.Index, Count: s.Count, Total: s.Total, Data: s.Data}
+	}
+	msg, err := mail.Join(chunks)
+	if err != nil { // cannot get better by trying again; the chunks expire
+		w.log.Error("bridge: chunks do not join", "contact", c.Passport, "err", err)
+		return nil
+	}
+	return w.deliver(ctx, c, msg, received)
+}
+
+// deliver rewrites the header of a complete message and stores it in INBOX
+// (once per sender and message id).
+func (w *inboundWorker) deliver(ctx context.Context, c Contact, msg mail.Message, received time.Time) error {
+	data := msg.Data
+	if msg.Kind == mail.KindLegacyText {
+		a, err := w.b.reg.Account(ctx, w.account)
+		if err != nil {
+			return err
+		}
+		data, err = mail.FormatLegacy(msg, mail.LegacyHeader{From: *c.MailAddress(w.b.cfg.Domain),
+			To: netmail.Address{Address: a.Address(w.b.cfg.Domain).String()}, Date: received})
+		if err != nil {
+			return err
+		}
+	}
+	a, delivered, err := w.b.mail.DeliverInbound(ctx, w.account, msg.Sender, msg.ID, inboundCopy(data, c, w.b.cfg.Domain), time.Now())
+	if err != nil {
+		return err
+	}
+	if delivered {
+		w.log.Info("bridge: mail received", "from", c.Passport, "bytes", len(msg.Data), "uid", a.UID)
+	} else {
+		w.log.Debug("bridge: message delivered before ignored", "from", c.Passport, "id", msg.ID)
+	}
+	return nil
+}
+
+// finishComplete delivers messages whose chunks were all stored before a
+// crash, but which were not delivered yet.
+func (w *inboundWorker) finishComplete(ctx context.Context) {
+	done, err := w.b.mail.CompleteMessages(ctx, w.account)
+	if err != nil {
+		w.log.Error("bridge: read the reassembly buffer", "err", err)
+		return
+	}
+	for _, p := range done {
+		c, err := w.contactByKey(ctx, p.Sender)
+		if err == nil {
+			err = w.assemble(ctx, c, p.Sender, p.ID, p.LastChunk)
+		}
+		if err != nil {
+			w.log.Error("bridge: deliver a reassembled message", "err", err)
+		}
+	}
+}
+
+// expire drops incomplete messages past the reassembly timeout, telling
+// the user in INBOX, and trims the memory of delivered ids.
+func (w *inboundWorker) expire(ctx context.Context) {
+	cfg := w.b.cfg.Delivery
+	dropped, err := w.b.mail.ExpireChunks(ctx, w.account, time.Now().Add(-cfg.ReassemblyTimeout))
+	if err != nil {
+		w.log.Error("bridge: expire incomplete messages", "err", err)
+	}
+	for _, p := range dropped {
+		w.log.Warn("bridge: incomplete message dropped after the reassembly timeout", "sender", keys.SharedKey(p.Sender), "chunks", p.Held, "of", p.Count)
+		w.noticeDropped(ctx, p, fmt.Sprintf("The parts were dropped after waiting %s for the rest.", humanDuration(cfg.ReassemblyTimeout)))
+	}
+	if _, err := w.b.mail.ForgetDelivered(ctx, w.account, cfg.ReplayMemory); err != nil {
+		w.log.Error("bridge: trim delivered ids", "err", err)
+	}
+}
+
+// noticeDropped tells the user in INBOX that part of a message never came,
+// and why (reason, a sentence).
+func (w *inboundWorker) noticeDropped(ctx context.Context, p mailstore.PendingMessage, reason string) {
+	c, err := w.contactByKey(ctx, p.Sender)
+	if err != nil {
+		return
+	}
+	domain := w.b.cfg.Domain
+	from := c.MailAddress(domain).String()
+	notice := fmt.Sprintf("From: Mail Delivery System <MAILER-DAEMON@%s>\r\n"+
+		"Subject: Incomplete message from %s\r\nDate: %s\r\nAuto-Submitted: auto-generated\r\n"+
+		"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n%s\r\n",
+		domain, from, time.Now().Format(time.RFC1123Z),
+		wrap(fmt.Sprintf("%s sent you a message in %d parts, but only %d arrived, the last on %s. %s Ask the sender to send it again.",
+			from, p.Count, p.Held, p.LastChunk.Format(time.RFC1123Z), reason), 76))
+	if _, err := w.b.mail.Append(ctx, w.account, mailstore.Inbox, []byte(notice), nil, time.Now()); err != nil {
+		w.log.Error("bridge: store an incomplete-message notice", "err", err)
+	}
+}
+
+func (w *inboundWorker) limits() mailstore.ReassemblyLimits {
+	return mailstore.ReassemblyLimits{MaxMessages: w.b.cfg.Delivery.MaxPendingMessages, MaxBytes: w.b.cfg.Delivery.MaxPendingBytes}
+}
+
+func (w *inboundWorker) sharedSecret(ctx context.Context) (*keys.SharedSecret, error) {
+	if w.secret == nil {
+		s, err := w.b.reg.Secrets(ctx, w.b.nodeKey, w.account)
+		if err != nil {
+			return nil, err
+		}
+		w.secret = &s.SharedSecret
+	}
+	return w.secret, nil
+}
+
+// contactByKey finds the contact whose current shared key is k.
+func (w *inboundWorker) contactByKey(ctx context.Context, k keys.SharedKey) (Contact, error) {
+	contacts, err := w.b.reg.Contacts(ctx, w.account)
+	if err != nil {
+		return Contact{}, err
+	}
+	for _, c := range contacts {
+		if !c.Pending() && c.SharedKey == k {
+			return c, nil
+		}
+	}
+	return Contact{}, fmt.Errorf("sender %s: %w", k, ErrNoContact)
+}
+
+func toStored(c mail.Chunk) mailstore.InboundChunk {
+	return mailstore.InboundChunk{Sender: c.Sender, ID: c.ID, Kind: uint8(c.Kind), Index: c.Index, Count: c.Count, Total: c.Total, Data: c.Data}
+}
+
+// inboundCopy is msg as the account's INBOX gets it: From: is the
+// contact's address with the petname from the address book, the sender's
+// own From fields kept as X-ASMTP-Original-From, and X-ASMTP-Sender names
+// the verified passport. Those fields written by the sender are removed;
+// everything else, the body above all, is kept byte for byte. A message
+// that does not start with a header field is taken as all body.
+func inboundCopy(msg []byte, c Contact, domain string) []byte {
+	fields, rest := splitMessage(msg)
+	if len(fields) > 0 && fields[0].name == "" {
+		fields, rest = nil, append([]byte("\r\n"), msg...)
+	}
+	out := []headerField{
+		newField(HeaderSender, c.Passport.String()),
+		newField("From", c.MailAddress(domain).String()),
+	}
+	for _, f := range fields {
+		if f.is("From") {
+			out = append(out, headerField{name: HeaderOriginalFrom, raw: append([]byte(HeaderOriginalFrom+":"), f.value()...)})
+		}
+	}
+	out = append(out, withoutFields(fields, "From", HeaderSender, HeaderOriginalFrom)...)
+	if rest == nil {
+		rest = []byte("\r\n")
+	}
+	return joinMessage(out, rest)
+}
+
+// wakeInbound tells every account's inbound worker that topics may have
+// been registered.
+func (b *Bridge) wakeInbound() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, l := range b.links {
+		l.inbound.wake()
+	}
+}

@@ -1,0 +1,318 @@
+// Package smtpserver is the bridge's mail submission server: mail clients
+// (Thunderbird, mutt, swaks, smtplib) hand it outgoing mail on
+// 127.0.0.1:1587 by default.
+//
+// It is a thin mapping of go-smtp's Backend and Session onto a Queue: go-smtp
+// speaks the protocol (PIPELINING, 8BITMIME, SMTPUTF8, CHUNKING, SIZE,
+// ENHANCEDSTATUSCODES, STARTTLS); this package authenticates the client,
+// asks the Queue about each recipient, and hands the message to it. It
+// answers 250 to DATA only after Queue.Submit has returned, which must mean
+// the message is durably queued.
+//
+// Logins use the IMAP server's Authenticator (the same account names and
+// bridge passwords) with SASL PLAIN or LOGIN, and are required before MAIL.
+// Failed logins are throttled per source address.
+//
+// Security defaults as for IMAP: plain text only on loopback addresses
+// (Listen refuses anything else without TLS, saying why); on other
+// addresses AUTH needs STARTTLS first. Connections, message size,
+// recipients, line length and idle time are bounded.
+package smtpserver
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/asmtp/asmtp/bridge/imapserver"
+)
+
+// DefaultAddr is where the submission server listens unless told otherwise.
+const DefaultAddr = "127.0.0.1:1587"
+
+// Defaults for the zero values of Options.
+const (
+	// DefaultMaxMessageBytes is the largest message accepted, advertised
+	// as SIZE: the largest message ASMTP carries (asmtp/mail.MaxMessageSize).
+	DefaultMaxMessageBytes = 25 << 20
+	DefaultMaxRecipients   = 100
+	DefaultMaxConnections  = 50
+	// DefaultReadTimeout closes a connection that sends no command for
+	// this long; a whole DATA transfer must also fit in it.
+	DefaultReadTimeout  = 10 * time.Minute
+	DefaultWriteTimeout = time.Minute
+	// DefaultSubmitTimeout bounds Queue.Submit and Queue.Recipient.
+	DefaultSubmitTimeout = time.Minute
+)
+
+// MaxLineLength bounds a command or message line. RFC 5321 allows 1000
+// octets, but clients send longer lines of 8-bit text and HTML; this is
+// large enough for them and still bounds what one read buffers.
+const MaxLineLength = 64 << 10
+
+// Queue is where accepted mail goes: the bridge's outbox.
+type Queue interface {
+	// Recipient checks an RCPT TO address for the logged-in account. A
+	// *Rejection refuses it with its reason; another error is a
+	// temporary failure.
+	Recipient(ctx context.Context, account, address string) error
+	// Submit queues msg from account to the recipients Recipient accepted
+	// (each once). It must return only once the message is durably
+	// stored: the client is then told 250. A *Rejection refuses the
+	// message for good; another error is a temporary failure.
+	Submit(ctx context.Context, account, from string, recipients []string, msg []byte) error
+}
+
+// Rejection is a permanent refusal, with a sentence that tells the user what
+// is wrong and what to do; mail clients show it in their error dialog.
+type Rejection struct {
+	Status [3]int // RFC 3463 enhanced status code, e.g. {5, 1, 1}
+	Reason string
+}
+
+func (r *Rejection) Error() string { return r.Reason }
+
+// Options configure a Server. Authenticator and Queue are required.
+type Options struct {
+	Authenticator imapserver.Authenticator
+	Queue         Queue
+	// Domain names the server in its greeting. Default "localhost".
+	Domain string
+	// TLSConfig enables STARTTLS and ServeTLS (implicit TLS); see
+	// imapserver.LoadOrCreateCertificate for a self-signed one.
+	TLSConfig *tls.Config
+	// MaxMessageBytes is the message size limit, advertised as SIZE.
+	// Default DefaultMaxMessageBytes. (go-smtp v0.25.1 refuses a message
+	// of exactly this size: its data reader fails once the limit is
+	// reached, before the final "." line. The largest accepted is one
+	// byte less.)
+	MaxMessageBytes int64
+	// MaxRecipients bounds RCPT TO per message. Default
+	// DefaultMaxRecipients.
+	MaxRecipients int
+	// MaxConnections bounds concurrent connections; more are answered 421
+	// and closed. Default DefaultMaxConnections.
+	MaxConnections int
+	ReadTimeout    time.Duration // default DefaultReadTimeout
+	WriteTimeout   time.Duration // default DefaultWriteTimeout
+	SubmitTimeout  time.Duration // default DefaultSubmitTimeout
+	// Throttle limits failed logins per source address.
+	Throttle ThrottleOptions
+	Logger   *slog.Logger
+}
+
+// Server is the submission server. One Server may serve several listeners.
+type Server struct {
+	opts     Options
+	log      *slog.Logger
+	throttle *throttle
+	slots    chan struct{}
+	ctx      context.Context
+	cancel   context.CancelFunc
+
+	mu        sync.Mutex
+	servers   []*smtp.Server
+	listeners []net.Listener
+	closed    bool
+}
+
+// New checks opts and returns a Server.
+func New(opts Options) (*Server, error) {
+	if opts.Authenticator == nil || opts.Queue == nil {
+		return nil, errors.New("smtpserver: Options.Authenticator and Options.Queue are required")
+	}
+	if opts.Domain == "" {
+		opts.Domain = "localhost"
+	}
+	if opts.MaxMessageBytes <= 0 {
+		opts.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if opts.MaxRecipients <= 0 {
+		opts.MaxRecipients = DefaultMaxRecipients
+	}
+	if opts.MaxConnections <= 0 {
+		opts.MaxConnections = DefaultMaxConnections
+	}
+	if opts.ReadTimeout <= 0 {
+		opts.ReadTimeout = DefaultReadTimeout
+	}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = DefaultWriteTimeout
+	}
+	if opts.SubmitTimeout <= 0 {
+		opts.SubmitTimeout = DefaultSubmitTimeout
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Server{
+		opts:     opts,
+		log:      opts.Logger,
+		throttle: newThrottle(opts.Throttle),
+		slots:    make(chan struct{}, opts.MaxConnections),
+		ctx:      ctx,
+		cancel:   cancel,
+	}, nil
+}
+
+// Listen opens a TCP listener for Serve, refusing a non-loopback address
+// unless TLS is configured.
+func (s *Server) Listen(addr string) (net.Listener, error) {
+	if addr == "" {
+		addr = DefaultAddr
+	}
+	if s.opts.TLSConfig == nil && !isLoopback(addr) {
+		return nil, fmt.Errorf("smtpserver: refusing to listen on %s without TLS: passwords and mail would cross the network in clear text; "+
+			"listen on 127.0.0.1 or configure TLS", addr)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("smtpserver: listen on %s: %w", addr, err)
+	}
+	return ln, nil
+}
+
+// isLoopback reports whether addr's host is a loopback IP or "localhost".
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Serve serves SMTP (with STARTTLS if TLS is configured) on ln until Close.
+// AUTH without TLS is allowed only when ln is on a loopback address.
+func (s *Server) Serve(ln net.Listener) error {
+	loopback := isLoopback(ln.Addr().String())
+	if !loopback && s.opts.TLSConfig == nil {
+		return fmt.Errorf("smtpserver: refusing to serve %s without TLS", ln.Addr())
+	}
+	return s.serve(&limitListener{Listener: ln, s: s}, loopback)
+}
+
+// ServeTLS serves SMTP over implicit TLS on ln until Close.
+func (s *Server) ServeTLS(ln net.Listener) error {
+	if s.opts.TLSConfig == nil {
+		return errors.New("smtpserver: ServeTLS needs Options.TLSConfig")
+	}
+	// go-smtp sees the *tls.Conn itself, so it knows AUTH is protected.
+	return s.serve(tls.NewListener(&limitListener{Listener: ln, s: s}, s.opts.TLSConfig), false)
+}
+
+func (s *Server) serve(ln net.Listener, insecureAuth bool) error {
+	srv := smtp.NewServer(backend{s})
+	srv.Domain = s.opts.Domain
+	srv.TLSConfig = s.opts.TLSConfig
+	srv.AllowInsecureAuth = insecureAuth
+	srv.MaxMessageBytes = s.opts.MaxMessageBytes
+	srv.MaxRecipients = s.opts.MaxRecipients
+	srv.MaxLineLength = MaxLineLength
+	srv.ReadTimeout = s.opts.ReadTimeout
+	srv.WriteTimeout = s.opts.WriteTimeout
+	srv.EnableSMTPUTF8 = true
+	srv.ErrorLog = errorLog{s.log}
+
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		ln.Close()
+		return errors.New("smtpserver: server closed")
+	}
+	s.servers = append(s.servers, srv)
+	s.listeners = append(s.listeners, ln)
+	s.mu.Unlock()
+	err := srv.Serve(ln)
+	if s.isClosed() {
+		return nil
+	}
+	return err
+}
+
+func (s *Server) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// Close stops all listeners and connections; submissions in progress are
+// cancelled (and so not acknowledged).
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	servers, listeners := s.servers, s.listeners
+	s.mu.Unlock()
+	s.cancel()
+	var errs []error
+	for _, ln := range listeners {
+		if err := ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, err)
+		}
+	}
+	for _, srv := range servers {
+		if err := srv.Close(); err != nil && !errors.Is(err, smtp.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// limitListener refuses connections over MaxConnections with a 421.
+type limitListener struct {
+	net.Listener
+	s *Server
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case l.s.slots <- struct{}{}:
+			return &slotConn{Conn: c, release: func() { <-l.s.slots }}, nil
+		default:
+			c.SetWriteDeadline(time.Now().Add(time.Second))
+			c.Write([]byte("421 4.7.0 Too many connections, try again later\r\n"))
+			c.Close()
+		}
+	}
+}
+
+// slotConn gives its connection slot back once, when closed.
+type slotConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *slotConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
+}
+
+// errorLog adapts slog to go-smtp's logger.
+type errorLog struct{ l *slog.Logger }
+
+func (e errorLog) Printf(format string, args ...any) {
+	e.l.Warn("smtp: " + fmt.Sprintf(format, args...))
+}
+func (e errorLog) Println(args ...any) { e.l.Warn("smtp: " + fmt.Sprint(args...)) }

@@ -1,0 +1,181 @@
+package smtpserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"slices"
+	"strings"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"github.com/asmtp/asmtp/bridge/imapserver"
+)
+
+// Replies of the server's own (go-smtp has the protocol's).
+var (
+	errAuthRequired = &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0},
+		Message: "Authentication required: log in with your bridge account name (or address) and bridge password"}
+	errAuthTemporary = &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
+		Message: "Temporary authentication failure, try again later"}
+	errAuthzid = &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8},
+		Message: "Authentication failed: logging in on behalf of another user is not supported"}
+	errNotQueued = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0},
+		Message: "Temporary failure: the message was not queued and nothing was sent; try again later"}
+	errRecipientTemporary = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0},
+		Message: "Temporary failure checking the recipient; try again later"}
+)
+
+// backend makes a session per connection.
+type backend struct{ s *Server }
+
+func (b backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	return &session{s: b.s, remote: c.Conn().RemoteAddr()}, nil
+}
+
+// session is one client connection (go-smtp makes a new one after
+// STARTTLS). Its methods are called by the connection's goroutine only.
+type session struct {
+	s       *Server
+	remote  net.Addr
+	account string // set by a successful AUTH
+	from    string
+	rcpts   []string
+}
+
+var _ smtp.AuthSession = (*session)(nil)
+
+func (ss *session) AuthMechanisms() []string { return []string{sasl.Plain, sasl.Login} }
+
+func (ss *session) Auth(mech string) (sasl.Server, error) {
+	switch mech {
+	case sasl.Plain:
+		return sasl.NewPlainServer(func(identity, username, password string) error {
+			if identity != "" && identity != username {
+				return errAuthzid
+			}
+			return ss.login(username, password)
+		}), nil
+	case sasl.Login:
+		return &loginServer{authenticate: ss.login}, nil
+	}
+	return nil, smtp.ErrAuthUnknownMechanism
+}
+
+// login checks credentials through the Authenticator, throttled per source
+// address. The password is never logged.
+func (ss *session) login(username, password string) error {
+	source := sourceOf(ss.remote)
+	if wait := ss.s.throttle.wait(source); wait > 0 {
+		return &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
+			Message: fmt.Sprintf("Too many failed logins from %s: try again in %d s", source, int(wait.Seconds()+1))}
+	}
+	ctx, cancel := context.WithTimeout(ss.s.ctx, ss.s.opts.SubmitTimeout)
+	defer cancel()
+	account, err := ss.s.opts.Authenticator.Authenticate(ctx, username, password, ss.remote)
+	switch {
+	case errors.Is(err, imapserver.ErrBadCredentials):
+		ss.s.throttle.failed(source)
+		ss.s.log.Info("smtp: login failed", "user", username, "remote", ss.remote)
+		return smtp.ErrAuthFailed
+	case err != nil:
+		ss.s.log.Error("smtp: login check failed", "user", username, "err", err)
+		return errAuthTemporary
+	}
+	ss.s.throttle.succeeded(source)
+	ss.account = account
+	return nil
+}
+
+func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
+	if ss.account == "" {
+		return errAuthRequired
+	}
+	ss.from, ss.rcpts = from, nil
+	return nil
+}
+
+func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if ss.account == "" {
+		return errAuthRequired
+	}
+	ctx, cancel := context.WithTimeout(ss.s.ctx, ss.s.opts.SubmitTimeout)
+	defer cancel()
+	if err := ss.s.opts.Queue.Recipient(ctx, ss.account, to); err != nil {
+		return ss.reply(err, 550, errRecipientTemporary, "recipient "+to)
+	}
+	if !slices.ContainsFunc(ss.rcpts, func(r string) bool { return strings.EqualFold(r, to) }) {
+		ss.rcpts = append(ss.rcpts, to)
+	}
+	return nil
+}
+
+func (ss *session) Data(r io.Reader) error {
+	if ss.account == "" {
+		return errAuthRequired
+	}
+	msg, err := io.ReadAll(r)
+	if err != nil {
+		return err // go-smtp's own, such as 552 for a message over SIZE
+	}
+	ctx, cancel := context.WithTimeout(ss.s.ctx, ss.s.opts.SubmitTimeout)
+	defer cancel()
+	if err := ss.s.opts.Queue.Submit(ctx, ss.account, ss.from, ss.rcpts, msg); err != nil {
+		return ss.reply(err, 554, errNotQueued, "message")
+	}
+	ss.s.log.Info("smtp: message queued", "account", ss.account, "recipients", len(ss.rcpts), "bytes", len(msg))
+	return nil
+}
+
+// reply turns a Queue error into the SMTP reply: a Rejection's reason
+// with code, anything else the temporary failure tmp (logged).
+func (ss *session) reply(err error, code int, tmp *smtp.SMTPError, what string) error {
+	var rej *Rejection
+	if errors.As(err, &rej) {
+		return &smtp.SMTPError{Code: code, EnhancedCode: rej.Status, Message: rej.Reason}
+	}
+	ss.s.log.Error("smtp: "+what+" not accepted", "account", ss.account, "err", err)
+	return tmp
+}
+
+func (ss *session) Reset() { ss.from, ss.rcpts = "", nil }
+
+func (ss *session) Logout() error { return nil }
+
+// loginServer is the server side of SASL LOGIN (draft-murchison-sasl-login),
+// which go-sasl lacks: user name and password each as a response, to the
+// challenges "Username:" and "Password:". Outlook and older Thunderbird
+// versions still use it.
+type loginServer struct {
+	authenticate func(username, password string) error
+	asked        bool // "Username:" was sent
+	username     *string
+}
+
+func (l *loginServer) Next(response []byte) (challenge []byte, done bool, err error) {
+	switch {
+	case l.username == nil && response == nil && !l.asked:
+		l.asked = true
+		return []byte("Username:"), false, nil
+	case l.username == nil:
+		u := string(response)
+		l.username = &u
+		return []byte("Password:"), false, nil
+	}
+	return nil, true, l.authenticate(*l.username, string(response))
+}
+
+// sourceOf is the throttled unit: the client's IP address.
+func sourceOf(remote net.Addr) string {
+	if remote == nil {
+		return ""
+	}
+	host, _, err := net.SplitHostPort(remote.String())
+	if err != nil {
+		return remote.String()
+	}
+	return host
+}

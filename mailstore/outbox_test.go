@@ -1,0 +1,134 @@
+package mailstore
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+)
+
+func recipient(b byte, addr string) OutboxRecipient {
+	r := OutboxRecipient{Address: addr}
+	r.Passport[0], r.MessageID[0] = b, b+100
+	return r
+}
+
+func TestOutboxLifecycle(t *testing.T) {
+	db, path := openTest(t)
+	ctx := context.Background()
+	now := time.UnixMilli(1_700_000_000_000)
+	raw := msg("queued", "body")
+	sub := Submission{Account: "alice", From: "alice@asmtp", Raw: raw,
+		Recipients: []OutboxRecipient{recipient(1, "one@asmtp"), recipient(2, "two@asmtp")}}
+	id, err := db.Enqueue(ctx, sub, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The queue is durable: a second handle on the file (as after a
+	// restart) sees it.
+	db2, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db2.Close()
+	due, err := db2.DueDeliveries(ctx, now, 10)
+	if err != nil || len(due) != 2 {
+		t.Fatalf("DueDeliveries = %v, %v; want 2", due, err)
+	}
+	if due[0].OutboxID != id || due[0].MessageID != sub.Recipients[0].MessageID || due[0].From != "alice@asmtp" || !due[0].QueuedAt.Equal(now) {
+		t.Fatalf("due[0] = %+v, want the first recipient as submitted", due[0])
+	}
+	if got, err := db.OutboxMessage(ctx, id); err != nil || string(got) != string(raw) {
+		t.Fatalf("OutboxMessage = %q, %v", got, err)
+	}
+
+	later := now.Add(time.Minute)
+	if err := db.DeliveryDeferred(ctx, due[0], later, "no route"); err != nil {
+		t.Fatal(err)
+	}
+	if due, _ := db.DueDeliveries(ctx, now, 10); len(due) != 1 || due[0].Address != "two@asmtp" {
+		t.Fatalf("after deferring one: due %+v, want only two@asmtp", due)
+	}
+	if next, ok, err := db.NextDelivery(ctx); err != nil || !ok || !next.Equal(now) {
+		t.Fatalf("NextDelivery = %v, %v, %v; want %v", next, ok, err, now)
+	}
+	soon := now.Add(time.Second)
+	if err := db.DeliveryPostponed(ctx, due[1], soon); err != nil {
+		t.Fatal(err)
+	}
+	if q, _ := db.Outbox(ctx, "alice"); q[1].Attempts != 0 || !q[1].NextAttempt.Equal(soon) {
+		t.Fatalf("postponed: %+v; want no attempt counted, next at %v", q[1], soon)
+	}
+	if err := db.DeliverySucceeded(ctx, due[1]); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.DeliverySucceeded(ctx, due[1]); !errors.Is(err, ErrNotQueued) {
+		t.Fatalf("second DeliverySucceeded: %v, want ErrNotQueued", err)
+	}
+	left, err := db.Outbox(ctx, "alice")
+	if err != nil || len(left) != 1 || left[0].Attempts != 1 || left[0].LastError != "no route" || !left[0].NextAttempt.Equal(later) {
+		t.Fatalf("Outbox = %+v, %v; want one deferred recipient", left, err)
+	}
+
+	// Giving up stores the bounce in INBOX in the same transaction, and
+	// the message goes with its last recipient.
+	inbox, err := db.Mailbox(ctx, "alice", Inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changes := make(chan Change, 4)
+	_, stop, err := db.Watch(ctx, inbox.ID, func(c Change) { changes <- c })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	a, err := db.DeliveryFailed(ctx, left[0], msg("bounce", "it failed"), later)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := <-changes; c.Kind != ChangeAppended || c.UIDs[0] != a.UID {
+		t.Fatalf("watch saw %+v, want the bounce appended", c)
+	}
+	if got, err := db.Raw(ctx, inbox.ID, a.UID); err != nil || string(got) != string(msg("bounce", "it failed")) {
+		t.Fatalf("bounce in INBOX: %q, %v", got, err)
+	}
+	if _, err := db.OutboxMessage(ctx, id); !errors.Is(err, ErrNotQueued) {
+		t.Fatalf("message after its last recipient: %v, want ErrNotQueued", err)
+	}
+	if _, ok, _ := db.NextDelivery(ctx); ok {
+		t.Fatal("NextDelivery reports work in an empty outbox")
+	}
+	if _, err := db.DeliveryFailed(ctx, left[0], msg("bounce", "again"), later); !errors.Is(err, ErrNotQueued) {
+		t.Fatalf("bouncing twice: %v, want ErrNotQueued", err)
+	}
+	if st, _ := db.Status(ctx, "alice", Inbox); st.Messages != 1 {
+		t.Fatalf("INBOX has %d messages after a refused second bounce, want 1", st.Messages)
+	}
+}
+
+func TestEnqueueRefuses(t *testing.T) {
+	db, _ := openTest(t)
+	ctx := context.Background()
+	many := make([]OutboxRecipient, MaxOutboxRecipients+1)
+	for i := range many {
+		many[i].Passport[0], many[i].Passport[1] = byte(i), byte(i>>8)
+	}
+	for _, c := range []struct {
+		name string
+		s    Submission
+	}{
+		{"no recipients", Submission{Account: "alice", Raw: msg("a", "b")}},
+		{"unknown account", Submission{Account: "nobody", Raw: msg("a", "b"), Recipients: []OutboxRecipient{recipient(1, "x")}}},
+		{"too many recipients", Submission{Account: "alice", Raw: msg("a", "b"), Recipients: many}},
+		{"same recipient twice", Submission{Account: "alice", Raw: msg("a", "b"), Recipients: []OutboxRecipient{recipient(1, "x"), recipient(1, "y")}}},
+		{"too big", Submission{Account: "alice", Raw: make([]byte, MaxMessageSize+1), Recipients: []OutboxRecipient{recipient(1, "x")}}},
+	} {
+		if _, err := db.Enqueue(ctx, c.s, time.Now()); err == nil {
+			t.Errorf("%s: Enqueue succeeded", c.name)
+		}
+	}
+	if items, err := db.Outbox(ctx, "alice"); err != nil || len(items) != 0 {
+		t.Fatalf("after refused submissions the outbox holds %+v, %v", items, err)
+	}
+}
