@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -37,6 +38,10 @@ type Config struct {
 	IMAPAddr string
 	// SMTPAddr is where mail clients send mail. Default DefaultSMTPAddr.
 	SMTPAddr string
+	// TLS turns on STARTTLS for IMAP and SMTP, with a self-signed
+	// certificate made on first use in DataDir (imapserver.CertFile, for
+	// clients to import). It is required to listen beyond loopback.
+	TLS bool
 	// RefreshInterval is how often pending contacts' passports are looked
 	// for and contacts' passports are checked for updates (shared-key
 	// rotations). Default DefaultRefreshInterval.
@@ -139,9 +144,19 @@ func (b *Bridge) open(ctx context.Context, nodeKey ed25519.PrivateKey) error {
 	if b.mail, err = OpenMailstore(ctx, b.cfg.DataDir); err != nil {
 		return err
 	}
+	var tlsConfig *tls.Config
+	if b.cfg.TLS {
+		cert, path, err := imapserver.LoadOrCreateCertificate(b.cfg.DataDir, listenHosts(b.cfg.IMAPAddr, b.cfg.SMTPAddr)...)
+		if err != nil {
+			return err
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		b.log.Info("bridge TLS: STARTTLS on IMAP and SMTP", "certificate", path)
+	}
 	b.imap, err = imapserver.New(imapserver.Options{
 		Store:         b.mail,
 		Authenticator: NewAuthenticator(b.reg, b.cfg.Domain),
+		TLSConfig:     tlsConfig,
 		Logger:        b.log,
 	})
 	if err != nil {
@@ -155,6 +170,7 @@ func (b *Bridge) open(ctx context.Context, nodeKey ed25519.PrivateKey) error {
 		Queue:           submissionQueue{b},
 		Domain:          b.cfg.Domain,
 		MaxMessageBytes: MaxMessageSize,
+		TLSConfig:       tlsConfig,
 		Logger:          b.log,
 	})
 	if err != nil {
@@ -226,6 +242,17 @@ func (b *Bridge) Run(ctx context.Context) error {
 		case <-changes:
 		}
 	}
+}
+
+// listenHosts are the hosts of addrs, for the certificate's names.
+func listenHosts(addrs ...string) []string {
+	var hosts []string
+	for _, a := range addrs {
+		if h, _, err := net.SplitHostPort(a); err == nil && h != "" {
+			hosts = append(hosts, h)
+		}
+	}
+	return hosts
 }
 
 // close releases the sessions and databases.

@@ -19,6 +19,9 @@ type Bridge struct {
 	Domain            string  `yaml:"domain"`
 	IMAPListenAddress Address `yaml:"imap_listen_address"`
 	SMTPListenAddress Address `yaml:"smtp_listen_address"`
+	// TLS turns on STARTTLS with a self-signed certificate kept in DataDir;
+	// it is required for listening beyond loopback.
+	TLS bool `yaml:"tls"`
 }
 
 func defaultBridge() Bridge {
@@ -44,9 +47,9 @@ func (b *Bridge) validate(fail func(key, format string, args ...any)) {
 	}{{"bridge.imap_listen_address", b.IMAPListenAddress}, {"bridge.smtp_listen_address", b.SMTPListenAddress}} {
 		if !a.addr.IsValid() {
 			fail(a.key, "must be set")
-		} else if !a.addr.Addr().IsLoopback() {
+		} else if !a.addr.Addr().IsLoopback() && !b.TLS {
 			// The servers refuse it too; saying so at load time is kinder.
-			fail(a.key, "%s is not a loopback address; mail clients must reach the bridge over 127.0.0.1 or ::1 until TLS is configured", a.addr)
+			fail(a.key, "%s is not a loopback address: passwords and mail would cross the network in clear text; listen on 127.0.0.1 or set bridge.tls: true", a.addr)
 		}
 	}
 }
@@ -57,6 +60,7 @@ func (c *Config) BridgeConfig(log *slog.Logger) bridge.Config {
 	cfg.Domain = c.Bridge.Domain
 	cfg.IMAPAddr = c.Bridge.IMAPListenAddress.String()
 	cfg.SMTPAddr = c.Bridge.SMTPListenAddress.String()
+	cfg.TLS = c.Bridge.TLS
 	if log != nil {
 		cfg.Logger = log
 	}
