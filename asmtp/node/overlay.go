@@ -260,6 +260,14 @@ func (o *overlay) remove(id keys.PublicKey) {
 	delete(o.signed, id)
 }
 
+// subscribes reports whether our views hold id as a subscriber of t.
+func (o *overlay) subscribes(id keys.PublicKey, t topic.Topic) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	p, ok := o.topo.Profile(poldercast.ID(id))
+	return ok && p.Subscribes(poldercast.Topic(t))
+}
+
 // addr returns the advertised address of a peer in our views.
 func (o *overlay) addr(id keys.PublicKey) (netip.AddrPort, bool) {
 	o.mu.Lock()
@@ -370,11 +378,25 @@ func (n *Node) onGossip(ctx context.Context, l *link, g gossip.Gossip) {
 	if g.ID == l.remote {
 		l.setAdvertised(g)
 	}
+	var fresh []topic.Topic // registered topics g newly shows a subscriber of
+	for _, s := range g.Subscriptions {
+		if g.ID != n.id && n.registered(s.Topic) && !n.overlay.subscribes(g.ID, s.Topic) {
+			fresh = append(fresh, s.Topic)
+		}
+	}
 	answer, err := n.overlay.receive(l.remote, g, now)
 	if err != nil {
 		// A stale or future-dated profile is not the sender's fault: it
 		// may pass on gossips it was given.
 		n.log.Debug("gossip not merged", "peer", l.remote, "about", g.ID, "err", err)
+	}
+	// A subscriber we did not know may hold messages that were published
+	// while neither side knew the other (its forwarding found nobody):
+	// fetch them. Duplicates die in the relay's dedupe.
+	for _, t := range fresh {
+		if n.overlay.subscribes(g.ID, t) {
+			n.scheduleCatchUp(t, now.Add(-n.cfg.Retention))
+		}
 	}
 	if answer {
 		n.sendGossip(ctx, l.remote, now)
