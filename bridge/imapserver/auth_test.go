@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -38,44 +37,6 @@ func TestTokenAuthenticator(t *testing.T) {
 	}
 	if per := time.Since(start) / 10000; per > 100*time.Microsecond {
 		t.Errorf("token check takes %v per login", per)
-	}
-}
-
-func TestLoginThrottle(t *testing.T) {
-	now := time.Unix(1000, 0)
-	th := newLoginThrottle(ThrottleOptions{MaxFailures: 3, Backoff: time.Second, MaxBackoff: 8 * time.Second, MaxSources: 2})
-	th.now = func() time.Time { return now }
-	steps := []struct {
-		do   string // "fail", "ok" or "wait"
-		src  string
-		want time.Duration
-	}{
-		{"fail", "a", 0}, {"fail", "a", 0}, {"wait", "a", 0},
-		{"fail", "a", time.Second}, // third failure: 1 s
-		{"fail", "a", 2 * time.Second},
-		{"fail", "a", 4 * time.Second},
-		{"fail", "a", 8 * time.Second},
-		{"fail", "a", 8 * time.Second}, // capped
-		{"wait", "b", 0},               // other sources unaffected
-		{"ok", "a", 0},                 // success clears
-		{"fail", "a", 0},
-	}
-	for i, s := range steps {
-		switch s.do {
-		case "fail":
-			th.failed(s.src)
-		case "ok":
-			th.succeeded(s.src)
-		}
-		if got := th.wait(s.src); got != s.want {
-			t.Fatalf("step %d (%s %s): wait %v, want %v", i, s.do, s.src, got, s.want)
-		}
-	}
-	for i := range 10 { // bounded memory
-		th.failed(fmt.Sprint("spray", i))
-	}
-	if n := len(th.sources); n > 2 {
-		t.Errorf("throttle remembers %d sources, limit 2", n)
 	}
 }
 

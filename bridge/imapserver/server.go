@@ -20,6 +20,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/asmtp/asmtp/bridge/loginlimit"
 	"log/slog"
 	"net"
 	"sync"
@@ -68,7 +69,7 @@ type Server struct {
 	opts     Options
 	log      *slog.Logger
 	views    *viewCache
-	throttle *loginThrottle
+	throttle *loginlimit.Limiter
 	slots    chan struct{}
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -104,7 +105,7 @@ func New(opts Options) (*Server, error) {
 		opts:     opts,
 		log:      opts.Logger,
 		views:    &viewCache{store: opts.Store, views: make(map[int64]*mailboxView)},
-		throttle: newLoginThrottle(opts.Throttle),
+		throttle: loginlimit.New(opts.Throttle),
 		slots:    make(chan struct{}, opts.MaxConnections),
 		ctx:      ctx,
 		cancel:   cancel,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/asmtp/asmtp/bridge/loginlimit"
 	"io"
 	"slices"
 	"strings"
@@ -61,14 +62,14 @@ func (ss *session) AppendLimit() uint32 { return ss.s.opts.AppendLimit }
 
 // Login checks the throttle, then the credentials.
 func (ss *session) Login(username, password string) error {
-	source := sourceOf(ss.wire.RemoteAddr())
-	if wait := ss.s.throttle.wait(source); wait > 0 {
+	source := loginlimit.Source(ss.wire.RemoteAddr())
+	if wait := ss.s.throttle.Wait(source); wait > 0 {
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable,
 			Text: fmt.Sprintf("Too many failed logins from your address, try again in %d s", int(wait.Seconds())+1)}
 	}
 	account, err := ss.s.opts.Authenticator.Authenticate(ss.ctx, username, password, ss.wire.RemoteAddr())
 	if errors.Is(err, ErrBadCredentials) {
-		ss.s.throttle.failed(source)
+		ss.s.throttle.Failed(source)
 		ss.s.log.Info("imap: failed login", "source", source)
 		return imapserver.ErrAuthFailed
 	}
@@ -80,7 +81,7 @@ func (ss *session) Login(username, password string) error {
 		ss.s.log.Error("imap: authenticated account has no mail store", "account", account, "err", err)
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable, Text: "Account is not available"}
 	}
-	ss.s.throttle.succeeded(source)
+	ss.s.throttle.Succeeded(source)
 	ss.account = account
 	return nil
 }

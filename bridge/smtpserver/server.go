@@ -24,6 +24,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/asmtp/asmtp/bridge/loginlimit"
 	"log/slog"
 	"net"
 	"sync"
@@ -104,7 +105,7 @@ type Options struct {
 	WriteTimeout   time.Duration // default DefaultWriteTimeout
 	SubmitTimeout  time.Duration // default DefaultSubmitTimeout
 	// Throttle limits failed logins per source address.
-	Throttle ThrottleOptions
+	Throttle loginlimit.Options
 	Logger   *slog.Logger
 }
 
@@ -112,7 +113,7 @@ type Options struct {
 type Server struct {
 	opts     Options
 	log      *slog.Logger
-	throttle *throttle
+	throttle *loginlimit.Limiter
 	slots    chan struct{}
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -156,7 +157,7 @@ func New(opts Options) (*Server, error) {
 	return &Server{
 		opts:     opts,
 		log:      opts.Logger,
-		throttle: newThrottle(opts.Throttle),
+		throttle: loginlimit.New(opts.Throttle),
 		slots:    make(chan struct{}, opts.MaxConnections),
 		ctx:      ctx,
 		cancel:   cancel,

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"github.com/asmtp/asmtp/bridge/loginlimit"
 	"io"
 	"log/slog"
 	"net"
@@ -86,7 +87,7 @@ func start(t testing.TB, q Queue, tlsCfg *tls.Config, tweak func(*Options)) (*Se
 		Queue:         q,
 		TLSConfig:     tlsCfg,
 		Logger:        testLogger(),
-		Throttle:      ThrottleOptions{MaxFailures: 3, Backoff: time.Minute},
+		Throttle:      loginlimit.Options{MaxFailures: 3, Backoff: time.Minute},
 	}
 	if tweak != nil {
 		tweak(&opts)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/asmtp/asmtp/bridge/loginlimit"
 	"io"
 	"net"
 	"slices"
@@ -68,8 +69,8 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 // login checks credentials through the Authenticator, throttled per source
 // address. The password is never logged.
 func (ss *session) login(username, password string) error {
-	source := sourceOf(ss.remote)
-	if wait := ss.s.throttle.wait(source); wait > 0 {
+	source := loginlimit.Source(ss.remote)
+	if wait := ss.s.throttle.Wait(source); wait > 0 {
 		return &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
 			Message: fmt.Sprintf("Too many failed logins from %s: try again in %d s", source, int(wait.Seconds()+1))}
 	}
@@ -78,14 +79,14 @@ func (ss *session) login(username, password string) error {
 	account, err := ss.s.opts.Authenticator.Authenticate(ctx, username, password, ss.remote)
 	switch {
 	case errors.Is(err, imapserver.ErrBadCredentials):
-		ss.s.throttle.failed(source)
+		ss.s.throttle.Failed(source)
 		ss.s.log.Info("smtp: login failed", "user", username, "remote", ss.remote)
 		return smtp.ErrAuthFailed
 	case err != nil:
 		ss.s.log.Error("smtp: login check failed", "user", username, "err", err)
 		return errAuthTemporary
 	}
-	ss.s.throttle.succeeded(source)
+	ss.s.throttle.Succeeded(source)
 	ss.account = account
 	return nil
 }
@@ -166,16 +167,4 @@ func (l *loginServer) Next(response []byte) (challenge []byte, done bool, err er
 		return []byte("Password:"), false, nil
 	}
 	return nil, true, l.authenticate(*l.username, string(response))
-}
-
-// sourceOf is the throttled unit: the client's IP address.
-func sourceOf(remote net.Addr) string {
-	if remote == nil {
-		return ""
-	}
-	host, _, err := net.SplitHostPort(remote.String())
-	if err != nil {
-		return remote.String()
-	}
-	return host
 }
