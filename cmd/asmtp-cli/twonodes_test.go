@@ -27,8 +27,7 @@ func writeFile(t *testing.T, name, content string) string {
 // the other way. Each message is printed once however often one syncs,
 // reads back with the sender verified, and keeps the body.
 //
-// (The same exchange between asmtp-cli and a bridge account waits for the
-// bridge's delivery pipeline.)
+// (The same exchange with a bridge account is TestBridgeAccountAndCLIUser.)
 func TestTwoUsersOnTwoNodes(t *testing.T) {
 	alice, bob := newDevice(t, "alice"), newDevice(t, "bob")
 	aliceKey, alicePassport := alice.identity()
