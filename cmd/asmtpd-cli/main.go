@@ -32,6 +32,7 @@ func newRootCmd() *cobra.Command {
 		newMakeGossipCmd(),
 		newAccountCmd(),
 		newContactCmd(),
+		newStatusCmd(),
 	)
 	return root
 }
