@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	netmail "net/mail"
+	"strings"
 	"time"
 
 	"github.com/asmtp/asmtp/asmtp/keys"
@@ -365,8 +366,9 @@ func inboundCopy(msg []byte, c Contact, domain string) []byte {
 		newField(HeaderSender, c.Passport.String()),
 		newField("From", c.MailAddress(domain).String()),
 	}
+	own := c.Address(domain).String()
 	for _, f := range fields {
-		if f.is("From") {
+		if f.is("From") && !isAddress(f.value(), own) {
 			out = append(out, headerField{name: HeaderOriginalFrom, raw: append([]byte(HeaderOriginalFrom+":"), f.value()...)})
 		}
 	}
@@ -375,6 +377,14 @@ func inboundCopy(msg []byte, c Contact, domain string) []byte {
 		rest = []byte("\r\n")
 	}
 	return joinMessage(out, rest)
+}
+
+// isAddress reports whether a From value is just addr, with no display
+// name (as asmtp-cli writes it), so that X-ASMTP-Original-From would only
+// repeat the From the bridge writes.
+func isAddress(value []byte, addr string) bool {
+	a, err := netmail.ParseAddress(strings.TrimSpace(string(value)))
+	return err == nil && a.Name == "" && strings.EqualFold(a.Address, addr)
 }
 
 // wakeInbound tells every account's inbound worker that topics may have
