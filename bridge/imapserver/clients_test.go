@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/asmtp/asmtp/bridge/listen"
 )
 
 // TestImaplibSession drives a whole client session with Python's imaplib.
@@ -156,7 +158,7 @@ func TestRefusesNonLoopbackWithoutTLS(t *testing.T) {
 		}
 	}
 	for _, addr := range []string{"127.0.0.1:0", "[::1]:0", "localhost:0"} {
-		if !isLoopback(addr) {
+		if !listen.IsLoopback(addr) {
 			t.Errorf("%s should count as loopback", addr)
 		}
 	}

@@ -20,6 +20,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/asmtp/asmtp/bridge/listen"
 	"github.com/asmtp/asmtp/bridge/loginlimit"
 	"log/slog"
 	"net"
@@ -118,34 +119,17 @@ func (s *Server) Listen(addr string) (net.Listener, error) {
 	if addr == "" {
 		addr = DefaultAddr
 	}
-	if s.opts.TLSConfig == nil && !isLoopback(addr) {
-		return nil, fmt.Errorf("imapserver: refusing to listen on %s without TLS: passwords and mail would cross the network in clear text; "+
-			"listen on 127.0.0.1 or configure TLS", addr)
-	}
-	ln, err := net.Listen("tcp", addr)
+	ln, err := listen.Open(addr, s.opts.TLSConfig != nil)
 	if err != nil {
-		return nil, fmt.Errorf("imapserver: listen on %s: %w", addr, err)
+		return nil, fmt.Errorf("%s: %w", "imapserver", err)
 	}
 	return ln, nil
-}
-
-// isLoopback reports whether addr's host is a loopback IP or "localhost".
-func isLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // Serve serves plain IMAP (with STARTTLS if TLS is configured) on ln until
 // Close. LOGIN without TLS is allowed only when ln is on a loopback address.
 func (s *Server) Serve(ln net.Listener) error {
-	loopback := isLoopback(ln.Addr().String())
+	loopback := listen.IsLoopback(ln.Addr().String())
 	if !loopback && s.opts.TLSConfig == nil {
 		return fmt.Errorf("imapserver: refusing to serve %s without TLS", ln.Addr())
 	}
