@@ -31,6 +31,22 @@ type bridgeFiles struct {
 	reg    *bridge.Registry
 }
 
+// onAccount opens the bridge files of the node at configPath, resolves the
+// account a command names in flag (or the only one), runs fn on it, and
+// closes the files.
+func onAccount(ctx context.Context, configPath, name, flag string, fn func(f *bridgeFiles, account string) error) error {
+	f, err := openBridgeFiles(ctx, configPath)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	account, err := f.accountName(ctx, name, flag)
+	if err != nil {
+		return err
+	}
+	return fn(f, account)
+}
+
 func openBridgeFiles(ctx context.Context, configPath string) (*bridgeFiles, error) {
 	if configPath == "" {
 		return nil, errors.New("--config is required")
@@ -192,19 +208,13 @@ func newAccountExportPassportCmd(configPath *string) *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			f, err := openBridgeFiles(ctx, *configPath)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			if name, err = f.accountName(ctx, name, "--name"); err != nil {
-				return err
-			}
-			a, err := f.reg.Account(ctx, name)
-			if err != nil {
-				return err
-			}
-			return writeOutput(cmd.OutOrStdout(), output, a.Blocks, true)
+			return onAccount(ctx, *configPath, name, "--name", func(f *bridgeFiles, name string) error {
+				a, err := f.reg.Account(ctx, name)
+				if err != nil {
+					return err
+				}
+				return writeOutput(cmd.OutOrStdout(), output, a.Blocks, true)
+			})
 		},
 	}
 	cmd.Flags().StringVar(&name, "name", "", "account name")
@@ -223,24 +233,18 @@ func newAccountResetPasswordCmd(configPath *string) *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			f, err := openBridgeFiles(ctx, *configPath)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			if name, err = f.accountName(ctx, name, "--name"); err != nil {
-				return err
-			}
-			a, err := f.reg.Account(ctx, name)
-			if err != nil {
-				return err
-			}
-			secret, err := f.reg.ResetPassword(ctx, a.Name, bridgePassword)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "username: %s\npassword: %s\n", a.Name, secret)
-			return nil
+			return onAccount(ctx, *configPath, name, "--name", func(f *bridgeFiles, name string) error {
+				a, err := f.reg.Account(ctx, name)
+				if err != nil {
+					return err
+				}
+				secret, err := f.reg.ResetPassword(ctx, a.Name, bridgePassword)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "username: %s\npassword: %s\n", a.Name, secret)
+				return nil
+			})
 		},
 	}
 	cmd.Flags().StringVar(&name, "name", "", "account name")

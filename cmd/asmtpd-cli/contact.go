@@ -50,39 +50,33 @@ func newContactAddCmd(configPath *string) *cobra.Command {
 				return errors.New("--name is required")
 			}
 			ctx := cmd.Context()
-			f, err := openBridgeFiles(ctx, *configPath)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			if account, err = f.accountName(ctx, account, "--account"); err != nil {
-				return err
-			}
-			var c bridge.Contact
-			if passportFile != "" {
-				blocks, err := os.ReadFile(passportFile)
-				if err != nil {
-					return err
+			return onAccount(ctx, *configPath, account, "--account", func(f *bridgeFiles, account string) error {
+				var c bridge.Contact
+				if passportFile != "" {
+					blocks, err := os.ReadFile(passportFile)
+					if err != nil {
+						return err
+					}
+					c, err = f.reg.AddContact(ctx, account, name, blocks)
+					if err != nil {
+						return err
+					}
+				} else {
+					pid, err := parsePassportID(id, f.bridge.Domain)
+					if err != nil {
+						return err
+					}
+					if c, err = f.reg.AddPendingContact(ctx, account, name, pid); err != nil {
+						return err
+					}
 				}
-				c, err = f.reg.AddContact(ctx, account, name, blocks)
-				if err != nil {
-					return err
+				status := "ready"
+				if c.Pending() {
+					status = "pending (asmtpd fetches the passport from the network)"
 				}
-			} else {
-				pid, err := parsePassportID(id, f.bridge.Domain)
-				if err != nil {
-					return err
-				}
-				if c, err = f.reg.AddPendingContact(ctx, account, name, pid); err != nil {
-					return err
-				}
-			}
-			status := "ready"
-			if c.Pending() {
-				status = "pending (asmtpd fetches the passport from the network)"
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "name: %s\naddress: %s\nstatus: %s\n", c.Name, c.Address(f.bridge.Domain), status)
-			return nil
+				fmt.Fprintf(cmd.OutOrStdout(), "name: %s\naddress: %s\nstatus: %s\n", c.Name, c.Address(f.bridge.Domain), status)
+				return nil
+			})
 		},
 	}
 	cmd.Flags().StringVar(&account, "account", "", "account whose address book to change")
@@ -115,28 +109,22 @@ func newContactListCmd(configPath *string) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			f, err := openBridgeFiles(ctx, *configPath)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			if account, err = f.accountName(ctx, account, "--account"); err != nil {
-				return err
-			}
-			contacts, err := f.reg.Contacts(ctx, account)
-			if err != nil {
-				return err
-			}
-			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "NAME\tADDRESS\tSTATUS\tADDED")
-			for _, c := range contacts {
-				status := "ready"
-				if c.Pending() {
-					status = "pending"
+			return onAccount(ctx, *configPath, account, "--account", func(f *bridgeFiles, account string) error {
+				contacts, err := f.reg.Contacts(ctx, account)
+				if err != nil {
+					return err
 				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", c.Name, c.Address(f.bridge.Domain), status, c.AddedAt.Format(time.RFC3339))
-			}
-			return w.Flush()
+				w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+				fmt.Fprintln(w, "NAME\tADDRESS\tSTATUS\tADDED")
+				for _, c := range contacts {
+					status := "ready"
+					if c.Pending() {
+						status = "pending"
+					}
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", c.Name, c.Address(f.bridge.Domain), status, c.AddedAt.Format(time.RFC3339))
+				}
+				return w.Flush()
+			})
 		},
 	}
 	cmd.Flags().StringVar(&account, "account", "", "account whose address book to list")
@@ -154,15 +142,9 @@ func newContactRemoveCmd(configPath *string) *cobra.Command {
 				return errors.New("--name is required")
 			}
 			ctx := cmd.Context()
-			f, err := openBridgeFiles(ctx, *configPath)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			if account, err = f.accountName(ctx, account, "--account"); err != nil {
-				return err
-			}
-			return f.reg.RemoveContact(ctx, account, name)
+			return onAccount(ctx, *configPath, account, "--account", func(f *bridgeFiles, account string) error {
+				return f.reg.RemoveContact(ctx, account, name)
+			})
 		},
 	}
 	cmd.Flags().StringVar(&account, "account", "", "account whose address book to change")
@@ -183,23 +165,17 @@ func newContactExportCmd(configPath *string) *cobra.Command {
 				return fmt.Errorf("--format %q: only vcard is supported", format)
 			}
 			ctx := cmd.Context()
-			f, err := openBridgeFiles(ctx, *configPath)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			if account, err = f.accountName(ctx, account, "--account"); err != nil {
-				return err
-			}
-			contacts, err := f.reg.Contacts(ctx, account)
-			if err != nil {
-				return err
-			}
-			var buf bytes.Buffer
-			if err := bridge.WriteVCards(&buf, contacts, f.bridge.Domain); err != nil {
-				return err
-			}
-			return writeOutput(cmd.OutOrStdout(), output, buf.Bytes(), false)
+			return onAccount(ctx, *configPath, account, "--account", func(f *bridgeFiles, account string) error {
+				contacts, err := f.reg.Contacts(ctx, account)
+				if err != nil {
+					return err
+				}
+				var buf bytes.Buffer
+				if err := bridge.WriteVCards(&buf, contacts, f.bridge.Domain); err != nil {
+					return err
+				}
+				return writeOutput(cmd.OutOrStdout(), output, buf.Bytes(), false)
+			})
 		},
 	}
 	cmd.Flags().StringVar(&account, "account", "", "account whose address book to export")
