@@ -16,32 +16,99 @@ import (
 // messages they stored since then. The answers are ordinary Topic
 // messages and take the relay path; what the node already had is dropped
 // there as a duplicate, so every message is stored and pushed once.
+//
+// Links carry no acknowledgements, so a link that closes (the peer killed,
+// the network gone, an idle timeout) may take messages queued on either
+// side with it: the peer stored them, we never got them. When a link to
+// that peer opens again, its own gossip on the new link names the topics
+// it subscribes to; for each one our users registered, we ask that peer
+// for what it stored since shortly before the last message read on the
+// old link (lostMargin).
 const (
 	// CatchUpPeers is how many subscribers are queried per topic.
 	CatchUpPeers = 2
 	// CatchUpAttempts is how many gossip rounds a catch-up waits for a
 	// known subscriber of its topic before it is given up.
 	CatchUpAttempts = 30
+	// maxLostPeers bounds the closed links remembered for a catch-up.
+	maxLostPeers = 4096
+	// maxWaitingCatchUps bounds the catch-ups waiting for their turn:
+	// one per topic, plus the ones aimed at relinked peers.
+	maxWaitingCatchUps = 4 * poldercast.MaxSubscriptions
 )
 
 type catchUp struct {
 	topic    topic.Topic
 	since    time.Time
+	peer     keys.PublicKey // ask this peer only; zero: any known subscribers
 	attempts int
+}
+
+// lostMargin is how far before the last message read on a closed link a
+// catch-up from its peer starts: the peer's clock may be MaxClockSkew off
+// ours, and what it queued for us may have been stored up to about as long
+// before the last message we read (queues drain in well under WriteTimeout
+// per message, far less than the default skew).
+func (n *Node) lostMargin() time.Duration { return 2 * n.cfg.MaxClockSkew }
+
+// noteLostLocked records that the link to peer closed, with lastRead the
+// time of the last message read on it. The earliest time is kept until a
+// new link catches up. n.mu is held.
+func (n *Node) noteLostLocked(peer keys.PublicKey, lastRead time.Time) {
+	if t, ok := n.lost[peer]; ok && t.Before(lastRead) {
+		return
+	}
+	if len(n.lost) >= maxLostPeers {
+		cutoff := time.Now().Add(-n.cfg.Retention)
+		for p, t := range n.lost {
+			if t.Before(cutoff) {
+				delete(n.lost, p)
+			}
+		}
+		if len(n.lost) >= maxLostPeers {
+			return
+		}
+	}
+	n.lost[peer] = lastRead
+}
+
+// takeLost returns and forgets when the last link to peer lost track.
+func (n *Node) takeLost(peer keys.PublicKey) (time.Time, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	t, ok := n.lost[peer]
+	delete(n.lost, peer)
+	return t, ok
+}
+
+// catchUpRelinked schedules, on the first own gossip g of a peer on a new
+// link, a catch-up from that peer of every topic both sides subscribe to,
+// if an earlier link to it closed.
+func (n *Node) catchUpRelinked(g gossip.Gossip) {
+	lost, ok := n.takeLost(g.ID)
+	if !ok {
+		return
+	}
+	since := lost.Add(-n.lostMargin())
+	for _, s := range g.Subscriptions {
+		if n.registered(s.Topic) {
+			n.scheduleCatchUp(catchUp{topic: s.Topic, since: since, peer: g.ID})
+		}
+	}
 }
 
 // catchUpAll schedules a catch-up of every registered topic.
 func (n *Node) catchUpAll(since time.Time) {
 	for _, t := range n.registeredTopics() {
-		n.scheduleCatchUp(t, since)
+		n.scheduleCatchUp(catchUp{topic: t, since: since})
 	}
 }
 
-func (n *Node) scheduleCatchUp(t topic.Topic, since time.Time) {
+func (n *Node) scheduleCatchUp(c catchUp) {
 	select {
-	case n.catchUps <- catchUp{topic: t, since: since}:
+	case n.catchUps <- c:
 	default:
-		n.log.Warn("catch-up queue full; topic not caught up", "topic", t)
+		n.log.Warn("catch-up queue full; topic not caught up", "topic", c.topic)
 	}
 }
 
@@ -66,11 +133,11 @@ func (n *Node) catchUpLoop(ctx context.Context) {
 }
 
 // queueCatchUp adds c, merging it with a waiting catch-up of the same
-// topic (the earlier since wins). The list holds one entry per topic at
-// most, so it is bounded by the subscription limit.
+// topic and peer (the earlier since wins). The list is bounded by
+// maxWaitingCatchUps.
 func queueCatchUp(waiting []catchUp, c catchUp) []catchUp {
 	for i := range waiting {
-		if waiting[i].topic == c.topic {
+		if waiting[i].topic == c.topic && waiting[i].peer == c.peer {
 			if c.since.Before(waiting[i].since) {
 				waiting[i].since = c.since
 			}
@@ -78,7 +145,7 @@ func queueCatchUp(waiting []catchUp, c catchUp) []catchUp {
 			return waiting
 		}
 	}
-	if len(waiting) >= poldercast.MaxSubscriptions {
+	if len(waiting) >= maxWaitingCatchUps {
 		return waiting
 	}
 	return append(waiting, c)
@@ -90,7 +157,7 @@ func (n *Node) catchUpRound(ctx context.Context, waiting []catchUp, perRound int
 	sent := make(map[keys.PublicKey]int) // bounded by the waiting list × CatchUpPeers
 	var still []catchUp
 	for _, c := range waiting {
-		peers := n.overlay.subscribers(c.topic, CatchUpPeers)
+		peers := n.catchUpPeers(c)
 		busy := false
 		for _, p := range peers {
 			busy = busy || sent[p] >= perRound
@@ -112,6 +179,18 @@ func (n *Node) catchUpRound(ctx context.Context, waiting []catchUp, perRound int
 		}
 	}
 	return still
+}
+
+// catchUpPeers returns whom to ask for c: its peer if it still subscribes
+// to the topic, else up to CatchUpPeers known subscribers.
+func (n *Node) catchUpPeers(c catchUp) []keys.PublicKey {
+	if c.peer == (keys.PublicKey{}) {
+		return n.overlay.subscribers(c.topic, CatchUpPeers)
+	}
+	if n.overlay.subscribes(c.peer, c.topic) {
+		return []keys.PublicKey{c.peer}
+	}
+	return nil
 }
 
 // queryPeer asks p for c's messages. Our own gossip goes first on the same

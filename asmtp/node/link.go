@@ -31,6 +31,7 @@ type link struct {
 	up       chan struct{} // closed once conn is set
 	done     chan struct{} // closed when the link closes
 	lastUsed atomic.Int64  // unix nanoseconds, for LRU eviction
+	lastRead atomic.Int64  // unix nanoseconds of the last message read, or of the connection
 
 	mu      sync.Mutex
 	conn    *wire.Conn
@@ -39,6 +40,7 @@ type link struct {
 	session *Session // user links
 
 	// Owned by the link's reading goroutine.
+	greeted    bool                     // the peer's own gossip came on this link
 	advertised map[topic.Topic]struct{} // the peer's topics, from its own gossip
 	advertTime uint32
 	requests   tokenBucket
@@ -354,6 +356,7 @@ func (n *Node) attach(ctx context.Context, l *link, wc *wire.Conn, dialled bool)
 		return false
 	}
 	l.conn, l.dialled = wc, dialled
+	l.lastRead.Store(time.Now().UnixNano())
 	close(l.up)
 	l.mu.Unlock()
 	if !n.spawn(func() { n.readLoop(ctx, l, wc) }) {
@@ -383,6 +386,9 @@ func (n *Node) closeLink(l *link) {
 	n.mu.Lock()
 	if n.links[l.remote] == l {
 		delete(n.links, l.remote)
+	}
+	if c != nil && !l.user {
+		n.noteLostLocked(l.remote, time.Unix(0, l.lastRead.Load()))
 	}
 	n.mu.Unlock()
 }
@@ -472,6 +478,7 @@ func (n *Node) readLoop(ctx context.Context, l *link, c *wire.Conn) {
 			return
 		}
 		l.touch()
+		l.lastRead.Store(time.Now().UnixNano())
 		if err := n.handle(ctx, l, m); err != nil {
 			if errors.Is(err, errNotUser) {
 				// Most likely a device missing from `users`: hang up at

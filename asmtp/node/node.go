@@ -160,6 +160,9 @@ type Node struct {
 	users    map[keys.PublicKey]struct{}
 	sessions map[keys.PublicKey]map[*Session]struct{}
 	regs     map[topic.Topic]map[keys.PublicKey]struct{} // topic → users who registered it
+	// lost holds node peers whose link closed, with the time from which
+	// what they stored may not have reached us (catchup.go).
+	lost map[keys.PublicKey]time.Time
 
 	passports passportState
 }
@@ -185,6 +188,7 @@ func New(cfg Config) (*Node, error) {
 		users:    make(map[keys.PublicKey]struct{}),
 		sessions: make(map[keys.PublicKey]map[*Session]struct{}),
 		regs:     make(map[topic.Topic]map[keys.PublicKey]struct{}),
+		lost:     make(map[keys.PublicKey]time.Time),
 	}
 	n.log = n.log.With("node", n.id.String()[:8])
 	n.passports.init()

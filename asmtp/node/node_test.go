@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/asmtp/asmtp/asmtp/node/store"
 	"github.com/asmtp/asmtp/asmtp/topic"
 )
 
@@ -200,4 +201,49 @@ func TestCloseWithoutRun(t *testing.T) {
 	if err := tn.Run(context.Background()); err == nil {
 		t.Fatal("a node ran twice")
 	}
+}
+
+// A message a peer stored but never sent before its link closed (it was
+// still queued when the peer died) reaches the subscriber once the peer's
+// link is back: the subscriber catches up from the relinked peer, though
+// the overlay never lost sight of it.
+func TestRelinkedPeerCatchUp(t *testing.T) {
+	nodes := startNetwork(t, 2, func(c *Config) { c.GossipInterval = time.Second })
+	ctx := context.Background()
+	tp := topic.Topic{0x4e, 7}
+	c, a := nodes[0], nodes[1]
+	sc, sa := c.session(t), a.session(t)
+	for _, s := range []*Session{sc, sa} {
+		if err := s.Register(ctx, tp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 15*time.Second, "rings", func() bool { return ringsConverged(nodes, nodes, tp) == nil })
+	if err := sa.Publish(ctx, tp, []byte("sent")); err != nil {
+		t.Fatal(err)
+	}
+	receive(t, sc, 1, 5*time.Second)
+	// Let the catch-ups of the registrations run first (one round each),
+	// so that they cannot be what fetches the lost message.
+	time.Sleep(3 * c.cfg.GossipInterval)
+
+	a.stop(t)
+	st, err := store.Open(ctx, a.cfg.StoragePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lost := []byte("stored, never sent")
+	if _, _, err := st.AddMessage(ctx, store.Durable, tp, messageHash(tp, lost), lost, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	cfg := a.cfg
+	cfg.ListenAddress = a.Addr().String()
+	start(t, cfg, a.user)
+
+	d := receive(t, sc, 1, 10*time.Second)
+	if string(d[0].Content) != string(lost) {
+		t.Fatalf("got %q, want %q", d[0].Content, lost)
+	}
+	noMore(t, sc, 2*time.Second)
 }

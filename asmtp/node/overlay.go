@@ -375,8 +375,10 @@ func (n *Node) sendGossip(ctx context.Context, peer keys.PublicKey, now time.Tim
 // onGossip handles a Gossip message from a node link.
 func (n *Node) onGossip(ctx context.Context, l *link, g gossip.Gossip) {
 	now := time.Now()
+	relinked := false
 	if g.ID == l.remote {
 		l.setAdvertised(g)
+		relinked, l.greeted = !l.greeted, true
 	}
 	var fresh []topic.Topic // registered topics g newly shows a subscriber of
 	for _, s := range g.Subscriptions {
@@ -395,8 +397,11 @@ func (n *Node) onGossip(ctx context.Context, l *link, g gossip.Gossip) {
 	// fetch them. Duplicates die in the relay's dedupe.
 	for _, t := range fresh {
 		if n.overlay.subscribes(g.ID, t) {
-			n.scheduleCatchUp(t, now.Add(-n.cfg.Retention))
+			n.scheduleCatchUp(catchUp{topic: t, since: now.Add(-n.cfg.Retention)})
 		}
+	}
+	if relinked {
+		n.catchUpRelinked(g)
 	}
 	if answer {
 		n.sendGossip(ctx, l.remote, now)

@@ -146,7 +146,7 @@ func (s *Session) Register(ctx context.Context, t topic.Topic) error {
 		return err
 	}
 	if n.addRegistration(s.user, t) {
-		n.scheduleCatchUp(t, time.Now().Add(-n.cfg.Retention))
+		n.scheduleCatchUp(catchUp{topic: t, since: time.Now().Add(-n.cfg.Retention)})
 	}
 	return nil
 }
