@@ -3,6 +3,7 @@ package config
 import (
 	"log/slog"
 	"net/netip"
+	"time"
 
 	"github.com/asmtp/asmtp/bridge"
 )
@@ -22,6 +23,9 @@ type Bridge struct {
 	// TLS turns on STARTTLS with a self-signed certificate kept in DataDir;
 	// it is required for listening beyond loopback.
 	TLS bool `yaml:"tls"`
+	// RetryWindow is how long undelivered mail is retried before it
+	// bounces back to the sender's INBOX with a delivery report.
+	RetryWindow Duration `yaml:"retry_window"`
 }
 
 func defaultBridge() Bridge {
@@ -31,12 +35,16 @@ func defaultBridge() Bridge {
 		Domain:            bridge.DefaultDomain,
 		IMAPListenAddress: Address{netip.MustParseAddrPort(bridge.DefaultIMAPAddr)},
 		SMTPListenAddress: Address{netip.MustParseAddrPort(bridge.DefaultSMTPAddr)},
+		RetryWindow:       Duration(bridge.DefaultRetryWindow),
 	}
 }
 
 func (b *Bridge) validate(fail func(key, format string, args ...any)) {
 	if b.DataDir == "" {
 		fail("bridge.data_dir", "must name a directory")
+	}
+	if b.RetryWindow <= 0 {
+		fail("bridge.retry_window", "must be a positive duration such as \"96h\"")
 	}
 	if err := bridge.CheckDomain(b.Domain); err != nil {
 		fail("bridge.domain", "%v", err)
@@ -61,6 +69,7 @@ func (c *Config) BridgeConfig(log *slog.Logger) bridge.Config {
 	cfg.IMAPAddr = c.Bridge.IMAPListenAddress.String()
 	cfg.SMTPAddr = c.Bridge.SMTPListenAddress.String()
 	cfg.TLS = c.Bridge.TLS
+	cfg.Delivery.RetryWindow = time.Duration(c.Bridge.RetryWindow)
 	if log != nil {
 		cfg.Logger = log
 	}

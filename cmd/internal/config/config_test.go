@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/asmtp/asmtp/asmtp/keys"
+	"github.com/asmtp/asmtp/bridge"
 	"gopkg.in/yaml.v3"
 )
 
@@ -267,6 +268,7 @@ func TestValidation(t *testing.T) {
 		{"negative queue", "network:\n  message_queue_size: -1\n", "network.message_queue_size", "at least 1"},
 		{"zero gossip period", "network:\n  gossiping:\n    minimum_time_elapsed: {secs: 0, nanos: 0}\n", "network.gossiping.minimum_time_elapsed", "longer than zero"},
 		{"zero retention", "storage:\n  retention: 0s\n", "storage.retention", "longer than zero"},
+		{"zero retry window", "bridge:\n  retry_window: 0s\n", "bridge.retry_window", "positive duration"},
 		{"wildcard listen, no public address", "network:\n  listen_address: \"0.0.0.0:9800\"\n", "network.listen_address", "set network.public_address"},
 		{"listen port 0, no public address", "network:\n  listen_address: \"127.0.0.1:0\"\n", "network.listen_address", "set network.public_address"},
 		{"wildcard public address", "network:\n  public_address: \"[::]:9800\"\n", "network.public_address", "cannot be dialled"},
@@ -293,6 +295,21 @@ func TestValidation(t *testing.T) {
 				t.Errorf("%q has no line", errs[0])
 			}
 		})
+	}
+}
+
+func TestBridgeRetryWindow(t *testing.T) {
+	for _, tt := range []struct {
+		src  string
+		want time.Duration
+	}{
+		{"", bridge.DefaultRetryWindow},
+		{"bridge:\n  retry_window: \"15s\"\n", 15 * time.Second},
+		{"bridge:\n  retry_window: {secs: 3600, nanos: 0}\n", time.Hour},
+	} {
+		if got := mustParse(t, tt.src).BridgeConfig(nil).Delivery.RetryWindow; got != tt.want {
+			t.Errorf("%q: retry window %v, want %v", tt.src, got, tt.want)
+		}
 	}
 }
 
