@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -43,12 +44,15 @@ type mailNet struct {
 	alice, bob mailAccount
 	tool       string // the Python helper
 	dir        string
+
+	alicePassport string // alice's exported passport
 }
 
 // startMailNet builds the binaries, configures the three nodes with fast
-// gossip, adds the accounts and contacts, starts B, A, C and waits until a
-// probe mail from alice reaches bob.
-func startMailNet(t *testing.T) *mailNet {
+// gossip, adds the accounts and contacts, calls each setup (to add more
+// while the nodes are down), starts B, A, C and waits until a probe mail
+// from alice reaches bob.
+func startMailNet(t *testing.T, setup ...func(*mailNet)) *mailNet {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("runs three asmtpd processes and mail clients")
@@ -86,6 +90,10 @@ func startMailNet(t *testing.T) *mailNet {
 	n.cliEnv(t, n.c, "account", "export-passport", "--config", n.c.config(), "--name", "bob", "--output", bobPP)
 	n.cliEnv(t, n.a, "contact", "add", "--config", n.a.config(), "--account", "alice", "--name", "bob", "--passport", bobPP)
 	n.cliEnv(t, n.c, "contact", "add", "--config", n.c.config(), "--account", "bob", "--name", "alice", "--passport", alicePP)
+	n.alicePassport = alicePP
+	for _, f := range setup {
+		f(n)
+	}
 
 	for _, p := range []*proc{n.b, n.a, n.c} {
 		p.start(t)
@@ -494,6 +502,122 @@ func grepLine(log []byte, subs ...string) string {
 	return ""
 }
 
+// TestTwentyRecipientsAndBounce: one mail from alice to 20 recipients
+// written in To, Cc and Bcc, ten on C (bob and contacts of alice's address
+// book) and ten on A itself (unknown to alice: their passports are looked
+// up); every recipient gets one copy, To and Cc as written, no Bcc, From
+// alice's pseudo-address. Then a mail to a passport id nobody has bounces
+// to alice's INBOX as an RFC 3464 report once alice's bridge.retry_window
+// (20 s here) has passed.
+func TestTwentyRecipientsAndBounce(t *testing.T) {
+	t.Parallel()
+	var onC, onA []mailAccount
+	n := startMailNet(t, func(n *mailNet) {
+		editConfig(t, n.a, [][2]string{{`retry_window: "96h"`, `retry_window: "20s"`}})
+		for i := 1; i <= 9; i++ {
+			a := n.accountAdd(t, n.c, fmt.Sprintf("c%02d", i))
+			pp := filepath.Join(n.dir, a.Name+".passport")
+			n.cliEnv(t, n.c, "account", "export-passport", "--config", n.c.config(), "--name", a.Name, "--output", pp)
+			n.cliEnv(t, n.a, "contact", "add", "--config", n.a.config(), "--account", "alice", "--name", a.Name, "--passport", pp)
+			onC = append(onC, a)
+		}
+		for i := 1; i <= 10; i++ {
+			onA = append(onA, n.accountAdd(t, n.a, fmt.Sprintf("a%02d", i)))
+		}
+		for _, a := range append(onC, onA...) {
+			p := n.c
+			if strings.HasPrefix(a.Name, "a") {
+				p = n.a
+			}
+			n.cliEnv(t, p, "contact", "add", "--config", p.config(), "--account", a.Name, "--name", "alice", "--passport", n.alicePassport)
+		}
+	})
+	all := append(append([]mailAccount{n.bob}, onC...), onA...)
+	if len(all) != 20 {
+		t.Fatalf("%d recipients", len(all))
+	}
+	addrs := func(as []mailAccount) string {
+		var s []string
+		for _, a := range as {
+			s = append(s, a.Address)
+		}
+		return strings.Join(s, ", ")
+	}
+	to, cc, bcc := all[:7], all[7:14], all[14:]
+	tok := "twenty-" + randHex(4)
+	body := "One mail, twenty recipients.\r\n"
+	raw := fmt.Appendf(nil, "From: %s\r\nTo: %s\r\nCc: %s\r\nBcc: %s\r\nSubject: %s\r\n\r\n%s",
+		n.alice.Address, addrs(to), addrs(cc), addrs(bcc), tok, body)
+	var envelope []string
+	for _, a := range all {
+		envelope = append(envelope, a.Address)
+	}
+	sent := time.Now()
+	if out, err := n.sendRaw(t, n.alice, strings.Join(envelope, ","), raw); err != nil {
+		t.Fatalf("smtplib: %v %s", err, out)
+	}
+	var wg sync.WaitGroup
+	for _, a := range all {
+		wg.Go(func() {
+			if out, err := n.py("wait", a.json(), tok, "1", "90"); err != nil {
+				t.Errorf("%s (%s): %s", a.Name, a.Address, out)
+			}
+		})
+	}
+	wg.Wait()
+	t.Logf("20 recipients (10 on C, 10 on A) have their copy %v after submission", time.Since(sent).Round(time.Millisecond))
+	for _, a := range all {
+		var got [][]byte
+		for _, m := range n.fetchAll(t, a) {
+			if headerValue(m, "Subject") == tok {
+				got = append(got, m)
+			}
+		}
+		if len(got) != 1 {
+			t.Errorf("%s got %d copies", a.Name, len(got))
+			continue
+		}
+		m := got[0]
+		switch {
+		case headerValue(m, "To") != addrs(to):
+			t.Errorf("%s: To %q, want %q", a.Name, headerValue(m, "To"), addrs(to))
+		case headerValue(m, "Cc") != addrs(cc):
+			t.Errorf("%s: Cc %q, want %q", a.Name, headerValue(m, "Cc"), addrs(cc))
+		case headerValue(m, "Bcc") != "" || bytes.Contains(m, []byte("\r\nBcc:")):
+			t.Errorf("%s: the copy reveals Bcc", a.Name)
+		case !strings.Contains(headerValue(m, "From"), n.alice.Address):
+			t.Errorf("%s: From %q, want alice's address", a.Name, headerValue(m, "From"))
+		case string(bodyOf(m)) != body:
+			t.Errorf("%s: body %q", a.Name, bodyOf(m))
+		}
+	}
+
+	var unknown [16]byte
+	rand.Read(unknown[:])
+	nobody := hex.EncodeToString(unknown[:]) + "@asmtp"
+	btok := "bounce-" + randHex(4)
+	if out, err := n.sendRaw(t, n.alice, nobody, plainMail(n.alice.Address, nobody, btok, "to nobody\r\n")); err != nil {
+		t.Fatalf("mail to an unknown id refused at submission: %v %s", err, out)
+	}
+	queued := time.Now()
+	const dsnSubject = "Undelivered Mail Returned to Sender"
+	if out, err := n.py("wait", n.alice.json(), dsnSubject, "1", "90"); err != nil {
+		t.Fatalf("no bounce in alice's INBOX: %s", out)
+	}
+	t.Logf("bounce in alice's INBOX %v after submission (retry window 20 s)", time.Since(queued).Round(time.Millisecond))
+	var dsn []byte
+	for _, m := range n.fetchAll(t, n.alice) {
+		if headerValue(m, "Subject") == dsnSubject {
+			dsn = m
+		}
+	}
+	for _, want := range []string{"multipart/report", "report-type=delivery-status", "Action: failed", "Final-Recipient: rfc822; " + nobody, btok} {
+		if !bytes.Contains(dsn, []byte(want)) {
+			t.Errorf("bounce lacks %q:\n%.2000s", want, dsn)
+		}
+	}
+}
+
 // TestMuttUnderTmux: alice composes and sends in mutt, bob reads it in
 // mutt over IMAP, both driven through tmux.
 func TestMuttUnderTmux(t *testing.T) {
@@ -765,7 +889,7 @@ if cmd == "send":
     a = json.loads(sys.argv[2]); to = sys.argv[3]
     s = smtp(a)
     for f in sys.argv[4:]:
-        s.sendmail(a["address"], [to], open(f, "rb").read())
+        s.sendmail(a["address"], to.split(","), open(f, "rb").read())
     s.quit()
     print("ok")
 elif cmd == "count":
