@@ -40,8 +40,15 @@ type Config struct {
 	SMTPAddr string
 	// TLS turns on STARTTLS for IMAP and SMTP, with a self-signed
 	// certificate made on first use in DataDir (imapserver.CertFile, for
-	// clients to import). It is required to listen beyond loopback.
+	// clients to import). It is required to listen beyond loopback, and
+	// for IMAPSAddr and SMTPSAddr.
 	TLS bool
+	// IMAPSAddr and SMTPSAddr, when set, are extra ports (993 and 465 by
+	// convention) where IMAP and SMTP are served over implicit TLS, with
+	// the same certificate. They need TLS, and may be on any address since
+	// nothing crosses them in clear text. Empty: off.
+	IMAPSAddr string
+	SMTPSAddr string
 	// RefreshInterval is how often pending contacts' passports are looked
 	// for and contacts' passports are checked for updates (shared-key
 	// rotations). Default DefaultRefreshInterval.
@@ -92,7 +99,10 @@ type Bridge struct {
 	imapLn net.Listener
 	smtp   *smtpserver.Server
 	smtpLn net.Listener
-	out    *deliverer
+	// imapsLn and smtpsLn are the implicit-TLS listeners; nil when off.
+	imapsLn net.Listener
+	smtpsLn net.Listener
+	out     *deliverer
 	// nodeKey unseals the accounts' shared secrets, which seal and open mail.
 	nodeKey ed25519.PrivateKey
 	workers sync.WaitGroup // inbound workers
@@ -112,7 +122,8 @@ type accountLink struct {
 
 // New opens the registry and the mailstore in cfg.DataDir, checks that
 // nodeKey is the key the account secrets were sealed with (a wrong key
-// password fails here, with ErrWrongNodeKey), and binds the IMAP listener.
+// password fails here, with ErrWrongNodeKey), and binds the IMAP and SMTP
+// listeners (and the implicit-TLS ones, when configured).
 // Run serves; the node n must run too (node.Run), beside it.
 func New(cfg Config, n *node.Node, nodeKey ed25519.PrivateKey) (*Bridge, error) {
 	cfg.setDefaults()
@@ -121,6 +132,11 @@ func New(cfg Config, n *node.Node, nodeKey ed25519.PrivateKey) (*Bridge, error) 
 	}
 	if err := CheckDomain(cfg.Domain); err != nil {
 		return nil, fmt.Errorf("bridge: %w", err)
+	}
+	if (cfg.IMAPSAddr != "" || cfg.SMTPSAddr != "") && !cfg.TLS {
+		// TLS is what makes the certificate, and says the operator means
+		// clients to use one: implicit TLS alone would be half configured.
+		return nil, errors.New("bridge: implicit TLS (Config.IMAPSAddr, Config.SMTPSAddr) needs Config.TLS")
 	}
 	ctx := context.Background()
 	reg, err := OpenRegistry(ctx, cfg.DataDir)
@@ -146,7 +162,8 @@ func (b *Bridge) open(ctx context.Context, nodeKey ed25519.PrivateKey) error {
 	}
 	var tlsConfig *tls.Config
 	if b.cfg.TLS {
-		cert, path, err := imapserver.LoadOrCreateCertificate(b.cfg.DataDir, listenHosts(b.cfg.IMAPAddr, b.cfg.SMTPAddr)...)
+		cert, path, err := imapserver.LoadOrCreateCertificate(b.cfg.DataDir,
+			listenHosts(b.cfg.IMAPAddr, b.cfg.SMTPAddr, b.cfg.IMAPSAddr, b.cfg.SMTPSAddr)...)
 		if err != nil {
 			return err
 		}
@@ -165,6 +182,9 @@ func (b *Bridge) open(ctx context.Context, nodeKey ed25519.PrivateKey) error {
 	if b.imapLn, err = b.imap.Listen(b.cfg.IMAPAddr); err != nil {
 		return err
 	}
+	if b.imapsLn, err = listenIfSet(b.imap.Listen, b.cfg.IMAPSAddr); err != nil {
+		return err
+	}
 	b.smtp, err = smtpserver.New(smtpserver.Options{
 		Authenticator:   NewAuthenticator(b.reg, b.cfg.Domain),
 		Queue:           submissionQueue{b},
@@ -176,8 +196,20 @@ func (b *Bridge) open(ctx context.Context, nodeKey ed25519.PrivateKey) error {
 	if err != nil {
 		return err
 	}
-	b.smtpLn, err = b.smtp.Listen(b.cfg.SMTPAddr)
+	if b.smtpLn, err = b.smtp.Listen(b.cfg.SMTPAddr); err != nil {
+		return err
+	}
+	b.smtpsLn, err = listenIfSet(b.smtp.Listen, b.cfg.SMTPSAddr)
 	return err
+}
+
+// listenIfSet opens addr with listen, unless addr is empty (the port is
+// off).
+func listenIfSet(listen func(string) (net.Listener, error), addr string) (net.Listener, error) {
+	if addr == "" {
+		return nil, nil
+	}
+	return listen(addr)
 }
 
 // SMTPAddr is the address the SMTP submission server listens on.
@@ -185,6 +217,19 @@ func (b *Bridge) SMTPAddr() net.Addr { return b.smtpLn.Addr() }
 
 // IMAPAddr is the address the IMAP server listens on.
 func (b *Bridge) IMAPAddr() net.Addr { return b.imapLn.Addr() }
+
+// IMAPSAddr is the address of the implicit-TLS IMAP port, nil when off.
+func (b *Bridge) IMAPSAddr() net.Addr { return addrOf(b.imapsLn) }
+
+// SMTPSAddr is the address of the implicit-TLS SMTP port, nil when off.
+func (b *Bridge) SMTPSAddr() net.Addr { return addrOf(b.smtpsLn) }
+
+func addrOf(ln net.Listener) net.Addr {
+	if ln == nil {
+		return nil
+	}
+	return ln.Addr()
+}
 
 // Run serves IMAP and keeps the node in step with the registry until ctx
 // is done, then closes everything. It reacts to registry changes made by
@@ -195,13 +240,22 @@ func (b *Bridge) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	served := make(chan error, 2)
-	go func() { served <- b.imap.Serve(b.imapLn) }()
-	go func() {
-		if err := b.smtp.Serve(b.smtpLn); err != nil {
-			served <- fmt.Errorf("smtp: %w", err)
-		}
-	}()
+	serves := []func() error{
+		func() error { return b.imap.Serve(b.imapLn) },
+		func() error { return b.smtp.Serve(b.smtpLn) },
+	}
+	if b.imapsLn != nil {
+		serves = append(serves, func() error { return b.imap.ServeTLS(b.imapsLn) })
+	}
+	if b.smtpsLn != nil {
+		serves = append(serves, func() error { return b.smtp.ServeTLS(b.smtpsLn) })
+	}
+	// Each Serve returns once, with nil only after Close: anything
+	// received before stop means a server failed.
+	served := make(chan error, len(serves))
+	for _, serve := range serves {
+		go func() { served <- serve() }()
+	}
 	delivered := make(chan struct{})
 	go func() {
 		defer close(delivered)
@@ -213,17 +267,29 @@ func (b *Bridge) Run(ctx context.Context) error {
 		defer close(followed)
 		b.followLoop(ctx, kick)
 	}()
-	stop := func() {
+	// stop stops everything and waits for the serving goroutines still
+	// running.
+	stop := func(serving int) {
 		cancel()
 		b.imap.Close()
 		b.smtp.Close()
+		for range serving {
+			<-served
+		}
 		<-followed
 		<-delivered
 		b.workers.Wait()
 	}
 
 	changes := b.reg.Changes(ctx)
-	b.log.Info("bridge started", "imap", b.imapLn.Addr(), "smtp", b.smtpLn.Addr(), "domain", b.cfg.Domain)
+	started := []any{"imap", b.imapLn.Addr(), "smtp", b.smtpLn.Addr()}
+	if b.imapsLn != nil {
+		started = append(started, "imaps", b.imapsLn.Addr())
+	}
+	if b.smtpsLn != nil {
+		started = append(started, "smtps", b.smtpsLn.Addr())
+	}
+	b.log.Info("bridge started", append(started, "domain", b.cfg.Domain)...)
 	for {
 		b.reconcile(ctx)
 		b.wakeInbound()
@@ -233,11 +299,10 @@ func (b *Bridge) Run(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			stop()
-			<-served
+			stop(len(serves))
 			return nil
 		case err := <-served:
-			stop()
+			stop(len(serves) - 1)
 			return fmt.Errorf("bridge: mail server stopped: %w", err)
 		case <-changes:
 		}
@@ -269,7 +334,7 @@ func (b *Bridge) close() {
 	if b.smtp != nil {
 		b.smtp.Close()
 	}
-	for _, ln := range []net.Listener{b.imapLn, b.smtpLn} { // also when never served
+	for _, ln := range []net.Listener{b.imapLn, b.smtpLn, b.imapsLn, b.smtpsLn} { // also when never served
 		if ln != nil {
 			ln.Close()
 		}

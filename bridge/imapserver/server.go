@@ -20,16 +20,15 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"github.com/asmtp/asmtp/bridge/listen"
-	"github.com/asmtp/asmtp/bridge/loginlimit"
 	"log/slog"
 	"net"
-	"sync"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 
+	"github.com/asmtp/asmtp/bridge/listen"
+	"github.com/asmtp/asmtp/bridge/loginlimit"
 	"github.com/asmtp/asmtp/mailstore"
 )
 
@@ -71,14 +70,8 @@ type Server struct {
 	log      *slog.Logger
 	views    *viewCache
 	throttle *loginlimit.Limiter
-	slots    chan struct{}
-	ctx      context.Context
-	cancel   context.CancelFunc
-
-	mu        sync.Mutex
-	servers   []*imapserver.Server
-	listeners []net.Listener
-	closed    bool
+	group    *listen.Group
+	ctx      context.Context // done at Close
 }
 
 // New checks opts and returns a Server.
@@ -101,56 +94,52 @@ func New(opts Options) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	group := listen.NewGroup(listen.GroupOptions{
+		Name:           "imapserver",
+		DefaultAddr:    DefaultAddr,
+		TLSConfig:      opts.TLSConfig,
+		MaxConnections: opts.MaxConnections,
+		Refusal:        "* BYE Too many connections, try again later\r\n",
+	})
 	return &Server{
 		opts:     opts,
 		log:      opts.Logger,
 		views:    &viewCache{store: opts.Store, views: make(map[int64]*mailboxView)},
 		throttle: loginlimit.New(opts.Throttle),
-		slots:    make(chan struct{}, opts.MaxConnections),
-		ctx:      ctx,
-		cancel:   cancel,
+		group:    group,
+		ctx:      group.Context(),
 	}, nil
 }
 
-// Listen opens a TCP listener for Serve, refusing a non-loopback address
-// unless TLS is configured.
-func (s *Server) Listen(addr string) (net.Listener, error) {
-	if addr == "" {
-		addr = DefaultAddr
-	}
-	ln, err := listen.Open(addr, s.opts.TLSConfig != nil)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", "imapserver", err)
-	}
-	return ln, nil
-}
+// Listen opens a TCP listener for Serve or ServeTLS, refusing a
+// non-loopback address unless TLS is configured.
+func (s *Server) Listen(addr string) (net.Listener, error) { return s.group.Listen(addr) }
 
 // Serve serves plain IMAP (with STARTTLS if TLS is configured) on ln until
 // Close. LOGIN without TLS is allowed only when ln is on a loopback address.
 func (s *Server) Serve(ln net.Listener) error {
-	loopback := listen.IsLoopback(ln.Addr().String())
-	if !loopback && s.opts.TLSConfig == nil {
-		return fmt.Errorf("imapserver: refusing to serve %s without TLS", ln.Addr())
-	}
-	return s.serve(ln, s.newIMAPServer(loopback, s.opts.TLSConfig), false)
+	return s.group.Serve(ln, func(loopback bool) listen.Server {
+		return s.newIMAPServer(loopback, s.opts.TLSConfig)
+	}, s.wire)
 }
 
-// ServeTLS serves IMAP over implicit TLS on ln until Close.
+// ServeTLS serves IMAP over implicit TLS on ln until Close, on any address.
 func (s *Server) ServeTLS(ln net.Listener) error {
-	if s.opts.TLSConfig == nil {
-		return errors.New("imapserver: ServeTLS needs Options.TLSConfig")
-	}
 	// The connection go-imap sees is our wrapper around the tls.Conn, so it
 	// cannot tell it is encrypted: allow LOGIN, and offer no STARTTLS.
-	return s.serve(ln, s.newIMAPServer(true, nil), true)
+	return s.group.ServeTLS(ln, s.newIMAPServer(true, nil), s.wire)
+}
+
+// wire puts go-imap's view of a connection in a wireConn.
+func (s *Server) wire(c net.Conn) net.Conn {
+	return newWireConn(c, s.opts.IdleTimeout, int64(s.opts.AppendLimit))
 }
 
 func (s *Server) newIMAPServer(insecureAuth bool, tlsConfig *tls.Config) *imapserver.Server {
 	return imapserver.New(&imapserver.Options{
 		NewSession:   s.newSession,
 		Caps:         capabilities,
-		Logger:       slogPrintf{s.log},
+		Logger:       listen.Log{Logger: s.log, Prefix: "imap: "},
 		TLSConfig:    tlsConfig,
 		InsecureAuth: insecureAuth,
 	})
@@ -175,85 +164,9 @@ var capabilities = imap.CapSet{
 	imap.CapCreateSpecialUse: {},
 }
 
-func (s *Server) serve(ln net.Listener, srv *imapserver.Server, implicitTLS bool) error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		ln.Close()
-		return errors.New("imapserver: server closed")
-	}
-	s.servers = append(s.servers, srv)
-	s.listeners = append(s.listeners, ln)
-	s.mu.Unlock()
-	err := srv.Serve(&limitListener{Listener: ln, s: s, implicitTLS: implicitTLS})
-	if s.isClosed() {
-		return nil
-	}
-	return err
-}
-
-func (s *Server) isClosed() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.closed
-}
-
 // Close stops all listeners and connections and the store watches.
 func (s *Server) Close() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil
-	}
-	s.closed = true
-	servers, listeners := s.servers, s.listeners
-	s.mu.Unlock()
-	s.cancel()
-	var errs []error
-	for _, ln := range listeners { // also those go-imap has not registered yet
-		if err := ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
-			errs = append(errs, err)
-		}
-	}
-	for _, srv := range servers {
-		srv.Close()
-	}
+	err := s.group.Close()
 	s.views.closeAll()
-	return errors.Join(errs...)
-}
-
-// limitListener wraps accepted connections in wireConn, refusing those over
-// MaxConnections with a BYE.
-type limitListener struct {
-	net.Listener
-	s           *Server
-	implicitTLS bool
-}
-
-func (l *limitListener) Accept() (net.Conn, error) {
-	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		select {
-		case l.s.slots <- struct{}{}:
-		default:
-			c.SetWriteDeadline(time.Now().Add(time.Second))
-			c.Write([]byte("* BYE Too many connections, try again later\r\n"))
-			c.Close()
-			continue
-		}
-		if l.implicitTLS {
-			c = tls.Server(c, l.s.opts.TLSConfig)
-		}
-		return newWireConn(c, l.s.opts.IdleTimeout, int64(l.s.opts.AppendLimit), func() { <-l.s.slots }), nil
-	}
-}
-
-// slogPrintf adapts slog to go-imap's Printf logger.
-type slogPrintf struct{ l *slog.Logger }
-
-func (p slogPrintf) Printf(format string, args ...any) {
-	p.l.Warn("imap: " + fmt.Sprintf(format, args...))
+	return err
 }

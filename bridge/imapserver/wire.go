@@ -32,8 +32,6 @@ type wireConn struct {
 	in          *bufio.Reader
 	idleTimeout time.Duration
 	appendLimit int64
-	closeOnce   sync.Once
-	onClose     func()
 
 	frame inputFramer // used only by go-imap's reading goroutine
 
@@ -54,25 +52,13 @@ const (
 	capabilityCommand = "CAPABILITY"
 )
 
-func newWireConn(c net.Conn, idleTimeout time.Duration, appendLimit int64, onClose func()) *wireConn {
+func newWireConn(c net.Conn, idleTimeout time.Duration, appendLimit int64) *wireConn {
 	return &wireConn{
 		Conn:        c,
 		in:          bufio.NewReaderSize(c, maxLineBytes),
 		idleTimeout: idleTimeout,
 		appendLimit: appendLimit,
-		onClose:     onClose,
 	}
-}
-
-// Close closes the connection and frees its slot once.
-func (w *wireConn) Close() error {
-	err := w.Conn.Close()
-	w.closeOnce.Do(func() {
-		if w.onClose != nil {
-			w.onClose()
-		}
-	})
-	return err
 }
 
 // SetReadDeadline caps go-imap's deadlines (30 min and more while

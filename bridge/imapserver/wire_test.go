@@ -26,7 +26,7 @@ func (c *fakeConn) SetWriteDeadline(time.Time) error { return nil }
 
 func newFakeWire(client string) (*wireConn, *fakeConn) {
 	fc := &fakeConn{in: bytes.NewReader([]byte(client))}
-	return newWireConn(fc, time.Minute, 1000, nil), fc
+	return newWireConn(fc, time.Minute, 1000), fc
 }
 
 // readAll drains what go-imap would see.

@@ -1,6 +1,7 @@
 // Package listen opens the sockets mail clients connect to, under the
 // bridge's rule: plain text only on loopback, where passwords and mail never
-// cross a network.
+// cross a network. Its Group runs the IMAP and SMTP servers' listeners with
+// that rule, a connection limit, implicit TLS and one Close.
 package listen
 
 import (

@@ -23,17 +23,15 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
-	"github.com/asmtp/asmtp/bridge/listen"
-	"github.com/asmtp/asmtp/bridge/loginlimit"
 	"log/slog"
 	"net"
-	"sync"
 	"time"
 
 	"github.com/emersion/go-smtp"
 
 	"github.com/asmtp/asmtp/bridge/imapserver"
+	"github.com/asmtp/asmtp/bridge/listen"
+	"github.com/asmtp/asmtp/bridge/loginlimit"
 )
 
 // DefaultAddr is where the submission server listens unless told otherwise.
@@ -115,14 +113,8 @@ type Server struct {
 	opts     Options
 	log      *slog.Logger
 	throttle *loginlimit.Limiter
-	slots    chan struct{}
-	ctx      context.Context
-	cancel   context.CancelFunc
-
-	mu        sync.Mutex
-	servers   []*smtp.Server
-	listeners []net.Listener
-	closed    bool
+	group    *listen.Group
+	ctx      context.Context // done at Close
 }
 
 // New checks opts and returns a Server.
@@ -154,50 +146,39 @@ func New(opts Options) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	group := listen.NewGroup(listen.GroupOptions{
+		Name:           "smtpserver",
+		DefaultAddr:    DefaultAddr,
+		TLSConfig:      opts.TLSConfig,
+		MaxConnections: opts.MaxConnections,
+		Refusal:        "421 4.7.0 Too many connections, try again later\r\n",
+	})
 	return &Server{
 		opts:     opts,
 		log:      opts.Logger,
 		throttle: loginlimit.New(opts.Throttle),
-		slots:    make(chan struct{}, opts.MaxConnections),
-		ctx:      ctx,
-		cancel:   cancel,
+		group:    group,
+		ctx:      group.Context(),
 	}, nil
 }
 
-// Listen opens a TCP listener for Serve, refusing a non-loopback address
-// unless TLS is configured.
-func (s *Server) Listen(addr string) (net.Listener, error) {
-	if addr == "" {
-		addr = DefaultAddr
-	}
-	ln, err := listen.Open(addr, s.opts.TLSConfig != nil)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", "smtpserver", err)
-	}
-	return ln, nil
-}
+// Listen opens a TCP listener for Serve or ServeTLS, refusing a
+// non-loopback address unless TLS is configured.
+func (s *Server) Listen(addr string) (net.Listener, error) { return s.group.Listen(addr) }
 
 // Serve serves SMTP (with STARTTLS if TLS is configured) on ln until Close.
 // AUTH without TLS is allowed only when ln is on a loopback address.
 func (s *Server) Serve(ln net.Listener) error {
-	loopback := listen.IsLoopback(ln.Addr().String())
-	if !loopback && s.opts.TLSConfig == nil {
-		return fmt.Errorf("smtpserver: refusing to serve %s without TLS", ln.Addr())
-	}
-	return s.serve(&limitListener{Listener: ln, s: s}, loopback)
+	return s.group.Serve(ln, func(loopback bool) listen.Server { return s.newSMTPServer(loopback) }, nil)
 }
 
-// ServeTLS serves SMTP over implicit TLS on ln until Close.
+// ServeTLS serves SMTP over implicit TLS on ln until Close, on any address.
 func (s *Server) ServeTLS(ln net.Listener) error {
-	if s.opts.TLSConfig == nil {
-		return errors.New("smtpserver: ServeTLS needs Options.TLSConfig")
-	}
 	// go-smtp sees the *tls.Conn itself, so it knows AUTH is protected.
-	return s.serve(tls.NewListener(&limitListener{Listener: ln, s: s}, s.opts.TLSConfig), false)
+	return s.group.ServeTLS(ln, s.newSMTPServer(false), nil)
 }
 
-func (s *Server) serve(ln net.Listener, insecureAuth bool) error {
+func (s *Server) newSMTPServer(insecureAuth bool) *smtp.Server {
 	srv := smtp.NewServer(backend{s})
 	srv.Domain = s.opts.Domain
 	srv.TLSConfig = s.opts.TLSConfig
@@ -208,96 +189,10 @@ func (s *Server) serve(ln net.Listener, insecureAuth bool) error {
 	srv.ReadTimeout = s.opts.ReadTimeout
 	srv.WriteTimeout = s.opts.WriteTimeout
 	srv.EnableSMTPUTF8 = true
-	srv.ErrorLog = errorLog{s.log}
-
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		ln.Close()
-		return errors.New("smtpserver: server closed")
-	}
-	s.servers = append(s.servers, srv)
-	s.listeners = append(s.listeners, ln)
-	s.mu.Unlock()
-	err := srv.Serve(ln)
-	if s.isClosed() {
-		return nil
-	}
-	return err
-}
-
-func (s *Server) isClosed() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.closed
+	srv.ErrorLog = listen.Log{Logger: s.log, Prefix: "smtp: "}
+	return srv
 }
 
 // Close stops all listeners and connections; submissions in progress are
 // cancelled (and so not acknowledged).
-func (s *Server) Close() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil
-	}
-	s.closed = true
-	servers, listeners := s.servers, s.listeners
-	s.mu.Unlock()
-	s.cancel()
-	var errs []error
-	for _, ln := range listeners {
-		if err := ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
-			errs = append(errs, err)
-		}
-	}
-	for _, srv := range servers {
-		if err := srv.Close(); err != nil && !errors.Is(err, smtp.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// limitListener refuses connections over MaxConnections with a 421.
-type limitListener struct {
-	net.Listener
-	s *Server
-}
-
-func (l *limitListener) Accept() (net.Conn, error) {
-	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		select {
-		case l.s.slots <- struct{}{}:
-			return &slotConn{Conn: c, release: func() { <-l.s.slots }}, nil
-		default:
-			c.SetWriteDeadline(time.Now().Add(time.Second))
-			c.Write([]byte("421 4.7.0 Too many connections, try again later\r\n"))
-			c.Close()
-		}
-	}
-}
-
-// slotConn gives its connection slot back once, when closed.
-type slotConn struct {
-	net.Conn
-	once    sync.Once
-	release func()
-}
-
-func (c *slotConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(c.release)
-	return err
-}
-
-// errorLog adapts slog to go-smtp's logger.
-type errorLog struct{ l *slog.Logger }
-
-func (e errorLog) Printf(format string, args ...any) {
-	e.l.Warn("smtp: " + fmt.Sprintf(format, args...))
-}
-func (e errorLog) Println(args ...any) { e.l.Warn("smtp: " + fmt.Sprint(args...)) }
+func (s *Server) Close() error { return s.group.Close() }

@@ -23,6 +23,12 @@ type Bridge struct {
 	// TLS turns on STARTTLS with a self-signed certificate kept in DataDir;
 	// it is required for listening beyond loopback.
 	TLS bool `yaml:"tls"`
+	// IMAPSListenAddress and SMTPSListenAddress, when set, serve IMAP and
+	// SMTP over implicit TLS (993 and 465 by convention) with the same
+	// certificate. They need TLS, and may be on any address since nothing
+	// crosses them in clear text. Unset: off.
+	IMAPSListenAddress Address `yaml:"imaps_listen_address"`
+	SMTPSListenAddress Address `yaml:"smtps_listen_address"`
 	// RetryWindow is how long undelivered mail is retried before it
 	// bounces back to the sender's INBOX with a delivery report.
 	RetryWindow Duration `yaml:"retry_window"`
@@ -49,15 +55,40 @@ func (b *Bridge) validate(fail func(key, format string, args ...any)) {
 	if err := bridge.CheckDomain(b.Domain); err != nil {
 		fail("bridge.domain", "%v", err)
 	}
-	for _, a := range []struct {
+	type listener struct {
 		key  string
 		addr Address
-	}{{"bridge.imap_listen_address", b.IMAPListenAddress}, {"bridge.smtp_listen_address", b.SMTPListenAddress}} {
+	}
+	var set []listener // the addresses to listen on
+	for _, a := range []listener{{"bridge.imap_listen_address", b.IMAPListenAddress}, {"bridge.smtp_listen_address", b.SMTPListenAddress}} {
 		if !a.addr.IsValid() {
 			fail(a.key, "must be set")
-		} else if !a.addr.Addr().IsLoopback() && !b.TLS {
+			continue
+		}
+		if !a.addr.Addr().IsLoopback() && !b.TLS {
 			// The servers refuse it too; saying so at load time is kinder.
 			fail(a.key, "%s is not a loopback address: passwords and mail would cross the network in clear text; listen on 127.0.0.1 or set bridge.tls: true", a.addr)
+		}
+		set = append(set, a)
+	}
+	for _, a := range []listener{{"bridge.imaps_listen_address", b.IMAPSListenAddress}, {"bridge.smtps_listen_address", b.SMTPSListenAddress}} {
+		if !a.addr.IsValid() {
+			continue // off
+		}
+		if !b.TLS {
+			// bridge.tls makes the certificate these ports serve; turning it
+			// on here silently would also turn on STARTTLS elsewhere.
+			fail(a.key, "implicit TLS needs bridge.tls: true, which makes the certificate it serves")
+		}
+		set = append(set, a)
+	}
+	// Caught at load time rather than as "address already in use" at start.
+	for i, a := range set {
+		for _, earlier := range set[:i] {
+			if a.addr.Port() != 0 && a.addr == earlier.addr {
+				fail(a.key, "%s is also %s: each server needs its own port", a.addr, earlier.key)
+				break
+			}
 		}
 	}
 }
@@ -69,9 +100,19 @@ func (c *Config) BridgeConfig(log *slog.Logger) bridge.Config {
 	cfg.IMAPAddr = c.Bridge.IMAPListenAddress.String()
 	cfg.SMTPAddr = c.Bridge.SMTPListenAddress.String()
 	cfg.TLS = c.Bridge.TLS
+	cfg.IMAPSAddr = optionalAddress(c.Bridge.IMAPSListenAddress)
+	cfg.SMTPSAddr = optionalAddress(c.Bridge.SMTPSListenAddress)
 	cfg.Delivery.RetryWindow = time.Duration(c.Bridge.RetryWindow)
 	if log != nil {
 		cfg.Logger = log
 	}
 	return cfg
+}
+
+// optionalAddress is a as host:port, or "" when it is not set.
+func optionalAddress(a Address) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
 }

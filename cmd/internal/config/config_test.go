@@ -313,6 +313,63 @@ func TestBridgeRetryWindow(t *testing.T) {
 	}
 }
 
+func TestBridgeImplicitTLS(t *testing.T) {
+	const tlsOn = "bridge:\n  tls: true\n"
+	tests := []struct {
+		name                 string
+		src                  string
+		wantIMAPS, wantSMTPS string // bridge.Config.IMAPSAddr, SMTPSAddr
+		wantKey, wantMsg     string // the one error expected, if any
+	}{
+		{name: "absent is off", src: tlsOn},
+		{name: "empty is off", src: tlsOn + "  imaps_listen_address: \"\"\n  smtps_listen_address: \"\"\n"},
+		{name: "null is off", src: tlsOn + "  imaps_listen_address:\n  smtps_listen_address: ~\n"},
+		{name: "off needs no tls", src: "bridge:\n  imaps_listen_address: \"\"\n"},
+		{name: "both, beyond loopback", src: tlsOn + "  imaps_listen_address: \"0.0.0.0:993\"\n  smtps_listen_address: \"[::]:465\"\n",
+			wantIMAPS: "0.0.0.0:993", wantSMTPS: "[::]:465"},
+		{name: "imaps only, loopback", src: tlsOn + "  imaps_listen_address: \"127.0.0.1:1993\"\n", wantIMAPS: "127.0.0.1:1993"},
+		{name: "smtps only", src: tlsOn + "  smtps_listen_address: \"192.0.2.7:465\"\n", wantSMTPS: "192.0.2.7:465"},
+		{name: "ephemeral ports may repeat", src: tlsOn + "  imaps_listen_address: \"127.0.0.1:0\"\n  smtps_listen_address: \"127.0.0.1:0\"\n",
+			wantIMAPS: "127.0.0.1:0", wantSMTPS: "127.0.0.1:0"},
+		{name: "imaps without tls", src: "bridge:\n  imaps_listen_address: \"0.0.0.0:993\"\n",
+			wantKey: "bridge.imaps_listen_address", wantMsg: "needs bridge.tls: true"},
+		{name: "smtps without tls, even on loopback", src: "bridge:\n  smtps_listen_address: \"127.0.0.1:1465\"\n",
+			wantKey: "bridge.smtps_listen_address", wantMsg: "needs bridge.tls: true"},
+		{name: "imaps on the imap port", src: tlsOn + "  imaps_listen_address: \"127.0.0.1:1143\"\n",
+			wantKey: "bridge.imaps_listen_address", wantMsg: "is also bridge.imap_listen_address"},
+		{name: "smtps on the imaps port", src: tlsOn + "  imaps_listen_address: \"[::]:993\"\n  smtps_listen_address: \"[::]:993\"\n",
+			wantKey: "bridge.smtps_listen_address", wantMsg: "is also bridge.imaps_listen_address"},
+		{name: "not an IP", src: tlsOn + "  imaps_listen_address: \"localhost:993\"\n",
+			wantKey: "bridge.imaps_listen_address", wantMsg: "want an IP and port"},
+		{name: "no port", src: tlsOn + "  smtps_listen_address: \"0.0.0.0\"\n",
+			wantKey: "bridge.smtps_listen_address", wantMsg: "want an IP and port"},
+		{name: "empty imap address is still required", src: "bridge:\n  imap_listen_address: \"\"\n",
+			wantKey: "bridge.imap_listen_address", wantMsg: "must be set"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parse(t, tt.src)
+			if tt.wantKey != "" {
+				errs := locatedErrors(t, err)
+				if len(errs) != 1 || errs[0].Key != tt.wantKey || !strings.Contains(errs[0].Msg, tt.wantMsg) || errs[0].Line == 0 {
+					t.Fatalf("error = %v, want one at %s with a line, containing %q", err, tt.wantKey, tt.wantMsg)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			bc := c.BridgeConfig(nil)
+			if bc.IMAPSAddr != tt.wantIMAPS || bc.SMTPSAddr != tt.wantSMTPS {
+				t.Errorf("IMAPSAddr, SMTPSAddr = %q, %q; want %q, %q", bc.IMAPSAddr, bc.SMTPSAddr, tt.wantIMAPS, tt.wantSMTPS)
+			}
+			if bc.IMAPAddr != bridge.DefaultIMAPAddr || bc.SMTPAddr != bridge.DefaultSMTPAddr {
+				t.Errorf("plain ports moved: %s, %s", bc.IMAPAddr, bc.SMTPAddr)
+			}
+		})
+	}
+}
+
 func TestPublicAddressDefaultsToListenAddress(t *testing.T) {
 	c := mustParse(t, "network:\n  listen_address: \"127.0.0.1:9811\"\n")
 	if got := c.Network.PublicAddress.String(); got != "127.0.0.1:9811" {

@@ -87,7 +87,8 @@ func (d *Duration) fromSecsNanos(n *yaml.Node) error {
 func (d Duration) String() string { return time.Duration(d).String() }
 
 // Address is a literal IP socket address such as "127.0.0.1:9800" or
-// "[::1]:9800", as upstream's SocketAddr.
+// "[::1]:9800", as upstream's SocketAddr. "" is the zero Address, unset:
+// optional addresses are then off, and required ones fail validation.
 type Address struct{ netip.AddrPort }
 
 // UnmarshalYAML implements yaml.Unmarshaler.
@@ -95,6 +96,10 @@ func (a *Address) UnmarshalYAML(n *yaml.Node) error {
 	s, err := scalar(n, "an IP address and port")
 	if err != nil {
 		return err
+	}
+	if s == "" {
+		*a = Address{}
+		return nil
 	}
 	ap, err := netip.ParseAddrPort(s)
 	if err != nil {
