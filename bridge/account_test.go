@@ -184,3 +184,29 @@ func TestCreateAccountFailureLeavesNoAccount(t *testing.T) {
 		t.Fatalf("mailstore: %v", err)
 	}
 }
+
+func TestWriteSettings(t *testing.T) {
+	a := Account{Name: "alice"}
+	base := Config{Domain: "asmtp", IMAPAddr: "127.0.0.1:1143", SMTPAddr: "127.0.0.1:1587"}
+	withTLS := base
+	withTLS.IMAPSAddr, withTLS.SMTPSAddr = "[::]:993", "[::]:465"
+	tests := []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"plain ports", base, "address: " + a.Address("asmtp").String() + "\nimap: 127.0.0.1:1143\nsmtp: 127.0.0.1:1587\nusername: alice\npassword: pw\n"},
+		{"implicit TLS", withTLS, "address: " + a.Address("asmtp").String() + "\nimap: 127.0.0.1:1143\nsmtp: 127.0.0.1:1587\nimaps: [::]:993\nsmtps: [::]:465\nusername: alice\npassword: pw\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var b strings.Builder
+			if err := WriteSettings(&b, tt.cfg, a, "pw"); err != nil {
+				t.Fatal(err)
+			}
+			if b.String() != tt.want {
+				t.Errorf("got\n%s\nwant\n%s", b.String(), tt.want)
+			}
+		})
+	}
+}
