@@ -2,10 +2,13 @@ package node
 
 import (
 	"context"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/asmtp/asmtp/asmtp/gossip"
 	"github.com/asmtp/asmtp/asmtp/keys"
+	"github.com/asmtp/asmtp/asmtp/node/store"
 	"github.com/asmtp/asmtp/asmtp/poldercast"
 	"github.com/asmtp/asmtp/asmtp/topic"
 	"github.com/asmtp/asmtp/asmtp/wire"
@@ -24,6 +27,22 @@ import (
 // it subscribes to; for each one our users registered, we ask that peer
 // for what it stored since shortly before the last message read on the
 // old link (lostMargin).
+//
+// The last-seen time only says when the node was running, not what it
+// fetched: a node killed after it recorded being up, but before its
+// start-up catch-up was answered, would start the next time from the newer
+// last-seen time and skip the window for good. So every catch-up asked of
+// any subscriber (start-up, registration, new subscriber) is owed until it
+// completes: the earliest owed start per topic is saved with the last-seen
+// time, in the same transaction (persist), and the next start catches the
+// topic up from there if that is earlier (catchUpStart). The protocol
+// does not say when an answer is over (an empty one is silence), so a
+// catch-up counts as complete once its query was queued on a link to a
+// subscriber, that same link stayed open for settleTime, and what the node
+// read until then is committed (storeLoop). A catch-up whose links all
+// closed first is asked again; one that finds nobody stays owed, for the
+// next start to retry. Catch-ups aimed at a relinked peer are not owed:
+// the lost-link records are not persisted either.
 const (
 	// CatchUpPeers is how many subscribers are queried per topic.
 	CatchUpPeers = 2
@@ -42,6 +61,136 @@ type catchUp struct {
 	since    time.Time
 	peer     keys.PublicKey // ask this peer only; zero: any known subscribers
 	attempts int
+}
+
+// owed reports whether c is tracked until it completes (see above).
+func (c catchUp) owed() bool { return c.peer == keys.PublicKey{} }
+
+// sentCatchUp is an owed catch-up whose query is out, waiting to settle.
+type sentCatchUp struct {
+	catchUp
+	links  []*link // the links its query was queued on
+	sentAt time.Time
+	// settled is set once a link stayed open for settleTime; flush is
+	// then the count of relayed messages handed to storeLoop, which must
+	// be committed before the catch-up is complete.
+	settled bool
+	flush   uint64
+}
+
+// owedEntry is one owed catch-up of a topic: from since, scheduled at
+// noted.
+type owedEntry struct {
+	since, noted time.Time
+}
+
+// maxOwedPerTopic bounds the entries kept per topic; beyond it the two
+// oldest merge into one that starts at the earlier since and counts as
+// scheduled at the later time, which only makes it harder to pay.
+const maxOwedPerTopic = 8
+
+// owedCatchUps holds the owed catch-ups per topic. It is bounded by the
+// registered topics (persist drops the others) times maxOwedPerTopic.
+type owedCatchUps struct {
+	mu sync.Mutex
+	m  map[topic.Topic][]owedEntry
+}
+
+// owe records that t's messages from since on are owed.
+func (o *owedCatchUps) owe(t topic.Topic, since, now time.Time) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	es := append(o.m[t], owedEntry{since: since, noted: now})
+	if len(es) > maxOwedPerTopic {
+		merged := owedEntry{since: minTime(es[0].since, es[1].since), noted: es[1].noted}
+		if es[0].noted.After(merged.noted) {
+			merged.noted = es[0].noted
+		}
+		es[1] = merged
+		es = es[1:]
+	}
+	o.m[t] = es
+}
+
+// paid records that a catch-up of t from since, whose query went out at
+// sentAt, completed: it pays every entry scheduled before sentAt from
+// since or later. It reports whether nothing is owed for t any more.
+func (o *owedCatchUps) paid(t topic.Topic, since, sentAt time.Time) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	es := slices.DeleteFunc(o.m[t], func(e owedEntry) bool {
+		return !e.noted.After(sentAt) && !e.since.Before(since)
+	})
+	if len(es) == 0 {
+		delete(o.m, t)
+		return true
+	}
+	o.m[t] = es
+	return false
+}
+
+// snapshot returns the earliest owed start of each topic keep accepts and
+// forgets the others (topics no longer registered).
+func (o *owedCatchUps) snapshot(keep func(topic.Topic) bool) []store.PendingCatchUp {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	out := make([]store.PendingCatchUp, 0, len(o.m))
+	for t, es := range o.m {
+		if !keep(t) {
+			delete(o.m, t)
+			continue
+		}
+		p := store.PendingCatchUp{Topic: t, Since: es[0].since}
+		for _, e := range es[1:] {
+			p.Since = minTime(p.Since, e.since)
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// settleTime is how long the link a catch-up query was queued on must stay
+// open for the catch-up to count as complete: one WriteTimeout for the
+// query to be written (a link that cannot write for that long is closed),
+// one more for the answer to start flowing back (the answering node closes
+// a link it cannot write to for as long).
+func (n *Node) settleTime() time.Duration { return 2 * n.cfg.WriteTimeout }
+
+// catchUpStart returns where the start-up catch-up of a topic begins:
+// MaxClockSkew before the last recorded running time, or the whole
+// retention window if the node never recorded one; earlier if a window
+// owed for the topic (zero: none) starts earlier. Nothing older than the
+// retention window is kept, so that is the earliest start.
+func catchUpStart(now, lastSeen, owed time.Time, skew, retention time.Duration) time.Time {
+	floor := now.Add(-retention)
+	since := floor
+	if !lastSeen.IsZero() {
+		since = lastSeen.Add(-skew)
+	}
+	if !owed.IsZero() && owed.Before(since) {
+		since = owed
+	}
+	if since.Before(floor) {
+		since = floor
+	}
+	return since
+}
+
+// startCatchUps schedules the start-up catch-up of every registered topic
+// (catchUpStart). Run calls it before the first persist, so the windows
+// are owed before the last-seen time moves.
+func (n *Node) startCatchUps(now time.Time) {
+	for _, t := range n.registeredTopics() {
+		since := catchUpStart(now, n.lastSeen, n.owedAtStart[t], n.cfg.MaxClockSkew, n.cfg.Retention)
+		n.scheduleCatchUp(catchUp{topic: t, since: since})
+	}
 }
 
 // lostMargin is how far before the last message read on a closed link a
@@ -97,14 +246,12 @@ func (n *Node) catchUpRelinked(g gossip.Gossip) {
 	}
 }
 
-// catchUpAll schedules a catch-up of every registered topic.
-func (n *Node) catchUpAll(since time.Time) {
-	for _, t := range n.registeredTopics() {
-		n.scheduleCatchUp(catchUp{topic: t, since: since})
-	}
-}
-
+// scheduleCatchUp queues c for catchUpLoop. An owed catch-up is recorded
+// as owed first, so that it stays owed even if the queue is full.
 func (n *Node) scheduleCatchUp(c catchUp) {
+	if c.owed() {
+		n.owed.owe(c.topic, c.since, time.Now())
+	}
 	select {
 	case n.catchUps <- c:
 	default:
@@ -119,6 +266,7 @@ func (n *Node) catchUpLoop(ctx context.Context) {
 	t := time.NewTicker(n.cfg.GossipInterval)
 	defer t.Stop()
 	var waiting []catchUp
+	var sent []sentCatchUp
 	perRound := max(1, n.cfg.QueryBurst/2)
 	for {
 		select {
@@ -126,8 +274,11 @@ func (n *Node) catchUpLoop(ctx context.Context) {
 			return
 		case c := <-n.catchUps:
 			waiting = queueCatchUp(waiting, c)
-		case <-t.C:
-			waiting = n.catchUpRound(ctx, waiting, perRound)
+		case now := <-t.C:
+			waiting, sent = n.settleCatchUps(waiting, sent, now)
+			var out []sentCatchUp
+			waiting, out = n.catchUpRound(ctx, waiting, perRound, now)
+			sent = append(sent, out...)
 		}
 	}
 }
@@ -151,12 +302,16 @@ func queueCatchUp(waiting []catchUp, c catchUp) []catchUp {
 	return append(waiting, c)
 }
 
-// catchUpRound sends the queries it can this round and returns the
-// catch-ups still waiting.
-func (n *Node) catchUpRound(ctx context.Context, waiting []catchUp, perRound int) []catchUp {
+// catchUpRound sends the queries it can this round. It returns the
+// catch-ups still waiting and the owed ones it sent (to settle).
+func (n *Node) catchUpRound(ctx context.Context, waiting []catchUp, perRound int, now time.Time) ([]catchUp, []sentCatchUp) {
 	sent := make(map[keys.PublicKey]int) // bounded by the waiting list × CatchUpPeers
 	var still []catchUp
+	var out []sentCatchUp
 	for _, c := range waiting {
+		if !n.registered(c.topic) {
+			continue // deregistered meanwhile: nothing to fetch for anyone
+		}
 		peers := n.catchUpPeers(c)
 		busy := false
 		for _, p := range peers {
@@ -166,19 +321,72 @@ func (n *Node) catchUpRound(ctx context.Context, waiting []catchUp, perRound int
 		case busy:
 			still = append(still, c) // next round, without using an attempt
 		case len(peers) == 0:
-			if c.attempts++; c.attempts < CatchUpAttempts {
-				still = append(still, c)
-			} else {
-				n.log.Warn("catch-up given up: no known subscriber", "topic", c.topic)
-			}
+			still = n.retryCatchUp(still, c, "no known subscriber")
 		default:
+			var links []*link
 			for _, p := range peers {
-				n.queryPeer(ctx, p, c, sent[p] == 0)
+				if l := n.queryPeer(ctx, p, c, sent[p] == 0); l != nil {
+					links = append(links, l)
+				}
 				sent[p]++
+			}
+			switch {
+			case !c.owed():
+			case len(links) == 0:
+				still = n.retryCatchUp(still, c, "no link to a subscriber")
+			default:
+				out = append(out, sentCatchUp{catchUp: c, links: links, sentAt: now})
 			}
 		}
 	}
-	return still
+	return still, out
+}
+
+// retryCatchUp puts c back for the next round, unless it used its last
+// attempt; an owed catch-up given up stays owed for the next start.
+func (n *Node) retryCatchUp(waiting []catchUp, c catchUp, why string) []catchUp {
+	if c.attempts++; c.attempts < CatchUpAttempts {
+		return append(waiting, c)
+	}
+	n.log.Warn("catch-up given up: "+why, "topic", c.topic, "since", c.since)
+	return waiting
+}
+
+// settleCatchUps completes the sent catch-ups that settled (see the top
+// of this file) and queues again those whose links all closed first.
+func (n *Node) settleCatchUps(waiting []catchUp, sent []sentCatchUp, now time.Time) ([]catchUp, []sentCatchUp) {
+	still := sent[:0]
+	for _, s := range sent {
+		open := false
+		for _, l := range s.links {
+			open = open || !l.isClosed()
+		}
+		switch {
+		case !s.settled && !open:
+			// The answer may have been lost with the link: ask again,
+			// unless that was the last attempt (it stays owed).
+			if c := s.catchUp; c.attempts+1 < CatchUpAttempts {
+				c.attempts++
+				waiting = queueCatchUp(waiting, c)
+			} else {
+				n.log.Warn("catch-up given up: its links closed before it settled", "topic", c.topic, "since", c.since)
+			}
+			continue
+		case !s.settled && now.Sub(s.sentAt) < n.settleTime():
+			still = append(still, s)
+			continue
+		case !s.settled:
+			s.settled, s.flush = true, n.storeQueued.Load()
+		}
+		if n.storeDone.Load() < s.flush {
+			still = append(still, s) // read, not committed yet
+			continue
+		}
+		done := n.owed.paid(s.topic, s.since, s.sentAt)
+		n.log.Debug("catch-up complete", "topic", s.topic, "since", s.since, "topic owes nothing", done)
+	}
+	clear(sent[len(still):]) // drop the links for the garbage collector
+	return waiting, still
 }
 
 // catchUpPeers returns whom to ask for c: its peer if it still subscribes
@@ -193,20 +401,23 @@ func (n *Node) catchUpPeers(c catchUp) []keys.PublicKey {
 	return nil
 }
 
-// queryPeer asks p for c's messages. Our own gossip goes first on the same
+// queryPeer asks p for c's messages and returns the link the query was
+// queued on (nil if it was not). Our own gossip goes first on the same
 // link (when first is set), so that p knows we subscribe to the topic
 // before it judges the query.
-func (n *Node) queryPeer(ctx context.Context, p keys.PublicKey, c catchUp, first bool) {
+func (n *Node) queryPeer(ctx context.Context, p keys.PublicKey, c catchUp, first bool) *link {
 	l, err := n.linkTo(p)
 	if err != nil {
 		n.log.Debug("catch-up: no link", "peer", p, "err", err)
-		return
+		return nil
 	}
 	if first && !l.enqueue(ctx, wire.Gossip{Gossip: n.overlay.ownGossip()}, n.cfg.WriteTimeout) {
-		return
+		return nil
 	}
 	q := wire.QueryTopicMessages{Topic: c.topic, Since: gossip.FromTime(c.since)}
-	if l.enqueue(ctx, q, n.cfg.WriteTimeout) {
-		n.log.Debug("catch-up query sent", "peer", p, "topic", c.topic, "since", c.since)
+	if !l.enqueue(ctx, q, n.cfg.WriteTimeout) {
+		return nil
 	}
+	n.log.Debug("catch-up query sent", "peer", p, "topic", c.topic, "since", c.since)
+	return l
 }

@@ -44,6 +44,7 @@ type link struct {
 	advertised map[topic.Topic]struct{} // the peer's topics, from its own gossip
 	advertTime uint32
 	requests   tokenBucket
+	pages      map[topic.Topic]queryPage // user links: where full answers stopped (userlink.go)
 }
 
 func newLink(n *Node, remote keys.PublicKey, user bool, addr string) *link {
@@ -59,6 +60,16 @@ func newLink(n *Node, remote keys.PublicKey, user bool, addr string) *link {
 	}
 	l.touch()
 	return l
+}
+
+// isClosed reports whether the link has closed.
+func (l *link) isClosed() bool {
+	select {
+	case <-l.done:
+		return true
+	default:
+		return false
+	}
 }
 
 func (l *link) touch() { l.lastUsed.Store(time.Now().UnixNano()) }

@@ -67,11 +67,14 @@
 // Messages of registered topics are kept for Retention. The node records
 // its last-seen time; when it starts, and when a user registers a new
 // topic, it queries subscribers of each topic for what it missed
-// (catchup.go). A node peer may query a topic only if it advertises the
+// (catchup.go). Such a catch-up is owed until it completes, and the owed
+// windows are saved with the last-seen time, so that a node killed
+// before its catch-up completed starts the next one from the same window. A node peer may query a topic only if it advertises the
 // topic in its own gossip on that link and the answering node keeps it
 // (Config.OpenQueries lifts this); local users may query the topics they
 // registered. Answers are bounded (QueryLimit) and requests rate-limited
-// per link (QueryRate, QueryBurst). Passports are served to any peer that
+// per link (QueryRate, QueryBurst); a user pages through a longer answer
+// by repeating its query (userlink.go). Passports are served to any peer that
 // asks for one by id (ids are unguessable, passports hold public keys
 // only), and updates on their topics are applied and persisted.
 package node
@@ -137,9 +140,16 @@ type Node struct {
 
 	lastSeen  time.Time // as stored before this run
 	bootstrap []Peer    // known peers, known gossips and stored gossips
+	// owedAtStart holds the catch-up windows still owed when the node
+	// last saved its state (read-only after restore).
+	owedAtStart map[topic.Topic]time.Time
 
 	catchUps chan catchUp
+	owed     owedCatchUps          // catch-ups not complete yet, saved by persist
 	toStore  chan store.NewMessage // relayed messages for storeLoop
+	// storeQueued counts messages handed to storeLoop, storeDone those it
+	// committed: a catch-up completes only once what it read is stored.
+	storeQueued, storeDone atomic.Uint64
 
 	// life guards the goroutine set: spawn after stopping is refused so
 	// that wg.Wait in shutdown sees every goroutine.
@@ -189,6 +199,7 @@ func New(cfg Config) (*Node, error) {
 		sessions: make(map[keys.PublicKey]map[*Session]struct{}),
 		regs:     make(map[topic.Topic]map[keys.PublicKey]struct{}),
 		lost:     make(map[keys.PublicKey]time.Time),
+		owed:     owedCatchUps{m: make(map[topic.Topic][]owedEntry)},
 	}
 	n.log = n.log.With("node", n.id.String()[:8])
 	n.passports.init()
@@ -234,6 +245,14 @@ func (n *Node) restore(ctx context.Context) error {
 
 	if n.lastSeen, err = n.store.LastSeen(ctx); err != nil {
 		return err
+	}
+	pending, err := n.store.PendingCatchUps(ctx)
+	if err != nil {
+		return err
+	}
+	n.owedAtStart = make(map[topic.Topic]time.Time, len(pending))
+	for _, p := range pending {
+		n.owedAtStart[p.Topic] = p.Since
 	}
 	regs, err := n.store.Registrations(ctx)
 	if err != nil {
@@ -338,20 +357,14 @@ func (n *Node) Run(ctx context.Context) error {
 	n.readyOnce.Do(func() { close(n.ready) })
 	n.log.Info("node running", "id", n.id, "listen", n.listener.Addr(), "public", n.overlay.ownGossip().Addr)
 
+	// The start-up catch-ups are owed before persistLoop first moves the
+	// last-seen time.
+	n.startCatchUps(time.Now())
 	n.spawn(func() { n.acceptLoop(ctx) })
 	n.spawn(func() { n.gossipLoop(ctx) })
 	n.spawn(func() { n.persistLoop(ctx) })
 	n.spawn(func() { n.catchUpLoop(ctx) })
 	n.spawn(func() { n.storeLoop(ctx) })
-	switch {
-	case !n.lastSeen.IsZero():
-		n.catchUpAll(n.lastSeen.Add(-n.cfg.MaxClockSkew))
-	case len(n.registeredTopics()) > 0:
-		// Users registered topics, but the node stopped before it ever
-		// recorded being up (killed within its first PersistInterval):
-		// anything in the retention window may have been missed.
-		n.catchUpAll(time.Now().Add(-n.cfg.Retention))
-	}
 	<-ctx.Done()
 	return n.shutdown()
 }
@@ -489,8 +502,9 @@ func (n *Node) persistLoop(ctx context.Context) {
 	}
 }
 
-// persist saves the gossips of the current views and now as last seen. An
-// empty view (everyone unreachable for a while) does not wipe the stored
+// persist saves the gossips of the current views, and now as last seen
+// together with the catch-up windows still owed (catchup.go). An empty
+// view (everyone unreachable for a while) does not wipe the stored
 // gossips: they are how the node finds its way back.
 func (n *Node) persist(ctx context.Context, now time.Time) error {
 	var rows []store.Gossip
@@ -501,7 +515,7 @@ func (n *Node) persist(ctx context.Context, now time.Time) error {
 	if len(rows) > 0 {
 		err = n.store.ReplaceGossips(ctx, rows)
 	}
-	return errors.Join(err, n.store.SetLastSeen(ctx, now))
+	return errors.Join(err, n.store.SaveRunState(ctx, now, n.owed.snapshot(n.registered)))
 }
 
 // Stats are counters since New, for tests and monitoring.

@@ -158,6 +158,9 @@ func (n *Node) keep(ctx context.Context, from origin, t topic.Topic, h [32]byte,
 	if stored {
 		return false, nil
 	}
+	// Counted before it is queued, so that a catch-up settling now waits
+	// for its commit (catchup.go).
+	n.storeQueued.Add(1)
 	select {
 	case n.toStore <- store.NewMessage{Topic: t, Hash: h, Content: content, ReceivedAt: now}:
 	case <-ctx.Done():
@@ -201,9 +204,12 @@ func (n *Node) drainToStore(batch []store.NewMessage) []store.NewMessage {
 func (n *Node) storeBatch(ctx context.Context, batch []store.NewMessage) {
 	added, err := n.store.AddMessages(ctx, batch)
 	if err != nil {
+		// Not counted as done: no catch-up completes in this run after a
+		// lost batch, so the windows stay owed for the next start.
 		n.log.Error("relay: store", "messages", len(batch), "err", err)
 		return
 	}
+	n.storeDone.Add(uint64(len(batch)))
 	for _, m := range added {
 		n.stats.stored.Add(1)
 		n.deliver(m, nil)

@@ -225,15 +225,17 @@ func (s *Session) Query(ctx context.Context, t topic.Topic, since Cursor) ([]Sto
 	return out, nil
 }
 
-// querySince is Query by receive time, for wire QueryTopicMessages.
-func (s *Session) querySince(ctx context.Context, t topic.Topic, since time.Time) ([]store.Message, error) {
+// querySince is Query by receive time, for wire QueryTopicMessages: up to
+// QueryLimit messages received at or after since, with a cursor greater
+// than after (0: from the first), oldest first.
+func (s *Session) querySince(ctx context.Context, t topic.Topic, since time.Time, after int64) ([]store.Message, error) {
 	if err := s.check(); err != nil {
 		return nil, err
 	}
 	if !s.n.registeredBy(s.user, t) {
 		return nil, fmt.Errorf("query %s: topic not registered by %s", t, s.user)
 	}
-	return s.n.store.MessagesSince(ctx, t, since, s.n.cfg.QueryLimit)
+	return s.n.store.MessagesSinceAfter(ctx, t, since, after, s.n.cfg.QueryLimit)
 }
 
 func storedOf(m store.Message) Stored {

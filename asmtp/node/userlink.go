@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/asmtp/asmtp/asmtp/gossip"
+	"github.com/asmtp/asmtp/asmtp/poldercast"
+	"github.com/asmtp/asmtp/asmtp/topic"
 	"github.com/asmtp/asmtp/asmtp/wire"
 )
 
@@ -12,6 +14,32 @@ import (
 // user link holds a Session, its messages map onto the Session's methods,
 // and the Session's deliveries are pushed back as Topic messages. The
 // protocol has no replies or errors, so failures are only logged.
+//
+// Paging. An answer to QueryTopicMessages holds at most QueryLimit
+// messages, oldest (first stored) first. The device cannot ask for the
+// rest by time: Topic messages carry no time, so it never learns when the
+// node received the last one it got (and `since` counts whole seconds,
+// which a busy second could fill beyond the limit). Instead the link
+// remembers, per topic, where an answer that reached the limit stopped
+// (the since it answered and the cursor of its last message): the same
+// query again, same topic and same since, continues after that message.
+// An answer below the limit ends the paging (the next identical query
+// starts over), and a different since starts afresh. A device therefore
+// repeats its query until an answer comes back with fewer than the limit.
+// Messages stored meanwhile get larger cursors, so they come in a later
+// page (or are pushed live); nothing is skipped or sent twice within one
+// paging.
+
+// maxQueryPages bounds the paging positions a user link keeps: one per
+// topic it may query, and it may query only the topics it registered.
+const maxQueryPages = poldercast.MaxSubscriptions
+
+// queryPage is where a full answer to QueryTopicMessages(topic, since)
+// stopped on a user link.
+type queryPage struct {
+	since uint32 // as on the wire
+	after int64  // the store cursor of the last message sent
+}
 
 // attachUserLink opens the session of a new user link and starts pushing
 // its deliveries.
@@ -74,14 +102,40 @@ func (n *Node) handleUser(ctx context.Context, l *link, m wire.Message) error {
 		if !n.waitRequest(ctx, l) {
 			return nil
 		}
-		ms, qerr := s.querySince(ctx, m.Topic, gossip.ToTime(m.Since))
-		if err = qerr; err == nil {
-			n.sendStored(ctx, l, ms)
-		}
+		err = n.answerUserQuery(ctx, l, s, m)
 	}
 	if err != nil {
 		n.log.Debug("user request failed", "user", l.remote, "type", m.Type(), "err", err)
 	}
+	return nil
+}
+
+// answerUserQuery answers a user's QueryTopicMessages with the next page
+// (see Paging above). It runs on the link's reading goroutine, which owns
+// l.pages.
+func (n *Node) answerUserQuery(ctx context.Context, l *link, s *Session, q wire.QueryTopicMessages) error {
+	var after int64
+	if p, ok := l.pages[q.Topic]; ok && p.since == q.Since {
+		after = p.after
+	}
+	ms, err := s.querySince(ctx, q.Topic, gossip.ToTime(q.Since), after)
+	if err != nil {
+		return err
+	}
+	n.sendStored(ctx, l, ms)
+	if len(ms) < n.cfg.QueryLimit {
+		delete(l.pages, q.Topic)
+		return nil
+	}
+	if l.pages == nil {
+		l.pages = make(map[topic.Topic]queryPage)
+	}
+	if _, ok := l.pages[q.Topic]; !ok && len(l.pages) >= maxQueryPages {
+		// More pagings open than topics a user can register: start over
+		// rather than grow (a device that follows the rule never gets here).
+		clear(l.pages)
+	}
+	l.pages[q.Topic] = queryPage{since: q.Since, after: ms[len(ms)-1].Cursor}
 	return nil
 }
 

@@ -23,9 +23,13 @@ const (
 	// What comes twice is recognised by hash and message id.
 	cursorMargin = 15 * time.Minute
 	// nodeQueryLimit is what the node returns at most for one query
-	// (node.DefaultQueryLimit). A sync that gets this many messages on a
-	// topic keeps its cursor, since it cannot know what was left out.
+	// (node.DefaultQueryLimit). An answer this long may have left messages
+	// out: the sync asks the same query again for the next page (the
+	// node's paging rule, PROTOCOL.md §15.2).
 	nodeQueryLimit = 1000
+	// maxSyncPages bounds the pages one sync asks for per topic (a million
+	// messages); a topic with more keeps its cursor and warns.
+	maxSyncPages = 1000
 )
 
 // nodeAddress says where the device's node is.
@@ -45,9 +49,36 @@ type client struct {
 	onMessage func(message)
 	onWarning func(string)
 
-	mu       sync.Mutex
-	link     *nodeLink
-	received map[topic.Topic]int // per topic, counted while a sync runs
+	mu      sync.Mutex
+	link    *nodeLink
+	syncing *syncCounts // while a sync runs
+}
+
+// syncCounts counts, per topic, the Topic messages that arrive during one
+// round of a sync's queries, and how many of them the previous round did
+// not bring: a node that does not page answers the same messages again.
+type syncCounts struct {
+	all, fresh map[topic.Topic]int
+	cur, prev  map[topic.Topic]map[[32]byte]struct{} // contents of this round and the last
+}
+
+// next starts a round.
+func (s *syncCounts) next() {
+	s.all, s.fresh = make(map[topic.Topic]int), make(map[topic.Topic]int)
+	s.prev, s.cur = s.cur, make(map[topic.Topic]map[[32]byte]struct{})
+}
+
+// add counts m.
+func (s *syncCounts) add(m wire.Topic) {
+	h := contentHash(m)
+	s.all[m.Topic]++
+	if _, ok := s.prev[m.Topic][h]; !ok {
+		s.fresh[m.Topic]++
+	}
+	if s.cur[m.Topic] == nil {
+		s.cur[m.Topic] = make(map[[32]byte]struct{})
+	}
+	s.cur[m.Topic][h] = struct{}{}
 }
 
 // connected returns the link, connecting if there is none or it closed:
@@ -138,8 +169,8 @@ func contentHash(m wire.Topic) [32]byte {
 // is rejected (upstream only warned about a wrong sender).
 func (c *client) receive(ctx context.Context, m wire.Topic) {
 	c.mu.Lock()
-	if c.received != nil {
-		c.received[m.Topic]++
+	if c.syncing != nil {
+		c.syncing.add(m)
 	}
 	c.mu.Unlock()
 	if msg, err := c.accept(ctx, m, time.Now()); err != nil {
@@ -184,6 +215,15 @@ func (c *client) accept(ctx context.Context, m wire.Topic, now time.Time) (*mess
 // since each topic's cursor, and returns once the answers are in (the
 // messages themselves go through onMessage as they arrive). Cursors move
 // only after a complete answer.
+//
+// The node answers at most nodeQueryLimit messages per query. An answer
+// that long may have left some out, so the sync sends the same query
+// (same topic, same since) again, which the node answers with the next
+// page, until an answer is shorter (PROTOCOL.md §15.2). Live pushes
+// arriving meanwhile only make an answer look longer, which costs one
+// more query at most. A node that does not page (it sends a full answer
+// that brings nothing the previous one did not) is not asked again: the
+// topic keeps its cursor and the user is warned.
 func (c *client) sync(ctx context.Context) error {
 	l, err := c.connected(ctx)
 	if err != nil {
@@ -194,40 +234,56 @@ func (c *client) sync(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	counts := &syncCounts{}
 	c.mu.Lock()
-	c.received = make(map[topic.Topic]int)
+	c.syncing = counts
 	c.mu.Unlock()
 	defer func() {
 		c.mu.Lock()
-		c.received = nil
+		c.syncing = nil
 		c.mu.Unlock()
 	}()
+	since := make(map[topic.Topic]uint32, len(contacts))
 	for _, ct := range contacts {
-		var since uint32
 		if !ct.syncedAt.IsZero() {
-			since = gossip.FromTime(ct.syncedAt.Add(-cursorMargin))
+			since[ct.topic] = gossip.FromTime(ct.syncedAt.Add(-cursorMargin))
 		}
 		if err := l.send(ctx, wire.RegisterTopic{Topic: ct.topic}); err != nil {
 			return err
 		}
-		if err := l.send(ctx, wire.QueryTopicMessages{Topic: ct.topic, Since: since}); err != nil {
-			return err
-		}
 	}
-	if err := l.barrier(ctx); err != nil {
-		return fmt.Errorf("sync: %w", err)
-	}
-	c.mu.Lock()
-	received := c.received
-	c.mu.Unlock()
-	for _, ct := range contacts {
-		if received[ct.topic] >= nodeQueryLimit {
-			c.onWarning(fmt.Sprintf("%s's topic has more messages than the node returns at once; sync again for the rest", ct.petname))
-			continue
+	for page := 1; len(contacts) > 0; page++ {
+		c.mu.Lock()
+		counts.next()
+		c.mu.Unlock()
+		for _, ct := range contacts {
+			if err := l.send(ctx, wire.QueryTopicMessages{Topic: ct.topic, Since: since[ct.topic]}); err != nil {
+				return err
+			}
 		}
-		if err := c.p.db.setSyncedAt(ctx, ct.id, start); err != nil {
-			return err
+		if err := l.barrier(ctx); err != nil {
+			return fmt.Errorf("sync: %w", err)
 		}
+		c.mu.Lock()
+		all, fresh := counts.all, counts.fresh
+		c.mu.Unlock()
+		var more []contact // topics whose answer may have left messages out
+		for _, ct := range contacts {
+			switch {
+			case all[ct.topic] < nodeQueryLimit:
+				if err := c.p.db.setSyncedAt(ctx, ct.id, start); err != nil {
+					return err
+				}
+			case page > 1 && fresh[ct.topic] == 0:
+				c.onWarning(fmt.Sprintf("%s's topic has more messages than the node returns at once, and the node sent the same ones again "+
+					"(it does not page its answers); the rest cannot be fetched from it", ct.petname))
+			case page >= maxSyncPages:
+				c.onWarning(fmt.Sprintf("%s's topic has more than %d messages waiting; sync again for the rest", ct.petname, maxSyncPages*nodeQueryLimit))
+			default:
+				more = append(more, ct)
+			}
+		}
+		contacts = more
 	}
 	return c.p.db.prune(ctx, start)
 }

@@ -2,15 +2,17 @@
 // (pure-Go modernc.org/sqlite, WAL) holding the gossips the node learned,
 // its users' topic registrations, the topic messages it keeps for them with
 // a node-assigned monotonic cursor, passports, and the node's last-seen
-// time. The schema lives in one list of migrations in this file.
+// time with the catch-up windows it has not finished. The schema lives in
+// one list of migrations in this file.
 //
 // Writes that something is acknowledged on (a user's registration, publish
 // or passport) commit with synchronous=FULL before returning. Writes that
 // acknowledge nothing (messages relayed from peers, learned gossips, the
-// last-seen time) go through a second connection with synchronous=NORMAL:
-// in WAL mode that survives a crash of the process, not of the machine, and
-// it is four times faster (an fsync per commit dominates relay throughput).
-// A mutex serialises writers, so SQLite never answers SQLITE_BUSY.
+// last-seen time and pending catch-ups) go through a second connection
+// with synchronous=NORMAL: in WAL mode that survives a crash of the
+// process, not of the machine, and it is four times faster (an fsync per
+// commit dominates relay throughput). A mutex serialises writers, so
+// SQLite never answers SQLITE_BUSY.
 package store
 
 import (
@@ -62,6 +64,13 @@ var migrations = []string{
 		id         BLOB PRIMARY KEY,
 		blocks     BLOB NOT NULL,
 		updated_at INTEGER NOT NULL
+	);`,
+	// catch_ups holds, per registered topic, the start of a catch-up
+	// window that has not completed yet (the node's package comment):
+	// last_seen may only move past a window once it is recorded here.
+	`CREATE TABLE catch_ups (
+		topic BLOB PRIMARY KEY,
+		since INTEGER NOT NULL
 	);`,
 }
 
@@ -187,6 +196,76 @@ func (s *Store) SetLastSeen(ctx context.Context, t time.Time) error {
 		return fmt.Errorf("write last seen: %w", err)
 	}
 	return nil
+}
+
+// PendingCatchUp is a topic whose catch-up from Since on has not
+// completed.
+type PendingCatchUp struct {
+	Topic topic.Topic
+	Since time.Time // second precision
+}
+
+// SaveRunState records lastSeen as the last time the node was running and
+// makes pending the set of unfinished catch-ups, in one transaction: a
+// reader never sees last_seen advanced without the windows still owed
+// before it.
+func (s *Store) SaveRunState(ctx context.Context, lastSeen time.Time, pending []PendingCatchUp) error {
+	s.write.Lock()
+	defer s.write.Unlock()
+	tx, err := s.relaxed.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("save run state: %w", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `DELETE FROM catch_ups`); err != nil {
+		return fmt.Errorf("save pending catch-ups: %w", err)
+	}
+	for _, p := range pending {
+		_, err := tx.ExecContext(ctx,
+			`INSERT INTO catch_ups (topic, since) VALUES (?, ?)
+			 ON CONFLICT (topic) DO UPDATE SET since = min(since, excluded.since)`,
+			p.Topic[:], p.Since.Unix())
+		if err != nil {
+			return fmt.Errorf("save pending catch-up of %s: %w", p.Topic, err)
+		}
+	}
+	_, err = tx.ExecContext(ctx,
+		`INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`,
+		lastSeenKey, lastSeen.Unix())
+	if err != nil {
+		return fmt.Errorf("write last seen: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("save run state: %w", err)
+	}
+	return nil
+}
+
+// PendingCatchUps returns the unfinished catch-ups SaveRunState recorded.
+func (s *Store) PendingCatchUps(ctx context.Context) ([]PendingCatchUp, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT topic, since FROM catch_ups ORDER BY topic`)
+	if err != nil {
+		return nil, fmt.Errorf("read pending catch-ups: %w", err)
+	}
+	defer rows.Close()
+	var ps []PendingCatchUp
+	for rows.Next() {
+		var p PendingCatchUp
+		var t []byte
+		var unix int64
+		if err := rows.Scan(&t, &unix); err != nil {
+			return nil, fmt.Errorf("read pending catch-ups: %w", err)
+		}
+		if err := fixed(p.Topic[:], t, "catch-up topic"); err != nil {
+			return nil, err
+		}
+		p.Since = time.Unix(unix, 0)
+		ps = append(ps, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read pending catch-ups: %w", err)
+	}
+	return ps, nil
 }
 
 // --- gossips ---
@@ -399,14 +478,23 @@ func (s *Store) MessagesAfter(ctx context.Context, t topic.Topic, after int64, l
 }
 
 // MessagesSince returns up to limit messages of t received at or after
-// since, oldest first.
+// since (second precision), oldest first (in cursor order).
 func (s *Store) MessagesSince(ctx context.Context, t topic.Topic, since time.Time, limit int) ([]Message, error) {
-	return s.messages(ctx, t, `SELECT cursor, content, received_at FROM messages
-		WHERE topic = ? AND received_at >= ? ORDER BY cursor LIMIT ?`, since.Unix(), limit)
+	return s.MessagesSinceAfter(ctx, t, since, 0, limit)
 }
 
-func (s *Store) messages(ctx context.Context, t topic.Topic, query string, from int64, limit int) ([]Message, error) {
-	rows, err := s.db.QueryContext(ctx, query, t[:], from, limit)
+// MessagesSinceAfter is MessagesSince restricted to cursors greater than
+// after: the next page of a MessagesSince answer whose last message had
+// cursor after. Paging by cursor rather than by time is exact however many
+// messages share a second, and a message stored between two pages comes
+// in a later page (its cursor is larger) even if its receive time is not.
+func (s *Store) MessagesSinceAfter(ctx context.Context, t topic.Topic, since time.Time, after int64, limit int) ([]Message, error) {
+	return s.messages(ctx, t, `SELECT cursor, content, received_at FROM messages
+		WHERE topic = ? AND received_at >= ? AND cursor > ? ORDER BY cursor LIMIT ?`, since.Unix(), after, limit)
+}
+
+func (s *Store) messages(ctx context.Context, t topic.Topic, query string, args ...any) ([]Message, error) {
+	rows, err := s.db.QueryContext(ctx, query, append([]any{t[:]}, args...)...)
 	if err != nil {
 		return nil, fmt.Errorf("read messages of %x: %w", t[:4], err)
 	}

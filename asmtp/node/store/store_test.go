@@ -86,6 +86,32 @@ func TestMessages(t *testing.T) {
 	if err != nil || len(after) != 2 {
 		t.Fatalf("after first cursor: %d messages, %v", len(after), err)
 	}
+	// Pages of a MessagesSince answer: since and cursor both bound them.
+	pages := []struct {
+		name  string
+		since time.Time
+		after int64
+		limit int
+		want  []byte
+	}{
+		{"next page of since base", base, ms[0].Cursor, 1, []byte{2}},
+		{"last page of since base", base, ms[1].Cursor, 10, []byte{3}},
+		{"since still applies", base.Add(2 * time.Second), ms[0].Cursor, 10, []byte{3}},
+		{"past the end", base, ms[2].Cursor, 10, nil},
+	}
+	for _, p := range pages {
+		page, err := s.MessagesSinceAfter(ctx, t1, p.since, p.after, p.limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []byte
+		for _, m := range page {
+			got = append(got, m.Content...)
+		}
+		if !bytes.Equal(got, p.want) {
+			t.Errorf("%s: got %v, want %v", p.name, got, p.want)
+		}
+	}
 
 	n, err := s.DeleteMessagesBefore(ctx, base.Add(2*time.Second))
 	if err != nil || n != 2 {
@@ -206,6 +232,47 @@ func TestPersistsAcrossReopen(t *testing.T) {
 	got, err := s.LastSeen(ctx)
 	if err != nil || !got.Equal(seen) {
 		t.Errorf("last seen: %v %v, want %v", got, err, seen)
+	}
+}
+
+// SaveRunState moves the last-seen time and replaces the owed catch-ups
+// in one go.
+func TestRunState(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "node.db")
+	s := open(t, path)
+	t1, t2 := topic.Topic{1}, topic.Topic{2}
+	base := time.Unix(1_700_000_000, 0)
+	steps := []struct {
+		seen    time.Time
+		pending []PendingCatchUp
+	}{
+		{base, []PendingCatchUp{{t1, base.Add(-time.Hour)}, {t2, base.Add(-2 * time.Hour)}}},
+		{base.Add(time.Minute), []PendingCatchUp{{t2, base.Add(-2 * time.Hour)}}}, // t1 completed
+		{base.Add(2 * time.Minute), nil},                                          // all completed
+	}
+	for i, st := range steps {
+		if err := s.SaveRunState(ctx, st.seen, st.pending); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		s = open(t, path)
+		seen, err := s.LastSeen(ctx)
+		if err != nil || !seen.Equal(st.seen) {
+			t.Errorf("step %d: last seen %v, %v; want %v", i, seen, err, st.seen)
+		}
+		got, err := s.PendingCatchUps(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(st.pending) {
+			t.Fatalf("step %d: pending %+v, want %+v", i, got, st.pending)
+		}
+		for j := range got {
+			if got[j].Topic != st.pending[j].Topic || !got[j].Since.Equal(st.pending[j].Since) {
+				t.Errorf("step %d: pending %+v, want %+v", i, got, st.pending)
+			}
+		}
 	}
 }
 
