@@ -1,6 +1,8 @@
 package wire
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"crypto/cipher"
 	"testing"
@@ -11,11 +13,19 @@ import (
 )
 
 // BenchmarkLinkThroughput64K sends maximal frames (65517 bytes of
-// plaintext, a 65535-byte frame on the wire) through a real link over
-// net.Pipe: seal and rekey on one goroutine, open and rekey on another.
-// Compare with BenchmarkRawSeal64K.
+// plaintext, a 65535-byte frame on the wire) through a real link, over
+// net.Pipe and over loopback TCP: seal and rekey on one goroutine, open and
+// rekey on another. Compare with BenchmarkRawSeal64K (one direction's
+// ceiling when the two ends run on two cores) and BenchmarkRawSealOpen64K
+// (the ceiling when they share one).
 func BenchmarkLinkThroughput64K(b *testing.B) {
-	client, server := wireTestLink(b, wireTestPipe)
+	for _, n := range wireTestNets {
+		b.Run(n.name, func(b *testing.B) { benchmarkLink(b, n.dial) })
+	}
+}
+
+func benchmarkLink(b *testing.B, n wireTestNet) {
+	client, server := wireTestLink(b, n)
 	p := make([]byte, MaxFramePlaintext)
 	ctx := context.Background()
 	b.SetBytes(MaxFramePlaintext)
@@ -65,6 +75,39 @@ func BenchmarkFrameSeal64K(b *testing.B) {
 		}
 	}
 	reportCPU(b, cpu, MaxFramePlaintext)
+}
+
+// BenchmarkFrameOpen64K is the receiving half alone: read, open and rekey
+// maximal frames from memory. Frames are sealed in batches with the timer
+// stopped (each rekey changes the key, so they cannot be reused). Compare
+// with BenchmarkRawSeal64K: Open costs what Seal does.
+func BenchmarkFrameOpen64K(b *testing.B) {
+	const batch = 128
+	sender, sent := vectorConn(nil)
+	in := &bufConn{}
+	receiver := newConn(in, bufio.NewReaderSize(in, 4096), nil, noise.NewLinkCipher(vectorKey()), keys.PublicKey{}, [64]byte{})
+	p := make([]byte, MaxFramePlaintext)
+	ctx := context.Background()
+	b.SetBytes(MaxFramePlaintext)
+	b.ResetTimer()
+	for done := 0; done < b.N; {
+		b.StopTimer()
+		n := min(batch, b.N-done)
+		sent.w.Reset()
+		for range n {
+			if err := sender.WriteFrame(ctx, p); err != nil {
+				b.Fatal(err)
+			}
+		}
+		in.r = bytes.NewReader(sent.w.Bytes())
+		b.StartTimer()
+		for range n {
+			if _, err := receiver.ReadFrame(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+		done += n
+	}
 }
 
 func benchAEAD(b *testing.B) cipher.AEAD {
