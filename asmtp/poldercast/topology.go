@@ -170,8 +170,14 @@ func (t *Topology) Unsubscribe(tp Topic, now time.Time) {
 }
 
 // restamp rebuilds our own profile. Its time never goes backwards and has
-// the one-second resolution of the Gossip time field; two changes within
-// the same second share a time, and the next Tick stamps a newer one.
+// the one-second resolution of the Gossip time field. A change within the
+// second of the current stamp takes the next second: a peer already
+// holding the profile of that second would take one with the same time as
+// nothing new and keep the old subscriptions until a later stamp (a user
+// registering a topic right after the node starts was invisible to its
+// peers for a gossip round). The stamp leads the clock by at most
+// maxStampLead; past that, changes share a stamp until the clock catches
+// up, as they all did before.
 func (t *Topology) restamp(now time.Time) {
 	stamp := now.Truncate(time.Second)
 	if stamp.Before(t.self.Time) {
@@ -183,6 +189,9 @@ func (t *Topology) restamp(now time.Time) {
 		r := t.rings[i]
 		changed = subs[i].Topic != r.topic || subs[i].Interest != interestLevel(r.missing(t.cfg.RingSize), t.cfg.RingSize)
 	}
+	if changed && !t.self.Time.IsZero() && !stamp.After(t.self.Time) && stamp.Sub(now) < t.maxStampLead() {
+		stamp = t.self.Time.Add(time.Second)
+	}
 	if changed {
 		// A new slice each time: earlier profiles handed out stay intact.
 		subs = make([]Subscription, len(t.rings))
@@ -192,6 +201,10 @@ func (t *Topology) restamp(now time.Time) {
 	}
 	t.self = Profile{ID: t.self.ID, Addr: t.self.Addr, Time: stamp, Subscriptions: subs}
 }
+
+// maxStampLead bounds how far ahead of the clock restamp may date our
+// profile: well inside the skew peers accept.
+func (t *Topology) maxStampLead() time.Duration { return min(time.Minute, t.cfg.MaxClockSkew/4) }
 
 // Add merges one profile learnt outside a gossip exchange: a known gossip
 // from the configuration, or one persisted before a restart. (Gossips
