@@ -7,10 +7,12 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -256,14 +258,51 @@ func (p *proc) cli(args ...string) (string, error) {
 	return string(out), nil
 }
 
+// testPorts hands out the ports of the test processes. They are taken
+// below the kernel's ephemeral range, where no listen(":0") of a test
+// running beside this one (go test runs packages in parallel) can take a
+// port between our check and the process's own bind; and one at a time,
+// so that two processes of this binary never get the same one.
+var testPorts = struct {
+	sync.Mutex
+	next int
+}{}
+
+// freePort returns a port nobody listens on, below the ephemeral range.
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	testPorts.Lock()
+	defer testPorts.Unlock()
+	lo, hi := portWindow()
+	if testPorts.next < lo || testPorts.next >= hi {
+		testPorts.next = lo + mrand.IntN((hi-lo)/2)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	for range hi - lo {
+		port := testPorts.next
+		if testPorts.next++; testPorts.next >= hi {
+			testPorts.next = lo
+		}
+		if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			l.Close()
+			return port
+		}
+	}
+	t.Fatalf("no free port in %d-%d", lo, hi)
+	return 0
+}
+
+// portWindow is the 8000 ports below the start of the kernel's ephemeral
+// range (/proc/sys/net/ipv4/ip_local_port_range; 32768 by default).
+func portWindow() (lo, hi int) {
+	hi = 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > 9024 {
+				hi = n
+			}
+		}
+	}
+	return hi - 8000, hi
 }
 
 func (p *proc) start(t *testing.T) {
