@@ -1,13 +1,16 @@
 package bridge
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"time"
 
+	"github.com/asmtp/asmtp/asmtp/keys"
 	"github.com/asmtp/asmtp/asmtp/mail"
 	"github.com/asmtp/asmtp/asmtp/node"
 	"github.com/asmtp/asmtp/asmtp/passport"
@@ -69,23 +72,28 @@ import (
 // the contact the topic belongs to; Noise X open with the account's shared
 // secret, and the sender key checked against that contact's shared key
 // (anything else is dropped and logged with topic and keys, never
-// content); the chunk into the reassembly buffer (mailstore: durable,
-// duplicates stored once, bounded in messages and bytes, incomplete
-// messages expired after ReassemblyTimeout); once complete, From: is
-// rewritten to the contact's address with the address book's petname (the
-// sender's own From kept as X-ASMTP-Original-From), X-ASMTP-Sender names
-// the verified passport, and the message is appended to INBOX, recorded
-// as delivered and its chunks cleared in one transaction, after which IMAP
-// IDLE sessions are told. A message id delivered before is ignored. The
-// body is stored exactly as sent.
+// content); the chunk held in memory until its message is complete, or
+// after a few seconds (heldFlushAfter) put in the reassembly buffer
+// (mailstore: durable, duplicates stored once, bounded in messages and
+// bytes, incomplete messages expired after ReassemblyTimeout); once
+// complete, From: is rewritten to the contact's address with the address
+// book's petname (the sender's own From kept as X-ASMTP-Original-From),
+// X-ASMTP-Sender names the verified passport, and the message is appended
+// to INBOX, recorded as delivered and its chunks cleared in one
+// transaction, after which IMAP IDLE sessions are told. A message id
+// delivered before is ignored. The body is stored exactly as sent.
 //
 // The worker records, per topic, how far it has read the node's store
 // (cursor); at start, after a missed push and when a new contact's topic is
 // registered, it reads the store from there, so nothing that arrived while
-// the bridge was stopped or busy is lost. Mail from someone who is not in
-// the address book does not arrive: the account subscribes only to its
-// contacts' topics. Once the contact is added, what they sent earlier is
-// fetched (the node's catch-up) and read from the store.
+// the bridge was stopped or busy is lost. The cursor it saves stays before
+// the chunks held in memory, so a crash loses none of them either; and it
+// is saved with an fsync, which makes everything written to the mailstore
+// before it durable too, so the reassembly buffer commits chunks without
+// one of their own. Mail from someone who is not in the address book does
+// not arrive: the account subscribes only to its contacts' topics. Once the
+// contact is added, what they sent earlier is fetched (the node's
+// catch-up) and read from the store.
 //
 // Incomplete messages dropped after ReassemblyTimeout, or to stay within
 // the limits, are logged, and a notice saying how many parts came is put in
@@ -202,11 +210,21 @@ type deliverer struct {
 	wakeCh chan struct{}
 
 	mu         sync.Mutex
-	nextLookup time.Time // when the next passport look-up may start
+	nextLookup time.Time               // when the next passport look-up may start
+	secrets    map[string]cachedSecret // by account
+}
+
+// cachedSecret is an account's shared secret, kept because opening it
+// (Registry.Secrets: a passport import and several key derivations) would
+// otherwise take a good part of the time a small mail takes. It is the
+// secret of the passport blocks kept with it: a rotation changes them.
+type cachedSecret struct {
+	blocks []byte
+	secret keys.SharedSecret
 }
 
 func newDeliverer(b *Bridge) *deliverer {
-	return &deliverer{b: b, cfg: b.cfg.Delivery, wakeCh: make(chan struct{}, 1)}
+	return &deliverer{b: b, cfg: b.cfg.Delivery, wakeCh: make(chan struct{}, 1), secrets: make(map[string]cachedSecret)}
 }
 
 // wake makes the worker look at the outbox now.
@@ -336,7 +354,7 @@ func (d *deliverer) attempt(ctx context.Context, it mailstore.OutboxItem, raw []
 	if err != nil {
 		return 0, err
 	}
-	secrets, err := d.b.reg.Secrets(ctx, d.b.nodeKey, it.Account)
+	secret, err := d.sharedSecret(ctx, acct)
 	if err != nil {
 		return 0, err
 	}
@@ -349,8 +367,10 @@ func (d *deliverer) attempt(ctx context.Context, it mailstore.OutboxItem, raw []
 	if err != nil {
 		return 0, err
 	}
-	for i, ch := range chunks {
-		content, err := mail.SealChunk(rand.Reader, secrets.SharedSecret, c.SharedKey, ch)
+	sealed := sealAhead(secret, c.SharedKey, chunks)
+	defer sealed.stop()
+	for i := range chunks {
+		content, err := sealed.next()
 		if err != nil {
 			return i, err
 		}
@@ -361,6 +381,79 @@ func (d *deliverer) attempt(ctx context.Context, it mailstore.OutboxItem, raw []
 	}
 	d.hook("sent", it, len(chunks))
 	return len(chunks), nil
+}
+
+// chunkSealer seals the chunks of a message ahead of their publication: a
+// Noise X seal costs four X25519 operations, and Publish waits for the
+// node's fsync, so sealing the next chunks on other goroutines meanwhile
+// takes most of the sealing off a large message's delivery time.
+type chunkSealer struct {
+	results []chan sealedChunk // one per chunk, buffered: a seal never waits for its reader
+	slots   chan struct{}      // bounds the chunks sealed and not yet taken
+	done    chan struct{}
+	i       int
+}
+
+type sealedChunk struct {
+	content []byte
+	err     error
+}
+
+// sealAhead starts sealing chunks, in order; at most sealAheadChunks() are
+// sealed or being sealed and not yet taken by next. stop must be called.
+func sealAhead(secret keys.SharedSecret, to keys.SharedKey, chunks []mail.Chunk) *chunkSealer {
+	cs := &chunkSealer{results: make([]chan sealedChunk, len(chunks)), slots: make(chan struct{}, sealAheadChunks()), done: make(chan struct{})}
+	for i := range cs.results {
+		cs.results[i] = make(chan sealedChunk, 1)
+	}
+	go func() {
+		for i, ch := range chunks {
+			select {
+			case cs.slots <- struct{}{}:
+			case <-cs.done:
+				return
+			}
+			go func() {
+				content, err := mail.SealChunk(rand.Reader, secret, to, ch)
+				cs.results[i] <- sealedChunk{content, err}
+			}()
+		}
+	}()
+	return cs
+}
+
+// sealAheadChunks is how many chunks are sealed at once: one per CPU, and
+// at least two so that one is ready when the previous is published.
+func sealAheadChunks() int { return max(2, runtime.GOMAXPROCS(0)) }
+
+// next returns the next chunk sealed, in order.
+func (cs *chunkSealer) next() ([]byte, error) {
+	r := <-cs.results[cs.i]
+	cs.i++
+	<-cs.slots
+	return r.content, r.err
+}
+
+// stop ends the sealing of chunks not started yet; those started finish
+// into their buffered channels and are dropped.
+func (cs *chunkSealer) stop() { close(cs.done) }
+
+// sharedSecret is the shared secret of account a, as read with it.
+func (d *deliverer) sharedSecret(ctx context.Context, a Account) (keys.SharedSecret, error) {
+	d.mu.Lock()
+	c, ok := d.secrets[a.Name]
+	d.mu.Unlock()
+	if ok && bytes.Equal(c.blocks, a.Blocks) {
+		return c.secret, nil
+	}
+	s, err := d.b.reg.Secrets(ctx, d.b.nodeKey, a.Name)
+	if err != nil {
+		return keys.SharedSecret{}, err
+	}
+	d.mu.Lock()
+	d.secrets[a.Name] = cachedSecret{blocks: bytes.Clone(a.Blocks), secret: s.SharedSecret}
+	d.mu.Unlock()
+	return s.SharedSecret, nil
 }
 
 func (d *deliverer) hook(stage string, it mailstore.OutboxItem, chunk int) {

@@ -41,17 +41,65 @@ type inboundWorker struct {
 	swept  map[topic.Topic]bool // read from pos since the worker started
 	stuck  map[topic.Topic]bool // a delivery failed: pos stays before it until a sweep succeeds
 	dirty  map[topic.Topic]bool // pos not saved yet
+
+	held      map[heldKey]*heldMessage // see hold
+	heldBytes int64
+	flushT    *time.Timer // runs when a held message is due to be flushed; stopped when none is held
+}
+
+// Chunks of a multi-chunk message are first held in memory (hold): a
+// message whose chunks all come within heldFlushAfter is delivered without
+// its chunks ever being written to the reassembly buffer, the costliest
+// part of receiving a large message otherwise (a transaction per chunk,
+// then reading them back, deleting them, checkpointing them). Nothing is
+// lost in a crash: the topic's saved cursor stays before the first chunk
+// held (saveCursors), so they are read again from the node's store. A
+// message still incomplete after heldFlushAfter, or when more than
+// heldMaxBytes are held, goes to the buffer, which then takes its further
+// chunks, so that the cursor is not held back for long. heldMaxBytes
+// lets the largest message complete in memory, which its assembly needs
+// anyway.
+const (
+	heldFlushAfter = 2 * time.Second
+	heldMaxBytes   = mail.MaxMessageSize
+)
+
+type heldKey struct {
+	sender keys.SharedKey
+	id     mail.MessageID
+}
+
+type heldMessage struct {
+	topic    topic.Topic
+	first    node.Cursor // the smallest cursor of its chunks
+	since    time.Time   // when its first chunk came
+	last     time.Time   // when its latest chunk came
+	received time.Time   // the node's ReceivedAt of the latest chunk
+	kind     mail.Kind   // as every chunk of the message must say
+	total    uint32
+	chunks   []mail.Chunk // by index
+	have     []bool
+	n        int // chunks held
+	bytes    int64
 }
 
 func newInboundWorker(b *Bridge, account string, s *node.Session) *inboundWorker {
 	return &inboundWorker{
 		b: b, account: account, s: s, kick: make(chan struct{}, 1),
-		log:   b.log.With("account", account),
-		pos:   make(map[topic.Topic]node.Cursor),
-		swept: make(map[topic.Topic]bool),
-		stuck: make(map[topic.Topic]bool),
-		dirty: make(map[topic.Topic]bool),
+		log:    b.log.With("account", account),
+		pos:    make(map[topic.Topic]node.Cursor),
+		swept:  make(map[topic.Topic]bool),
+		stuck:  make(map[topic.Topic]bool),
+		dirty:  make(map[topic.Topic]bool),
+		held:   make(map[heldKey]*heldMessage),
+		flushT: stoppedTimer(),
 	}
+}
+
+func stoppedTimer() *time.Timer {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return t
 }
 
 // wake makes the worker read the store for topics it has not read yet
@@ -65,7 +113,12 @@ func (w *inboundWorker) wake() {
 
 // run delivers until ctx is done or the session closes.
 func (w *inboundWorker) run(ctx context.Context) {
-	defer w.saveCursors(context.WithoutCancel(ctx))
+	defer w.flushT.Stop()
+	defer func() {
+		ctx := context.WithoutCancel(ctx)
+		w.flushHeld(ctx, time.Time{})
+		w.saveCursors(ctx)
+	}()
 	w.finishComplete(ctx)
 	w.sweep(ctx, false)
 	tick := time.NewTicker(max(min(expireInterval, w.b.cfg.Delivery.ReassemblyTimeout/4), 10*time.Millisecond))
@@ -92,6 +145,12 @@ func (w *inboundWorker) run(ctx context.Context) {
 		case <-tick.C:
 			w.expire(ctx)
 			w.sweep(ctx, false)
+		case <-w.flushT.C:
+			w.flushHeld(ctx, time.Now().Add(-heldFlushAfter))
+			w.saveCursors(ctx)
+		}
+		if len(w.held) == 0 {
+			w.flushT.Stop()
 		}
 	}
 }
@@ -163,6 +222,11 @@ func (w *inboundWorker) saveCursors(ctx context.Context) {
 	for t := range w.dirty {
 		cursors[string(t[:])] = int64(w.pos[t])
 	}
+	for _, hm := range w.held { // read them again after a crash
+		if c, ok := cursors[string(hm.topic[:])]; ok && c >= int64(hm.first) {
+			cursors[string(hm.topic[:])] = int64(hm.first) - 1
+		}
+	}
 	if err := w.b.mail.SetInboundCursors(ctx, w.account, cursors); err != nil {
 		w.log.Error("bridge: save inbound cursors", "err", err)
 		return
@@ -199,7 +263,116 @@ func (w *inboundWorker) handle(ctx context.Context, m node.Stored) error {
 	if ch.Kind == mail.KindLegacyText || ch.Count == 1 {
 		return w.deliver(ctx, c, mail.Message{Sender: ch.Sender, ID: ch.ID, Kind: ch.Kind, Data: ch.Data}, m.ReceivedAt)
 	}
-	res, err := w.b.mail.AddChunk(ctx, w.account, toStored(ch), time.Now(), w.limits())
+	if hm := w.held[heldKey{ch.Sender, ch.ID}]; hm != nil {
+		return w.holdChunk(ctx, c, m, hm, ch)
+	}
+	delivered, inBuffer, err := w.b.mail.MessageState(ctx, w.account, ch.Sender, ch.ID)
+	switch {
+	case err != nil:
+		return err
+	case delivered:
+		return nil
+	case inBuffer == 0 && w.heldBytes+int64(len(ch.Data)) <= w.maxHeldBytes():
+		hm := &heldMessage{topic: m.Topic, first: m.Cursor, since: time.Now(), kind: ch.Kind, total: ch.Total,
+			chunks: make([]mail.Chunk, ch.Count), have: make([]bool, ch.Count)}
+		w.held[heldKey{ch.Sender, ch.ID}] = hm
+		if len(w.held) == 1 {
+			w.flushT.Reset(heldFlushAfter)
+		}
+		return w.holdChunk(ctx, c, m, hm, ch)
+	}
+	return w.addChunk(ctx, c, ch, time.Now(), m.ReceivedAt)
+}
+
+func (w *inboundWorker) maxHeldBytes() int64 {
+	return min(heldMaxBytes, w.b.cfg.Delivery.MaxPendingBytes)
+}
+
+// holdChunk adds ch to the held message hm and delivers hm once complete.
+func (w *inboundWorker) holdChunk(ctx context.Context, c Contact, m node.Stored, hm *heldMessage, ch mail.Chunk) error {
+	if int(ch.Count) != len(hm.chunks) || ch.Total != hm.total || ch.Kind != hm.kind || int(ch.Index) >= len(hm.chunks) {
+		w.log.Warn("bridge: inconsistent chunk dropped", "contact", c.Passport, "err",
+			fmt.Errorf("message %x chunk %d/%d: %w", ch.ID, ch.Index, ch.Count, mailstore.ErrChunkMismatch))
+		return nil
+	}
+	if !hm.have[ch.Index] { // else a duplicate, which may complete a message whose delivery failed
+		hm.chunks[ch.Index], hm.have[ch.Index] = ch, true
+		hm.n++
+		hm.bytes += int64(len(ch.Data))
+		w.heldBytes += int64(len(ch.Data))
+	}
+	hm.first = min(hm.first, m.Cursor)
+	hm.last, hm.received = time.Now(), m.ReceivedAt
+	if hm.n < len(hm.chunks) {
+		if w.heldBytes > w.maxHeldBytes() {
+			w.flushHeld(ctx, time.Time{})
+		}
+		return nil
+	}
+	msg, err := mail.Join(hm.chunks)
+	if err != nil { // cannot get better by trying again
+		w.log.Error("bridge: chunks do not join", "contact", c.Passport, "err", err)
+		w.dropHeld(heldKey{ch.Sender, ch.ID})
+		return nil
+	}
+	if err := w.deliver(ctx, c, msg, hm.received); err != nil {
+		return err // kept: reading the chunk again retries
+	}
+	w.dropHeld(heldKey{ch.Sender, ch.ID})
+	return nil
+}
+
+// dropHeld forgets a held message; the cursor of its topic may move past it.
+func (w *inboundWorker) dropHeld(k heldKey) {
+	hm := w.held[k]
+	delete(w.held, k)
+	w.heldBytes -= hm.bytes
+	w.dirty[hm.topic] = true
+}
+
+// flushHeld moves the held messages that came before since (all when
+// since is zero) to the reassembly buffer.
+func (w *inboundWorker) flushHeld(ctx context.Context, since time.Time) {
+	for k, hm := range w.held {
+		if !since.IsZero() && hm.since.After(since) {
+			continue
+		}
+		if err := w.flushMessage(ctx, hm); err != nil {
+			w.log.Error("bridge: store chunks in the reassembly buffer", "err", err)
+			continue // held, and tried again at the next flush
+		}
+		w.dropHeld(k)
+	}
+	if len(w.held) > 0 {
+		w.flushT.Reset(heldFlushAfter)
+	}
+}
+
+func (w *inboundWorker) flushMessage(ctx context.Context, hm *heldMessage) error {
+	var c Contact
+	for i, ch := range hm.chunks {
+		if !hm.have[i] {
+			continue
+		}
+		if c.Topic != hm.topic {
+			var err error
+			if c, err = w.b.reg.ContactByTopic(ctx, w.account, hm.topic); errors.Is(err, ErrNoContact) {
+				return nil // removed meanwhile: its mail is not wanted
+			} else if err != nil {
+				return err
+			}
+		}
+		if err := w.addChunk(ctx, c, ch, hm.last, hm.received); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// addChunk puts ch, which came at now, in the reassembly buffer and
+// delivers its message once complete.
+func (w *inboundWorker) addChunk(ctx context.Context, c Contact, ch mail.Chunk, now, received time.Time) error {
+	res, err := w.b.mail.AddChunk(ctx, w.account, toStored(ch), now, w.limits())
 	if errors.Is(err, mailstore.ErrChunkMismatch) {
 		w.log.Warn("bridge: inconsistent chunk dropped", "contact", c.Passport, "err", err)
 		return nil
@@ -214,7 +387,7 @@ func (w *inboundWorker) handle(ctx context.Context, m node.Stored) error {
 	if res.Status != mailstore.ChunkComplete {
 		return nil
 	}
-	return w.assemble(ctx, c, ch.Sender, ch.ID, m.ReceivedAt)
+	return w.assemble(ctx, c, ch.Sender, ch.ID, received)
 }
 
 // assemble joins a complete message's chunks and delivers it.

@@ -24,3 +24,33 @@ func BenchmarkIndexMessage(b *testing.B) {
 		indexMessage(raw)
 	}
 }
+
+// bigMessage is a size-byte text/plain message of 76-character lines.
+func bigMessage(size int) []byte {
+	head := "From: alice\r\nSubject: big\r\nDate: Mon, 02 Mar 2026 10:00:00 +0000\r\nContent-Type: text/plain\r\n\r\n"
+	const line = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/ABCDEFGHIJKL\r\n"
+	raw := []byte(head)
+	for len(raw)+len(line) <= size {
+		raw = append(raw, line...)
+	}
+	return raw
+}
+
+func BenchmarkIndexMessage1MiB(b *testing.B) {
+	raw := bigMessage(1 << 20)
+	b.SetBytes(int64(len(raw)))
+	for b.Loop() {
+		indexMessage(raw)
+	}
+}
+
+func BenchmarkAppend1MiB(b *testing.B) {
+	db, _ := openTest(b)
+	raw := bigMessage(1 << 20)
+	b.SetBytes(int64(len(raw)))
+	for b.Loop() {
+		if _, err := db.Append(context.Background(), "alice", "INBOX", raw, nil, time.Time{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -7,16 +7,25 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
-// DB is the SQLite-backed Store. It holds one writer connection, serialised
-// by writeMu so that watchers are told of changes in commit order, and a pool
-// of read-only connections that WAL lets run beside the writer.
+// DB is the SQLite-backed Store. It holds one writer connection (two: one
+// commits without fsync, see writeRelaxed), serialised by writeMu so that
+// watchers are told of changes in commit order, a pool of read-only
+// connections that WAL lets run beside the writer, and one that
+// checkpoints the WAL beside them too.
 type DB struct {
-	w *sql.DB
-	r *sql.DB
+	w       *sql.DB
+	relaxed *sql.DB // the writer without fsync at commit, for writeRelaxed
+	r       *sql.DB
+	ck      *sql.DB // runs the checkpoints, off the writers' commits
+	ckWake  chan struct{}
+	ckStop  chan struct{}
+	ckDone  chan struct{}
+	ckOnce  sync.Once
 
 	writeMu  sync.Mutex                      // one write transaction at a time; also guards watchers
 	watchers map[int64]map[*watcher]struct{} // by mailbox ID
@@ -132,7 +141,11 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		return nil, fmt.Errorf("mailstore: open %q: path must be non-empty and contain no '?' or '#'", path)
 	}
 	const common = "_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)"
-	w, err := sql.Open("sqlite", path+"?"+common+"&_pragma=synchronous(FULL)&_txlock=immediate")
+	// The writers do not checkpoint: SQLite would do it inside the commit
+	// that crosses its threshold, and a delivery's watchers would hear of
+	// it only after a checkpoint of megabytes. checkpointLoop does it.
+	const writer = common + "&_pragma=wal_autocheckpoint(0)&_txlock=immediate"
+	w, err := sql.Open("sqlite", path+"?"+writer+"&_pragma=synchronous(FULL)")
 	if err != nil {
 		return nil, fmt.Errorf("mailstore: open %s: %w", path, err)
 	}
@@ -143,15 +156,60 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		w.Close()
 		return nil, fmt.Errorf("mailstore: open %s: %w", path, err)
 	}
-	r, err := sql.Open("sqlite", path+"?"+common+"&_pragma=query_only(1)&_pragma=cache_size(-16384)&_pragma=mmap_size(268435456)")
-	if err != nil {
-		w.Close()
-		return nil, fmt.Errorf("mailstore: open %s for reading: %w", path, err)
+	var conns []*sql.DB
+	for _, c := range []struct {
+		dsn  string
+		max  int
+		into **sql.DB
+	}{
+		{writer + "&_pragma=synchronous(NORMAL)", 1, &db.relaxed},
+		{common + "&_pragma=query_only(1)&_pragma=cache_size(-16384)&_pragma=mmap_size(268435456)", 8, &db.r},
+		{common + "&_pragma=synchronous(FULL)", 1, &db.ck},
+	} {
+		conn, err := sql.Open("sqlite", path+"?"+c.dsn)
+		if err != nil {
+			w.Close()
+			for _, c := range conns {
+				c.Close()
+			}
+			return nil, fmt.Errorf("mailstore: open %s: %w", path, err)
+		}
+		conn.SetMaxOpenConns(c.max)
+		conn.SetMaxIdleConns(c.max)
+		*c.into = conn
+		conns = append(conns, conn)
 	}
-	r.SetMaxOpenConns(8)
-	r.SetMaxIdleConns(8)
-	db.r = r
+	db.ckWake, db.ckStop, db.ckDone = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
+	go db.checkpointLoop()
 	return db, nil
+}
+
+// checkpointSpacing is the least time between two checkpoints: they copy
+// what the commits since the last one wrote to the WAL.
+const checkpointSpacing = 50 * time.Millisecond
+
+// checkpointLoop copies the WAL into the database file after commits, at
+// most once per checkpointSpacing, beside the writers (a passive
+// checkpoint takes no write lock). A checkpoint that fails (a reader in
+// the way) is done again after the next commit.
+func (db *DB) checkpointLoop() {
+	defer close(db.ckDone)
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-db.ckStop:
+			return
+		case <-db.ckWake:
+		}
+		db.ck.Exec("PRAGMA wal_checkpoint(PASSIVE)")
+		t.Reset(checkpointSpacing)
+		select {
+		case <-db.ckStop:
+			return
+		case <-t.C:
+		}
+	}
 }
 
 func (db *DB) migrate(ctx context.Context) error {
@@ -184,9 +242,11 @@ func (db *DB) migrate(ctx context.Context) error {
 
 // Close closes the database. Watchers get no further changes.
 func (db *DB) Close() error {
+	db.ckOnce.Do(func() { close(db.ckStop) })
+	<-db.ckDone
 	db.writeMu.Lock()
 	defer db.writeMu.Unlock()
-	return errors.Join(db.r.Close(), db.w.Close())
+	return errors.Join(db.r.Close(), db.ck.Close(), db.relaxed.Close(), db.w.Close())
 }
 
 // change is a Change waiting for its transaction to commit.
@@ -195,12 +255,30 @@ type change struct {
 	Change
 }
 
-// write runs fn in one write transaction and, once it has committed, tells
-// the watchers about the changes fn reported.
+// write runs fn in one write transaction and, once it has committed
+// durably, tells the watchers about the changes fn reported.
 func (db *DB) write(ctx context.Context, fn func(tx *sql.Tx) ([]change, error)) error {
+	return db.writeOn(ctx, db.w, fn)
+}
+
+// writeRelaxed is write without the fsync at commit: the transaction
+// survives a crash of the process but not of the machine, unless a later
+// write commits (that fsync covers the whole WAL before it). Only for what
+// can be rebuilt from elsewhere until such a write.
+func (db *DB) writeRelaxed(ctx context.Context, fn func(tx *sql.Tx) ([]change, error)) error {
+	return db.writeOn(ctx, db.relaxed, fn)
+}
+
+func (db *DB) writeOn(ctx context.Context, conn *sql.DB, fn func(tx *sql.Tx) ([]change, error)) error {
 	db.writeMu.Lock()
 	defer db.writeMu.Unlock()
-	tx, err := db.w.BeginTx(ctx, nil)
+	defer func() {
+		select {
+		case db.ckWake <- struct{}{}:
+		default:
+		}
+	}()
+	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package mailstore
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"io"
 	"strings"
 	"time"
@@ -37,19 +38,16 @@ type indexed struct {
 // decoded text for SEARCH. It accepts any bytes: a message that is not MIME
 // at all becomes one text/plain part.
 func indexMessage(raw []byte) indexed {
-	br := bufio.NewReader(bytes.NewReader(raw))
-	h, err := textproto.ReadHeader(br)
-	var body io.Reader = br
+	h, body, err := splitHeader(raw)
 	if err != nil {
 		// No parsable header: treat everything as the body.
-		h = textproto.Header{}
-		body = bytes.NewReader(raw)
+		h, body = textproto.Header{}, raw
 	}
 	ix := indexed{envelope: envelopeOf(h)}
 	ix.sentDate = ix.envelope.Date
 	var text textSink
 	parts := 0
-	ix.structure = structureOf(h, body, "", 0, &parts, &text)
+	ix.structure = structureOf(h, newBodyReader(body), "", 0, &parts, &text)
 	ix.headerText = headerSearchText(h)
 	ix.bodyText = text.String()
 	return ix
@@ -93,6 +91,35 @@ func addressList(mh mail.Header, key string) []imap.Address {
 }
 
 func validUTF8(s string) string { return strings.ToValidUTF8(s, "\uFFFD") }
+
+// splitHeader reads the header at the start of raw and returns it with
+// the bytes after it (after what was read, on an error), without copying
+// the body.
+func splitHeader(raw []byte) (textproto.Header, []byte, error) {
+	r := bytes.NewReader(raw)
+	br := bufio.NewReader(r)
+	h, err := textproto.ReadHeader(br)
+	return h, raw[len(raw)-r.Len()-br.Buffered():], err
+}
+
+// bodyReader is a body held in memory whole. A message is indexed as it
+// is stored, and io.ReadAll on large single-part bodies (megabytes)
+// would copy them over and over as its buffer grows.
+type bodyReader struct {
+	*bytes.Reader
+	b []byte
+}
+
+func newBodyReader(b []byte) bodyReader { return bodyReader{Reader: bytes.NewReader(b), b: b} }
+
+// readBody returns what is left to read of body.
+func readBody(body io.Reader) []byte {
+	if r, ok := body.(bodyReader); ok {
+		return r.b[len(r.b)-r.Len():]
+	}
+	raw, _ := io.ReadAll(body)
+	return raw
+}
 
 // structureOf returns the body structure of one entity and feeds its decoded
 // text to text. parentType is the enclosing multipart's media type.
@@ -144,7 +171,7 @@ func structureOf(h textproto.Header, body io.Reader, parentType string, depth in
 		return mp
 	}
 
-	raw, _ := io.ReadAll(body)
+	raw := readBody(body)
 	lines := int64(bytes.Count(raw, []byte("\n")))
 	sp := &imap.BodyStructureSinglePart{
 		Type:        typ,
@@ -165,14 +192,13 @@ func structureOf(h textproto.Header, body io.Reader, parentType string, depth in
 	}
 	switch {
 	case (mediaType == "message/rfc822" || mediaType == "message/global") && depth < maxMIMEDepth:
-		br := bufio.NewReader(bytes.NewReader(raw))
-		ch, err := textproto.ReadHeader(br)
+		ch, cbody, err := splitHeader(raw)
 		if err != nil {
 			ch = textproto.Header{}
 		}
 		sp.MessageRFC822 = &imap.BodyStructureMessageRFC822{
 			Envelope:      envelopeOf(ch),
-			BodyStructure: structureOf(ch, br, "", depth+1, parts, text),
+			BodyStructure: structureOf(ch, newBodyReader(cbody), "", depth+1, parts, text),
 			NumLines:      lines,
 		}
 	case typ == "text":
@@ -255,6 +281,10 @@ func (t *textSink) addEntity(h textproto.Header, raw []byte) {
 	if t.b.Len() >= maxSearchText {
 		return
 	}
+	if identityDecoding(h) {
+		t.addFolded(raw[:min(len(raw), maxSearchText)])
+		return
+	}
 	e, err := gomessage.New(gomessage.Header{Header: h}, bytes.NewReader(raw))
 	if err != nil && !gomessage.IsUnknownCharset(err) && !gomessage.IsUnknownEncoding(err) {
 		t.add(searchFold(string(raw)))
@@ -268,3 +298,78 @@ func (t *textSink) addEntity(h textproto.Header, raw []byte) {
 }
 
 func (t *textSink) String() string { return t.b.String() }
+
+// identityDecoding reports whether decoding a text part as go-message does
+// (transfer encoding, then charset to UTF-8) would return its bytes
+// unchanged.
+func identityDecoding(h textproto.Header) bool {
+	switch strings.ToLower(h.Get("Content-Transfer-Encoding")) {
+	case "", "7bit", "8bit", "binary":
+	default:
+		return false
+	}
+	mh := gomessage.Header{Header: h}
+	mediaType, params, _ := mh.ContentType()
+	if !strings.HasPrefix(mediaType, "text/") {
+		return true
+	}
+	cs, ok := params["charset"]
+	cs = strings.ToLower(cs)
+	return !ok || cs == "utf-8" || cs == "us-ascii"
+}
+
+// addFolded is add(searchFold(string(b))) without the three copies of b
+// that makes, when b is ASCII: the common case of large text parts.
+func (t *textSink) addFolded(b []byte) {
+	if !isASCII(b) {
+		t.add(searchFold(string(b)))
+		return
+	}
+	room := maxSearchText - t.b.Len()
+	if room <= 0 {
+		return
+	}
+	b = b[:min(len(b), room)]
+	t.b.Grow(len(b) + 1)
+	var buf [4096]byte
+	for len(b) > 0 {
+		n := copy(buf[:], b)
+		lowerASCII(buf[:n])
+		t.b.Write(buf[:n])
+		b = b[n:]
+	}
+	t.b.WriteByte('\n')
+}
+
+const hiBits = 0x8080808080808080
+
+func isASCII(b []byte) bool {
+	for ; len(b) >= 8; b = b[8:] {
+		if binary.LittleEndian.Uint64(b)&hiBits != 0 {
+			return false
+		}
+	}
+	for _, c := range b {
+		if c >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
+// lowerASCII lower-cases ASCII b in place, eight bytes at a time: with
+// every byte below 0x80, adding 0x80-'A' sets a byte's top bit when it is
+// at least 'A', adding 0x80-'Z'-1 when it is above 'Z', and no carry
+// crosses bytes.
+func lowerASCII(b []byte) {
+	for ; len(b) >= 8; b = b[8:] {
+		x := binary.LittleEndian.Uint64(b)
+		upper := (x + 0x3f3f3f3f3f3f3f3f) &^ (x + 0x2525252525252525) & hiBits
+		binary.LittleEndian.PutUint64(b, x|upper>>2)
+	}
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+}

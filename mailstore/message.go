@@ -15,62 +15,91 @@ import (
 // write lock is taken; the body, its cached parse and its new UID commit in
 // one transaction, and watchers of the mailbox hear of it after the commit.
 func (db *DB) Append(ctx context.Context, account, mailbox string, raw []byte, flags []string, internalDate time.Time) (Appended, error) {
-	if len(raw) > MaxMessageSize {
-		return Appended{}, fmt.Errorf("append to %q: %w (%d bytes)", mailbox, ErrTooBig, len(raw))
-	}
-	flags, err := canonicalFlags(flags)
-	if err != nil {
-		return Appended{}, fmt.Errorf("append to %q: %w", mailbox, err)
-	}
-	if internalDate.IsZero() {
-		internalDate = time.Now()
-	}
-	ix := indexMessage(raw)
-	env, err := encodeEnvelope(ix.envelope)
-	if err != nil {
-		return Appended{}, fmt.Errorf("append to %q: %w", mailbox, err)
-	}
-	structure, err := encodeStructure(ix.structure)
+	p, err := prepareMessage(raw, flags, internalDate)
 	if err != nil {
 		return Appended{}, fmt.Errorf("append to %q: %w", mailbox, err)
 	}
 	var out Appended
 	err = db.write(ctx, func(tx *sql.Tx) ([]change, error) {
-		mb, err := mailboxByName(ctx, tx, account, mailbox)
+		var c change
+		var err error
+		out, c, err = insertMessage(ctx, tx, account, mailbox, p)
 		if err != nil {
 			return nil, err
 		}
-		res, err := tx.ExecContext(ctx, "INSERT INTO bodies (size, sent_day, envelope, structure) VALUES (?, ?, ?, ?)",
-			len(raw), dayOrNull(ix.sentDate), env, structure)
-		if err != nil {
-			return nil, err
-		}
-		bodyID, err := res.LastInsertId()
-		if err != nil {
-			return nil, err
-		}
-		_, err = tx.ExecContext(ctx, "INSERT INTO body_data (body_id, header_text, body_text, raw) VALUES (?, ?, ?, ?)",
-			bodyID, ix.headerText, ix.bodyText, raw)
-		if err != nil {
-			return nil, err
-		}
-		first, err := allocateUIDs(ctx, tx, mb.ID, 1)
-		if err != nil {
-			return nil, err
-		}
-		_, offset := internalDate.Zone()
-		_, err = tx.ExecContext(ctx, `INSERT INTO messages (mailbox_id, uid, body_id, flags, internal_date, internal_tz)
-			VALUES (?, ?, ?, ?, ?, ?)`, mb.ID, first, bodyID, joinFlags(flags), internalDate.Unix(), offset)
-		if err != nil {
-			return nil, err
-		}
-		out = Appended{MailboxID: mb.ID, UIDValidity: mb.UIDValidity, UID: first}
-		return []change{{mailboxID: mb.ID, Change: Change{Kind: ChangeAppended, UIDs: []UID{first}, Flags: [][]string{flags}}}}, nil
+		return []change{c}, nil
 	})
 	if err != nil {
 		return Appended{}, fmt.Errorf("append to %q: %w", mailbox, err)
 	}
 	return out, nil
+}
+
+// preparedMessage is a message parsed for insertion before the write lock
+// is taken.
+type preparedMessage struct {
+	raw                  []byte
+	flags                []string
+	date                 time.Time
+	sentDay              any
+	envelope, structure  []byte
+	headerText, bodyText string
+}
+
+// prepareMessage does the parsing part of Append.
+func prepareMessage(raw []byte, flags []string, date time.Time) (preparedMessage, error) {
+	if len(raw) > MaxMessageSize {
+		return preparedMessage{}, fmt.Errorf("%w (%d bytes)", ErrTooBig, len(raw))
+	}
+	flags, err := canonicalFlags(flags)
+	if err != nil {
+		return preparedMessage{}, err
+	}
+	if date.IsZero() {
+		date = time.Now()
+	}
+	ix := indexMessage(raw)
+	p := preparedMessage{raw: raw, flags: flags, date: date, sentDay: dayOrNull(ix.sentDate), headerText: ix.headerText, bodyText: ix.bodyText}
+	if p.envelope, err = encodeEnvelope(ix.envelope); err != nil {
+		return preparedMessage{}, err
+	}
+	if p.structure, err = encodeStructure(ix.structure); err != nil {
+		return preparedMessage{}, err
+	}
+	return p, nil
+}
+
+// insertMessage does the writing part of Append inside the caller's
+// transaction, so a delivery can commit together with its bookkeeping.
+func insertMessage(ctx context.Context, tx *sql.Tx, account, mailbox string, p preparedMessage) (Appended, change, error) {
+	mb, err := mailboxByName(ctx, tx, account, mailbox)
+	if err != nil {
+		return Appended{}, change{}, err
+	}
+	res, err := tx.ExecContext(ctx, "INSERT INTO bodies (size, sent_day, envelope, structure) VALUES (?, ?, ?, ?)",
+		len(p.raw), p.sentDay, p.envelope, p.structure)
+	if err != nil {
+		return Appended{}, change{}, err
+	}
+	bodyID, err := res.LastInsertId()
+	if err != nil {
+		return Appended{}, change{}, err
+	}
+	if _, err := tx.ExecContext(ctx, "INSERT INTO body_data (body_id, header_text, body_text, raw) VALUES (?, ?, ?, ?)",
+		bodyID, p.headerText, p.bodyText, p.raw); err != nil {
+		return Appended{}, change{}, err
+	}
+	uid, err := allocateUIDs(ctx, tx, mb.ID, 1)
+	if err != nil {
+		return Appended{}, change{}, err
+	}
+	_, offset := p.date.Zone()
+	if _, err := tx.ExecContext(ctx, `INSERT INTO messages (mailbox_id, uid, body_id, flags, internal_date, internal_tz)
+		VALUES (?, ?, ?, ?, ?, ?)`, mb.ID, uid, bodyID, joinFlags(p.flags), p.date.Unix(), offset); err != nil {
+		return Appended{}, change{}, err
+	}
+	c := change{mailboxID: mb.ID, Change: Change{Kind: ChangeAppended, UIDs: []UID{uid}, Flags: [][]string{p.flags}}}
+	return Appended{MailboxID: mb.ID, UIDValidity: mb.UIDValidity, UID: uid}, c, nil
 }
 
 // Deliver stores a message and returns its UID; see Append.

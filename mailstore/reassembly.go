@@ -74,12 +74,18 @@ var ErrChunkMismatch = errors.New("mailstore: chunk disagrees with the chunks he
 // (or the message was complete but not yet delivered, after a crash), the
 // status is ChunkComplete and the caller reads the chunks and calls
 // DeliverInbound.
+//
+// The chunk is committed without waiting for the disk (see writeRelaxed):
+// it survives a crash of the process, and of the machine once any later
+// write of the store has committed, such as SetInboundCursors or
+// DeliverInbound. A caller that reads chunks from a durable source must not
+// record its progress past a chunk by other means than such a write.
 func (db *DB) AddChunk(ctx context.Context, account string, c InboundChunk, now time.Time, lim ReassemblyLimits) (ChunkResult, error) {
 	if lim.MaxMessages < 1 || lim.MaxBytes < int64(len(c.Data)) {
 		return ChunkResult{}, fmt.Errorf("add chunk: limits %+v cannot hold a %d-byte chunk", lim, len(c.Data))
 	}
 	var out ChunkResult
-	err := db.write(ctx, func(tx *sql.Tx) ([]change, error) {
+	err := db.writeRelaxed(ctx, func(tx *sql.Tx) ([]change, error) {
 		out = ChunkResult{}
 		delivered, err := isDelivered(ctx, tx, account, c.Sender, c.ID)
 		if err != nil || delivered {
@@ -305,6 +311,21 @@ func (db *DB) DeliverInbound(ctx context.Context, account string, sender [32]byt
 	return a, delivered, nil
 }
 
+// MessageState reports whether DeliverInbound delivered (sender, id) (as
+// IsDelivered) and how many of its chunks the buffer holds.
+func (db *DB) MessageState(ctx context.Context, account string, sender [32]byte, id [16]byte) (delivered bool, held int, err error) {
+	delivered, err = isDelivered(ctx, db.r, account, sender, id)
+	if err == nil && !delivered {
+		var h heldSummary
+		h, err = heldChunks(ctx, db.r, account, InboundChunk{Sender: sender, ID: id})
+		held = h.n
+	}
+	if err != nil {
+		return false, 0, fmt.Errorf("state of %x for %s: %w", id, account, err)
+	}
+	return delivered, held, nil
+}
+
 // IsDelivered reports whether DeliverInbound delivered (sender, id) and the
 // record is still kept (ForgetDelivered).
 func (db *DB) IsDelivered(ctx context.Context, account string, sender [32]byte, id [16]byte) (bool, error) {
@@ -378,71 +399,4 @@ func (db *DB) SetInboundCursors(ctx context.Context, account string, cursors map
 		return fmt.Errorf("inbound cursors of %s: %w", account, err)
 	}
 	return nil
-}
-
-// preparedMessage is a message parsed for insertion before the write lock
-// is taken.
-type preparedMessage struct {
-	raw                  []byte
-	flags                []string
-	date                 time.Time
-	sentDay              any
-	envelope, structure  []byte
-	headerText, bodyText string
-}
-
-// prepareMessage does the parsing part of Append.
-func prepareMessage(raw []byte, flags []string, date time.Time) (preparedMessage, error) {
-	if len(raw) > MaxMessageSize {
-		return preparedMessage{}, fmt.Errorf("%w (%d bytes)", ErrTooBig, len(raw))
-	}
-	flags, err := canonicalFlags(flags)
-	if err != nil {
-		return preparedMessage{}, err
-	}
-	if date.IsZero() {
-		date = time.Now()
-	}
-	ix := indexMessage(raw)
-	p := preparedMessage{raw: raw, flags: flags, date: date, sentDay: dayOrNull(ix.sentDate), headerText: ix.headerText, bodyText: ix.bodyText}
-	if p.envelope, err = encodeEnvelope(ix.envelope); err != nil {
-		return preparedMessage{}, err
-	}
-	if p.structure, err = encodeStructure(ix.structure); err != nil {
-		return preparedMessage{}, err
-	}
-	return p, nil
-}
-
-// insertMessage does the writing part of Append inside the caller's
-// transaction, so a delivery can commit together with its bookkeeping.
-func insertMessage(ctx context.Context, tx *sql.Tx, account, mailbox string, p preparedMessage) (Appended, change, error) {
-	mb, err := mailboxByName(ctx, tx, account, mailbox)
-	if err != nil {
-		return Appended{}, change{}, err
-	}
-	res, err := tx.ExecContext(ctx, "INSERT INTO bodies (size, sent_day, envelope, structure) VALUES (?, ?, ?, ?)",
-		len(p.raw), p.sentDay, p.envelope, p.structure)
-	if err != nil {
-		return Appended{}, change{}, err
-	}
-	bodyID, err := res.LastInsertId()
-	if err != nil {
-		return Appended{}, change{}, err
-	}
-	if _, err := tx.ExecContext(ctx, "INSERT INTO body_data (body_id, header_text, body_text, raw) VALUES (?, ?, ?, ?)",
-		bodyID, p.headerText, p.bodyText, p.raw); err != nil {
-		return Appended{}, change{}, err
-	}
-	uid, err := allocateUIDs(ctx, tx, mb.ID, 1)
-	if err != nil {
-		return Appended{}, change{}, err
-	}
-	_, offset := p.date.Zone()
-	if _, err := tx.ExecContext(ctx, `INSERT INTO messages (mailbox_id, uid, body_id, flags, internal_date, internal_tz)
-		VALUES (?, ?, ?, ?, ?, ?)`, mb.ID, uid, bodyID, joinFlags(p.flags), p.date.Unix(), offset); err != nil {
-		return Appended{}, change{}, err
-	}
-	c := change{mailboxID: mb.ID, Change: Change{Kind: ChangeAppended, UIDs: []UID{uid}, Flags: [][]string{p.flags}}}
-	return Appended{MailboxID: mb.ID, UIDValidity: mb.UIDValidity, UID: uid}, c, nil
 }
