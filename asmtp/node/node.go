@@ -17,8 +17,11 @@
 // node subscribes to the topic, or hand it to known subscribers if a local
 // user published on a topic the node does not subscribe to. Nothing else
 // moves topic messages. A local publication is committed (fsync) before
-// Publish returns; relayed messages acknowledge nothing, so they are
-// committed in batches behind the forwarding (storeLoop).
+// Publish returns, in one commit for all the messages of a PublishBatch
+// and one shared with the publications of other sessions that wait at the
+// same time (the store's group commit); relayed messages acknowledge
+// nothing, so they are committed in batches behind the forwarding
+// (storeLoop).
 //
 // # Local users
 //

@@ -79,93 +79,128 @@ func (o origin) local() bool { return o.peer == keys.PublicKey{} }
 // relay is the one path every topic message takes: dedupe, store and push
 // for local users, passport update, then forward by PolderCast's rule (or
 // hand a local publication to known subscribers when we do not subscribe).
-func (n *Node) relay(ctx context.Context, from origin, t topic.Topic, content []byte) error {
+// contents are messages on t in order: one read from a peer, or what a
+// local user published in one call (Publish, PublishBatch), whose storing
+// is one durable commit shared by them all.
+func (n *Node) relay(ctx context.Context, from origin, t topic.Topic, contents ...[]byte) error {
 	subscribed := n.overlay.subscribed(t)
 	var handoff []keys.PublicKey
 	switch {
 	case !from.local() && !subscribed:
-		n.stats.unsolicited.Add(1)
+		n.stats.unsolicited.Add(uint64(len(contents)))
 		return nil
 	case from.local() && !subscribed:
 		if handoff = n.overlay.handoff(t); len(handoff) == 0 {
 			return fmt.Errorf("publish on %x: %w", t[:4], ErrNoSubscriber)
 		}
 	case !from.local():
-		n.stats.received.Add(1)
+		n.stats.received.Add(uint64(len(contents)))
 	}
 
-	h := messageHash(t, content)
-	if !n.seen.add(h) {
-		n.stats.duplicates.Add(1)
-		return nil
+	var one [1]freshMessage // a peer's message, the common case: no allocation
+	fresh := one[:0]
+	if len(contents) > 1 {
+		fresh = make([]freshMessage, 0, len(contents))
 	}
-	if n.registered(t) {
-		first, err := n.keep(ctx, from, t, h, content)
-		if err != nil {
-			n.seen.forget(h)
+	for _, c := range contents {
+		h := messageHash(t, c)
+		if !n.seen.add(h) {
+			n.stats.duplicates.Add(1)
+			continue
+		}
+		fresh = append(fresh, freshMessage{hash: h, content: c})
+	}
+	if len(fresh) > 0 && n.registered(t) {
+		var err error
+		if fresh, err = n.keep(ctx, from, t, fresh); err != nil {
 			return err
 		}
-		if !first {
-			// Stored before the dedupe cache forgot it (or before a
-			// restart): not a first receipt.
-			n.stats.duplicates.Add(1)
-			return nil
+	}
+	passportID, isPassport := t.Passport()
+	for i, m := range fresh {
+		if isPassport {
+			n.applyPassportUpdate(ctx, passportID, m.content)
 		}
-	}
-	if id, ok := t.Passport(); ok {
-		n.applyPassportUpdate(ctx, id, content)
-	}
-
-	msg := wire.Topic{Topic: t, Content: content}
-	if subscribed {
-		sent := n.sendTo(ctx, n.overlay.forward(t, from.peer), msg)
-		n.stats.relayed.Add(uint64(sent))
-		return nil
-	}
-	sent := n.sendTo(ctx, handoff, msg)
-	n.stats.handedOff.Add(uint64(sent))
-	if sent == 0 {
-		n.seen.forget(h)
-		return fmt.Errorf("publish on %x: no known subscriber reachable: %w", t[:4], ErrNoSubscriber)
+		msg := wire.Topic{Topic: t, Content: m.content}
+		if subscribed {
+			n.stats.relayed.Add(uint64(n.sendTo(ctx, n.overlay.forward(t, from.peer), msg)))
+			continue
+		}
+		sent := n.sendTo(ctx, handoff, msg)
+		n.stats.handedOff.Add(uint64(sent))
+		if sent == 0 {
+			// Not sent: a retry of the publication must not be dropped
+			// as a duplicate.
+			for _, m := range fresh[i:] {
+				n.seen.forget(m.hash)
+			}
+			return fmt.Errorf("publish on %x: no known subscriber reachable: %w", t[:4], ErrNoSubscriber)
+		}
 	}
 	return nil
 }
 
-// keep stores a first-seen message of a registered topic and reports
-// whether it is new to the store. A local publication is committed durably
-// and pushed before keep returns (Publish returning acknowledges it). A
-// relayed one acknowledges nothing: keep only checks it is not stored yet
-// and hands it to storeLoop, which commits in batches and then pushes it,
-// so relaying does not wait for SQLite.
-func (n *Node) keep(ctx context.Context, from origin, t topic.Topic, h [32]byte, content []byte) (bool, error) {
+// freshMessage is a message relay had not seen, with its dedupe hash.
+type freshMessage struct {
+	hash    [32]byte
+	content []byte
+}
+
+// keep stores the first-seen messages of a registered topic and returns
+// those new to the store, in order. A local publication is committed
+// durably (one group commit for all of them, store.AddMessagesDurable) and
+// pushed before keep returns: Publish returning acknowledges it. A relayed
+// one acknowledges nothing: keep only checks it is not stored yet and
+// hands it to storeLoop, which commits in batches and then pushes it, so
+// relaying does not wait for SQLite. A message already stored (before the
+// dedupe cache forgot it, or before a restart) is not a first receipt.
+func (n *Node) keep(ctx context.Context, from origin, t topic.Topic, fresh []freshMessage) ([]freshMessage, error) {
 	now := time.Now()
+	first := fresh[:0] // filtered in place: written at or before where it is read
 	if from.local() {
-		m, added, err := n.store.AddMessage(ctx, store.Durable, t, h, content, now)
-		if err != nil {
-			return false, fmt.Errorf("publish: %w", err)
+		batch := make([]store.NewMessage, len(fresh))
+		for i, m := range fresh {
+			batch[i] = store.NewMessage{Topic: t, Hash: m.hash, Content: m.content, ReceivedAt: now}
 		}
-		if added {
+		stored, err := n.store.AddMessagesDurable(ctx, batch)
+		if err != nil {
+			for _, m := range fresh {
+				n.seen.forget(m.hash)
+			}
+			return nil, fmt.Errorf("publish: %w", err)
+		}
+		for i, m := range stored {
+			if m.Cursor == 0 {
+				n.stats.duplicates.Add(1)
+				continue
+			}
 			n.stats.stored.Add(1)
 			n.deliver(m, from.session)
+			first = append(first, fresh[i])
 		}
-		return added, nil
+		return first, nil
 	}
-	stored, err := n.store.HasMessage(ctx, t, h)
-	if err != nil {
-		n.log.Error("relay: store", "topic", t, "err", err)
-		return true, nil // still forward: others may store it
+	for _, m := range fresh {
+		stored, err := n.store.HasMessage(ctx, t, m.hash)
+		if err != nil {
+			n.log.Error("relay: store", "topic", t, "err", err)
+			first = append(first, m) // still forward: others may store it
+			continue
+		}
+		if stored {
+			n.stats.duplicates.Add(1)
+			continue
+		}
+		// Counted before it is queued, so that a catch-up settling now
+		// waits for its commit (catchup.go).
+		n.storeQueued.Add(1)
+		select {
+		case n.toStore <- store.NewMessage{Topic: t, Hash: m.hash, Content: m.content, ReceivedAt: now}:
+		case <-ctx.Done():
+		}
+		first = append(first, m)
 	}
-	if stored {
-		return false, nil
-	}
-	// Counted before it is queued, so that a catch-up settling now waits
-	// for its commit (catchup.go).
-	n.storeQueued.Add(1)
-	select {
-	case n.toStore <- store.NewMessage{Topic: t, Hash: h, Content: content, ReceivedAt: now}:
-	case <-ctx.Done():
-	}
-	return true, nil
+	return first, nil
 }
 
 // MaxStoreBatch bounds the relayed messages committed in one transaction

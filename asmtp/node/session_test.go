@@ -206,3 +206,51 @@ func TestNodeQueryAuthorisation(t *testing.T) {
 		})
 	}
 }
+
+// PublishBatch stores a batch in one commit and relays it in order like as
+// many Publish calls: the publisher's other sessions and a subscriber on
+// another node get each new message once, in order; duplicates (in the
+// batch or published before) are dropped; an oversized content refuses
+// the whole batch.
+func TestPublishBatch(t *testing.T) {
+	nodes := startNetwork(t, 2, nil)
+	ctx := context.Background()
+	tp := topic.Topic{0x5b}
+	pub, mine, theirs := nodes[0].session(t), nodes[0].session(t), nodes[1].session(t)
+	for _, s := range []*Session{pub, theirs} {
+		if err := s.Register(ctx, tp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 10*time.Second, "rings", func() bool { return ringsConverged(nodes, nodes, tp) == nil })
+
+	tooBig := make([]byte, wire.MaxTopicContent+1)
+	if err := pub.PublishBatch(ctx, tp, [][]byte{[]byte("x"), tooBig}); err == nil {
+		t.Fatal("a batch with an oversized content was published")
+	}
+	if err := pub.Publish(ctx, tp, []byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	batch := [][]byte{[]byte("a"), []byte("b"), []byte("c"), []byte("b"), []byte("d")}
+	if err := pub.PublishBatch(ctx, tp, batch); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"a", "b", "c", "d"}
+	for name, s := range map[string]*Session{"publisher's other session": mine, "other node's session": theirs} {
+		got := receive(t, s, len(want), 5*time.Second)
+		for i, d := range got {
+			if string(d.Content) != want[i] || (i > 0 && d.Cursor <= got[i-1].Cursor) {
+				t.Fatalf("%s: delivery %d is %q at cursor %d, want %q after cursor %d", name, i, d.Content, d.Cursor, want[i], got[max(i-1, 0)].Cursor)
+			}
+		}
+	}
+	if err := pub.PublishBatch(ctx, tp, batch); err != nil { // a retry
+		t.Fatal(err)
+	}
+	noMore(t, mine, 200*time.Millisecond)
+	noMore(t, theirs, 200*time.Millisecond)
+	stored, err := pub.Query(ctx, tp, 0)
+	if err != nil || len(stored) != len(want) {
+		t.Fatalf("%d messages stored (%v), want %d", len(stored), err, len(want))
+	}
+}

@@ -133,8 +133,12 @@ func TestXOpenRejects(t *testing.T) {
 	}
 }
 
+// BenchmarkSealOpen: a seal and an open per op, with the package
+// functions (each recomputes its key's public half) and with XKeys made
+// once.
 func BenchmarkSealOpen(b *testing.B) {
 	alice, bob := xTestSecret(b, 1), xTestSecret(b, 2)
+	aliceKey, bobKey := NewXKey(alice), NewXKey(bob)
 	for _, c := range []struct {
 		name string
 		size int
@@ -154,6 +158,60 @@ func BenchmarkSealOpen(b *testing.B) {
 			}
 			benchReportCPU(b, cpu, c.size)
 		})
+		b.Run(c.name+"/XKey", func(b *testing.B) {
+			msg := make([]byte, c.size)
+			b.SetBytes(int64(c.size))
+			cpu := benchCPUTime()
+			for b.Loop() {
+				sealed, err := aliceKey.Seal(nil, bobKey.Public(), msg)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, _, err := bobKey.Open(sealed); err != nil {
+					b.Fatal(err)
+				}
+			}
+			benchReportCPU(b, cpu, c.size)
+		})
+	}
+}
+
+// An XKey seals and opens exactly as the package functions do: the same
+// bytes from the same randomness (the vector below included), and each
+// opens the other's seals.
+func TestXKeyMatchesFunctions(t *testing.T) {
+	alice, bob := xTestSecret(t, 1), xTestSecret(t, 2)
+	aliceKey, bobKey := NewXKey(alice), NewXKey(bob)
+	if aliceKey.Public() != alice.Public() {
+		t.Fatal("XKey public half differs from SharedSecret.Public")
+	}
+	for _, n := range []int{0, 5, 1024, MaxSealPlaintext} {
+		msg := bytes.Repeat([]byte{0x3c}, n)
+		viaFunc, err := Seal(xTestRand(t, 9), alice, bob.Public(), msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		viaKey, err := aliceKey.Seal(xTestRand(t, 9), bobKey.Public(), msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(viaFunc, viaKey) {
+			t.Fatalf("%d bytes: XKey.Seal and Seal differ", n)
+		}
+		sender, pt, err := bobKey.Open(viaFunc)
+		if err != nil || sender != alice.Public() || !bytes.Equal(pt, msg) {
+			t.Fatalf("%d bytes: XKey.Open: %s, %d bytes, %v", n, sender, len(pt), err)
+		}
+	}
+	if _, err := (XKey{}).Seal(nil, bob.Public(), []byte("x")); err == nil {
+		t.Error("the zero XKey sealed")
+	}
+	sealed, _ := Seal(nil, alice, bob.Public(), []byte("x"))
+	if _, _, err := (XKey{}).Open(sealed); err == nil {
+		t.Error("the zero XKey opened")
+	}
+	if _, _, err := NewXKey(xTestSecret(t, 3)).Open(sealed); !errors.Is(err, ErrAuthentication) {
+		t.Errorf("wrong recipient XKey: %v, want ErrAuthentication", err)
 	}
 }
 
@@ -183,5 +241,12 @@ func TestXSealVector(t *testing.T) {
 	sender, pt, err := Open(bob, sealed)
 	if err != nil || sender != alice.Public() || string(pt) != "hello" {
 		t.Fatalf("open: %s %q %v", sender, pt, err)
+	}
+	viaKey, err := NewXKey(alice).Seal(bytes.NewReader(bytes.Repeat([]byte{5}, 32)), bob.Public(), []byte("hello"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := hex.EncodeToString(viaKey); got != want {
+		t.Fatalf("XKey sealed = %s, want %s", got, want)
 	}
 }

@@ -13,6 +13,16 @@
 // process, not of the machine, and it is four times faster (an fsync per
 // commit dominates relay throughput). A mutex serialises writers, so
 // SQLite never answers SQLITE_BUSY.
+//
+// Durable message writes are group-committed (AddMessagesDurable): callers
+// that arrive while another's commit holds the writer share the next
+// transaction and its one fsync, and each returns only after that commit.
+// The writers never checkpoint the WAL themselves (wal_autocheckpoint is
+// off): SQLite would do it inside whichever commit crossed its threshold,
+// copying megabytes and fsyncing the database file before that commit
+// could return. A third connection checkpoints passively in the background
+// after commits (checkpointLoop); a checkpoint moves data already committed
+// to the WAL, so acknowledged writes do not depend on it.
 package store
 
 import (
@@ -21,9 +31,9 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"time"
-
 	"sync"
+	"sync/atomic"
+	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
@@ -79,11 +89,23 @@ type Store struct {
 	db      *sql.DB    // synchronous=FULL: reads and acknowledged writes
 	relaxed *sql.DB    // synchronous=NORMAL: writes nobody waits on
 	write   sync.Mutex // one writer at a time across both connections
+
+	// group holds the durable message writes waiting for the next group
+	// commit (AddMessagesDurable).
+	groupMu sync.Mutex
+	group   []*durableAdd
+	commits atomic.Int64 // durable group commits made, for tests
+
+	ck     *sql.DB       // runs the WAL checkpoints, off the writers' commits
+	ckWake chan struct{} // a commit happened: checkpoint soon
+	ckStop chan struct{}
+	ckDone chan struct{}
+	ckOnce sync.Once
 }
 
 // Open opens (creating if needed) the database at path and migrates it.
 func Open(ctx context.Context, path string) (*Store, error) {
-	db, err := openConn(path, "FULL")
+	db, err := openConn(path, "FULL", true)
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
@@ -92,19 +114,33 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	if s.relaxed, err = openConn(path, "NORMAL"); err != nil {
+	if s.relaxed, err = openConn(path, "NORMAL", true); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
+	// The checkpointer's synchronous=FULL makes it fsync the WAL before
+	// copying and the database file after (NORMAL would do the same for a
+	// checkpoint; FULL states the intent).
+	if s.ck, err = openConn(path, "FULL", false); err != nil {
+		s.relaxed.Close()
+		db.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	s.ckWake, s.ckStop, s.ckDone = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
+	go s.checkpointLoop()
 	return s, nil
 }
 
-// openConn opens one connection to the database in WAL mode.
-func openConn(path, synchronous string) (*sql.DB, error) {
+// openConn opens one connection to the database in WAL mode. A writer
+// never checkpoints (see the package comment).
+func openConn(path, synchronous string, writer bool) (*sql.DB, error) {
 	q := url.Values{}
 	q.Add("_pragma", "busy_timeout(10000)")
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous("+synchronous+")")
+	if writer {
+		q.Add("_pragma", "wal_autocheckpoint(0)")
+	}
 	q.Add("_txlock", "immediate")
 	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
 	if err != nil {
@@ -138,11 +174,59 @@ func (s *Store) conn(sync Sync) *sql.DB {
 func (s *Store) exec(ctx context.Context, sync Sync, query string, args ...any) (sql.Result, error) {
 	s.write.Lock()
 	defer s.write.Unlock()
+	defer s.committed()
 	return s.conn(sync).ExecContext(ctx, query, args...)
 }
 
-// Close closes the database.
-func (s *Store) Close() error { return errors.Join(s.relaxed.Close(), s.db.Close()) }
+// committed wakes checkpointLoop after a write transaction (committed or
+// not: a spare checkpoint is cheap).
+func (s *Store) committed() {
+	select {
+	case s.ckWake <- struct{}{}:
+	default:
+	}
+}
+
+// checkpointSpacing is the least time between two checkpoints: each
+// copies what the commits since the previous one appended to the WAL.
+const checkpointSpacing = 50 * time.Millisecond
+
+// checkpointLoop copies the WAL into the database file after commits, at
+// most once per checkpointSpacing, beside the writers: a passive
+// checkpoint takes no write lock, so commits (and their fsyncs) go on
+// while it copies. A checkpoint that cannot finish (a reader still uses
+// old frames) is done again after the next commit; SQLite restarts the
+// WAL from its start once a checkpoint has copied all of it, which keeps
+// the file from growing.
+func (s *Store) checkpointLoop() {
+	defer close(s.ckDone)
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ckStop:
+			return
+		case <-s.ckWake:
+		}
+		// An error (SQLITE_BUSY from a concurrent checkpoint, I/O) loses
+		// nothing: the frames stay in the WAL and the next run copies them.
+		s.ck.Exec(`PRAGMA wal_checkpoint(PASSIVE)`)
+		t.Reset(checkpointSpacing)
+		select {
+		case <-s.ckStop:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Close closes the database. The last connection to close checkpoints the
+// whole WAL.
+func (s *Store) Close() error {
+	s.ckOnce.Do(func() { close(s.ckStop) })
+	<-s.ckDone
+	return errors.Join(s.ck.Close(), s.relaxed.Close(), s.db.Close())
+}
 
 func (s *Store) migrate(ctx context.Context) error {
 	tx, err := s.db.BeginTx(ctx, nil)
@@ -212,6 +296,7 @@ type PendingCatchUp struct {
 func (s *Store) SaveRunState(ctx context.Context, lastSeen time.Time, pending []PendingCatchUp) error {
 	s.write.Lock()
 	defer s.write.Unlock()
+	defer s.committed()
 	tx, err := s.relaxed.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("save run state: %w", err)
@@ -283,6 +368,7 @@ type Gossip struct {
 func (s *Store) ReplaceGossips(ctx context.Context, gs []Gossip) error {
 	s.write.Lock()
 	defer s.write.Unlock()
+	defer s.committed()
 	tx, err := s.relaxed.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("save gossips: %w", err)
@@ -396,12 +482,21 @@ type Message struct {
 
 // AddMessage stores a message under its dedupe hash unless one with the
 // same (topic, hash) is already stored. It returns the stored message and
-// whether it was added by this call.
+// whether it was added by this call. A Durable one is group-committed
+// (AddMessagesDurable).
 func (s *Store) AddMessage(ctx context.Context, sync Sync, t topic.Topic, hash [32]byte, content []byte, receivedAt time.Time) (Message, bool, error) {
+	if sync == Durable {
+		ms, err := s.AddMessagesDurable(ctx, []NewMessage{{Topic: t, Hash: hash, Content: content, ReceivedAt: receivedAt}})
+		if err != nil {
+			return Message{}, false, err
+		}
+		return ms[0], ms[0].Cursor != 0, nil
+	}
 	m := Message{Topic: t, Content: content, ReceivedAt: time.Unix(receivedAt.Unix(), 0)}
 	s.write.Lock()
 	defer s.write.Unlock()
-	err := s.conn(sync).QueryRowContext(ctx,
+	defer s.committed()
+	err := s.relaxed.QueryRowContext(ctx,
 		`INSERT INTO messages (topic, hash, content, received_at) VALUES (?, ?, ?, ?)
 		 ON CONFLICT (topic, hash) DO NOTHING RETURNING cursor`,
 		t[:], hash[:], content, receivedAt.Unix()).Scan(&m.Cursor)
@@ -412,6 +507,101 @@ func (s *Store) AddMessage(ctx context.Context, sync Sync, t topic.Topic, hash [
 		return m, false, fmt.Errorf("store message on %x: %w", t[:4], err)
 	}
 	return m, true, nil
+}
+
+// durableAdd is one AddMessagesDurable call waiting for a group commit.
+type durableAdd struct {
+	ms   []NewMessage
+	out  []Message
+	err  error
+	done chan struct{} // closed once out and err are set
+}
+
+// AddMessagesDurable stores ms and fsyncs them before returning, skipping
+// those already stored (by topic and hash). It returns one Message per
+// element of ms, in order; a message that was already stored has Cursor 0
+// (cursors start at 1).
+//
+// Calls are group-committed: the caller that takes the writer commits, in
+// one transaction and one fsync, its own messages and those of every call
+// that queued meanwhile; they return together, each after the commit that
+// holds its messages. A failed commit fails every call in it. The commit
+// does not stop for the context of any one caller: it carries the others'
+// messages too.
+func (s *Store) AddMessagesDurable(ctx context.Context, ms []NewMessage) ([]Message, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("store messages: %w", err)
+	}
+	req := &durableAdd{ms: ms, done: make(chan struct{})}
+	s.groupMu.Lock()
+	s.group = append(s.group, req)
+	s.groupMu.Unlock()
+
+	s.write.Lock()
+	defer s.write.Unlock()
+	select {
+	case <-req.done: // committed by the previous holder of the writer
+		return req.out, req.err
+	default:
+	}
+	s.groupMu.Lock()
+	reqs := s.group
+	s.group = nil
+	s.groupMu.Unlock()
+	// Every request taken is answered before the writer is released, so a
+	// caller that gets the writer next finds its answer (above) or is still
+	// queued and commits itself.
+	err := s.commitDurable(context.WithoutCancel(ctx), reqs)
+	s.committed()
+	for _, r := range reqs {
+		if err != nil {
+			r.out, r.err = nil, err
+		}
+		close(r.done)
+	}
+	return req.out, req.err
+}
+
+// commitDurable stores the messages of reqs in one synchronous=FULL
+// transaction, setting each request's out. The caller holds the writer.
+func (s *Store) commitDurable(ctx context.Context, reqs []*durableAdd) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("store messages: %w", err)
+	}
+	defer tx.Rollback()
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO messages (topic, hash, content, received_at) VALUES (?, ?, ?, ?)
+		ON CONFLICT (topic, hash) DO NOTHING RETURNING cursor`)
+	if err != nil {
+		return fmt.Errorf("store messages: %w", err)
+	}
+	defer stmt.Close()
+	for _, r := range reqs {
+		r.out = make([]Message, len(r.ms))
+		for i, m := range r.ms {
+			r.out[i] = Message{Topic: m.Topic, Content: m.Content, ReceivedAt: time.Unix(m.ReceivedAt.Unix(), 0)}
+			err := stmt.QueryRowContext(ctx, m.Topic[:], m.Hash[:], m.Content, m.ReceivedAt.Unix()).Scan(&r.out[i].Cursor)
+			if errors.Is(err, sql.ErrNoRows) {
+				continue // already stored: Cursor stays 0
+			}
+			if err != nil {
+				return fmt.Errorf("store message on %x: %w", m.Topic[:4], err)
+			}
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("store messages (%d in one commit): %w", countMessages(reqs), err)
+	}
+	s.commits.Add(1)
+	return nil
+}
+
+func countMessages(reqs []*durableAdd) int {
+	n := 0
+	for _, r := range reqs {
+		n += len(r.ms)
+	}
+	return n
 }
 
 // NewMessage is a message to store with AddMessages.
@@ -428,6 +618,7 @@ type NewMessage struct {
 func (s *Store) AddMessages(ctx context.Context, ms []NewMessage) ([]Message, error) {
 	s.write.Lock()
 	defer s.write.Unlock()
+	defer s.committed()
 	tx, err := s.relaxed.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("store messages: %w", err)
