@@ -71,7 +71,7 @@ func TestRecipientNodeOffline(t *testing.T) {
 	waitUntil(t, 30*time.Second, "the first mail", func() bool { return c.inboxCount("bob") == 1 }, a.stats, c.stats)
 
 	c.stop()
-	big := strings.Repeat("Forty-two bytes of text in every line.\r\n", 5000) // 4 chunks
+	big := strings.Repeat("Forty-two bytes of text in every line.\r\n", 11500) // 8 chunks, two batches
 	subjects := []string{"offline 1", "offline 2", "offline 3", "offline 4", "offline 5"}
 	sent := sendMails(t, a, pw, from, to, "while bob is away\n", subjects...)
 	for s, raw := range sendMails(t, a, pw, from, to, big, "offline big") {
@@ -114,8 +114,8 @@ var crashPoints = []struct {
 	chunk int
 }{
 	{"acknowledged, nothing published", "start", 0},
-	{"one chunk of four published", "published", 1},
-	{"every chunk published, outbox not yet updated", "sent", 4},
+	{"one batch of two published", "published", publishBatchChunks},
+	{"every chunk published, outbox not yet updated", "sent", 2 * publishBatchChunks},
 }
 
 // crashHelperEnv makes TestOutboxCrashHelper run alice's site and wait to
@@ -212,7 +212,7 @@ func TestOutboxSurvivesCrash(t *testing.T) {
 			settle()
 
 			host, port, _ := strings.Cut(addr, ":")
-			big := strings.Repeat("Forty-two bytes of text in every line.\r\n", 5000) // 4 chunks
+			big := strings.Repeat("Forty-two bytes of text in every line.\r\n", 11500) // 8 chunks, two batches
 			specs, _ := json.Marshal([]map[string]any{{"envelope": from, "from": from, "to": []string{to}, "subject": "survives", "text": big}})
 			specFile := filepath.Join(t.TempDir(), "spec.json")
 			os.WriteFile(specFile, specs, 0o600)
@@ -237,7 +237,7 @@ func TestOutboxSurvivesCrash(t *testing.T) {
 				return err == nil && len(q) == 0
 			}, a.stats, c.stats)
 			tp := topic.Derive(ownSharedKey(t, alice), ownSharedKey(t, bob))
-			published := map[string]int{"start": 4, "published": 5, "sent": 8}[cp.stage]
+			published := map[string]int{"start": 8, "published": 8 + publishBatchChunks, "sent": 16}[cp.stage]
 			waitUntil(t, 30*time.Second, "bob's mail", func() bool { return c.inboxCount("bob") >= 1 && storedOn(t, c, bob, tp) >= published-cp.chunk },
 				func() string { return fmt.Sprintf("%d chunks stored", storedOn(t, c, bob, tp)) }, a.stats, c.stats)
 			if cp.stage == "sent" {
