@@ -285,6 +285,13 @@ func (t *textSink) addEntity(h textproto.Header, raw []byte) {
 		t.addFolded(raw[:min(len(raw), maxSearchText)])
 		return
 	}
+	t.addDecoded(h, raw)
+}
+
+// addDecoded adds a part's text through go-message's transfer and charset
+// decoding: the general path, which addEntity skips when decoding would
+// change nothing.
+func (t *textSink) addDecoded(h textproto.Header, raw []byte) {
 	e, err := gomessage.New(gomessage.Header{Header: h}, bytes.NewReader(raw))
 	if err != nil && !gomessage.IsUnknownCharset(err) && !gomessage.IsUnknownEncoding(err) {
 		t.add(searchFold(string(raw)))
