@@ -26,6 +26,17 @@ const (
 	DefaultRefreshInterval = time.Minute
 )
 
+// RotationGrace is how long the topic a contact's shared-key rotation
+// replaced stays registered, and mail on it sealed with the old key is
+// still taken. Mail the contact sent just before rotating may come late:
+// its bridge retries for DefaultRetryWindow (4 days), and a node that was
+// offline catches up from peers that keep topic messages for
+// node.DefaultRetention (30 days). A week covers the retries and a node
+// down for a long weekend or a short trip; a longer grace would keep
+// accepting a key the contact may have rotated away from because it
+// leaked.
+const RotationGrace = 7 * 24 * time.Hour
+
 // Config configures a Bridge. DataDir is required; zero values of the
 // other fields mean the defaults.
 type Config struct {
@@ -57,6 +68,9 @@ type Config struct {
 	Delivery DeliveryConfig
 	// Logger receives the bridge's logs. Default slog.Default().
 	Logger *slog.Logger
+
+	// rotationGrace replaces RotationGrace, in tests.
+	rotationGrace time.Duration
 }
 
 // DefaultConfig is the configuration with every default, for dataDir.
@@ -81,6 +95,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.rotationGrace <= 0 {
+		c.rotationGrace = RotationGrace
 	}
 	c.Delivery.setDefaults()
 }
@@ -290,12 +307,21 @@ func (b *Bridge) Run(ctx context.Context) error {
 		started = append(started, "smtps", b.smtpsLn.Addr())
 	}
 	b.log.Info("bridge started", append(started, "domain", b.cfg.Domain)...)
+	// Rotated topics come to the end of their grace period without any
+	// registry change: they are looked for every RefreshInterval.
+	graceTick := time.NewTicker(b.cfg.RefreshInterval)
+	defer graceTick.Stop()
+	changed := true
 	for {
-		b.reconcile(ctx)
-		b.wakeInbound()
-		select {
-		case kick <- struct{}{}:
-		default:
+		if changed {
+			b.reconcile(ctx)
+			b.wakeInbound()
+			select {
+			case kick <- struct{}{}:
+			default:
+			}
+		} else {
+			b.retireAll(ctx)
 		}
 		select {
 		case <-ctx.Done():
@@ -305,9 +331,16 @@ func (b *Bridge) Run(ctx context.Context) error {
 			stop(len(serves) - 1)
 			return fmt.Errorf("bridge: mail server stopped: %w", err)
 		case <-changes:
+			changed = true
+		case <-graceTick.C:
+			changed = false
 		}
 	}
 }
+
+// graceStart is when a rotation must have been made for its old topic to
+// be still in its grace period.
+func (b *Bridge) graceStart() time.Time { return time.Now().Add(-b.cfg.rotationGrace) }
 
 // listenHosts are the hosts of addrs, for the certificate's names.
 func listenHosts(addrs ...string) []string {
@@ -361,6 +394,19 @@ func (b *Bridge) reconcile(ctx context.Context) {
 		}
 		b.registerContacts(ctx, a.Name, l)
 		b.retireTopics(ctx, a.Name, l)
+	}
+}
+
+// retireAll deregisters the retired topics of the accounts on the node.
+func (b *Bridge) retireAll(ctx context.Context) {
+	b.mu.Lock()
+	links := make(map[string]*accountLink, len(b.links))
+	for name, l := range b.links {
+		links[name] = l
+	}
+	b.mu.Unlock()
+	for name, l := range links {
+		b.retireTopics(ctx, name, l)
 	}
 }
 
@@ -420,12 +466,33 @@ func (b *Bridge) registerContacts(ctx context.Context, account string, l *accoun
 		l.registered[c.Topic] = true
 		b.log.Info("bridge: contact topic registered", "account", account, "passport", c.Passport)
 	}
+	// A rotated contact's old topic stays registered for its grace period,
+	// also across a restart (registering again makes the node catch up on
+	// it, fetching what the contact sent there while the node was down).
+	rotated, err := b.reg.RotatedContacts(ctx, account, b.graceStart())
+	if err != nil {
+		b.log.Error("bridge: read rotated contacts", "account", account, "err", err)
+		return
+	}
+	for _, c := range rotated {
+		if l.registered[c.Topic] {
+			continue
+		}
+		if err := l.session.Register(ctx, c.Topic); err != nil {
+			b.log.Warn("bridge: register a rotated contact's old topic", "account", account, "passport", c.Passport, "err", err)
+			continue
+		}
+		l.registered[c.Topic] = true
+		b.log.Info("bridge: rotated contact's old topic registered for its grace period", "account", account, "passport", c.Passport)
+	}
 }
 
-// retireTopics deregisters the topics of removed contacts and replaced
-// shared keys.
+// retireTopics deregisters the topics of removed contacts, and of
+// replaced shared keys once their grace period is over. A topic is
+// forgotten only after the node deregistered it, so a crash in between
+// deregisters it again at the next start.
 func (b *Bridge) retireTopics(ctx context.Context, account string, l *accountLink) {
-	topics, err := b.reg.RetiredTopics(ctx, account)
+	topics, err := b.reg.RetiredTopics(ctx, account, b.graceStart())
 	if err != nil {
 		b.log.Error("bridge: read retired topics", "account", account, "err", err)
 		return
@@ -462,8 +529,9 @@ func (b *Bridge) followLoop(ctx context.Context, kick <-chan struct{}) {
 // network for the ones it lacks (pending contacts) and applies the updates
 // published on the topics of those it has. A copy that extends the stored
 // one is recorded; the registry change then makes reconcile register the
-// new topic. It runs beside reconcile because fetching from the network
-// may take Config.PassportTimeout of the node per contact.
+// new topic (the old one is kept for RotationGrace). It runs beside
+// reconcile because fetching from the network may take
+// Config.PassportTimeout of the node per contact.
 func (b *Bridge) follow(ctx context.Context) {
 	b.mu.Lock()
 	sessions := make(map[string]*node.Session, len(b.links))

@@ -250,6 +250,13 @@ func (r *Registry) RemoveContact(ctx context.Context, account, petname string) e
 		if _, err := tx.ExecContext(ctx, "DELETE FROM contacts WHERE account = ? AND passport_id = ?", account, c.Passport[:]); err != nil {
 			return err
 		}
+		// The mail of a removed contact is not wanted, whatever key sealed
+		// it: topics its rotations left in their grace period go at once
+		// too.
+		if _, err := tx.ExecContext(ctx, "UPDATE retired_topics SET passport_id = NULL, shared_key = NULL WHERE account = ? AND passport_id = ?",
+			account, c.Passport[:]); err != nil {
+			return err
+		}
 		return retireTopic(ctx, tx, c)
 	})
 	if err != nil {
@@ -258,11 +265,25 @@ func (r *Registry) RemoveContact(ctx context.Context, account, petname string) e
 	return nil
 }
 
+// retireTopic retires a removed contact's topic, to be deregistered at
+// once. A grace row for the same topic (which no current contact could
+// have) is made immediate.
 func retireTopic(ctx context.Context, tx *sql.Tx, c Contact) error {
 	if c.Pending() {
 		return nil
 	}
-	_, err := tx.ExecContext(ctx, "INSERT OR IGNORE INTO retired_topics (account, topic) VALUES (?, ?)", c.Account, c.Topic[:])
+	_, err := tx.ExecContext(ctx, `INSERT INTO retired_topics (account, topic, retired_at) VALUES (?, ?, ?)
+		ON CONFLICT (account, topic) DO UPDATE SET passport_id = NULL, shared_key = NULL`, c.Account, c.Topic[:], time.Now().Unix())
+	return err
+}
+
+// retireRotatedTopic retires the topic of old, a contact as it was before
+// its shared key was replaced, keeping old's shared key so that mail on
+// the topic is still taken for the grace period (RotationGrace).
+func retireRotatedTopic(ctx context.Context, tx *sql.Tx, old Contact, now time.Time) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO retired_topics (account, topic, passport_id, shared_key, retired_at) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (account, topic) DO UPDATE SET passport_id = excluded.passport_id, shared_key = excluded.shared_key, retired_at = excluded.retired_at`,
+		old.Account, old.Topic[:], old.Passport[:], old.SharedKey[:], now.Unix())
 	return err
 }
 
@@ -271,7 +292,9 @@ func retireTopic(ctx context.Context, tx *sql.Tx, c Contact) error {
 // one with blocks the stored copy lacks. The new copy must extend the
 // stored one, so a stale or forked copy cannot roll the contact back to
 // an old shared key. When the shared key changed, the topic is derived
-// again and the old one retired. It reports whether anything changed.
+// again and the old one retired after a grace period (RotationGrace),
+// during which mail sealed with the old key is still taken on it. It
+// reports whether anything changed.
 func (r *Registry) UpdateContactPassport(ctx context.Context, account string, id passport.Hash, blocks []byte) (Contact, bool, error) {
 	account = strings.ToLower(account)
 	var c Contact
@@ -293,12 +316,13 @@ func (r *Registry) UpdateContactPassport(ctx context.Context, account string, id
 		if err := c.setPassport(own, p); err != nil {
 			return err
 		}
+		now := time.Now()
 		if !old.Pending() && old.Topic != c.Topic {
-			if err := retireTopic(ctx, tx, old); err != nil {
+			if err := retireRotatedTopic(ctx, tx, old, now); err != nil {
 				return err
 			}
 		}
-		c.UpdatedAt = unixTime(time.Now().Unix())
+		c.UpdatedAt = unixTime(now.Unix())
 		changed = true
 		_, err = tx.ExecContext(ctx, "UPDATE contacts SET passport_blocks = ?, shared_key = ?, topic = ?, updated_at = ? WHERE account = ? AND passport_id = ?",
 			c.Blocks, c.SharedKey[:], c.Topic[:], c.UpdatedAt.Unix(), account, id[:])
@@ -332,13 +356,17 @@ func newerPassport(c Contact, blocks []byte) (*passport.Passport, error) {
 	return have, nil
 }
 
-// RetiredTopics lists topics the node should stop keeping for the account:
-// those of removed contacts and replaced shared keys that no current
-// contact uses.
-func (r *Registry) RetiredTopics(ctx context.Context, account string) ([]topic.Topic, error) {
+// RetiredTopics lists topics the node should stop keeping for the
+// account, that no current contact uses: those of removed contacts, and
+// those replaced by a shared-key rotation at or before graceStart (now
+// minus the grace period).
+func (r *Registry) RetiredTopics(ctx context.Context, account string, graceStart time.Time) ([]topic.Topic, error) {
 	account = strings.ToLower(account)
 	rows, err := r.db.QueryContext(ctx, `SELECT topic FROM retired_topics WHERE account = ?
-		AND topic NOT IN (SELECT topic FROM contacts WHERE account = ? AND topic IS NOT NULL)`, account, account)
+		AND (shared_key IS NULL OR retired_at <= ?
+			OR passport_id NOT IN (SELECT passport_id FROM contacts WHERE account = ? AND passport_blocks IS NOT NULL))
+		AND topic NOT IN (SELECT topic FROM contacts WHERE account = ? AND topic IS NOT NULL)`,
+		account, graceStart.Unix(), account, account)
 	if err != nil {
 		return nil, fmt.Errorf("retired topics of %s: %w", account, err)
 	}
@@ -353,7 +381,63 @@ func (r *Registry) RetiredTopics(ctx context.Context, account string) ([]topic.T
 		copy(t[:], b)
 		out = append(out, t)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("retired topics of %s: %w", account, err)
+	}
+	return out, nil
+}
+
+// graceColumns are contactColumns for a contact as it was before a
+// rotation still in its grace period: its old shared key and topic.
+const graceColumns = "c.account, c.petname, c.passport_id, c.passport_blocks, r.shared_key, r.topic, c.added_at, c.updated_at"
+
+// graceWhere selects the rotated topics of account (?) still in their
+// grace period, retired after a time (?), and not a current contact's
+// topic (?: the account again): mail there must be sealed by the old key.
+const graceWhere = `FROM retired_topics r JOIN contacts c ON c.account = r.account AND c.passport_id = r.passport_id
+	WHERE r.account = ? AND r.shared_key IS NOT NULL AND r.retired_at > ? AND c.passport_blocks IS NOT NULL
+	AND r.topic NOT IN (SELECT topic FROM contacts WHERE account = ? AND topic IS NOT NULL)`
+
+// RotatedContacts lists the account's contacts as they were before a
+// shared-key rotation made after graceStart: each with a replaced shared
+// key and the topic derived from it, which are still registered and read
+// so that mail the contact sealed before rotating is not lost.
+func (r *Registry) RotatedContacts(ctx context.Context, account string, graceStart time.Time) ([]Contact, error) {
+	account = strings.ToLower(account)
+	rows, err := r.db.QueryContext(ctx, "SELECT "+graceColumns+" "+graceWhere+" ORDER BY c.petname, r.retired_at",
+		account, graceStart.Unix(), account)
+	if err != nil {
+		return nil, fmt.Errorf("rotated contacts of %s: %w", account, err)
+	}
+	defer rows.Close()
+	var out []Contact
+	for rows.Next() {
+		c, err := scanContact(rows)
+		if err != nil {
+			return nil, fmt.Errorf("rotated contacts of %s: %w", account, err)
+		}
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("rotated contacts of %s: %w", account, err)
+	}
+	return out, nil
+}
+
+// RotatedContactByTopic returns the contact whose topic before a rotation
+// made after graceStart was t, with the shared key it had then: the
+// sender of mail still arriving on t. ErrNoContact if there is none.
+func (r *Registry) RotatedContactByTopic(ctx context.Context, account string, t topic.Topic, graceStart time.Time) (Contact, error) {
+	account = strings.ToLower(account)
+	c, err := scanContact(r.db.QueryRowContext(ctx, "SELECT "+graceColumns+" "+graceWhere+" AND r.topic = ?",
+		account, graceStart.Unix(), account, t[:]))
+	if errors.Is(err, sql.ErrNoRows) {
+		return c, ErrNoContact
+	}
+	if err != nil {
+		return c, fmt.Errorf("rotated contact of %s: %w", account, err)
+	}
+	return c, nil
 }
 
 // ForgetRetiredTopic deletes a retired topic once it is deregistered.

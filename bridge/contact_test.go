@@ -157,9 +157,27 @@ func TestContactRotationAndRemoval(t *testing.T) {
 	if err != nil || !changed || rotated.SharedKey != carol.sharedKey() || rotated.Topic == first.Topic {
 		t.Fatalf("rotation: %+v, %v, %v; want the new key and a new topic", rotated, changed, err)
 	}
-	retired, err := e.reg.RetiredTopics(ctx, "alice")
-	if err != nil || len(retired) != 1 || retired[0] != first.Topic {
-		t.Fatalf("retired after rotation = %v, %v; want the old topic", retired, err)
+	// The old topic is kept for the grace period, with the old key.
+	if retired, err := e.reg.RetiredTopics(ctx, "alice", time.Now().Add(-time.Hour)); err != nil || len(retired) != 0 {
+		t.Fatalf("retired within the grace period = %v, %v; want none", retired, err)
+	}
+	graced, err := e.reg.RotatedContacts(ctx, "alice", time.Now().Add(-time.Hour))
+	if err != nil || len(graced) != 1 || graced[0].Topic != first.Topic || graced[0].SharedKey != first.SharedKey || graced[0].Name != "Carol" {
+		t.Fatalf("rotated contacts = %+v, %v; want carol with her old key and topic", graced, err)
+	}
+	if c, err := e.reg.RotatedContactByTopic(ctx, "alice", first.Topic, time.Now().Add(-time.Hour)); err != nil || c.SharedKey != first.SharedKey {
+		t.Fatalf("RotatedContactByTopic(old topic) = %+v, %v", c, err)
+	}
+	if _, err := e.reg.RotatedContactByTopic(ctx, "alice", rotated.Topic, time.Now().Add(-time.Hour)); !errors.Is(err, ErrNoContact) {
+		t.Errorf("RotatedContactByTopic(current topic): %v, want ErrNoContact", err)
+	}
+	// Past the grace period it is due.
+	after := time.Now().Add(time.Second)
+	if retired, err := e.reg.RetiredTopics(ctx, "alice", after); err != nil || len(retired) != 1 || retired[0] != first.Topic {
+		t.Fatalf("retired after the grace period = %v, %v; want the old topic", retired, err)
+	}
+	if _, err := e.reg.RotatedContactByTopic(ctx, "alice", first.Topic, after); !errors.Is(err, ErrNoContact) {
+		t.Errorf("RotatedContactByTopic after the grace period: %v, want ErrNoContact", err)
 	}
 	if _, changed, err := e.reg.UpdateContactPassport(ctx, "alice", carol.p.ID(), stale); changed || err != nil {
 		t.Errorf("a stale copy: changed=%v, %v; want ignored", changed, err)
@@ -167,25 +185,41 @@ func TestContactRotationAndRemoval(t *testing.T) {
 	if got, _ := e.reg.Contact(ctx, "alice", carol.p.ID()); got.SharedKey != carol.sharedKey() {
 		t.Error("a stale copy rolled the shared key back")
 	}
-	if err := e.reg.ForgetRetiredTopic(ctx, "alice", first.Topic); err != nil {
-		t.Fatal(err)
-	}
 
+	// Removal retires at once both the current topic and the old one
+	// still in its grace period.
 	if err := e.reg.RemoveContact(ctx, "alice", "carol"); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.reg.RemoveContact(ctx, "alice", "carol"); !errors.Is(err, ErrNoContact) {
 		t.Errorf("removing twice: %v, want ErrNoContact", err)
 	}
-	if retired, _ := e.reg.RetiredTopics(ctx, "alice"); len(retired) != 1 || retired[0] != rotated.Topic {
-		t.Fatalf("retired after removal = %v, want the current topic", retired)
+	graceStart := time.Now().Add(-time.Hour)
+	retired, err := e.reg.RetiredTopics(ctx, "alice", graceStart)
+	if err != nil || len(retired) != 2 || !hasTopic(retired, first.Topic) || !hasTopic(retired, rotated.Topic) {
+		t.Fatalf("retired after removal = %v, %v; want the current and the old topic", retired, err)
+	}
+	if graced, _ := e.reg.RotatedContacts(ctx, "alice", graceStart); len(graced) != 0 {
+		t.Errorf("rotated contacts after removal = %+v, want none", graced)
+	}
+	if err := e.reg.ForgetRetiredTopic(ctx, "alice", first.Topic); err != nil {
+		t.Fatal(err)
 	}
 	if _, err := e.reg.AddContact(ctx, "alice", "Carol", carol.p.Export()); err != nil {
 		t.Fatal(err)
 	}
-	if retired, _ := e.reg.RetiredTopics(ctx, "alice"); len(retired) != 0 {
+	if retired, _ := e.reg.RetiredTopics(ctx, "alice", graceStart); len(retired) != 0 {
 		t.Errorf("retired after adding the contact back = %v, want none", retired)
 	}
+}
+
+func hasTopic(ts []topic.Topic, t topic.Topic) bool {
+	for _, x := range ts {
+		if x == t {
+			return true
+		}
+	}
+	return false
 }
 
 func TestPetnames(t *testing.T) {

@@ -95,6 +95,20 @@ import (
 // contact is added, what they sent earlier is fetched (the node's
 // catch-up) and read from the store.
 //
+// When a contact rotates its shared key, the topic changes with it (it is
+// derived from both shared keys), but mail the contact sealed with the old
+// key may still be on its way: retried by its bridge, or stored on the
+// network for this node to catch up on. The old topic is therefore kept
+// for RotationGrace (7 days): it stays registered (again at each start),
+// the worker reads it like a contact's topic, and content on it is taken
+// when sealed by the contact's old shared key, kept with the topic in the
+// registry's retired_topics, and delivered as mail from that contact
+// (same From and X-ASMTP-Sender). Content on it sealed by any other key,
+// the new one included, is dropped. Once the grace period is over the
+// bridge deregisters the topic and forgets it (looked for every
+// Config.RefreshInterval); a removed contact's topics, old ones included,
+// are deregistered at once.
+//
 // Incomplete messages dropped after ReassemblyTimeout, or to stay within
 // the limits, are logged, and a notice saying how many parts came is put in
 // INBOX, so no message disappears without a word.

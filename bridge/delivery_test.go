@@ -136,9 +136,11 @@ type site struct {
 	t        testing.TB
 	peers    []node.Peer
 	delivery DeliveryConfig
-	node     *node.Node
-	bridge   *Bridge
-	halt     func()
+	// rotationGrace is Config.rotationGrace; zero: RotationGrace.
+	rotationGrace time.Duration
+	node          *node.Node
+	bridge        *Bridge
+	halt          func()
 }
 
 // testDelivery retries fast and gives up after a few seconds.
@@ -208,7 +210,7 @@ func (s *site) start() {
 	t.Helper()
 	n, stopNode := runNode(t, testNodeConfig(s.dir, s.nodeKey, s.peers))
 	b, err := New(Config{DataDir: s.dir, IMAPAddr: "127.0.0.1:0", SMTPAddr: "127.0.0.1:0", RefreshInterval: 200 * time.Millisecond,
-		Delivery: s.delivery, Logger: testLogger()}, n, s.nodeKey)
+		Delivery: s.delivery, Logger: testLogger(), rotationGrace: s.rotationGrace}, n, s.nodeKey)
 	if err != nil {
 		stopNode()
 		t.Fatal(err)

@@ -85,7 +85,9 @@
 // data_version, which moves when another connection commits) and
 // reconciles: new accounts become node users with their passport
 // uploaded, new contacts' topics are registered (the node then fetches
-// what they already sent from other nodes), retired topics deregistered.
+// what they already sent from other nodes), retired topics deregistered
+// (those a contact's key rotation replaced only after RotationGrace; see
+// delivery.go, "Inbound").
 // Polling was chosen over a control socket: it needs no protocol, works
 // the same whether or not the daemon runs, and leaves nothing to clean up
 // after a crash; the daemon re-reads everything at start anyway.

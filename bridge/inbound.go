@@ -168,15 +168,20 @@ func (w *inboundWorker) advance(t topic.Topic, c node.Cursor, err error) {
 	}
 }
 
-// sweep reads the node's store for the contacts' topics from where the
-// worker left them: those never read (or stuck), or all when force.
+// sweep reads the node's store for the contacts' topics, and the old
+// topics of rotated contacts in their grace period, from where the worker
+// left them: those never read (or stuck), or all when force.
 func (w *inboundWorker) sweep(ctx context.Context, force bool) {
 	contacts, err := w.b.reg.Contacts(ctx, w.account)
 	if err != nil {
 		w.log.Error("bridge: read contacts", "err", err)
 		return
 	}
-	for _, c := range contacts {
+	rotated, err := w.b.reg.RotatedContacts(ctx, w.account, w.b.graceStart())
+	if err != nil {
+		w.log.Error("bridge: read rotated contacts", "err", err)
+	}
+	for _, c := range append(contacts, rotated...) {
 		if c.Pending() || (w.swept[c.Topic] && !w.stuck[c.Topic] && !force) {
 			continue
 		}
@@ -238,7 +243,7 @@ func (w *inboundWorker) saveCursors(ctx context.Context) {
 // from the topic's contact are dropped and logged (nil); an error means
 // the message could not be stored and should be read again later.
 func (w *inboundWorker) handle(ctx context.Context, m node.Stored) error {
-	c, err := w.b.reg.ContactByTopic(ctx, w.account, m.Topic)
+	c, err := w.contactOn(ctx, m.Topic)
 	if errors.Is(err, ErrNoContact) {
 		w.log.Debug("bridge: content on a topic of no contact dropped", "topic", m.Topic)
 		return nil
@@ -356,7 +361,7 @@ func (w *inboundWorker) flushMessage(ctx context.Context, hm *heldMessage) error
 		}
 		if c.Topic != hm.topic {
 			var err error
-			if c, err = w.b.reg.ContactByTopic(ctx, w.account, hm.topic); errors.Is(err, ErrNoContact) {
+			if c, err = w.contactOn(ctx, hm.topic); errors.Is(err, ErrNoContact) {
 				return nil // removed meanwhile: its mail is not wanted
 			} else if err != nil {
 				return err
@@ -506,13 +511,31 @@ func (w *inboundWorker) sharedSecret(ctx context.Context) (*keys.SharedSecret, e
 	return w.secret, nil
 }
 
-// contactByKey finds the contact whose current shared key is k.
+// contactOn finds the sender of mail on topic t: the contact whose topic
+// it is or, failing that, a rotated contact whose old topic it was, still
+// in its grace period, with the old shared key (which the mail must then
+// be sealed by). The two cannot both match: a rotated topic that a
+// contact uses again is that contact's.
+func (w *inboundWorker) contactOn(ctx context.Context, t topic.Topic) (Contact, error) {
+	c, err := w.b.reg.ContactByTopic(ctx, w.account, t)
+	if !errors.Is(err, ErrNoContact) {
+		return c, err
+	}
+	return w.b.reg.RotatedContactByTopic(ctx, w.account, t, w.b.graceStart())
+}
+
+// contactByKey finds the contact whose current shared key is k, or whose
+// shared key was k before a rotation still in its grace period.
 func (w *inboundWorker) contactByKey(ctx context.Context, k keys.SharedKey) (Contact, error) {
 	contacts, err := w.b.reg.Contacts(ctx, w.account)
 	if err != nil {
 		return Contact{}, err
 	}
-	for _, c := range contacts {
+	rotated, err := w.b.reg.RotatedContacts(ctx, w.account, w.b.graceStart())
+	if err != nil {
+		return Contact{}, err
+	}
+	for _, c := range append(contacts, rotated...) {
 		if !c.Pending() && c.SharedKey == k {
 			return c, nil
 		}

@@ -79,6 +79,17 @@ CREATE TABLE retired_topics (
 	topic BLOB NOT NULL,
 	PRIMARY KEY (account, topic)
 ) WITHOUT ROWID;
+`, `
+-- A topic replaced by a contact's shared-key rotation is kept for
+-- RotationGrace, so mail the contact sealed with its old key still
+-- arrives: passport_id names the contact and shared_key is the replaced
+-- key that mail on the topic must be sealed by. Both are NULL for a topic
+-- to drop at once (a removed contact), as were all rows written before
+-- this step.
+ALTER TABLE retired_topics ADD COLUMN passport_id BLOB;
+ALTER TABLE retired_topics ADD COLUMN shared_key BLOB;
+ALTER TABLE retired_topics ADD COLUMN retired_at INTEGER NOT NULL DEFAULT 0; -- unix seconds
+CREATE INDEX retired_topics_passport ON retired_topics(account, passport_id);
 `}
 
 // OpenRegistry opens (creating if needed) the registry in dataDir, which
