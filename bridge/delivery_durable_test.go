@@ -118,6 +118,67 @@ var crashPoints = []struct {
 	{"every chunk published, outbox not yet updated", "sent", 2 * publishBatchChunks},
 }
 
+// crashHelper is TestOutboxCrashHelper running in a child process, with
+// the lines it prints.
+type crashHelper struct {
+	cmd   *exec.Cmd
+	lines chan string
+}
+
+// startCrashHelper runs TestOutboxCrashHelper with cfg in a child process,
+// killed when the test ends if it was not before.
+func startCrashHelper(t *testing.T, cfg crashHelperConfig) *crashHelper {
+	t.Helper()
+	env, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestOutboxCrashHelper$", "-test.timeout=2m")
+	cmd.Env = append(os.Environ(), crashHelperEnv+"="+string(env))
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	h := &crashHelper{cmd: cmd, lines: make(chan string, 64)}
+	t.Cleanup(h.kill)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			h.lines <- sc.Text()
+		}
+		close(h.lines)
+	}()
+	return h
+}
+
+// next waits up to 30 s for a line of the helper that starts with prefix.
+func (h *crashHelper) next(t *testing.T, prefix string) string {
+	t.Helper()
+	timeout := time.After(30 * time.Second)
+	for {
+		select {
+		case l, ok := <-h.lines:
+			if !ok {
+				t.Fatalf("the helper exited before %q", prefix)
+			}
+			if strings.HasPrefix(l, prefix) {
+				return l
+			}
+		case <-timeout:
+			t.Fatalf("no %q from the helper within 30 s", prefix)
+		}
+	}
+}
+
+// kill kills the helper with SIGKILL, as a crash would, and waits for it.
+func (h *crashHelper) kill() {
+	h.cmd.Process.Kill()
+	h.cmd.Wait()
+}
+
 // crashHelperEnv makes TestOutboxCrashHelper run alice's site and wait to
 // be killed at a crash point.
 const crashHelperEnv = "ASMTP_BRIDGE_OUTBOX_CRASH"
@@ -173,42 +234,8 @@ func TestOutboxSurvivesCrash(t *testing.T) {
 			befriend(t, a, "alice", "Alice", c, "bob", "Bob")
 			from, to := alice.Address("asmtp").String(), bob.Address("asmtp").String()
 
-			cfg, _ := json.Marshal(crashHelperConfig{Dir: a.dir, Seed: hex.EncodeToString(a.nodeKey.Seed()), Peer: c.peer(), Stage: cp.stage, Chunk: cp.chunk})
-			cmd := exec.Command(os.Args[0], "-test.run=^TestOutboxCrashHelper$", "-test.timeout=2m")
-			cmd.Env = append(os.Environ(), crashHelperEnv+"="+string(cfg))
-			stdout, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			defer func() { cmd.Process.Kill(); cmd.Wait() }()
-			lines := make(chan string, 8)
-			go func() {
-				sc := bufio.NewScanner(stdout)
-				for sc.Scan() {
-					lines <- sc.Text()
-				}
-				close(lines)
-			}()
-			next := func(prefix string) string {
-				t.Helper()
-				for {
-					select {
-					case l, ok := <-lines:
-						if !ok {
-							t.Fatalf("the helper exited before %q", prefix)
-						}
-						if strings.HasPrefix(l, prefix) {
-							return l
-						}
-					case <-time.After(30 * time.Second):
-						t.Fatalf("no %q from the helper within 30 s", prefix)
-					}
-				}
-			}
-			addr := strings.TrimPrefix(next("smtp "), "smtp ")
+			h := startCrashHelper(t, crashHelperConfig{Dir: a.dir, Seed: hex.EncodeToString(a.nodeKey.Seed()), Peer: c.peer(), Stage: cp.stage, Chunk: cp.chunk})
+			addr := strings.TrimPrefix(h.next(t, "smtp "), "smtp ")
 			settle()
 
 			host, port, _ := strings.Cut(addr, ":")
@@ -219,14 +246,11 @@ func TestOutboxSurvivesCrash(t *testing.T) {
 			out := t.TempDir()
 			python(t, "send", host, port, "alice", pw, specFile, out) // fails unless 250
 			sent, _ := os.ReadFile(filepath.Join(out, "0.eml"))
-			next("crash point")
+			h.next(t, "crash point")
 			if cp.stage == "sent" { // bob has it already; the retry after the crash is a replay
 				waitUntil(t, 30*time.Second, "bob's copy before the crash", func() bool { return c.inboxCount("bob") == 1 })
 			}
-			if err := cmd.Process.Kill(); err != nil {
-				t.Fatal(err)
-			}
-			cmd.Wait()
+			h.kill()
 
 			if q, err := a.mail.Outbox(ctx, "alice"); err != nil || len(q) != 1 {
 				t.Fatalf("after the crash the outbox holds %+v, %v; want the acknowledged mail", q, err)

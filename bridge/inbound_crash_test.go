@@ -1,13 +1,9 @@
 package bridge
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/hex"
-	"encoding/json"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -49,35 +45,8 @@ func TestInboundHeldChunksSurviveCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	cfg, _ := json.Marshal(crashHelperConfig{Dir: b.dir, Seed: hex.EncodeToString(b.nodeKey.Seed()), Peer: b.peers[0], Stage: "never"})
-	cmd := exec.Command(os.Args[0], "-test.run=^TestOutboxCrashHelper$", "-test.timeout=2m")
-	cmd.Env = append(os.Environ(), crashHelperEnv+"="+string(cfg))
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	started := make(chan bool, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if strings.HasPrefix(sc.Text(), "smtp ") {
-				started <- true
-			}
-		}
-		close(started)
-	}()
-	select {
-	case ok := <-started:
-		if !ok {
-			t.Fatal("the helper exited before starting")
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("the helper did not start within 30 s")
-	}
+	h := startCrashHelper(t, crashHelperConfig{Dir: b.dir, Seed: hex.EncodeToString(b.nodeKey.Seed()), Peer: b.peers[0], Stage: "never"})
+	h.next(t, "smtp ")
 	settle()
 
 	text := strings.Repeat("Forty-two bytes of text in every line.\r\n", 5000) // 4 chunks
@@ -89,10 +58,7 @@ func TestInboundHeldChunksSurviveCrash(t *testing.T) {
 	}
 	carol.publish(t, chunks[2], chunks[0], chunks[3])
 	time.Sleep(heldFlushAfter / 2) // handled, and still held in memory only
-	if err := cmd.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	cmd.Wait()
+	h.kill()
 	held, err := b.mail.Chunks(ctx, "bob", carol.o.sharedKey(), id)
 	if err != nil {
 		t.Fatal(err)
