@@ -17,6 +17,18 @@ import (
 // passport to the account's node (as its passport topic would) and waits
 // for the bridge to follow it. It returns a writer that still seals with
 // the old key on the old topic; w seals with the new key on the new topic.
+// rotatedContact adds carol as a contact of a, waits for her topic, then
+// rotates her shared key; it returns carol as she is now and as she was.
+func rotatedContact(t testing.TB, s *site, a Account) (carol, old *writer) {
+	t.Helper()
+	carol = newWriter(t, s, a)
+	if _, err := s.reg.AddContact(context.Background(), a.Name, "Carol", carol.o.p.Export()); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 10*time.Second, "carol's topic registered", func() bool { return registered(t, s.node, a.Device, carol.topic) })
+	return carol, rotateWriter(t, s, a, carol)
+}
+
 func rotateWriter(t testing.TB, s *site, a Account, w *writer) *writer {
 	t.Helper()
 	ctx := context.Background()
@@ -51,13 +63,7 @@ func rotateWriter(t testing.TB, s *site, a Account, w *writer) *writer {
 // arrives after the rotation was followed, once, from the contact.
 func TestInboundOnRotatedTopic(t *testing.T) {
 	s, alice, _ := oneSite(t, nil)
-	ctx := context.Background()
-	carol := newWriter(t, s, alice)
-	if _, err := s.reg.AddContact(ctx, "alice", "Carol", carol.o.p.Export()); err != nil {
-		t.Fatal(err)
-	}
-	waitUntil(t, 10*time.Second, "carol's topic registered", func() bool { return registered(t, s.node, alice.Device, carol.topic) })
-	old := rotateWriter(t, s, alice, carol)
+	carol, old := rotatedContact(t, s, alice)
 	if old.topic == carol.topic {
 		t.Fatal("the rotation kept the topic")
 	}
@@ -107,12 +113,7 @@ func TestRotatedTopicGraceEnds(t *testing.T) {
 	alice, _ := s.addAccount(t, "alice")
 	s.start()
 	ctx := context.Background()
-	carol := newWriter(t, s, alice)
-	if _, err := s.reg.AddContact(ctx, "alice", "Carol", carol.o.p.Export()); err != nil {
-		t.Fatal(err)
-	}
-	waitUntil(t, 10*time.Second, "carol's topic registered", func() bool { return registered(t, s.node, alice.Device, carol.topic) })
-	old := rotateWriter(t, s, alice, carol)
+	carol, old := rotatedContact(t, s, alice)
 
 	old.publish(t, old.seal(t, newID(t), "Subject: within the grace period\r\n\r\nx\r\n")...)
 	waitUntil(t, 10*time.Second, "the mail within the grace period", func() bool { return s.inboxCount("alice") == 1 })
