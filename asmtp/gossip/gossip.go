@@ -1,5 +1,5 @@
-// Package gossip is the codec of a PolderCast 1.x gossip (upstream-protocol.md
-// §9): a node's self-signed profile of id, time, public address and topic
+// Package gossip is the codec of a PolderCast 1.x gossip (PROTOCOL.md
+// §8): a node's self-signed profile of id, time, public address and topic
 // subscriptions, as carried by the ASMTP Gossip message. The topology that
 // uses gossips lives elsewhere; this package only builds, signs, encodes,
 // decodes and verifies them.

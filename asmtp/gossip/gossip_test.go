@@ -13,7 +13,7 @@ import (
 )
 
 // upstreamVector is the known_gossips entry of upstream asmtpd's config
-// template (upstream-protocol.md §18.1).
+// template (PROTOCOL.md §13.1).
 const upstreamVector = "80007353f1e7fb03b2346638b4e2b93f810c84853787970be0844df63cdc9979a01d0221561d561f667d26482dc49b0ef76a32f94aeecb4c01191510ca8ec977bd714545888ad0117fa81a176922927114db64cbc6666d2fa2877207baabe0080489fac7c054335c68fcc90d"
 
 func gossipTestHex(t testing.TB, s string) []byte {

@@ -16,7 +16,7 @@ func mustHex(t testing.TB, s string) []byte {
 	return b
 }
 
-// Vectors from upstream-protocol.md §18.2.
+// Vectors from PROTOCOL.md §10.
 func TestNodeKeyVector(t *testing.T) {
 	var e Entropy
 	for i := range e {

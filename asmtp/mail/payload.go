@@ -50,7 +50,7 @@ const (
 	HeaderSize = offData
 )
 
-// Capacity (upstream-protocol.md §8 and §11.2).
+// Capacity (PROTOCOL.md §7 and §12.3).
 const (
 	// MaxContentSize is the largest Topic content a frame can carry.
 	MaxContentSize = 65484

@@ -11,7 +11,7 @@ import (
 )
 
 // ErrWrongSender means a payload opened but was sealed by another key than
-// the contact the topic belongs to (upstream-protocol.md §19 #25). Callers
+// the contact the topic belongs to (PROTOCOL.md §12.8). Callers
 // drop the content and log it.
 var ErrWrongSender = errors.New("mail: sender is not the topic's contact")
 

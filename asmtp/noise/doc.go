@@ -1,5 +1,5 @@
 // Package noise holds the Noise Protocol Framework uses of ASMTP
-// (upstream-protocol.md §4–7, §10.5, §11.2):
+// (PROTOCOL.md §3–5, §9, §P.5, §P.7):
 //
 //   - the link handshake Noise_IK_ed25519_ChaChaPoly_BLAKE2b, where static
 //     and ephemeral keys are Ed25519 keys used as Diffie-Hellman keys

@@ -1,6 +1,6 @@
 package noise
 
-// The passport shared-key seal (upstream-protocol.md §10.5).
+// The passport shared-key seal (PROTOCOL.md §P.5).
 //
 // A passport's Curve25519 shared secret is sealed to each master key with a
 // one-message Noise construction that keynesis names

@@ -24,7 +24,7 @@ func sharedKeyTestHex(t testing.TB, dst []byte, s string) {
 func sharedKeyVectorInputs(t testing.TB) (ephemeralSeed []byte, recipient ed25519.PrivateKey, psk keys.Seed, secret keys.SharedSecret) {
 	ephemeralSeed = bytes.Repeat([]byte{0x01}, 32)
 	recipient = ed25519.NewKeyFromSeed(bytes.Repeat([]byte{0x07}, 32))
-	// The passphrase seed of "asmtp" (upstream-protocol.md §18.2).
+	// The passphrase seed of "asmtp" (PROTOCOL.md §10).
 	sharedKeyTestHex(t, psk[:], "a6110c43aa7d69ce7abb83f8c5ce4f992fe1c29ae4ecee41a3ceee7938933831")
 	sharedKeyTestHex(t, secret[:], "0808080808080808080808080808080808080808080808080808080808080848")
 	return
@@ -34,7 +34,7 @@ func sharedKeyVectorInputs(t testing.TB) (ephemeralSeed []byte, recipient ed2551
 // not by upstream keynesis: it was produced by this implementation and
 // reproduced by an independent Python script (hashlib BLAKE2b/HMAC, pyca
 // ChaCha20Poly1305 and X25519, the Edwards→Montgomery map written out) that
-// follows upstream-protocol.md §10.5 step by step. Cross-check against
+// follows PROTOCOL.md §P.5 step by step. Cross-check against
 // keynesis 1.4 when possible.
 func TestSealSharedSecretVector(t *testing.T) {
 	const want = "8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c" + // e.pub

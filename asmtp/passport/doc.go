@@ -9,7 +9,7 @@
 // topics are derived (package topic). Passports travel as PassportBlocks
 // export files and, block by block, on their passport topic.
 //
-// Wire formats and ledger rules follow keynesis 1.4 (upstream-protocol.md
-// §10), with the stricter checks listed on ParseBlock, Genesis and
+// Wire formats and ledger rules follow keynesis 1.4 (PROTOCOL.md
+// §11, P.1–P.8), with the stricter checks listed on ParseBlock, Genesis and
 // (*Ledger).Apply. Validation never reads the clock: callers pass now.
 package passport

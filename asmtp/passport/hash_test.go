@@ -7,7 +7,7 @@ import (
 	"golang.org/x/crypto/blake2b"
 )
 
-// Vectors from upstream-protocol.md §18.2: the keynesis Hash is BLAKE2b with
+// Vectors from PROTOCOL.md §10: the keynesis Hash is BLAKE2b with
 // a 16-byte digest (not a truncated BLAKE2b-512), and BLAKE2b-256 hashes
 // passphrases and relay dedupe keys.
 func TestHashVectors(t *testing.T) {

@@ -29,7 +29,7 @@ func testKey(b byte) ed25519.PrivateKey {
 	return ed25519.NewKeyFromSeed(bytes.Repeat([]byte{b}, ed25519.SeedSize))
 }
 
-// testPSK is keys.PassphraseSeed("asmtp") (upstream-protocol.md §18.2),
+// testPSK is keys.PassphraseSeed("asmtp") (PROTOCOL.md §10),
 // written out so no test pays the 1e6-iteration PBKDF2.
 func testPSK(t testing.TB) keys.Seed {
 	t.Helper()

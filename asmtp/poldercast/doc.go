@@ -3,7 +3,7 @@
 // the PolderCast paper (Setty, van Steen, Vitenberg, Voulgaris, Middleware
 // 2012), not the upstream primetype/poldercast crate, whose neighbour
 // selection and forwarding deviate from the paper (see
-// shared/reference/poldercast.md §7).
+// PROTOCOL.md §15.3).
 //
 // The package is pure: no I/O, no clock, no global random source. Every
 // call that depends on time takes an explicit now, and randomness comes

@@ -18,7 +18,7 @@ func mustSharedKey(t testing.TB, s string) keys.SharedKey {
 	return k
 }
 
-// Vector from upstream-protocol.md §18.2 (computed, not produced by upstream).
+// Vector from PROTOCOL.md §10 (computed, not produced by upstream).
 const (
 	vectorKeyA  = "7353f1e7fb03b2346638b4e2b93f810c84853787970be0844df63cdc9979a01d"
 	vectorKeyB  = "cf71feb4eb176849217727f286a9c87c80b071b23084d0013334d59786605a24"

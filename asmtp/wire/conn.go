@@ -1,4 +1,4 @@
-// Package wire is the ASMTP link protocol (upstream-protocol.md §6–8): the
+// Package wire is the ASMTP link protocol (PROTOCOL.md §5–7): the
 // version byte and the Noise IK handshake over a net.Conn, the transport
 // frames (u16 big-endian length ‖ ChaCha20-Poly1305 ciphertext, with a REKEY
 // after every frame in each direction), and the seven message types that

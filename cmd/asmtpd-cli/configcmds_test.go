@@ -35,7 +35,7 @@ func TestDefaultConfigPrintsTheTemplate(t *testing.T) {
 }
 
 func TestMakeGossip(t *testing.T) {
-	// upstream-protocol.md §18.2: entropy 00 01 … 3f, password "asmtp".
+	// PROTOCOL.md §10: entropy 00 01 … 3f, password "asmtp".
 	const id = "78f6b1cc94b56c934b8df791c8a8362e72b3decd8fbb0e132d2148a358ebf4e8"
 	entropy := make([]byte, 64)
 	for i := range entropy {

@@ -471,7 +471,7 @@ func TestExampleConfigIsTheTemplate(t *testing.T) {
 }
 
 func TestNodeKeyChecksPublicID(t *testing.T) {
-	// upstream-protocol.md §18.2: entropy 00 01 … 3f with password "asmtp".
+	// PROTOCOL.md §10: entropy 00 01 … 3f with password "asmtp".
 	const id = "78f6b1cc94b56c934b8df791c8a8362e72b3decd8fbb0e132d2148a358ebf4e8"
 	var entropy [64]byte
 	for i := range entropy {
