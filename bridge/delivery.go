@@ -324,9 +324,9 @@ func (d *deliverer) deliver(ctx context.Context, it mailstore.OutboxItem, raw []
 	ctx = context.WithoutCancel(ctx) // record what was done, also when stopping
 	now := time.Now()
 	deadline := it.QueuedAt.Add(d.cfg.RetryWindow)
+	// The deadline comes before any other failure, so that every accepted
+	// mail ends delivered or bounced, whatever kept it from the node.
 	switch {
-	case errors.Is(err, errNotLinked):
-		err = d.b.mail.DeliveryPostponed(ctx, it, now.Add(notLinkedWait))
 	case err == nil:
 		err = d.b.mail.DeliverySucceeded(ctx, it)
 		log.Info("bridge: mail sent", "chunks", chunks, "bytes", len(raw), "attempt", it.Attempts+1)
@@ -334,6 +334,12 @@ func (d *deliverer) deliver(ctx context.Context, it mailstore.OutboxItem, raw []
 		_, err2 := d.b.mail.DeliveryFailed(ctx, it, d.b.bounce(ctx, it, raw, err, now), now)
 		log.Warn("bridge: mail bounced", "attempts", it.Attempts+1, "err", err)
 		err = err2
+	case errors.Is(err, errNotLinked):
+		next := now.Add(notLinkedWait)
+		if next.After(deadline) {
+			next = deadline
+		}
+		err = d.b.mail.DeliveryPostponed(ctx, it, next)
 	default:
 		next := now.Add(d.cfg.backoff(it.Attempts))
 		if next.After(deadline) {
