@@ -14,6 +14,7 @@ import (
 	"github.com/asmtp/asmtp/asmtp/mail"
 	"github.com/asmtp/asmtp/asmtp/node"
 	"github.com/asmtp/asmtp/asmtp/passport"
+	"github.com/asmtp/asmtp/asmtp/topic"
 	"github.com/asmtp/asmtp/mailstore"
 )
 
@@ -226,6 +227,27 @@ type deliverer struct {
 	mu         sync.Mutex
 	nextLookup time.Time               // when the next passport look-up may start
 	secrets    map[string]cachedSecret // by account
+	handed     map[outboxKey]handover  // entries with chunks the node has and the outbox does not record
+}
+
+// outboxKey names an outbox entry: one recipient of one queued message.
+type outboxKey struct {
+	id       int64
+	passport passport.Hash
+}
+
+func keyOf(it mailstore.OutboxItem) outboxKey { return outboxKey{it.OutboxID, it.Passport} }
+
+// handover is how many leading chunks of an entry's message this process
+// has published on topic. The next attempt publishes only the rest (none
+// when all were), so an outbox that fails to record a delivery does not
+// make the node store and forward fresh copies (each seal is new
+// randomness, so the node cannot tell them for duplicates). It lives in
+// memory only: after a restart the message is published again, which the
+// recipient drops as a replay of its message id.
+type handover struct {
+	topic  topic.Topic
+	chunks int
 }
 
 // cachedSecret is an account's shared secret, kept because opening it
@@ -238,7 +260,8 @@ type cachedSecret struct {
 }
 
 func newDeliverer(b *Bridge) *deliverer {
-	return &deliverer{b: b, cfg: b.cfg.Delivery, wakeCh: make(chan struct{}, 1), secrets: make(map[string]cachedSecret)}
+	return &deliverer{b: b, cfg: b.cfg.Delivery, wakeCh: make(chan struct{}, 1), secrets: make(map[string]cachedSecret),
+		handed: make(map[outboxKey]handover)}
 }
 
 // wake makes the worker look at the outbox now.
@@ -250,10 +273,14 @@ func (d *deliverer) wake() {
 }
 
 // run delivers what is due until ctx is done: at start, when woken, and
-// when the next entry falls due.
+// when the next entry falls due. A pass that could not update the outbox
+// leaves entries due in the past; the next pass then waits FirstRetry,
+// doubling up to MaxRetry while passes keep failing, rather than at once:
+// a failing store must not make the worker spin.
 func (d *deliverer) run(ctx context.Context) {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	stalled := 0 // passes in a row that could not update the outbox
 	for {
 		select {
 		case <-ctx.Done():
@@ -261,27 +288,44 @@ func (d *deliverer) run(ctx context.Context) {
 		case <-d.wakeCh:
 		case <-timer.C:
 		}
-		d.pass(ctx)
-		wait := d.cfg.MaxRetry
-		if next, ok, err := d.b.mail.NextDelivery(ctx); err != nil {
-			d.b.log.Error("bridge: read the outbox", "err", err)
-		} else if ok {
-			wait = min(wait, max(0, time.Until(next)))
+		if d.pass(ctx) {
+			stalled = 0
+		} else {
+			stalled++
 		}
-		timer.Reset(wait)
+		timer.Reset(d.nextPass(ctx, stalled))
 	}
 }
 
-// pass attempts every due entry, Workers at a time, until none is due.
-func (d *deliverer) pass(ctx context.Context) {
+// nextPass is how long to wait before the next pass, after stalled passes
+// in a row that could not update the outbox.
+func (d *deliverer) nextPass(ctx context.Context, stalled int) time.Duration {
+	if stalled > 0 {
+		wait := d.cfg.backoff(stalled - 1)
+		d.b.log.Warn("bridge: the outbox cannot be updated; next pass later", "wait", wait, "passes", stalled)
+		return wait
+	}
+	wait := d.cfg.MaxRetry
+	if next, ok, err := d.b.mail.NextDelivery(ctx); err != nil {
+		d.b.log.Error("bridge: read the outbox", "err", err)
+	} else if ok {
+		wait = min(wait, max(0, time.Until(next)))
+	}
+	return wait
+}
+
+// pass attempts every due entry, Workers at a time, until none is due. It
+// reports false when it stopped because the outbox could not be read or
+// updated, with entries still due.
+func (d *deliverer) pass(ctx context.Context) bool {
 	for ctx.Err() == nil {
 		due, err := d.b.mail.DueDeliveries(ctx, time.Now(), deliveryBatch)
 		if err != nil {
 			d.b.log.Error("bridge: read the outbox", "err", err)
-			return
+			return false
 		}
 		if len(due) == 0 {
-			return
+			return true
 		}
 		var wg sync.WaitGroup
 		sem := make(chan struct{}, d.cfg.Workers) // also bounds the messages in memory
@@ -308,51 +352,91 @@ func (d *deliverer) pass(ctx context.Context) {
 			moved = moved || p
 		}
 		if !moved { // the outbox cannot be updated: try again later
-			return
+			return ctx.Err() != nil
 		}
 	}
+	return true
 }
 
 // deliver makes one attempt and records its outcome; it reports whether
 // the outbox was updated.
 func (d *deliverer) deliver(ctx context.Context, it mailstore.OutboxItem, raw []byte) bool {
-	log := d.b.log.With("account", it.Account, "to", it.Address, "outbox", it.OutboxID)
 	chunks, err := d.attempt(ctx, it, raw)
 	if err != nil && ctx.Err() != nil {
 		return false // interrupted by shutdown: the entry stays due
 	}
-	ctx = context.WithoutCancel(ctx) // record what was done, also when stopping
-	now := time.Now()
-	deadline := it.QueuedAt.Add(d.cfg.RetryWindow)
-	// The deadline comes before any other failure, so that every accepted
-	// mail ends delivered or bounced, whatever kept it from the node.
+	// Record what was done, also when stopping.
+	left, err := d.record(context.WithoutCancel(ctx), it, raw, chunks, err)
 	switch {
-	case err == nil:
-		err = d.b.mail.DeliverySucceeded(ctx, it)
-		log.Info("bridge: mail sent", "chunks", chunks, "bytes", len(raw), "attempt", it.Attempts+1)
-	case !now.Before(deadline):
-		_, err2 := d.b.mail.DeliveryFailed(ctx, it, d.b.bounce(ctx, it, raw, err, now), now)
-		log.Warn("bridge: mail bounced", "attempts", it.Attempts+1, "err", err)
-		err = err2
-	case errors.Is(err, errNotLinked):
-		next := now.Add(notLinkedWait)
-		if next.After(deadline) {
-			next = deadline
-		}
-		err = d.b.mail.DeliveryPostponed(ctx, it, next)
-	default:
-		next := now.Add(d.cfg.backoff(it.Attempts))
-		if next.After(deadline) {
-			next = deadline
-		}
-		log.Info("bridge: mail deferred", "attempt", it.Attempts+1, "retry", next.Sub(now).Round(time.Millisecond), "err", err)
-		err = d.b.mail.DeliveryDeferred(ctx, it, next, err.Error())
-	}
-	if err != nil {
-		log.Error("bridge: update the outbox", "err", err)
+	case errors.Is(err, mailstore.ErrNotQueued): // gone meanwhile: its account was removed
+		left, err = true, nil
+	case err != nil:
+		d.b.log.Error("bridge: update the outbox", "account", it.Account, "to", it.Address, "outbox", it.OutboxID, "err", err)
+		d.hook("unrecorded", it, chunks)
 		return false
 	}
+	if left {
+		d.forgetHandover(it)
+	}
 	return true
+}
+
+// record writes the outcome of an attempt that published chunks and
+// failed with cause (nil: delivered) to the outbox, and reports whether
+// the entry left it. The deadline comes before any other failure, so that
+// every accepted mail ends delivered or bounced, whatever kept it from the
+// node.
+func (d *deliverer) record(ctx context.Context, it mailstore.OutboxItem, raw []byte, chunks int, cause error) (left bool, err error) {
+	log := d.b.log.With("account", it.Account, "to", it.Address, "outbox", it.OutboxID)
+	now := time.Now()
+	deadline := it.QueuedAt.Add(d.cfg.RetryWindow)
+	next := now.Add(d.cfg.backoff(it.Attempts))
+	if errors.Is(cause, errNotLinked) {
+		next = now.Add(notLinkedWait)
+	}
+	if next.After(deadline) {
+		next = deadline
+	}
+	switch {
+	case cause == nil:
+		log.Info("bridge: mail sent", "chunks", chunks, "bytes", len(raw), "attempt", it.Attempts+1)
+		return true, d.b.mail.DeliverySucceeded(ctx, it)
+	case !now.Before(deadline):
+		log.Warn("bridge: mail bounced", "attempts", it.Attempts+1, "err", cause)
+		_, err := d.b.mail.DeliveryFailed(ctx, it, d.b.bounce(ctx, it, raw, cause, now), now)
+		return true, err
+	case errors.Is(cause, errNotLinked):
+		return false, d.b.mail.DeliveryPostponed(ctx, it, next)
+	default:
+		log.Info("bridge: mail deferred", "attempt", it.Attempts+1, "retry", next.Sub(now).Round(time.Millisecond), "err", cause)
+		return false, d.b.mail.DeliveryDeferred(ctx, it, next, cause.Error())
+	}
+}
+
+// handedChunks is how many leading chunks of the entry's message this
+// process has published on t.
+func (d *deliverer) handedChunks(it mailstore.OutboxItem, t topic.Topic) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if h, ok := d.handed[keyOf(it)]; ok && h.topic == t {
+		return h.chunks
+	}
+	return 0
+}
+
+// handOver records that the node has the first chunks of the entry's
+// message on t.
+func (d *deliverer) handOver(it mailstore.OutboxItem, t topic.Topic, chunks int) {
+	d.mu.Lock()
+	d.handed[keyOf(it)] = handover{topic: t, chunks: chunks}
+	d.mu.Unlock()
+}
+
+// forgetHandover drops the record of an entry that left the outbox.
+func (d *deliverer) forgetHandover(it mailstore.OutboxItem) {
+	d.mu.Lock()
+	delete(d.handed, keyOf(it))
+	d.mu.Unlock()
 }
 
 // attempt sends raw to the entry's recipient and returns the number of
@@ -387,25 +471,39 @@ func (d *deliverer) attempt(ctx context.Context, it mailstore.OutboxItem, raw []
 	if err != nil {
 		return 0, err
 	}
-	sealed := sealAhead(secret, c.SharedKey, chunks)
+	if err := d.publish(ctx, s, it, c, secret, chunks); err != nil {
+		return d.handedChunks(it, c.Topic), err
+	}
+	d.hook("sent", it, len(chunks))
+	return len(chunks), nil
+}
+
+// publish seals and publishes the chunks the node does not have yet
+// (handedChunks), in batches, recording each batch the node stored.
+func (d *deliverer) publish(ctx context.Context, s *node.Session, it mailstore.OutboxItem, c Contact, secret keys.SharedSecret, chunks []mail.Chunk) error {
+	from := d.handedChunks(it, c.Topic)
+	if from >= len(chunks) {
+		return nil
+	}
+	sealed := sealAhead(secret, c.SharedKey, chunks[from:])
 	defer sealed.stop()
 	batch := make([][]byte, 0, publishBatchChunks)
-	for i := range chunks {
+	for i := from; i < len(chunks); i++ {
 		content, err := sealed.next()
 		if err != nil {
-			return i - len(batch), err
+			return err
 		}
 		if batch = append(batch, content); len(batch) < publishBatchChunks && i < len(chunks)-1 {
 			continue
 		}
 		if err := s.PublishBatch(ctx, c.Topic, batch); err != nil {
-			return i + 1 - len(batch), fmt.Errorf("publish chunks %d-%d of %d: %w", i+2-len(batch), i+1, len(chunks), err)
+			return fmt.Errorf("publish chunks %d-%d of %d: %w", i+2-len(batch), i+1, len(chunks), err)
 		}
+		d.handOver(it, c.Topic, i+1)
 		batch = batch[:0]
 		d.hook("published", it, i+1)
 	}
-	d.hook("sent", it, len(chunks))
-	return len(chunks), nil
+	return nil
 }
 
 // publishBatchChunks is how many chunks one node commit stores: a batch

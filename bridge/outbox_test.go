@@ -2,11 +2,17 @@ package bridge
 
 import (
 	"context"
+	"database/sql"
+	"errors"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/asmtp/asmtp/asmtp/node"
+	"github.com/asmtp/asmtp/asmtp/topic"
+	"github.com/asmtp/asmtp/mailstore"
 )
 
 // TestUnlinkedAccountBounces: mail of an account the bridge cannot put on
@@ -50,4 +56,78 @@ func TestUnlinkedAccountBounces(t *testing.T) {
 		t.Errorf("bounced after %v, before the %v retry window", took, s.delivery.RetryWindow)
 	}
 	t.Logf("an account not on the node: its mail bounced %v after submission (retry window %v)", took.Round(time.Millisecond), s.delivery.RetryWindow)
+}
+
+// TestOutboxStoreFailureDoesNotSpin: when the outbox cannot record that a
+// mail was handed to the node (an SQLite trigger, added from another
+// connection, makes every removal from the outbox fail at once), the
+// worker neither publishes the mail again nor spins: each pass that could
+// not update the outbox waits FirstRetry, doubling, before the next; once
+// the store works again it records the handover it made. Without the
+// record every retry sealed and published every chunk anew (fresh
+// randomness: the node stored and forwarded each copy), as fast as the
+// store failed.
+func TestOutboxStoreFailureDoesNotSpin(t *testing.T) {
+	ctx := context.Background()
+	s := newSite(t)
+	alice, pw := s.addAccount(t, "alice")
+	bob, _ := s.addAccount(t, "bob")
+	befriend(t, s, "alice", "Alice", s, "bob", "Bob")
+	db, err := sql.Open("sqlite", filepath.Join(s.dir, MailFile)+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	const failures = 4 // outbox updates that fail before the store is repaired
+	var mu sync.Mutex
+	var sent int             // publications of the message's last chunk
+	var failedAt []time.Time // when outbox updates failed
+	var hookErr error
+	s.delivery.hook = func(stage string, _ mailstore.OutboxItem, chunk int) {
+		mu.Lock()
+		defer mu.Unlock()
+		var err error
+		switch {
+		case stage == "published" && chunk == 8:
+			sent++
+		case stage == "sent" && failedAt == nil:
+			_, err = db.Exec(`CREATE TRIGGER IF NOT EXISTS broken_outbox BEFORE DELETE ON outbox_recipients
+				BEGIN SELECT RAISE(ABORT, 'injected: the outbox cannot be updated'); END`)
+		case stage == "unrecorded":
+			if failedAt = append(failedAt, time.Now()); len(failedAt) == failures {
+				_, err = db.Exec("DROP TRIGGER broken_outbox")
+			}
+		}
+		hookErr = errors.Join(hookErr, err)
+	}
+	s.start()
+	waitUntil(t, 10*time.Second, "alice on the node", func() bool { return s.bridge.session("alice") != nil })
+	from, to := alice.Address("asmtp").String(), bob.Address("asmtp").String()
+	big := strings.Repeat("Forty-two bytes of text in every line.\r\n", 11500) // 8 chunks
+	sendMails(t, s, pw, from, to, big, "handed over once")
+	waitUntil(t, 60*time.Second, "alice's outbox empty", func() bool {
+		q, err := s.mail.Outbox(ctx, "alice")
+		return err == nil && len(q) == 0
+	})
+	waitUntil(t, 10*time.Second, "the mail at bob", func() bool { return s.inboxCount("bob") == 1 })
+	mu.Lock()
+	defer mu.Unlock()
+	if hookErr != nil {
+		t.Fatal(hookErr)
+	}
+	if len(failedAt) < failures {
+		t.Fatalf("the outbox update failed %d times, want %d: the test did not test anything", len(failedAt), failures)
+	}
+	tp := topic.Derive(ownSharedKey(t, alice), ownSharedKey(t, bob))
+	stored := storedOn(t, s, alice, tp)
+	spread := failedAt[failures-1].Sub(failedAt[0])
+	t.Logf("outbox update failed %d times over %v; the mail was published %d times, %d chunks stored on the node",
+		len(failedAt), spread.Round(time.Millisecond), sent, stored)
+	if sent != 1 || stored != 8 {
+		t.Errorf("the mail was published %d times (%d chunks stored), want once (8 chunks)", sent, stored)
+	}
+	// Passes after 1, 2 and 3 failed ones wait FirstRetry times 1, 2, 4.
+	if least := 7 * s.delivery.FirstRetry; spread < least {
+		t.Errorf("%d failed outbox updates within %v: the worker does not back off (want at least %v)", failures, spread, least)
+	}
 }
