@@ -117,9 +117,12 @@ import (
 // Defaults of DeliveryConfig.
 const (
 	DefaultRetryWindow = 4 * 24 * time.Hour
-	DefaultFirstRetry  = 30 * time.Second
-	DefaultMaxRetry    = time.Hour
-	DefaultWorkers     = 4
+	// DefaultDelayWarning is when the sender of mail still undelivered
+	// is told so, as Postfix's delay_warning_time is usually set.
+	DefaultDelayWarning = 4 * time.Hour
+	DefaultFirstRetry   = 30 * time.Second
+	DefaultMaxRetry     = time.Hour
+	DefaultWorkers      = 4
 	// DefaultLookupInterval spaces the passport look-ups of unknown
 	// recipients: at most 2 a second stays below the request rate peers
 	// allow by default (node.DefaultQueryRate, 5 a second, which also
@@ -153,6 +156,11 @@ type DeliveryConfig struct {
 	// RetryWindow is how long a message is retried before it bounces.
 	// Default DefaultRetryWindow.
 	RetryWindow time.Duration
+	// DelayWarning is how long after submission a message still in the
+	// outbox gets the sender a delay report (RFC 3464 Action: delayed) in
+	// INBOX, once. One at or past RetryWindow sends none. Default
+	// DefaultDelayWarning.
+	DelayWarning time.Duration
 	// FirstRetry is the wait after the first failed attempt; it doubles
 	// with each further failure up to MaxRetry. Defaults DefaultFirstRetry
 	// and DefaultMaxRetry.
@@ -183,6 +191,9 @@ type DeliveryConfig struct {
 func (c *DeliveryConfig) setDefaults() {
 	if c.RetryWindow <= 0 {
 		c.RetryWindow = DefaultRetryWindow
+	}
+	if c.DelayWarning <= 0 {
+		c.DelayWarning = DefaultDelayWarning
 	}
 	if c.FirstRetry <= 0 {
 		c.FirstRetry = DefaultFirstRetry
@@ -361,12 +372,12 @@ func (d *deliverer) pass(ctx context.Context) bool {
 // deliver makes one attempt and records its outcome; it reports whether
 // the outbox was updated.
 func (d *deliverer) deliver(ctx context.Context, it mailstore.OutboxItem, raw []byte) bool {
-	chunks, err := d.attempt(ctx, it, raw)
-	if err != nil && ctx.Err() != nil {
+	chunks, cause := d.attempt(ctx, it, raw)
+	if cause != nil && ctx.Err() != nil {
 		return false // interrupted by shutdown: the entry stays due
 	}
-	// Record what was done, also when stopping.
-	left, err := d.record(context.WithoutCancel(ctx), it, raw, chunks, err)
+	ctx = context.WithoutCancel(ctx) // record what was done, also when stopping
+	left, err := d.record(ctx, it, raw, chunks, cause)
 	switch {
 	case errors.Is(err, mailstore.ErrNotQueued): // gone meanwhile: its account was removed
 		left, err = true, nil
@@ -377,8 +388,28 @@ func (d *deliverer) deliver(ctx context.Context, it mailstore.OutboxItem, raw []
 	}
 	if left {
 		d.forgetHandover(it)
+	} else {
+		d.warnIfLate(ctx, it, raw, cause)
 	}
 	return true
+}
+
+// warnIfLate tells the sender, once, that the entry is still undelivered
+// DelayWarning after submission (and not yet bounced).
+func (d *deliverer) warnIfLate(ctx context.Context, it mailstore.OutboxItem, raw []byte, cause error) {
+	now := time.Now()
+	if !it.WarnedAt.IsZero() || now.Before(it.QueuedAt.Add(d.cfg.DelayWarning)) || !now.Before(it.QueuedAt.Add(d.cfg.RetryWindow)) {
+		return
+	}
+	log := d.b.log.With("account", it.Account, "to", it.Address, "outbox", it.OutboxID)
+	_, err := d.b.mail.DeliveryDelayed(ctx, it, d.b.delayed(ctx, it, raw, cause, now), now)
+	switch {
+	case errors.Is(err, mailstore.ErrNotQueued): // warned or gone meanwhile
+	case err != nil:
+		log.Error("bridge: store a delay report", "err", err) // tried again at the next attempt
+	default:
+		log.Warn("bridge: mail delayed; the sender was told", "queued", it.QueuedAt, "err", cause)
+	}
 }
 
 // record writes the outcome of an attempt that published chunks and
@@ -396,6 +427,10 @@ func (d *deliverer) record(ctx context.Context, it mailstore.OutboxItem, raw []b
 	}
 	if next.After(deadline) {
 		next = deadline
+	}
+	// The delay report goes out on time, whatever the back-off.
+	if warnAt := it.QueuedAt.Add(d.cfg.DelayWarning); it.WarnedAt.IsZero() && warnAt.After(now) && next.After(warnAt) {
+		next = warnAt
 	}
 	switch {
 	case cause == nil:

@@ -1,9 +1,15 @@
 package bridge
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
+	"io"
+	"mime"
+	"mime/multipart"
+	netmail "net/mail"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -11,6 +17,7 @@ import (
 	"time"
 
 	"github.com/asmtp/asmtp/asmtp/node"
+	"github.com/asmtp/asmtp/asmtp/passport"
 	"github.com/asmtp/asmtp/asmtp/topic"
 	"github.com/asmtp/asmtp/mailstore"
 )
@@ -130,4 +137,89 @@ func TestOutboxStoreFailureDoesNotSpin(t *testing.T) {
 	if least := 7 * s.delivery.FirstRetry; spread < least {
 		t.Errorf("%d failed outbox updates within %v: the worker does not back off (want at least %v)", failures, spread, least)
 	}
+}
+
+// TestDelayedMailWarning: mail that is still in the outbox DelayWarning
+// after submission (here to a passport no node has: its owner's node is
+// offline) gets the sender one delay report (RFC 3464 Action: delayed,
+// with Will-Retry-Until), read over IMAP by Python's imaplib, and the
+// bounce later when the retry window ends; mail delivered before
+// DelayWarning gets none.
+func TestDelayedMailWarning(t *testing.T) {
+	s := newSite(t)
+	s.delivery.DelayWarning = 2 * time.Second
+	alice, pw := s.addAccount(t, "alice")
+	bob, _ := s.addAccount(t, "bob")
+	befriend(t, s, "alice", "Alice", s, "bob", "Bob")
+	s.start()
+	waitUntil(t, 10*time.Second, "alice on the node", func() bool { return s.bridge.session("alice") != nil })
+	from := alice.Address("asmtp").String()
+	offline := passport.Hash{0xde, 0xad, 0xbe, 0xef}.String() + "@asmtp"
+	sent := time.Now()
+	sendMails(t, s, pw, from, offline, "hi\n", "to an offline node")
+	sendMails(t, s, pw, from, bob.Address("asmtp").String(), "hi\n", "delivered at once")
+	waitUntil(t, s.delivery.RetryWindow+20*time.Second, "the delay report and the bounce", func() bool { return s.inboxCount("alice") >= 2 })
+	took := time.Since(sent)
+
+	out := t.TempDir()
+	host, port := hostPort(s.bridge.IMAPAddr())
+	python(t, "fetch", host, port, "alice", pw, out)
+	first, err1 := os.ReadFile(filepath.Join(out, "1.eml"))
+	second, err2 := os.ReadFile(filepath.Join(out, "2.eml"))
+	if err := errors.Join(err1, err2); err != nil {
+		t.Fatal(err)
+	}
+	report := checkReport(t, first, offline, "delayed", "4.1.1")
+	if !strings.Contains(report, "Will-Retry-Until: ") {
+		t.Errorf("the delay report does not say until when it is retried:\n%s", report)
+	}
+	if subj := header(t, first, "Subject"); subj != "Delayed Mail (still being retried)" {
+		t.Errorf("delay report Subject %q", subj)
+	}
+	checkBounce(t, second, offline, "5.1.1")
+	if got, _ := netmail.ParseDate(header(t, first, "Date")); got.Before(sent.Add(s.delivery.DelayWarning).Truncate(time.Second)) {
+		t.Errorf("delay report dated %v, before the %v delay warning", got, s.delivery.DelayWarning)
+	}
+	if n := s.inboxCount("alice"); n != 2 {
+		t.Errorf("alice has %d reports, want the delay report and the bounce: %s", n, subjects(t, s.inbox("alice")))
+	}
+	if s.inboxCount("bob") != 1 {
+		t.Errorf("bob has %d mails, want 1", s.inboxCount("bob"))
+	}
+	t.Logf("delay report and bounce in alice's INBOX %v after submission (delay warning %v, retry window %v)",
+		took.Round(time.Millisecond), s.delivery.DelayWarning, s.delivery.RetryWindow)
+}
+
+// checkReport checks that raw is an RFC 3464 report with the given action
+// and status on the delivery to rcpt, and returns its delivery-status part.
+func checkReport(t testing.TB, raw []byte, rcpt, action, status string) string {
+	t.Helper()
+	m, err := netmail.ReadMessage(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mt, params, err := mime.ParseMediaType(m.Header.Get("Content-Type"))
+	if err != nil || mt != "multipart/report" || params["report-type"] != "delivery-status" {
+		t.Fatalf("report Content-Type %q", m.Header.Get("Content-Type"))
+	}
+	mr := multipart.NewReader(m.Body, params["boundary"])
+	var report string
+	for {
+		p, err := mr.NextPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if data, _ := io.ReadAll(p); p.Header.Get("Content-Type") == "message/delivery-status" {
+			report = string(data)
+		}
+	}
+	for _, want := range []string{"Final-Recipient: rfc822; " + rcpt, "Action: " + action, "Status: " + status} {
+		if !strings.Contains(report, want) {
+			t.Errorf("delivery-status lacks %q:\n%s", want, report)
+		}
+	}
+	return report
 }

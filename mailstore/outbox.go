@@ -13,7 +13,10 @@ import (
 // on disk when Enqueue returns: the SMTP server answers 250 only then).
 // Each recipient row then lives until its delivery succeeds
 // (DeliverySucceeded) or is given up (DeliveryFailed, which stores the bounce
-// in the same transaction); the message goes with its last recipient.
+// in the same transaction); the message goes with its last recipient. A
+// row that stays long may get one delay warning (DeliveryDelayed, which
+// stores the report and records it in one transaction, so the sender is
+// warned at most once).
 //
 // Each recipient keeps the 16-byte message id drawn at submission, so
 // every attempt, also after a crash, sends the same id and the recipient
@@ -55,6 +58,7 @@ type OutboxItem struct {
 	Attempts    int
 	NextAttempt time.Time
 	LastError   string
+	WarnedAt    time.Time // when the sender was told the delivery is delayed; zero if not
 }
 
 // Enqueue stores a submitted message for delivery to its recipients, all
@@ -103,14 +107,14 @@ func (db *DB) Enqueue(ctx context.Context, s Submission, now time.Time) (int64, 
 }
 
 const outboxItemColumns = `o.id, o.account, o.envelope_from, o.queued_at, r.passport, r.address, r.message_id,
-	r.attempts, r.next_attempt, r.last_error`
+	r.attempts, r.next_attempt, r.last_error, r.warned_at`
 
 func scanOutboxItem(row interface{ Scan(...any) error }) (OutboxItem, error) {
 	var it OutboxItem
-	var queued, next int64
+	var queued, next, warned int64
 	var passport, id []byte
 	err := row.Scan(&it.OutboxID, &it.Account, &it.From, &queued, &passport, &it.Address, &id,
-		&it.Attempts, &next, &it.LastError)
+		&it.Attempts, &next, &it.LastError, &warned)
 	if err != nil {
 		return it, err
 	}
@@ -120,6 +124,9 @@ func scanOutboxItem(row interface{ Scan(...any) error }) (OutboxItem, error) {
 	copy(it.Passport[:], passport)
 	copy(it.MessageID[:], id)
 	it.QueuedAt, it.NextAttempt = time.UnixMilli(queued), time.UnixMilli(next)
+	if warned != 0 {
+		it.WarnedAt = time.UnixMilli(warned)
+	}
 	return it, nil
 }
 
@@ -255,6 +262,38 @@ func (db *DB) DeliveryFailed(ctx context.Context, it OutboxItem, bounce []byte, 
 	})
 	if err != nil {
 		return Appended{}, fmt.Errorf("bounce delivery %d to %s: %w", it.OutboxID, it.Address, err)
+	}
+	return out, nil
+}
+
+// DeliveryDelayed tells the sender a delivery is late: in one transaction
+// the recipient is marked warned at now and report (a delivery status
+// notification) is appended to the account's INBOX. A recipient warned
+// before, or no longer queued, gets no second report: ErrNotQueued.
+func (db *DB) DeliveryDelayed(ctx context.Context, it OutboxItem, report []byte, now time.Time) (Appended, error) {
+	p, err := prepareMessage(report, nil, now)
+	if err != nil {
+		return Appended{}, fmt.Errorf("delay report for %d to %s: %w", it.OutboxID, it.Address, err)
+	}
+	var out Appended
+	err = db.write(ctx, func(tx *sql.Tx) ([]change, error) {
+		res, err := tx.ExecContext(ctx, "UPDATE outbox_recipients SET warned_at = ? WHERE outbox_id = ? AND passport = ? AND warned_at = 0",
+			max(1, now.UnixMilli()), it.OutboxID, it.Passport[:])
+		if err != nil {
+			return nil, err
+		}
+		if err := mustAffect(res); err != nil {
+			return nil, err
+		}
+		var c change
+		out, c, err = insertMessage(ctx, tx, it.Account, Inbox, p)
+		if err != nil {
+			return nil, err
+		}
+		return []change{c}, nil
+	})
+	if err != nil {
+		return Appended{}, fmt.Errorf("delay report for %d to %s: %w", it.OutboxID, it.Address, err)
 	}
 	return out, nil
 }

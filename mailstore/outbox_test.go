@@ -132,3 +132,32 @@ func TestEnqueueRefuses(t *testing.T) {
 		t.Fatalf("after refused submissions the outbox holds %+v, %v", items, err)
 	}
 }
+
+// TestDeliveryDelayed: the delay report is stored with the mark that the
+// recipient was warned, once: a second report is refused and not stored.
+func TestDeliveryDelayed(t *testing.T) {
+	ctx := context.Background()
+	db, _ := openTest(t)
+	now := time.UnixMilli(1_700_000_000_000)
+	sub := Submission{Account: "alice", From: "alice@asmtp", Raw: msg("late", "body"), Recipients: []OutboxRecipient{recipient(1, "one@asmtp")}}
+	if _, err := db.Enqueue(ctx, sub, now); err != nil {
+		t.Fatal(err)
+	}
+	q, err := db.Outbox(ctx, "alice")
+	if err != nil || len(q) != 1 || !q[0].WarnedAt.IsZero() {
+		t.Fatalf("Outbox = %+v, %v; want one recipient not warned", q, err)
+	}
+	later := now.Add(4 * time.Hour)
+	if _, err := db.DeliveryDelayed(ctx, q[0], msg("delayed", "still trying"), later); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.DeliveryDelayed(ctx, q[0], msg("delayed", "again"), later); !errors.Is(err, ErrNotQueued) {
+		t.Fatalf("second delay report: %v, want ErrNotQueued", err)
+	}
+	if q, err := db.Outbox(ctx, "alice"); err != nil || len(q) != 1 || !q[0].WarnedAt.Equal(later) {
+		t.Fatalf("Outbox = %+v, %v; want the recipient warned at %v", q, err, later)
+	}
+	if st, _ := db.Status(ctx, "alice", Inbox); st.Messages != 1 {
+		t.Fatalf("INBOX has %d messages, want the one report", st.Messages)
+	}
+}
