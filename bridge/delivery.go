@@ -146,6 +146,11 @@ const notLinkedWait = time.Second
 // errNotLinked: the account has no node session yet.
 var errNotLinked = errors.New("the account is not on the node yet")
 
+// errNoHolder: the node has stored the message, but no other holder of
+// the recipient's topic (their node, or their account on this one) has
+// been seen, so it has not left this node yet.
+var errNoHolder = errors.New("stored on this node; no node holding the recipient's topic seen yet")
+
 // expireInterval is how often incomplete inbound messages are checked for
 // the reassembly timeout (and the replay memory trimmed), or a quarter of
 // the timeout if that is shorter.
@@ -442,6 +447,10 @@ func (d *deliverer) record(ctx context.Context, it mailstore.OutboxItem, raw []b
 		return true, err
 	case errors.Is(cause, errNotLinked):
 		return false, d.b.mail.DeliveryPostponed(ctx, it, next)
+	case errors.Is(cause, errNoHolder):
+		log.Info("bridge: mail on the node, waiting for the recipient's", "chunks", chunks, "attempt", it.Attempts+1,
+			"check", next.Sub(now).Round(time.Millisecond))
+		return false, d.b.mail.DeliveryHanded(ctx, it, now, next, cause.Error())
 	default:
 		log.Info("bridge: mail deferred", "attempt", it.Attempts+1, "retry", next.Sub(now).Round(time.Millisecond), "err", cause)
 		return false, d.b.mail.DeliveryDeferred(ctx, it, next, cause.Error())
@@ -475,7 +484,9 @@ func (d *deliverer) forgetHandover(it mailstore.OutboxItem) {
 }
 
 // attempt sends raw to the entry's recipient and returns the number of
-// chunks published.
+// chunks the node has. It fails with errNoHolder when the node has them
+// all (now or, HandedAt set, before) but no other holder of the topic is
+// known yet: the node keeps them for one to appear and catch up.
 func (d *deliverer) attempt(ctx context.Context, it mailstore.OutboxItem, raw []byte) (int, error) {
 	s := d.b.session(it.Account)
 	if s == nil {
@@ -493,6 +504,21 @@ func (d *deliverer) attempt(ctx context.Context, it mailstore.OutboxItem, raw []
 	if err != nil {
 		return 0, err
 	}
+	chunks := 0
+	if it.HandedAt.IsZero() {
+		if chunks, err = d.handOverAll(ctx, s, acct, it, c, raw); err != nil {
+			return chunks, err
+		}
+	}
+	if s.Holders(c.Topic, 1) == 0 {
+		return chunks, errNoHolder
+	}
+	return chunks, nil
+}
+
+// handOverAll publishes the chunks of raw the node does not have yet on
+// the contact's topic, and returns how many chunks the node has.
+func (d *deliverer) handOverAll(ctx context.Context, s *node.Session, acct Account, it mailstore.OutboxItem, c Contact, raw []byte) (int, error) {
 	secret, err := d.sharedSecret(ctx, acct)
 	if err != nil {
 		return 0, err

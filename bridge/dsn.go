@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/asmtp/asmtp/asmtp/node"
 	"github.com/asmtp/asmtp/mailstore"
 )
 
@@ -120,6 +121,12 @@ func bounceReason(cause error, window time.Duration) (status, why string) {
 			"Check the address. If it is right, its owner's node has been offline all that time: send the message again "+
 			"later, or add the contact from its passport file (asmtpd-cli contact add --passport).", humanDuration(window))
 	}
+	if errors.Is(cause, errNoHolder) {
+		return "5.4.4", fmt.Sprintf("Your node has stored the message, but in %s no node of the recipient's was seen to take it: "+
+			"their node has been offline all that time, or they have not added you as a contact (ASMTP carries mail only "+
+			"between contacts). Your node keeps the message for its retention period (%s by default): if their node "+
+			"comes back, or they add you, before then, it may still arrive.", humanDuration(window), humanDuration(node.DefaultRetention))
+	}
 	return "5.4.7", fmt.Sprintf("The message could not be handed to the ASMTP network in %s of trying.", humanDuration(window))
 }
 
@@ -130,6 +137,9 @@ func delayReason(cause error) (status, why string) {
 	case errors.Is(cause, errUnknownPassport):
 		return "4.1.1", "The address names a passport that has not been found on the ASMTP network so far: " +
 			"its owner's node may be offline, or the address may be wrong."
+	case errors.Is(cause, errNoHolder):
+		return "4.4.4", "Your node has stored the message, but no node of the recipient's has been seen to take it so far: " +
+			"their node may be offline, or they may not have added you as a contact (ASMTP carries mail only between contacts)."
 	case errors.Is(cause, errNotLinked):
 		return "4.4.7", "Your account is not on the ASMTP node yet: the node has refused it so far (see the node's log)."
 	}

@@ -223,3 +223,68 @@ func checkReport(t testing.TB, raw []byte, rcpt, action, status string) string {
 	}
 	return report
 }
+
+// TestMailWaitsForTheRecipientsNode: alice's node stores her mail to bob
+// and to carol at once, but neither has added alice as a contact, so no
+// node holding their topics is seen: the entries stay in the outbox
+// (published once, not again), and after DelayWarning alice gets a delay
+// report for each (4.4.4). Then bob adds alice: his node subscribes,
+// alice's sees it, his entry leaves the outbox and he gets the mail. Carol
+// never does: her entry bounces (5.4.4) at the end of the retry window.
+func TestMailWaitsForTheRecipientsNode(t *testing.T) {
+	ctx := context.Background()
+	relay := startRelay(t)
+	a, c := newSite(t, relay), newSite(t, relay)
+	a.delivery.DelayWarning, a.delivery.RetryWindow = 2*time.Second, 12*time.Second
+	alice, pw := a.addAccount(t, "alice")
+	bob, _ := c.addAccount(t, "bob")
+	carol, _ := c.addAccount(t, "carol")
+	for _, r := range []Account{bob, carol} {
+		if _, err := a.reg.AddContact(ctx, "alice", r.Name, r.Blocks); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.start()
+	c.start()
+	settle()
+	from := alice.Address("asmtp").String()
+	sent := time.Now()
+	sendMails(t, a, pw, from, bob.Address("asmtp").String(), "hi\n", "to bob")
+	sendMails(t, a, pw, from, carol.Address("asmtp").String(), "hi\n", "to carol")
+	waitUntil(t, 20*time.Second, "two delay reports", func() bool { return a.inboxCount("alice") == 2 }, a.stats, c.stats)
+	warned := time.Since(sent)
+	for i, r := range []Account{bob, carol} {
+		checkReport(t, a.inbox("alice")[i], r.Address("asmtp").String(), "delayed", "4.4.4")
+	}
+	q, err := a.mail.Outbox(ctx, "alice")
+	if err != nil || len(q) != 2 || q[0].HandedAt.IsZero() || q[1].HandedAt.IsZero() {
+		t.Fatalf("alice's outbox %+v, %v; want both entries handed to the node and waiting", q, err)
+	}
+
+	if _, err := c.reg.AddContact(ctx, "bob", "Alice", alice.Blocks); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 20*time.Second, "the mail at bob", func() bool { return c.inboxCount("bob") == 1 }, a.stats, c.stats)
+	waitUntil(t, 10*time.Second, "bob's entry out of alice's outbox", func() bool {
+		q, err := a.mail.Outbox(ctx, "alice")
+		return err == nil && len(q) == 1 && q[0].Passport == carol.Passport
+	})
+	waitUntil(t, a.delivery.RetryWindow+20*time.Second, "carol's bounce", func() bool { return a.inboxCount("alice") == 3 })
+	bounced := time.Since(sent)
+	bounce := a.inbox("alice")[2]
+	checkBounce(t, bounce, carol.Address("asmtp").String(), "5.4.4")
+	if q, err := a.mail.Outbox(ctx, "alice"); err != nil || len(q) != 0 {
+		t.Errorf("alice's outbox %+v, %v after the bounce", q, err)
+	}
+	if n := c.inboxCount("carol"); n != 0 {
+		t.Errorf("carol has %d mails", n)
+	}
+	for _, r := range []Account{bob, carol} {
+		tp := topic.Derive(ownSharedKey(t, alice), ownSharedKey(t, r))
+		if n := storedOn(t, a, alice, tp); n != 1 {
+			t.Errorf("the 1-chunk mail to %s is stored %d times on alice's node, want once", r.Name, n)
+		}
+	}
+	t.Logf("delay reports %v after submission (delay warning %v), carol's bounce after %v (retry window %v)",
+		warned.Round(time.Millisecond), a.delivery.DelayWarning, bounced.Round(time.Millisecond), a.delivery.RetryWindow)
+}

@@ -14,7 +14,9 @@ import (
 // Each recipient row then lives until its delivery succeeds
 // (DeliverySucceeded) or is given up (DeliveryFailed, which stores the bounce
 // in the same transaction); the message goes with its last recipient. A
-// row that stays long may get one delay warning (DeliveryDelayed, which
+// row whose message the node has stored while no other holder of the
+// recipient's topic was known stays, marked handed (DeliveryHanded), until
+// one is seen. A row that stays long may get one delay warning (DeliveryDelayed, which
 // stores the report and records it in one transaction, so the sender is
 // warned at most once).
 //
@@ -59,6 +61,9 @@ type OutboxItem struct {
 	NextAttempt time.Time
 	LastError   string
 	WarnedAt    time.Time // when the sender was told the delivery is delayed; zero if not
+	// HandedAt is when the node got every chunk while no other holder of
+	// the recipient's topic was known (DeliveryHanded); zero if not.
+	HandedAt time.Time
 }
 
 // Enqueue stores a submitted message for delivery to its recipients, all
@@ -107,14 +112,14 @@ func (db *DB) Enqueue(ctx context.Context, s Submission, now time.Time) (int64, 
 }
 
 const outboxItemColumns = `o.id, o.account, o.envelope_from, o.queued_at, r.passport, r.address, r.message_id,
-	r.attempts, r.next_attempt, r.last_error, r.warned_at`
+	r.attempts, r.next_attempt, r.last_error, r.warned_at, r.handed_at`
 
 func scanOutboxItem(row interface{ Scan(...any) error }) (OutboxItem, error) {
 	var it OutboxItem
-	var queued, next, warned int64
+	var queued, next, warned, handed int64
 	var passport, id []byte
 	err := row.Scan(&it.OutboxID, &it.Account, &it.From, &queued, &passport, &it.Address, &id,
-		&it.Attempts, &next, &it.LastError, &warned)
+		&it.Attempts, &next, &it.LastError, &warned, &handed)
 	if err != nil {
 		return it, err
 	}
@@ -126,6 +131,9 @@ func scanOutboxItem(row interface{ Scan(...any) error }) (OutboxItem, error) {
 	it.QueuedAt, it.NextAttempt = time.UnixMilli(queued), time.UnixMilli(next)
 	if warned != 0 {
 		it.WarnedAt = time.UnixMilli(warned)
+	}
+	if handed != 0 {
+		it.HandedAt = time.UnixMilli(handed)
 	}
 	return it, nil
 }
@@ -206,6 +214,26 @@ func (db *DB) DeliveryDeferred(ctx context.Context, it OutboxItem, next time.Tim
 	})
 	if err != nil {
 		return fmt.Errorf("defer delivery %d to %s: %w", it.OutboxID, it.Address, err)
+	}
+	return nil
+}
+
+// DeliveryHanded records an attempt that stored the message on the node
+// while no other holder of the recipient's topic was known: the row keeps
+// its first handed time (set to now), counts the attempt and is looked at
+// again at next, to see whether a holder has appeared.
+func (db *DB) DeliveryHanded(ctx context.Context, it OutboxItem, now, next time.Time, reason string) error {
+	err := db.write(ctx, func(tx *sql.Tx) ([]change, error) {
+		res, err := tx.ExecContext(ctx, `UPDATE outbox_recipients SET attempts = attempts + 1, next_attempt = ?, last_error = ?,
+			handed_at = CASE handed_at WHEN 0 THEN ? ELSE handed_at END WHERE outbox_id = ? AND passport = ?`,
+			next.UnixMilli(), reason, max(1, now.UnixMilli()), it.OutboxID, it.Passport[:])
+		if err != nil {
+			return nil, err
+		}
+		return nil, mustAffect(res)
+	})
+	if err != nil {
+		return fmt.Errorf("record handed delivery %d to %s: %w", it.OutboxID, it.Address, err)
 	}
 	return nil
 }

@@ -160,4 +160,16 @@ func TestDeliveryDelayed(t *testing.T) {
 	if st, _ := db.Status(ctx, "alice", Inbox); st.Messages != 1 {
 		t.Fatalf("INBOX has %d messages, want the one report", st.Messages)
 	}
+
+	// Handed to the node: the first time is kept, each check counted.
+	for i, at := range []time.Time{now.Add(time.Minute), now.Add(time.Hour)} {
+		if err := db.DeliveryHanded(ctx, q[0], at, at.Add(time.Minute), "no holder"); err != nil {
+			t.Fatal(err)
+		}
+		got, err := db.Outbox(ctx, "alice")
+		if err != nil || len(got) != 1 || !got[0].HandedAt.Equal(now.Add(time.Minute)) || got[0].Attempts != i+1 ||
+			!got[0].NextAttempt.Equal(at.Add(time.Minute)) || got[0].LastError != "no holder" {
+			t.Fatalf("after DeliveryHanded %d: %+v, %v", i+1, got, err)
+		}
+	}
 }
