@@ -43,17 +43,54 @@ import (
 // published and other subscribers can fetch it later), then the message is
 // split into chunks that each fit one Topic frame, every chunk padded to a
 // size bucket and sealed with Noise X from the account's shared secret to
-// the contact's shared key (asmtp/mail), and published. The entry leaves
-// the outbox once every chunk is published: the node has then stored them
-// durably and its store-and-forward takes over.
+// the contact's shared key (asmtp/mail), and published: the node stores
+// them durably before Publish returns, and its store-and-forward takes
+// over. The entry leaves the outbox once every chunk is published and a
+// node holding the pair's topic is known (node.Session.Holders: the
+// recipient's node, or the recipient's account on this node): the node
+// has then sent the chunks on to it, or it catches up on them.
 //
-// A failed attempt is retried after FirstRetry, doubling up to MaxRetry.
-// Every attempt sends the message id drawn at submission, also after a
-// crash or restart, so a recipient who already has the message (or some
-// of its chunks) ignores the copies. When RetryWindow has passed since
-// submission, the entry is given up: a delivery status notification (RFC
-// 3464 multipart/report, dsn.go) that says what failed is stored in the
-// sender's INBOX in the same transaction that removes the entry.
+// # What "sent" means, and what the sender is told
+//
+// The SMTP 250 means: the mail is in the outbox, durably. From there it
+// ends delivered or bounced, and the sender hears of anything but a
+// prompt delivery:
+//
+//   - delivered: published, and a holder of the topic seen. Nothing is
+//     said; the recipient's node has it or will fetch it from this one.
+//   - delayed: still in the outbox DelayWarning (bridge.delay_warning,
+//     4 h by default, as Postfix's delay_warning_time) after submission,
+//     because it could not be handed to the node (the recipient's
+//     passport not found: their node is offline or the address is wrong;
+//     the account not on the node), or because the node has it but no
+//     holder of the topic has been seen (the recipient's node is offline,
+//     or they have not added the sender as a contact: ASMTP carries mail
+//     only between contacts). The sender gets one delay report in INBOX
+//     (RFC 3464 Action: delayed, 4.x.x, Will-Retry-Until), and
+//     asmtpd-cli status warns of it. This is a warning on the way, not an
+//     end: retrying goes on.
+//   - bounced: the same, still so when RetryWindow (bridge.retry_window,
+//     4 days) has passed since submission; the deadline is checked before
+//     anything else, so every accepted mail ends delivered or bounced. A
+//     bounce (Action: failed) that says what failed is stored in the
+//     sender's INBOX in the same transaction that removes the entry. When
+//     the node had the mail, the bounce says that it keeps it for its
+//     retention period (30 days by default), so it may still arrive if
+//     the recipient's node comes back within it: a node cannot take back
+//     what it has stored for the network.
+//
+// A failed attempt is retried after FirstRetry, doubling up to MaxRetry
+// (brought forward to the delay warning when that comes first). Every
+// attempt sends the message id drawn at submission, also after a crash
+// or restart, so a recipient who already has the message (or some of its
+// chunks) ignores the copies. Chunks the node has stored are not
+// published again by this process (handover; each seal is fresh
+// randomness, so the node could not tell the copies for duplicates), nor
+// at all once the outbox records the mail handed (HandedAt), so a mail
+// waiting for a holder costs a look-up per retry, not a publication. A
+// pass of the worker that could not update the outbox (the store failing)
+// waits FirstRetry, doubling up to MaxRetry, before the next: entries due
+// in the past must not make it spin.
 //
 // Mail to the account's own address is put in its own INBOX, as inbound
 // mail from itself. The envelope sender (MAIL FROM) is recorded but
