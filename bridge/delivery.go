@@ -186,7 +186,7 @@ var errNotLinked = errors.New("the account is not on the node yet")
 // errNoHolder: the node has stored the message, but no other holder of
 // the recipient's topic (their node, or their account on this one) has
 // been seen, so it has not left this node yet.
-var errNoHolder = errors.New("stored on this node; no node holding the recipient's topic seen yet")
+var errNoHolder = errors.New("stored on the sender's node; no node holding the recipient's topic seen yet")
 
 // expireInterval is how often incomplete inbound messages are checked for
 // the reassembly timeout (and the replay memory trimmed), or a quarter of

@@ -39,8 +39,9 @@ func (b *Bridge) bounce(ctx context.Context, it mailstore.OutboxItem, raw []byte
 func (b *Bridge) delayed(ctx context.Context, it mailstore.OutboxItem, raw []byte, cause error, now time.Time) []byte {
 	until := it.QueuedAt.Add(b.cfg.Delivery.RetryWindow)
 	status, why := delayReason(cause)
-	text := fmt.Sprintf("Your message to %s is not delivered yet, %s after you sent it.\r\n\r\n%s\r\n\r\n%s",
-		it.Address, humanDuration(now.Sub(it.QueuedAt)), wrap(why, 76),
+	text := fmt.Sprintf("%s\r\n\r\n%s\r\n\r\n%s",
+		wrap(fmt.Sprintf("Your message to %s is not delivered yet, %s after you sent it.", it.Address, humanDuration(now.Sub(it.QueuedAt))), 76),
+		wrap(why, 76),
 		wrap(fmt.Sprintf("It is still being tried, until %s; if it cannot be delivered by then you will get another report. "+
 			"You do not need to send it again.", until.Format(time.RFC1123Z)), 76))
 	return b.report(ctx, dsn{it: it, raw: raw, cause: cause, now: now, action: "delayed", status: status, text: text,
