@@ -390,9 +390,11 @@ func (d *deliverer) pass(ctx context.Context) bool {
 				defer wg.Done()
 				defer func() { <-sem }()
 				raw, err := d.b.mail.OutboxMessage(ctx, it.OutboxID)
-				if err != nil {
+				if err != nil && ctx.Err() == nil {
+					// Counted as a failed attempt, so that it bounces at the
+					// deadline like any other.
 					d.b.log.Error("bridge: read a queued message", "outbox", it.OutboxID, "err", err)
-					progress <- false
+					progress <- d.finish(ctx, it, nil, 0, err)
 					return
 				}
 				progress <- d.deliver(ctx, it, raw)
@@ -415,6 +417,13 @@ func (d *deliverer) pass(ctx context.Context) bool {
 // the outbox was updated.
 func (d *deliverer) deliver(ctx context.Context, it mailstore.OutboxItem, raw []byte) bool {
 	chunks, cause := d.attempt(ctx, it, raw)
+	return d.finish(ctx, it, raw, chunks, cause)
+}
+
+// finish records the outcome of an attempt that left chunks on the node
+// and failed with cause (nil: delivered), and reports whether the outbox
+// was updated.
+func (d *deliverer) finish(ctx context.Context, it mailstore.OutboxItem, raw []byte, chunks int, cause error) bool {
 	if cause != nil && ctx.Err() != nil {
 		return false // interrupted by shutdown: the entry stays due
 	}

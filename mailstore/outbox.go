@@ -176,10 +176,14 @@ func (db *DB) Outbox(ctx context.Context, account string) ([]OutboxItem, error) 
 }
 
 // NextDelivery returns when the earliest queued delivery is due; ok is
-// false when the outbox is empty.
+// false when the outbox is empty. It counts the deliveries DueDeliveries
+// returns: a recipient row without its message (deleted by hand) is never
+// due, and must not look due to the worker either, or it would start a
+// pass, find nothing, and start again at once.
 func (db *DB) NextDelivery(ctx context.Context) (next time.Time, ok bool, err error) {
 	var ms sql.NullInt64
-	if err := db.r.QueryRowContext(ctx, "SELECT min(next_attempt) FROM outbox_recipients").Scan(&ms); err != nil {
+	err = db.r.QueryRowContext(ctx, "SELECT min(r.next_attempt) FROM outbox_recipients r JOIN outbox o ON o.id = r.outbox_id").Scan(&ms)
+	if err != nil {
 		return time.Time{}, false, fmt.Errorf("next delivery: %w", err)
 	}
 	if !ms.Valid {

@@ -2,6 +2,7 @@ package mailstore
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"testing"
 	"time"
@@ -171,5 +172,33 @@ func TestDeliveryDelayed(t *testing.T) {
 			!got[0].NextAttempt.Equal(at.Add(time.Minute)) || got[0].LastError != "no holder" {
 			t.Fatalf("after DeliveryHanded %d: %+v, %v", i+1, got, err)
 		}
+	}
+}
+
+// TestNextDeliveryIgnoresOrphans: a recipient row whose message was
+// deleted by hand (the SQLite shell does not enforce foreign keys) is
+// never due, so NextDelivery must not report it either: the delivery
+// worker would wait for it, find nothing due and start again at once,
+// forever.
+func TestNextDeliveryIgnoresOrphans(t *testing.T) {
+	ctx := context.Background()
+	db, path := openTest(t)
+	now := time.UnixMilli(1_700_000_000_000)
+	if _, err := db.Enqueue(ctx, Submission{Account: "alice", Raw: msg("gone", "body"), Recipients: []OutboxRecipient{recipient(1, "one@asmtp")}}, now); err != nil {
+		t.Fatal(err)
+	}
+	shell, err := sql.Open("sqlite", path+"?_pragma=foreign_keys(0)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer shell.Close()
+	if _, err := shell.Exec("DELETE FROM outbox"); err != nil {
+		t.Fatal(err)
+	}
+	if due, err := db.DueDeliveries(ctx, now, 10); err != nil || len(due) != 0 {
+		t.Fatalf("DueDeliveries = %+v, %v; want none", due, err)
+	}
+	if next, ok, err := db.NextDelivery(ctx); err != nil || ok {
+		t.Fatalf("NextDelivery = %v, %v, %v; want nothing queued", next, ok, err)
 	}
 }
