@@ -296,7 +296,9 @@ func keyOf(it mailstore.OutboxItem) outboxKey { return outboxKey{it.OutboxID, it
 // when all were), so an outbox that fails to record a delivery does not
 // make the node store and forward fresh copies (each seal is new
 // randomness, so the node cannot tell them for duplicates). It lives in
-// memory only: after a restart the message is published again, which the
+// memory: the outbox records a handover (HandedAt) only when the mail
+// then waits for a holder of the topic. A crash between publishing and
+// recording has the message published again after the restart, which the
 // recipient drops as a replay of its message id.
 type handover struct {
 	topic  topic.Topic
