@@ -26,6 +26,7 @@ func TestBounce(t *testing.T) {
 	}{
 		{fmt.Errorf("%w: dead…: no answer within 10s", errUnknownPassport), "5.1.1", "could not be found on the ASMTP network in 4 days"},
 		{errors.New("publish chunk 1 of 3: node: closed"), "5.4.7", "could not be handed to the ASMTP network in 4 days"},
+		{errNoHolder, "5.4.4", "in 4 days no node of the recipient's was seen to take it"},
 	} {
 		dsn := b.bounce(context.Background(), it, raw, c.cause, queued.Add(96*time.Hour))
 		checkBounce(t, dsn, it.Address, c.status)
@@ -74,6 +75,7 @@ func TestDelayReport(t *testing.T) {
 	}{
 		{fmt.Errorf("%w: dead…: no answer within 10s", errUnknownPassport), "4.1.1", "has not been found on the ASMTP network so far"},
 		{errNotLinked, "4.4.7", "not on the ASMTP node yet"},
+		{errNoHolder, "4.4.4", "no node of the recipient's has been seen to take it so far"},
 		{errors.New("publish chunks 1-3 of 3: node: closed"), "4.4.7", "could not be handed to the ASMTP network so far"},
 	} {
 		report := b.delayed(context.Background(), it, raw, c.cause, queued.Add(4*time.Hour))
