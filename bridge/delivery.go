@@ -14,6 +14,7 @@ import (
 	"github.com/asmtp/asmtp/asmtp/mail"
 	"github.com/asmtp/asmtp/asmtp/node"
 	"github.com/asmtp/asmtp/asmtp/passport"
+	"github.com/asmtp/asmtp/asmtp/topic"
 	"github.com/asmtp/asmtp/mailstore"
 )
 
@@ -42,17 +43,54 @@ import (
 // published and other subscribers can fetch it later), then the message is
 // split into chunks that each fit one Topic frame, every chunk padded to a
 // size bucket and sealed with Noise X from the account's shared secret to
-// the contact's shared key (asmtp/mail), and published. The entry leaves
-// the outbox once every chunk is published: the node has then stored them
-// durably and its store-and-forward takes over.
+// the contact's shared key (asmtp/mail), and published: the node stores
+// them durably before Publish returns, and its store-and-forward takes
+// over. The entry leaves the outbox once every chunk is published and a
+// node holding the pair's topic is known (node.Session.Holders: the
+// recipient's node, or the recipient's account on this node): the node
+// has then sent the chunks on to it, or it catches up on them.
 //
-// A failed attempt is retried after FirstRetry, doubling up to MaxRetry.
-// Every attempt sends the message id drawn at submission, also after a
-// crash or restart, so a recipient who already has the message (or some
-// of its chunks) ignores the copies. When RetryWindow has passed since
-// submission, the entry is given up: a delivery status notification (RFC
-// 3464 multipart/report, dsn.go) that says what failed is stored in the
-// sender's INBOX in the same transaction that removes the entry.
+// # What "sent" means, and what the sender is told
+//
+// The SMTP 250 means: the mail is in the outbox, durably. From there it
+// ends delivered or bounced, and the sender hears of anything but a
+// prompt delivery:
+//
+//   - delivered: published, and a holder of the topic seen. Nothing is
+//     said; the recipient's node has it or will fetch it from this one.
+//   - delayed: still in the outbox DelayWarning (bridge.delay_warning,
+//     4 h by default, as Postfix's delay_warning_time) after submission,
+//     because it could not be handed to the node (the recipient's
+//     passport not found: their node is offline or the address is wrong;
+//     the account not on the node), or because the node has it but no
+//     holder of the topic has been seen (the recipient's node is offline,
+//     or they have not added the sender as a contact: ASMTP carries mail
+//     only between contacts). The sender gets one delay report in INBOX
+//     (RFC 3464 Action: delayed, 4.x.x, Will-Retry-Until), and
+//     asmtpd-cli status warns of it. This is a warning on the way, not an
+//     end: retrying goes on.
+//   - bounced: the same, still so when RetryWindow (bridge.retry_window,
+//     4 days) has passed since submission; the deadline is checked before
+//     anything else, so every accepted mail ends delivered or bounced. A
+//     bounce (Action: failed) that says what failed is stored in the
+//     sender's INBOX in the same transaction that removes the entry. When
+//     the node had the mail, the bounce says that it keeps it for its
+//     retention period (30 days by default), so it may still arrive if
+//     the recipient's node comes back within it: a node cannot take back
+//     what it has stored for the network.
+//
+// A failed attempt is retried after FirstRetry, doubling up to MaxRetry
+// (brought forward to the delay warning when that comes first). Every
+// attempt sends the message id drawn at submission, also after a crash
+// or restart, so a recipient who already has the message (or some of its
+// chunks) ignores the copies. Chunks the node has stored are not
+// published again by this process (handover; each seal is fresh
+// randomness, so the node could not tell the copies for duplicates), nor
+// at all once the outbox records the mail handed (HandedAt), so a mail
+// waiting for a holder costs a look-up per retry, not a publication. A
+// pass of the worker that could not update the outbox (the store failing)
+// waits FirstRetry, doubling up to MaxRetry, before the next: entries due
+// in the past must not make it spin.
 //
 // Mail to the account's own address is put in its own INBOX, as inbound
 // mail from itself. The envelope sender (MAIL FROM) is recorded but
@@ -116,9 +154,12 @@ import (
 // Defaults of DeliveryConfig.
 const (
 	DefaultRetryWindow = 4 * 24 * time.Hour
-	DefaultFirstRetry  = 30 * time.Second
-	DefaultMaxRetry    = time.Hour
-	DefaultWorkers     = 4
+	// DefaultDelayWarning is when the sender of mail still undelivered
+	// is told so, as Postfix's delay_warning_time is usually set.
+	DefaultDelayWarning = 4 * time.Hour
+	DefaultFirstRetry   = 30 * time.Second
+	DefaultMaxRetry     = time.Hour
+	DefaultWorkers      = 4
 	// DefaultLookupInterval spaces the passport look-ups of unknown
 	// recipients: at most 2 a second stays below the request rate peers
 	// allow by default (node.DefaultQueryRate, 5 a second, which also
@@ -142,6 +183,11 @@ const notLinkedWait = time.Second
 // errNotLinked: the account has no node session yet.
 var errNotLinked = errors.New("the account is not on the node yet")
 
+// errNoHolder: the node has stored the message, but no other holder of
+// the recipient's topic (their node, or their account on this one) has
+// been seen, so it has not left this node yet.
+var errNoHolder = errors.New("stored on the sender's node; no node holding the recipient's topic seen yet")
+
 // expireInterval is how often incomplete inbound messages are checked for
 // the reassembly timeout (and the replay memory trimmed), or a quarter of
 // the timeout if that is shorter.
@@ -152,6 +198,11 @@ type DeliveryConfig struct {
 	// RetryWindow is how long a message is retried before it bounces.
 	// Default DefaultRetryWindow.
 	RetryWindow time.Duration
+	// DelayWarning is how long after submission a message still in the
+	// outbox gets the sender a delay report (RFC 3464 Action: delayed) in
+	// INBOX, once. One at or past RetryWindow sends none. Default
+	// DefaultDelayWarning.
+	DelayWarning time.Duration
 	// FirstRetry is the wait after the first failed attempt; it doubles
 	// with each further failure up to MaxRetry. Defaults DefaultFirstRetry
 	// and DefaultMaxRetry.
@@ -182,6 +233,9 @@ type DeliveryConfig struct {
 func (c *DeliveryConfig) setDefaults() {
 	if c.RetryWindow <= 0 {
 		c.RetryWindow = DefaultRetryWindow
+	}
+	if c.DelayWarning <= 0 {
+		c.DelayWarning = DefaultDelayWarning
 	}
 	if c.FirstRetry <= 0 {
 		c.FirstRetry = DefaultFirstRetry
@@ -226,6 +280,29 @@ type deliverer struct {
 	mu         sync.Mutex
 	nextLookup time.Time               // when the next passport look-up may start
 	secrets    map[string]cachedSecret // by account
+	handed     map[outboxKey]handover  // entries with chunks the node has and the outbox does not record
+}
+
+// outboxKey names an outbox entry: one recipient of one queued message.
+type outboxKey struct {
+	id       int64
+	passport passport.Hash
+}
+
+func keyOf(it mailstore.OutboxItem) outboxKey { return outboxKey{it.OutboxID, it.Passport} }
+
+// handover is how many leading chunks of an entry's message this process
+// has published on topic. The next attempt publishes only the rest (none
+// when all were), so an outbox that fails to record a delivery does not
+// make the node store and forward fresh copies (each seal is new
+// randomness, so the node cannot tell them for duplicates). It lives in
+// memory: the outbox records a handover (HandedAt) only when the mail
+// then waits for a holder of the topic. A crash between publishing and
+// recording has the message published again after the restart, which the
+// recipient drops as a replay of its message id.
+type handover struct {
+	topic  topic.Topic
+	chunks int
 }
 
 // cachedSecret is an account's shared secret, kept because opening it
@@ -238,7 +315,8 @@ type cachedSecret struct {
 }
 
 func newDeliverer(b *Bridge) *deliverer {
-	return &deliverer{b: b, cfg: b.cfg.Delivery, wakeCh: make(chan struct{}, 1), secrets: make(map[string]cachedSecret)}
+	return &deliverer{b: b, cfg: b.cfg.Delivery, wakeCh: make(chan struct{}, 1), secrets: make(map[string]cachedSecret),
+		handed: make(map[outboxKey]handover)}
 }
 
 // wake makes the worker look at the outbox now.
@@ -250,10 +328,14 @@ func (d *deliverer) wake() {
 }
 
 // run delivers what is due until ctx is done: at start, when woken, and
-// when the next entry falls due.
+// when the next entry falls due. A pass that could not update the outbox
+// leaves entries due in the past; the next pass then waits FirstRetry,
+// doubling up to MaxRetry while passes keep failing, rather than at once:
+// a failing store must not make the worker spin.
 func (d *deliverer) run(ctx context.Context) {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	stalled := 0 // passes in a row that could not update the outbox
 	for {
 		select {
 		case <-ctx.Done():
@@ -261,27 +343,44 @@ func (d *deliverer) run(ctx context.Context) {
 		case <-d.wakeCh:
 		case <-timer.C:
 		}
-		d.pass(ctx)
-		wait := d.cfg.MaxRetry
-		if next, ok, err := d.b.mail.NextDelivery(ctx); err != nil {
-			d.b.log.Error("bridge: read the outbox", "err", err)
-		} else if ok {
-			wait = min(wait, max(0, time.Until(next)))
+		if d.pass(ctx) {
+			stalled = 0
+		} else {
+			stalled++
 		}
-		timer.Reset(wait)
+		timer.Reset(d.nextPass(ctx, stalled))
 	}
 }
 
-// pass attempts every due entry, Workers at a time, until none is due.
-func (d *deliverer) pass(ctx context.Context) {
+// nextPass is how long to wait before the next pass, after stalled passes
+// in a row that could not update the outbox.
+func (d *deliverer) nextPass(ctx context.Context, stalled int) time.Duration {
+	if stalled > 0 {
+		wait := d.cfg.backoff(stalled - 1)
+		d.b.log.Warn("bridge: the outbox cannot be updated; next pass later", "wait", wait, "passes", stalled)
+		return wait
+	}
+	wait := d.cfg.MaxRetry
+	if next, ok, err := d.b.mail.NextDelivery(ctx); err != nil {
+		d.b.log.Error("bridge: read the outbox", "err", err)
+	} else if ok {
+		wait = min(wait, max(0, time.Until(next)))
+	}
+	return wait
+}
+
+// pass attempts every due entry, Workers at a time, until none is due. It
+// reports false when it stopped because the outbox could not be read or
+// updated, with entries still due.
+func (d *deliverer) pass(ctx context.Context) bool {
 	for ctx.Err() == nil {
 		due, err := d.b.mail.DueDeliveries(ctx, time.Now(), deliveryBatch)
 		if err != nil {
 			d.b.log.Error("bridge: read the outbox", "err", err)
-			return
+			return false
 		}
 		if len(due) == 0 {
-			return
+			return true
 		}
 		var wg sync.WaitGroup
 		sem := make(chan struct{}, d.cfg.Workers) // also bounds the messages in memory
@@ -293,9 +392,11 @@ func (d *deliverer) pass(ctx context.Context) {
 				defer wg.Done()
 				defer func() { <-sem }()
 				raw, err := d.b.mail.OutboxMessage(ctx, it.OutboxID)
-				if err != nil {
+				if err != nil && ctx.Err() == nil {
+					// Counted as a failed attempt, so that it bounces at the
+					// deadline like any other.
 					d.b.log.Error("bridge: read a queued message", "outbox", it.OutboxID, "err", err)
-					progress <- false
+					progress <- d.finish(ctx, it, nil, 0, err)
 					return
 				}
 				progress <- d.deliver(ctx, it, raw)
@@ -308,49 +409,132 @@ func (d *deliverer) pass(ctx context.Context) {
 			moved = moved || p
 		}
 		if !moved { // the outbox cannot be updated: try again later
-			return
+			return ctx.Err() != nil
 		}
 	}
+	return true
 }
 
 // deliver makes one attempt and records its outcome; it reports whether
 // the outbox was updated.
 func (d *deliverer) deliver(ctx context.Context, it mailstore.OutboxItem, raw []byte) bool {
-	log := d.b.log.With("account", it.Account, "to", it.Address, "outbox", it.OutboxID)
-	chunks, err := d.attempt(ctx, it, raw)
-	if err != nil && ctx.Err() != nil {
+	chunks, cause := d.attempt(ctx, it, raw)
+	return d.finish(ctx, it, raw, chunks, cause)
+}
+
+// finish records the outcome of an attempt that left chunks on the node
+// and failed with cause (nil: delivered), and reports whether the outbox
+// was updated.
+func (d *deliverer) finish(ctx context.Context, it mailstore.OutboxItem, raw []byte, chunks int, cause error) bool {
+	if cause != nil && ctx.Err() != nil {
 		return false // interrupted by shutdown: the entry stays due
 	}
 	ctx = context.WithoutCancel(ctx) // record what was done, also when stopping
-	now := time.Now()
-	deadline := it.QueuedAt.Add(d.cfg.RetryWindow)
+	left, err := d.record(ctx, it, raw, chunks, cause)
 	switch {
-	case errors.Is(err, errNotLinked):
-		err = d.b.mail.DeliveryPostponed(ctx, it, now.Add(notLinkedWait))
-	case err == nil:
-		err = d.b.mail.DeliverySucceeded(ctx, it)
-		log.Info("bridge: mail sent", "chunks", chunks, "bytes", len(raw), "attempt", it.Attempts+1)
-	case !now.Before(deadline):
-		_, err2 := d.b.mail.DeliveryFailed(ctx, it, d.b.bounce(ctx, it, raw, err, now), now)
-		log.Warn("bridge: mail bounced", "attempts", it.Attempts+1, "err", err)
-		err = err2
-	default:
-		next := now.Add(d.cfg.backoff(it.Attempts))
-		if next.After(deadline) {
-			next = deadline
-		}
-		log.Info("bridge: mail deferred", "attempt", it.Attempts+1, "retry", next.Sub(now).Round(time.Millisecond), "err", err)
-		err = d.b.mail.DeliveryDeferred(ctx, it, next, err.Error())
-	}
-	if err != nil {
-		log.Error("bridge: update the outbox", "err", err)
+	case errors.Is(err, mailstore.ErrNotQueued): // gone meanwhile: its account was removed
+		left, err = true, nil
+	case err != nil:
+		d.b.log.Error("bridge: update the outbox", "account", it.Account, "to", it.Address, "outbox", it.OutboxID, "err", err)
+		d.hook("unrecorded", it, chunks)
 		return false
+	}
+	if left {
+		d.forgetHandover(it)
+	} else {
+		d.warnIfLate(ctx, it, raw, cause)
 	}
 	return true
 }
 
+// warnIfLate tells the sender, once, that the entry is still undelivered
+// DelayWarning after submission (and not yet bounced).
+func (d *deliverer) warnIfLate(ctx context.Context, it mailstore.OutboxItem, raw []byte, cause error) {
+	now := time.Now()
+	if !it.WarnedAt.IsZero() || now.Before(it.QueuedAt.Add(d.cfg.DelayWarning)) || !now.Before(it.QueuedAt.Add(d.cfg.RetryWindow)) {
+		return
+	}
+	log := d.b.log.With("account", it.Account, "to", it.Address, "outbox", it.OutboxID)
+	_, err := d.b.mail.DeliveryDelayed(ctx, it, d.b.delayed(ctx, it, raw, cause, now), now)
+	switch {
+	case errors.Is(err, mailstore.ErrNotQueued): // warned or gone meanwhile
+	case err != nil:
+		log.Error("bridge: store a delay report", "err", err) // tried again at the next attempt
+	default:
+		log.Warn("bridge: mail delayed; the sender was told", "queued", it.QueuedAt, "err", cause)
+	}
+}
+
+// record writes the outcome of an attempt that published chunks and
+// failed with cause (nil: delivered) to the outbox, and reports whether
+// the entry left it. The deadline comes before any other failure, so that
+// every accepted mail ends delivered or bounced, whatever kept it from the
+// node.
+func (d *deliverer) record(ctx context.Context, it mailstore.OutboxItem, raw []byte, chunks int, cause error) (left bool, err error) {
+	log := d.b.log.With("account", it.Account, "to", it.Address, "outbox", it.OutboxID)
+	now := time.Now()
+	deadline := it.QueuedAt.Add(d.cfg.RetryWindow)
+	next := now.Add(d.cfg.backoff(it.Attempts))
+	if errors.Is(cause, errNotLinked) {
+		next = now.Add(notLinkedWait)
+	}
+	if next.After(deadline) {
+		next = deadline
+	}
+	// The delay report goes out on time, whatever the back-off.
+	if warnAt := it.QueuedAt.Add(d.cfg.DelayWarning); it.WarnedAt.IsZero() && warnAt.After(now) && next.After(warnAt) {
+		next = warnAt
+	}
+	switch {
+	case cause == nil:
+		log.Info("bridge: mail sent", "chunks", chunks, "bytes", len(raw), "attempt", it.Attempts+1)
+		return true, d.b.mail.DeliverySucceeded(ctx, it)
+	case !now.Before(deadline):
+		log.Warn("bridge: mail bounced", "attempts", it.Attempts+1, "err", cause)
+		_, err := d.b.mail.DeliveryFailed(ctx, it, d.b.bounce(ctx, it, raw, cause, now), now)
+		return true, err
+	case errors.Is(cause, errNotLinked):
+		return false, d.b.mail.DeliveryPostponed(ctx, it, next)
+	case errors.Is(cause, errNoHolder):
+		log.Info("bridge: mail on the node, waiting for the recipient's", "chunks", chunks, "attempt", it.Attempts+1,
+			"check", next.Sub(now).Round(time.Millisecond))
+		return false, d.b.mail.DeliveryHanded(ctx, it, now, next, cause.Error())
+	default:
+		log.Info("bridge: mail deferred", "attempt", it.Attempts+1, "retry", next.Sub(now).Round(time.Millisecond), "err", cause)
+		return false, d.b.mail.DeliveryDeferred(ctx, it, next, cause.Error())
+	}
+}
+
+// handedChunks is how many leading chunks of the entry's message this
+// process has published on t.
+func (d *deliverer) handedChunks(it mailstore.OutboxItem, t topic.Topic) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if h, ok := d.handed[keyOf(it)]; ok && h.topic == t {
+		return h.chunks
+	}
+	return 0
+}
+
+// handOver records that the node has the first chunks of the entry's
+// message on t.
+func (d *deliverer) handOver(it mailstore.OutboxItem, t topic.Topic, chunks int) {
+	d.mu.Lock()
+	d.handed[keyOf(it)] = handover{topic: t, chunks: chunks}
+	d.mu.Unlock()
+}
+
+// forgetHandover drops the record of an entry that left the outbox.
+func (d *deliverer) forgetHandover(it mailstore.OutboxItem) {
+	d.mu.Lock()
+	delete(d.handed, keyOf(it))
+	d.mu.Unlock()
+}
+
 // attempt sends raw to the entry's recipient and returns the number of
-// chunks published.
+// chunks the node has. It fails with errNoHolder when the node has them
+// all (now or, HandedAt set, before) but no other holder of the topic is
+// known yet: the node keeps them for one to appear and catch up.
 func (d *deliverer) attempt(ctx context.Context, it mailstore.OutboxItem, raw []byte) (int, error) {
 	s := d.b.session(it.Account)
 	if s == nil {
@@ -368,6 +552,21 @@ func (d *deliverer) attempt(ctx context.Context, it mailstore.OutboxItem, raw []
 	if err != nil {
 		return 0, err
 	}
+	chunks := 0
+	if it.HandedAt.IsZero() {
+		if chunks, err = d.handOverAll(ctx, s, acct, it, c, raw); err != nil {
+			return chunks, err
+		}
+	}
+	if s.Holders(c.Topic, 1) == 0 {
+		return chunks, errNoHolder
+	}
+	return chunks, nil
+}
+
+// handOverAll publishes the chunks of raw the node does not have yet on
+// the contact's topic, and returns how many chunks the node has.
+func (d *deliverer) handOverAll(ctx context.Context, s *node.Session, acct Account, it mailstore.OutboxItem, c Contact, raw []byte) (int, error) {
 	secret, err := d.sharedSecret(ctx, acct)
 	if err != nil {
 		return 0, err
@@ -381,25 +580,39 @@ func (d *deliverer) attempt(ctx context.Context, it mailstore.OutboxItem, raw []
 	if err != nil {
 		return 0, err
 	}
-	sealed := sealAhead(secret, c.SharedKey, chunks)
+	if err := d.publish(ctx, s, it, c, secret, chunks); err != nil {
+		return d.handedChunks(it, c.Topic), err
+	}
+	d.hook("sent", it, len(chunks))
+	return len(chunks), nil
+}
+
+// publish seals and publishes the chunks the node does not have yet
+// (handedChunks), in batches, recording each batch the node stored.
+func (d *deliverer) publish(ctx context.Context, s *node.Session, it mailstore.OutboxItem, c Contact, secret keys.SharedSecret, chunks []mail.Chunk) error {
+	from := d.handedChunks(it, c.Topic)
+	if from >= len(chunks) {
+		return nil
+	}
+	sealed := sealAhead(secret, c.SharedKey, chunks[from:])
 	defer sealed.stop()
 	batch := make([][]byte, 0, publishBatchChunks)
-	for i := range chunks {
+	for i := from; i < len(chunks); i++ {
 		content, err := sealed.next()
 		if err != nil {
-			return i - len(batch), err
+			return err
 		}
 		if batch = append(batch, content); len(batch) < publishBatchChunks && i < len(chunks)-1 {
 			continue
 		}
 		if err := s.PublishBatch(ctx, c.Topic, batch); err != nil {
-			return i + 1 - len(batch), fmt.Errorf("publish chunks %d-%d of %d: %w", i+2-len(batch), i+1, len(chunks), err)
+			return fmt.Errorf("publish chunks %d-%d of %d: %w", i+2-len(batch), i+1, len(chunks), err)
 		}
+		d.handOver(it, c.Topic, i+1)
 		batch = batch[:0]
 		d.hook("published", it, i+1)
 	}
-	d.hook("sent", it, len(chunks))
-	return len(chunks), nil
+	return nil
 }
 
 // publishBatchChunks is how many chunks one node commit stores: a batch

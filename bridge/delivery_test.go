@@ -138,9 +138,12 @@ type site struct {
 	delivery DeliveryConfig
 	// rotationGrace is Config.rotationGrace; zero: RotationGrace.
 	rotationGrace time.Duration
-	node          *node.Node
-	bridge        *Bridge
-	halt          func()
+	// beforeBridge, when set, is called with the running node before the
+	// bridge is made.
+	beforeBridge func(*node.Node)
+	node         *node.Node
+	bridge       *Bridge
+	halt         func()
 }
 
 // testDelivery retries fast and gives up after a few seconds.
@@ -209,6 +212,9 @@ func (s *site) start() {
 	t := s.t
 	t.Helper()
 	n, stopNode := runNode(t, testNodeConfig(s.dir, s.nodeKey, s.peers))
+	if s.beforeBridge != nil {
+		s.beforeBridge(n)
+	}
 	b, err := New(Config{DataDir: s.dir, IMAPAddr: "127.0.0.1:0", SMTPAddr: "127.0.0.1:0", RefreshInterval: 200 * time.Millisecond,
 		Delivery: s.delivery, Logger: testLogger(), rotationGrace: s.rotationGrace}, n, s.nodeKey)
 	if err != nil {

@@ -97,20 +97,22 @@ with smtplib.SMTP(sys.argv[1], int(sys.argv[2]), timeout=30) as s:
     s.login(sys.argv[3], sys.argv[4])
     s.sendmail(sys.argv[3], [sys.argv[5]], b"Subject: retried\r\n\r\nhi\r\n")
 `, host, port, addr, pw, nowhere)
+	// The look-up fails at once ("no peer to ask"), so attempts follow
+	// each other FirstRetry apart: the first one seen may be the second.
 	var first mailstore.OutboxItem
 	waitUntil(t, 10*time.Second, "a failed attempt", func() bool {
 		q, err := s.mail.Outbox(context.Background(), "alice")
-		if err == nil && len(q) == 1 && q[0].Attempts == 1 {
+		if err == nil && len(q) == 1 && q[0].Attempts >= 1 {
 			first = q[0]
 		}
-		return first.Attempts == 1
+		return first.Attempts >= 1
 	})
 	if !strings.Contains(first.LastError, "not found") {
 		t.Errorf("last error %q, want the passport look-up failure", first.LastError)
 	}
-	waitUntil(t, 20*time.Second, "a second failed attempt", func() bool {
+	waitUntil(t, 20*time.Second, "a further failed attempt", func() bool {
 		q, err := s.mail.Outbox(context.Background(), "alice")
-		return err == nil && len(q) == 1 && q[0].Attempts >= 2 && q[0].MessageID == first.MessageID
+		return err == nil && len(q) == 1 && q[0].Attempts > first.Attempts && q[0].MessageID == first.MessageID
 	})
 }
 

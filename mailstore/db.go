@@ -132,6 +132,16 @@ CREATE TABLE inbound_cursors (
 	cursor INTEGER NOT NULL,
 	PRIMARY KEY (account, topic)
 ) WITHOUT ROWID;
+`, `
+-- When the sender was told its mail is delayed (outbox.go, DeliveryDelayed):
+-- unix milliseconds, 0 while not.
+ALTER TABLE outbox_recipients ADD COLUMN warned_at INTEGER NOT NULL DEFAULT 0;
+`, `
+-- When every chunk of the message was stored on the node while no other
+-- holder of the recipient's topic was known (outbox.go, DeliveryHanded):
+-- unix milliseconds, 0 while not. Such a row is not published again; it
+-- waits for a holder to be seen.
+ALTER TABLE outbox_recipients ADD COLUMN handed_at INTEGER NOT NULL DEFAULT 0;
 `}
 
 // Open opens (creating if needed) the store in the SQLite file at path and

@@ -13,7 +13,12 @@ import (
 // on disk when Enqueue returns: the SMTP server answers 250 only then).
 // Each recipient row then lives until its delivery succeeds
 // (DeliverySucceeded) or is given up (DeliveryFailed, which stores the bounce
-// in the same transaction); the message goes with its last recipient.
+// in the same transaction); the message goes with its last recipient. A
+// row whose message the node has stored while no other holder of the
+// recipient's topic was known stays, marked handed (DeliveryHanded), until
+// one is seen. A row that stays long may get one delay warning (DeliveryDelayed, which
+// stores the report and records it in one transaction, so the sender is
+// warned at most once).
 //
 // Each recipient keeps the 16-byte message id drawn at submission, so
 // every attempt, also after a crash, sends the same id and the recipient
@@ -55,6 +60,10 @@ type OutboxItem struct {
 	Attempts    int
 	NextAttempt time.Time
 	LastError   string
+	WarnedAt    time.Time // when the sender was told the delivery is delayed; zero if not
+	// HandedAt is when the node got every chunk while no other holder of
+	// the recipient's topic was known (DeliveryHanded); zero if not.
+	HandedAt time.Time
 }
 
 // Enqueue stores a submitted message for delivery to its recipients, all
@@ -103,14 +112,14 @@ func (db *DB) Enqueue(ctx context.Context, s Submission, now time.Time) (int64, 
 }
 
 const outboxItemColumns = `o.id, o.account, o.envelope_from, o.queued_at, r.passport, r.address, r.message_id,
-	r.attempts, r.next_attempt, r.last_error`
+	r.attempts, r.next_attempt, r.last_error, r.warned_at, r.handed_at`
 
 func scanOutboxItem(row interface{ Scan(...any) error }) (OutboxItem, error) {
 	var it OutboxItem
-	var queued, next int64
+	var queued, next, warned, handed int64
 	var passport, id []byte
 	err := row.Scan(&it.OutboxID, &it.Account, &it.From, &queued, &passport, &it.Address, &id,
-		&it.Attempts, &next, &it.LastError)
+		&it.Attempts, &next, &it.LastError, &warned, &handed)
 	if err != nil {
 		return it, err
 	}
@@ -120,6 +129,12 @@ func scanOutboxItem(row interface{ Scan(...any) error }) (OutboxItem, error) {
 	copy(it.Passport[:], passport)
 	copy(it.MessageID[:], id)
 	it.QueuedAt, it.NextAttempt = time.UnixMilli(queued), time.UnixMilli(next)
+	if warned != 0 {
+		it.WarnedAt = time.UnixMilli(warned)
+	}
+	if handed != 0 {
+		it.HandedAt = time.UnixMilli(handed)
+	}
 	return it, nil
 }
 
@@ -161,10 +176,14 @@ func (db *DB) Outbox(ctx context.Context, account string) ([]OutboxItem, error) 
 }
 
 // NextDelivery returns when the earliest queued delivery is due; ok is
-// false when the outbox is empty.
+// false when the outbox is empty. It counts the deliveries DueDeliveries
+// returns: a recipient row without its message (deleted by hand) is never
+// due, and must not look due to the worker either, or it would start a
+// pass, find nothing, and start again at once.
 func (db *DB) NextDelivery(ctx context.Context) (next time.Time, ok bool, err error) {
 	var ms sql.NullInt64
-	if err := db.r.QueryRowContext(ctx, "SELECT min(next_attempt) FROM outbox_recipients").Scan(&ms); err != nil {
+	err = db.r.QueryRowContext(ctx, "SELECT min(r.next_attempt) FROM outbox_recipients r JOIN outbox o ON o.id = r.outbox_id").Scan(&ms)
+	if err != nil {
 		return time.Time{}, false, fmt.Errorf("next delivery: %w", err)
 	}
 	if !ms.Valid {
@@ -199,6 +218,26 @@ func (db *DB) DeliveryDeferred(ctx context.Context, it OutboxItem, next time.Tim
 	})
 	if err != nil {
 		return fmt.Errorf("defer delivery %d to %s: %w", it.OutboxID, it.Address, err)
+	}
+	return nil
+}
+
+// DeliveryHanded records an attempt that stored the message on the node
+// while no other holder of the recipient's topic was known: the row keeps
+// its first handed time (set to now), counts the attempt and is looked at
+// again at next, to see whether a holder has appeared.
+func (db *DB) DeliveryHanded(ctx context.Context, it OutboxItem, now, next time.Time, reason string) error {
+	err := db.write(ctx, func(tx *sql.Tx) ([]change, error) {
+		res, err := tx.ExecContext(ctx, `UPDATE outbox_recipients SET attempts = attempts + 1, next_attempt = ?, last_error = ?,
+			handed_at = CASE handed_at WHEN 0 THEN ? ELSE handed_at END WHERE outbox_id = ? AND passport = ?`,
+			next.UnixMilli(), reason, max(1, now.UnixMilli()), it.OutboxID, it.Passport[:])
+		if err != nil {
+			return nil, err
+		}
+		return nil, mustAffect(res)
+	})
+	if err != nil {
+		return fmt.Errorf("record handed delivery %d to %s: %w", it.OutboxID, it.Address, err)
 	}
 	return nil
 }
@@ -255,6 +294,38 @@ func (db *DB) DeliveryFailed(ctx context.Context, it OutboxItem, bounce []byte, 
 	})
 	if err != nil {
 		return Appended{}, fmt.Errorf("bounce delivery %d to %s: %w", it.OutboxID, it.Address, err)
+	}
+	return out, nil
+}
+
+// DeliveryDelayed tells the sender a delivery is late: in one transaction
+// the recipient is marked warned at now and report (a delivery status
+// notification) is appended to the account's INBOX. A recipient warned
+// before, or no longer queued, gets no second report: ErrNotQueued.
+func (db *DB) DeliveryDelayed(ctx context.Context, it OutboxItem, report []byte, now time.Time) (Appended, error) {
+	p, err := prepareMessage(report, nil, now)
+	if err != nil {
+		return Appended{}, fmt.Errorf("delay report for %d to %s: %w", it.OutboxID, it.Address, err)
+	}
+	var out Appended
+	err = db.write(ctx, func(tx *sql.Tx) ([]change, error) {
+		res, err := tx.ExecContext(ctx, "UPDATE outbox_recipients SET warned_at = ? WHERE outbox_id = ? AND passport = ? AND warned_at = 0",
+			max(1, now.UnixMilli()), it.OutboxID, it.Passport[:])
+		if err != nil {
+			return nil, err
+		}
+		if err := mustAffect(res); err != nil {
+			return nil, err
+		}
+		var c change
+		out, c, err = insertMessage(ctx, tx, it.Account, Inbox, p)
+		if err != nil {
+			return nil, err
+		}
+		return []change{c}, nil
+	})
+	if err != nil {
+		return Appended{}, fmt.Errorf("delay report for %d to %s: %w", it.OutboxID, it.Address, err)
 	}
 	return out, nil
 }

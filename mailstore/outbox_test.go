@@ -2,6 +2,7 @@ package mailstore
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"testing"
 	"time"
@@ -130,5 +131,74 @@ func TestEnqueueRefuses(t *testing.T) {
 	}
 	if items, err := db.Outbox(ctx, "alice"); err != nil || len(items) != 0 {
 		t.Fatalf("after refused submissions the outbox holds %+v, %v", items, err)
+	}
+}
+
+// TestDeliveryDelayed: the delay report is stored with the mark that the
+// recipient was warned, once: a second report is refused and not stored.
+func TestDeliveryDelayed(t *testing.T) {
+	ctx := context.Background()
+	db, _ := openTest(t)
+	now := time.UnixMilli(1_700_000_000_000)
+	sub := Submission{Account: "alice", From: "alice@asmtp", Raw: msg("late", "body"), Recipients: []OutboxRecipient{recipient(1, "one@asmtp")}}
+	if _, err := db.Enqueue(ctx, sub, now); err != nil {
+		t.Fatal(err)
+	}
+	q, err := db.Outbox(ctx, "alice")
+	if err != nil || len(q) != 1 || !q[0].WarnedAt.IsZero() {
+		t.Fatalf("Outbox = %+v, %v; want one recipient not warned", q, err)
+	}
+	later := now.Add(4 * time.Hour)
+	if _, err := db.DeliveryDelayed(ctx, q[0], msg("delayed", "still trying"), later); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.DeliveryDelayed(ctx, q[0], msg("delayed", "again"), later); !errors.Is(err, ErrNotQueued) {
+		t.Fatalf("second delay report: %v, want ErrNotQueued", err)
+	}
+	if q, err := db.Outbox(ctx, "alice"); err != nil || len(q) != 1 || !q[0].WarnedAt.Equal(later) {
+		t.Fatalf("Outbox = %+v, %v; want the recipient warned at %v", q, err, later)
+	}
+	if st, _ := db.Status(ctx, "alice", Inbox); st.Messages != 1 {
+		t.Fatalf("INBOX has %d messages, want the one report", st.Messages)
+	}
+
+	// Handed to the node: the first time is kept, each check counted.
+	for i, at := range []time.Time{now.Add(time.Minute), now.Add(time.Hour)} {
+		if err := db.DeliveryHanded(ctx, q[0], at, at.Add(time.Minute), "no holder"); err != nil {
+			t.Fatal(err)
+		}
+		got, err := db.Outbox(ctx, "alice")
+		if err != nil || len(got) != 1 || !got[0].HandedAt.Equal(now.Add(time.Minute)) || got[0].Attempts != i+1 ||
+			!got[0].NextAttempt.Equal(at.Add(time.Minute)) || got[0].LastError != "no holder" {
+			t.Fatalf("after DeliveryHanded %d: %+v, %v", i+1, got, err)
+		}
+	}
+}
+
+// TestNextDeliveryIgnoresOrphans: a recipient row whose message was
+// deleted by hand (the SQLite shell does not enforce foreign keys) is
+// never due, so NextDelivery must not report it either: the delivery
+// worker would wait for it, find nothing due and start again at once,
+// forever.
+func TestNextDeliveryIgnoresOrphans(t *testing.T) {
+	ctx := context.Background()
+	db, path := openTest(t)
+	now := time.UnixMilli(1_700_000_000_000)
+	if _, err := db.Enqueue(ctx, Submission{Account: "alice", Raw: msg("gone", "body"), Recipients: []OutboxRecipient{recipient(1, "one@asmtp")}}, now); err != nil {
+		t.Fatal(err)
+	}
+	shell, err := sql.Open("sqlite", path+"?_pragma=foreign_keys(0)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer shell.Close()
+	if _, err := shell.Exec("DELETE FROM outbox"); err != nil {
+		t.Fatal(err)
+	}
+	if due, err := db.DueDeliveries(ctx, now, 10); err != nil || len(due) != 0 {
+		t.Fatalf("DueDeliveries = %+v, %v; want none", due, err)
+	}
+	if next, ok, err := db.NextDelivery(ctx); err != nil || ok {
+		t.Fatalf("NextDelivery = %v, %v, %v; want nothing queued", next, ok, err)
 	}
 }

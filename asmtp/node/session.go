@@ -238,6 +238,27 @@ func (s *Session) Query(ctx context.Context, t topic.Topic, since Cursor) ([]Sto
 	return out, nil
 }
 
+// Holders counts, up to limit, who else is known to keep t: other local
+// users who registered it, then nodes the overlay knows subscribe to it.
+// Zero means that what the user publishes on t is, for now, on this node
+// only: it stays there (Config.Retention) for a subscriber to appear and
+// catch up, which is all a sender can know of the message's way on.
+func (s *Session) Holders(t topic.Topic, limit int) int {
+	n := s.n
+	held := 0
+	n.mu.Lock()
+	for u := range n.regs[t] {
+		if u != s.user {
+			held++
+		}
+	}
+	n.mu.Unlock()
+	if held >= limit {
+		return limit
+	}
+	return held + len(n.overlay.subscribers(t, limit-held))
+}
+
 // querySince is Query by receive time, for wire QueryTopicMessages: up to
 // QueryLimit messages received at or after since, with a cursor greater
 // than after (0: from the first), oldest first.

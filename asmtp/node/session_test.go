@@ -254,3 +254,43 @@ func TestPublishBatch(t *testing.T) {
 		t.Fatalf("%d messages stored (%v), want %d", len(stored), err, len(want))
 	}
 }
+
+// TestHolders: a topic's holders are the other local users who registered
+// it and the nodes known to subscribe to it; the user's own sessions do
+// not count.
+func TestHolders(t *testing.T) {
+	nodes := startNetwork(t, 2, nil)
+	ctx := context.Background()
+	tp := topic.Topic{0x4c}
+	pub, mine := nodes[0].session(t), nodes[0].session(t)
+	for _, s := range []*Session{pub, mine} {
+		if err := s.Register(ctx, tp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := pub.Holders(tp, 4); n != 0 {
+		t.Fatalf("%d holders of a topic only its user registered, want 0", n)
+	}
+
+	other := keys.Public(newKey(t))
+	nodes[0].AddUser(other)
+	local, err := nodes[0].Attach(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer local.Close()
+	if err := local.Register(ctx, tp); err != nil {
+		t.Fatal(err)
+	}
+	if n := pub.Holders(tp, 4); n != 1 {
+		t.Fatalf("%d holders with another local user registered, want 1", n)
+	}
+
+	if err := nodes[1].session(t).Register(ctx, tp); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the other node seen holding the topic", func() bool { return pub.Holders(tp, 4) == 2 })
+	if n := pub.Holders(tp, 1); n != 1 {
+		t.Errorf("Holders(tp, 1) = %d, want at most 1", n)
+	}
+}

@@ -128,14 +128,15 @@ func writeBridgeStatus(ctx context.Context, w io.Writer, cfg *config.Config, now
 		defer mail.Close()
 	}
 	for _, a := range accounts {
-		if err := writeAccountStatus(ctx, w, reg, mail, bc.Domain, a, now); err != nil {
+		if err := writeAccountStatus(ctx, w, reg, mail, bc, a, now); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func writeAccountStatus(ctx context.Context, w io.Writer, reg *bridge.Registry, mail *mailstore.DB, domain string, a bridge.Account, now time.Time) error {
+func writeAccountStatus(ctx context.Context, w io.Writer, reg *bridge.Registry, mail *mailstore.DB, bc bridge.Config, a bridge.Account, now time.Time) error {
+	domain := bc.Domain
 	fmt.Fprintf(w, "account %s (%s)\n", a.Name, a.Address(domain))
 	contacts, err := reg.Contacts(ctx, a.Name)
 	if err != nil {
@@ -167,6 +168,11 @@ func writeAccountStatus(ctx context.Context, w io.Writer, reg *bridge.Registry, 
 	fmt.Fprintf(w, "  outbox: %d pending, %d retrying, %d bounce reports in INBOX\n", len(pending), len(retrying), bounces)
 	sort.Slice(retrying, func(i, j int) bool { return retrying[i].NextAttempt.Before(retrying[j].NextAttempt) })
 	for _, it := range retrying {
+		if !it.HandedAt.IsZero() {
+			fmt.Fprintf(w, "    to %s: on this node since %s, waiting for a node holding the recipient's topic (%s), next %s\n",
+				it.Address, fmtTime(it.HandedAt), plural(it.Attempts, "check"), fmtTime(it.NextAttempt))
+			continue
+		}
 		fmt.Fprintf(w, "    to %s: %s since %s, next %s, last error: %s\n",
 			it.Address, plural(it.Attempts, "attempt"), fmtTime(it.QueuedAt), fmtTime(it.NextAttempt), oneLine(it.LastError))
 	}
@@ -177,6 +183,7 @@ func writeAccountStatus(ctx context.Context, w io.Writer, reg *bridge.Registry, 
 		}
 		fmt.Fprintf(w, "    to %s: queued %s, %s\n", it.Address, fmtTime(it.QueuedAt), due)
 	}
+	writeDeliveryWarnings(w, items, bc.Delivery.DelayWarning, now)
 	queued := make(map[[16]byte]int)
 	for _, it := range items {
 		queued[it.Passport]++
@@ -200,6 +207,32 @@ func writeAccountStatus(ctx context.Context, w io.Writer, reg *bridge.Registry, 
 		fmt.Fprintln(w, line)
 	}
 	return nil
+}
+
+// writeDeliveryWarnings warns of the account's mail still in the outbox
+// delay (bridge.delay_warning) after submission, whose senders have been
+// sent a delay report: mail not handed to the network yet, and mail stored
+// on this node only, because no node holding the recipient's topic has
+// been seen (the bridge's outbox keeps such mail until one is).
+func writeDeliveryWarnings(w io.Writer, items []mailstore.OutboxItem, delay time.Duration, now time.Time) {
+	var late []mailstore.OutboxItem
+	for _, it := range items {
+		if now.Sub(it.QueuedAt) >= delay {
+			late = append(late, it)
+		}
+	}
+	if len(late) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "  warning: %s undelivered after %s (bridge.delay_warning)\n", plural(len(late), "mail"), delay)
+	for _, it := range late {
+		why := "not handed to the network yet, last error: " + oneLine(it.LastError)
+		if !it.HandedAt.IsZero() {
+			why = "stored on this node only: no node holding the recipient's topic seen since " + fmtTime(it.HandedAt) +
+				" (the recipient's node is offline, or they have not added this account as a contact)"
+		}
+		fmt.Fprintf(w, "    to %s: queued %s, %s\n", it.Address, fmtTime(it.QueuedAt), why)
+	}
 }
 
 // oneLine keeps an error message on one line of the report.

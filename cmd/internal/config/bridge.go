@@ -32,6 +32,10 @@ type Bridge struct {
 	// RetryWindow is how long undelivered mail is retried before it
 	// bounces back to the sender's INBOX with a delivery report.
 	RetryWindow Duration `yaml:"retry_window"`
+	// DelayWarning is how long mail may stay undelivered before the sender
+	// gets a delay report (still being retried) in INBOX; at or past
+	// RetryWindow, never.
+	DelayWarning Duration `yaml:"delay_warning"`
 }
 
 func defaultBridge() Bridge {
@@ -42,6 +46,7 @@ func defaultBridge() Bridge {
 		IMAPListenAddress: Address{netip.MustParseAddrPort(bridge.DefaultIMAPAddr)},
 		SMTPListenAddress: Address{netip.MustParseAddrPort(bridge.DefaultSMTPAddr)},
 		RetryWindow:       Duration(bridge.DefaultRetryWindow),
+		DelayWarning:      Duration(bridge.DefaultDelayWarning),
 	}
 }
 
@@ -51,6 +56,9 @@ func (b *Bridge) validate(fail func(key, format string, args ...any)) {
 	}
 	if b.RetryWindow <= 0 {
 		fail("bridge.retry_window", "must be a positive duration such as \"96h\"")
+	}
+	if b.DelayWarning <= 0 {
+		fail("bridge.delay_warning", "must be a positive duration such as \"4h\" (at or past retry_window: no delay report)")
 	}
 	if err := bridge.CheckDomain(b.Domain); err != nil {
 		fail("bridge.domain", "%v", err)
@@ -103,6 +111,7 @@ func (c *Config) BridgeConfig(log *slog.Logger) bridge.Config {
 	cfg.IMAPSAddr = optionalAddress(c.Bridge.IMAPSListenAddress)
 	cfg.SMTPSAddr = optionalAddress(c.Bridge.SMTPSListenAddress)
 	cfg.Delivery.RetryWindow = time.Duration(c.Bridge.RetryWindow)
+	cfg.Delivery.DelayWarning = time.Duration(c.Bridge.DelayWarning)
 	if log != nil {
 		cfg.Logger = log
 	}

@@ -269,6 +269,7 @@ func TestValidation(t *testing.T) {
 		{"zero gossip period", "network:\n  gossiping:\n    minimum_time_elapsed: {secs: 0, nanos: 0}\n", "network.gossiping.minimum_time_elapsed", "longer than zero"},
 		{"zero retention", "storage:\n  retention: 0s\n", "storage.retention", "longer than zero"},
 		{"zero retry window", "bridge:\n  retry_window: 0s\n", "bridge.retry_window", "positive duration"},
+		{"zero delay warning", "bridge:\n  delay_warning: 0s\n", "bridge.delay_warning", "positive duration"},
 		{"wildcard listen, no public address", "network:\n  listen_address: \"0.0.0.0:9800\"\n", "network.listen_address", "set network.public_address"},
 		{"listen port 0, no public address", "network:\n  listen_address: \"127.0.0.1:0\"\n", "network.listen_address", "set network.public_address"},
 		{"wildcard public address", "network:\n  public_address: \"[::]:9800\"\n", "network.public_address", "cannot be dialled"},
@@ -309,6 +310,20 @@ func TestBridgeRetryWindow(t *testing.T) {
 	} {
 		if got := mustParse(t, tt.src).BridgeConfig(nil).Delivery.RetryWindow; got != tt.want {
 			t.Errorf("%q: retry window %v, want %v", tt.src, got, tt.want)
+		}
+	}
+}
+
+func TestBridgeDelayWarning(t *testing.T) {
+	for _, tt := range []struct {
+		src  string
+		want time.Duration
+	}{
+		{"", bridge.DefaultDelayWarning},
+		{"bridge:\n  delay_warning: \"30m\"\n", 30 * time.Minute},
+	} {
+		if got := mustParse(t, tt.src).BridgeConfig(nil).Delivery.DelayWarning; got != tt.want {
+			t.Errorf("%q: delay warning %v, want %v", tt.src, got, tt.want)
 		}
 	}
 }
