@@ -10,13 +10,13 @@
 // the message is durably queued.
 //
 // Logins use the IMAP server's Authenticator (the same account names and
-// bridge passwords) with SASL PLAIN or LOGIN, and are required before MAIL.
-// Failed logins are throttled per source address.
+// bridge passwords, and the same limits on attempts) with SASL PLAIN or
+// LOGIN, and are required before MAIL.
 //
 // Security defaults as for IMAP: plain text only on loopback addresses
 // (Listen refuses anything else without TLS, saying why); on other
-// addresses AUTH needs STARTTLS first. Connections, message size,
-// recipients, line length and idle time are bounded.
+// addresses AUTH needs STARTTLS first. Connections, the time to log in,
+// message size, recipients, line length and idle time are bounded.
 package smtpserver
 
 import (
@@ -31,7 +31,6 @@ import (
 
 	"github.com/asmtp/asmtp/bridge/imapserver"
 	"github.com/asmtp/asmtp/bridge/listen"
-	"github.com/asmtp/asmtp/bridge/loginlimit"
 )
 
 // DefaultAddr is where the submission server listens unless told otherwise.
@@ -97,24 +96,26 @@ type Options struct {
 	// MaxRecipients bounds RCPT TO per message. Default
 	// DefaultMaxRecipients.
 	MaxRecipients int
-	// MaxConnections bounds concurrent connections; more are answered 421
-	// and closed. Default DefaultMaxConnections.
+	// MaxConnections bounds logged-in connections; AUTH beyond it is
+	// refused. As many that have not logged in may be open; a new one
+	// beyond them closes the oldest with 421 (see listen.GroupOptions).
+	// Default DefaultMaxConnections.
 	MaxConnections int
+	// PreAuthTimeout closes a connection that has not logged in this long
+	// after it connected. Default listen.DefaultPreAuthTimeout.
+	PreAuthTimeout time.Duration
 	ReadTimeout    time.Duration // default DefaultReadTimeout
 	WriteTimeout   time.Duration // default DefaultWriteTimeout
 	SubmitTimeout  time.Duration // default DefaultSubmitTimeout
-	// Throttle limits failed logins per source address.
-	Throttle loginlimit.Options
-	Logger   *slog.Logger
+	Logger         *slog.Logger
 }
 
 // Server is the submission server. One Server may serve several listeners.
 type Server struct {
-	opts     Options
-	log      *slog.Logger
-	throttle *loginlimit.Limiter
-	group    *listen.Group
-	ctx      context.Context // done at Close
+	opts  Options
+	log   *slog.Logger
+	group *listen.Group
+	ctx   context.Context // done at Close
 }
 
 // New checks opts and returns a Server.
@@ -151,14 +152,14 @@ func New(opts Options) (*Server, error) {
 		DefaultAddr:    DefaultAddr,
 		TLSConfig:      opts.TLSConfig,
 		MaxConnections: opts.MaxConnections,
-		Refusal:        "421 4.7.0 Too many connections, try again later\r\n",
+		PreAuthTimeout: opts.PreAuthTimeout,
+		Refusal:        "421 4.7.0 Too many connections, closing the oldest\r\n",
 	})
 	return &Server{
-		opts:     opts,
-		log:      opts.Logger,
-		throttle: loginlimit.New(opts.Throttle),
-		group:    group,
-		ctx:      group.Context(),
+		opts:  opts,
+		log:   opts.Logger,
+		group: group,
+		ctx:   group.Context(),
 	}, nil
 }
 

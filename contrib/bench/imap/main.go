@@ -77,7 +77,6 @@ func run(messages, runs, logins int) error {
 		Store:         store,
 		Authenticator: imapserver.NewTokenAuthenticator(map[string]string{user: token}),
 		Logger:        slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Throttle:      imapserver.ThrottleOptions{MaxFailures: 1 << 30},
 	})
 	if err != nil {
 		return err
