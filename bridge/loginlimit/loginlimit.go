@@ -15,9 +15,10 @@
 // a success takes back its own count, never the failures of other attempts:
 // a login to one's own account does not clear the guesses at another.
 // After FreeFailures, the checks for an account, and from a source, are
-// spaced further and further apart (Penalty, doubling up to MaxPenalty), so
-// an account gets at most about one guess a second however many
-// connections, sources and interleaved good logins an attacker uses. The
+// spaced further and further apart (Penalty, doubling up to MaxPenalty, 1 s,
+// for an account and MaxSourcePenalty, 250 ms, for a source), so an account
+// gets at most about one guess a second however many connections, sources
+// and interleaved good logins an attacker uses. The
 // owner's right password is checked in its turn, after at most MaxWait:
 // it is delayed, never locked out. An attempt whose turn would come later
 // than MaxWait (only a flood of concurrent attempts makes the queue that
@@ -38,7 +39,12 @@ type Options struct {
 	MaxChecks    int           // password checks at once; default GOMAXPROCS, at least 2
 	FreeFailures int           // failures per account or source before the penalty; default 5
 	Penalty      time.Duration // first spacing after FreeFailures; default 250 ms
-	MaxPenalty   time.Duration // spacing cap; default 1 s
+	MaxPenalty   time.Duration // spacing cap for an account; default 1 s
+	// MaxSourcePenalty is the spacing cap for a source; default 250 ms.
+	// It is lower than an account's because a source may be many users
+	// (all of loopback is one): it only has to stop one source from
+	// spraying guesses over many accounts quickly.
+	MaxSourcePenalty time.Duration
 	MaxWait      time.Duration // longest wait for a turn; default 4 s
 	Forget       time.Duration // failures are forgotten this long after the last; default 15 min
 	MaxKeys      int           // accounts and sources remembered; default 10000
@@ -84,6 +90,9 @@ func New(opts Options) *Limiter {
 	}
 	if opts.MaxPenalty <= 0 {
 		opts.MaxPenalty = time.Second
+	}
+	if opts.MaxSourcePenalty <= 0 {
+		opts.MaxSourcePenalty = 250 * time.Millisecond
 	}
 	if opts.MaxWait <= 0 {
 		opts.MaxWait = 4 * time.Second
@@ -168,24 +177,24 @@ func (l *Limiter) reserve(source, account string) (time.Time, error) {
 	if wait := start.Sub(now); wait > l.opts.MaxWait {
 		return time.Time{}, &BusyError{RetryIn: wait - l.opts.MaxWait}
 	}
-	for _, r := range []*record{src, acct} {
+	for r, limit := range map[*record]time.Duration{src: l.opts.MaxSourcePenalty, acct: l.opts.MaxPenalty} {
 		r.failures++
 		r.last = now
-		r.next = start.Add(l.penalty(r.failures))
+		r.next = start.Add(l.penalty(r.failures, limit))
 	}
 	return start, nil
 }
 
-// penalty is the spacing after a key's failures-th failure.
-func (l *Limiter) penalty(failures int) time.Duration {
+// penalty is the spacing after a key's failures-th failure, at most limit.
+func (l *Limiter) penalty(failures int, limit time.Duration) time.Duration {
 	over := failures - l.opts.FreeFailures - 1
 	switch {
 	case over < 0:
 		return 0
 	case over >= 30:
-		return l.opts.MaxPenalty
+		return limit
 	}
-	return min(l.opts.MaxPenalty, l.opts.Penalty<<over)
+	return min(limit, l.opts.Penalty<<over)
 }
 
 // refund takes back the failure an attempt recorded, when it succeeded or
