@@ -210,6 +210,7 @@ func (b *Bridge) open(ctx context.Context, nodeKey ed25519.PrivateKey) error {
 		Queue:           submissionQueue{b},
 		Domain:          b.cfg.Domain,
 		MaxMessageBytes: MaxMessageSize,
+		SpoolDir:        b.cfg.DataDir, // on disk: the temporary directory may be memory
 		TLSConfig:       tlsConfig,
 		Logger:          b.log,
 	})

@@ -45,9 +45,9 @@ type Options struct {
 	// (all of loopback is one): it only has to stop one source from
 	// spraying guesses over many accounts quickly.
 	MaxSourcePenalty time.Duration
-	MaxWait      time.Duration // longest wait for a turn; default 4 s
-	Forget       time.Duration // failures are forgotten this long after the last; default 15 min
-	MaxKeys      int           // accounts and sources remembered; default 10000
+	MaxWait          time.Duration // longest wait for a turn; default 4 s
+	Forget           time.Duration // failures are forgotten this long after the last; default 15 min
+	MaxKeys          int           // accounts and sources remembered; default 10000
 }
 
 // BusyError refuses an attempt without checking it: the account's or the

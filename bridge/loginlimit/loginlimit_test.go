@@ -11,18 +11,13 @@ import (
 	"time"
 )
 
-// clock is a Limiter's time, moved by hand.
+// clock is a Limiter's time, stopped.
 type clock struct {
 	mu  sync.Mutex
 	now time.Time
 }
 
 func (c *clock) get() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *clock) add(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
 
 func newTestLimiter(opts Options) (*Limiter, *clock) {
 	l := New(opts)

@@ -23,7 +23,7 @@ import (
 type attackBridge struct {
 	p          *proc
 	imap, smtp string
-	pw         map[string]string
+	pw         map[string]string // password of each account
 }
 
 func startAttackBridge(t *testing.T) *attackBridge {

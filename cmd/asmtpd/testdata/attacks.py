@@ -12,7 +12,6 @@ Each subcommand prints one JSON object on stdout; the Go tests
                                 ones, interleaved and paced; medians
   idle IMAP SMTP N USER PW      N idle connections to each server, then a real
                                 login on each; how long it took
-  submit SMTP USER PW TO N MIB  N concurrent submissions of MIB MiB each
 """
 import imaplib
 import json
@@ -192,35 +191,6 @@ def still_open(c):
         return False
 
 
-def cmd_submit(addr, user, pw, to, n, mib):
-    line = b"x" * 76 + b"\r\n"
-    body = line * (mib * (1 << 20) // len(line) - 1)
-    msg = b"From: %s\r\nTo: %s\r\nSubject: big\r\n\r\n" % (user.encode(), to.encode()) + body
-    results = []
-    lock = threading.Lock()
-    start = threading.Barrier(n)
-
-    def one():
-        try:
-            s = smtplib.SMTP(*hp(addr), timeout=120)
-            s.login(user, pw)
-            start.wait()
-            s.sendmail(user, [to], msg)
-            s.quit()
-            r = "ok"
-        except Exception as e:  # noqa: BLE001 - every failure is a result
-            r = "error: %s" % e
-        with lock:
-            results.append(r)
-
-    threads = [threading.Thread(target=one) for _ in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return {"results": results, "bytes": len(msg)}
-
-
 def main(argv):
     cmd, args = argv[1], argv[2:]
     if cmd == "logins":
@@ -231,8 +201,6 @@ def main(argv):
         out = cmd_timing(args[0], args[1].split(","), int(args[2]))
     elif cmd == "idle":
         out = cmd_idle(args[0], args[1], int(args[2]), args[3], args[4])
-    elif cmd == "submit":
-        out = cmd_submit(args[0], args[1], args[2], args[3], int(args[4]), int(args[5]))
     else:
         sys.exit("unknown command " + cmd)
     print(json.dumps(out))
