@@ -3,6 +3,7 @@ package imapserver
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"strings"
 	"testing"
@@ -105,6 +106,25 @@ func TestMaxConnections(t *testing.T) {
 			t.Fatalf("slot not freed: %q", st)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestPreAuthTimeout: a connection that does not log in is closed after
+// PreAuthTimeout, although go-imap asks for minutes; one that logs in is
+// not.
+func TestPreAuthTimeout(t *testing.T) {
+	ts := startServer(t, func(o *Options) { o.PreAuthTimeout = 500 * time.Millisecond })
+	idle, user := dialRaw(t, ts.addr), dialRaw(t, ts.addr)
+	if _, st := user.cmd("LOGIN alice " + testToken); !strings.HasPrefix(st, "t1 OK") {
+		t.Fatalf("login: %s", st)
+	}
+	start := time.Now()
+	idle.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if rest, err := io.ReadAll(idle.r); err != nil || time.Since(start) > 5*time.Second {
+		t.Fatalf("connection without login: read %q, %v after %v; want closed by the server", rest, err, time.Since(start))
+	}
+	if _, st := user.cmd("NOOP"); !strings.HasPrefix(st, "t2 OK") {
+		t.Fatalf("logged-in connection after PreAuthTimeout: %s", st)
 	}
 }
 

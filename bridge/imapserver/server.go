@@ -57,6 +57,9 @@ type Options struct {
 	// a new one beyond them closes the oldest with BYE (see
 	// listen.GroupOptions).
 	MaxConnections int
+	// PreAuthTimeout closes a connection that has not logged in this long
+	// after it connected. Default listen.DefaultPreAuthTimeout.
+	PreAuthTimeout time.Duration
 	// IdleTimeout closes a connection that sends nothing for this long (also
 	// during IDLE; RFC 2177 clients re-issue IDLE every 29 minutes).
 	IdleTimeout time.Duration
@@ -98,6 +101,7 @@ func New(opts Options) (*Server, error) {
 		DefaultAddr:    DefaultAddr,
 		TLSConfig:      opts.TLSConfig,
 		MaxConnections: opts.MaxConnections,
+		PreAuthTimeout: opts.PreAuthTimeout,
 		Refusal:        "* BYE Too many connections, closing the oldest\r\n",
 	})
 	return &Server{
