@@ -136,7 +136,10 @@ def timed_login(addr, user, pw):
         m.shutdown()
 
 
-def cmd_timing(addr, known, n, pace=0.25):
+def cmd_timing(addr, known, n, pace=0.35):
+    """Paced beyond the bridge's per-source penalty (at most 250 ms between
+    checks from one source), and each known name used every few attempts
+    (its own penalty is at most 1 s), so no penalty wait is in a time."""
     times = {"known": [], "unknown": []}
     other = []
     for i in range(n):
