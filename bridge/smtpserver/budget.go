@@ -71,3 +71,10 @@ func (b *memoryBudget) grantLocked() {
 		close(w.ready)
 	}
 }
+
+// available is the budget not granted.
+func (b *memoryBudget) available() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.free
+}

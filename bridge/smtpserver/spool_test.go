@@ -2,6 +2,7 @@ package smtpserver
 
 import (
 	"context"
+	"fmt"
 	"crypto/sha256"
 	"encoding/hex"
 	"os"
@@ -10,7 +11,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // diskQueue is a Queue that keeps each message in a file, synced, as the
@@ -125,4 +128,62 @@ func statusKiB(t *testing.T, field string) int {
 	}
 	t.Fatalf("no %s in /proc/self/status", field)
 	return 0
+}
+
+// TestMemoryBudgetSpent: while one message holds the whole memory budget
+// (its Submit blocked), another waits on disk and, after SubmitTimeout, is
+// refused with a temporary error saying nothing was sent; once the first
+// is queued the budget is free again.
+func TestMemoryBudgetSpent(t *testing.T) {
+	q := &stuckQueue{release: make(chan struct{})}
+	s, addr := start(t, q, nil, func(o *Options) {
+		o.MaxMessageBytes = 4096
+		o.MemoryBudget = 4096
+		o.SubmitTimeout = 500 * time.Millisecond
+	})
+	send := func(cv *conversation) {
+		cv.cmd("EHLO client", "250")
+		cv.cmd("AUTH PLAIN "+b64("\x00alice\x00"+password), "235")
+		cv.cmd("MAIL FROM:<alice@asmtp>", "250")
+		cv.cmd("RCPT TO:<bob@asmtp>", "250")
+		cv.cmd("DATA", "354")
+		fmt.Fprint(cv.c, "Subject: x\r\n\r\n"+strings.Repeat("y", 3000)+"\r\n.\r\n")
+	}
+	first, second := dial(t, addr), dial(t, addr)
+	send(first)
+	deadline := time.Now().Add(10 * time.Second)
+	for s.budget.available() == 4096 { // until first holds its share, in Submit
+		if time.Now().After(deadline) {
+			t.Fatal("first message never took the budget")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	send(second)
+	if r := second.expect("451 4.3.1"); !strings.Contains(r, "nothing was sent") {
+		t.Errorf("refusal %q", r)
+	}
+	close(q.release)
+	first.expect("250")
+	second.cmd("MAIL FROM:<alice@asmtp>", "250")
+	second.cmd("RCPT TO:<bob@asmtp>", "250")
+	second.cmd("DATA", "354")
+	second.cmd("Subject: z\r\n\r\nsmall\r\n.", "250")
+	if n := q.queued.Load(); n != 2 {
+		t.Errorf("%d messages queued, want 2", n)
+	}
+}
+
+// stuckQueue is a Queue whose Submit waits for release, past its deadline,
+// as a queue on a stalled disk does.
+type stuckQueue struct {
+	release chan struct{}
+	queued  atomic.Int32
+}
+
+func (q *stuckQueue) Recipient(context.Context, string, string) error { return nil }
+
+func (q *stuckQueue) Submit(context.Context, string, string, []string, []byte) error {
+	<-q.release
+	q.queued.Add(1)
+	return nil
 }
