@@ -8,8 +8,9 @@ Each subcommand prints one JSON object on stdout; the Go tests
                                 guesses at VICTIM from rotating 127.x sources,
                                 a good login as ATTACKER every 4th try; the
                                 owner logs in with OWNERPW every few seconds
-  timing IMAP KNOWN,KNOWN... N  N wrong LOGINs at known names and N at unknown
-                                ones, interleaved and paced; medians
+  timing IMAP KNOWN,KNOWN... N  N pairs of wrong LOGINs, at a known name and
+                                at an unknown one; medians and the median of
+                                the pairs' time ratios
   idle IMAP SMTP N USER PW      N idle connections to each server, then a real
                                 login on each; how long it took
 """
@@ -136,26 +137,35 @@ def timed_login(addr, user, pw):
         m.shutdown()
 
 
-def cmd_timing(addr, known, n, pace=0.35):
-    """Paced beyond the bridge's per-source penalty (at most 250 ms between
-    checks from one source), and each known name used every few attempts
-    (its own penalty is at most 1 s), so no penalty wait is in a time."""
+def cmd_timing(addr, known, n, pace=0.3):
+    """n pairs of wrong LOGINs, one at a known name and one at an unknown
+    name, back to back in ABBA order; the ratio of each pair's times
+    cancels the load of the machine, which moves slower than a pair.
+    Attempts are paced beyond the bridge's per-source penalty (at most
+    250 ms between checks from one source), and each known name is used
+    every few pairs (its own penalty is at most 1 s), so no penalty wait is
+    in a time."""
     times = {"known": [], "unknown": []}
+    ratios = []
     other = []
     for i in range(n):
-        # ABBA order, so that whatever follows a check (a garbage
-        # collection, a neighbour's burst) falls on both kinds alike.
+        pair = {}
         for kind in ("known", "unknown") if i % 2 == 0 else ("unknown", "known"):
             t0 = time.monotonic()
             user = known[i % len(known)] if kind == "known" else "nobody%06d" % random.randint(0, 999999)
             r, d = timed_login(addr, user, "wrong password")
             if r == "failed":
                 times[kind].append(d)
+                pair[kind] = d
             else:
                 other.append(r)
             time.sleep(max(0, pace - (time.monotonic() - t0)))
+        if len(pair) == 2:
+            ratios.append(pair["known"] / pair["unknown"])
     med = {k: statistics.median(v) * 1000 for k, v in times.items() if v}
-    return {"median_ms": med, "samples": {k: len(v) for k, v in times.items()}, "other": other}
+    low = {k: statistics.quantiles(v, n=10)[0] * 1000 for k, v in times.items() if len(v) > 1}
+    return {"median_ms": med, "p10_ms": low, "median_ratio": statistics.median(ratios) if ratios else 0,
+            "pairs": len(ratios), "other": other}
 
 
 def cmd_idle(imap_addr, smtp_addr, n, user, pw):
