@@ -33,9 +33,11 @@ const (
 // the secrets, so a wrong key password is reported as such.
 const metaNodeID = "node_id"
 
-// dummyHash is verified against when a login names no account, so that an
-// unknown user name costs about what a wrong token does.
-const dummyHash = "$blake2b$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+// dummyHash is checked when a login names no account, and after a
+// generated token's fast check (checkPassword), so that every login costs
+// one Argon2id evaluation with the chosen-password parameters. It is the
+// hash of 32 random bytes nobody kept, so no password matches it.
+const dummyHash = "$argon2id$v=19$m=19456,t=2,p=1$NXHhhgknwlxd3Fzkoad8ew$obHuoPaqXtWheQyUYfDol4kuYBQ2mU7JZLaks3ycmuo"
 
 var (
 	// ErrNoAccount: no account has that name.
@@ -290,34 +292,43 @@ func (r *Registry) ResetPassword(ctx context.Context, name, password string) (st
 // Authenticate checks a bridge login. login is the account name or the
 // account's pseudo-address under domain, in any case. It returns the
 // account name, ErrBadCredentials for an unknown login or a wrong
-// password, or another error when the check itself failed.
+// password, or another error when the check itself failed. It is not rate
+// limited: the servers go through Authenticator, which is.
 func (r *Registry) Authenticate(ctx context.Context, login, password, domain string) (string, error) {
+	name, hash, err := r.loginHash(ctx, login, domain)
+	if err != nil {
+		return "", err
+	}
+	ok, err := checkPassword(hash, password)
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("authenticate %s: %w", name, err)
+	case !ok || name == "":
+		return "", ErrBadCredentials
+	}
+	return name, nil
+}
+
+// loginHash finds the account login names and its password hash; for a
+// login that names no account it returns "" and dummyHash, which no
+// password matches and which costs as much to check as a real one.
+func (r *Registry) loginHash(ctx context.Context, login, domain string) (name, hash string, err error) {
 	where, arg := "name = ?", any(strings.ToLower(login))
 	if strings.Contains(login, "@") {
 		addr, err := ParseAddress(login, domain)
 		if err != nil {
-			verifyPassword(dummyHash, password)
-			return "", ErrBadCredentials
+			return "", dummyHash, nil
 		}
 		where, arg = "passport_id = ?", addr.Passport[:]
 	}
-	var name, hash string
-	err := r.db.QueryRowContext(ctx, "SELECT name, password_hash FROM accounts WHERE "+where, arg).Scan(&name, &hash)
+	err = r.db.QueryRowContext(ctx, "SELECT name, password_hash FROM accounts WHERE "+where, arg).Scan(&name, &hash)
 	if errors.Is(err, sql.ErrNoRows) {
-		verifyPassword(dummyHash, password)
-		return "", ErrBadCredentials
+		return "", dummyHash, nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("authenticate: %w", err)
+		return "", "", fmt.Errorf("authenticate: %w", err)
 	}
-	ok, err := verifyPassword(hash, password)
-	if err != nil {
-		return "", fmt.Errorf("authenticate %s: %w", name, err)
-	}
-	if !ok {
-		return "", ErrBadCredentials
-	}
-	return name, nil
+	return name, hash, nil
 }
 
 // Secrets unseals an account's secrets with the node key and recovers its

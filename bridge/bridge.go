@@ -15,6 +15,7 @@ import (
 	"github.com/asmtp/asmtp/asmtp/node"
 	"github.com/asmtp/asmtp/asmtp/topic"
 	"github.com/asmtp/asmtp/bridge/imapserver"
+	"github.com/asmtp/asmtp/bridge/loginlimit"
 	"github.com/asmtp/asmtp/bridge/smtpserver"
 	"github.com/asmtp/asmtp/mailstore"
 )
@@ -187,9 +188,11 @@ func (b *Bridge) open(ctx context.Context, nodeKey ed25519.PrivateKey) error {
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		b.log.Info("bridge TLS: STARTTLS on IMAP and SMTP", "certificate", path)
 	}
+	// One Authenticator, so IMAP and SMTP logins share its limits.
+	auth := NewAuthenticator(b.reg, b.cfg.Domain, loginlimit.Options{})
 	b.imap, err = imapserver.New(imapserver.Options{
 		Store:         b.mail,
-		Authenticator: NewAuthenticator(b.reg, b.cfg.Domain),
+		Authenticator: auth,
 		TLSConfig:     tlsConfig,
 		Logger:        b.log,
 	})
@@ -203,10 +206,11 @@ func (b *Bridge) open(ctx context.Context, nodeKey ed25519.PrivateKey) error {
 		return err
 	}
 	b.smtp, err = smtpserver.New(smtpserver.Options{
-		Authenticator:   NewAuthenticator(b.reg, b.cfg.Domain),
+		Authenticator:   auth,
 		Queue:           submissionQueue{b},
 		Domain:          b.cfg.Domain,
 		MaxMessageBytes: MaxMessageSize,
+		SpoolDir:        b.cfg.DataDir, // on disk: the temporary directory may be memory
 		TLSConfig:       tlsConfig,
 		Logger:          b.log,
 	})

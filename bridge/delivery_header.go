@@ -20,6 +20,12 @@ type headerField struct {
 	raw  []byte
 }
 
+// authorFields say who wrote a message. Delivery writes its own From and
+// X-ASMTP-Sender and drops what the sender wrote in these: a Sender field
+// kept beside the rewritten From would make clients show the verified
+// contact as writing "on behalf of" whoever the sender named.
+var authorFields = []string{"From", "Sender", HeaderSender, HeaderOriginalFrom}
+
 // is reports whether the field has the given name (any case).
 func (f headerField) is(name string) bool { return strings.EqualFold(f.name, name) }
 

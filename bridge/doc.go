@@ -58,7 +58,13 @@
 // token, 26 lower-case base32 characters, kept as a salted keyed BLAKE2b
 // hash: it cannot be guessed, so it needs no slow hash. A password the
 // owner chose may be weak and is kept as Argon2id. Each stored hash names
-// its scheme (password.go); comparisons are constant time.
+// its scheme (password.go); comparisons are constant time. Every login
+// nevertheless costs one Argon2id evaluation (a token's check is followed by
+// one on a dummy hash, and so is an unknown name's), so that the time of an
+// answer does not tell which accounts exist or how their passwords are
+// kept. IMAP and SMTP share one Authenticator and its loginlimit.Limiter:
+// a few password checks at a time, and guesses at an account or from a
+// source spaced out, by delay rather than lock-out.
 //
 // # Pseudo-addresses and the address book
 //

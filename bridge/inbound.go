@@ -550,7 +550,8 @@ func toStored(c mail.Chunk) mailstore.InboundChunk {
 // inboundCopy is msg as the account's INBOX gets it: From: is the
 // contact's address with the petname from the address book, the sender's
 // own From fields kept as X-ASMTP-Original-From, and X-ASMTP-Sender names
-// the verified passport. Those fields written by the sender are removed;
+// the verified passport. Those fields written by the sender, and Sender
+// (authorFields), are removed;
 // everything else, the body above all, is kept byte for byte. A message
 // that does not start with a header field is taken as all body.
 func inboundCopy(msg []byte, c Contact, domain string) []byte {
@@ -568,7 +569,7 @@ func inboundCopy(msg []byte, c Contact, domain string) []byte {
 			out = append(out, headerField{name: HeaderOriginalFrom, raw: append([]byte(HeaderOriginalFrom+":"), f.value()...)})
 		}
 	}
-	out = append(out, withoutFields(fields, "From", HeaderSender, HeaderOriginalFrom)...)
+	out = append(out, withoutFields(fields, authorFields...)...)
 	if rest == nil {
 		rest = []byte("\r\n")
 	}

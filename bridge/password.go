@@ -98,6 +98,20 @@ func tokenDigest(salt []byte, token string) []byte {
 	return h.Sum(nil)
 }
 
+// checkPassword is verifyPassword at the same cost for every login: a
+// generated token's fast check is followed by an Argon2id evaluation of
+// dummyHash, with the parameters chosen passwords get, so neither a token
+// account nor an unknown name (checked against dummyHash) answers faster
+// than an account with a chosen password, and the time of an answer does
+// not tell which account names exist.
+func checkPassword(stored, password string) (bool, error) {
+	ok, err := verifyPassword(stored, password)
+	if !strings.HasPrefix(stored, "$"+schemeArgon2id+"$") {
+		verifyPassword(dummyHash, password)
+	}
+	return ok, err
+}
+
 // verifyPassword reports whether password matches the stored hash. The
 // final comparison is constant time; a malformed hash is an error.
 func verifyPassword(stored, password string) (bool, error) {

@@ -6,14 +6,15 @@ import (
 	"crypto/subtle"
 	"errors"
 	"net"
-
-	"github.com/asmtp/asmtp/bridge/loginlimit"
 )
 
 // Authenticator checks a client's credentials and names the mailstore
 // account they open. It is called for LOGIN and AUTHENTICATE PLAIN; remote is
 // the client's address. It should return ErrBadCredentials for wrong
-// credentials and another error only for failures of its own.
+// credentials, a *loginlimit.BusyError for an attempt it refused to check,
+// and another error only for failures of its own. Limiting attempts is its
+// job: TokenAuthenticator's random tokens cannot be guessed, a chosen
+// password needs a loginlimit.Limiter.
 type Authenticator interface {
 	Authenticate(ctx context.Context, username, password string, remote net.Addr) (account string, err error)
 }
@@ -48,6 +49,3 @@ func (a *TokenAuthenticator) Authenticate(_ context.Context, username, password 
 	}
 	return username, nil
 }
-
-// ThrottleOptions bound failed logins per source address (see loginlimit).
-type ThrottleOptions = loginlimit.Options

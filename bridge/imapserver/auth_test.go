@@ -1,13 +1,15 @@
 package imapserver
 
 import (
-	"bufio"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/asmtp/asmtp/bridge/loginlimit"
 )
 
 func TestTokenAuthenticator(t *testing.T) {
@@ -40,25 +42,26 @@ func TestTokenAuthenticator(t *testing.T) {
 	}
 }
 
-// TestLoginThrottledOverIMAP: after MaxFailures bad logins from an address,
-// even the right password is refused until the backoff ends.
-func TestLoginThrottledOverIMAP(t *testing.T) {
-	ts := startServer(t, func(o *Options) { o.Throttle = ThrottleOptions{MaxFailures: 3, Backoff: time.Minute} })
+// TestLoginRefusedWhenBusy: an attempt the Authenticator's limiter refused
+// unchecked is answered NO [UNAVAILABLE] with when to try again, for LOGIN
+// and AUTHENTICATE alike.
+func TestLoginRefusedWhenBusy(t *testing.T) {
+	ts := startServer(t, func(o *Options) { o.Authenticator = busyAuthenticator{} })
 	c := dialRaw(t, ts.addr)
-	for range 3 {
-		if _, st := c.cmd("LOGIN alice wrong"); !strings.Contains(st, "NO [AUTHENTICATIONFAILED]") {
-			t.Fatalf("bad login: %s", st)
-		}
+	if _, st := c.cmd("LOGIN alice " + testToken); !strings.Contains(st, "NO [UNAVAILABLE]") || !strings.Contains(st, "try again in 3 s") {
+		t.Fatalf("refused login: %s", st)
 	}
-	_, st := c.cmd("LOGIN alice " + testToken)
-	if !strings.Contains(st, "NO [UNAVAILABLE]") || !strings.Contains(st, "try again in") {
-		t.Fatalf("login while throttled: %s", st)
+	if _, st := c.cmd("AUTHENTICATE PLAIN AGFsaWNlAGNvcnJlY3QtaG9yc2UtYmF0dGVyeS1zdGFwbGU="); !strings.Contains(st, "NO [UNAVAILABLE]") {
+		t.Fatalf("refused AUTHENTICATE: %s", st)
 	}
-	// AUTHENTICATE PLAIN goes through the same check.
-	_, st = c.cmd("AUTHENTICATE PLAIN AGFsaWNlAGNvcnJlY3QtaG9yc2UtYmF0dGVyeS1zdGFwbGU=")
-	if !strings.Contains(st, "NO [UNAVAILABLE]") {
-		t.Fatalf("AUTHENTICATE while throttled: %s", st)
-	}
+}
+
+// busyAuthenticator refuses every attempt as a loginlimit.Limiter with a
+// long queue does.
+type busyAuthenticator struct{}
+
+func (busyAuthenticator) Authenticate(context.Context, string, string, net.Addr) (string, error) {
+	return "", &loginlimit.BusyError{RetryIn: 2 * time.Second}
 }
 
 func TestAuthenticatePlain(t *testing.T) {
@@ -70,38 +73,58 @@ func TestAuthenticatePlain(t *testing.T) {
 	}
 }
 
+// TestMaxConnections: connections that have not logged in make room for
+// new ones by closing the oldest with BYE; logins beyond MaxConnections are
+// refused until a logged-in connection closes.
 func TestMaxConnections(t *testing.T) {
 	ts := startServer(t, func(o *Options) { o.MaxConnections = 2 })
-	a := dialRaw(t, ts.addr)
-	dialRaw(t, ts.addr)
-	conn, err := net.Dial("tcp", ts.addr)
-	if err != nil {
-		t.Fatal(err)
+	a, b := dialRaw(t, ts.addr), dialRaw(t, ts.addr)
+	if _, st := a.cmd("LOGIN alice " + testToken); !strings.HasPrefix(st, "t1 OK") {
+		t.Fatalf("first login: %s", st)
 	}
-	defer conn.Close()
-	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	line, _ := bufio.NewReader(conn).ReadString('\n')
-	if !strings.HasPrefix(line, "* BYE Too many connections") {
-		t.Fatalf("third connection greeted with %q", line)
+	// Two more may wait to log in; a third closes b, the oldest.
+	c, d := dialRaw(t, ts.addr), dialRaw(t, ts.addr)
+	b.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if line, _ := b.r.ReadString('\n'); !strings.HasPrefix(line, "* BYE Too many connections") {
+		t.Fatalf("oldest connection got %q, want BYE", line)
+	}
+	if _, st := c.cmd("LOGIN alice " + testToken); !strings.HasPrefix(st, "t1 OK") {
+		t.Fatalf("second login: %s", st)
+	}
+	if _, st := d.cmd("LOGIN alice " + testToken); !strings.Contains(st, "NO [UNAVAILABLE] Too many connections") {
+		t.Fatalf("third login: %s", st)
 	}
 	a.cmd("LOGOUT")
 	a.conn.Close()
 	deadline := time.Now().Add(5 * time.Second)
 	for { // the slot frees once the server has closed a's connection
-		conn, err := net.Dial("tcp", ts.addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-		line, _ := bufio.NewReader(conn).ReadString('\n')
-		conn.Close()
-		if strings.HasPrefix(line, "* OK") {
+		_, st := d.cmd("LOGIN alice " + testToken)
+		if strings.Contains(st, " OK ") {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("slot not freed: %q", line)
+			t.Fatalf("slot not freed: %q", st)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestPreAuthTimeout: a connection that does not log in is closed after
+// PreAuthTimeout, although go-imap asks for minutes; one that logs in is
+// not.
+func TestPreAuthTimeout(t *testing.T) {
+	ts := startServer(t, func(o *Options) { o.PreAuthTimeout = 500 * time.Millisecond })
+	idle, user := dialRaw(t, ts.addr), dialRaw(t, ts.addr)
+	if _, st := user.cmd("LOGIN alice " + testToken); !strings.HasPrefix(st, "t1 OK") {
+		t.Fatalf("login: %s", st)
+	}
+	start := time.Now()
+	idle.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if rest, err := io.ReadAll(idle.r); err != nil || time.Since(start) > 5*time.Second {
+		t.Fatalf("connection without login: read %q, %v after %v; want closed by the server", rest, err, time.Since(start))
+	}
+	if _, st := user.cmd("NOOP"); !strings.HasPrefix(st, "t2 OK") {
+		t.Fatalf("logged-in connection after PreAuthTimeout: %s", st)
 	}
 }
 

@@ -11,8 +11,9 @@
 //
 // Security defaults: plain text only on loopback addresses (Listen refuses
 // anything else without TLS); on other addresses LOGIN needs TLS first;
-// failed logins are throttled per source address; connections, APPEND size
-// and idle time are bounded.
+// the Authenticator limits login attempts (the bridge's uses package
+// loginlimit); connections, the time to log in, APPEND size and idle time
+// are bounded.
 package imapserver
 
 import (
@@ -28,7 +29,6 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 
 	"github.com/asmtp/asmtp/bridge/listen"
-	"github.com/asmtp/asmtp/bridge/loginlimit"
 	"github.com/asmtp/asmtp/mailstore"
 )
 
@@ -52,26 +52,28 @@ type Options struct {
 	// AppendLimit is the largest message APPEND accepts, advertised as
 	// APPENDLIMIT. At most mailstore.MaxMessageSize.
 	AppendLimit uint32
-	// MaxConnections bounds concurrent connections; more are greeted with
-	// BYE and closed.
+	// MaxConnections bounds logged-in connections; a login beyond it is
+	// refused. As many connections that have not logged in may be open;
+	// a new one beyond them closes the oldest with BYE (see
+	// listen.GroupOptions).
 	MaxConnections int
+	// PreAuthTimeout closes a connection that has not logged in this long
+	// after it connected. Default listen.DefaultPreAuthTimeout.
+	PreAuthTimeout time.Duration
 	// IdleTimeout closes a connection that sends nothing for this long (also
 	// during IDLE; RFC 2177 clients re-issue IDLE every 29 minutes).
 	IdleTimeout time.Duration
-	// Throttle limits failed logins per source address.
-	Throttle ThrottleOptions
-	Logger   *slog.Logger
+	Logger      *slog.Logger
 }
 
 // Server is the bridge's IMAP server. One Server may serve several
 // listeners.
 type Server struct {
-	opts     Options
-	log      *slog.Logger
-	views    *viewCache
-	throttle *loginlimit.Limiter
-	group    *listen.Group
-	ctx      context.Context // done at Close
+	opts  Options
+	log   *slog.Logger
+	views *viewCache
+	group *listen.Group
+	ctx   context.Context // done at Close
 }
 
 // New checks opts and returns a Server.
@@ -99,15 +101,15 @@ func New(opts Options) (*Server, error) {
 		DefaultAddr:    DefaultAddr,
 		TLSConfig:      opts.TLSConfig,
 		MaxConnections: opts.MaxConnections,
-		Refusal:        "* BYE Too many connections, try again later\r\n",
+		PreAuthTimeout: opts.PreAuthTimeout,
+		Refusal:        "* BYE Too many connections, closing the oldest\r\n",
 	})
 	return &Server{
-		opts:     opts,
-		log:      opts.Logger,
-		views:    &viewCache{store: opts.Store, views: make(map[int64]*mailboxView)},
-		throttle: loginlimit.New(opts.Throttle),
-		group:    group,
-		ctx:      group.Context(),
+		opts:  opts,
+		log:   opts.Logger,
+		views: &viewCache{store: opts.Store, views: make(map[int64]*mailboxView)},
+		group: group,
+		ctx:   group.Context(),
 	}, nil
 }
 

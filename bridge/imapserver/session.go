@@ -60,20 +60,20 @@ func (ss *session) store() mailstore.Store { return ss.s.opts.Store }
 // AppendLimit implements imapserver.SessionAppendLimit.
 func (ss *session) AppendLimit() uint32 { return ss.s.opts.AppendLimit }
 
-// Login checks the throttle, then the credentials.
+// Login checks the credentials; the Authenticator limits the attempts
+// (see package loginlimit). A logged-in connection leaves the group's
+// pre-login pool, if there is room among the logged-in ones.
 func (ss *session) Login(username, password string) error {
-	source := loginlimit.Source(ss.wire.RemoteAddr())
-	if wait := ss.s.throttle.Wait(source); wait > 0 {
-		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable,
-			Text: fmt.Sprintf("Too many failed logins from your address, try again in %d s", int(wait.Seconds())+1)}
-	}
 	account, err := ss.s.opts.Authenticator.Authenticate(ss.ctx, username, password, ss.wire.RemoteAddr())
-	if errors.Is(err, ErrBadCredentials) {
-		ss.s.throttle.Failed(source)
-		ss.s.log.Info("imap: failed login", "source", source)
+	var busy *loginlimit.BusyError
+	switch {
+	case errors.Is(err, ErrBadCredentials):
+		ss.s.log.Info("imap: failed login", "source", loginlimit.Source(ss.wire.RemoteAddr()))
 		return imapserver.ErrAuthFailed
-	}
-	if err != nil {
+	case errors.As(err, &busy):
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable,
+			Text: fmt.Sprintf("Too many login attempts, try again in %d s", int(busy.RetryIn.Seconds())+1)}
+	case err != nil:
 		ss.s.log.Error("imap: authenticator failed", "err", err)
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable, Text: "Authentication is unavailable"}
 	}
@@ -81,7 +81,9 @@ func (ss *session) Login(username, password string) error {
 		ss.s.log.Error("imap: authenticated account has no mail store", "account", account, "err", err)
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable, Text: "Account is not available"}
 	}
-	ss.s.throttle.Succeeded(source)
+	if err := ss.s.group.Authenticated(ss.wire.Conn); err != nil {
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable, Text: "Too many connections, try again later"}
+	}
 	ss.account = account
 	return nil
 }

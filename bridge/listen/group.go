@@ -27,13 +27,26 @@ type GroupOptions struct {
 	// TLSConfig, when set, enables ServeTLS and lets Listen and Serve go
 	// beyond loopback (the servers then offer STARTTLS there).
 	TLSConfig *tls.Config
-	// MaxConnections bounds concurrent connections across all the group's
-	// listeners; at least 1.
+	// MaxConnections bounds the logged-in connections across all the
+	// group's listeners; at least 1. A login beyond it is refused with
+	// ErrTooManyConnections.
 	MaxConnections int
+	// MaxUnauthenticated bounds the connections that have not logged in
+	// (Authenticated not called); a new connection beyond it closes the
+	// oldest of them. Default MaxConnections.
+	MaxUnauthenticated int
+	// PreAuthTimeout closes a connection that has not logged in this long
+	// after it was accepted. Default DefaultPreAuthTimeout.
+	PreAuthTimeout time.Duration
 	// Refusal is written, in the protocol's words, to a plain-text
-	// connection over MaxConnections before it is closed.
+	// connection closed to make room for a newer one.
 	Refusal string
 }
+
+// DefaultPreAuthTimeout is long enough for a client to connect, negotiate
+// TLS and log in, even with a slow password check, and short enough that
+// idle strangers do not hold connections for long.
+const DefaultPreAuthTimeout = 30 * time.Second
 
 // Group is what the bridge's IMAP and SMTP servers share around their
 // protocol libraries: the rule on where plain text may be served, the
@@ -41,7 +54,7 @@ type GroupOptions struct {
 // them, a context for the sessions' work, and a Close that stops it all.
 type Group struct {
 	opts   GroupOptions
-	slots  chan struct{} // one token per open connection
+	conns  *connTable
 	ctx    context.Context
 	cancel context.CancelFunc
 
@@ -53,13 +66,33 @@ type Group struct {
 
 // NewGroup returns a Group; opts.MaxConnections below 1 counts as 1.
 func NewGroup(opts GroupOptions) *Group {
+	opts.MaxConnections = max(opts.MaxConnections, 1)
+	if opts.MaxUnauthenticated <= 0 {
+		opts.MaxUnauthenticated = opts.MaxConnections
+	}
+	if opts.PreAuthTimeout <= 0 {
+		opts.PreAuthTimeout = DefaultPreAuthTimeout
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Group{
 		opts:   opts,
-		slots:  make(chan struct{}, max(opts.MaxConnections, 1)),
+		conns:  &connTable{maxAuth: opts.MaxConnections, maxUnauth: opts.MaxUnauthenticated, preAuth: opts.PreAuthTimeout},
 		ctx:    ctx,
 		cancel: cancel,
 	}
+}
+
+// Authenticated moves c, a connection the group's listener accepted
+// (possibly wrapped), to the logged-in connections: its pre-login deadline
+// no longer applies and it is never closed to make room. It returns
+// ErrTooManyConnections when MaxConnections are logged in already; the
+// login should then be refused.
+func (g *Group) Authenticated(c net.Conn) error {
+	sc, ok := slotOf(c)
+	if !ok {
+		return fmt.Errorf("%s: connection %T was not accepted by this group", g.opts.Name, c)
+	}
+	return g.conns.login(sc)
 }
 
 // Context is done once Close is called: the sessions' work stops with it.
@@ -111,11 +144,10 @@ func (g *Group) serve(ln net.Listener, srv Server, tlsConfig *tls.Config, wrap f
 	g.servers = append(g.servers, srv)
 	g.listeners = append(g.listeners, ln)
 	g.mu.Unlock()
-	l := &limitListener{Listener: ln, slots: g.slots, tls: tlsConfig, wrap: wrap}
+	l := &limitListener{Listener: ln, conns: g.conns, tls: tlsConfig, wrap: wrap}
 	if tlsConfig == nil {
-		// On an implicit-TLS port a plain-text refusal would only be a
-		// garbled handshake to the client, and answering in TLS would cost
-		// a handshake for every connection refused: close those silently.
+		// On an implicit-TLS port a plain-text refusal would only be
+		// garbled TLS to the client: close those silently.
 		l.refusal = []byte(g.opts.Refusal)
 	}
 	err := srv.Serve(l)
@@ -160,57 +192,36 @@ func (g *Group) Close() error {
 	return errors.Join(errs...)
 }
 
-// limitListener takes a slot for each connection it accepts, given back
-// when the connection closes; over the limit, it writes refusal (if any)
-// and closes the connection. With tls set it then starts TLS on the
-// connection, and wrap (if set) wraps the result.
+// limitListener counts each connection it accepts in conns, closing the
+// oldest that has not logged in when there are too many, and sets its
+// pre-login deadline. With tls set it then starts TLS on the connection,
+// and wrap (if set) wraps the result.
 type limitListener struct {
 	net.Listener
-	slots   chan struct{}
+	conns   *connTable
 	refusal []byte
 	tls     *tls.Config
 	wrap    func(net.Conn) net.Conn
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
-	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		select {
-		case l.slots <- struct{}{}:
-		default:
-			if len(l.refusal) > 0 {
-				// Bounded, since this holds up the accept loop.
-				c.SetWriteDeadline(time.Now().Add(time.Second))
-				c.Write(l.refusal)
-			}
-			c.Close()
-			continue
-		}
-		c = &slotConn{Conn: c, release: func() { <-l.slots }}
-		if l.tls != nil {
-			c = tls.Server(c, l.tls)
-		}
-		if l.wrap != nil {
-			c = l.wrap(c)
-		}
-		return c, nil
+	raw, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
 	}
-}
-
-// slotConn gives its connection slot back once, when closed.
-type slotConn struct {
-	net.Conn
-	once    sync.Once
-	release func()
-}
-
-func (c *slotConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(c.release)
-	return err
+	sc := &slotConn{Conn: raw, table: l.conns, refusal: l.refusal, deadline: time.Now().Add(l.conns.preAuth)}
+	if evicted := l.conns.admit(sc); evicted != nil {
+		go evicted.evict()
+	}
+	raw.SetReadDeadline(sc.deadline)
+	var c net.Conn = sc
+	if l.tls != nil {
+		c = tls.Server(c, l.tls)
+	}
+	if l.wrap != nil {
+		c = l.wrap(c)
+	}
+	return c, nil
 }
 
 // Log adapts slog to the protocol libraries' Printf/Println loggers; their

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -19,8 +20,23 @@ import (
 // greeter is a protocol server in miniature: it greets each connection and
 // closes it when the client does.
 type greeter struct {
+	readDeadline time.Duration // if set, asked for before reading
+
 	mu    sync.Mutex
 	conns []net.Conn
+}
+
+// conn returns the i-th connection accepted, waiting for it.
+func (g *greeter) conn(i int) net.Conn {
+	for {
+		g.mu.Lock()
+		if i < len(g.conns) {
+			defer g.mu.Unlock()
+			return g.conns[i]
+		}
+		g.mu.Unlock()
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 func (g *greeter) Serve(ln net.Listener) error {
@@ -36,6 +52,9 @@ func (g *greeter) Serve(ln net.Listener) error {
 			defer c.Close()
 			if _, err := io.WriteString(c, "hello\r\n"); err != nil {
 				return
+			}
+			if g.readDeadline > 0 {
+				c.SetReadDeadline(time.Now().Add(g.readDeadline))
 			}
 			io.Copy(io.Discard, c)
 		}()
@@ -84,6 +103,17 @@ func serve(t *testing.T, g *listen.Group, implicitTLS bool) string {
 	return ln.Addr().String()
 }
 
+// serveWith runs g.Serve with srv on a new loopback listener.
+func serveWith(t *testing.T, g *listen.Group, srv *greeter) string {
+	t.Helper()
+	ln, err := g.Listen("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go g.Serve(ln, func(bool) listen.Server { return srv }, nil)
+	return ln.Addr().String()
+}
+
 // greeting dials addr and returns the first line and the connection.
 func greeting(t *testing.T, dial func() (net.Conn, error)) (string, net.Conn) {
 	t.Helper()
@@ -101,35 +131,72 @@ func plainDial(addr string) func() (net.Conn, error) {
 	return func() (net.Conn, error) { return net.Dial("tcp", addr) }
 }
 
-// The limit holds across all the group's listeners, the refusal is in the
-// protocol's words, and a closed connection gives its slot back.
+// The limits hold across all the group's listeners: a connection that has
+// not logged in makes room for a new one by closing the oldest, with the
+// refusal in the protocol's words; logins are bounded separately and a
+// closed logged-in connection gives its slot back.
 func TestGroupLimitsConnectionsAcrossListeners(t *testing.T) {
-	g := newGroup(t, nil, 2)
-	one, two := serve(t, g, false), serve(t, g, false)
+	g := newGroup(t, nil, 1)
+	srv := &greeter{}
+	one, two := serveWith(t, g, srv), serveWith(t, g, srv)
 	a, ac := greeting(t, plainDial(one))
-	b, _ := greeting(t, plainDial(two))
-	if a != "hello\r\n" || b != "hello\r\n" {
-		t.Fatalf("greetings %q, %q", a, b)
+	if a != "hello\r\n" {
+		t.Fatalf("greeting %q", a)
 	}
-	if c, _ := greeting(t, plainDial(two)); c != "BUSY\r\n" {
-		t.Fatalf("third connection got %q, want the refusal", c)
+	if err := g.Authenticated(srv.conn(0)); err != nil {
+		t.Fatalf("first login: %v", err)
+	}
+	_, bc := greeting(t, plainDial(two))
+	_, cc := greeting(t, plainDial(one)) // closes b, the oldest not logged in
+	bc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if rest, _ := io.ReadAll(bc); string(rest) != "BUSY\r\n" {
+		t.Fatalf("oldest connection got %q, want the refusal and EOF", rest)
+	}
+	if err := g.Authenticated(srv.conn(2)); !errors.Is(err, listen.ErrTooManyConnections) {
+		t.Fatalf("login beyond MaxConnections: %v", err)
 	}
 	ac.Close()
+	waitFor(t, func() bool { return g.Authenticated(srv.conn(2)) == nil })
+	cc.Close()
+}
+
+// A connection that does not log in is closed at PreAuthTimeout, whatever
+// read deadline the server sets; one that logs in is not.
+func TestGroupPreAuthTimeout(t *testing.T) {
+	g := listen.NewGroup(listen.GroupOptions{Name: "test", DefaultAddr: "127.0.0.1:0", MaxConnections: 4,
+		PreAuthTimeout: 300 * time.Millisecond})
+	t.Cleanup(func() { g.Close() })
+	srv := &greeter{readDeadline: time.Hour}
+	addr := serveWith(t, g, srv)
+	_, idle := greeting(t, plainDial(addr))
+	_, user := greeting(t, plainDial(addr))
+	if err := g.Authenticated(srv.conn(1)); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	idle.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadAll(idle); err != nil || time.Since(start) > 5*time.Second {
+		t.Fatalf("idle connection: %v after %v, want closed by the server", err, time.Since(start))
+	}
+	user.SetReadDeadline(time.Now().Add(600 * time.Millisecond))
+	if _, err := user.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("logged-in connection: %v, want still open", err)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for {
-		line, _ := greeting(t, plainDial(one))
-		if line == "hello\r\n" {
-			break
-		}
+	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("the closed connection's slot was not given back: %q", line)
+			t.Fatal("condition not met in 10 s")
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 }
 
-// ServeTLS speaks TLS from the first byte, and over the limit closes the
-// connection without writing clear text into the handshake.
+// ServeTLS speaks TLS from the first byte, and closes the oldest
+// connection that has not logged in without writing clear text into TLS.
 func TestGroupServeTLS(t *testing.T) {
 	cert, _, err := imapserver.LoadOrCreateCertificate(t.TempDir())
 	if err != nil {
@@ -142,7 +209,8 @@ func TestGroupServeTLS(t *testing.T) {
 	dial := func() (net.Conn, error) {
 		return tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", addr, &tls.Config{RootCAs: roots, ServerName: "localhost"})
 	}
-	if line, _ := greeting(t, dial); line != "hello\r\n" {
+	line, first := greeting(t, dial)
+	if line != "hello\r\n" {
 		t.Fatalf("greeting over TLS %q", line)
 	}
 	raw, err := net.Dial("tcp", addr)
@@ -150,9 +218,9 @@ func TestGroupServeTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer raw.Close()
-	raw.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if b, err := io.ReadAll(raw); len(b) != 0 || err != nil {
-		t.Errorf("connection over the limit read %q, %v; want a silent close", b, err)
+	first.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if b, err := io.ReadAll(first); len(b) != 0 || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("oldest connection read %q, %v; want a silent close", b, err)
 	}
 }
 

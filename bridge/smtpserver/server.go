@@ -10,28 +10,29 @@
 // the message is durably queued.
 //
 // Logins use the IMAP server's Authenticator (the same account names and
-// bridge passwords) with SASL PLAIN or LOGIN, and are required before MAIL.
-// Failed logins are throttled per source address.
+// bridge passwords, and the same limits on attempts) with SASL PLAIN or
+// LOGIN, and are required before MAIL.
 //
 // Security defaults as for IMAP: plain text only on loopback addresses
 // (Listen refuses anything else without TLS, saying why); on other
-// addresses AUTH needs STARTTLS first. Connections, message size,
-// recipients, line length and idle time are bounded.
+// addresses AUTH needs STARTTLS first. Connections, the time to log in,
+// message size, recipients, line length and idle time are bounded.
 package smtpserver
 
 import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
+	"os"
 	"time"
 
 	"github.com/emersion/go-smtp"
 
 	"github.com/asmtp/asmtp/bridge/imapserver"
 	"github.com/asmtp/asmtp/bridge/listen"
-	"github.com/asmtp/asmtp/bridge/loginlimit"
 )
 
 // DefaultAddr is where the submission server listens unless told otherwise.
@@ -48,7 +49,8 @@ const (
 	// this long; a whole DATA transfer must also fit in it.
 	DefaultReadTimeout  = 10 * time.Minute
 	DefaultWriteTimeout = time.Minute
-	// DefaultSubmitTimeout bounds Queue.Submit and Queue.Recipient.
+	// DefaultSubmitTimeout bounds Queue.Submit and Queue.Recipient, and
+	// the wait for the memory budget.
 	DefaultSubmitTimeout = time.Minute
 )
 
@@ -97,24 +99,35 @@ type Options struct {
 	// MaxRecipients bounds RCPT TO per message. Default
 	// DefaultMaxRecipients.
 	MaxRecipients int
-	// MaxConnections bounds concurrent connections; more are answered 421
-	// and closed. Default DefaultMaxConnections.
+	// MaxConnections bounds logged-in connections; AUTH beyond it is
+	// refused. As many that have not logged in may be open; a new one
+	// beyond them closes the oldest with 421 (see listen.GroupOptions).
+	// Default DefaultMaxConnections.
 	MaxConnections int
+	// PreAuthTimeout closes a connection that has not logged in this long
+	// after it connected. Default listen.DefaultPreAuthTimeout.
+	PreAuthTimeout time.Duration
 	ReadTimeout    time.Duration // default DefaultReadTimeout
 	WriteTimeout   time.Duration // default DefaultWriteTimeout
 	SubmitTimeout  time.Duration // default DefaultSubmitTimeout
-	// Throttle limits failed logins per source address.
-	Throttle loginlimit.Options
-	Logger   *slog.Logger
+	// SpoolDir holds messages while they arrive, as unlinked files.
+	// Default os.TempDir().
+	SpoolDir string
+	// MemoryBudget bounds the bytes of messages in memory at once, all
+	// sessions together: a message waits, on disk, for its size, and is
+	// refused with a temporary error after SubmitTimeout. Default (and
+	// minimum) MaxMessageBytes: one message at a time.
+	MemoryBudget int64
+	Logger       *slog.Logger
 }
 
 // Server is the submission server. One Server may serve several listeners.
 type Server struct {
-	opts     Options
-	log      *slog.Logger
-	throttle *loginlimit.Limiter
-	group    *listen.Group
-	ctx      context.Context // done at Close
+	opts   Options
+	log    *slog.Logger
+	group  *listen.Group
+	budget *memoryBudget
+	ctx    context.Context // done at Close
 }
 
 // New checks opts and returns a Server.
@@ -143,6 +156,10 @@ func New(opts Options) (*Server, error) {
 	if opts.SubmitTimeout <= 0 {
 		opts.SubmitTimeout = DefaultSubmitTimeout
 	}
+	if opts.SpoolDir == "" {
+		opts.SpoolDir = os.TempDir()
+	}
+	opts.MemoryBudget = max(opts.MemoryBudget, opts.MaxMessageBytes)
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -151,14 +168,15 @@ func New(opts Options) (*Server, error) {
 		DefaultAddr:    DefaultAddr,
 		TLSConfig:      opts.TLSConfig,
 		MaxConnections: opts.MaxConnections,
-		Refusal:        "421 4.7.0 Too many connections, try again later\r\n",
+		PreAuthTimeout: opts.PreAuthTimeout,
+		Refusal:        "421 4.7.0 Too many connections, closing the oldest\r\n",
 	})
 	return &Server{
-		opts:     opts,
-		log:      opts.Logger,
-		throttle: loginlimit.New(opts.Throttle),
-		group:    group,
-		ctx:      group.Context(),
+		opts:   opts,
+		log:    opts.Logger,
+		group:  group,
+		budget: newMemoryBudget(opts.MemoryBudget),
+		ctx:    group.Context(),
 	}, nil
 }
 
@@ -191,6 +209,32 @@ func (s *Server) newSMTPServer(insecureAuth bool) *smtp.Server {
 	srv.EnableSMTPUTF8 = true
 	srv.ErrorLog = listen.Log{Logger: s.log, Prefix: "smtp: "}
 	return srv
+}
+
+// spool copies a message from DATA (or BDAT) into an unlinked file in
+// SpoolDir: a crash leaves nothing behind, and nothing was acknowledged.
+// Errors from r are go-smtp's own (552 for a message over SIZE); others are
+// a temporary failure.
+func (s *Server) spool(r io.Reader) (*os.File, int64, error) {
+	f, err := os.CreateTemp(s.opts.SpoolDir, "smtp-data-*")
+	if err != nil {
+		s.log.Error("smtp: spool file", "err", err)
+		return nil, 0, errNotQueued
+	}
+	os.Remove(f.Name())
+	n, err := io.Copy(f, r)
+	var werr *os.PathError
+	switch {
+	case errors.As(err, &werr) && werr.Path == f.Name():
+		s.log.Error("smtp: spooling a message", "err", err)
+		err = errNotQueued
+	case err != nil:
+		// go-smtp's own, such as 552 for a message over SIZE
+	default:
+		return f, n, nil
+	}
+	f.Close()
+	return nil, 0, err
 }
 
 // Close stops all listeners and connections; submissions in progress are

@@ -8,7 +8,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"github.com/asmtp/asmtp/bridge/loginlimit"
 	"io"
 	"log/slog"
 	"net"
@@ -20,6 +19,7 @@ import (
 	"time"
 
 	"github.com/asmtp/asmtp/bridge/imapserver"
+	"github.com/asmtp/asmtp/bridge/loginlimit"
 )
 
 func testLogger() *slog.Logger {
@@ -87,7 +87,6 @@ func start(t testing.TB, q Queue, tlsCfg *tls.Config, tweak func(*Options)) (*Se
 		Queue:         q,
 		TLSConfig:     tlsCfg,
 		Logger:        testLogger(),
-		Throttle:      loginlimit.Options{MaxFailures: 3, Backoff: time.Minute},
 	}
 	if tweak != nil {
 		tweak(&opts)
@@ -162,6 +161,13 @@ func (cv *conversation) cmd(line, want string) string {
 	return cv.expect(want)
 }
 
+// cmdAny sends line and returns the reply, whatever it is.
+func (cv *conversation) cmdAny(line string) string {
+	cv.t.Helper()
+	fmt.Fprintf(cv.c, "%s\r\n", line)
+	return cv.reply()
+}
+
 func TestCapabilitiesAndAuthRequired(t *testing.T) {
 	_, addr := start(t, &fakeQueue{}, nil, nil)
 	cv := dial(t, addr)
@@ -181,7 +187,7 @@ func TestCapabilitiesAndAuthRequired(t *testing.T) {
 	cv.cmd("RCPT TO:<bob@asmtp>", "502") // go-smtp: no MAIL yet
 }
 
-func TestAuthMechanismsAndThrottle(t *testing.T) {
+func TestAuthMechanisms(t *testing.T) {
 	q := &fakeQueue{}
 	_, addr := start(t, q, nil, nil)
 	plain := func(user, pw string) string {
@@ -209,17 +215,26 @@ func TestAuthMechanismsAndThrottle(t *testing.T) {
 		})
 	}
 
-	// Three wrong passwords, then the address waits even with the right one.
 	cv := dial(t, addr)
 	cv.cmd("EHLO client", "250")
-	for range 3 {
-		cv.cmd("AUTH PLAIN "+plain("alice", "wrong"), "535 5.7.8")
-		cv = dial(t, addr)
-		cv.cmd("EHLO client", "250")
+	cv.cmd("AUTH PLAIN "+plain("alice", "wrong"), "535 5.7.8")
+
+	// An attempt the Authenticator's limiter refused unchecked is a
+	// temporary failure that says when to try again.
+	_, addr = start(t, q, nil, func(o *Options) { o.Authenticator = busyAuthenticator{} })
+	cv = dial(t, addr)
+	cv.cmd("EHLO client", "250")
+	if r := cv.cmd("AUTH PLAIN "+plain("alice", password), "454 4.7.0"); !strings.Contains(r, "try again in 3 s") {
+		t.Fatalf("refused login: %q", r)
 	}
-	if r := cv.cmd("AUTH PLAIN "+plain("alice", password), "454 4.7.0"); !strings.Contains(r, "Too many failed logins") {
-		t.Fatalf("throttled login: %q", r)
-	}
+}
+
+// busyAuthenticator refuses every attempt as a loginlimit.Limiter with a
+// long queue does.
+type busyAuthenticator struct{}
+
+func (busyAuthenticator) Authenticate(context.Context, string, string, net.Addr) (string, error) {
+	return "", &loginlimit.BusyError{RetryIn: 2 * time.Second}
 }
 
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
@@ -328,23 +343,41 @@ func TestAcknowledgedOnlyWhenQueued(t *testing.T) {
 	}
 }
 
+// TestConnectionLimit: connections that have not logged in make room for
+// new ones by closing the oldest with 421, logins beyond MaxConnections are
+// refused until one closes, and a connection that does not log in is
+// closed at PreAuthTimeout (not go-smtp's ReadTimeout of minutes).
 func TestConnectionLimit(t *testing.T) {
-	_, addr := start(t, &fakeQueue{}, nil, func(o *Options) { o.MaxConnections = 2 })
-	a, b := dial(t, addr), dial(t, addr)
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	if line, _ := bufio.NewReader(c).ReadString('\n'); !strings.HasPrefix(line, "421") {
-		t.Fatalf("third connection got %q, want 421", line)
-	}
+	_, addr := start(t, &fakeQueue{}, nil, func(o *Options) {
+		o.MaxConnections = 1
+		o.PreAuthTimeout = 2 * time.Second
+	})
+	auth := "AUTH PLAIN " + b64("\x00alice\x00"+password)
+	a := dial(t, addr)
+	a.cmd("EHLO client", "250")
+	a.cmd(auth, "235")
+	b := dial(t, addr)
+	c := dial(t, addr) // closes b, the oldest not logged in
+	b.expect("421 4.7.0 Too many connections")
+	c.cmd("EHLO client", "250")
+	c.cmd(auth, "454 4.7.0 Too many connections")
 	a.cmd("QUIT", "221")
 	a.c.Close()
-	time.Sleep(100 * time.Millisecond) // the slot is freed when go-smtp closes its side
-	dial(t, addr).cmd("NOOP", "250")
-	b.cmd("NOOP", "250")
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.HasPrefix(c.cmdAny(auth), "235") { // the slot frees when go-smtp closes a's side
+		if time.Now().After(deadline) {
+			t.Fatal("logged-in slot not given back")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.cmd("NOOP", "250")
+
+	idle := dial(t, addr)
+	start := time.Now()
+	idle.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if rest, err := io.ReadAll(idle.r); err != nil || time.Since(start) > 5*time.Second {
+		t.Fatalf("idle connection not closed at PreAuthTimeout: %q, %v after %v", rest, err, time.Since(start))
+	}
 }
 
 func TestTLS(t *testing.T) {

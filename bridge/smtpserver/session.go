@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/asmtp/asmtp/bridge/loginlimit"
 	"io"
 	"net"
 	"slices"
@@ -14,6 +13,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/asmtp/asmtp/bridge/imapserver"
+	"github.com/asmtp/asmtp/bridge/loginlimit"
 )
 
 // Replies of the server's own (go-smtp has the protocol's).
@@ -24,6 +24,10 @@ var (
 		Message: "Temporary authentication failure, try again later"}
 	errAuthzid = &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8},
 		Message: "Authentication failed: logging in on behalf of another user is not supported"}
+	errTooManyConnections = &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
+		Message: "Too many connections are logged in, try again later"}
+	errBudgetSpent = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 1},
+		Message: "Too many large messages are being submitted at once; nothing was sent, try again later"}
 	errNotQueued = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0},
 		Message: "Temporary failure: the message was not queued and nothing was sent; try again later"}
 	errRecipientTemporary = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0},
@@ -34,15 +38,15 @@ var (
 type backend struct{ s *Server }
 
 func (b backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
-	return &session{s: b.s, remote: c.Conn().RemoteAddr()}, nil
+	return &session{s: b.s, conn: c.Conn()}, nil
 }
 
 // session is one client connection (go-smtp makes a new one after
 // STARTTLS). Its methods are called by the connection's goroutine only.
 type session struct {
 	s       *Server
-	remote  net.Addr
-	account string // set by a successful AUTH
+	conn    net.Conn // after STARTTLS, the TLS connection
+	account string   // set by a successful AUTH
 	from    string
 	rcpts   []string
 }
@@ -66,27 +70,28 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 	return nil, smtp.ErrAuthUnknownMechanism
 }
 
-// login checks credentials through the Authenticator, throttled per source
-// address. The password is never logged.
+// login checks credentials through the Authenticator, which limits the
+// attempts (see package loginlimit), and moves the connection out of the
+// pre-login pool. The password is never logged.
 func (ss *session) login(username, password string) error {
-	source := loginlimit.Source(ss.remote)
-	if wait := ss.s.throttle.Wait(source); wait > 0 {
-		return &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
-			Message: fmt.Sprintf("Too many failed logins from %s: try again in %d s", source, int(wait.Seconds()+1))}
-	}
 	ctx, cancel := context.WithTimeout(ss.s.ctx, ss.s.opts.SubmitTimeout)
 	defer cancel()
-	account, err := ss.s.opts.Authenticator.Authenticate(ctx, username, password, ss.remote)
+	account, err := ss.s.opts.Authenticator.Authenticate(ctx, username, password, ss.conn.RemoteAddr())
+	var busy *loginlimit.BusyError
 	switch {
 	case errors.Is(err, imapserver.ErrBadCredentials):
-		ss.s.throttle.Failed(source)
-		ss.s.log.Info("smtp: login failed", "user", username, "remote", ss.remote)
+		ss.s.log.Info("smtp: login failed", "user", username, "remote", ss.conn.RemoteAddr())
 		return smtp.ErrAuthFailed
+	case errors.As(err, &busy):
+		return &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
+			Message: fmt.Sprintf("Too many login attempts, try again in %d s", int(busy.RetryIn.Seconds())+1)}
 	case err != nil:
 		ss.s.log.Error("smtp: login check failed", "user", username, "err", err)
 		return errAuthTemporary
 	}
-	ss.s.throttle.Succeeded(source)
+	if err := ss.s.group.Authenticated(ss.conn); err != nil {
+		return errTooManyConnections
+	}
 	ss.account = account
 	return nil
 }
@@ -114,20 +119,34 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	return nil
 }
 
+// Data spools the message to a file, so that clients sending large
+// messages at once hold disk, not memory, then reads it back for
+// Queue.Submit once the memory budget grants its size.
 func (ss *session) Data(r io.Reader) error {
 	if ss.account == "" {
 		return errAuthRequired
 	}
-	msg, err := io.ReadAll(r)
+	spool, size, err := ss.s.spool(r)
 	if err != nil {
-		return err // go-smtp's own, such as 552 for a message over SIZE
+		return err
 	}
+	defer spool.Close()
 	ctx, cancel := context.WithTimeout(ss.s.ctx, ss.s.opts.SubmitTimeout)
 	defer cancel()
+	if err := ss.s.budget.acquire(ctx, size); err != nil {
+		ss.s.log.Warn("smtp: memory budget spent, message refused for now", "account", ss.account, "bytes", size)
+		return errBudgetSpent
+	}
+	defer ss.s.budget.release(size)
+	msg := make([]byte, size)
+	if _, err := spool.ReadAt(msg, 0); err != nil {
+		ss.s.log.Error("smtp: reading the spooled message", "err", err)
+		return errNotQueued
+	}
 	if err := ss.s.opts.Queue.Submit(ctx, ss.account, ss.from, ss.rcpts, msg); err != nil {
 		return ss.reply(err, 554, errNotQueued, "message")
 	}
-	ss.s.log.Info("smtp: message queued", "account", ss.account, "recipients", len(ss.rcpts), "bytes", len(msg))
+	ss.s.log.Info("smtp: message queued", "account", ss.account, "recipients", len(ss.rcpts), "bytes", size)
 	return nil
 }
 

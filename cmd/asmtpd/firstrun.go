@@ -145,7 +145,11 @@ func replaceFile(path string, data []byte) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err == nil {
+	// One err for write, sync, close and rename: a failed write on a full
+	// disk must stop the rename, or a truncated file would replace a good
+	// one.
+	_, err = f.Write(data)
+	if err == nil {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {

@@ -156,7 +156,6 @@ type proc struct {
 	port                     int
 	cmd                      *exec.Cmd
 	exited                   chan error
-	log                      *bytes.Buffer
 }
 
 func (p *proc) addr() string { return fmt.Sprintf("127.0.0.1:%d", p.port) }
