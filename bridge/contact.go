@@ -238,6 +238,40 @@ func (r *Registry) contact(ctx context.Context, q querier, where string, args ..
 	return c, err
 }
 
+// RenameContact gives an account's contact (by petname, any ASCII case)
+// a new petname; the address book's names stay unique.
+func (r *Registry) RenameContact(ctx context.Context, account, petname, newName string) (Contact, error) {
+	account = strings.ToLower(account)
+	newName, err := CheckPetname(newName)
+	if err != nil {
+		return Contact{}, err
+	}
+	var c Contact
+	err = r.inTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if c, err = r.contact(ctx, tx, "account = ? AND petname = ?", account, strings.TrimSpace(petname)); err != nil {
+			return err
+		}
+		var other string
+		err = tx.QueryRowContext(ctx, "SELECT petname FROM contacts WHERE account = ? AND petname = ? AND passport_id <> ?",
+			account, newName, c.Passport[:]).Scan(&other)
+		if err == nil {
+			return fmt.Errorf("%w: %q", ErrContactExists, other)
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		c.Name, c.UpdatedAt = newName, unixTime(time.Now().Unix())
+		_, err = tx.ExecContext(ctx, "UPDATE contacts SET petname = ?, updated_at = ? WHERE account = ? AND passport_id = ?",
+			c.Name, c.UpdatedAt.Unix(), account, c.Passport[:])
+		return err
+	})
+	if err != nil {
+		return Contact{}, fmt.Errorf("rename contact %q of %s: %w", petname, account, err)
+	}
+	return c, nil
+}
+
 // RemoveContact removes an account's contact by petname (any ASCII case).
 // Its topic is retired: the daemon deregisters it from the node.
 func (r *Registry) RemoveContact(ctx context.Context, account, petname string) error {

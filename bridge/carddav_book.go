@@ -1,0 +1,80 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/asmtp/asmtp/asmtp/passport"
+	"github.com/asmtp/asmtp/bridge/carddav"
+)
+
+// addressBook is the registry's address books as the CardDAV server
+// serves them.
+type addressBook struct{ reg *Registry }
+
+var _ carddav.Book = addressBook{}
+
+func davContact(c Contact) carddav.Contact {
+	return carddav.Contact{Name: c.Name, Passport: c.Passport, UpdatedAt: c.UpdatedAt}
+}
+
+// davError marks the registry's errors with the CardDAV server's kinds.
+func davError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrNoContact):
+		return fmt.Errorf("%w: %w", carddav.ErrNoContact, err)
+	case errors.Is(err, ErrContactExists):
+		return fmt.Errorf("%w: %w", carddav.ErrConflict, err)
+	}
+	return err
+}
+
+func (b addressBook) Contacts(ctx context.Context, account string) ([]carddav.Contact, error) {
+	contacts, err := b.reg.Contacts(ctx, account)
+	if err != nil {
+		return nil, davError(err)
+	}
+	out := make([]carddav.Contact, len(contacts))
+	for i, c := range contacts {
+		out[i] = davContact(c)
+	}
+	return out, nil
+}
+
+func (b addressBook) Contact(ctx context.Context, account string, id passport.Hash) (carddav.Contact, error) {
+	c, err := b.reg.Contact(ctx, account, id)
+	return davContact(c), davError(err)
+}
+
+// Add adds a pending contact: the daemon's next follow looks the passport
+// up on the network, as for `asmtpd-cli contact add --id`.
+func (b addressBook) Add(ctx context.Context, account, name string, id passport.Hash) (carddav.Contact, error) {
+	if _, err := CheckPetname(name); err != nil {
+		return carddav.Contact{}, fmt.Errorf("%w: %w", carddav.ErrInvalid, err)
+	}
+	c, err := b.reg.AddPendingContact(ctx, account, name, id)
+	return davContact(c), davError(err)
+}
+
+func (b addressBook) Rename(ctx context.Context, account string, id passport.Hash, name string) (carddav.Contact, error) {
+	if _, err := CheckPetname(name); err != nil {
+		return carddav.Contact{}, fmt.Errorf("%w: %w", carddav.ErrInvalid, err)
+	}
+	old, err := b.reg.Contact(ctx, account, id)
+	if err != nil {
+		return carddav.Contact{}, davError(err)
+	}
+	c, err := b.reg.RenameContact(ctx, account, old.Name, name)
+	return davContact(c), davError(err)
+}
+
+func (b addressBook) Remove(ctx context.Context, account string, id passport.Hash) error {
+	c, err := b.reg.Contact(ctx, account, id)
+	if err != nil {
+		return davError(err)
+	}
+	return davError(b.reg.RemoveContact(ctx, account, c.Name))
+}
