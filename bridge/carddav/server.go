@@ -21,7 +21,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/emersion/go-webdav/carddav"
@@ -164,6 +166,13 @@ func (s *Server) serveDAV(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	// go-webdav answers a PROPFIND on another principal with an empty
+	// multistatus; nothing under another account's path is served at all.
+	if p := path.Clean(r.URL.Path); strings.HasPrefix(p, davPrefix+"/") && p != davPrefix+"/"+account &&
+		!strings.HasPrefix(p, davPrefix+"/"+account+"/") {
+		http.Error(w, "Not found", http.StatusNotFound)
+		return
+	}
 	limit := int64(maxQueryBytes)
 	if r.Method == http.MethodPut {
 		limit = s.opts.MaxCardBytes
@@ -173,7 +182,11 @@ func (s *Server) serveDAV(w http.ResponseWriter, r *http.Request) {
 			http.StatusRequestEntityTooLarge)
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, limit)
+	if r.ContentLength != 0 {
+		// Not around an empty body: go-webdav tells one by a zero-length
+		// Read returning io.EOF, which MaxBytesReader does not.
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
+	}
 	h := carddav.Handler{Backend: &backend{s: s, account: account}, Prefix: davPrefix}
 	h.ServeHTTP(w, r)
 }
