@@ -265,3 +265,64 @@ func TestAutoconfig(t *testing.T) {
 		t.Errorf("PUT autoconfig: %d, want 405", status)
 	}
 }
+
+// TestCardDAVThunderbirdDiscovery follows Thunderbird's address book
+// discovery (CardDAVUtils.detectAddressBooks): /.well-known/carddav for
+// the principal, its addressbook-home-set, then a Depth 1 PROPFIND there,
+// keeping books whose first status is 200 and whose
+// current-user-privilege-set grants read or write. go-webdav alone
+// answered that property with an empty set, and Thunderbird found no book.
+func TestCardDAVThunderbirdDiscovery(t *testing.T) {
+	e := startDAV(t, loginlimit.Options{})
+	addr, pw := e.addAccount(t, "alice")
+	login := addr.Address("asmtp").String()
+	propfind := func(path, depth, props string) string {
+		t.Helper()
+		body := `<?xml version="1.0" encoding="utf-8"?><propfind xmlns="DAV:" xmlns:card="urn:ietf:params:xml:ns:carddav"><prop>` + props + `</prop></propfind>`
+		status, ms := e.do(t, login, pw, "PROPFIND", path, []byte(body), "Content-Type", "text/xml", "Depth", depth)
+		if status != http.StatusMultiStatus {
+			t.Fatalf("PROPFIND %s: %d %s", path, status, ms)
+		}
+		return ms
+	}
+	hrefIn := func(ms, element string) string {
+		_, after, ok := strings.Cut(ms, "<"+element)
+		_, after, ok2 := strings.Cut(after, "<href")
+		_, after, ok3 := strings.Cut(after, ">")
+		href, _, ok4 := strings.Cut(after, "</href>")
+		if !ok || !ok2 || !ok3 || !ok4 {
+			t.Fatalf("no %s href in %s", element, ms)
+		}
+		return href
+	}
+	principal := hrefIn(propfind("/.well-known/carddav", "0", "<current-user-principal/>"), "current-user-principal")
+	home := hrefIn(propfind(principal, "0", "<card:addressbook-home-set/>"), "addressbook-home-set")
+	ms := propfind(home, "1", "<resourcetype/><displayname/><current-user-privilege-set/>")
+	var m struct {
+		Responses []struct {
+			Href      string `xml:"href"`
+			Propstats []struct {
+				Book   *struct{} `xml:"prop>resourcetype>addressbook"`
+				Privs  []string  `xml:"prop>current-user-privilege-set>privilege>write"`
+				Status string    `xml:"status"`
+			} `xml:"propstat"`
+		} `xml:"response"`
+	}
+	if err := xml.Unmarshal([]byte(ms), &m); err != nil {
+		t.Fatalf("%v\n%s", err, ms)
+	}
+	found := false
+	for _, r := range m.Responses {
+		first := r.Propstats[0]
+		if first.Book == nil {
+			continue
+		}
+		if first.Status != "HTTP/1.1 200 OK" || len(first.Privs) != 1 || len(r.Propstats) != 1 {
+			t.Errorf("book %s: propstats %+v, want one 200 with the write privilege\n%s", r.Href, r.Propstats, ms)
+		}
+		found = r.Href == "/dav/alice/books/contacts/"
+	}
+	if !found {
+		t.Errorf("no address book found in\n%s", ms)
+	}
+}

@@ -187,7 +187,12 @@ func (s *Server) serveDAV(w http.ResponseWriter, r *http.Request) {
 		// Read returning io.EOF, which MaxBytesReader does not.
 		r.Body = http.MaxBytesReader(w, r.Body, limit)
 	}
-	h := carddav.Handler{Backend: &backend{s: s, account: account}, Prefix: davPrefix}
+	b := &backend{s: s, account: account}
+	h := &carddav.Handler{Backend: b, Prefix: davPrefix}
+	if r.Method == "PROPFIND" {
+		serveWithPrivileges(w, r, h, b.bookPath())
+		return
+	}
 	h.ServeHTTP(w, r)
 }
 

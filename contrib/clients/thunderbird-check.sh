@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Sets a bridge account up in a fresh Thunderbird profile under Xvfb, the
+# way thunderbird.md tells a person to, and takes a screenshot of each
+# step, so the guide can be checked against the Thunderbird at hand.
+#
+#   contrib/clients/thunderbird-check.sh SETTINGS [OUTDIR]
+#
+# SETTINGS is an account's settings as asmtpd printed them ("address:",
+# "carddav:", "password:" lines; contrib/local-network.sh writes
+# DIR/a/settings.txt). The profile's only preference of note is
+# mailnews.auto_config_url, pointed at the bridge's autoconfig. Screenshots
+# (PNG) and the profile go to OUTDIR (default: a new temporary directory).
+# Needs thunderbird, xvfb, xdotool and imagemagick (Debian packages).
+# The UI is driven blind with xdotool: look at the screenshots.
+set -euo pipefail
+settings=${1:?usage: thunderbird-check.sh SETTINGS [OUTDIR]}
+out=${2:-$(mktemp -d -t asmtp-thunderbird.XXXXXX)}
+mkdir -p "$out"
+for tool in thunderbird Xvfb xdotool import; do
+  command -v "$tool" >/dev/null || { echo "$tool is missing: apt-get install thunderbird xvfb xdotool imagemagick" >&2; exit 2; }
+done
+field() { sed -n "s/^ *$1: //p" "$settings"; }
+address=$(field address) password=$(field password) carddav=$(field carddav)
+[ -n "$address" ] && [ -n "$password" ] && [ -n "$carddav" ] || { echo "$settings lacks address, password or carddav" >&2; exit 2; }
+curl -fsS "${carddav}autoconfig/${address#*@}" >"$out/config-v1.1.xml" ||
+  { echo "the bridge serves no autoconfig at ${carddav}autoconfig/${address#*@}: is asmtpd running?" >&2; exit 1; }
+
+profile="$out/profile"
+mkdir -p "$profile"
+cat >"$profile/user.js" <<JS
+// The one preference thunderbird.md asks for: autoconfig from the bridge.
+user_pref("mailnews.auto_config_url", "${carddav}autoconfig/");
+// Only to keep a scripted run quiet: no start page, updates or telemetry.
+user_pref("mailnews.start_page.enabled", false);
+user_pref("app.update.enabled", false);
+user_pref("datareporting.policy.dataSubmissionEnabled", false);
+user_pref("toolkit.telemetry.reportingpolicy.firstRun", false);
+user_pref("mail.rights.override", true);
+user_pref("mail.shell.checkDefaultClient", false);
+JS
+
+display=:$((90 + RANDOM % 100))
+Xvfb "$display" -screen 0 1280x900x24 -nolisten tcp >"$out/xvfb.log" 2>&1 &
+xvfb=$!
+tb=""
+trap 'kill $tb $xvfb 2>/dev/null; wait 2>/dev/null; echo "screenshots and profile in $out" >&2' EXIT
+export DISPLAY=$display
+for _ in $(seq 50); do xdotool getdisplaygeometry >/dev/null 2>&1 && break; sleep 0.1; done
+
+thunderbird --profile "$profile" --no-remote >"$out/thunderbird.log" 2>&1 &
+tb=$!
+n=0
+shot() { # shot NAME: a screenshot of the whole screen
+  n=$((n + 1))
+  import -window root "$out/$(printf %02d "$n")-$1.png"
+  echo "$out/$(printf %02d "$n")-$1.png" >&2
+}
+# waitfor SECONDS: give Thunderbird time to draw (it has no "ready" signal
+# to wait on from outside).
+waitfor() { sleep "$1"; }
+type() { xdotool type --delay 30 -- "$1"; }
+key() { xdotool key --delay 100 "$@"; }
+
+waitfor 20; shot account-hub
+# Account Hub, first page: full name, then email address.
+type "Alice"; key Tab; type "$address"; waitfor 1; shot name-and-address
+key Return; waitfor 8; shot autoconfig-found
+# The configuration found (from the bridge's autoconfig): continue, then
+# the password.
+key Return; waitfor 3; shot password
+type "$password"; waitfor 1; key Return; waitfor 10; shot after-password
+key Return; waitfor 10; shot done
