@@ -62,11 +62,25 @@ type() { xdotool type --delay 30 -- "$1"; }
 key() { xdotool key --delay 100 "$@"; }
 
 waitfor 20; shot account-hub
-# Account Hub, first page: full name, then email address.
-type "Alice"; key Tab; type "$address"; waitfor 1; shot name-and-address
+# Account Hub, first page: full name (prefilled with the login name:
+# replace it), then the email address.
+key ctrl+a; type "Alice"; key Tab; type "$address"; waitfor 1; shot name-and-address
+# Continue: Thunderbird fetches mailnews.auto_config_url + "asmtp" and
+# shows the bridge's servers and ports ("Account settings found
+# automatically").
 key Return; waitfor 8; shot autoconfig-found
-# The configuration found (from the bridge's autoconfig): continue, then
-# the password.
 key Return; waitfor 3; shot password
-type "$password"; waitfor 1; key Return; waitfor 10; shot after-password
-key Return; waitfor 10; shot done
+type "$password"; waitfor 1; key Return; waitfor 10; shot account-added
+xdotool mousemove 874 648 click 1; waitfor 5; shot mail # Finish
+
+# The address book: Address Book tab, "New Address Book" button, "Add
+# remote Address Book" (positions for the 1280x900 screen above), with
+# the full address as username and the carddav: URL.
+xdotool mousemove 22 67 click 1; waitfor 3
+xdotool mousemove 69 106 click 1; waitfor 3; shot add-address-book
+xdotool mousemove 575 474 click 1; waitfor 3
+type "$address"; key Tab; type "$carddav"; waitfor 1; shot carddav-url
+key Return; waitfor 5
+xdotool mousemove 575 473 click 1; type "$password"; key Return; waitfor 5; shot carddav-books-found
+xdotool mousemove 874 648 click 1; waitfor 5; shot address-book-added # Continue
+xdotool mousemove 874 648 click 1; waitfor 10; shot address-book # Finish
