@@ -28,6 +28,8 @@ func davError(err error) error {
 		return fmt.Errorf("%w: %w", carddav.ErrNoContact, err)
 	case errors.Is(err, ErrContactExists):
 		return fmt.Errorf("%w: %w", carddav.ErrConflict, err)
+	case errors.Is(err, ErrTooManyContacts):
+		return fmt.Errorf("%w: %w", carddav.ErrFull, err)
 	}
 	return err
 }

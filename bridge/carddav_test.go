@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/xml"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -324,5 +325,31 @@ func TestCardDAVThunderbirdDiscovery(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("no address book found in\n%s", ms)
+	}
+}
+
+// TestCardDAVPendingContactsBounded: every pending contact is a passport
+// the bridge looks for on the network each RefreshInterval, so a client
+// cannot add them without bound. Before the bound, all 101 cards were
+// taken.
+func TestCardDAVPendingContactsBounded(t *testing.T) {
+	e := startDAV(t, loginlimit.Options{})
+	_, pw := e.addAccount(t, "alice")
+	put := func(i int) (int, string) {
+		id := passport.Hash{byte(i >> 8), byte(i), 0xee}
+		return e.do(t, "alice", pw, "PUT", "/dav/alice/books/contacts/"+id.String()+".vcf",
+			testCard(fmt.Sprintf("Pending %d", i), id.String()+"@asmtp"), contentType("PUT")...)
+	}
+	for i := range MaxPendingContacts {
+		if status, body := put(i); status != http.StatusCreated {
+			t.Fatalf("card %d: %d %s", i, status, body)
+		}
+	}
+	status, body := put(MaxPendingContacts)
+	if status != http.StatusInsufficientStorage || !strings.Contains(body, "pending") {
+		t.Errorf("card %d: %d %s; want 507 saying too many contacts are pending", MaxPendingContacts, status, body)
+	}
+	if contacts, _ := e.reg.Contacts(context.Background(), "alice"); len(contacts) != MaxPendingContacts {
+		t.Errorf("%d contacts, want %d", len(contacts), MaxPendingContacts)
 	}
 }

@@ -16,7 +16,7 @@ import (
 )
 
 // Book is the bridge's address books, one per account. Errors wrapping
-// ErrNoContact, ErrConflict and ErrInvalid are told to the client as such;
+// ErrNoContact, ErrConflict, ErrInvalid and ErrFull are told to the client as such;
 // others are server errors.
 type Book interface {
 	// Contacts lists the account's contacts.
@@ -39,6 +39,8 @@ var (
 	ErrConflict = errors.New("conflicts with another contact")
 	// ErrInvalid: the card's data cannot be a contact (400).
 	ErrInvalid = errors.New("invalid contact")
+	// ErrFull: the address book takes no more contacts (507).
+	ErrFull = errors.New("address book full")
 )
 
 // Paths of an account's collections: the principal /dav/<account>/, its
@@ -286,6 +288,8 @@ func bookError(err error) error {
 		return webdav.NewHTTPError(http.StatusConflict, err)
 	case errors.Is(err, ErrInvalid):
 		return webdav.NewHTTPError(http.StatusBadRequest, err)
+	case errors.Is(err, ErrFull):
+		return webdav.NewHTTPError(http.StatusInsufficientStorage, err)
 	}
 	return err
 }
