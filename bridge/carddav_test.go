@@ -171,9 +171,10 @@ func TestCardDAVRefusals(t *testing.T) {
 }
 
 // TestCardDAVAddRenameRemove: a card put by a client becomes a pending
-// contact served at <passport-id>.vcf; a new FN renames it (and changes
-// its ETag); a rename by the registry (asmtpd-cli) shows in the card;
-// DELETE removes the contact.
+// contact, served where the client put it with the client's UID (also at
+// <passport-id>.vcf); a new FN renames it (and changes its ETag); a rename
+// by the registry (asmtpd-cli) shows in the card; a second card with the
+// same address is refused; DELETE removes the contact.
 func TestCardDAVAddRenameRemove(t *testing.T) {
 	e := startDAV(t, loginlimit.Options{})
 	ctx := context.Background()
@@ -181,19 +182,27 @@ func TestCardDAVAddRenameRemove(t *testing.T) {
 	id := passport.Hash{9, 8, 7}
 	addr := id.String() + "@asmtp"
 	book := "/dav/alice/books/contacts/"
-	canonical := book + id.String() + ".vcf"
+	canonical := book + "client-uid.vcf" // where the client put it
 
-	if status, body := e.do(t, "alice", pw, "PUT", book+"client-uid.vcf", testCard("Dave", addr), "Content-Type", "text/vcard", "If-None-Match", "*"); status != http.StatusCreated {
+	if status, body := e.do(t, "alice", pw, "PUT", canonical, testCard("Dave", addr), "Content-Type", "text/vcard", "If-None-Match", "*"); status != http.StatusCreated {
 		t.Fatalf("PUT new card: %d %s", status, body)
 	}
 	c, err := e.reg.Contact(ctx, "alice", id)
 	if err != nil || c.Name != "Dave" || !c.Pending() {
 		t.Fatalf("contact after PUT: %+v, %v; want pending Dave", c, err)
 	}
-	status, card := e.do(t, "alice", pw, "GET", canonical, nil)
-	for _, want := range []string{"VERSION:4.0", "FN:Dave", "EMAIL:" + addr, "X-ASMTP-PASSPORT:" + id.String()} {
-		if status != http.StatusOK || !strings.Contains(card, want) {
-			t.Fatalf("GET %s: %d\n%s\nwant %s", canonical, status, card, want)
+	for _, at := range []string{canonical, book + id.String() + ".vcf"} {
+		status, card := e.do(t, "alice", pw, "GET", at, nil)
+		for _, want := range []string{"VERSION:4.0", "UID:Dave\r\n", "FN:Dave", "EMAIL:" + addr, "X-ASMTP-PASSPORT:" + id.String()} {
+			if status != http.StatusOK || !strings.Contains(card, want) {
+				t.Fatalf("GET %s: %d\n%s\nwant %s", at, status, card, want)
+			}
+		}
+	}
+	for _, ifNoneMatch := range []string{"*", ""} {
+		status, body := e.do(t, "alice", pw, "PUT", book+"another.vcf", testCard("Dave again", addr), "Content-Type", "text/vcard", "If-None-Match", ifNoneMatch)
+		if status != http.StatusPreconditionFailed && status != http.StatusConflict || !strings.Contains(body, "client-uid.vcf") {
+			t.Errorf("a second card for Dave's address (If-None-Match %q): %d %s; want 412 or 409 naming the card", ifNoneMatch, status, body)
 		}
 	}
 	etag := func() string {

@@ -23,9 +23,14 @@ type Book interface {
 	Contacts(ctx context.Context, account string) ([]Contact, error)
 	// Contact returns the account's contact with passport id.
 	Contact(ctx context.Context, account string, id passport.Hash) (Contact, error)
+	// ContactByCard returns the account's contact whose card a client
+	// named cardName when it created it.
+	ContactByCard(ctx context.Context, account, cardName string) (Contact, error)
 	// Add adds a contact known by passport id only: the bridge looks its
 	// passport up on the network, as `asmtpd-cli contact add --id` does.
-	Add(ctx context.Context, account, name string, id passport.Hash) (Contact, error)
+	// cardName and cardUID, when not empty, are what the client called
+	// the card; the book keeps them if it can.
+	Add(ctx context.Context, account, name string, id passport.Hash, cardName, cardUID string) (Contact, error)
 	// Rename gives the contact with passport id a new petname.
 	Rename(ctx context.Context, account string, id passport.Hash, name string) (Contact, error)
 	// Remove removes the contact with passport id.
@@ -45,7 +50,8 @@ var (
 
 // Paths of an account's collections: the principal /dav/<account>/, its
 // address book home /dav/<account>/books/ with one address book
-// /dav/<account>/books/contacts/, whose cards are <passport-id>.vcf.
+// /dav/<account>/books/contacts/, whose cards are <passport-id>.vcf, or
+// the name a client gave the card of a contact it created.
 const (
 	davPrefix = "/dav"
 	homeName  = "books"
@@ -66,8 +72,11 @@ var _ carddav.Backend = (*backend)(nil)
 func (b *backend) principal() string { return davPrefix + "/" + b.account + "/" }
 func (b *backend) home() string      { return b.principal() + homeName + "/" }
 func (b *backend) bookPath() string  { return b.home() + bookName + "/" }
-func (b *backend) cardPath(id passport.Hash) string {
-	return b.bookPath() + id.String() + cardExt
+func (b *backend) cardPath(c Contact) string {
+	if c.CardName != "" {
+		return b.bookPath() + c.CardName
+	}
+	return b.bookPath() + cardName(c.Passport)
 }
 
 func notFound(p string) error {
@@ -121,18 +130,29 @@ func (b *backend) DeleteAddressBook(context.Context, string) error {
 	return forbidden("cannot delete the address book")
 }
 
-// cardID is the passport id a card path of this account's book names.
-func (b *backend) cardID(p string) (passport.Hash, error) {
+// cardFile is the card's resource name in a path of this account's book.
+func (b *backend) cardFile(p string) (string, error) {
 	dir, file := path.Split(path.Clean(p))
-	hexID, ok := strings.CutSuffix(file, cardExt)
-	if !ok || dir != b.bookPath() {
-		return passport.Hash{}, notFound(p)
+	if dir != b.bookPath() || !strings.HasSuffix(file, cardExt) {
+		return "", notFound(p)
 	}
-	id, err := passport.ParseHash(hexID)
+	return file, nil
+}
+
+// contactAt is the contact whose card is at p: <passport-id>.vcf, or the
+// name a client gave the card. Errors wrap ErrNoContact when there is none.
+func (b *backend) contactAt(ctx context.Context, p string) (Contact, error) {
+	file, err := b.cardFile(p)
 	if err != nil {
-		return id, notFound(p)
+		return Contact{}, err
 	}
-	return id, nil
+	if id, err := passport.ParseHash(strings.TrimSuffix(file, cardExt)); err == nil {
+		c, err := b.s.opts.Book.Contact(ctx, b.account, id)
+		if !errors.Is(err, ErrNoContact) {
+			return c, err
+		}
+	}
+	return b.s.opts.Book.ContactByCard(ctx, b.account, file)
 }
 
 // object is c as the address object the handler serves.
@@ -143,7 +163,7 @@ func (b *backend) object(c Contact) (carddav.AddressObject, error) {
 		return carddav.AddressObject{}, err
 	}
 	return carddav.AddressObject{
-		Path:          b.cardPath(c.Passport),
+		Path:          b.cardPath(c),
 		ModTime:       c.UpdatedAt,
 		ContentLength: int64(len(text)),
 		ETag:          etag,
@@ -153,11 +173,7 @@ func (b *backend) object(c Contact) (carddav.AddressObject, error) {
 
 // GetAddressObject implements carddav.Backend.
 func (b *backend) GetAddressObject(ctx context.Context, p string, _ *carddav.AddressDataRequest) (*carddav.AddressObject, error) {
-	id, err := b.cardID(p)
-	if err != nil {
-		return nil, err
-	}
-	c, err := b.s.opts.Book.Contact(ctx, b.account, id)
+	c, err := b.contactAt(ctx, p)
 	if err != nil {
 		return nil, bookError(err)
 	}
@@ -195,35 +211,39 @@ func (b *backend) QueryAddressObjects(ctx context.Context, p string, q *carddav.
 }
 
 // PutAddressObject implements carddav.Backend. A card put at a new path
-// adds the contact its address names, and is served from then on at
-// <passport-id>.vcf (told in Location); a card put at an existing
-// contact's path renames it. Everything but the name and address is
-// dropped: the bridge's address book keeps petnames only.
+// adds the contact its address names, keeping the client's name for the
+// card and its UID; a card put at a contact's path renames it. Everything
+// but the name and address is dropped: the bridge's address book keeps
+// petnames only.
 func (b *backend) PutAddressObject(ctx context.Context, p string, v vcard.Card, opts *carddav.PutAddressObjectOptions) (*carddav.AddressObject, error) {
-	dir, _ := path.Split(path.Clean(p))
-	if dir != b.bookPath() {
-		return nil, notFound(p)
+	file, err := b.cardFile(p)
+	if err != nil {
+		return nil, err
 	}
 	name, id, err := parseCard(v, b.s.opts.Domain)
 	if err != nil {
 		return nil, webdav.NewHTTPError(http.StatusBadRequest, err)
 	}
-	existing, err := b.s.opts.Book.Contact(ctx, b.account, id)
-	exists := err == nil
+	at, err := b.contactAt(ctx, p)
 	if err != nil && !errors.Is(err, ErrNoContact) {
 		return nil, bookError(err)
 	}
-	if err := b.checkPreconditions(p, id, exists, existing, opts); err != nil {
+	var atPath *Contact
+	if err == nil {
+		atPath = &at
+	}
+	if err := b.checkPut(ctx, p, id, atPath, opts); err != nil {
 		return nil, err
 	}
 	var c Contact
 	switch {
-	case !exists:
-		c, err = b.s.opts.Book.Add(ctx, b.account, name, id)
-	case existing.Name != name:
+	case atPath == nil:
+		clientName, clientUID := clientCard(file, v, id)
+		c, err = b.s.opts.Book.Add(ctx, b.account, name, id, clientName, clientUID)
+	case at.Name != name:
 		c, err = b.s.opts.Book.Rename(ctx, b.account, id, name)
 	default:
-		c = existing
+		c = at
 	}
 	if err != nil {
 		return nil, bookError(err)
@@ -232,31 +252,55 @@ func (b *backend) PutAddressObject(ctx context.Context, p string, v vcard.Card, 
 	return &ao, err
 }
 
-// checkPreconditions applies If-Match and If-None-Match to the contact the
-// card names, and refuses a card whose address is not that of the
-// contact at path p: a contact's address is its passport, which cannot
-// change.
-func (b *backend) checkPreconditions(p string, id passport.Hash, exists bool, existing Contact, opts *carddav.PutAddressObjectOptions) error {
-	if at, err := b.cardID(p); err == nil && at != id {
-		return webdav.NewHTTPError(http.StatusConflict,
-			fmt.Errorf("carddav: %s is the card of passport %s; an address cannot change: add a new contact instead", p, at))
+// clientCard is the name and UID the client gave a new card, or "" where
+// they are the defaults.
+func clientCard(file string, v vcard.Card, id passport.Hash) (string, string) {
+	u := v.Value(vcard.FieldUID)
+	if file == cardName(id) && (u == "" || u == uid(id)) {
+		return "", ""
 	}
-	if !exists {
+	if u == "" {
+		u = uid(id)
+	}
+	return file, u
+}
+
+// checkPut applies If-Match and If-None-Match to the contact at path p
+// (at, nil if none), and refuses a card whose address is not at's (a
+// contact's address is its passport, which cannot change) or is another
+// card's.
+func (b *backend) checkPut(ctx context.Context, p string, id passport.Hash, at *Contact, opts *carddav.PutAddressObjectOptions) error {
+	if at == nil {
 		if opts.IfMatch.IsSet() {
 			return webdav.NewHTTPError(http.StatusPreconditionFailed, fmt.Errorf("carddav: %s does not exist", p))
 		}
+		other, err := b.s.opts.Book.Contact(ctx, b.account, id)
+		if err == nil {
+			status := http.StatusConflict
+			if opts.IfNoneMatch.IsWildcard() {
+				status = http.StatusPreconditionFailed
+			}
+			return webdav.NewHTTPError(status, fmt.Errorf("carddav: %s is already the contact %q, card %s: %w",
+				id, other.Name, b.cardPath(other), ErrConflict))
+		}
+		if !errors.Is(err, ErrNoContact) {
+			return bookError(err)
+		}
 		return nil
 	}
+	if at.Passport != id {
+		return webdav.NewHTTPError(http.StatusConflict,
+			fmt.Errorf("carddav: %s is the card of passport %s; an address cannot change: add a new contact instead", p, at.Passport))
+	}
 	if opts.IfNoneMatch.IsWildcard() {
-		return webdav.NewHTTPError(http.StatusPreconditionFailed,
-			fmt.Errorf("carddav: %s is already the contact %q: %w", id, existing.Name, ErrConflict))
+		return webdav.NewHTTPError(http.StatusPreconditionFailed, fmt.Errorf("carddav: %s exists: %w", p, ErrConflict))
 	}
 	if opts.IfMatch.IsSet() && !opts.IfMatch.IsWildcard() {
 		want, err := opts.IfMatch.ETag()
 		if err != nil {
 			return webdav.NewHTTPError(http.StatusBadRequest, err)
 		}
-		ao, err := b.object(existing)
+		ao, err := b.object(*at)
 		if err != nil {
 			return err
 		}
@@ -269,11 +313,11 @@ func (b *backend) checkPreconditions(p string, id passport.Hash, exists bool, ex
 
 // DeleteAddressObject implements carddav.Backend: the contact is removed.
 func (b *backend) DeleteAddressObject(ctx context.Context, p string) error {
-	id, err := b.cardID(p)
+	c, err := b.contactAt(ctx, p)
 	if err != nil {
-		return err
+		return bookError(err)
 	}
-	return bookError(b.s.opts.Book.Remove(ctx, b.account, id))
+	return bookError(b.s.opts.Book.Remove(ctx, b.account, c.Passport))
 }
 
 // bookError is err with the HTTP status that tells the client what

@@ -24,18 +24,30 @@ type Contact struct {
 	Name      string // petname: the card's FN
 	Passport  passport.Hash
 	UpdatedAt time.Time
+	// CardName and CardUID are the resource name and UID a client gave
+	// the card when it created the contact; empty for <passport-id>.vcf
+	// and UID asmtp-passport-<passport-id>.
+	CardName, CardUID string
 }
 
-// uid is the card's UID: the same as the vCard export's (bridge.WriteVCards),
-// so a card imported from a file and one synced here are the same card.
+// uid is a card's default UID: the same as the vCard export's
+// (bridge.WriteVCards), so a card imported from a file and one synced
+// here are the same card.
 func uid(id passport.Hash) string { return "asmtp-passport-" + id.String() }
+
+// cardName is a card's default resource name.
+func cardName(id passport.Hash) string { return id.String() + cardExt }
 
 // card is c as a vCard 4.0: FN the petname, EMAIL the pseudo-address
 // under domain, the passport id in PassportField.
 func card(c Contact, domain string) vcard.Card {
 	v := make(vcard.Card)
 	v.SetValue(vcard.FieldVersion, "4.0")
-	v.SetValue(vcard.FieldUID, uid(c.Passport))
+	if c.CardUID != "" {
+		v.SetValue(vcard.FieldUID, c.CardUID)
+	} else {
+		v.SetValue(vcard.FieldUID, uid(c.Passport))
+	}
 	v.SetValue(vcard.FieldFormattedName, c.Name)
 	v.SetValue(vcard.FieldEmail, c.Passport.String()+"@"+domain)
 	v.SetValue(PassportField, c.Passport.String())

@@ -186,7 +186,7 @@ func TestCardDAVWithVdirsyncerAndKhard(t *testing.T) {
 	}
 
 	// Renames, both ways.
-	client.syncUntil(t, "the client's card served under the passport id", func(m map[string]string) bool { return m[carol.Address] == "Carol" })
+	client.syncUntil(t, "the client's card synced back", func(m map[string]string) bool { return m[carol.Address] == "Carol" })
 	f := client.cardFile(t, carol.Address)
 	b, _ := os.ReadFile(f)
 	if err := os.WriteFile(f, []byte(strings.Replace(string(b), "FN:Carol", "FN:Caroline", 1)), 0o600); err != nil {
