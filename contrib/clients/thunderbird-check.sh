@@ -7,7 +7,8 @@
 #
 # SETTINGS is an account's settings as asmtpd printed them ("address:",
 # "carddav:", "password:" lines; contrib/local-network.sh writes
-# DIR/a/settings.txt). The profile's only preference of note is
+# DIR/a/settings.txt); the script also adds a contact "Zoe" to that
+# account. The profile's only preference of note is
 # mailnews.auto_config_url, pointed at the bridge's autoconfig. Screenshots
 # (PNG) and the profile go to OUTDIR (default: a new temporary directory).
 # Needs thunderbird, xvfb, xdotool and imagemagick (Debian packages).
@@ -84,3 +85,11 @@ key Return; waitfor 5
 xdotool mousemove 575 473 click 1; type "$password"; key Return; waitfor 5; shot carddav-books-found
 xdotool mousemove 874 648 click 1; waitfor 5; shot address-book-added # Continue
 xdotool mousemove 874 648 click 1; waitfor 10; shot address-book # Finish
+
+# A contact made in Thunderbird: New Contact, first name and an @asmtp
+# address (a made-up passport id: the contact stays pending), Save. The
+# bridge adds it (asmtpd-cli contact list shows "Zoe ... pending").
+xdotool mousemove 152 215 click 1; waitfor 1 # the ASMTP contacts book
+xdotool mousemove 165 106 click 1; waitfor 3
+type "Zoe"; xdotool mousemove 917 470 click 1; type "0123456789abcdef0123456789abcdef@${address#*@}"
+xdotool mousemove 1080 833 click 1; waitfor 5; shot new-contact # Save
