@@ -362,3 +362,47 @@ func TestCardDAVPendingContactsBounded(t *testing.T) {
 		t.Errorf("%d contacts, want %d", len(contacts), MaxPendingContacts)
 	}
 }
+
+// TestCardDAVCTag: the book's CS:getctag, which go-webdav does not know,
+// is answered, stays while nothing changes, and changes when a contact is
+// added or renamed through the registry (as asmtpd-cli does).
+func TestCardDAVCTag(t *testing.T) {
+	e := startDAV(t, loginlimit.Options{})
+	ctx := context.Background()
+	_, pw := e.addAccount(t, "alice")
+	ctag := func() string {
+		t.Helper()
+		body := `<propfind xmlns="DAV:" xmlns:cs="http://calendarserver.org/ns/"><prop><cs:getctag/><getetag/></prop></propfind>`
+		status, ms := e.do(t, "alice", pw, "PROPFIND", "/dav/alice/books/contacts/", []byte(body), "Content-Type", "text/xml", "Depth", "0")
+		var m struct {
+			Propstats []struct {
+				CTag   string `xml:"prop>getctag"`
+				Status string `xml:"status"`
+			} `xml:"response>propstat"`
+		}
+		if err := xml.Unmarshal([]byte(ms), &m); status != http.StatusMultiStatus || err != nil {
+			t.Fatalf("PROPFIND: %d %v\n%s", status, err, ms)
+		}
+		for _, ps := range m.Propstats {
+			if ps.CTag != "" && ps.Status == "HTTP/1.1 200 OK" {
+				return ps.CTag
+			}
+		}
+		t.Fatalf("no getctag in a 200 propstat:\n%s", ms)
+		return ""
+	}
+	empty := ctag()
+	if again := ctag(); again != empty {
+		t.Errorf("CTag moved without a change: %s, %s", empty, again)
+	}
+	if _, err := e.reg.AddPendingContact(ctx, "alice", "Dave", passport.Hash{4}); err != nil {
+		t.Fatal(err)
+	}
+	added := ctag()
+	if _, err := e.reg.RenameContact(ctx, "alice", "Dave", "David"); err != nil {
+		t.Fatal(err)
+	}
+	if renamed := ctag(); added == empty || renamed == added {
+		t.Errorf("CTags %s (empty), %s (added), %s (renamed): want each change to move it", empty, added, renamed)
+	}
+}

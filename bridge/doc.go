@@ -83,8 +83,9 @@
 // Mail clients see and edit the address book over CardDAV (package
 // carddav, on Config.CardDAVAddr, with the IMAP/SMTP logins): a card put
 // with an ASMTP address adds a pending contact, a new name renames it, a
-// deleted card removes it. Clients notice changes by the cards' ETags (a
-// hash of each card's text); go-webdav v0.6.0 has no sync-collection.
+// deleted card removes it. Clients notice changes by the book's CTag and
+// the cards' ETags (hashes of the cards' text); go-webdav v0.6.0 has no
+// sync-collection.
 //
 // # Changes while asmtpd runs
 //

@@ -1,6 +1,7 @@
 package carddav
 
 import (
+	"encoding/xml"
 	"strings"
 	"testing"
 
@@ -78,7 +79,13 @@ func TestCardRoundTrip(t *testing.T) {
 func TestAnswerPrivileges(t *testing.T) {
 	in := `<?xml version="1.0" encoding="UTF-8"?>
 <multistatus xmlns="DAV:"><response xmlns="DAV:"><href>/dav/a/books/contacts/</href><propstat xmlns="DAV:"><prop xmlns="DAV:"><resourcetype xmlns="DAV:"><collection xmlns="DAV:"></collection></resourcetype></prop><status>HTTP/1.1 200 OK</status></propstat><propstat xmlns="DAV:"><prop xmlns="DAV:"><current-user-privilege-set xmlns="DAV:"></current-user-privilege-set></prop><status>HTTP/1.1 404 Not Found</status></propstat></response><response xmlns="DAV:"><href>/dav/a/</href><propstat xmlns="DAV:"><prop xmlns="DAV:"><displayname xmlns="DAV:"></displayname><current-user-privilege-set xmlns="DAV:"></current-user-privilege-set></prop><status>HTTP/1.1 404 Not Found</status></propstat></response></multistatus>`
-	out, err := answerPrivileges([]byte(in), "/dav/a/books/contacts/")
+	b := &backend{account: "a"}
+	out, err := answerProperties([]byte(in), func(name xml.Name, href string) (rawElement, bool) {
+		if name != privilegeSetName {
+			return rawElement{}, false
+		}
+		return privilegeSet(href, b.bookPath()), true
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -190,7 +190,7 @@ func (s *Server) serveDAV(w http.ResponseWriter, r *http.Request) {
 	b := &backend{s: s, account: account}
 	h := &carddav.Handler{Backend: b, Prefix: davPrefix}
 	if r.Method == "PROPFIND" {
-		serveWithPrivileges(w, r, h, b.bookPath())
+		serveWithAnswers(w, r, h, b.answer(r.Context()))
 		return
 	}
 	h.ServeHTTP(w, r)

@@ -2,6 +2,9 @@ package carddav
 
 import (
 	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/xml"
 	"fmt"
 	"net/http"
@@ -9,17 +12,28 @@ import (
 	"strings"
 )
 
-// go-webdav v0.6.0 knows nothing of WebDAV ACLs (RFC 3744), so it answers
-// a PROPFIND for DAV:current-user-privilege-set with an empty element in a
-// 404 propstat. Thunderbird's address book discovery reads that element
-// wherever it is, takes the empty set for "no privileges" and skips the
-// address book ("No address books found"). The bridge therefore answers
-// the property itself: the account may read everything it can reach, and
-// also write its address book and cards.
+// go-webdav v0.6.0 answers the properties it does not know with an empty
+// element in a 404 propstat; the bridge answers two of them itself, in
+// the multistatus of a PROPFIND:
+//
+//   - DAV:current-user-privilege-set (WebDAV ACLs, RFC 3744). Thunderbird's
+//     address book discovery reads that element wherever it is, took the
+//     empty set for "no privileges" and skipped the address book ("No
+//     address books found"). The account may read everything it can
+//     reach, and also write its address book and cards.
+//   - CS:getctag (CalendarServer's collection tag) on the address book: a
+//     hash of its cards' names and ETags, which changes with any card, so
+//     clients that poll it skip listing an unchanged book.
 
 const davNS = "DAV:"
 
-var privilegeSetName = xml.Name{Space: davNS, Local: "current-user-privilege-set"}
+var (
+	privilegeSetName = xml.Name{Space: davNS, Local: "current-user-privilege-set"}
+	ctagName         = xml.Name{Space: "http://calendarserver.org/ns/", Local: "getctag"}
+)
+
+// answerFunc answers property name of the resource at href, if it can.
+type answerFunc func(name xml.Name, href string) (rawElement, bool)
 
 // multistatus, davResponse and propstat are the parts of RFC 4918's
 // multistatus this rewrite needs; properties are kept as raw XML.
@@ -67,16 +81,16 @@ func privilegeSet(href, bookPath string) rawElement {
 	return rawElement{XMLName: privilegeSetName, Inner: []byte(b.String())}
 }
 
-// answerPrivileges moves each DAV:current-user-privilege-set the handler
-// could not answer into the response's 200 propstat, with its value.
-func answerPrivileges(body []byte, bookPath string) ([]byte, error) {
+// answerProperties moves each property the handler could not answer but
+// answer can into the response's 200 propstat, with its value.
+func answerProperties(body []byte, answer answerFunc) ([]byte, error) {
 	var ms multistatus
 	if err := xml.Unmarshal(body, &ms); err != nil {
 		return nil, fmt.Errorf("carddav: read multistatus: %w", err)
 	}
 	changed := false
 	for i := range ms.Responses {
-		changed = answerPrivilegesIn(&ms.Responses[i], bookPath) || changed
+		changed = answerPropertiesIn(&ms.Responses[i], answer) || changed
 	}
 	if !changed {
 		return body, nil
@@ -88,15 +102,18 @@ func answerPrivileges(body []byte, bookPath string) ([]byte, error) {
 	return append([]byte(xml.Header), out...), nil
 }
 
-func answerPrivilegesIn(r *davResponse, bookPath string) bool {
-	asked := false
+func answerPropertiesIn(r *davResponse, answer answerFunc) bool {
+	if len(r.Href) == 0 {
+		return false
+	}
+	var answered []rawElement
 	kept := r.Propstats[:0]
 	for _, ps := range r.Propstats {
 		if !strings.Contains(ps.Status, " 200 ") {
 			elems := ps.Prop.Elems[:0]
 			for _, p := range ps.Prop.Elems {
-				if p.XMLName == privilegeSetName {
-					asked = true
+				if a, ok := answer(p.XMLName, r.Href[0]); ok {
+					answered = append(answered, a)
 					continue
 				}
 				elems = append(elems, p)
@@ -109,18 +126,53 @@ func answerPrivilegesIn(r *davResponse, bookPath string) bool {
 		kept = append(kept, ps)
 	}
 	r.Propstats = kept
-	if !asked || len(r.Href) == 0 {
-		return asked
+	if len(answered) == 0 {
+		return false
 	}
-	set := privilegeSet(r.Href[0], bookPath)
 	for i := range r.Propstats {
 		if strings.Contains(r.Propstats[i].Status, " 200 ") {
-			r.Propstats[i].Prop.Elems = append(r.Propstats[i].Prop.Elems, set)
+			r.Propstats[i].Prop.Elems = append(r.Propstats[i].Prop.Elems, answered...)
 			return true
 		}
 	}
-	r.Propstats = append(r.Propstats, propstat{Prop: prop{Elems: []rawElement{set}}, Status: "HTTP/1.1 200 OK"})
+	r.Propstats = append(r.Propstats, propstat{Prop: prop{Elems: answered}, Status: "HTTP/1.1 200 OK"})
 	return true
+}
+
+// answer is the backend's answerFunc: privileges everywhere, the CTag of
+// its address book.
+func (b *backend) answer(ctx context.Context) answerFunc {
+	var ctag string
+	return func(name xml.Name, href string) (rawElement, bool) {
+		switch {
+		case name == privilegeSetName:
+			return privilegeSet(href, b.bookPath()), true
+		case name == ctagName && cleanDir(href) == b.bookPath():
+			if ctag == "" {
+				var err error
+				if ctag, err = b.ctag(ctx); err != nil {
+					return rawElement{}, false
+				}
+			}
+			var text strings.Builder
+			xml.EscapeText(&text, []byte(ctag))
+			return rawElement{XMLName: ctagName, Inner: []byte(text.String())}, true
+		}
+		return rawElement{}, false
+	}
+}
+
+// ctag hashes the names and ETags of the book's cards.
+func (b *backend) ctag(ctx context.Context) (string, error) {
+	aos, err := b.ListAddressObjects(ctx, b.bookPath(), nil)
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	for _, ao := range aos {
+		fmt.Fprintf(h, "%s %s\n", ao.Path, ao.ETag)
+	}
+	return hex.EncodeToString(h.Sum(nil)[:12]), nil
 }
 
 // recorder keeps a response to rewrite it before it is sent.
@@ -143,14 +195,14 @@ func (r *recorder) WriteHeader(status int) {
 	}
 }
 
-// serveWithPrivileges runs a PROPFIND through h and answers the privilege
-// property in its multistatus.
-func serveWithPrivileges(w http.ResponseWriter, r *http.Request, h http.Handler, bookPath string) {
+// serveWithAnswers runs a PROPFIND through h and answers in its
+// multistatus what h could not.
+func serveWithAnswers(w http.ResponseWriter, r *http.Request, h http.Handler, answer answerFunc) {
 	rec := &recorder{header: w.Header()}
 	h.ServeHTTP(rec, r)
 	body := rec.body.Bytes()
 	if rec.status == http.StatusMultiStatus {
-		if out, err := answerPrivileges(body, bookPath); err == nil {
+		if out, err := answerProperties(body, answer); err == nil {
 			body = out
 		}
 	}
