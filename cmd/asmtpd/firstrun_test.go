@@ -193,9 +193,23 @@ func TestFirstRunPortTaken(t *testing.T) {
 
 	imap := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	settings, stop := startFirstRun(t, bin, append(env, "ASMTPD_IMAP_LISTEN="+imap), others...)
-	defer stop()
+	stop()
 	if settings["imap"] != imap {
 		t.Errorf("settings %v, want imap %s", settings, imap)
+	}
+
+	// Later runs: the configuration holds the port, and the error says
+	// which key to change.
+	ln, err := net.Listen("tcp", imap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	cmd = exec.Command(filepath.Join(bin, "asmtpd"))
+	cmd.Env = env
+	out, err = cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "another program listens on "+imap+"; choose another port for bridge.imap_listen_address in") {
+		t.Errorf("start with the IMAP port taken: %v\n%s\nwant an error naming bridge.imap_listen_address", err, out)
 	}
 }
 

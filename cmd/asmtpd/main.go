@@ -177,12 +177,12 @@ func run(ctx context.Context, stop func(), o options, stderr io.Writer) error {
 	}
 	n, err := node.New(cfg.NodeConfig(key, log))
 	if err != nil {
-		return err
+		return explainPortInUse(err, cfg, o.configPath)
 	}
 	var b *bridge.Bridge
 	if cfg.Bridge.Enabled {
 		if b, err = bridge.New(cfg.BridgeConfig(log), n, key); err != nil {
-			return err
+			return explainPortInUse(err, cfg, o.configPath)
 		}
 	}
 

@@ -124,3 +124,28 @@ func warnIgnoredListenFlags(flags []*listenFlag, cfg *config.Config, configPath 
 			f.name, f.env, f.addr(), configPath, f.key, current[f.name]))
 	}
 }
+
+// explainPortInUse adds to a listen error, when another program holds the
+// port, which configuration key to change: after the first run the
+// flags no longer apply.
+func explainPortInUse(err error, cfg *config.Config, configPath string) error {
+	if !errors.Is(err, syscall.EADDRINUSE) {
+		return err
+	}
+	for _, l := range []struct {
+		key  string
+		addr config.Address
+	}{
+		{"network.listen_address", cfg.Network.ListenAddress},
+		{"bridge.imap_listen_address", cfg.Bridge.IMAPListenAddress},
+		{"bridge.smtp_listen_address", cfg.Bridge.SMTPListenAddress},
+		{"bridge.carddav_listen_address", cfg.Bridge.CardDAVListenAddress},
+		{"bridge.imaps_listen_address", cfg.Bridge.IMAPSListenAddress},
+		{"bridge.smtps_listen_address", cfg.Bridge.SMTPSListenAddress},
+	} {
+		if l.addr.IsValid() && strings.Contains(err.Error(), l.addr.String()+":") {
+			return fmt.Errorf("%w: another program listens on %s; choose another port for %s in %s", err, l.addr, l.key, configPath)
+		}
+	}
+	return fmt.Errorf("%w: another program listens on one of the ports in %s", err, configPath)
+}
