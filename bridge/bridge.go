@@ -14,6 +14,7 @@ import (
 
 	"github.com/asmtp/asmtp/asmtp/node"
 	"github.com/asmtp/asmtp/asmtp/topic"
+	"github.com/asmtp/asmtp/bridge/carddav"
 	"github.com/asmtp/asmtp/bridge/imapserver"
 	"github.com/asmtp/asmtp/bridge/loginlimit"
 	"github.com/asmtp/asmtp/bridge/smtpserver"
@@ -24,6 +25,7 @@ import (
 const (
 	DefaultIMAPAddr        = imapserver.DefaultAddr // 127.0.0.1:1143
 	DefaultSMTPAddr        = "127.0.0.1:1587"
+	DefaultCardDAVAddr     = carddav.DefaultAddr // 127.0.0.1:1808
 	DefaultRefreshInterval = time.Minute
 )
 
@@ -61,6 +63,12 @@ type Config struct {
 	// nothing crosses them in clear text. Empty: off.
 	IMAPSAddr string
 	SMTPSAddr string
+	// CardDAVAddr, when set, is where mail clients sync the accounts'
+	// address books (CardDAV, with the IMAP/SMTP logins) and fetch
+	// Thunderbird's autoconfig file: DefaultCardDAVAddr for asmtpd.
+	// Plain HTTP on loopback; elsewhere it needs TLS and serves HTTPS.
+	// Empty: off.
+	CardDAVAddr string
 	// RefreshInterval is how often pending contacts' passports are looked
 	// for and contacts' passports are checked for updates (shared-key
 	// rotations). Default DefaultRefreshInterval.
@@ -120,7 +128,10 @@ type Bridge struct {
 	// imapsLn and smtpsLn are the implicit-TLS listeners; nil when off.
 	imapsLn net.Listener
 	smtpsLn net.Listener
-	out     *deliverer
+	// dav serves the address books; nil when off.
+	dav   *carddav.Server
+	davLn net.Listener
+	out   *deliverer
 	// nodeKey unseals the accounts' shared secrets, which seal and open mail.
 	nodeKey ed25519.PrivateKey
 	workers sync.WaitGroup // inbound workers
@@ -188,7 +199,7 @@ func (b *Bridge) open(ctx context.Context, nodeKey ed25519.PrivateKey) error {
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		b.log.Info("bridge TLS: STARTTLS on IMAP and SMTP", "certificate", path)
 	}
-	// One Authenticator, so IMAP and SMTP logins share its limits.
+	// One Authenticator, so IMAP, SMTP and CardDAV logins share its limits.
 	auth := NewAuthenticator(b.reg, b.cfg.Domain, loginlimit.Options{})
 	b.imap, err = imapserver.New(imapserver.Options{
 		Store:         b.mail,
@@ -220,7 +231,35 @@ func (b *Bridge) open(ctx context.Context, nodeKey ed25519.PrivateKey) error {
 	if b.smtpLn, err = b.smtp.Listen(b.cfg.SMTPAddr); err != nil {
 		return err
 	}
-	b.smtpsLn, err = listenIfSet(b.smtp.Listen, b.cfg.SMTPSAddr)
+	if b.smtpsLn, err = listenIfSet(b.smtp.Listen, b.cfg.SMTPSAddr); err != nil {
+		return err
+	}
+	return b.openCardDAV(tlsConfig, auth)
+}
+
+// openCardDAV makes the CardDAV server and binds its listener, when
+// configured.
+func (b *Bridge) openCardDAV(tlsConfig *tls.Config, auth *Authenticator) error {
+	if b.cfg.CardDAVAddr == "" {
+		return nil
+	}
+	var err error
+	b.dav, err = carddav.New(carddav.Options{
+		Authenticator: auth,
+		Book:          addressBook{b.reg},
+		Domain:        b.cfg.Domain,
+		Autoconfig: carddav.Autoconfig{
+			IMAPAddr: b.cfg.IMAPAddr, SMTPAddr: b.cfg.SMTPAddr,
+			IMAPSAddr: b.cfg.IMAPSAddr, SMTPSAddr: b.cfg.SMTPSAddr,
+			STARTTLS: b.cfg.TLS, CardDAVAddr: b.cfg.CardDAVAddr,
+		},
+		TLSConfig: tlsConfig,
+		Logger:    b.log,
+	})
+	if err != nil {
+		return err
+	}
+	b.davLn, err = b.dav.Listen(b.cfg.CardDAVAddr)
 	return err
 }
 
@@ -244,6 +283,9 @@ func (b *Bridge) IMAPSAddr() net.Addr { return addrOf(b.imapsLn) }
 
 // SMTPSAddr is the address of the implicit-TLS SMTP port, nil when off.
 func (b *Bridge) SMTPSAddr() net.Addr { return addrOf(b.smtpsLn) }
+
+// CardDAVAddr is the address of the CardDAV server, nil when off.
+func (b *Bridge) CardDAVAddr() net.Addr { return addrOf(b.davLn) }
 
 func addrOf(ln net.Listener) net.Addr {
 	if ln == nil {
@@ -271,6 +313,9 @@ func (b *Bridge) Run(ctx context.Context) error {
 	if b.smtpsLn != nil {
 		serves = append(serves, func() error { return b.smtp.ServeTLS(b.smtpsLn) })
 	}
+	if b.davLn != nil {
+		serves = append(serves, func() error { return b.dav.Serve(b.davLn) })
+	}
 	// Each Serve returns once, with nil only after Close: anything
 	// received before stop means a server failed.
 	served := make(chan error, len(serves))
@@ -294,6 +339,9 @@ func (b *Bridge) Run(ctx context.Context) error {
 		cancel()
 		b.imap.Close()
 		b.smtp.Close()
+		if b.dav != nil {
+			b.dav.Close()
+		}
 		for range serving {
 			<-served
 		}
@@ -309,6 +357,9 @@ func (b *Bridge) Run(ctx context.Context) error {
 	}
 	if b.smtpsLn != nil {
 		started = append(started, "smtps", b.smtpsLn.Addr())
+	}
+	if b.davLn != nil {
+		started = append(started, "carddav", b.davLn.Addr())
 	}
 	b.log.Info("bridge started", append(started, "domain", b.cfg.Domain)...)
 	// Rotated topics come to the end of their grace period without any
@@ -371,7 +422,10 @@ func (b *Bridge) close() {
 	if b.smtp != nil {
 		b.smtp.Close()
 	}
-	for _, ln := range []net.Listener{b.imapLn, b.smtpLn, b.imapsLn, b.smtpsLn} { // also when never served
+	if b.dav != nil {
+		b.dav.Close()
+	}
+	for _, ln := range []net.Listener{b.imapLn, b.smtpLn, b.imapsLn, b.smtpsLn, b.davLn} { // also when never served
 		if ln != nil {
 			ln.Close()
 		}

@@ -18,13 +18,25 @@ import (
 // MaxPetnameLen bounds petnames, in characters.
 const MaxPetnameLen = 64
 
+// MaxPendingContacts bounds an account's contacts still waiting for their
+// passport: each is looked for on the network every RefreshInterval, so
+// a client adding addresses without bound would keep the node asking.
+const MaxPendingContacts = 100
+
 var (
 	// ErrNoContact: the account has no such contact.
 	ErrNoContact = errors.New("no such contact")
 	// ErrContactExists: the petname or the passport is already in the
 	// account's address book.
 	ErrContactExists = errors.New("contact already exists")
+	// ErrTooManyContacts: the account's address book is full
+	// (MaxContacts), or MaxPendingContacts wait for their passport.
+	ErrTooManyContacts = errors.New("too many contacts")
 )
+
+// MaxContacts bounds an account's address book: every contact is a topic
+// the node keeps and a card each client sync lists.
+const MaxContacts = 10000
 
 // Contact is an entry of an account's address book: a petname the owner
 // chose for a passport. The petname is the only display name the bridge
@@ -107,6 +119,9 @@ func (r *Registry) addContact(ctx context.Context, account, petname string, id p
 		} else if _, err := accountByName(ctx, tx, c.Account); err != nil {
 			return err
 		}
+		if err := checkContactCount(ctx, tx, c.Account, p == nil); err != nil {
+			return err
+		}
 		var other string
 		err := tx.QueryRowContext(ctx, "SELECT petname FROM contacts WHERE account = ? AND (passport_id = ? OR petname = ?)",
 			c.Account, id[:], petname).Scan(&other)
@@ -129,6 +144,24 @@ func (r *Registry) addContact(ctx context.Context, account, petname string, id p
 		return fail(err)
 	}
 	return c, nil
+}
+
+// checkContactCount refuses one more contact (a pending one if pending)
+// over MaxContacts or MaxPendingContacts.
+func checkContactCount(ctx context.Context, tx *sql.Tx, account string, pending bool) error {
+	var all, waiting int
+	if err := tx.QueryRowContext(ctx, "SELECT COUNT(*), COUNT(*) FILTER (WHERE passport_blocks IS NULL) FROM contacts WHERE account = ?",
+		account).Scan(&all, &waiting); err != nil {
+		return err
+	}
+	if all >= MaxContacts {
+		return fmt.Errorf("%w: the address book holds %d, the limit; remove some first", ErrTooManyContacts, all)
+	}
+	if pending && waiting >= MaxPendingContacts {
+		return fmt.Errorf("%w: %d contacts are pending (their passports not found on the network yet), the limit; "+
+			"wait for them or remove some first", ErrTooManyContacts, waiting)
+	}
+	return nil
 }
 
 // accountSharedKey is the account's current shared key, from its passport.
@@ -236,6 +269,40 @@ func (r *Registry) contact(ctx context.Context, q querier, where string, args ..
 		return c, ErrNoContact
 	}
 	return c, err
+}
+
+// RenameContact gives an account's contact (by petname, any ASCII case)
+// a new petname; the address book's names stay unique.
+func (r *Registry) RenameContact(ctx context.Context, account, petname, newName string) (Contact, error) {
+	account = strings.ToLower(account)
+	newName, err := CheckPetname(newName)
+	if err != nil {
+		return Contact{}, err
+	}
+	var c Contact
+	err = r.inTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if c, err = r.contact(ctx, tx, "account = ? AND petname = ?", account, strings.TrimSpace(petname)); err != nil {
+			return err
+		}
+		var other string
+		err = tx.QueryRowContext(ctx, "SELECT petname FROM contacts WHERE account = ? AND petname = ? AND passport_id <> ?",
+			account, newName, c.Passport[:]).Scan(&other)
+		if err == nil {
+			return fmt.Errorf("%w: %q", ErrContactExists, other)
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		c.Name, c.UpdatedAt = newName, unixTime(time.Now().Unix())
+		_, err = tx.ExecContext(ctx, "UPDATE contacts SET petname = ?, updated_at = ? WHERE account = ? AND passport_id = ?",
+			c.Name, c.UpdatedAt.Unix(), account, c.Passport[:])
+		return err
+	})
+	if err != nil {
+		return Contact{}, fmt.Errorf("rename contact %q of %s: %w", petname, account, err)
+	}
+	return c, nil
 }
 
 // RemoveContact removes an account's contact by petname (any ASCII case).

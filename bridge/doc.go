@@ -1,7 +1,7 @@
 // Package bridge lets ordinary mail clients use ASMTP: it is the one place
 // where the node (asmtp/node) and the local mailboxes (mailstore) meet.
 // This part holds the accounts, their pseudo-addresses and address books,
-// the IMAP login check, and the Bridge that keeps a running node in step
+// the login check of IMAP, SMTP and CardDAV, and the Bridge that keeps a running node in step
 // with them; mail delivery in and out is built on top.
 //
 // # Files
@@ -82,7 +82,16 @@
 // forked copy cannot roll the shared key back), and a new shared key gives
 // a new topic. Topics no longer needed (removed contacts, replaced keys)
 // are queued in the registry and deregistered by the Bridge, so a removal
-// made while asmtpd is down is still applied.
+// made while asmtpd is down is still applied. An account holds at most
+// MaxContacts contacts, MaxPendingContacts of them pending (each is looked
+// for on the network every RefreshInterval).
+//
+// Mail clients see and edit the address book over CardDAV (package
+// carddav, on Config.CardDAVAddr, with the IMAP/SMTP logins): a card put
+// with an ASMTP address adds a pending contact, a new name renames it, a
+// deleted card removes it. Clients notice changes by the book's CTag and
+// the cards' ETags (hashes of the cards' text); go-webdav v0.6.0 has no
+// sync-collection.
 //
 // # Changes while asmtpd runs
 //

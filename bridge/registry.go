@@ -90,6 +90,19 @@ ALTER TABLE retired_topics ADD COLUMN passport_id BLOB;
 ALTER TABLE retired_topics ADD COLUMN shared_key BLOB;
 ALTER TABLE retired_topics ADD COLUMN retired_at INTEGER NOT NULL DEFAULT 0; -- unix seconds
 CREATE INDEX retired_topics_passport ON retired_topics(account, passport_id);
+`, `
+-- The resource name and UID a CardDAV client gave the card of a contact it
+-- created (contact_card.go). Without a row, a card is <passport-id>.vcf
+-- with UID asmtp-passport-<passport-id>.
+CREATE TABLE contact_cards (
+	account TEXT NOT NULL,
+	passport_id BLOB NOT NULL,
+	name TEXT NOT NULL,                     -- e.g. "<uuid>.vcf"
+	uid TEXT NOT NULL,
+	PRIMARY KEY (account, passport_id),
+	UNIQUE (account, name),
+	FOREIGN KEY (account, passport_id) REFERENCES contacts(account, passport_id) ON DELETE CASCADE
+) WITHOUT ROWID;
 `}
 
 // OpenRegistry opens (creating if needed) the registry in dataDir, which

@@ -88,11 +88,12 @@ func TestAccountAndContactCommands(t *testing.T) {
 	keyPW := []string{passwordEnv + "=node pw"}
 
 	alice := fields(t, c.ok(keyPW, "account", "add", "--config", cfg, "--name", "Alice"),
-		"address", "imap", "smtp", "username", "password")
+		"address", "imap", "smtp", "carddav", "username", "password")
 	want := map[string]*regexp.Regexp{
 		"address":  regexp.MustCompile(`^[0-9a-f]{32}@asmtp$`),
 		"imap":     regexp.MustCompile(`^127\.0\.0\.1:1143$`),
 		"smtp":     regexp.MustCompile(`^127\.0\.0\.1:1587$`),
+		"carddav":  regexp.MustCompile(`^http://127\.0\.0\.1:1808/$`),
 		"username": regexp.MustCompile(`^alice$`),
 		"password": regexp.MustCompile(`^[a-z2-7]{26}$`),
 	}
@@ -102,7 +103,7 @@ func TestAccountAndContactCommands(t *testing.T) {
 		}
 	}
 	bob := fields(t, c.ok(keyPW, "account", "add", "--config", cfg, "--name", "bob", "--bridge-password", "bob's own password"),
-		"address", "imap", "smtp", "username", "password")
+		"address", "imap", "smtp", "carddav", "username", "password")
 	if bob["password"] != "bob's own password" || bob["address"] == alice["address"] {
 		t.Errorf("bob: %v", bob)
 	}
@@ -156,7 +157,14 @@ func TestAccountAndContactCommands(t *testing.T) {
 			t.Errorf("vCard export lacks %q:\n%s", line, vcf)
 		}
 	}
-	c.ok(nil, "contact", "remove", "--config", cfg, "--account", "bob", "--name", "carol")
+	c.ok(nil, "contact", "rename", "--config", cfg, "--account", "bob", "--name", "carol", "--to", "Caroline")
+	if _, _, err := c.run(nil, "contact", "rename", "--config", cfg, "--account", "bob", "--name", "caroline", "--to", "alice liddell"); err == nil {
+		t.Error("contact rename to another contact's petname succeeded")
+	}
+	if contacts := c.ok(nil, "contact", "list", "--config", cfg, "--account", "bob"); !strings.Contains(contacts, "Caroline") {
+		t.Errorf("contact list after rename:\n%s", contacts)
+	}
+	c.ok(nil, "contact", "remove", "--config", cfg, "--account", "bob", "--name", "caroline")
 	if contacts := c.ok(nil, "contact", "list", "--config", cfg, "--account", "bob"); strings.Contains(contacts, "Carol") {
 		t.Errorf("contact list after remove:\n%s", contacts)
 	}

@@ -30,6 +30,7 @@ func newContactCmd() *cobra.Command {
 		newContactAddCmd(&configPath),
 		newContactListCmd(&configPath),
 		newContactRemoveCmd(&configPath),
+		newContactRenameCmd(&configPath),
 		newContactExportCmd(&configPath),
 	)
 	return cmd
@@ -149,6 +150,33 @@ func newContactRemoveCmd(configPath *string) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&account, "account", "", "account whose address book to change")
 	cmd.Flags().StringVar(&name, "name", "", "petname of the contact")
+	return cmd
+}
+
+func newContactRenameCmd(configPath *string) *cobra.Command {
+	var account, name, to string
+	cmd := &cobra.Command{
+		Use:   "rename --config FILE [--account NAME] --name PETNAME --to NEWNAME",
+		Short: "Give a contact another petname",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if name == "" || to == "" {
+				return errors.New("--name and --to are required")
+			}
+			ctx := cmd.Context()
+			return onAccount(ctx, *configPath, account, "--account", func(f *bridgeFiles, account string) error {
+				c, err := f.reg.RenameContact(ctx, account, name, to)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "name: %s\naddress: %s\n", c.Name, c.Address(f.bridge.Domain))
+				return nil
+			})
+		},
+	}
+	cmd.Flags().StringVar(&account, "account", "", "account whose address book to change")
+	cmd.Flags().StringVar(&name, "name", "", "petname of the contact")
+	cmd.Flags().StringVar(&to, "to", "", "the new petname")
 	return cmd
 }
 

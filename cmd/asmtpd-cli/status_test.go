@@ -49,9 +49,9 @@ func TestStatus(t *testing.T) {
 	}
 
 	alice := fields(t, mustRun(t, "account", "add", "--config", cfg, "--name", "alice", "--password", "node pw"),
-		"address", "imap", "smtp", "username", "password")["address"]
+		"address", "imap", "smtp", "carddav", "username", "password")["address"]
 	bob := fields(t, mustRun(t, "account", "add", "--config", cfg, "--name", "bob", "--password", "node pw"),
-		"address", "imap", "smtp", "username", "password")["address"]
+		"address", "imap", "smtp", "carddav", "username", "password")["address"]
 	alicePassport := filepath.Join(dir, "alice.passport")
 	bobPassport := filepath.Join(dir, "bob.passport")
 	mustRun(t, "account", "export-passport", "--config", cfg, "--name", "alice", "--output", alicePassport)

@@ -29,6 +29,7 @@ type mailAccount struct {
 	Address  string `json:"address"`
 	IMAP     string `json:"imap"`
 	SMTP     string `json:"smtp"`
+	CardDAV  string `json:"carddav"`
 	Username string `json:"username"`
 	Password string `json:"password"`
 }
@@ -161,6 +162,8 @@ func (n *mailNet) accountAdd(t *testing.T, p *proc, name string) mailAccount {
 			a.IMAP = v
 		case "smtp":
 			a.SMTP = v
+		case "carddav":
+			a.CardDAV = v
 		case "username":
 			a.Username = v
 		case "password":

@@ -47,6 +47,10 @@ func defaultDataDir() (string, error) {
 // written beside the key, with a warning on stderr. Everything is created
 // before the config file, so an interrupted first run is simply redone.
 func firstRun(ctx context.Context, dir string, o *options, stdout, stderr io.Writer) error {
+	tmpl, err := applyListenFlags(string(config.Template), listenFlags(&o.listens))
+	if err != nil {
+		return fmt.Errorf("first run: %w", err)
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
@@ -76,7 +80,7 @@ func firstRun(ctx context.Context, dir string, o *options, stdout, stderr io.Wri
 		return err
 	}
 	key := keys.NodeKey(e, pw)
-	tmpl := strings.Replace(string(config.Template), "  # public_id: \"<64 hex characters>\"",
+	tmpl = strings.Replace(tmpl, "  # public_id: \"<64 hex characters>\"",
 		fmt.Sprintf("  public_id: %q", keys.Public(key)), 1)
 	cfg, err := config.Parse([]byte(tmpl), configFile, dir)
 	if err != nil {

@@ -3,12 +3,18 @@
 // its users until they fetch them.
 //
 //	asmtpd [--config config.yaml | --data-dir DIR] [--password PW | --password-file FILE] [--log-level info]
+//	       [--listen ADDR] [--imap-listen ADDR] [--smtp-listen ADDR] [--carddav-listen ADDR]
 //
 // Without --config, asmtpd runs from a data directory (--data-dir, default
 // $ASMTPD_HOME or ~/.local/share/asmtpd). The first time, it makes one there:
 // a config, a node key and a mail account, whose IMAP/SMTP settings it
 // prints; with the mail bridge enabled (the default), the node also serves
-// IMAP and SMTP on loopback.
+// IMAP, SMTP and CardDAV on loopback. The first run's ports are the
+// defaults (9800, 1143, 1587, 1808 on 127.0.0.1) unless --listen,
+// --imap-listen, --smtp-listen and --carddav-listen (or $ASMTPD_LISTEN,
+// $ASMTPD_IMAP_LISTEN, $ASMTPD_SMTP_LISTEN, $ASMTPD_CARDDAV_LISTEN)
+// choose others; they are written into the config it makes, and checked
+// to be free first.
 //
 // The key password comes from --password, --password-file,
 // $ASMTPD_KEY_PASSWORD, the data directory's key-password file, or a prompt
@@ -66,6 +72,8 @@ type options struct {
 	passwordFile string
 	dataDir      string
 	logLevel     slog.Level
+	// listens are the first run's port choices.
+	listens listenAddrs
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -77,6 +85,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.passwordFile, "password-file", "", "read the key password from `FILE`, e.g. a systemd credential (one trailing newline is dropped)")
 	fs.StringVar(&o.dataDir, "data-dir", "", "without --config: the directory to run from, made on first run (default $ASMTPD_HOME or ~/.local/share/asmtpd)")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
+	for _, f := range listenFlags(&o.listens) {
+		f.register(fs)
+	}
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -155,6 +166,7 @@ func run(ctx context.Context, stop func(), o options, stderr io.Writer) error {
 	for _, w := range cfg.Warnings {
 		log.Warn(w)
 	}
+	warnIgnoredListenFlags(listenFlags(&o.listens), cfg, o.configPath, func(w string) { log.Warn(w) })
 	pw, err := o.keyPassword(stderr)
 	if err != nil {
 		return err
@@ -165,12 +177,12 @@ func run(ctx context.Context, stop func(), o options, stderr io.Writer) error {
 	}
 	n, err := node.New(cfg.NodeConfig(key, log))
 	if err != nil {
-		return err
+		return explainPortInUse(err, cfg, o.configPath)
 	}
 	var b *bridge.Bridge
 	if cfg.Bridge.Enabled {
 		if b, err = bridge.New(cfg.BridgeConfig(log), n, key); err != nil {
-			return err
+			return explainPortInUse(err, cfg, o.configPath)
 		}
 	}
 

@@ -227,6 +227,7 @@ func (p *proc) writeConfig(t *testing.T, peers []*proc, users ...keys.PublicKey)
 		{"users: []", "users: " + yamlList(userList)},
 		{`imap_listen_address: "127.0.0.1:1143"`, fmt.Sprintf(`imap_listen_address: "127.0.0.1:%d"`, freePort(t))},
 		{`smtp_listen_address: "127.0.0.1:1587"`, fmt.Sprintf(`smtp_listen_address: "127.0.0.1:%d"`, freePort(t))},
+		{`carddav_listen_address: "127.0.0.1:1808"`, fmt.Sprintf(`carddav_listen_address: "127.0.0.1:%d"`, freePort(t))},
 	}
 	for _, e := range edits {
 		if !strings.Contains(cfg, e.from) {

@@ -29,6 +29,10 @@ type Bridge struct {
 	// crosses them in clear text. Unset: off.
 	IMAPSListenAddress Address `yaml:"imaps_listen_address"`
 	SMTPSListenAddress Address `yaml:"smtps_listen_address"`
+	// CardDAVListenAddress serves the accounts' address books (CardDAV)
+	// and Thunderbird's autoconfig file. Loopback only, unless TLS is on
+	// (then HTTPS). "": off.
+	CardDAVListenAddress Address `yaml:"carddav_listen_address"`
 	// RetryWindow is how long undelivered mail is retried before it
 	// bounces back to the sender's INBOX with a delivery report.
 	RetryWindow Duration `yaml:"retry_window"`
@@ -40,13 +44,14 @@ type Bridge struct {
 
 func defaultBridge() Bridge {
 	return Bridge{
-		Enabled:           true,
-		DataDir:           "bridge",
-		Domain:            bridge.DefaultDomain,
-		IMAPListenAddress: Address{netip.MustParseAddrPort(bridge.DefaultIMAPAddr)},
-		SMTPListenAddress: Address{netip.MustParseAddrPort(bridge.DefaultSMTPAddr)},
-		RetryWindow:       Duration(bridge.DefaultRetryWindow),
-		DelayWarning:      Duration(bridge.DefaultDelayWarning),
+		Enabled:              true,
+		DataDir:              "bridge",
+		Domain:               bridge.DefaultDomain,
+		IMAPListenAddress:    Address{netip.MustParseAddrPort(bridge.DefaultIMAPAddr)},
+		SMTPListenAddress:    Address{netip.MustParseAddrPort(bridge.DefaultSMTPAddr)},
+		CardDAVListenAddress: Address{netip.MustParseAddrPort(bridge.DefaultCardDAVAddr)},
+		RetryWindow:          Duration(bridge.DefaultRetryWindow),
+		DelayWarning:         Duration(bridge.DefaultDelayWarning),
 	}
 }
 
@@ -90,6 +95,12 @@ func (b *Bridge) validate(fail func(key, format string, args ...any)) {
 		}
 		set = append(set, a)
 	}
+	if dav := b.CardDAVListenAddress; dav.IsValid() {
+		if !dav.Addr().IsLoopback() && !b.TLS {
+			fail("bridge.carddav_listen_address", "%s is not a loopback address: passwords would cross the network in clear text; listen on 127.0.0.1 or set bridge.tls: true (HTTPS)", dav)
+		}
+		set = append(set, listener{"bridge.carddav_listen_address", dav})
+	}
 	// Caught at load time rather than as "address already in use" at start.
 	for i, a := range set {
 		for _, earlier := range set[:i] {
@@ -110,6 +121,7 @@ func (c *Config) BridgeConfig(log *slog.Logger) bridge.Config {
 	cfg.TLS = c.Bridge.TLS
 	cfg.IMAPSAddr = optionalAddress(c.Bridge.IMAPSListenAddress)
 	cfg.SMTPSAddr = optionalAddress(c.Bridge.SMTPSListenAddress)
+	cfg.CardDAVAddr = optionalAddress(c.Bridge.CardDAVListenAddress)
 	cfg.Delivery.RetryWindow = time.Duration(c.Bridge.RetryWindow)
 	cfg.Delivery.DelayWarning = time.Duration(c.Bridge.DelayWarning)
 	if log != nil {

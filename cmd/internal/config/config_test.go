@@ -360,6 +360,12 @@ func TestBridgeImplicitTLS(t *testing.T) {
 			wantKey: "bridge.smtps_listen_address", wantMsg: "want an IP and port"},
 		{name: "empty imap address is still required", src: "bridge:\n  imap_listen_address: \"\"\n",
 			wantKey: "bridge.imap_listen_address", wantMsg: "must be set"},
+		{name: "carddav beyond loopback without tls", src: "bridge:\n  carddav_listen_address: \"0.0.0.0:1808\"\n",
+			wantKey: "bridge.carddav_listen_address", wantMsg: "not a loopback address"},
+		{name: "carddav on the smtp port", src: "bridge:\n  carddav_listen_address: \"127.0.0.1:1587\"\n",
+			wantKey: "bridge.carddav_listen_address", wantMsg: "is also bridge.smtp_listen_address"},
+		{name: "carddav off", src: "bridge:\n  carddav_listen_address: \"\"\n"},
+		{name: "carddav beyond loopback with tls", src: tlsOn + "  carddav_listen_address: \"0.0.0.0:1808\"\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
