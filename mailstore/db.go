@@ -132,6 +132,16 @@ CREATE TABLE inbound_cursors (
 	cursor INTEGER NOT NULL,
 	PRIMARY KEY (account, topic)
 ) WITHOUT ROWID;
+`, `
+-- Mailbox ids are never reused: a plain INTEGER PRIMARY KEY hands a deleted
+-- mailbox's id (the largest) to the next mailbox created, and a session that
+-- still had the old one selected would reach the new one, of any account.
+-- insertMailbox takes ids from this counter instead (AUTOINCREMENT would
+-- need the table rebuilt, which its foreign keys make unsafe in a
+-- transaction). Ids handed out before this migration cannot be told apart;
+-- the counter starts past the largest in use.
+CREATE TABLE mailbox_ids (last INTEGER NOT NULL);
+INSERT INTO mailbox_ids (last) SELECT coalesce(max(id), 0) FROM mailboxes;
 `}
 
 // Open opens (creating if needed) the store in the SQLite file at path and
@@ -307,15 +317,16 @@ func (db *DB) writeOn(ctx context.Context, conn *sql.DB, fn func(tx *sql.Tx) ([]
 // committed after it, in commit order, until the returned stop function is
 // called. fn runs while the store's write lock is held: it must be quick,
 // must not block, and must not call the store.
-func (db *DB) Watch(ctx context.Context, mailboxID int64, fn func(Change)) (Snapshot, func(), error) {
+func (db *DB) Watch(ctx context.Context, id MailboxID, fn func(Change)) (Snapshot, func(), error) {
 	db.writeMu.Lock()
 	defer db.writeMu.Unlock()
 	var snap Snapshot
-	mb, err := mailboxByID(ctx, db.r, mailboxID)
+	mb, err := ownedMailbox(ctx, db.r, id)
 	if err != nil {
-		return snap, nil, err
+		return snap, nil, fmt.Errorf("watch mailbox %s: %w", id, err)
 	}
 	snap.Mailbox = mb
+	mailboxID := id.row
 	rows, err := db.r.QueryContext(ctx, "SELECT uid, flags FROM messages WHERE mailbox_id = ? ORDER BY uid", mailboxID)
 	if err != nil {
 		return snap, nil, fmt.Errorf("watch mailbox %d: %w", mailboxID, err)

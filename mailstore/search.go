@@ -16,11 +16,15 @@ import (
 // caller, which alone knows its session's numbering. Text matching is a
 // case-insensitive substring match against the decoded text cached at
 // insert.
-func (db *DB) Search(ctx context.Context, mailboxID int64, criteria *imap.SearchCriteria) ([]UID, error) {
+func (db *DB) Search(ctx context.Context, id MailboxID, criteria *imap.SearchCriteria) ([]UID, error) {
 	q := compileQuery(criteria)
 	if q.seqNums {
 		return nil, ErrNotUIDCriteria
 	}
+	if _, err := ownedMailbox(ctx, db.r, id); err != nil {
+		return nil, fmt.Errorf("search mailbox %s: %w", id, err)
+	}
+	mailboxID := id.row
 	cols := "m.uid, m.flags, m.internal_date, m.internal_tz, b.size, b.sent_day"
 	from := "messages m JOIN bodies b ON b.id = m.body_id"
 	if q.text {

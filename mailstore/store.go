@@ -23,6 +23,7 @@ package mailstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -73,9 +74,26 @@ var (
 	ErrNotUIDCriteria = errors.New("mailstore: search by sequence number must be converted to UIDs first")
 )
 
+// MailboxID names one mailbox of one account, stable across renames. Only
+// the store makes them, from a lookup by account and name, and every call
+// that takes one checks, in one place (ownedMailbox), that the mailbox still
+// exists and belongs to that account. Mailbox row ids are never reused (see
+// the mailbox_ids counter in db.go), so an ID kept by a session after its
+// mailbox was deleted names nothing rather than a newer mailbox, possibly of
+// another account.
+type MailboxID struct {
+	account string
+	row     int64
+}
+
+// Account is the account the mailbox belongs to.
+func (id MailboxID) Account() string { return id.account }
+
+func (id MailboxID) String() string { return fmt.Sprintf("%q/%d", id.account, id.row) }
+
 // Store is the narrow interface the IMAP server and the delivery pipeline
 // share. Mailboxes are named by account and name for account-level calls and
-// by Mailbox.ID (stable across renames) for calls on a selected mailbox.
+// by MailboxID for calls on a selected mailbox.
 type Store interface {
 	CreateAccount(ctx context.Context, name string) error
 	AccountExists(ctx context.Context, name string) (bool, error)
@@ -93,21 +111,22 @@ type Store interface {
 	// Deliver is Append for callers that need only the UID.
 	Deliver(ctx context.Context, account, mailbox string, raw []byte, flags []string, internalDate time.Time) (UID, error)
 
-	Watch(ctx context.Context, mailboxID int64, fn func(Change)) (Snapshot, func(), error)
-	Fetch(ctx context.Context, mailboxID int64, uids []UID, fn func(MessageMeta) error) error
-	Raw(ctx context.Context, mailboxID int64, uid UID) ([]byte, error)
-	Search(ctx context.Context, mailboxID int64, criteria *imap.SearchCriteria) ([]UID, error)
-	StoreFlags(ctx context.Context, mailboxID int64, uids []UID, op imap.StoreFlagsOp, flags []string) error
-	Copy(ctx context.Context, mailboxID int64, uids []UID, account, dest string) (Copied, error)
-	Move(ctx context.Context, mailboxID int64, uids []UID, account, dest string) (Copied, error)
-	Expunge(ctx context.Context, mailboxID int64, uids []UID) ([]UID, error)
+	Watch(ctx context.Context, mailbox MailboxID, fn func(Change)) (Snapshot, func(), error)
+	Fetch(ctx context.Context, mailbox MailboxID, uids []UID, fn func(MessageMeta) error) error
+	Raw(ctx context.Context, mailbox MailboxID, uid UID) ([]byte, error)
+	Search(ctx context.Context, mailbox MailboxID, criteria *imap.SearchCriteria) ([]UID, error)
+	StoreFlags(ctx context.Context, mailbox MailboxID, uids []UID, op imap.StoreFlagsOp, flags []string) error
+	// Copy and Move take dest from the account of the source mailbox.
+	Copy(ctx context.Context, mailbox MailboxID, uids []UID, dest string) (Copied, error)
+	Move(ctx context.Context, mailbox MailboxID, uids []UID, dest string) (Copied, error)
+	Expunge(ctx context.Context, mailbox MailboxID, uids []UID) ([]UID, error)
 }
 
 var _ Store = (*DB)(nil)
 
 // Mailbox describes one mailbox.
 type Mailbox struct {
-	ID          int64
+	ID          MailboxID
 	Account     string
 	Name        string
 	SpecialUse  string // one of the Special* constants, or ""
@@ -127,7 +146,7 @@ type MailboxStatus struct {
 
 // Appended tells where Append put a message.
 type Appended struct {
-	MailboxID   int64
+	MailboxID   MailboxID
 	UIDValidity uint32
 	UID         UID
 }

@@ -15,6 +15,20 @@ import (
 
 var errReadOnly = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot, Text: "Mailbox is read-only (EXAMINE)"}
 
+var errSelectedDeleted = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeNonExistent,
+	Text: "Selected mailbox was deleted, select another"}
+
+// selected is the session's selection, or NO for every command on it once
+// another session deleted the mailbox (as Dovecot refuses to go on with a
+// mailbox deleted under it). The store refuses the dead mailbox's id too,
+// and never reuses it, so this is the polite answer, not the protection.
+func (ss *session) selected() (*selection, error) {
+	if ss.sel.view.isDeleted() {
+		return nil, errSelectedDeleted
+	}
+	return ss.sel, nil
+}
+
 func uidsOf(targets []target) []imap.UID {
 	uids := make([]imap.UID, len(targets))
 	for i, t := range targets {
@@ -28,7 +42,10 @@ func uidsOf(targets []target) []imap.UID {
 // sections from the stored message. Fetching a body section without PEEK
 // sets \Seen first and reports the new flags.
 func (ss *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) error {
-	sel := ss.sel
+	sel, err := ss.selected()
+	if err != nil {
+		return err
+	}
 	targets, err := sel.view.resolve(sel.tracker, numSet)
 	if err != nil || len(targets) == 0 {
 		return err
@@ -213,7 +230,10 @@ func partial(b []byte, p *imap.SectionPartial) []byte {
 // Search answers SEARCH and UID SEARCH. Sequence-number criteria are turned
 // into UID sets against this session's view; the store evaluates the rest.
 func (ss *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (*imap.SearchData, error) {
-	sel := ss.sel
+	sel, err := ss.selected()
+	if err != nil {
+		return nil, err
+	}
 	if err := ss.seqToUIDCriteria(criteria); err != nil {
 		return nil, err
 	}
@@ -289,7 +309,10 @@ func (ss *session) seqToUIDCriteria(c *imap.SearchCriteria) error {
 // Store changes flags; other sessions get FETCH FLAGS through the view, this
 // one gets them here for the messages that changed, unless .SILENT.
 func (ss *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, _ *imap.StoreOptions) error {
-	sel := ss.sel
+	sel, err := ss.selected()
+	if err != nil {
+		return err
+	}
 	if sel.readOnly {
 		return errReadOnly
 	}
@@ -329,11 +352,14 @@ func (ss *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *i
 }
 
 func (ss *session) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, error) {
+	if _, err := ss.selected(); err != nil {
+		return nil, err
+	}
 	targets, err := ss.sel.view.resolve(ss.sel.tracker, numSet)
 	if err != nil {
 		return nil, err
 	}
-	c, err := ss.store().Copy(ss.ctx, ss.sel.view.id, uidsOf(targets), ss.account, dest)
+	c, err := ss.store().Copy(ss.ctx, ss.sel.view.id, uidsOf(targets), dest)
 	if err != nil {
 		return nil, destError(err)
 	}
@@ -343,6 +369,9 @@ func (ss *session) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, error)
 // Move moves in one store transaction; the EXPUNGEs reach this session, like
 // the others, through the view and go-imap's poll after the command.
 func (ss *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string) error {
+	if _, err := ss.selected(); err != nil {
+		return err
+	}
 	if ss.sel.readOnly {
 		return errReadOnly
 	}
@@ -350,7 +379,7 @@ func (ss *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest strin
 	if err != nil {
 		return err
 	}
-	c, err := ss.store().Move(ss.ctx, ss.sel.view.id, uidsOf(targets), ss.account, dest)
+	c, err := ss.store().Move(ss.ctx, ss.sel.view.id, uidsOf(targets), dest)
 	if err != nil {
 		return destError(err)
 	}
@@ -383,6 +412,9 @@ func copyData(c mailstore.Copied) *imap.CopyData {
 // go-imap also calls it for CLOSE, which cannot fail; in a read-only
 // selection it therefore does nothing rather than refuse.
 func (ss *session) Expunge(_ *imapserver.ExpungeWriter, uids *imap.UIDSet) error {
+	if _, err := ss.selected(); err != nil {
+		return err
+	}
 	if ss.sel.readOnly {
 		return nil
 	}

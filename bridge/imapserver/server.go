@@ -104,7 +104,7 @@ func New(opts Options) (*Server, error) {
 	return &Server{
 		opts:     opts,
 		log:      opts.Logger,
-		views:    &viewCache{store: opts.Store, views: make(map[int64]*mailboxView)},
+		views:    &viewCache{store: opts.Store, views: make(map[mailstore.MailboxID]*mailboxView)},
 		throttle: loginlimit.New(opts.Throttle),
 		group:    group,
 		ctx:      group.Context(),
