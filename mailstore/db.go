@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -29,6 +30,9 @@ type DB struct {
 
 	writeMu  sync.Mutex                      // one write transaction at a time; also guards watchers
 	watchers map[int64]map[*watcher]struct{} // by mailbox ID
+
+	budget   *memoryBudget // see budget.go
+	spoolDir string        // where AppendFrom spools messages: the database's directory
 }
 
 type watcher struct{ fn func(Change) }
@@ -161,7 +165,9 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	}
 	w.SetMaxOpenConns(1)
 	w.SetConnMaxIdleTime(0)
-	db := &DB{w: w, watchers: make(map[int64]map[*watcher]struct{})}
+	db := &DB{w: w, watchers: make(map[int64]map[*watcher]struct{}),
+		budget: newMemoryBudget(DefaultMemoryBudget, DefaultBudgetWait), spoolDir: filepath.Dir(path)}
+	removeSpooled(db.spoolDir)
 	if err := db.migrate(ctx); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("mailstore: open %s: %w", path, err)

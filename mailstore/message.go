@@ -5,6 +5,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -14,7 +17,71 @@ import (
 // Append stores a message in a mailbox. The message is parsed before the
 // write lock is taken; the body, its cached parse and its new UID commit in
 // one transaction, and watchers of the mailbox hear of it after the commit.
+// Parsing and storing hold the message's share of the memory budget.
 func (db *DB) Append(ctx context.Context, account, mailbox string, raw []byte, flags []string, internalDate time.Time) (Appended, error) {
+	if len(raw) > MaxMessageSize {
+		return Appended{}, fmt.Errorf("append to %q: %w (%d bytes)", mailbox, ErrTooBig, len(raw))
+	}
+	release, err := db.budget.acquire(ctx, appendCost(int64(len(raw))))
+	if err != nil {
+		return Appended{}, fmt.Errorf("append to %q: %w", mailbox, err)
+	}
+	defer release()
+	return db.appendHeld(ctx, account, mailbox, raw, flags, internalDate)
+}
+
+// appendCost is what parsing and storing a message of size bytes holds in
+// memory: the message, its decoded text, and the copies SQLite makes of
+// both while it writes them.
+func appendCost(size int64) int64 { return 2*size + 64<<10 }
+
+// spoolPattern names AppendFrom's files in the store's directory; Open
+// removes any left by a crash.
+const spoolPattern = "mailstore-append-*.tmp"
+
+// AppendFrom is Append for a message of size bytes read from r, such as an
+// IMAP literal. The message goes to a file in the store's directory as it
+// arrives, so a slow or large upload holds no memory and no share of the
+// budget; the budget is taken only to parse and store it from the file.
+func (db *DB) AppendFrom(ctx context.Context, account, mailbox string, r io.Reader, size int64, flags []string, internalDate time.Time) (Appended, error) {
+	if size > MaxMessageSize {
+		return Appended{}, fmt.Errorf("append to %q: %w (%d bytes)", mailbox, ErrTooBig, size)
+	}
+	f, err := os.CreateTemp(db.spoolDir, spoolPattern)
+	if err != nil {
+		return Appended{}, fmt.Errorf("append to %q: spool: %w", mailbox, err)
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	n, err := io.Copy(f, io.LimitReader(r, size))
+	if err == nil && n < size {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil {
+		return Appended{}, fmt.Errorf("append to %q: spool: %d of %d bytes: %w", mailbox, n, size, err)
+	}
+	release, err := db.budget.acquire(ctx, appendCost(size))
+	if err != nil {
+		return Appended{}, fmt.Errorf("append to %q: %w", mailbox, err)
+	}
+	defer release()
+	raw := make([]byte, size)
+	if _, err := f.ReadAt(raw, 0); err != nil {
+		return Appended{}, fmt.Errorf("append to %q: read spooled message: %w", mailbox, err)
+	}
+	return db.appendHeld(ctx, account, mailbox, raw, flags, internalDate)
+}
+
+// removeSpooled deletes the spool files a crash left in dir.
+func removeSpooled(dir string) {
+	left, _ := filepath.Glob(filepath.Join(dir, spoolPattern))
+	for _, name := range left {
+		os.Remove(name)
+	}
+}
+
+// appendHeld is Append once the message's memory is accounted for.
+func (db *DB) appendHeld(ctx context.Context, account, mailbox string, raw []byte, flags []string, internalDate time.Time) (Appended, error) {
 	p, err := prepareMessage(raw, flags, internalDate)
 	if err != nil {
 		return Appended{}, fmt.Errorf("append to %q: %w", mailbox, err)

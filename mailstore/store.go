@@ -24,6 +24,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -108,6 +109,9 @@ type Store interface {
 
 	// Append stores a message and returns where it went.
 	Append(ctx context.Context, account, mailbox string, raw []byte, flags []string, internalDate time.Time) (Appended, error)
+	// AppendFrom is Append for a message of size bytes read from r; the
+	// store spools it to disk as it arrives.
+	AppendFrom(ctx context.Context, account, mailbox string, r io.Reader, size int64, flags []string, internalDate time.Time) (Appended, error)
 	// Deliver is Append for callers that need only the UID.
 	Deliver(ctx context.Context, account, mailbox string, raw []byte, flags []string, internalDate time.Time) (UID, error)
 
