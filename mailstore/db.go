@@ -22,6 +22,7 @@ type DB struct {
 	w       *sql.DB
 	relaxed *sql.DB // the writer without fsync at commit, for writeRelaxed
 	r       *sql.DB
+	text    *sql.DB // reads message text for SEARCH, without mmap: see Search
 	ck      *sql.DB // runs the checkpoints, off the writers' commits
 	ckWake  chan struct{}
 	ckStop  chan struct{}
@@ -180,6 +181,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	}{
 		{writer + "&_pragma=synchronous(NORMAL)", 1, &db.relaxed},
 		{common + "&_pragma=query_only(1)&_pragma=cache_size(-16384)&_pragma=mmap_size(268435456)", 8, &db.r},
+		{common + "&_pragma=query_only(1)&_pragma=cache_size(-2048)&_pragma=mmap_size(0)", textReaders, &db.text},
 		{common + "&_pragma=synchronous(FULL)", 1, &db.ck},
 	} {
 		conn, err := sql.Open("sqlite", path+"?"+c.dsn)
@@ -199,6 +201,12 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	go db.checkpointLoop()
 	return db, nil
 }
+
+// textReaders is how many connections read message text for SEARCH at
+// once. They map no memory: every one of the read pool's connections maps
+// the file on its own, and SEARCH BODY reading megabytes of text through
+// them grew the resident set by the text times the connections.
+const textReaders = 4
 
 // checkpointSpacing is the least time between two checkpoints: they copy
 // what the commits since the last one wrote to the WAL.
@@ -262,7 +270,7 @@ func (db *DB) Close() error {
 	<-db.ckDone
 	db.writeMu.Lock()
 	defer db.writeMu.Unlock()
-	return errors.Join(db.r.Close(), db.ck.Close(), db.relaxed.Close(), db.w.Close())
+	return errors.Join(db.r.Close(), db.text.Close(), db.ck.Close(), db.relaxed.Close(), db.w.Close())
 }
 
 // change is a Change waiting for its transaction to commit.
