@@ -273,7 +273,7 @@ func (db *DB) Raw(ctx context.Context, id MailboxID, uid UID) ([]byte, error) {
 	err := db.r.QueryRowContext(ctx, `SELECT d.raw FROM messages m JOIN body_data d ON d.body_id = m.body_id
 		WHERE m.mailbox_id = ? AND m.uid = ?`, mailboxID, uid).Scan(&raw)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("read message %d in mailbox %d: %w", uid, mailboxID, errNoMessage)
+		return nil, fmt.Errorf("read message %d in mailbox %d: %w", uid, mailboxID, ErrNoMessage)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read message %d in mailbox %d: %w", uid, mailboxID, err)
@@ -281,7 +281,44 @@ func (db *DB) Raw(ctx context.Context, id MailboxID, uid UID) ([]byte, error) {
 	return raw, nil
 }
 
-var errNoMessage = errors.New("no such message")
+// ErrNoMessage is returned for a UID that names no message (any more).
+var ErrNoMessage = errors.New("mailstore: no such message")
+
+// WithRaw calls fn with a message exactly as it was stored, holding the
+// message's share of the memory budget until fn returns: fn should copy
+// out what it needs (to a file for large messages) rather than write to a
+// client that may read slowly. The message is read on a connection that
+// does not map the database, so reading it costs the bytes once.
+func (db *DB) WithRaw(ctx context.Context, id MailboxID, uid UID, fn func(raw []byte) error) error {
+	if _, err := ownedMailbox(ctx, db.r, id); err != nil {
+		return fmt.Errorf("read message %d in mailbox %s: %w", uid, id, err)
+	}
+	var size int64
+	err := db.r.QueryRowContext(ctx, `SELECT b.size FROM messages m JOIN bodies b ON b.id = m.body_id
+		WHERE m.mailbox_id = ? AND m.uid = ?`, id.row, uid).Scan(&size)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("read message %d in mailbox %s: %w", uid, id, ErrNoMessage)
+	}
+	if err != nil {
+		return fmt.Errorf("read message %d in mailbox %s: %w", uid, id, err)
+	}
+	// SQLite's copy and ours.
+	release, err := db.budget.acquire(ctx, 2*size)
+	if err != nil {
+		return fmt.Errorf("read message %d in mailbox %s: %w", uid, id, err)
+	}
+	defer release()
+	var raw []byte
+	err = db.text.QueryRowContext(ctx, `SELECT d.raw FROM messages m JOIN body_data d ON d.body_id = m.body_id
+		WHERE m.mailbox_id = ? AND m.uid = ?`, id.row, uid).Scan(&raw)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("read message %d in mailbox %s: %w", uid, id, ErrNoMessage)
+	}
+	if err != nil {
+		return fmt.Errorf("read message %d in mailbox %s: %w", uid, id, err)
+	}
+	return fn(raw)
+}
 
 // StoreFlags changes the flags of the given messages (sorted ascending);
 // messages that no longer exist are skipped.

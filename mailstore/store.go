@@ -118,6 +118,9 @@ type Store interface {
 	Watch(ctx context.Context, mailbox MailboxID, fn func(Change)) (Snapshot, func(), error)
 	Fetch(ctx context.Context, mailbox MailboxID, uids []UID, fn func(MessageMeta) error) error
 	Raw(ctx context.Context, mailbox MailboxID, uid UID) ([]byte, error)
+	// WithRaw is Raw for large messages: fn gets the message under the
+	// store's memory budget, which it holds until fn returns.
+	WithRaw(ctx context.Context, mailbox MailboxID, uid UID, fn func(raw []byte) error) error
 	Search(ctx context.Context, mailbox MailboxID, criteria *imap.SearchCriteria) ([]UID, error)
 	StoreFlags(ctx context.Context, mailbox MailboxID, uids []UID, op imap.StoreFlagsOp, flags []string) error
 	// Copy and Move take dest from the account of the source mailbox.

@@ -243,3 +243,22 @@ func TestConcurrentBodySearchesBounded(t *testing.T) {
 		t.Errorf("peak RSS %.0f MiB above idle, want <= %d", m.above, maxRSSAboveIdle)
 	}
 }
+
+// TestConcurrentLargeFetchesBounded: 16 clients FETCH BODY[] of several
+// 25 MiB messages at once. Before FETCH read messages under the memory
+// budget, without mapping the file, and wrote large answers from a
+// temporary file, the peak was 2,819 MiB above idle.
+func TestConcurrentLargeFetchesBounded(t *testing.T) {
+	p := startServerProcess(t, 8)
+	var out string
+	m := p.measure(t, func() {
+		out = runLoad(t, p, "fetch", "16", "1")
+	})
+	t.Logf("16 FETCH BODY[] of 25 MiB messages: %s; %s", m, strings.TrimSpace(out))
+	if !strings.Contains(out, "fetched") {
+		t.Errorf("load: %s", out)
+	}
+	if m.above > maxRSSAboveIdle {
+		t.Errorf("peak RSS %.0f MiB above idle, want <= %d", m.above, maxRSSAboveIdle)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 
 	"github.com/emersion/go-imap/v2"
@@ -124,12 +125,17 @@ func (ss *session) writeFetch(w *imapserver.FetchWriter, t target, meta *mailsto
 	if !ok {
 		return nil // expunged meanwhile
 	}
-	var raw []byte
+	var sections *fetchedSections
 	if len(options.BodySection) > 0 || len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0 {
 		var err error
-		if raw, err = ss.store().Raw(ss.ctx, ss.sel.view.id, t.uid); err != nil {
+		sections, err = ss.fetchSections(t.uid, options)
+		if errors.Is(err, mailstore.ErrNoMessage) {
 			return nil // expunged meanwhile
 		}
+		if err != nil {
+			return storeError(err)
+		}
+		defer sections.Close()
 	}
 	rw := w.CreateMessage(t.seq)
 	if options.UID {
@@ -160,34 +166,115 @@ func (ss *session) writeFetch(w *imapserver.FetchWriter, t target, meta *mailsto
 			rw.WriteBodyStructure(bs)
 		}
 	}
-	for _, bs := range options.BodySection {
-		data := bodySection(raw, bs)
-		if err := writeLiteral(rw.WriteBodySection(bs, int64(len(data))), data); err != nil {
+	for i, bs := range options.BodySection {
+		r, size := sections.section(i)
+		if err := writeLiteral(rw.WriteBodySection(bs, size), r); err != nil {
 			return err
 		}
 	}
-	for _, bs := range options.BinarySection {
-		var data []byte
-		if !beyondDepthCap(bs.Part) {
-			data = imapserver.ExtractBinarySection(bytes.NewReader(raw), bs)
-		}
-		if err := writeLiteral(rw.WriteBinarySection(bs, int64(len(data))), data); err != nil {
+	for i, bs := range options.BinarySection {
+		r, size := sections.section(len(options.BodySection) + i)
+		if err := writeLiteral(rw.WriteBinarySection(bs, size), r); err != nil {
 			return err
 		}
 	}
-	for _, bss := range options.BinarySectionSize {
-		var size uint32
-		if !beyondDepthCap(bss.Part) {
-			size = imapserver.ExtractBinarySectionSize(bytes.NewReader(raw), bss)
-		}
-		rw.WriteBinarySectionSize(bss, size)
+	for i, bss := range options.BinarySectionSize {
+		rw.WriteBinarySectionSize(bss, sections.binarySizes[i])
 	}
 	return rw.Close()
 }
 
-func writeLiteral(wc io.WriteCloser, data []byte) error {
-	_, err := wc.Write(data)
+func writeLiteral(wc io.WriteCloser, r io.Reader) error {
+	_, err := io.Copy(wc, r)
 	return errors.Join(err, wc.Close())
+}
+
+// fetchedSections are the body sections one FETCH asks of one message, cut
+// from it while the store's memory budget is held (WithRaw) and then kept
+// in an unlinked temporary file when large, so that writing them to the
+// client, which may read slowly, holds neither memory nor budget.
+type fetchedSections struct {
+	file        *os.File // nil when the sections are small enough for mem
+	mem         []byte
+	spans       [][2]int64 // offset and length of each section: body, then binary
+	binarySizes []uint32
+}
+
+// maxFetchInMemory is the most section bytes a FETCH of one message keeps
+// in memory while writing them.
+const maxFetchInMemory = 1 << 20
+
+func (ss *session) fetchSections(uid imap.UID, options *imap.FetchOptions) (*fetchedSections, error) {
+	fs := &fetchedSections{}
+	err := ss.store().WithRaw(ss.ctx, ss.sel.view.id, uid, func(raw []byte) error {
+		var parts [][]byte
+		for _, bs := range options.BodySection {
+			parts = append(parts, bodySection(raw, bs))
+		}
+		for _, bs := range options.BinarySection {
+			var data []byte
+			if !beyondDepthCap(bs.Part) {
+				data = imapserver.ExtractBinarySection(bytes.NewReader(raw), bs)
+			}
+			parts = append(parts, data)
+		}
+		for _, bss := range options.BinarySectionSize {
+			var size uint32
+			if !beyondDepthCap(bss.Part) {
+				size = imapserver.ExtractBinarySectionSize(bytes.NewReader(raw), bss)
+			}
+			fs.binarySizes = append(fs.binarySizes, size)
+		}
+		return fs.keep(parts, ss.s.opts.SpoolDir)
+	})
+	if err != nil {
+		fs.Close()
+		return nil, err
+	}
+	return fs, nil
+}
+
+// keep copies parts out of the message, to memory or to a file in dir.
+func (fs *fetchedSections) keep(parts [][]byte, dir string) error {
+	var total int64
+	for _, p := range parts {
+		fs.spans = append(fs.spans, [2]int64{total, int64(len(p))})
+		total += int64(len(p))
+	}
+	if total <= maxFetchInMemory {
+		fs.mem = make([]byte, 0, total)
+		for _, p := range parts {
+			fs.mem = append(fs.mem, p...)
+		}
+		return nil
+	}
+	f, err := os.CreateTemp(dir, "imap-fetch-*.tmp")
+	if err != nil {
+		return fmt.Errorf("spool FETCH answer: %w", err)
+	}
+	os.Remove(f.Name()) // gone with the last descriptor, also after a crash
+	fs.file = f
+	for _, p := range parts {
+		if _, err := f.Write(p); err != nil {
+			return fmt.Errorf("spool FETCH answer: %w", err)
+		}
+	}
+	return nil
+}
+
+// section returns the i-th section and its length.
+func (fs *fetchedSections) section(i int) (io.Reader, int64) {
+	off, n := fs.spans[i][0], fs.spans[i][1]
+	if fs.file != nil {
+		return io.NewSectionReader(fs.file, off, n), n
+	}
+	return bytes.NewReader(fs.mem[off : off+n]), n
+}
+
+func (fs *fetchedSections) Close() {
+	if fs.file != nil {
+		fs.file.Close()
+	}
 }
 
 // bodySection extracts BODY[section]<partial>. The whole message, its

@@ -58,6 +58,9 @@ type Options struct {
 	// IdleTimeout closes a connection that sends nothing for this long (also
 	// during IDLE; RFC 2177 clients re-issue IDLE every 29 minutes).
 	IdleTimeout time.Duration
+	// SpoolDir holds the temporary files that large FETCH answers are
+	// written from (unlinked at once); os.TempDir() if empty.
+	SpoolDir string
 	// Throttle limits failed logins per source address.
 	Throttle ThrottleOptions
 	Logger   *slog.Logger

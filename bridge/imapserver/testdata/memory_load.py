@@ -2,6 +2,7 @@
 
 usage: memory_load.py HOST PORT USER PASSWORD append CLIENTS SIZE
        memory_load.py HOST PORT USER PASSWORD search CLIENTS WORD
+       memory_load.py HOST PORT USER PASSWORD fetch CLIENTS UID
 
 Every client logs in first; then all start their command together.
 Prints "appended N" (successful APPENDs, then the answers that were not
@@ -18,7 +19,7 @@ conns = []
 for _ in range(clients):
     m = imaplib.IMAP4(host, port)
     m.login(user, password)
-    if mode == "search":
+    if mode in ("search", "fetch"):
         m.select("INBOX", readonly=True)
     conns.append(m)
 
@@ -38,8 +39,12 @@ def work(i):
     try:
         if mode == "append":
             results[i] = m.append("INBOX", None, None, msgs[i])
-        else:
+        elif mode == "search":
             results[i] = m.uid("SEARCH", "BODY", arg)
+        else:
+            typ, data = m.uid("FETCH", "%d:*" % (i % 8 + 1), "(BODY.PEEK[])")
+            size = sum(len(d[1]) for d in data if isinstance(d, tuple))
+            results[i] = (typ, [size])
     except Exception as e:  # a NO answer or a dropped connection
         results[i] = ("ERR", [str(e).encode()])
 
@@ -58,6 +63,9 @@ for m in conns:
 if mode == "append":
     ok = sum(1 for typ, _ in results if typ == "OK")
     print("appended %d" % ok, [r for r in results if r[0] != "OK"][:3])
+elif mode == "fetch":
+    sizes = [data[0] if typ == "OK" else 0 for typ, data in results]
+    print("fetched %d bytes at least" % min(sizes), [r for r in results if r[0] != "OK"][:3])
 else:
     counts = [len(data[0].split()) if typ == "OK" and data[0] else 0 for typ, data in results]
     print("found %d in %d" % (min(counts), clients), [r for r in results if r[0] != "OK"][:3])
