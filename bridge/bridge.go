@@ -191,6 +191,7 @@ func (b *Bridge) open(ctx context.Context, nodeKey ed25519.PrivateKey) error {
 		Store:         b.mail,
 		Authenticator: NewAuthenticator(b.reg, b.cfg.Domain),
 		TLSConfig:     tlsConfig,
+		SpoolDir:      b.cfg.DataDir,
 		Logger:        b.log,
 	})
 	if err != nil {
