@@ -38,20 +38,47 @@ func (db *DB) Search(ctx context.Context, id MailboxID, criteria *imap.SearchCri
 		return nil, fmt.Errorf("search mailbox %s: %w", id, err)
 	}
 	var out []UID
-	for i := range recs {
-		rec := &recs[i]
+	for len(recs) > 0 {
+		batch := recs[:textBatch(recs)]
+		recs = recs[len(batch):]
 		if q.text {
-			if err := db.loadText(ctx, rec, q.needles); err != nil {
+			if err := db.loadTexts(ctx, batch, q.needles); err != nil {
 				return nil, fmt.Errorf("search mailbox %s: %w", id, err)
 			}
 		}
-		if matches(rec, criteria) {
-			out = append(out, rec.uid)
+		for i := range batch {
+			if matches(&batch[i], criteria) {
+				out = append(out, batch[i].uid)
+			}
+			batch[i].header, batch[i].bodyHas = nil, nil
 		}
-		rec.header, rec.bodyHas = nil, nil
 	}
 	return out, nil
 }
+
+// Batches of messages whose text one query reads: at most this many, and
+// a message of textCost above maxBatchCost goes alone.
+const (
+	maxTextBatch = 256
+	maxBatchCost = 4 << 20
+)
+
+// textBatch is how many of recs the next text query reads.
+func textBatch(recs []searchRecord) int {
+	n, cost := 0, int64(0)
+	for n < len(recs) && n < maxTextBatch {
+		cost += textCost(recs[n].size)
+		if n > 0 && cost > maxBatchCost {
+			break
+		}
+		n++
+	}
+	return n
+}
+
+// textCost is what reading the text of a message of size bytes holds in
+// memory: its header text in Go, its body text in SQLite.
+func textCost(size int64) int64 { return min(size, maxSearchHeader) + min(size, maxSearchText) }
 
 // searchRecords reads the small columns of every message in a mailbox.
 func searchRecords(ctx context.Context, q querier, mailboxID int64) ([]searchRecord, error) {
@@ -80,36 +107,59 @@ func searchRecords(ctx context.Context, q querier, mailboxID int64) ([]searchRec
 	return recs, rows.Err()
 }
 
-// loadText reads a message's header text and has SQLite tell which of the
-// needles its body text contains, holding the memory this takes (SQLite
-// loads the body text once per needle) from the budget.
-func (db *DB) loadText(ctx context.Context, rec *searchRecord, needles []string) error {
-	cost := min(rec.size, maxSearchHeader) + min(rec.size, maxSearchText)*int64(len(needles))
+// loadTexts reads the header text of a batch of messages and has SQLite
+// tell which of the needles each body text contains, holding the memory
+// this may take from the budget (SQLite holds one body text at a time, once
+// per needle).
+func (db *DB) loadTexts(ctx context.Context, batch []searchRecord, needles []string) error {
+	var cost int64
+	for _, rec := range batch {
+		cost = max(cost, textCost(rec.size)*int64(max(1, len(needles))))
+	}
 	release, err := db.budget.acquire(ctx, cost)
 	if err != nil {
 		return err
 	}
 	defer release()
-	query := "SELECT header_text"
-	args := make([]any, 0, len(needles)+1)
+	query := "SELECT body_id, header_text"
+	args := make([]any, 0, len(needles)+len(batch))
 	for _, n := range needles {
 		query += ", instr(body_text, ?) > 0"
 		args = append(args, n)
 	}
-	args = append(args, rec.bodyID)
-	found := make([]bool, len(needles))
-	dest := []any{&rec.header}
-	for i := range found {
-		dest = append(dest, &found[i])
+	byBody := make(map[int64][]*searchRecord, len(batch))
+	for i := range batch {
+		byBody[batch[i].bodyID] = append(byBody[batch[i].bodyID], &batch[i])
+		args = append(args, batch[i].bodyID)
 	}
-	if err := db.text.QueryRowContext(ctx, query+" FROM body_data WHERE body_id = ?", args...).Scan(dest...); err != nil {
-		return fmt.Errorf("read text of message %d: %w", rec.uid, err)
+	query += " FROM body_data WHERE body_id IN (?" + strings.Repeat(", ?", len(batch)-1) + ")"
+	rows, err := db.text.QueryContext(ctx, query, args...)
+	if err != nil {
+		return fmt.Errorf("read message text: %w", err)
 	}
-	rec.bodyHas = make(map[string]bool, len(needles))
-	for i, n := range needles {
-		rec.bodyHas[n] = found[i]
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			bodyID int64
+			header []byte
+			found  = make([]bool, len(needles))
+		)
+		dest := []any{&bodyID, &header}
+		for i := range found {
+			dest = append(dest, &found[i])
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return fmt.Errorf("read message text: %w", err)
+		}
+		has := make(map[string]bool, len(needles))
+		for i, n := range needles {
+			has[n] = found[i]
+		}
+		for _, rec := range byBody[bodyID] {
+			rec.header, rec.bodyHas = header, has
+		}
 	}
-	return nil
+	return rows.Err()
 }
 
 type searchRecord struct {
