@@ -15,6 +15,20 @@
 // fsync discipline (file, directory, database) to get right. Messages are at
 // most a few tens of MiB, well within what SQLite blobs handle.
 //
+// Accounts are isolated by construction: calls on a selected mailbox take a
+// [MailboxID], which carries its account, can only come from a lookup by
+// account and name, and is checked in one place against the mailbox's
+// owner; mailbox ids are never reused, so an id kept after its mailbox was
+// deleted names nothing.
+//
+// Memory is bounded by a budget shared by every call that holds a whole
+// message or its text (append, delivery, text search, reading a message
+// for FETCH; see [DB.SetMemoryBudget]): a call waits for its share and
+// fails with [ErrBusy] if it waits too long. [DB.AppendFrom] spools a
+// message to a file beside the database while it arrives, so a slow upload
+// holds no share; text search and [DB.WithRaw] read on connections that do
+// not map the database file.
+//
 // The package opens no sockets and knows nothing about ASMTP. It uses
 // go-imap's data types (envelope, body structure, search criteria) because
 // its job is to hold mail in the shape IMAP serves it.

@@ -12,7 +12,12 @@
 // Security defaults: plain text only on loopback addresses (Listen refuses
 // anything else without TLS); on other addresses LOGIN needs TLS first;
 // failed logins are throttled per source address; connections, APPEND size
-// and idle time are bounded.
+// and idle time are bounded. Memory is bounded by the store's budget:
+// APPEND is spooled to disk as it arrives, SEARCH reads text a message at
+// a time, and large FETCH answers are written from a temporary file; a
+// request that cannot get its share in time gets NO [UNAVAILABLE]. A
+// session whose selected mailbox was deleted gets NO [NONEXISTENT] for
+// every command on it.
 package imapserver
 
 import (
