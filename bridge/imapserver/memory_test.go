@@ -262,3 +262,40 @@ func TestConcurrentLargeFetchesBounded(t *testing.T) {
 		t.Errorf("peak RSS %.0f MiB above idle, want <= %d", m.above, maxRSSAboveIdle)
 	}
 }
+
+// TestMemoryBudgetSpentAnswersUnavailable: while the store's memory budget
+// is held (here by a read of a message larger than the whole budget),
+// APPEND, SEARCH BODY and FETCH BODY[] get NO [UNAVAILABLE] after the
+// budget's wait, and work again once it is free.
+func TestMemoryBudgetSpentAnswersUnavailable(t *testing.T) {
+	ts := startServer(t)
+	ts.store.SetMemoryBudget(1<<20, 100*time.Millisecond)
+	big := largeMessage(0, 2<<20)
+	a, err := ts.store.Append(t.Context(), testUser, "INBOX", big, nil, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := dialRaw(t, ts.addr)
+	c.login()
+	c.cmd("SELECT INBOX")
+	commands := []string{"APPEND INBOX {3+}\r\nx\r\n", "UID SEARCH BODY needle", "FETCH 1 (BODY.PEEK[])"}
+
+	held, free := make(chan struct{}), make(chan struct{})
+	go ts.store.WithRaw(t.Context(), a.MailboxID, a.UID, func([]byte) error {
+		close(held)
+		<-free
+		return nil
+	})
+	<-held
+	for _, cmd := range commands {
+		if _, st := c.cmd(cmd); !strings.Contains(st, "NO [UNAVAILABLE]") {
+			t.Errorf("%.30q with the budget spent: %s, want NO [UNAVAILABLE]", cmd, st)
+		}
+	}
+	close(free)
+	for _, cmd := range commands {
+		if _, st := c.cmd(cmd); !strings.Contains(st, " OK ") {
+			t.Errorf("%.30q with the budget free: %s", cmd, st)
+		}
+	}
+}
