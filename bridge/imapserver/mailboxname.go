@@ -16,8 +16,8 @@ import (
 // take them and replaces an invalid one by a name of the same length made
 // of delimiters, which decodes and which the store refuses as invalid:
 // the client gets NO [CANNOT] Invalid mailbox name, as from Dovecot's
-// "NO Mailbox name is not valid mUTF-7". LIST and LSUB patterns are left
-// to go-imap.
+// "NO Mailbox name is not valid mUTF-7"; LIST and LSUB, whose reference or
+// pattern it becomes, list nothing.
 
 // invalidNameFiller replaces each byte of an invalid mailbox name: a name
 // of delimiters only is invalid (NormalizeName) but decodes.
@@ -29,12 +29,14 @@ const invalidNameFiller = '/'
 var mailboxArgs = map[string][]int{
 	"SELECT": {0}, "EXAMINE": {0}, "CREATE": {0}, "DELETE": {0}, "SUBSCRIBE": {0}, "UNSUBSCRIBE": {0},
 	"STATUS": {0}, "APPEND": {0}, "RENAME": {0, 1}, "COPY": {1}, "MOVE": {1}, "UID COPY": {2}, "UID MOVE": {2},
+	"LIST": {0, 1}, "LSUB": {0, 1},
 }
 
 // nameCheck tracks the arguments of one command across its lines.
 type nameCheck struct {
 	positions []int // mailbox argument positions; nil: nothing to check
 	arg       int   // position of the next argument
+	list      bool  // LIST: a leading list of selection options does not count
 }
 
 func newNameCheck(name, args string) nameCheck {
@@ -42,7 +44,7 @@ func newNameCheck(name, args string) nameCheck {
 		sub, _, _ := strings.Cut(args, " ")
 		name += " " + strings.ToUpper(sub)
 	}
-	return nameCheck{positions: mailboxArgs[name]}
+	return nameCheck{positions: mailboxArgs[name], list: name == "LIST"}
 }
 
 func (nc *nameCheck) isMailbox(arg int) bool {
@@ -72,19 +74,47 @@ func (nc *nameCheck) line(args []byte) (literalIsMailbox bool) {
 			nc.arg++
 			return literalIsMailbox
 		}
-		if nc.isMailbox(nc.arg) && args[start] != '(' {
-			value := args[start:end]
-			if args[start] == '"' && end-start >= 2 {
-				value = unquote(args[start+1 : end-1])
-			}
-			if !validMUTF7(string(value)) {
-				fill(args[start:end], args[start] == '"')
-			}
+		switch {
+		case nc.list && nc.arg == 0 && args[start] == '(':
+			i = end // LIST (SUBSCRIBED ...) reference pattern
+			continue
+		case !nc.isMailbox(nc.arg):
+		case args[start] == '(': // LIST "" ("a" "b"): several patterns
+			checkNames(args[start+1 : max(start+1, end-1)])
+		default:
+			checkName(args[start:end])
 		}
 		nc.arg++
 		i = end
 	}
 	return false
+}
+
+// checkNames checks the space-separated names in a parenthesized list.
+func checkNames(list []byte) {
+	for i := 0; i < len(list); {
+		if list[i] == ' ' {
+			i++
+			continue
+		}
+		end := tokenEnd(list, i)
+		if list[i] != '(' {
+			checkName(list[i:end])
+		}
+		i = end
+	}
+}
+
+// checkName fills an atom or quoted string that is not a valid name.
+func checkName(tok []byte) {
+	value := tok
+	quoted := tok[0] == '"' && len(tok) >= 2
+	if quoted {
+		value = unquote(tok[1 : len(tok)-1])
+	}
+	if !validMUTF7(string(value)) {
+		fill(tok, quoted)
+	}
 }
 
 // tokenEnd is the end of the argument starting at i: a quoted string, a

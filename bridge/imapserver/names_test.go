@@ -30,6 +30,13 @@ func TestInvalidMailboxNamesGetNo(t *testing.T) {
 		`SELECT "&Jjo"`,
 		"APPEND \"&Jjo\" {3+}\r\nx\r\n",
 	}
+	lists := []string{ // list nothing
+		`LIST "" "&Jjo"`,
+		`LIST "&Jjo" "*"`,
+		`LSUB "" "&Jjo"`,
+		`LIST (SUBSCRIBED) "" "&Jjo"`,
+		`LIST "" ("a" "&Jjo")`,
+	}
 	for _, cmd := range tests {
 		_, st := c.cmd(cmd)
 		if !strings.Contains(st, " NO ") || strings.Contains(st, "SERVERBUG") {
@@ -38,6 +45,15 @@ func TestInvalidMailboxNamesGetNo(t *testing.T) {
 		if _, st := c.cmd("NOOP"); !strings.Contains(st, "OK") {
 			t.Fatalf("NOOP after %q: %s", cmd, st)
 		}
+	}
+	for _, cmd := range lists {
+		untagged, st := c.cmd(cmd)
+		if !strings.Contains(st, " OK ") || len(untagged) != 0 {
+			t.Errorf("%q: %q %s, want nothing listed and OK", cmd, untagged, st)
+		}
+	}
+	if untagged, _ := c.cmd(`LIST (SUBSCRIBED) "" ("INBOX" "&Jjo")`); len(untagged) != 1 {
+		t.Errorf("LIST of INBOX and an invalid name: %q, want INBOX", untagged)
 	}
 	// Valid modified UTF-7 still works: "Entwürfe" and "&" itself.
 	for _, name := range []string{"Entw&APw-rfe", "a&-b"} {
@@ -112,6 +128,35 @@ func TestOversizedLiteralBeforeLogin(t *testing.T) {
 		}
 		if len(lines) != 1 || !strings.HasPrefix(lines[0], "* BYE ") {
 			t.Errorf("%q: got %q, want one BYE then the end", first, lines)
+		}
+	}
+}
+
+func TestValidMUTF7(t *testing.T) {
+	tests := []struct {
+		name string
+		ok   bool
+	}{
+		{"INBOX", true},
+		{"Entw&APw-rfe", true}, // Entwürfe
+		{"a&-b", true},         // a&b
+		{"&ZeVnLIqe-", true},   // 日本語
+		{"&2D3eAA-", true},     // U+1F600, a surrogate pair
+		{"Entwürfe", true},     // raw UTF-8, which go-imap accepts too
+		{"&Jjo", false},        // unterminated
+		{"&Jjo-", true},        // ☺
+		{"&Jj-", false},        // not a whole UTF-16 unit
+		{"&AGE-", false},       // "a", which must not be shifted
+		{"&AOk-&AOk-", false},  // two shifts in a row
+		{"&2D0-", false},       // a lone surrogate
+		{"&AOk=-", false},      // padding
+		{"a\x00b", false},
+		{"a\x7fb", false},
+		{"\xff", false},
+	}
+	for _, tt := range tests {
+		if got := validMUTF7(tt.name); got != tt.ok {
+			t.Errorf("validMUTF7(%q) = %v, want %v", tt.name, got, tt.ok)
 		}
 	}
 }
