@@ -138,9 +138,7 @@ func (w *wireConn) Read(p []byte) (int, error) {
 		}
 		if f.literal > 0 && f.checkLit {
 			f.checkLit = false
-			if err := w.readNameLiteral(); err != nil {
-				return 0, err
-			}
+			w.readNameLiteral()
 			continue
 		}
 		if f.literal > 0 {
@@ -249,21 +247,17 @@ func argsOf(line []byte, first bool) []byte {
 
 // readNameLiteral reads a literal mailbox name whole (it is small: go-imap
 // refuses larger ones outside APPEND) and hands it on, replaced if it is
-// not valid modified UTF-7.
-func (w *wireConn) readNameLiteral() error {
+// not valid modified UTF-7. A literal cut short is handed on as it is; the
+// read error follows.
+func (w *wireConn) readNameLiteral() {
 	f := &w.frame
 	buf := make([]byte, f.literal)
 	n, err := io.ReadFull(w.in, buf)
 	f.literal = 0
-	if err != nil {
-		f.pending = append(f.pending[:0], buf[:n]...)
-		return nil // go-imap sees the short literal, then the error
-	}
-	if !validMUTF7(string(buf)) {
+	if err == nil && !validMUTF7(string(buf)) {
 		fill(buf, false)
 	}
-	f.pending = append(f.pending[:0], buf...)
-	return nil
+	f.pending = append(f.pending[:0], buf[:n]...)
 }
 
 func (w *wireConn) answerID(tag, args string) {
