@@ -160,3 +160,30 @@ func TestValidMUTF7(t *testing.T) {
 		}
 	}
 }
+
+// FuzzNameCheck: the framer's look at mailbox arguments never panics, never
+// changes a line's length, and leaves lines of printable ASCII without '&'
+// alone.
+func FuzzNameCheck(f *testing.F) {
+	for _, seed := range []string{`a CREATE "&Jjo"`, `a LIST (SUBSCRIBED) "" ("a" "&Jjo")`, `a UID MOVE 1:* "x`, `a RENAME {3+}`, `a LIST ((( "`} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		_, name, args := splitCommand([]byte(line))
+		nc := newNameCheck(name, args)
+		b := []byte(line)
+		nc.line(argsOf(b, true))
+		nc.line(b) // as a continuation line too
+		if len(b) != len(line) {
+			t.Fatalf("length changed: %q -> %q", line, b)
+		}
+		for _, c := range []byte(line) {
+			if c == '&' || c < 0x20 || c > 0x7e {
+				return // may hold an invalid name
+			}
+		}
+		if string(b) != line {
+			t.Fatalf("changed a plain line: %q -> %q", line, b)
+		}
+	})
+}
