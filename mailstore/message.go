@@ -551,9 +551,11 @@ func (db *DB) Move(ctx context.Context, id MailboxID, uids []UID, dest string) (
 		for _, m := range moved {
 			added.Flags = append(added.Flags, m.flags)
 		}
+		// Expunged first: within one mailbox, a session then hears EXPUNGE
+		// and the new EXISTS, as from Dovecot.
 		return []change{
-			{mailboxID: dst.ID.row, Change: added},
 			{mailboxID: mailboxID, Change: Change{Kind: ChangeExpunged, UIDs: out.SourceUIDs}},
+			{mailboxID: dst.ID.row, Change: added},
 		}, nil
 	})
 	if err != nil {
