@@ -205,6 +205,7 @@ func (b *Bridge) open(ctx context.Context, nodeKey ed25519.PrivateKey) error {
 		Store:         b.mail,
 		Authenticator: auth,
 		TLSConfig:     tlsConfig,
+		SpoolDir:      b.cfg.DataDir,
 		Logger:        b.log,
 	})
 	if err != nil {

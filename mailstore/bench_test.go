@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/emersion/go-imap/v2"
 )
 
 func BenchmarkAppend(b *testing.B) {
@@ -51,6 +53,25 @@ func BenchmarkAppend1MiB(b *testing.B) {
 	for b.Loop() {
 		if _, err := db.Append(context.Background(), "alice", "INBOX", raw, nil, time.Time{}); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkSearchBody is SEARCH BODY over 2,000 small messages.
+func BenchmarkSearchBody(b *testing.B) {
+	db, _ := openTest(b)
+	ctx := context.Background()
+	for i := range 2000 {
+		if _, err := db.Append(ctx, "alice", "INBOX", msg(fmt.Sprint("s", i), fmt.Sprintf("body %d of the benchmark", i)), nil, time.Time{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	inbox, _ := db.Mailbox(ctx, "alice", "INBOX")
+	b.ResetTimer()
+	for range b.N {
+		uids, err := db.Search(ctx, inbox.ID, &imap.SearchCriteria{Body: []string{"body 1999 of"}})
+		if err != nil || len(uids) != 1 {
+			b.Fatal(uids, err)
 		}
 	}
 }

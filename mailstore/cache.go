@@ -79,7 +79,7 @@ func decodeStructure(b []byte) (imap.BodyStructure, error) {
 }
 
 func fromCached(c *cachedPart, depth int) (imap.BodyStructure, error) {
-	if c == nil || depth > 2*maxMIMEDepth+2 {
+	if c == nil || depth > 2*MaxMIMEDepth+2 {
 		return nil, errBadCache
 	}
 	if len(c.Children) > 0 {

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -21,6 +22,7 @@ type DB struct {
 	w       *sql.DB
 	relaxed *sql.DB // the writer without fsync at commit, for writeRelaxed
 	r       *sql.DB
+	text    *sql.DB // reads message text for SEARCH, without mmap: see Search
 	ck      *sql.DB // runs the checkpoints, off the writers' commits
 	ckWake  chan struct{}
 	ckStop  chan struct{}
@@ -29,6 +31,9 @@ type DB struct {
 
 	writeMu  sync.Mutex                      // one write transaction at a time; also guards watchers
 	watchers map[int64]map[*watcher]struct{} // by mailbox ID
+
+	budget   *memoryBudget // see budget.go
+	spoolDir string        // where AppendFrom spools messages: the database's directory
 }
 
 type watcher struct{ fn func(Change) }
@@ -142,6 +147,16 @@ ALTER TABLE outbox_recipients ADD COLUMN warned_at INTEGER NOT NULL DEFAULT 0;
 -- unix milliseconds, 0 while not. Such a row is not published again; it
 -- waits for a holder to be seen.
 ALTER TABLE outbox_recipients ADD COLUMN handed_at INTEGER NOT NULL DEFAULT 0;
+`, `
+-- Mailbox ids are never reused: a plain INTEGER PRIMARY KEY hands a deleted
+-- mailbox's id (the largest) to the next mailbox created, and a session that
+-- still had the old one selected would reach the new one, of any account.
+-- insertMailbox takes ids from this counter instead (AUTOINCREMENT would
+-- need the table rebuilt, which its foreign keys make unsafe in a
+-- transaction). Ids handed out before this migration cannot be told apart;
+-- the counter starts past the largest in use.
+CREATE TABLE mailbox_ids (last INTEGER NOT NULL);
+INSERT INTO mailbox_ids (last) SELECT coalesce(max(id), 0) FROM mailboxes;
 `}
 
 // Open opens (creating if needed) the store in the SQLite file at path and
@@ -161,7 +176,9 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	}
 	w.SetMaxOpenConns(1)
 	w.SetConnMaxIdleTime(0)
-	db := &DB{w: w, watchers: make(map[int64]map[*watcher]struct{})}
+	db := &DB{w: w, watchers: make(map[int64]map[*watcher]struct{}),
+		budget: newMemoryBudget(DefaultMemoryBudget, DefaultBudgetWait), spoolDir: filepath.Dir(path)}
+	removeSpooled(db.spoolDir)
 	if err := db.migrate(ctx); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("mailstore: open %s: %w", path, err)
@@ -174,6 +191,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	}{
 		{writer + "&_pragma=synchronous(NORMAL)", 1, &db.relaxed},
 		{common + "&_pragma=query_only(1)&_pragma=cache_size(-16384)&_pragma=mmap_size(268435456)", 8, &db.r},
+		{common + "&_pragma=query_only(1)&_pragma=cache_size(-2048)&_pragma=mmap_size(0)", textReaders, &db.text},
 		{common + "&_pragma=synchronous(FULL)", 1, &db.ck},
 	} {
 		conn, err := sql.Open("sqlite", path+"?"+c.dsn)
@@ -193,6 +211,12 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	go db.checkpointLoop()
 	return db, nil
 }
+
+// textReaders is how many connections read message text for SEARCH at
+// once. They map no memory: every one of the read pool's connections maps
+// the file on its own, and SEARCH BODY reading megabytes of text through
+// them grew the resident set by the text times the connections.
+const textReaders = 4
 
 // checkpointSpacing is the least time between two checkpoints: they copy
 // what the commits since the last one wrote to the WAL.
@@ -256,7 +280,7 @@ func (db *DB) Close() error {
 	<-db.ckDone
 	db.writeMu.Lock()
 	defer db.writeMu.Unlock()
-	return errors.Join(db.r.Close(), db.ck.Close(), db.relaxed.Close(), db.w.Close())
+	return errors.Join(db.r.Close(), db.text.Close(), db.ck.Close(), db.relaxed.Close(), db.w.Close())
 }
 
 // change is a Change waiting for its transaction to commit.
@@ -317,15 +341,16 @@ func (db *DB) writeOn(ctx context.Context, conn *sql.DB, fn func(tx *sql.Tx) ([]
 // committed after it, in commit order, until the returned stop function is
 // called. fn runs while the store's write lock is held: it must be quick,
 // must not block, and must not call the store.
-func (db *DB) Watch(ctx context.Context, mailboxID int64, fn func(Change)) (Snapshot, func(), error) {
+func (db *DB) Watch(ctx context.Context, id MailboxID, fn func(Change)) (Snapshot, func(), error) {
 	db.writeMu.Lock()
 	defer db.writeMu.Unlock()
 	var snap Snapshot
-	mb, err := mailboxByID(ctx, db.r, mailboxID)
+	mb, err := ownedMailbox(ctx, db.r, id)
 	if err != nil {
-		return snap, nil, err
+		return snap, nil, fmt.Errorf("watch mailbox %s: %w", id, err)
 	}
 	snap.Mailbox = mb
+	mailboxID := id.row
 	rows, err := db.r.QueryContext(ctx, "SELECT uid, flags FROM messages WHERE mailbox_id = ? ORDER BY uid", mailboxID)
 	if err != nil {
 		return snap, nil, fmt.Errorf("watch mailbox %d: %w", mailboxID, err)

@@ -16,9 +16,13 @@ import (
 	"github.com/emersion/go-message/textproto"
 )
 
-// Limits of the parse done once at insert.
+// MaxMIMEDepth is how deep the parse done once at insert follows nested
+// multiparts and message/rfc822: a deeper entity is cached as one empty
+// part, so no section path longer than MaxMIMEDepth+1 names a part.
+const MaxMIMEDepth = 40
+
+// Other limits of the parse done once at insert.
 const (
-	maxMIMEDepth    = 40      // nesting of multiparts and message/rfc822
 	maxMIMEParts    = 5000    // parts per message
 	maxSearchText   = 8 << 20 // decoded text kept for SEARCH BODY/TEXT
 	maxSearchHeader = 1 << 20 // decoded header text kept for SEARCH HEADER/TEXT
@@ -146,7 +150,7 @@ func structureOf(h textproto.Header, body io.Reader, parentType string, depth in
 	}
 
 	if typ == "multipart" {
-		if params["boundary"] == "" || depth >= maxMIMEDepth {
+		if params["boundary"] == "" || depth >= MaxMIMEDepth {
 			// Unparsable: one empty part, as Dovecot reports it.
 			return &imap.BodyStructureMultiPart{Subtype: subtype, Children: []imap.BodyStructure{emptyTextPart()},
 				Extended: &imap.BodyStructureMultiPartExt{Params: params}}
@@ -191,7 +195,7 @@ func structureOf(h textproto.Header, body io.Reader, parentType string, depth in
 		sp.Encoding = "7bit"
 	}
 	switch {
-	case (mediaType == "message/rfc822" || mediaType == "message/global") && depth < maxMIMEDepth:
+	case (mediaType == "message/rfc822" || mediaType == "message/global") && depth < MaxMIMEDepth:
 		ch, cbody, err := splitHeader(raw)
 		if err != nil {
 			ch = textproto.Header{}

@@ -54,14 +54,14 @@ func TestIndexMessageShapes(t *testing.T) {
 }
 
 func TestIndexMessageLimits(t *testing.T) {
-	// 2,000 nested multiparts: parsed to maxMIMEDepth, then one empty part.
+	// 2,000 nested multiparts: parsed to MaxMIMEDepth, then one empty part.
 	var b strings.Builder
 	for i := range 2000 {
 		fmt.Fprintf(&b, "Content-Type: multipart/mixed; boundary=b%d\r\n\r\n--b%d\r\n", i, i)
 	}
 	ix := indexMessage([]byte(b.String()))
-	if depth := strings.Count(shape(ix.structure), "("); depth != maxMIMEDepth+1 {
-		t.Errorf("nesting depth %d, want %d", depth, maxMIMEDepth+1)
+	if depth := strings.Count(shape(ix.structure), "("); depth != MaxMIMEDepth+1 {
+		t.Errorf("nesting depth %d, want %d", depth, MaxMIMEDepth+1)
 	}
 	// 20,000 parts: at most maxMIMEParts kept.
 	b.Reset()

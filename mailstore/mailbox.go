@@ -90,15 +90,24 @@ func insertMailbox(ctx context.Context, tx *sql.Tx, accountID int64, name, speci
 	if uidValidity > 1<<32-1 {
 		return 0, fmt.Errorf("UIDVALIDITY space exhausted")
 	}
-	res, err := tx.ExecContext(ctx, `INSERT INTO mailboxes (account_id, name, special_use, uid_validity, subscribed)
-		VALUES (?, ?, ?, ?, ?) ON CONFLICT (account_id, name) DO NOTHING`, accountID, name, specialUse, uidValidity, subscribed)
+	var exists bool
+	err = tx.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM mailboxes WHERE account_id = ? AND name = ?)", accountID, name).Scan(&exists)
 	if err != nil {
 		return 0, fmt.Errorf("insert mailbox %q: %w", name, err)
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
+	if exists {
 		return 0, ErrMailboxExists
 	}
-	return res.LastInsertId()
+	var id int64
+	if err := tx.QueryRowContext(ctx, "UPDATE mailbox_ids SET last = last + 1 RETURNING last").Scan(&id); err != nil {
+		return 0, fmt.Errorf("allocate mailbox id: %w", err)
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO mailboxes (id, account_id, name, special_use, uid_validity, subscribed)
+		VALUES (?, ?, ?, ?, ?, ?)`, id, accountID, name, specialUse, uidValidity, subscribed)
+	if err != nil {
+		return 0, fmt.Errorf("insert mailbox %q: %w", name, err)
+	}
+	return id, nil
 }
 
 // NormalizeName returns the canonical form of a mailbox name (INBOX in any
@@ -128,7 +137,8 @@ const mailboxColumns = "m.id, a.name, m.name, m.special_use, m.uid_validity, m.u
 
 func scanMailbox(row interface{ Scan(...any) error }) (Mailbox, error) {
 	var mb Mailbox
-	err := row.Scan(&mb.ID, &mb.Account, &mb.Name, &mb.SpecialUse, &mb.UIDValidity, &mb.UIDNext, &mb.Subscribed)
+	err := row.Scan(&mb.ID.row, &mb.Account, &mb.Name, &mb.SpecialUse, &mb.UIDValidity, &mb.UIDNext, &mb.Subscribed)
+	mb.ID.account = mb.Account
 	return mb, err
 }
 
@@ -148,14 +158,21 @@ func mailboxByName(ctx context.Context, q querier, account, name string) (Mailbo
 	return mb, nil
 }
 
-func mailboxByID(ctx context.Context, q querier, id int64) (Mailbox, error) {
+// ownedMailbox is the one check every call taking a MailboxID makes: the
+// mailbox exists and belongs to the ID's account; otherwise ErrNoMailbox.
+// Reads that run outside the write transaction may race a delete, but ids
+// are never reused, so a mailbox deleted meanwhile only reads as empty.
+func ownedMailbox(ctx context.Context, q querier, id MailboxID) (Mailbox, error) {
+	if id.account == "" {
+		return Mailbox{}, ErrNoMailbox
+	}
 	mb, err := scanMailbox(q.QueryRowContext(ctx, "SELECT "+mailboxColumns+
-		" FROM mailboxes m JOIN accounts a ON a.id = m.account_id WHERE m.id = ?", id))
+		" FROM mailboxes m JOIN accounts a ON a.id = m.account_id WHERE m.id = ? AND a.name = ?", id.row, id.account))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Mailbox{}, ErrNoMailbox
 	}
 	if err != nil {
-		return Mailbox{}, fmt.Errorf("look up mailbox %d: %w", id, err)
+		return Mailbox{}, fmt.Errorf("look up mailbox %s: %w", id, err)
 	}
 	return mb, nil
 }
@@ -198,7 +215,7 @@ func (db *DB) CreateMailbox(ctx context.Context, account, name, specialUse strin
 	if specialUse != "" && !specialUses[specialUse] {
 		return Mailbox{}, fmt.Errorf("create mailbox %q: %w %q", name, ErrBadSpecialUse, specialUse)
 	}
-	var id int64
+	id := MailboxID{account: account}
 	err = db.write(ctx, func(tx *sql.Tx) ([]change, error) {
 		acct, err := accountID(ctx, tx, account)
 		if err != nil {
@@ -210,13 +227,13 @@ func (db *DB) CreateMailbox(ctx context.Context, account, name, specialUse strin
 		if err := createParents(ctx, tx, acct, name); err != nil {
 			return nil, err
 		}
-		id, err = insertMailbox(ctx, tx, acct, name, specialUse, false)
+		id.row, err = insertMailbox(ctx, tx, acct, name, specialUse, false)
 		return nil, err
 	})
 	if err != nil {
 		return Mailbox{}, fmt.Errorf("create mailbox %q: %w", name, err)
 	}
-	return mailboxByID(ctx, db.r, id)
+	return ownedMailbox(ctx, db.r, id)
 }
 
 func checkMailboxCount(ctx context.Context, tx *sql.Tx, accountID int64) error {
@@ -258,17 +275,17 @@ func (db *DB) DeleteMailbox(ctx context.Context, account, name string) error {
 		}
 		var children int
 		err = tx.QueryRowContext(ctx, `SELECT count(*) FROM mailboxes WHERE account_id = (SELECT account_id FROM mailboxes WHERE id = ?)
-			AND substr(name, 1, length(?) + 1) = ? || '/'`, mb.ID, mb.Name, mb.Name).Scan(&children)
+			AND substr(name, 1, length(?) + 1) = ? || '/'`, mb.ID.row, mb.Name, mb.Name).Scan(&children)
 		if err != nil {
 			return nil, err
 		}
 		if children > 0 {
 			return nil, ErrHasChildren
 		}
-		if _, err := tx.ExecContext(ctx, "DELETE FROM mailboxes WHERE id = ?", mb.ID); err != nil {
+		if _, err := tx.ExecContext(ctx, "DELETE FROM mailboxes WHERE id = ?", mb.ID.row); err != nil {
 			return nil, err
 		}
-		return []change{{mailboxID: mb.ID, Change: Change{Kind: ChangeMailboxDeleted}}}, nil
+		return []change{{mailboxID: mb.ID.row, Change: Change{Kind: ChangeMailboxDeleted}}}, nil
 	})
 	if err != nil {
 		return fmt.Errorf("delete mailbox %q: %w", name, err)
@@ -312,7 +329,7 @@ func (db *DB) RenameMailbox(ctx context.Context, account, oldName, newName strin
 		if err != nil {
 			return nil, err
 		}
-		renames := map[int64]string{src.ID: newName}
+		renames := map[int64]string{src.ID.row: newName}
 		for rows.Next() {
 			var id int64
 			var name string
@@ -347,17 +364,17 @@ func renameInbox(ctx context.Context, tx *sql.Tx, accountID int64, inbox Mailbox
 	if err != nil {
 		return nil, err
 	}
-	uids, err := allUIDs(ctx, tx, inbox.ID)
+	uids, err := allUIDs(ctx, tx, inbox.ID.row)
 	if err != nil {
 		return nil, err
 	}
-	if _, _, err := moveMessages(ctx, tx, inbox.ID, uids, destID); err != nil {
+	if _, _, err := moveMessages(ctx, tx, inbox.ID.row, uids, destID); err != nil {
 		return nil, err
 	}
 	if len(uids) == 0 {
 		return nil, nil
 	}
-	return []change{{mailboxID: inbox.ID, Change: Change{Kind: ChangeExpunged, UIDs: uids}}}, nil
+	return []change{{mailboxID: inbox.ID.row, Change: Change{Kind: ChangeExpunged, UIDs: uids}}}, nil
 }
 
 // SetSubscribed subscribes to or unsubscribes from a mailbox.
@@ -367,7 +384,7 @@ func (db *DB) SetSubscribed(ctx context.Context, account, name string, subscribe
 		if err != nil {
 			return nil, err
 		}
-		_, err = tx.ExecContext(ctx, "UPDATE mailboxes SET subscribed = ? WHERE id = ?", subscribed, mb.ID)
+		_, err = tx.ExecContext(ctx, "UPDATE mailboxes SET subscribed = ? WHERE id = ?", subscribed, mb.ID.row)
 		return nil, err
 	})
 	if err != nil {
@@ -387,7 +404,7 @@ func (db *DB) Status(ctx context.Context, account, name string) (MailboxStatus, 
 			coalesce(sum(instr(m.flags, '\Seen') = 0), 0),
 			coalesce(sum(instr(m.flags, '\Deleted') > 0), 0),
 			coalesce(sum(b.size), 0)
-		FROM messages m JOIN bodies b ON b.id = m.body_id WHERE m.mailbox_id = ?`, mb.ID).
+		FROM messages m JOIN bodies b ON b.id = m.body_id WHERE m.mailbox_id = ?`, mb.ID.row).
 		Scan(&st.Messages, &st.Unseen, &st.Deleted, &st.Size)
 	if err != nil {
 		return MailboxStatus{}, fmt.Errorf("status %q: %w", name, err)

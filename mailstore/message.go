@@ -5,6 +5,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -14,7 +17,71 @@ import (
 // Append stores a message in a mailbox. The message is parsed before the
 // write lock is taken; the body, its cached parse and its new UID commit in
 // one transaction, and watchers of the mailbox hear of it after the commit.
+// Parsing and storing hold the message's share of the memory budget.
 func (db *DB) Append(ctx context.Context, account, mailbox string, raw []byte, flags []string, internalDate time.Time) (Appended, error) {
+	if len(raw) > MaxMessageSize {
+		return Appended{}, fmt.Errorf("append to %q: %w (%d bytes)", mailbox, ErrTooBig, len(raw))
+	}
+	release, err := db.budget.acquire(ctx, appendCost(int64(len(raw))))
+	if err != nil {
+		return Appended{}, fmt.Errorf("append to %q: %w", mailbox, err)
+	}
+	defer release()
+	return db.appendHeld(ctx, account, mailbox, raw, flags, internalDate)
+}
+
+// appendCost is what parsing and storing a message of size bytes holds in
+// memory: the message, its decoded text, and the copies SQLite makes of
+// both while it writes them.
+func appendCost(size int64) int64 { return 2*size + 64<<10 }
+
+// spoolPattern names AppendFrom's files in the store's directory; Open
+// removes any left by a crash.
+const spoolPattern = "mailstore-append-*.tmp"
+
+// AppendFrom is Append for a message of size bytes read from r, such as an
+// IMAP literal. The message goes to a file in the store's directory as it
+// arrives, so a slow or large upload holds no memory and no share of the
+// budget; the budget is taken only to parse and store it from the file.
+func (db *DB) AppendFrom(ctx context.Context, account, mailbox string, r io.Reader, size int64, flags []string, internalDate time.Time) (Appended, error) {
+	if size > MaxMessageSize {
+		return Appended{}, fmt.Errorf("append to %q: %w (%d bytes)", mailbox, ErrTooBig, size)
+	}
+	f, err := os.CreateTemp(db.spoolDir, spoolPattern)
+	if err != nil {
+		return Appended{}, fmt.Errorf("append to %q: spool: %w", mailbox, err)
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	n, err := io.Copy(f, io.LimitReader(r, size))
+	if err == nil && n < size {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil {
+		return Appended{}, fmt.Errorf("append to %q: spool: %d of %d bytes: %w", mailbox, n, size, err)
+	}
+	release, err := db.budget.acquire(ctx, appendCost(size))
+	if err != nil {
+		return Appended{}, fmt.Errorf("append to %q: %w", mailbox, err)
+	}
+	defer release()
+	raw := make([]byte, size)
+	if _, err := f.ReadAt(raw, 0); err != nil {
+		return Appended{}, fmt.Errorf("append to %q: read spooled message: %w", mailbox, err)
+	}
+	return db.appendHeld(ctx, account, mailbox, raw, flags, internalDate)
+}
+
+// removeSpooled deletes the spool files a crash left in dir.
+func removeSpooled(dir string) {
+	left, _ := filepath.Glob(filepath.Join(dir, spoolPattern))
+	for _, name := range left {
+		os.Remove(name)
+	}
+}
+
+// appendHeld is Append once the message's memory is accounted for.
+func (db *DB) appendHeld(ctx context.Context, account, mailbox string, raw []byte, flags []string, internalDate time.Time) (Appended, error) {
 	p, err := prepareMessage(raw, flags, internalDate)
 	if err != nil {
 		return Appended{}, fmt.Errorf("append to %q: %w", mailbox, err)
@@ -89,16 +156,16 @@ func insertMessage(ctx context.Context, tx *sql.Tx, account, mailbox string, p p
 		bodyID, p.headerText, p.bodyText, p.raw); err != nil {
 		return Appended{}, change{}, err
 	}
-	uid, err := allocateUIDs(ctx, tx, mb.ID, 1)
+	uid, err := allocateUIDs(ctx, tx, mb.ID.row, 1)
 	if err != nil {
 		return Appended{}, change{}, err
 	}
 	_, offset := p.date.Zone()
 	if _, err := tx.ExecContext(ctx, `INSERT INTO messages (mailbox_id, uid, body_id, flags, internal_date, internal_tz)
-		VALUES (?, ?, ?, ?, ?, ?)`, mb.ID, uid, bodyID, joinFlags(p.flags), p.date.Unix(), offset); err != nil {
+		VALUES (?, ?, ?, ?, ?, ?)`, mb.ID.row, uid, bodyID, joinFlags(p.flags), p.date.Unix(), offset); err != nil {
 		return Appended{}, change{}, err
 	}
-	c := change{mailboxID: mb.ID, Change: Change{Kind: ChangeAppended, UIDs: []UID{uid}, Flags: [][]string{p.flags}}}
+	c := change{mailboxID: mb.ID.row, Change: Change{Kind: ChangeAppended, UIDs: []UID{uid}, Flags: [][]string{p.flags}}}
 	return Appended{MailboxID: mb.ID, UIDValidity: mb.UIDValidity, UID: uid}, c, nil
 }
 
@@ -140,10 +207,14 @@ func allocateUIDs(ctx context.Context, tx *sql.Tx, mailboxID int64, n int) (UID,
 // Fetch calls fn with the cached metadata of each message of uids (sorted
 // ascending) that still exists, in UID order. The MessageMeta given to fn
 // is valid only until fn returns.
-func (db *DB) Fetch(ctx context.Context, mailboxID int64, uids []UID, fn func(MessageMeta) error) error {
+func (db *DB) Fetch(ctx context.Context, id MailboxID, uids []UID, fn func(MessageMeta) error) error {
 	if len(uids) == 0 {
 		return nil
 	}
+	if _, err := ownedMailbox(ctx, db.r, id); err != nil {
+		return fmt.Errorf("fetch from mailbox %s: %w", id, err)
+	}
+	mailboxID := id.row
 	rows, err := db.r.QueryContext(ctx, `SELECT m.uid, m.flags, m.internal_date, m.internal_tz, b.size, b.envelope, b.structure
 		FROM messages m JOIN bodies b ON b.id = m.body_id
 		WHERE m.mailbox_id = ? AND m.uid BETWEEN ? AND ? ORDER BY m.uid`, mailboxID, uids[0], uids[len(uids)-1])
@@ -193,12 +264,16 @@ func (m *MessageMeta) BodyStructure() (imap.BodyStructure, error) {
 }
 
 // Raw returns a message exactly as it was stored.
-func (db *DB) Raw(ctx context.Context, mailboxID int64, uid UID) ([]byte, error) {
+func (db *DB) Raw(ctx context.Context, id MailboxID, uid UID) ([]byte, error) {
+	if _, err := ownedMailbox(ctx, db.r, id); err != nil {
+		return nil, fmt.Errorf("read message %d in mailbox %s: %w", uid, id, err)
+	}
+	mailboxID := id.row
 	var raw []byte
 	err := db.r.QueryRowContext(ctx, `SELECT d.raw FROM messages m JOIN body_data d ON d.body_id = m.body_id
 		WHERE m.mailbox_id = ? AND m.uid = ?`, mailboxID, uid).Scan(&raw)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("read message %d in mailbox %d: %w", uid, mailboxID, errNoMessage)
+		return nil, fmt.Errorf("read message %d in mailbox %d: %w", uid, mailboxID, ErrNoMessage)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read message %d in mailbox %d: %w", uid, mailboxID, err)
@@ -206,11 +281,48 @@ func (db *DB) Raw(ctx context.Context, mailboxID int64, uid UID) ([]byte, error)
 	return raw, nil
 }
 
-var errNoMessage = errors.New("no such message")
+// ErrNoMessage is returned for a UID that names no message (any more).
+var ErrNoMessage = errors.New("mailstore: no such message")
+
+// WithRaw calls fn with a message exactly as it was stored, holding the
+// message's share of the memory budget until fn returns: fn should copy
+// out what it needs (to a file for large messages) rather than write to a
+// client that may read slowly. The message is read on a connection that
+// does not map the database, so reading it costs the bytes once.
+func (db *DB) WithRaw(ctx context.Context, id MailboxID, uid UID, fn func(raw []byte) error) error {
+	if _, err := ownedMailbox(ctx, db.r, id); err != nil {
+		return fmt.Errorf("read message %d in mailbox %s: %w", uid, id, err)
+	}
+	var size int64
+	err := db.r.QueryRowContext(ctx, `SELECT b.size FROM messages m JOIN bodies b ON b.id = m.body_id
+		WHERE m.mailbox_id = ? AND m.uid = ?`, id.row, uid).Scan(&size)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("read message %d in mailbox %s: %w", uid, id, ErrNoMessage)
+	}
+	if err != nil {
+		return fmt.Errorf("read message %d in mailbox %s: %w", uid, id, err)
+	}
+	// SQLite's copy and ours.
+	release, err := db.budget.acquire(ctx, 2*size)
+	if err != nil {
+		return fmt.Errorf("read message %d in mailbox %s: %w", uid, id, err)
+	}
+	defer release()
+	var raw []byte
+	err = db.text.QueryRowContext(ctx, `SELECT d.raw FROM messages m JOIN body_data d ON d.body_id = m.body_id
+		WHERE m.mailbox_id = ? AND m.uid = ?`, id.row, uid).Scan(&raw)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("read message %d in mailbox %s: %w", uid, id, ErrNoMessage)
+	}
+	if err != nil {
+		return fmt.Errorf("read message %d in mailbox %s: %w", uid, id, err)
+	}
+	return fn(raw)
+}
 
 // StoreFlags changes the flags of the given messages (sorted ascending);
 // messages that no longer exist are skipped.
-func (db *DB) StoreFlags(ctx context.Context, mailboxID int64, uids []UID, op imap.StoreFlagsOp, flags []string) error {
+func (db *DB) StoreFlags(ctx context.Context, id MailboxID, uids []UID, op imap.StoreFlagsOp, flags []string) error {
 	arg, err := canonicalFlags(flags)
 	if err != nil {
 		return fmt.Errorf("store flags: %w", err)
@@ -218,7 +330,11 @@ func (db *DB) StoreFlags(ctx context.Context, mailboxID int64, uids []UID, op im
 	if len(uids) == 0 {
 		return nil
 	}
+	mailboxID := id.row
 	err = db.write(ctx, func(tx *sql.Tx) ([]change, error) {
+		if _, err := ownedMailbox(ctx, tx, id); err != nil {
+			return nil, err
+		}
 		cur, err := flagsOf(ctx, tx, mailboxID, uids)
 		if err != nil {
 			return nil, err
@@ -252,7 +368,7 @@ func (db *DB) StoreFlags(ctx context.Context, mailboxID int64, uids []UID, op im
 		return []change{{mailboxID: mailboxID, Change: c}}, nil
 	})
 	if err != nil {
-		return fmt.Errorf("store flags in mailbox %d: %w", mailboxID, err)
+		return fmt.Errorf("store flags in mailbox %s: %w", id, err)
 	}
 	return nil
 }
@@ -311,9 +427,13 @@ func allUIDs(ctx context.Context, q querier, mailboxID int64) ([]UID, error) {
 
 // Expunge removes the messages flagged \Deleted, only among uids (sorted
 // ascending) unless uids is nil, and returns the UIDs removed.
-func (db *DB) Expunge(ctx context.Context, mailboxID int64, uids []UID) ([]UID, error) {
+func (db *DB) Expunge(ctx context.Context, id MailboxID, uids []UID) ([]UID, error) {
 	var gone []UID
+	mailboxID := id.row
 	err := db.write(ctx, func(tx *sql.Tx) ([]change, error) {
+		if _, err := ownedMailbox(ctx, tx, id); err != nil {
+			return nil, err
+		}
 		rows, err := tx.QueryContext(ctx, `SELECT uid FROM messages WHERE mailbox_id = ? AND instr(flags, '\Deleted') > 0 ORDER BY uid`, mailboxID)
 		if err != nil {
 			return nil, err
@@ -348,7 +468,7 @@ func (db *DB) Expunge(ctx context.Context, mailboxID int64, uids []UID) ([]UID, 
 		return []change{{mailboxID: mailboxID, Change: Change{Kind: ChangeExpunged, UIDs: gone}}}, nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("expunge mailbox %d: %w", mailboxID, err)
+		return nil, fmt.Errorf("expunge mailbox %s: %w", id, err)
 	}
 	return gone, nil
 }
@@ -361,10 +481,11 @@ func containsUID(sorted []UID, uid UID) bool {
 // Copy copies messages (uids sorted ascending) into another mailbox of the
 // same account. The copies are independent messages with their own UIDs and
 // flags; only the immutable body is shared.
-func (db *DB) Copy(ctx context.Context, mailboxID int64, uids []UID, account, dest string) (Copied, error) {
+func (db *DB) Copy(ctx context.Context, id MailboxID, uids []UID, dest string) (Copied, error) {
 	var out Copied
+	mailboxID := id.row
 	err := db.write(ctx, func(tx *sql.Tx) ([]change, error) {
-		dst, err := destination(ctx, tx, mailboxID, account, dest)
+		dst, err := destination(ctx, tx, id, dest)
 		if err != nil {
 			return nil, err
 		}
@@ -373,7 +494,7 @@ func (db *DB) Copy(ctx context.Context, mailboxID int64, uids []UID, account, de
 		if err != nil || len(src) == 0 {
 			return nil, err
 		}
-		first, err := allocateUIDs(ctx, tx, dst.ID, len(src))
+		first, err := allocateUIDs(ctx, tx, dst.ID.row, len(src))
 		if err != nil {
 			return nil, err
 		}
@@ -386,7 +507,7 @@ func (db *DB) Copy(ctx context.Context, mailboxID int64, uids []UID, account, de
 		c := Change{Kind: ChangeAppended}
 		for i, m := range src {
 			uid := first + UID(i)
-			if _, err := ins.ExecContext(ctx, dst.ID, uid, mailboxID, m.uid); err != nil {
+			if _, err := ins.ExecContext(ctx, dst.ID.row, uid, mailboxID, m.uid); err != nil {
 				return nil, err
 			}
 			out.SourceUIDs = append(out.SourceUIDs, m.uid)
@@ -394,7 +515,7 @@ func (db *DB) Copy(ctx context.Context, mailboxID int64, uids []UID, account, de
 			c.UIDs = append(c.UIDs, uid)
 			c.Flags = append(c.Flags, m.flags)
 		}
-		return []change{{mailboxID: dst.ID, Change: c}}, nil
+		return []change{{mailboxID: dst.ID.row, Change: c}}, nil
 	})
 	if err != nil {
 		return Copied{}, fmt.Errorf("copy to %q: %w", dest, err)
@@ -402,18 +523,16 @@ func (db *DB) Copy(ctx context.Context, mailboxID int64, uids []UID, account, de
 	return out, nil
 }
 
-// Move moves messages (uids sorted ascending) into another mailbox of the
-// same account in one transaction: they get new UIDs there and are expunged
-// here.
-func (db *DB) Move(ctx context.Context, mailboxID int64, uids []UID, account, dest string) (Copied, error) {
+// Move moves messages (uids sorted ascending) into a mailbox of the same
+// account in one transaction: they get new UIDs there and are expunged
+// here. Moving into the same mailbox renumbers them, as Dovecot does.
+func (db *DB) Move(ctx context.Context, id MailboxID, uids []UID, dest string) (Copied, error) {
 	var out Copied
+	mailboxID := id.row
 	err := db.write(ctx, func(tx *sql.Tx) ([]change, error) {
-		dst, err := destination(ctx, tx, mailboxID, account, dest)
+		dst, err := destination(ctx, tx, id, dest)
 		if err != nil {
 			return nil, err
-		}
-		if dst.ID == mailboxID {
-			return nil, errors.New("source and destination are the same mailbox")
 		}
 		out.UIDValidity = dst.UIDValidity
 		moved, err := flagsOf(ctx, tx, mailboxID, orNone(uids))
@@ -424,7 +543,7 @@ func (db *DB) Move(ctx context.Context, mailboxID int64, uids []UID, account, de
 		for i, m := range moved {
 			src[i] = m.uid
 		}
-		out.SourceUIDs, out.DestUIDs, err = moveMessages(ctx, tx, mailboxID, src, dst.ID)
+		out.SourceUIDs, out.DestUIDs, err = moveMessages(ctx, tx, mailboxID, src, dst.ID.row)
 		if err != nil {
 			return nil, err
 		}
@@ -432,9 +551,11 @@ func (db *DB) Move(ctx context.Context, mailboxID int64, uids []UID, account, de
 		for _, m := range moved {
 			added.Flags = append(added.Flags, m.flags)
 		}
+		// Expunged first: within one mailbox, a session then hears EXPUNGE
+		// and the new EXISTS, as from Dovecot.
 		return []change{
-			{mailboxID: dst.ID, Change: added},
 			{mailboxID: mailboxID, Change: Change{Kind: ChangeExpunged, UIDs: out.SourceUIDs}},
+			{mailboxID: dst.ID.row, Change: added},
 		}, nil
 	})
 	if err != nil {
@@ -451,17 +572,12 @@ func orNone(uids []UID) []UID {
 	return uids
 }
 
-// destination looks up dest and checks that it and the source mailbox belong
-// to account.
-func destination(ctx context.Context, tx *sql.Tx, srcID int64, account, dest string) (Mailbox, error) {
-	src, err := mailboxByID(ctx, tx, srcID)
-	if err != nil {
+// destination checks the source mailbox and looks up dest in its account.
+func destination(ctx context.Context, tx *sql.Tx, src MailboxID, dest string) (Mailbox, error) {
+	if _, err := ownedMailbox(ctx, tx, src); err != nil {
 		return Mailbox{}, err
 	}
-	if src.Account != account {
-		return Mailbox{}, ErrNoMailbox
-	}
-	return mailboxByName(ctx, tx, account, dest)
+	return mailboxByName(ctx, tx, src.account, dest)
 }
 
 // moveMessages re-homes existing messages (src ascending) into destID with

@@ -278,8 +278,15 @@ func (db *DB) ExpireChunks(ctx context.Context, account string, idleSince time.T
 // DeliverInbound appends a finished inbound message to the account's INBOX,
 // records (sender, id) as delivered and drops its chunks, in one
 // transaction; IDLE sessions hear of it after the commit. If the message was
-// delivered before, nothing changes and delivered is false.
+// delivered before, nothing changes and delivered is false. Parsing and
+// storing hold the message's share of the memory budget (ErrBusy when it
+// stays spent).
 func (db *DB) DeliverInbound(ctx context.Context, account string, sender [32]byte, id [16]byte, raw []byte, now time.Time) (a Appended, delivered bool, err error) {
+	release, err := db.budget.acquire(ctx, appendCost(int64(len(raw))))
+	if err != nil {
+		return Appended{}, false, fmt.Errorf("deliver %x to %s: %w", id, account, err)
+	}
+	defer release()
 	p, err := prepareMessage(raw, nil, now)
 	if err != nil {
 		return Appended{}, false, fmt.Errorf("deliver %x to %s: %w", id, account, err)

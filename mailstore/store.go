@@ -15,6 +15,20 @@
 // fsync discipline (file, directory, database) to get right. Messages are at
 // most a few tens of MiB, well within what SQLite blobs handle.
 //
+// Accounts are isolated by construction: calls on a selected mailbox take a
+// [MailboxID], which carries its account, can only come from a lookup by
+// account and name, and is checked in one place against the mailbox's
+// owner; mailbox ids are never reused, so an id kept after its mailbox was
+// deleted names nothing.
+//
+// Memory is bounded by a budget shared by every call that holds a whole
+// message or its text (append, delivery, text search, reading a message
+// for FETCH; see [DB.SetMemoryBudget]): a call waits for its share and
+// fails with [ErrBusy] if it waits too long. [DB.AppendFrom] spools a
+// message to a file beside the database while it arrives, so a slow upload
+// holds no share; text search and [DB.WithRaw] read on connections that do
+// not map the database file.
+//
 // The package opens no sockets and knows nothing about ASMTP. It uses
 // go-imap's data types (envelope, body structure, search criteria) because
 // its job is to hold mail in the shape IMAP serves it.
@@ -23,6 +37,8 @@ package mailstore
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -73,9 +89,26 @@ var (
 	ErrNotUIDCriteria = errors.New("mailstore: search by sequence number must be converted to UIDs first")
 )
 
+// MailboxID names one mailbox of one account, stable across renames. Only
+// the store makes them, from a lookup by account and name, and every call
+// that takes one checks, in one place (ownedMailbox), that the mailbox still
+// exists and belongs to that account. Mailbox row ids are never reused (see
+// the mailbox_ids counter in db.go), so an ID kept by a session after its
+// mailbox was deleted names nothing rather than a newer mailbox, possibly of
+// another account.
+type MailboxID struct {
+	account string
+	row     int64
+}
+
+// Account is the account the mailbox belongs to.
+func (id MailboxID) Account() string { return id.account }
+
+func (id MailboxID) String() string { return fmt.Sprintf("%q/%d", id.account, id.row) }
+
 // Store is the narrow interface the IMAP server and the delivery pipeline
 // share. Mailboxes are named by account and name for account-level calls and
-// by Mailbox.ID (stable across renames) for calls on a selected mailbox.
+// by MailboxID for calls on a selected mailbox.
 type Store interface {
 	CreateAccount(ctx context.Context, name string) error
 	AccountExists(ctx context.Context, name string) (bool, error)
@@ -90,24 +123,31 @@ type Store interface {
 
 	// Append stores a message and returns where it went.
 	Append(ctx context.Context, account, mailbox string, raw []byte, flags []string, internalDate time.Time) (Appended, error)
+	// AppendFrom is Append for a message of size bytes read from r; the
+	// store spools it to disk as it arrives.
+	AppendFrom(ctx context.Context, account, mailbox string, r io.Reader, size int64, flags []string, internalDate time.Time) (Appended, error)
 	// Deliver is Append for callers that need only the UID.
 	Deliver(ctx context.Context, account, mailbox string, raw []byte, flags []string, internalDate time.Time) (UID, error)
 
-	Watch(ctx context.Context, mailboxID int64, fn func(Change)) (Snapshot, func(), error)
-	Fetch(ctx context.Context, mailboxID int64, uids []UID, fn func(MessageMeta) error) error
-	Raw(ctx context.Context, mailboxID int64, uid UID) ([]byte, error)
-	Search(ctx context.Context, mailboxID int64, criteria *imap.SearchCriteria) ([]UID, error)
-	StoreFlags(ctx context.Context, mailboxID int64, uids []UID, op imap.StoreFlagsOp, flags []string) error
-	Copy(ctx context.Context, mailboxID int64, uids []UID, account, dest string) (Copied, error)
-	Move(ctx context.Context, mailboxID int64, uids []UID, account, dest string) (Copied, error)
-	Expunge(ctx context.Context, mailboxID int64, uids []UID) ([]UID, error)
+	Watch(ctx context.Context, mailbox MailboxID, fn func(Change)) (Snapshot, func(), error)
+	Fetch(ctx context.Context, mailbox MailboxID, uids []UID, fn func(MessageMeta) error) error
+	Raw(ctx context.Context, mailbox MailboxID, uid UID) ([]byte, error)
+	// WithRaw is Raw for large messages: fn gets the message under the
+	// store's memory budget, which it holds until fn returns.
+	WithRaw(ctx context.Context, mailbox MailboxID, uid UID, fn func(raw []byte) error) error
+	Search(ctx context.Context, mailbox MailboxID, criteria *imap.SearchCriteria) ([]UID, error)
+	StoreFlags(ctx context.Context, mailbox MailboxID, uids []UID, op imap.StoreFlagsOp, flags []string) error
+	// Copy and Move take dest from the account of the source mailbox.
+	Copy(ctx context.Context, mailbox MailboxID, uids []UID, dest string) (Copied, error)
+	Move(ctx context.Context, mailbox MailboxID, uids []UID, dest string) (Copied, error)
+	Expunge(ctx context.Context, mailbox MailboxID, uids []UID) ([]UID, error)
 }
 
 var _ Store = (*DB)(nil)
 
 // Mailbox describes one mailbox.
 type Mailbox struct {
-	ID          int64
+	ID          MailboxID
 	Account     string
 	Name        string
 	SpecialUse  string // one of the Special* constants, or ""
@@ -127,7 +167,7 @@ type MailboxStatus struct {
 
 // Appended tells where Append put a message.
 type Appended struct {
-	MailboxID   int64
+	MailboxID   MailboxID
 	UIDValidity uint32
 	UID         UID
 }

@@ -42,7 +42,7 @@ func mustAppend(t *testing.T, db *DB, mailbox string, raw []byte, flags ...strin
 	return a
 }
 
-func uidsOf(t *testing.T, db *DB, mailboxID int64) []UID {
+func uidsOf(t *testing.T, db *DB, mailboxID MailboxID) []UID {
 	t.Helper()
 	snap, stop, err := db.Watch(context.Background(), mailboxID, func(Change) {})
 	if err != nil {
@@ -117,7 +117,7 @@ func TestUIDsNeverReusedAndStableAcrossReopen(t *testing.T) {
 	}
 }
 
-func uidsMailbox(t *testing.T, db *DB, name string) int64 {
+func uidsMailbox(t *testing.T, db *DB, name string) MailboxID {
 	t.Helper()
 	mb, err := db.Mailbox(context.Background(), "alice", name)
 	if err != nil {
@@ -247,7 +247,7 @@ func TestCopyIsIndependentMoveRenumbers(t *testing.T) {
 	}
 	mustAppend(t, db, "Archive", msg("already", "x"))
 
-	c, err := db.Copy(ctx, inbox, []UID{1, 3, 99}, "alice", "Archive")
+	c, err := db.Copy(ctx, inbox, []UID{1, 3, 99}, "Archive")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,7 +270,7 @@ func TestCopyIsIndependentMoveRenumbers(t *testing.T) {
 		t.Errorf("copied flags %v", flags)
 	}
 
-	m, err := db.Move(ctx, inbox, []UID{2}, "alice", "Trash")
+	m, err := db.Move(ctx, inbox, []UID{2}, "Trash")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,7 +280,8 @@ func TestCopyIsIndependentMoveRenumbers(t *testing.T) {
 	if got := uidsOf(t, db, inbox); len(got) != 0 {
 		t.Errorf("INBOX after move: %v", got)
 	}
-	if _, err := db.Copy(ctx, inbox, []UID{1}, "mallory", "INBOX"); !errors.Is(err, ErrNoMailbox) {
+	forged := MailboxID{account: "mallory", row: inbox.row}
+	if _, err := db.Copy(ctx, forged, []UID{1}, "INBOX"); !errors.Is(err, ErrNoMailbox) {
 		t.Errorf("copy across accounts: %v", err)
 	}
 }
@@ -290,7 +291,7 @@ func TestBodiesFreedWhenLastReferenceGoes(t *testing.T) {
 	ctx := context.Background()
 	inbox := uidsMailbox(t, db, "INBOX")
 	mustAppend(t, db, "INBOX", msg("shared", "x"), `\Deleted`)
-	if _, err := db.Copy(ctx, inbox, []UID{1}, "alice", "Archive"); err != nil {
+	if _, err := db.Copy(ctx, inbox, []UID{1}, "Archive"); err != nil {
 		t.Fatal(err)
 	}
 	count := func() (n int) {

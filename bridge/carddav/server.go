@@ -67,7 +67,7 @@ type Options struct {
 	MaxCardBytes int64
 	// Timeout bounds each request. Default DefaultTimeout.
 	Timeout time.Duration
-	Logger *slog.Logger
+	Logger  *slog.Logger
 }
 
 // Server is the CardDAV and autoconfig HTTP server.

@@ -139,6 +139,10 @@ var conversations = []conversation{
 	{name: "expunge", cmds: append(fixture()[:5], "SELECT INBOX",
 		`STORE 2,4 +FLAGS.SILENT (\Deleted)`, "EXPUNGE", "FETCH 1:* UID", `STORE 1:3 +FLAGS.SILENT (\Deleted)`, "UID EXPUNGE 1:2",
 		"FETCH 1:* UID", "CLOSE", "STATUS INBOX (MESSAGES)")},
+	{name: "move-to-selected", cmds: append(fixture()[:3], "SELECT INBOX",
+		"MOVE 1 INBOX", "UID MOVE 2 INBOX", "FETCH 1:* (UID FLAGS)")},
+	{name: "invalid-names", cmds: []string{`CREATE "&Jjo"`, `CREATE "a&-b&AGE-"`, `SELECT "x&AOk"`, `RENAME INBOX "&AOk-&AOk-"`,
+		`STATUS "&Jjo" (MESSAGES)`, `LIST "" "&Jjo"`, "NOOP"}},
 	{name: "idle", cmds: append(fixture()[:1], "SELECT INBOX", "IDLE", "NOOP")},
 	{name: "state-errors", cmds: []string{"FETCH 1 FLAGS", "EXPUNGE", "STORE 1 +FLAGS (\\Seen)", "LOGIN x y", "SELECT"}},
 }

@@ -88,7 +88,7 @@ func TestMalformedInput(t *testing.T) {
 		}
 	}
 	if st, _ := ts.store.Status(t.Context(), testUser, "INBOX"); st.Messages != 1 {
-		raw, _ := ts.store.Raw(t.Context(), 1, 2)
+		raw, _ := ts.store.Raw(t.Context(), st.ID, 2)
 		t.Fatalf("INBOX has %d messages, want only the bystander's 1; 2nd: %.100q", st.Messages, raw)
 	}
 }

@@ -13,7 +13,11 @@
 // anything else without TLS); on other addresses LOGIN needs TLS first;
 // the Authenticator limits login attempts (the bridge's uses package
 // loginlimit); connections, the time to log in, APPEND size and idle time
-// are bounded.
+// are bounded. Memory is bounded by the store's budget: APPEND is spooled
+// to disk as it arrives, SEARCH reads text a message at a time, and large
+// FETCH answers are written from a temporary file; a request that cannot
+// get its share in time gets NO [UNAVAILABLE]. A session whose selected
+// mailbox was deleted gets NO [NONEXISTENT] for every command on it.
 package imapserver
 
 import (
@@ -63,7 +67,10 @@ type Options struct {
 	// IdleTimeout closes a connection that sends nothing for this long (also
 	// during IDLE; RFC 2177 clients re-issue IDLE every 29 minutes).
 	IdleTimeout time.Duration
-	Logger      *slog.Logger
+	// SpoolDir holds the temporary files that large FETCH answers are
+	// written from (unlinked at once); os.TempDir() if empty.
+	SpoolDir string
+	Logger   *slog.Logger
 }
 
 // Server is the bridge's IMAP server. One Server may serve several
@@ -107,7 +114,7 @@ func New(opts Options) (*Server, error) {
 	return &Server{
 		opts:  opts,
 		log:   opts.Logger,
-		views: &viewCache{store: opts.Store, views: make(map[int64]*mailboxView)},
+		views: &viewCache{store: opts.Store, views: make(map[mailstore.MailboxID]*mailboxView)},
 		group: group,
 		ctx:   group.Context(),
 	}, nil

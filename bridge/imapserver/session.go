@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"github.com/asmtp/asmtp/bridge/loginlimit"
-	"io"
 	"slices"
 	"strings"
 
@@ -113,6 +112,8 @@ func storeError(err error) error {
 		return no(imap.ResponseCodeTooBig, "Message too big")
 	case errors.Is(err, mailstore.ErrTooManyFlags):
 		return no(imap.ResponseCodeLimit, "Too many flags")
+	case errors.Is(err, mailstore.ErrBusy):
+		return no(imap.ResponseCodeUnavailable, "Server busy with other large requests, try again later")
 	case errors.Is(err, mailstore.ErrBadFlag):
 		return &imap.Error{Type: imap.StatusResponseTypeBad, Text: "Invalid flag"}
 	case errors.Is(err, context.Canceled):
@@ -289,18 +290,14 @@ func (ss *session) Status(name string, options *imap.StatusOptions) (*imap.Statu
 	return data, nil
 }
 
+// Append hands the literal to the store as it arrives: the store spools it
+// to disk and parses it under its memory budget, so concurrent large
+// APPENDs cost disk, not memory.
 func (ss *session) Append(mailbox string, r imap.LiteralReader, options *imap.AppendOptions) (*imap.AppendData, error) {
-	raw, err := io.ReadAll(io.LimitReader(r, int64(ss.s.opts.AppendLimit)+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(raw) > int(ss.s.opts.AppendLimit) {
+	if r.Size() > int64(ss.s.opts.AppendLimit) {
 		return nil, storeError(mailstore.ErrTooBig)
 	}
-	if int64(len(raw)) != r.Size() { // the connection ended inside the literal
-		return nil, fmt.Errorf("APPEND literal cut short: %d of %d bytes: %w", len(raw), r.Size(), io.ErrUnexpectedEOF)
-	}
-	a, err := ss.store().Append(ss.ctx, ss.account, mailbox, raw, flagStrings(options.Flags), options.Time)
+	a, err := ss.store().AppendFrom(ss.ctx, ss.account, mailbox, r, r.Size(), flagStrings(options.Flags), options.Time)
 	if errors.Is(err, mailstore.ErrNoMailbox) {
 		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTryCreate, Text: "No such mailbox"}
 	}

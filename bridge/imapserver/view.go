@@ -20,7 +20,7 @@ import (
 // queues each session's unsolicited EXISTS, EXPUNGE and FETCH responses.
 // SELECT and FETCH FLAGS are answered from it without touching SQLite.
 type mailboxView struct {
-	id      int64
+	id      mailstore.MailboxID
 	tracker *imapserver.MailboxTracker
 	stop    func()
 
@@ -35,7 +35,7 @@ type mailboxView struct {
 	users int // sessions holding the view; guarded by viewCache.mu
 }
 
-func newView(ctx context.Context, store mailstore.Store, id int64) (*mailboxView, error) {
+func newView(ctx context.Context, store mailstore.Store, id mailstore.MailboxID) (*mailboxView, error) {
 	v := &mailboxView{id: id, keywords: make(map[string]imap.Flag)}
 	// Watch calls v.apply only after it returns, under the store's write
 	// lock; v.mu orders that against our reads of the snapshot below.
@@ -260,12 +260,12 @@ func (v *mailboxView) flagsOf(uid imap.UID) ([]imap.Flag, bool) {
 type viewCache struct {
 	store mailstore.Store
 	mu    sync.Mutex
-	views map[int64]*mailboxView
+	views map[mailstore.MailboxID]*mailboxView
 }
 
 const maxIdleViews = 32
 
-func (c *viewCache) acquire(ctx context.Context, id int64) (*mailboxView, error) {
+func (c *viewCache) acquire(ctx context.Context, id mailstore.MailboxID) (*mailboxView, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	v := c.views[id]
@@ -276,7 +276,7 @@ func (c *viewCache) acquire(ctx context.Context, id int64) (*mailboxView, error)
 	if v == nil {
 		var err error
 		if v, err = newView(ctx, c.store, id); err != nil {
-			return nil, fmt.Errorf("load mailbox %d: %w", id, err)
+			return nil, fmt.Errorf("load mailbox %s: %w", id, err)
 		}
 		c.views[id] = v
 	}

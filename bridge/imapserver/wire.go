@@ -19,9 +19,12 @@ import (
 //   - the ID command (RFC 2971): "tag ID ..." lines are answered here, at a
 //     point where go-imap has finished all earlier commands, and " ID" is
 //     added to the capability lists go-imap writes;
-//   - a client that pushes a non-synchronizing literal go-imap refuses (over
-//     APPENDLIMIT, or over 4 KiB outside APPEND) gets go-imap's NO and then a
-//     BYE, instead of having the literal's bytes read as commands;
+//   - a client that pushes a non-synchronizing literal go-imap refuses gets
+//     one BYE (after go-imap's NO [TOOBIG] for APPEND over APPENDLIMIT; over
+//     4 KiB outside APPEND, go-imap never sees the command), instead of
+//     having the literal's bytes read as commands;
+//   - mailbox names go-imap cannot decode get NO, not NO [SERVERBUG]
+//     (mailboxname.go);
 //   - responses to a command that writes many (FETCH, STORE, updates) are
 //     sent in few writes instead of one per response.
 //
@@ -79,15 +82,18 @@ func (w *wireConn) SetDeadline(t time.Time) error {
 
 // inputFramer tracks where commands and literals begin in the client stream.
 type inputFramer struct {
-	pending    []byte // framed bytes not yet handed to go-imap
-	literal    int64  // literal bytes still to pass through
-	syncLit    int64  // size of a synchronizing literal announced in the last line
-	midCommand bool   // the next line continues the current command
-	command    string // upper-case name of the current command
-	afterIdle  bool   // the next line answers IDLE
-	overlong   bool   // inside a line longer than maxLineBytes
-	closing    bool   // hand go-imap EOF: it refused a literal the client is pushing
-	plain      bool   // STARTTLS: pass everything through
+	pending    []byte    // framed bytes not yet handed to go-imap
+	literal    int64     // literal bytes still to pass through
+	syncLit    int64     // size of a synchronizing literal announced in the last line
+	midCommand bool      // the next line continues the current command
+	command    string    // upper-case name of the current command
+	afterIdle  bool      // the next line answers IDLE
+	names      nameCheck // the current command's mailbox arguments (mailboxname.go)
+	checkLit   bool      // the literal being announced is a mailbox name
+	overlong   bool      // inside a line longer than maxLineBytes
+	closing    bool      // hand go-imap EOF: it refused a literal the client is pushing
+	byeSent    bool      // the BYE for closing was written
+	plain      bool      // STARTTLS: pass everything through
 }
 
 // Read hands go-imap at most one line (or literal chunk) at a time, so that
@@ -104,7 +110,10 @@ func (w *wireConn) Read(p []byte) (int, error) {
 			return w.in.Read(p)
 		}
 		if f.closing {
-			w.writeDirect(byeLiteralTooBig)
+			if !f.byeSent { // go-imap may read again after EOF
+				f.byeSent = true
+				w.writeDirect(byeLiteralTooBig)
+			}
 			return 0, io.EOF
 		}
 		if f.syncLit > 0 {
@@ -126,6 +135,11 @@ func (w *wireConn) Read(p []byte) (int, error) {
 				f.pending = append(f.pending[:0], "\r\n"...)
 				continue
 			}
+		}
+		if f.literal > 0 && f.checkLit {
+			f.checkLit = false
+			w.readNameLiteral()
+			continue
 		}
 		if f.literal > 0 {
 			n, err := w.in.Read(p[:min(int64(len(p)), f.literal)])
@@ -165,6 +179,7 @@ func (w *wireConn) frameLine(line []byte) bool {
 	if startsCommand {
 		tag, name, args := splitCommand(line)
 		f.command = name
+		f.names = newNameCheck(name, args)
 		switch name {
 		case "ID":
 			if !bytes.HasSuffix(bytes.TrimRight(line, "\r\n"), []byte("}")) {
@@ -181,12 +196,14 @@ func (w *wireConn) frameLine(line []byte) bool {
 			return true
 		}
 	}
+	literalIsName := f.names.line(argsOf(line, startsCommand))
 	size, nonSync, ok := literalAnnounce(line)
 	if !ok {
 		f.midCommand = false
 		return true
 	}
 	f.midCommand = true
+	f.checkLit = literalIsName && size <= maxBufferedLit
 	limit := int64(maxBufferedLit)
 	if f.command == "APPEND" {
 		limit = w.appendLimit
@@ -194,6 +211,11 @@ func (w *wireConn) frameLine(line []byte) bool {
 	switch {
 	case nonSync && size > limit:
 		f.closing = true
+		// go-imap answers APPEND over its limit with NO [TOOBIG] before
+		// reading the literal; other commands it would answer after our
+		// BYE, with NO [SERVERBUG] for the EOF inside the literal, so it
+		// never sees them.
+		return f.command == "APPEND"
 	case nonSync:
 		f.literal = size
 	default:
@@ -203,6 +225,39 @@ func (w *wireConn) frameLine(line []byte) bool {
 		w.mu.Unlock()
 	}
 	return true
+}
+
+// argsOf is the part of a client line holding arguments: after the tag and
+// command name on the first line of a command, all of a continuation line;
+// without CRLF. It aliases line.
+func argsOf(line []byte, first bool) []byte {
+	line = bytes.TrimRight(line, "\r\n")
+	if !first {
+		return line
+	}
+	for range 2 {
+		i := bytes.IndexByte(line, ' ')
+		if i < 0 {
+			return nil
+		}
+		line = line[i+1:]
+	}
+	return line
+}
+
+// readNameLiteral reads a literal mailbox name whole (it is small: go-imap
+// refuses larger ones outside APPEND) and hands it on, replaced if it is
+// not valid modified UTF-7. A literal cut short is handed on as it is; the
+// read error follows.
+func (w *wireConn) readNameLiteral() {
+	f := &w.frame
+	buf := make([]byte, f.literal)
+	n, err := io.ReadFull(w.in, buf)
+	f.literal = 0
+	if err == nil && !validMUTF7(string(buf)) {
+		fill(buf, false)
+	}
+	f.pending = append(f.pending[:0], buf[:n]...)
 }
 
 func (w *wireConn) answerID(tag, args string) {
