@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -96,14 +97,14 @@ func TestMailboxIDsNotReused(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// A store at schema version 2 (before the counter): drop the counter
-	// and the version, as such a store has neither.
+	// A store from before the counter: drop it and set the version back to
+	// just before the migration that makes it.
 	db.Close()
 	old, err := sql.Open("sqlite", path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := old.Exec("DROP TABLE mailbox_ids; PRAGMA user_version = 2"); err != nil {
+	if _, err := old.Exec(fmt.Sprintf("DROP TABLE mailbox_ids; PRAGMA user_version = %d", counterMigration(t))); err != nil {
 		t.Fatal(err)
 	}
 	old.Close()
@@ -121,4 +122,15 @@ func TestMailboxIDsNotReused(t *testing.T) {
 	if mb.ID.row <= maxID {
 		t.Errorf("after migration the new mailbox got id %d (largest other %d)", mb.ID.row, maxID)
 	}
+}
+
+// counterMigration is the index of the migration that makes mailbox_ids.
+func counterMigration(t *testing.T) int {
+	for i, m := range migrations {
+		if strings.Contains(m, "CREATE TABLE mailbox_ids") {
+			return i
+		}
+	}
+	t.Fatal("no migration makes mailbox_ids")
+	return 0
 }
