@@ -203,6 +203,9 @@ func TestRSSWith100Peers(t *testing.T) {
 func runRSSChild(t *testing.T) {
 	cfg, user := testConfig(t, os.Getenv(rssChildEnv))
 	cfg.GossipInterval = 500 * time.Millisecond
+	// The raw peers arrive as strangers, who may take only three quarters
+	// of the pool (makeRoomLocked).
+	cfg.MaxConnections = 200
 	n := start(t, cfg, user)
 	s := n.session(t)
 	for i := range 10 {

@@ -65,6 +65,10 @@ type Config struct {
 	DeliveryQueueSize int
 	// HandshakeTimeout bounds dialling plus the Noise handshake. Default 10 s.
 	HandshakeTimeout time.Duration
+	// FirstByteTimeout closes an inbound connection that sends nothing for
+	// this long, so idle connections do not hold handshake slots.
+	// Default 3 s.
+	FirstByteTimeout time.Duration
 	// IdleTimeout closes a node link that sent nothing for this long (the
 	// per-link read deadline). User links rely on TCP keepalive instead.
 	// Default 5 min.
@@ -114,6 +118,7 @@ const (
 	DefaultLinkQueueSize         = 256
 	DefaultDeliveryQueueSize     = 256
 	DefaultHandshakeTimeout      = 10 * time.Second
+	DefaultFirstByteTimeout      = 3 * time.Second
 	DefaultIdleTimeout           = 5 * time.Minute
 	DefaultWriteTimeout          = 30 * time.Second
 	DefaultQuarantineDuration    = 10 * time.Minute
@@ -144,6 +149,7 @@ func (c *Config) setDefaults() {
 	setDefault(&c.LinkQueueSize, DefaultLinkQueueSize)
 	setDefault(&c.DeliveryQueueSize, DefaultDeliveryQueueSize)
 	setDefault(&c.HandshakeTimeout, DefaultHandshakeTimeout)
+	setDefault(&c.FirstByteTimeout, DefaultFirstByteTimeout)
 	setDefault(&c.IdleTimeout, DefaultIdleTimeout)
 	setDefault(&c.WriteTimeout, DefaultWriteTimeout)
 	setDefault(&c.QuarantineDuration, DefaultQuarantineDuration)
@@ -194,6 +200,7 @@ func (c *Config) validate() error {
 		{"link queue size", c.LinkQueueSize > 0},
 		{"delivery queue size", c.DeliveryQueueSize > 0},
 		{"handshake timeout", c.HandshakeTimeout > 0},
+		{"first byte timeout", c.FirstByteTimeout > 0},
 		{"idle timeout", c.IdleTimeout > 0},
 		{"write timeout", c.WriteTimeout > 0},
 		{"quarantine duration", c.QuarantineDuration > 0},

@@ -105,6 +105,9 @@ const (
 	// MaxPendingHandshakes bounds inbound connections still handshaking;
 	// more are closed at once.
 	MaxPendingHandshakes = 64
+	// MaxPendingPerSource bounds the handshakes pending from one source
+	// network (an IPv4 address or an IPv6 /64).
+	MaxPendingPerSource = 8
 	// MaxSessionsPerUser bounds the sessions one user key holds at once.
 	MaxSessionsPerUser = 16
 	// MaxStrikes is how many minor offences within QuarantineDuration
@@ -542,10 +545,23 @@ type Stats struct {
 	Unsolicited uint64
 	// Quarantined counts peers quarantined.
 	Quarantined uint64
+	// Dropped counts Topic messages not queued to a peer whose link queue
+	// was full (catch-up brings them).
+	Dropped uint64
+	// Refused counts connections and links refused for room: pending
+	// handshakes over their caps, strangers over their share of the pool.
+	Refused uint64
+	// OverQuota counts topic messages from peers dropped over a link's or
+	// a topic's storage quota, or over the storage cap.
+	OverQuota uint64
+	// Reported counts stored messages a local user reported as not
+	// opening (Session.Report).
+	Reported uint64
 }
 
 type counters struct {
 	received, duplicates, stored, relayed, handedOff, unsolicited, quarantined atomic.Uint64
+	dropped, refused, overQuota, reported                                     atomic.Uint64
 }
 
 // Stats returns the node's counters.
@@ -562,5 +578,9 @@ func (n *Node) Stats() Stats {
 		HandedOff:   n.stats.handedOff.Load(),
 		Unsolicited: n.stats.unsolicited.Load(),
 		Quarantined: n.stats.quarantined.Load(),
+		Dropped:     n.stats.dropped.Load(),
+		Refused:     n.stats.refused.Load(),
+		OverQuota:   n.stats.overQuota.Load(),
+		Reported:    n.stats.reported.Load(),
 	}
 }

@@ -251,9 +251,12 @@ func (n *Node) storeBatch(ctx context.Context, batch []store.NewMessage) {
 	}
 }
 
-// sendTo queues m to each peer, waiting for room up to WriteTimeout (the
-// back-pressure of relaying); a peer still full after that is stuck and
-// its link is closed. It returns how many peers m was queued to.
+// sendTo queues m to each peer without waiting: forwarding runs on the
+// reading goroutine of the link m came from (or in a local user's
+// Publish), and a slow or stopped peer must not hold it. A peer whose
+// queue is full misses m (counted in Stats.Dropped); its writer closes the
+// link if it stays stuck past WriteTimeout, and catch-up brings what it
+// missed. It returns how many peers m was queued to.
 func (n *Node) sendTo(ctx context.Context, peers []keys.PublicKey, m wire.Message) int {
 	sent := 0
 	for _, p := range peers {
@@ -262,24 +265,25 @@ func (n *Node) sendTo(ctx context.Context, peers []keys.PublicKey, m wire.Messag
 			n.log.Debug("relay: no link", "peer", p, "err", err)
 			continue
 		}
-		if l.enqueue(ctx, m, n.cfg.WriteTimeout) {
+		if l.enqueue(ctx, m, 0) {
 			sent++
 			continue
 		}
-		if ctx.Err() == nil {
-			n.log.Debug("relay: link stuck; closed", "peer", p)
-			n.closeLink(l)
-		}
+		n.stats.dropped.Add(1)
 	}
 	return sent
 }
 
-// reroute sends again the Topic messages queued on a link whose dial
-// failed. The peer is out of the overlay now, so the rule picks the next
-// ring neighbour (or another known subscriber) and the ring is bridged at
-// once instead of after the next gossip rounds; peers that already had a
-// message drop it as a duplicate.
+// reroute sends again the Topic messages still queued on a link that
+// closed (a failed dial, a write that failed or timed out, an eviction).
+// They go where the forwarding rule sends them without that peer (a peer
+// whose dial failed is out of the overlay already), so the ring is
+// bridged at once instead of after the next gossip rounds; peers that
+// already had a message drop it as a duplicate.
 func (n *Node) reroute(ctx context.Context, l *link) {
+	if l.user || ctx.Err() != nil {
+		return
+	}
 	for {
 		var m wire.Message
 		select {
@@ -292,10 +296,16 @@ func (n *Node) reroute(ctx context.Context, l *link) {
 			continue
 		}
 		if n.overlay.subscribed(tm.Topic) {
-			n.stats.relayed.Add(uint64(n.sendTo(ctx, n.overlay.forward(tm.Topic, keys.PublicKey{}), tm)))
-		} else {
-			n.stats.handedOff.Add(uint64(n.sendTo(ctx, n.overlay.handoff(tm.Topic), tm)))
+			n.stats.relayed.Add(uint64(n.sendTo(ctx, n.overlay.forward(tm.Topic, l.remote), tm)))
+			continue
 		}
+		var others []keys.PublicKey
+		for _, p := range n.overlay.handoff(tm.Topic) {
+			if p != l.remote {
+				others = append(others, p)
+			}
+		}
+		n.stats.handedOff.Add(uint64(n.sendTo(ctx, others, tm)))
 	}
 }
 
