@@ -1,6 +1,8 @@
 package node
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -9,9 +11,11 @@ import (
 )
 
 // handshakeSlots counts the inbound connections still handshaking, in
-// total and per source network, so that one host cannot take every slot
-// (WireGuard and Postfix's anvil bound what one source may hold the same
-// way).
+// total and per source network. Once half the slots are taken, a source
+// holding perSource of them gets no more, so that one host cannot take
+// every slot (WireGuard limits handshakes per source only under load in
+// the same way); below that, nodes behind one address (a test network on
+// loopback, a NAT) connect freely.
 type handshakeSlots struct {
 	total, perSource int
 
@@ -29,7 +33,7 @@ func newHandshakeSlots(total, perSource int) *handshakeSlots {
 func (h *handshakeSlots) take(src netip.Prefix) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.pending >= h.total || h.bySrc[src] >= h.perSource {
+	if h.pending >= h.total || (h.pending >= h.total/2 && h.bySrc[src] >= h.perSource) {
 		return false
 	}
 	h.pending++
@@ -62,16 +66,18 @@ func sourceOf(a net.Addr) netip.Prefix {
 	return p
 }
 
-// waitFirstByte waits up to d for c's first byte and returns a connection
-// that reads it again: a connection that stays silent is dropped long
-// before the handshake timeout.
-func waitFirstByte(c net.Conn, d time.Duration) (net.Conn, error) {
+// waitFirstByte waits up to d (or until ctx ends) for c's first byte and
+// returns a connection that reads it again: a connection that stays
+// silent is dropped long before the handshake timeout.
+func waitFirstByte(ctx context.Context, c net.Conn, d time.Duration) (net.Conn, error) {
 	if err := c.SetReadDeadline(time.Now().Add(d)); err != nil {
 		return c, fmt.Errorf("first byte: %w", err)
 	}
+	stop := context.AfterFunc(ctx, func() { c.SetReadDeadline(time.Now()) })
 	var b [1]byte
-	if _, err := c.Read(b[:]); err != nil {
-		return c, fmt.Errorf("first byte within %v: %w", d, err)
+	_, err := c.Read(b[:])
+	if !stop() || err != nil {
+		return c, fmt.Errorf("first byte within %v: %w", d, errors.Join(err, ctx.Err()))
 	}
 	if err := c.SetReadDeadline(time.Time{}); err != nil {
 		return c, fmt.Errorf("first byte: %w", err)

@@ -32,12 +32,19 @@ type link struct {
 	done     chan struct{} // closed when the link closes
 	lastUsed atomic.Int64  // unix nanoseconds, for LRU eviction
 	lastRead atomic.Int64  // unix nanoseconds of the last message read, or of the connection
+	created  time.Time
+	// solicitMax is what the peer may answer to one of our queries
+	// without a storage quota (quota.go).
+	solicitMax int64
 
 	mu      sync.Mutex
 	conn    *wire.Conn
 	dialled bool // conn was dialled by us
 	closed  bool
 	session *Session // user links
+	// solicited is what the peer may still send in answer to our queries,
+	// per topic (quota.go).
+	solicited map[topic.Topic]solicitation
 
 	// Owned by the link's reading goroutine.
 	greeted    bool                     // the peer's own gossip came on this link
@@ -45,18 +52,22 @@ type link struct {
 	advertTime uint32
 	requests   tokenBucket
 	pages      map[topic.Topic]queryPage // user links: where full answers stopped (userlink.go)
+	stored     byteBucket                // storage quota (quota.go)
+	lastStrike time.Time                 // of the storage quota
 }
 
 func newLink(n *Node, remote keys.PublicKey, user bool, addr string) *link {
 	l := &link{
-		remote:   remote,
-		user:     user,
-		outbound: addr != "",
-		addr:     addr,
-		out:      make(chan wire.Message, n.cfg.LinkQueueSize),
-		up:       make(chan struct{}),
-		done:     make(chan struct{}),
-		requests: newTokenBucket(n.cfg.QueryRate, n.cfg.QueryBurst, time.Now()),
+		remote:     remote,
+		user:       user,
+		outbound:   addr != "",
+		addr:       addr,
+		out:        make(chan wire.Message, n.cfg.LinkQueueSize),
+		up:         make(chan struct{}),
+		done:       make(chan struct{}),
+		requests:   newTokenBucket(n.cfg.QueryRate, n.cfg.QueryBurst, time.Now()),
+		created:    time.Now(),
+		solicitMax: n.solicitBytes(),
 	}
 	l.touch()
 	return l
@@ -97,6 +108,9 @@ func (l *link) hasConn() bool {
 // still full after that is stuck: it is closed by the caller's failure
 // path (the reader of the stuck peer keeps the back-pressure honest).
 func (l *link) enqueue(ctx context.Context, m wire.Message, wait time.Duration) bool {
+	if q, ok := m.(wire.QueryTopicMessages); ok && !l.user {
+		l.solicit(q.Topic, l.solicitMax, time.Now())
+	}
 	select {
 	case l.out <- m:
 		return true
@@ -357,7 +371,7 @@ func (n *Node) acceptLoop(ctx context.Context) {
 
 // accept runs the responder handshake on c and installs the link.
 func (n *Node) accept(ctx context.Context, c net.Conn) {
-	c, err := waitFirstByte(c, n.cfg.FirstByteTimeout)
+	c, err := waitFirstByte(ctx, c, n.cfg.FirstByteTimeout)
 	if err != nil {
 		n.log.Debug("inbound connection sent nothing; closed", "from", c.RemoteAddr(), "err", err)
 		c.Close()

@@ -143,6 +143,8 @@ type Node struct {
 	seen     *seenCache
 	strikes  *quarantine
 	stats    counters
+	// topicQuota meters what peers store per topic (quota.go).
+	topicQuota topicQuotas
 
 	lastSeen  time.Time // as stored before this run
 	bootstrap []Peer    // known peers, known gossips and stored gossips
@@ -561,7 +563,7 @@ type Stats struct {
 
 type counters struct {
 	received, duplicates, stored, relayed, handedOff, unsolicited, quarantined atomic.Uint64
-	dropped, refused, overQuota, reported                                     atomic.Uint64
+	dropped, refused, overQuota, reported                                      atomic.Uint64
 }
 
 // Stats returns the node's counters.

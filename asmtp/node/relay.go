@@ -71,6 +71,7 @@ func (c *seenCache) forget(h [32]byte) {
 // origin says where a topic message entered the node.
 type origin struct {
 	peer    keys.PublicKey // node link it came from; zero for a local user
+	link    *link          // that link; nil for a local user
 	session *Session       // the publishing session, not echoed to; nil from a peer
 }
 
@@ -191,11 +192,17 @@ func (n *Node) keep(ctx context.Context, from origin, t topic.Topic, fresh []fre
 			n.stats.duplicates.Add(1)
 			continue
 		}
+		if from.link != nil && !n.admitStored(from.link, t, len(m.content), now) {
+			// Neither stored nor forwarded; forgotten, so that the same
+			// message from a peer within its quota is taken.
+			n.seen.forget(m.hash)
+			continue
+		}
 		// Counted before it is queued, so that a catch-up settling now
 		// waits for its commit (catchup.go).
 		n.storeQueued.Add(1)
 		select {
-		case n.toStore <- store.NewMessage{Topic: t, Hash: m.hash, Content: m.content, ReceivedAt: now}:
+		case n.toStore <- store.NewMessage{Topic: t, Hash: m.hash, Content: m.content, ReceivedAt: now, Origin: from.peer}:
 		case <-ctx.Done():
 		}
 		first = append(first, m)
@@ -237,6 +244,8 @@ func (n *Node) drainToStore(batch []store.NewMessage) []store.NewMessage {
 }
 
 func (n *Node) storeBatch(ctx context.Context, batch []store.NewMessage) {
+	done := uint64(len(batch))
+	batch = n.makeRoom(ctx, batch)
 	added, err := n.store.AddMessages(ctx, batch)
 	if err != nil {
 		// Not counted as done: no catch-up completes in this run after a
@@ -244,7 +253,7 @@ func (n *Node) storeBatch(ctx context.Context, batch []store.NewMessage) {
 		n.log.Error("relay: store", "messages", len(batch), "err", err)
 		return
 	}
-	n.storeDone.Add(uint64(len(batch)))
+	n.storeDone.Add(done)
 	for _, m := range added {
 		n.stats.stored.Add(1)
 		n.deliver(m, nil)
@@ -319,7 +328,7 @@ func (n *Node) handle(ctx context.Context, l *link, m wire.Message) error {
 	case wire.Gossip:
 		n.onGossip(ctx, l, m.Gossip)
 	case wire.Topic:
-		if err := n.relay(ctx, origin{peer: l.remote}, m.Topic, m.Content); err != nil {
+		if err := n.relay(ctx, origin{peer: l.remote, link: l}, m.Topic, m.Content); err != nil {
 			n.log.Debug("relay", "peer", l.remote, "err", err)
 		}
 	case wire.QueryTopicMessages:
