@@ -46,14 +46,18 @@ type link struct {
 	// per topic (quota.go).
 	solicited map[topic.Topic]solicitation
 
+	// The storage quota (quota.go): charged by the reader, and by
+	// Session.Report.
+	quotaMu    sync.Mutex
+	stored     byteBucket
+	lastStrike time.Time
+
 	// Owned by the link's reading goroutine.
 	greeted    bool                     // the peer's own gossip came on this link
 	advertised map[topic.Topic]struct{} // the peer's topics, from its own gossip
 	advertTime uint32
 	requests   tokenBucket
 	pages      map[topic.Topic]queryPage // user links: where full answers stopped (userlink.go)
-	stored     byteBucket                // storage quota (quota.go)
-	lastStrike time.Time                 // of the storage quota
 }
 
 func newLink(n *Node, remote keys.PublicKey, user bool, addr string) *link {
@@ -474,6 +478,7 @@ func (n *Node) closeLink(l *link) {
 	close(l.done)
 	c, s := l.conn, l.session
 	l.mu.Unlock()
+	n.log.Debug("link down", "peer", l.remote, "user", l.user)
 	if c != nil {
 		c.Close()
 	}
@@ -614,7 +619,7 @@ func peerFault(err error) bool {
 func (n *Node) quarantine(l *link, why string, err error) {
 	n.strikes.quarantine(l.remote, time.Now())
 	n.stats.quarantined.Add(1)
-	n.log.Debug("peer quarantined", "peer", l.remote, "why", why, "err", err)
+	n.log.Info("peer quarantined", "peer", l.remote, "why", why, "err", err)
 	n.closeLink(l)
 }
 

@@ -22,7 +22,7 @@ import (
 //     at most one a second, so a peer that keeps flooding is quarantined
 //     within seconds. Answers to our own catch-up queries do not count
 //     (solicited): up to QueryLimit full messages per query, for
-//     solicitTime.
+//     solicitTime; a stranger's answers are metered, without strikes.
 //   - per topic, all links together: TopicStoreRate and TopicStoreBurst,
 //     against many identities flooding one topic. Over it, messages are
 //     dropped without a strike (no one peer is to blame).
@@ -33,8 +33,12 @@ import (
 //     ones are left. Local users' publications are never refused for it:
 //     the bridge bounds them per account.
 //
-// A message a local user cannot open (Session.Report) is a strike for the
-// peer that delivered it.
+// A message a local user cannot open (Session.Report) is charged to the
+// link that delivered it, twice its size (the storage it took, and as much
+// again), down to a debt of one burst: a link that keeps delivering junk
+// runs out of quota and is struck as above, while an honest node that
+// relayed some of a stranger's junk (it cannot open it either) only loses
+// part of its burst for a while.
 const (
 	// StrangerPeriod is how long an inbound link we did not dial gets a
 	// stranger's share of the storage quota.
@@ -51,15 +55,27 @@ type byteBucket struct {
 	last   time.Time
 }
 
-// take spends n bytes if the bucket, refilled at rate up to burst, holds
-// them. A new bucket starts full.
-func (b *byteBucket) take(now time.Time, n int, rate, burst int64) bool {
+// refill adds what accrued since the last use, up to burst. A new bucket
+// starts full.
+func (b *byteBucket) refill(now time.Time, rate, burst int64) {
 	if b.last.IsZero() {
 		b.tokens = float64(burst)
 	} else {
 		b.tokens = min(float64(burst), b.tokens+now.Sub(b.last).Seconds()*float64(rate))
 	}
 	b.last = now
+}
+
+// debit takes n bytes even if the bucket lacks them, down to minus burst.
+func (b *byteBucket) debit(now time.Time, n int, rate, burst int64) {
+	b.refill(now, rate, burst)
+	b.tokens = max(-float64(burst), b.tokens-float64(n))
+}
+
+// take spends n bytes if the bucket, refilled at rate up to burst, holds
+// them. A new bucket starts full.
+func (b *byteBucket) take(now time.Time, n int, rate, burst int64) bool {
+	b.refill(now, rate, burst)
 	if b.tokens < float64(n) {
 		return false
 	}
@@ -133,17 +149,25 @@ func (q *topicQuotas) take(t topic.Topic, now time.Time, n int, rate, burst int6
 // peer earns a strike (at most one a second) and, on its last, is
 // quarantined. Only l's reading goroutine calls it.
 func (n *Node) admitStored(l *link, t topic.Topic, size int, now time.Time) bool {
-	if l.spendSolicited(t, size, now) {
+	// Answers to our queries pass unmetered, except from a stranger: it
+	// could advertise a topic only to be asked for it. Its answers are
+	// metered, but cost no strike: we asked.
+	stranger := l.stranger(now)
+	solicited := l.spendSolicited(t, size, now)
+	if solicited && !stranger {
 		return true
 	}
-	rate, burst := n.cfg.PeerStoreRate, n.cfg.PeerStoreBurst
-	if l.stranger(now) {
-		rate, burst = rate/strangerShare, burst/strangerShare
+	rate, burst := n.linkQuota(l, now)
+	l.quotaMu.Lock()
+	ok := l.stored.take(now, size, rate, burst)
+	strike := !ok && !solicited && now.Sub(l.lastStrike) >= time.Second
+	if strike {
+		l.lastStrike = now
 	}
-	if !l.stored.take(now, size, rate, burst) {
+	l.quotaMu.Unlock()
+	if !ok {
 		n.stats.overQuota.Add(1)
-		if now.Sub(l.lastStrike) >= time.Second {
-			l.lastStrike = now
+		if strike {
 			if err := n.strike(l, "over its storage quota"); err != nil {
 				n.quarantine(l, "storage quota", err)
 			}
@@ -156,6 +180,15 @@ func (n *Node) admitStored(l *link, t topic.Topic, size int, now time.Time) bool
 		return false
 	}
 	return true
+}
+
+// linkQuota is l's storage rate and burst.
+func (n *Node) linkQuota(l *link, now time.Time) (rate, burst int64) {
+	rate, burst = n.cfg.PeerStoreRate, n.cfg.PeerStoreBurst
+	if l.stranger(now) {
+		rate, burst = rate/strangerShare, burst/strangerShare
+	}
+	return rate, burst
 }
 
 // makeRoom keeps the stored content under MaxStorageSize before a batch
@@ -194,31 +227,32 @@ func (n *Node) makeRoom(ctx context.Context, batch []store.NewMessage) []store.N
 }
 
 // Report tells the node that the stored message at c does not open for
-// this user (not sealed to it, or failing the sender check): the peer that
-// delivered it earns a strike, and is quarantined on its last. A message
-// a local user published, or one no longer stored, is ignored.
+// this user (not sealed to it, or failing the sender check): the link of
+// the peer that delivered it is charged twice the message's size against
+// its storage quota (quota.go). A message a local user published, one no
+// longer stored, or one whose peer has no link any more is only counted.
 func (s *Session) Report(ctx context.Context, c Cursor) error {
 	if err := s.check(); err != nil {
 		return err
 	}
-	peer, ok, err := s.n.store.Origin(ctx, int64(c))
+	peer, size, ok, err := s.n.store.Origin(ctx, int64(c))
 	if err != nil || !ok {
 		return err
 	}
 	n := s.n
 	n.stats.reported.Add(1)
-	if !n.strikes.strike(peer, time.Now()) {
-		n.log.Debug("strike", "peer", peer, "why", "delivered a message a local user cannot open")
-		return nil
-	}
-	n.stats.quarantined.Add(1)
-	n.log.Info("peer quarantined: delivered messages local users cannot open", "peer", peer)
 	n.mu.Lock()
 	l := n.links[peer]
 	n.mu.Unlock()
-	if l != nil {
-		n.closeLink(l)
+	if l == nil || l.user {
+		return nil
 	}
+	now := time.Now()
+	rate, burst := n.linkQuota(l, now)
+	l.quotaMu.Lock()
+	l.stored.debit(now, 2*size, rate, burst)
+	l.quotaMu.Unlock()
+	n.log.Debug("link charged for a message a local user cannot open", "peer", peer, "bytes", 2*size)
 	return nil
 }
 

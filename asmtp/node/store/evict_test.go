@@ -55,10 +55,10 @@ func TestEvictOrder(t *testing.T) {
 	if err := s.SetFetched(ctx, user, theirs, cursors[0]); err != nil {
 		t.Fatal(err)
 	}
-	if from, ok, err := s.Origin(ctx, cursors[0]); err != nil || !ok || from != peer {
-		t.Fatalf("Origin of a peer's message: %v %v %v", from, ok, err)
+	if from, size, ok, err := s.Origin(ctx, cursors[0]); err != nil || !ok || from != peer || size != len(kb) {
+		t.Fatalf("Origin of a peer's message: %v %v %v %v", from, size, ok, err)
 	}
-	if _, ok, err := s.Origin(ctx, cursors[2]); err != nil || ok {
+	if _, _, ok, err := s.Origin(ctx, cursors[2]); err != nil || ok {
 		t.Fatalf("Origin of an own publication: %v %v", ok, err)
 	}
 	freed, err := s.Evict(ctx, 1<<30)

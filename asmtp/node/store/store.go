@@ -871,22 +871,24 @@ func (s *Store) SetFetched(ctx context.Context, user keys.PublicKey, t topic.Top
 	return nil
 }
 
-// Origin returns the node peer the message at cursor came from; false if
-// there is no such message or a local user published it.
-func (s *Store) Origin(ctx context.Context, cursor int64) (keys.PublicKey, bool, error) {
+// Origin returns the node peer the message at cursor came from and the
+// size of its content; false if there is no such message or a local user
+// published it.
+func (s *Store) Origin(ctx context.Context, cursor int64) (keys.PublicKey, int, bool, error) {
 	var id keys.PublicKey
 	var b []byte
-	err := s.read.QueryRowContext(ctx, `SELECT origin FROM messages WHERE cursor = ?`, cursor).Scan(&b)
+	var size int
+	err := s.read.QueryRowContext(ctx, `SELECT origin, length(content) FROM messages WHERE cursor = ?`, cursor).Scan(&b, &size)
 	if errors.Is(err, sql.ErrNoRows) || (err == nil && b == nil) {
-		return id, false, nil
+		return id, 0, false, nil
 	}
 	if err != nil {
-		return id, false, fmt.Errorf("read origin of message %d: %w", cursor, err)
+		return id, 0, false, fmt.Errorf("read origin of message %d: %w", cursor, err)
 	}
 	if err := fixed(id[:], b, "message origin"); err != nil {
-		return id, false, err
+		return id, 0, false, err
 	}
-	return id, true, nil
+	return id, size, true, nil
 }
 
 // --- passports ---
