@@ -32,6 +32,7 @@ type link struct {
 	done     chan struct{} // closed when the link closes
 	lastUsed atomic.Int64  // unix nanoseconds, for LRU eviction
 	lastRead atomic.Int64  // unix nanoseconds of the last message read, or of the connection
+	dropped  atomic.Uint64 // messages not queued because the queue was full
 	created  time.Time
 	// solicitMax is what the peer may answer to one of our queries
 	// without a storage quota (quota.go).

@@ -278,6 +278,7 @@ func (n *Node) sendTo(ctx context.Context, peers []keys.PublicKey, m wire.Messag
 			sent++
 			continue
 		}
+		l.dropped.Add(1)
 		n.stats.dropped.Add(1)
 	}
 	return sent
