@@ -191,3 +191,87 @@ func TestStrangerStorageQuota(t *testing.T) {
 		t.Error("the stranger is not quarantined")
 	}
 }
+
+// Under the storage cap, messages from peers that the user has not
+// fetched stay and newer ones are refused; once the user says it fetched
+// them (Session.Fetched), they make room for new ones.
+func TestStorageCap(t *testing.T) {
+	cfg, user := testConfig(t, t.TempDir())
+	cfg.GossipInterval = time.Hour
+	cfg.PeerStoreRate, cfg.PeerStoreBurst = 1<<30, 1<<30
+	cfg.MaxStorageSize = 4 * 60 << 10
+	n := start(t, cfg, user)
+	tp := topic.Topic{0x9b}
+	s := n.session(t)
+	ctx := context.Background()
+	if err := s.Register(ctx, tp); err != nil {
+		t.Fatal(err)
+	}
+	src := dialRawPeer(t, n.Addr().String(), n.ID(), []topic.Topic{tp}, nil)
+	content := make([]byte, 60<<10)
+	send := func(from, to int) {
+		for i := from; i < to; i++ {
+			binary.BigEndian.PutUint64(content, uint64(i))
+			if err := src.wc.WriteMessage(ctx, wire.Topic{Topic: tp, Content: content}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	send(0, 6)
+	waitFor(t, 5*time.Second, "four stored, two refused", func() bool {
+		st := n.Stats()
+		return st.Stored == 4 && st.OverQuota == 2
+	})
+	stored, err := s.Query(ctx, tp, 0)
+	if err != nil || len(stored) != 4 {
+		t.Fatalf("query: %d messages, %v", len(stored), err)
+	}
+	if err := s.Fetched(ctx, tp, stored[len(stored)-1].Cursor); err != nil {
+		t.Fatal(err)
+	}
+	send(6, 8)
+	waitFor(t, 5*time.Second, "two more stored once the first four were fetched", func() bool {
+		return n.Stats().Stored == 6
+	})
+	if size := n.store.Size(); size > cfg.MaxStorageSize {
+		t.Errorf("stored %d bytes, over the %d cap", size, cfg.MaxStorageSize)
+	}
+}
+
+// A message reported as not opening is charged to the link that brought
+// it: what the link could still have stored is spent.
+func TestReportChargesTheLink(t *testing.T) {
+	cfg, user := testConfig(t, t.TempDir())
+	cfg.GossipInterval = time.Hour
+	cfg.PeerStoreBurst = 16 * 60 << 10 // a stranger: two 60 KiB messages
+	cfg.PeerStoreRate = 8
+	n := start(t, cfg, user)
+	tp := topic.Topic{0x9c}
+	s := n.session(t)
+	ctx := context.Background()
+	if err := s.Register(ctx, tp); err != nil {
+		t.Fatal(err)
+	}
+	src := dialRawPeer(t, n.Addr().String(), n.ID(), []topic.Topic{tp}, nil)
+	content := make([]byte, 60<<10)
+	send := func(i int) {
+		binary.BigEndian.PutUint64(content, uint64(i))
+		if err := src.wc.WriteMessage(ctx, wire.Topic{Topic: tp, Content: content}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(0)
+	waitFor(t, 5*time.Second, "the first message stored", func() bool { return n.Stats().Stored == 1 })
+	stored, err := s.Query(ctx, tp, 0)
+	if err != nil || len(stored) != 1 {
+		t.Fatalf("query: %d messages, %v", len(stored), err)
+	}
+	if err := s.Report(ctx, stored[0].Cursor); err != nil {
+		t.Fatal(err)
+	}
+	send(1) // within the quota had the first one not been reported
+	waitFor(t, 5*time.Second, "the second message over the quota", func() bool { return n.Stats().OverQuota == 1 })
+	if st := n.Stats(); st.Stored != 1 || st.Reported != 1 {
+		t.Errorf("stored %d, reported %d; want 1 and 1", st.Stored, st.Reported)
+	}
+}
