@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -17,7 +18,11 @@ import (
 //
 //   - per link: PeerStoreRate bytes per second with bursts of
 //     PeerStoreBurst. A stranger's link (inbound, up for less than
-//     StrangerPeriod) gets an eighth of both. Messages over it are
+//     StrangerPeriod, from a peer that is not our ring neighbour on the
+//     message's topic) gets an eighth of both. A peer that gossips a
+//     subscription to the topic and is close enough by id to become a
+//     ring neighbour gets a full link's quota: the topic quota and the
+//     total cap bound what many of those store. Messages over it are
 //     dropped (neither stored nor forwarded) and cost the peer a strike,
 //     at most one a second, so a peer that keeps flooding is quarantined
 //     within seconds. Answers to our own catch-up queries do not count
@@ -119,9 +124,15 @@ func (l *link) spendSolicited(t topic.Topic, n int, now time.Time) bool {
 	return true
 }
 
-// stranger reports whether l gets a stranger's quota.
-func (l *link) stranger(now time.Time) bool {
-	return !l.dialledByUs() && now.Sub(l.created) < StrangerPeriod
+// strangerFor reports whether l gets a stranger's quota for messages on
+// t: an inbound link younger than StrangerPeriod whose peer is not one of
+// our ring neighbours on t (the peers the overlay chose to hear t from).
+func (n *Node) strangerFor(l *link, t topic.Topic, now time.Time) bool {
+	if l.dialledByUs() || now.Sub(l.created) >= StrangerPeriod {
+		return false
+	}
+	succ, pred := n.overlay.ring(t)
+	return !slices.Contains(succ, l.remote) && !slices.Contains(pred, l.remote)
 }
 
 // topicQuotas are the per-topic storage buckets.
@@ -152,12 +163,12 @@ func (n *Node) admitStored(l *link, t topic.Topic, size int, now time.Time) bool
 	// Answers to our queries pass unmetered, except from a stranger: it
 	// could advertise a topic only to be asked for it. Its answers are
 	// metered, but cost no strike: we asked.
-	stranger := l.stranger(now)
+	stranger := n.strangerFor(l, t, now)
 	solicited := l.spendSolicited(t, size, now)
 	if solicited && !stranger {
 		return true
 	}
-	rate, burst := n.linkQuota(l, now)
+	rate, burst := n.linkQuota(stranger)
 	l.quotaMu.Lock()
 	ok := l.stored.take(now, size, rate, burst)
 	strike := !ok && !solicited && now.Sub(l.lastStrike) >= time.Second
@@ -182,10 +193,10 @@ func (n *Node) admitStored(l *link, t topic.Topic, size int, now time.Time) bool
 	return true
 }
 
-// linkQuota is l's storage rate and burst.
-func (n *Node) linkQuota(l *link, now time.Time) (rate, burst int64) {
+// linkQuota is a link's storage rate and burst.
+func (n *Node) linkQuota(stranger bool) (rate, burst int64) {
 	rate, burst = n.cfg.PeerStoreRate, n.cfg.PeerStoreBurst
-	if l.stranger(now) {
+	if stranger {
 		rate, burst = rate/strangerShare, burst/strangerShare
 	}
 	return rate, burst
@@ -248,7 +259,7 @@ func (s *Session) Report(ctx context.Context, c Cursor) error {
 		return nil
 	}
 	now := time.Now()
-	rate, burst := n.linkQuota(l, now)
+	rate, burst := n.linkQuota(!l.dialledByUs() && now.Sub(l.created) < StrangerPeriod)
 	l.quotaMu.Lock()
 	l.stored.debit(now, 2*size, rate, burst)
 	l.quotaMu.Unlock()
