@@ -110,7 +110,7 @@ func writeNodeLimits(w io.Writer, cfg *config.Config) {
 	links := n.MaxOpenedConnections
 	fmt.Fprintf(w, "  limits: %d links (%d kept for overlay peers and users), %d handshakes pending (%d per source under load, first byte within %s)\n",
 		links, links/4, node.MaxPendingHandshakes, node.MaxPendingPerSource, node.DefaultFirstByteTimeout)
-	fmt.Fprintf(w, "  stored from one peer: %s/s, bursts of %s (an eighth for a peer linked < %s); one topic: %s/s, bursts of %s; in total: %s\n",
+	fmt.Fprintf(w, "  stored from one peer: %s/s, bursts of %s (an eighth for a new inbound peer, < %s, not a ring neighbour); one topic: %s/s, bursts of %s; in total: %s\n",
 		n.PeerStoreRate, n.PeerStoreBurst, node.StrangerPeriod, n.TopicStoreRate, n.TopicStoreBurst, cfg.Storage.MaxSize)
 }
 
