@@ -94,8 +94,10 @@ type floodResult struct {
 
 // flood sends size-byte random Topic messages on topics, round robin, as
 // fast as target reads them, for d. When target closes the link, it links
-// again with the same identity (a quarantined one is refused).
-func (h *hostilePeer) flood(ctx context.Context, t *testing.T, target *proc, topics []topic.Topic, size int, d time.Duration) floodResult {
+// again with the same identity (a quarantined one is refused). With
+// claim, each link starts with a gossip subscribing to the topics, so
+// that the target may take h for one of its ring neighbours on them.
+func (h *hostilePeer) flood(ctx context.Context, t *testing.T, target *proc, topics []topic.Topic, size int, d time.Duration, claim bool) floodResult {
 	t.Helper()
 	var r floodResult
 	began := time.Now()
@@ -109,6 +111,9 @@ func (h *hostilePeer) flood(ctx context.Context, t *testing.T, target *proc, top
 			continue
 		}
 		r.relinked++
+		if claim && wc.WriteMessage(ctx, h.gossip(t, topics...)) != nil {
+			continue
+		}
 		go drain(wc)
 		wctx, cancel := context.WithDeadline(ctx, end)
 		for i := 0; ; i++ {
