@@ -276,3 +276,35 @@ func TestReportChargesTheLink(t *testing.T) {
 		t.Errorf("stored %d, reported %d; want 1 and 1", st.Stored, st.Reported)
 	}
 }
+
+// The Topic messages still queued on a link that closes go to the other
+// subscribers, not back to the closed link's peer.
+func TestClosingLinkQueueRerouted(t *testing.T) {
+	cfg, user := testConfig(t, t.TempDir())
+	cfg.GossipInterval = time.Hour
+	n := start(t, cfg, user)
+	tp := topic.Topic{0x9d}
+	n.subscribe(tp)
+	var atX, atY atomic.Int64
+	x := dialRawPeer(t, n.Addr().String(), n.ID(), []topic.Topic{tp}, func(wire.Topic) { atX.Add(1) })
+	dialRawPeer(t, n.Addr().String(), n.ID(), []topic.Topic{tp}, func(wire.Topic) { atY.Add(1) })
+	waitFor(t, 5*time.Second, "ring of two raw peers", func() bool {
+		succ, _ := n.overlay.ring(tp)
+		return len(succ) == 2
+	})
+	n.mu.Lock()
+	l := n.links[keys.Public(x.key)]
+	n.mu.Unlock()
+	// As if x's writer had stalled with three messages queued.
+	closing := &link{remote: l.remote, out: make(chan wire.Message, 4), done: make(chan struct{})}
+	for i := range 3 {
+		closing.out <- wire.Topic{Topic: tp, Content: []byte{byte(i)}}
+	}
+	closing.out <- wire.Gossip{Gossip: n.Gossip()} // not a Topic: not re-sent
+	ctx, _ := n.context()
+	n.reroute(ctx, closing)
+	waitFor(t, 5*time.Second, "the three messages at y", func() bool { return atY.Load() == 3 })
+	if got := atX.Load(); got != 0 {
+		t.Errorf("%d re-routed messages went back to the closed link's peer", got)
+	}
+}
