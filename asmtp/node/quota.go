@@ -252,6 +252,7 @@ func (s *Session) Report(ctx context.Context, c Cursor) error {
 	}
 	n := s.n
 	n.stats.reported.Add(1)
+	n.log.Debug("message reported as not opening", "peer", peer, "bytes", size)
 	n.mu.Lock()
 	l := n.links[peer]
 	n.mu.Unlock()
