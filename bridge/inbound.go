@@ -237,6 +237,21 @@ func (w *inboundWorker) saveCursors(ctx context.Context) {
 		return
 	}
 	clear(w.dirty)
+	// What the mailstore holds now may go first when the node is full.
+	for k, c := range cursors {
+		if err := w.s.Fetched(ctx, topic.Topic([]byte(k)), node.Cursor(c)); err != nil {
+			w.log.Warn("bridge: tell the node what was fetched", "err", err)
+		}
+	}
+}
+
+// report tells the node that m does not open, so that it charges the
+// peer that delivered it (the node ignores the account's own
+// publications).
+func (w *inboundWorker) report(ctx context.Context, m node.Stored) {
+	if err := w.s.Report(ctx, m.Cursor); err != nil {
+		w.log.Warn("bridge: report unreadable content to the node", "err", err)
+	}
 }
 
 // handle takes one topic message. Contents that cannot be read or are not
@@ -260,9 +275,11 @@ func (w *inboundWorker) handle(ctx context.Context, m node.Stored) error {
 	case errors.Is(err, mail.ErrWrongSender):
 		w.log.Warn("bridge: content sealed by another key than the topic's contact dropped",
 			"topic", m.Topic, "contact", c.Passport, "err", err)
+		w.report(ctx, m)
 		return nil
 	case err != nil: // also the account's own publications on the topic
 		w.log.Debug("bridge: unreadable content dropped", "topic", m.Topic, "contact", c.Passport, "err", err)
+		w.report(ctx, m)
 		return nil
 	}
 	if ch.Kind == mail.KindLegacyText || ch.Count == 1 {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/asmtp/asmtp/asmtp/gossip"
 	"github.com/asmtp/asmtp/asmtp/keys"
+	"github.com/asmtp/asmtp/asmtp/wire"
 )
 
 // Peer is a node reachable at a known address, dialled without needing its
@@ -65,6 +66,10 @@ type Config struct {
 	DeliveryQueueSize int
 	// HandshakeTimeout bounds dialling plus the Noise handshake. Default 10 s.
 	HandshakeTimeout time.Duration
+	// FirstByteTimeout closes an inbound connection that sends nothing for
+	// this long, so idle connections do not hold handshake slots.
+	// Default 3 s.
+	FirstByteTimeout time.Duration
 	// IdleTimeout closes a node link that sent nothing for this long (the
 	// per-link read deadline). User links rely on TCP keepalive instead.
 	// Default 5 min.
@@ -73,6 +78,19 @@ type Config struct {
 	// full link queue, before the link is considered stuck and closed.
 	// Default 30 s.
 	WriteTimeout time.Duration
+	// PeerStoreRate and PeerStoreBurst bound the bytes of topic messages
+	// one node link makes us store, per second and in a burst; a
+	// stranger's link (inbound, younger than StrangerPeriod) gets an
+	// eighth. Over it messages are dropped and the peer struck.
+	// Defaults 1 MiB/s and 32 MiB (a 25 MiB mail fits one burst).
+	PeerStoreRate, PeerStoreBurst int64
+	// TopicStoreRate and TopicStoreBurst bound the same for one topic,
+	// all links together. Defaults 2 MiB/s and 64 MiB.
+	TopicStoreRate, TopicStoreBurst int64
+	// MaxStorageSize bounds the bytes of stored message content. Over it
+	// the node evicts what no local user waits for and then refuses new
+	// messages from peers (quota.go). Default 4 GiB.
+	MaxStorageSize int64
 	// QuarantineDuration is how long a misbehaving peer is refused.
 	// Default 10 min.
 	QuarantineDuration time.Duration
@@ -114,9 +132,15 @@ const (
 	DefaultLinkQueueSize         = 256
 	DefaultDeliveryQueueSize     = 256
 	DefaultHandshakeTimeout      = 10 * time.Second
+	DefaultFirstByteTimeout      = 3 * time.Second
 	DefaultIdleTimeout           = 5 * time.Minute
 	DefaultWriteTimeout          = 30 * time.Second
 	DefaultQuarantineDuration    = 10 * time.Minute
+	DefaultPeerStoreRate         = 1 << 20
+	DefaultPeerStoreBurst        = 32 << 20
+	DefaultTopicStoreRate        = 2 << 20
+	DefaultTopicStoreBurst       = 64 << 20
+	DefaultMaxStorageSize        = 4 << 30
 	DefaultMaxClockSkew          = 10 * time.Minute
 	DefaultQueryRate             = 5
 	DefaultQueryBurst            = 20
@@ -144,9 +168,15 @@ func (c *Config) setDefaults() {
 	setDefault(&c.LinkQueueSize, DefaultLinkQueueSize)
 	setDefault(&c.DeliveryQueueSize, DefaultDeliveryQueueSize)
 	setDefault(&c.HandshakeTimeout, DefaultHandshakeTimeout)
+	setDefault(&c.FirstByteTimeout, DefaultFirstByteTimeout)
 	setDefault(&c.IdleTimeout, DefaultIdleTimeout)
 	setDefault(&c.WriteTimeout, DefaultWriteTimeout)
 	setDefault(&c.QuarantineDuration, DefaultQuarantineDuration)
+	setDefault(&c.PeerStoreRate, DefaultPeerStoreRate)
+	setDefault(&c.PeerStoreBurst, DefaultPeerStoreBurst)
+	setDefault(&c.TopicStoreRate, DefaultTopicStoreRate)
+	setDefault(&c.TopicStoreBurst, DefaultTopicStoreBurst)
+	setDefault(&c.MaxStorageSize, DefaultMaxStorageSize)
 	setDefault(&c.MaxClockSkew, DefaultMaxClockSkew)
 	setDefault(&c.QueryRate, DefaultQueryRate)
 	setDefault(&c.QueryBurst, DefaultQueryBurst)
@@ -194,9 +224,15 @@ func (c *Config) validate() error {
 		{"link queue size", c.LinkQueueSize > 0},
 		{"delivery queue size", c.DeliveryQueueSize > 0},
 		{"handshake timeout", c.HandshakeTimeout > 0},
+		{"first byte timeout", c.FirstByteTimeout > 0},
 		{"idle timeout", c.IdleTimeout > 0},
 		{"write timeout", c.WriteTimeout > 0},
 		{"quarantine duration", c.QuarantineDuration > 0},
+		{"peer store rate", c.PeerStoreRate > 0},
+		{"peer store burst (at least one message)", c.PeerStoreBurst >= wire.MaxTopicContent},
+		{"topic store rate", c.TopicStoreRate > 0},
+		{"topic store burst (at least one message)", c.TopicStoreBurst >= wire.MaxTopicContent},
+		{"max storage size (at least one message)", c.MaxStorageSize >= wire.MaxTopicContent},
 		{"max clock skew", c.MaxClockSkew > 0},
 		{"query rate", c.QueryRate > 0},
 		{"query burst", c.QueryBurst > 0},

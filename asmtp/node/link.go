@@ -32,12 +32,26 @@ type link struct {
 	done     chan struct{} // closed when the link closes
 	lastUsed atomic.Int64  // unix nanoseconds, for LRU eviction
 	lastRead atomic.Int64  // unix nanoseconds of the last message read, or of the connection
+	dropped  atomic.Uint64 // messages not queued because the queue was full
+	created  time.Time
+	// solicitMax is what the peer may answer to one of our queries
+	// without a storage quota (quota.go).
+	solicitMax int64
 
 	mu      sync.Mutex
 	conn    *wire.Conn
 	dialled bool // conn was dialled by us
 	closed  bool
 	session *Session // user links
+	// solicited is what the peer may still send in answer to our queries,
+	// per topic (quota.go).
+	solicited map[topic.Topic]solicitation
+
+	// The storage quota (quota.go): charged by the reader, and by
+	// Session.Report.
+	quotaMu    sync.Mutex
+	stored     byteBucket
+	lastStrike time.Time
 
 	// Owned by the link's reading goroutine.
 	greeted    bool                     // the peer's own gossip came on this link
@@ -49,14 +63,16 @@ type link struct {
 
 func newLink(n *Node, remote keys.PublicKey, user bool, addr string) *link {
 	l := &link{
-		remote:   remote,
-		user:     user,
-		outbound: addr != "",
-		addr:     addr,
-		out:      make(chan wire.Message, n.cfg.LinkQueueSize),
-		up:       make(chan struct{}),
-		done:     make(chan struct{}),
-		requests: newTokenBucket(n.cfg.QueryRate, n.cfg.QueryBurst, time.Now()),
+		remote:     remote,
+		user:       user,
+		outbound:   addr != "",
+		addr:       addr,
+		out:        make(chan wire.Message, n.cfg.LinkQueueSize),
+		up:         make(chan struct{}),
+		done:       make(chan struct{}),
+		requests:   newTokenBucket(n.cfg.QueryRate, n.cfg.QueryBurst, time.Now()),
+		created:    time.Now(),
+		solicitMax: n.solicitBytes(),
 	}
 	l.touch()
 	return l
@@ -97,6 +113,9 @@ func (l *link) hasConn() bool {
 // still full after that is stuck: it is closed by the caller's failure
 // path (the reader of the stuck peer keeps the back-pressure honest).
 func (l *link) enqueue(ctx context.Context, m wire.Message, wait time.Duration) bool {
+	if q, ok := m.(wire.QueryTopicMessages); ok && !l.user {
+		l.solicit(q.Topic, l.solicitMax, time.Now())
+	}
 	select {
 	case l.out <- m:
 		return true
@@ -191,7 +210,7 @@ func (n *Node) linkTo(peer keys.PublicKey) (*link, error) {
 		n.mu.Unlock()
 		return l, nil
 	}
-	evict, err := n.makeRoomLocked()
+	evict, err := n.makeRoomLocked(chosenLink)
 	if err != nil {
 		n.mu.Unlock()
 		return nil, err
@@ -209,24 +228,87 @@ func (n *Node) linkTo(peer keys.PublicKey) (*link, error) {
 	return l, nil
 }
 
-// makeRoomLocked picks the least recently used node link to evict when the
-// pool is full. Callers hold n.mu and close the returned link after
-// unlocking.
-func (n *Node) makeRoomLocked() (*link, error) {
-	if len(n.links) < n.cfg.MaxConnections {
+// makeRoomLocked makes room in the pool for a link to remote, or refuses
+// it. Links are of three kinds: users, links the overlay chose (we dial
+// them, or the peer is in our views) and strangers (inbound from an
+// identity our views do not hold). A stranger is admitted only while the
+// pool has more than a quarter free (the reserve for the overlay's peers
+// and the users) and never evicts anything: a flood of fresh identities
+// fills the strangers' share and is refused beyond it, and established
+// overlay links stay (upstream evicted the least recently used link for
+// any newcomer, so throw-away identities could cut a node off). A chosen
+// link or a user in a full pool evicts the least recently used stranger;
+// a user, failing that, the least recently used node link. Callers hold
+// n.mu and close the returned link after unlocking.
+func (n *Node) makeRoomLocked(kind linkKind) (*link, error) {
+	capacity := n.cfg.MaxConnections
+	if kind == strangerLink {
+		if len(n.links) >= capacity-reservedLinks(capacity) {
+			n.stats.refused.Add(1)
+			return nil, fmt.Errorf("pool has %d of %d links: no room for unknown peers (%d reserved for overlay peers and users)",
+				len(n.links), capacity, reservedLinks(capacity))
+		}
 		return nil, nil
 	}
+	if len(n.links) < capacity {
+		return nil, nil
+	}
+	victim := n.lruLocked(func(l *link) bool { return !l.user && n.isStranger(l) })
+	if victim == nil && kind == userLink {
+		victim = n.lruLocked(func(l *link) bool { return !l.user })
+	}
+	if victim == nil {
+		n.stats.refused.Add(1)
+		return nil, fmt.Errorf("connection pool full (%d links, none of them a stranger's)", len(n.links))
+	}
+	delete(n.links, victim.remote)
+	return victim, nil
+}
+
+// reservedLinks is the part of a pool of capacity links kept for overlay
+// peers and users.
+func reservedLinks(capacity int) int { return capacity / 4 }
+
+// linkKind is how the pool treats a new link (makeRoomLocked).
+type linkKind int
+
+const (
+	strangerLink linkKind = iota // inbound, from an identity not in our views
+	chosenLink                   // dialled by us, or the peer is in our views
+	userLink                     // a local user's device
+)
+
+// kindOfLocked classifies a new inbound link from remote (what we dial is
+// a chosenLink). Callers hold n.mu.
+func (n *Node) kindOfLocked(remote keys.PublicKey) linkKind {
+	if _, user := n.users[remote]; user {
+		return userLink
+	}
+	if _, known := n.overlay.addr(remote); known {
+		return chosenLink
+	}
+	return strangerLink
+}
+
+// isStranger reports whether l is an inbound node link whose peer our
+// views do not hold: what a full pool may evict.
+func (n *Node) isStranger(l *link) bool {
+	if l.user || l.dialledByUs() {
+		return false
+	}
+	_, known := n.overlay.addr(l.remote)
+	return !known
+}
+
+// lruLocked returns the least recently used link that ok accepts, or nil.
+func (n *Node) lruLocked(ok func(*link) bool) *link {
 	var lru *link
 	for _, l := range n.links {
-		if !l.user && (lru == nil || l.lastUsed.Load() < lru.lastUsed.Load()) {
+		if ok(l) && (lru == nil || l.lastUsed.Load() < lru.lastUsed.Load()) {
 			lru = l
 		}
 	}
-	if lru == nil {
-		return nil, fmt.Errorf("connection pool full (%d user links)", len(n.links))
-	}
-	delete(n.links, lru.remote)
-	return lru, nil
+	return lru
 }
 
 var (
@@ -254,10 +336,13 @@ func (n *Node) admitLocked(remote keys.PublicKey, now time.Time) error {
 	return nil
 }
 
-// acceptLoop accepts connections and runs their handshakes, at most
-// MaxPendingHandshakes at once.
+// acceptLoop accepts connections and runs their handshakes: at most
+// MaxPendingHandshakes at once, MaxPendingPerSource of them from one
+// source network (handshakeSlots), and a connection that sends nothing
+// within FirstByteTimeout is closed, so idle connections cannot hold the
+// slots for the whole HandshakeTimeout.
 func (n *Node) acceptLoop(ctx context.Context) {
-	slots := make(chan struct{}, MaxPendingHandshakes)
+	slots := newHandshakeSlots(MaxPendingHandshakes, MaxPendingPerSource)
 	for {
 		c, err := n.listener.Accept()
 		if err != nil {
@@ -272,15 +357,15 @@ func (n *Node) acceptLoop(ctx context.Context) {
 			}
 			continue
 		}
-		select {
-		case slots <- struct{}{}:
-		default:
+		src := sourceOf(c.RemoteAddr())
+		if !slots.take(src) {
+			n.stats.refused.Add(1)
 			n.log.Debug("too many pending handshakes; connection dropped", "from", c.RemoteAddr())
 			c.Close()
 			continue
 		}
 		if !n.spawn(func() {
-			defer func() { <-slots }()
+			defer slots.release(src)
 			n.accept(ctx, c)
 		}) {
 			c.Close()
@@ -291,6 +376,12 @@ func (n *Node) acceptLoop(ctx context.Context) {
 
 // accept runs the responder handshake on c and installs the link.
 func (n *Node) accept(ctx context.Context, c net.Conn) {
+	c, err := waitFirstByte(ctx, c, n.cfg.FirstByteTimeout)
+	if err != nil {
+		n.log.Debug("inbound connection sent nothing; closed", "from", c.RemoteAddr(), "err", err)
+		c.Close()
+		return
+	}
 	hctx, cancel := context.WithTimeout(ctx, n.cfg.HandshakeTimeout)
 	defer cancel()
 	wc, err := wire.Accept(hctx, c, n.cfg.Key, func(remote keys.PublicKey) error {
@@ -329,7 +420,7 @@ func (n *Node) installInbound(ctx context.Context, wc *wire.Conn) {
 		stale = l
 		delete(n.links, remote)
 	}
-	evict, err := n.makeRoomLocked()
+	evict, err := n.makeRoomLocked(n.kindOfLocked(remote))
 	if err != nil {
 		n.mu.Unlock()
 		n.log.Debug("inbound connection refused", "peer", remote, "err", err)
@@ -388,6 +479,7 @@ func (n *Node) closeLink(l *link) {
 	close(l.done)
 	c, s := l.conn, l.session
 	l.mu.Unlock()
+	n.log.Debug("link down", "peer", l.remote, "user", l.user)
 	if c != nil {
 		c.Close()
 	}
@@ -407,6 +499,7 @@ func (n *Node) closeLink(l *link) {
 // writeLoop is a link's writing goroutine: it dials an outbound link, then
 // drains the queue into the connection.
 func (n *Node) writeLoop(ctx context.Context, l *link) {
+	defer n.reroute(ctx, l)
 	defer n.closeLink(l)
 	if l.outbound {
 		n.dial(ctx, l)
@@ -458,7 +551,6 @@ func (n *Node) dial(ctx context.Context, l *link) {
 		if ctx.Err() == nil {
 			n.log.Debug("dial failed", "peer", l.remote, "addr", l.addr, "err", err)
 			n.overlay.remove(l.remote)
-			n.reroute(ctx, l)
 		}
 		return
 	}
@@ -528,7 +620,7 @@ func peerFault(err error) bool {
 func (n *Node) quarantine(l *link, why string, err error) {
 	n.strikes.quarantine(l.remote, time.Now())
 	n.stats.quarantined.Add(1)
-	n.log.Debug("peer quarantined", "peer", l.remote, "why", why, "err", err)
+	n.log.Info("peer quarantined", "peer", l.remote, "why", why, "err", err)
 	n.closeLink(l)
 }
 

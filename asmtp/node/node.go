@@ -42,18 +42,42 @@
 // # Links
 //
 // One link per peer id, node and user links sharing a bounded pool
-// (MaxConnections, least recently used node link evicted). Each link has
-// one reading goroutine and one writing goroutine draining a bounded
-// queue; relaying waits for room (back-pressure) up to WriteTimeout, after
-// which the stuck link is closed. When two nodes dial each other at once,
+// (MaxConnections). A quarter of the pool is kept for the links the
+// overlay chose (peers we dial, peers in our views) and for local users:
+// an inbound identity our views do not hold is refused once the rest is
+// full, and never evicts anything; a chosen link or a user in a full pool
+// evicts the least recently used such stranger (a user, failing that, any
+// node link). At most MaxPendingHandshakes connections handshake at once,
+// MaxPendingPerSource from one source network once half of them are
+// taken, and one that sends nothing within FirstByteTimeout is closed
+// (handshake.go). Each link has one reading goroutine and one writing
+// goroutine draining a bounded queue. Forwarding never waits for a queue:
+// a peer whose queue is full misses the message (Stats.Dropped; catch-up
+// brings it), so a slow or stopped peer holds up no other link, and a
+// local publication returns once it is committed. A write that takes
+// WriteTimeout closes the link, and what was still queued on a link that
+// closes is forwarded again without that peer (reroute). When two nodes
+// dial each other at once,
 // both keep the connection dialled by the smaller id (admitLocked). A peer
 // that sends a malformed frame or message is disconnected and quarantined
 // (a frame cut short by a hang-up only disconnects: a node killed mid-write
 // looks the same); lesser offences (request floods, requests it may not
-// make, unsolicited answers) are strikes, and MaxStrikes of them within
-// QuarantineDuration quarantine too. A quarantine is lifted after
-// QuarantineDuration. A failed dial removes the peer from the overlay (a
-// newer gossip brings it back) and re-forwards what was queued for it.
+// make, unsolicited answers, storing over its quota) are strikes, and
+// MaxStrikes of them within QuarantineDuration quarantine too. A
+// quarantine is lifted after QuarantineDuration. A failed dial removes the
+// peer from the overlay (a newer gossip brings it back).
+//
+// # Storage peers cannot exhaust
+//
+// What peers make the node store is bounded per link, per topic and in
+// total (quota.go): a stranger flooding a topic it learned from a gossip
+// gets an eighth of a link's quota, its excess is dropped and struck, and
+// it is quarantined within seconds; the total cap (MaxStorageSize) evicts
+// what no local user waits for before it refuses anything, and never
+// evicts a message a user has not fetched (Session.Fetched). A message a
+// user cannot open (Session.Report) is charged to the link that brought
+// it. Store reads (dedupe lookups, query answers) go through a read-only
+// connection pool, never behind a commit.
 //
 // # Gossip
 //
@@ -105,6 +129,9 @@ const (
 	// MaxPendingHandshakes bounds inbound connections still handshaking;
 	// more are closed at once.
 	MaxPendingHandshakes = 64
+	// MaxPendingPerSource bounds the handshakes pending from one source
+	// network (an IPv4 address or an IPv6 /64).
+	MaxPendingPerSource = 8
 	// MaxSessionsPerUser bounds the sessions one user key holds at once.
 	MaxSessionsPerUser = 16
 	// MaxStrikes is how many minor offences within QuarantineDuration
@@ -140,6 +167,8 @@ type Node struct {
 	seen     *seenCache
 	strikes  *quarantine
 	stats    counters
+	// topicQuota meters what peers store per topic (quota.go).
+	topicQuota topicQuotas
 
 	lastSeen  time.Time // as stored before this run
 	bootstrap []Peer    // known peers, known gossips and stored gossips
@@ -542,10 +571,23 @@ type Stats struct {
 	Unsolicited uint64
 	// Quarantined counts peers quarantined.
 	Quarantined uint64
+	// Dropped counts Topic messages not queued to a peer whose link queue
+	// was full (catch-up brings them).
+	Dropped uint64
+	// Refused counts connections and links refused for room: pending
+	// handshakes over their caps, strangers over their share of the pool.
+	Refused uint64
+	// OverQuota counts topic messages from peers dropped over a link's or
+	// a topic's storage quota, or over the storage cap.
+	OverQuota uint64
+	// Reported counts stored messages a local user reported as not
+	// opening (Session.Report).
+	Reported uint64
 }
 
 type counters struct {
 	received, duplicates, stored, relayed, handedOff, unsolicited, quarantined atomic.Uint64
+	dropped, refused, overQuota, reported                                      atomic.Uint64
 }
 
 // Stats returns the node's counters.
@@ -562,5 +604,9 @@ func (n *Node) Stats() Stats {
 		HandedOff:   n.stats.handedOff.Load(),
 		Unsolicited: n.stats.unsolicited.Load(),
 		Quarantined: n.stats.quarantined.Load(),
+		Dropped:     n.stats.dropped.Load(),
+		Refused:     n.stats.refused.Load(),
+		OverQuota:   n.stats.overQuota.Load(),
+		Reported:    n.stats.reported.Load(),
 	}
 }

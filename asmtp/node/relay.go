@@ -71,6 +71,7 @@ func (c *seenCache) forget(h [32]byte) {
 // origin says where a topic message entered the node.
 type origin struct {
 	peer    keys.PublicKey // node link it came from; zero for a local user
+	link    *link          // that link; nil for a local user
 	session *Session       // the publishing session, not echoed to; nil from a peer
 }
 
@@ -191,11 +192,17 @@ func (n *Node) keep(ctx context.Context, from origin, t topic.Topic, fresh []fre
 			n.stats.duplicates.Add(1)
 			continue
 		}
+		if from.link != nil && !n.admitStored(from.link, t, len(m.content), now) {
+			// Neither stored nor forwarded; forgotten, so that the same
+			// message from a peer within its quota is taken.
+			n.seen.forget(m.hash)
+			continue
+		}
 		// Counted before it is queued, so that a catch-up settling now
 		// waits for its commit (catchup.go).
 		n.storeQueued.Add(1)
 		select {
-		case n.toStore <- store.NewMessage{Topic: t, Hash: m.hash, Content: m.content, ReceivedAt: now}:
+		case n.toStore <- store.NewMessage{Topic: t, Hash: m.hash, Content: m.content, ReceivedAt: now, Origin: from.peer}:
 		case <-ctx.Done():
 		}
 		first = append(first, m)
@@ -237,6 +244,8 @@ func (n *Node) drainToStore(batch []store.NewMessage) []store.NewMessage {
 }
 
 func (n *Node) storeBatch(ctx context.Context, batch []store.NewMessage) {
+	done := uint64(len(batch))
+	batch = n.makeRoom(ctx, batch)
 	added, err := n.store.AddMessages(ctx, batch)
 	if err != nil {
 		// Not counted as done: no catch-up completes in this run after a
@@ -244,16 +253,19 @@ func (n *Node) storeBatch(ctx context.Context, batch []store.NewMessage) {
 		n.log.Error("relay: store", "messages", len(batch), "err", err)
 		return
 	}
-	n.storeDone.Add(uint64(len(batch)))
+	n.storeDone.Add(done)
 	for _, m := range added {
 		n.stats.stored.Add(1)
 		n.deliver(m, nil)
 	}
 }
 
-// sendTo queues m to each peer, waiting for room up to WriteTimeout (the
-// back-pressure of relaying); a peer still full after that is stuck and
-// its link is closed. It returns how many peers m was queued to.
+// sendTo queues m to each peer without waiting: forwarding runs on the
+// reading goroutine of the link m came from (or in a local user's
+// Publish), and a slow or stopped peer must not hold it. A peer whose
+// queue is full misses m (counted in Stats.Dropped); its writer closes the
+// link if it stays stuck past WriteTimeout, and catch-up brings what it
+// missed. It returns how many peers m was queued to.
 func (n *Node) sendTo(ctx context.Context, peers []keys.PublicKey, m wire.Message) int {
 	sent := 0
 	for _, p := range peers {
@@ -262,24 +274,26 @@ func (n *Node) sendTo(ctx context.Context, peers []keys.PublicKey, m wire.Messag
 			n.log.Debug("relay: no link", "peer", p, "err", err)
 			continue
 		}
-		if l.enqueue(ctx, m, n.cfg.WriteTimeout) {
+		if l.enqueue(ctx, m, 0) {
 			sent++
 			continue
 		}
-		if ctx.Err() == nil {
-			n.log.Debug("relay: link stuck; closed", "peer", p)
-			n.closeLink(l)
-		}
+		l.dropped.Add(1)
+		n.stats.dropped.Add(1)
 	}
 	return sent
 }
 
-// reroute sends again the Topic messages queued on a link whose dial
-// failed. The peer is out of the overlay now, so the rule picks the next
-// ring neighbour (or another known subscriber) and the ring is bridged at
-// once instead of after the next gossip rounds; peers that already had a
-// message drop it as a duplicate.
+// reroute sends again the Topic messages still queued on a link that
+// closed (a failed dial, a write that failed or timed out, an eviction).
+// They go where the forwarding rule sends them without that peer (a peer
+// whose dial failed is out of the overlay already), so the ring is
+// bridged at once instead of after the next gossip rounds; peers that
+// already had a message drop it as a duplicate.
 func (n *Node) reroute(ctx context.Context, l *link) {
+	if l.user || ctx.Err() != nil {
+		return
+	}
 	for {
 		var m wire.Message
 		select {
@@ -292,10 +306,16 @@ func (n *Node) reroute(ctx context.Context, l *link) {
 			continue
 		}
 		if n.overlay.subscribed(tm.Topic) {
-			n.stats.relayed.Add(uint64(n.sendTo(ctx, n.overlay.forward(tm.Topic, keys.PublicKey{}), tm)))
-		} else {
-			n.stats.handedOff.Add(uint64(n.sendTo(ctx, n.overlay.handoff(tm.Topic), tm)))
+			n.stats.relayed.Add(uint64(n.sendTo(ctx, n.overlay.forward(tm.Topic, l.remote), tm)))
+			continue
 		}
+		var others []keys.PublicKey
+		for _, p := range n.overlay.handoff(tm.Topic) {
+			if p != l.remote {
+				others = append(others, p)
+			}
+		}
+		n.stats.handedOff.Add(uint64(n.sendTo(ctx, others, tm)))
 	}
 }
 
@@ -309,7 +329,7 @@ func (n *Node) handle(ctx context.Context, l *link, m wire.Message) error {
 	case wire.Gossip:
 		n.onGossip(ctx, l, m.Gossip)
 	case wire.Topic:
-		if err := n.relay(ctx, origin{peer: l.remote}, m.Topic, m.Content); err != nil {
+		if err := n.relay(ctx, origin{peer: l.remote, link: l}, m.Topic, m.Content); err != nil {
 			n.log.Debug("relay", "peer", l.remote, "err", err)
 		}
 	case wire.QueryTopicMessages:

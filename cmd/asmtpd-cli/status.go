@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/asmtp/asmtp/asmtp/gossip"
+	"github.com/asmtp/asmtp/asmtp/node"
 	"github.com/asmtp/asmtp/asmtp/node/store"
 	"github.com/asmtp/asmtp/bridge"
 	"github.com/asmtp/asmtp/cmd/internal/config"
@@ -64,6 +65,7 @@ func writeNodeStatus(ctx context.Context, w io.Writer, cfg *config.Config, now t
 		id = p.String()
 	}
 	fmt.Fprintf(w, "node %s listening %s\n", id, cfg.Network.ListenAddress)
+	writeNodeLimits(w, cfg)
 	s, err := store.ReadSummary(ctx, cfg.Storage.Path)
 	if errors.Is(err, os.ErrNotExist) {
 		fmt.Fprintf(w, "  no database at %s yet (asmtpd has not run)\n", cfg.Storage.Path)
@@ -94,7 +96,22 @@ func writeNodeStatus(ctx context.Context, w io.Writer, cfg *config.Config, now t
 		fmt.Fprintf(w, " (oldest %s, newest %s)", fmtTime(s.OldestMessage), fmtTime(s.NewestMessage))
 	}
 	fmt.Fprintln(w)
+	capacity := cfg.Storage.MaxSize
+	fmt.Fprintf(w, "storage: %s of %s used (%d%%)\n", config.ByteSize(s.ContentBytes), capacity, s.ContentBytes*100/int64(capacity))
+	if s.ContentBytes >= int64(capacity)*15/16 {
+		fmt.Fprintln(w, "  warning: storage nearly full: once only unfetched mail is left, mail from peers is refused; raise storage.max_size")
+	}
 	return nil
+}
+
+// writeNodeLimits writes what the node bounds for its peers.
+func writeNodeLimits(w io.Writer, cfg *config.Config) {
+	n := cfg.Network
+	links := n.MaxOpenedConnections
+	fmt.Fprintf(w, "  limits: %d links (%d kept for overlay peers and users), %d handshakes pending (%d per source under load, first byte within %s)\n",
+		links, links/4, node.MaxPendingHandshakes, node.MaxPendingPerSource, node.DefaultFirstByteTimeout)
+	fmt.Fprintf(w, "  stored from one peer: %s/s, bursts of %s (an eighth for a new inbound peer, < %s, not a ring neighbour); one topic: %s/s, bursts of %s; in total: %s\n",
+		n.PeerStoreRate, n.PeerStoreBurst, node.StrangerPeriod, n.TopicStoreRate, n.TopicStoreBurst, cfg.Storage.MaxSize)
 }
 
 func writeBridgeStatus(ctx context.Context, w io.Writer, cfg *config.Config, now time.Time) error {

@@ -39,7 +39,8 @@ func TestStatus(t *testing.T) {
 
 	// Before asmtpd ever ran and before any account: nothing is created.
 	out := mustRun(t, "status", "--config", cfg)
-	for _, want := range []string{"no database at", "accounts: none"} {
+	for _, want := range []string{"no database at", "accounts: none", "limits: 128 links (32 kept for overlay peers and users)",
+		"stored from one peer: 1MiB/s, bursts of 32MiB"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status of a new node lacks %q:\n%s", want, out)
 		}

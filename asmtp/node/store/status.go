@@ -19,6 +19,7 @@ type Summary struct {
 	Users          int       // distinct registered users
 	Topics         int       // distinct registered topics
 	Messages       int64     // topic messages stored
+	ContentBytes   int64     // their content, what storage.max_size bounds
 	OldestMessage  time.Time // zero when no message is stored
 	NewestMessage  time.Time
 	SchemaVersion  int
@@ -90,8 +91,8 @@ func ReadSummary(ctx context.Context, path string) (Summary, error) {
 		return s, fmt.Errorf("read registrations: %w", err)
 	}
 	var oldest, newest sql.NullInt64
-	err = tx.QueryRowContext(ctx, `SELECT count(*), min(received_at), max(received_at) FROM messages`).
-		Scan(&s.Messages, &oldest, &newest)
+	err = tx.QueryRowContext(ctx, `SELECT count(*), min(received_at), max(received_at), coalesce(sum(length(content)), 0) FROM messages`).
+		Scan(&s.Messages, &oldest, &newest, &s.ContentBytes)
 	if err != nil {
 		return s, fmt.Errorf("read messages: %w", err)
 	}

@@ -82,13 +82,30 @@ var migrations = []string{
 		topic BLOB PRIMARY KEY,
 		since INTEGER NOT NULL
 	);`,
+	// origin is the node peer a message came from (Origin), local whether
+	// a local user published it; fetched holds, per user and topic, the
+	// cursor up to which the user has taken the messages for good. Both
+	// order what Evict may remove. Messages stored before count as from
+	// an unknown peer.
+	`ALTER TABLE messages ADD COLUMN origin BLOB;
+	ALTER TABLE messages ADD COLUMN local INTEGER NOT NULL DEFAULT 0;
+	CREATE TABLE fetched (
+		user   BLOB NOT NULL,
+		topic  BLOB NOT NULL,
+		cursor INTEGER NOT NULL,
+		PRIMARY KEY (user, topic)
+	);`,
 }
 
 // Store is the node's database. Its methods are safe for concurrent use.
 type Store struct {
-	db      *sql.DB    // synchronous=FULL: reads and acknowledged writes
+	db      *sql.DB    // synchronous=FULL: acknowledged writes
 	relaxed *sql.DB    // synchronous=NORMAL: writes nobody waits on
+	read    *sql.DB    // a pool of read-only connections: reads never wait for the writer
 	write   sync.Mutex // one writer at a time across both connections
+
+	// size is the bytes of message content stored (Size).
+	size atomic.Int64
 
 	// group holds the durable message writes waiting for the next group
 	// commit (AddMessagesDurable).
@@ -114,14 +131,13 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	if s.relaxed, err = openConn(path, "NORMAL", true); err != nil {
+	if err := s.openOthers(path); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	// The checkpointer's synchronous=FULL makes it fsync the WAL before
-	// copying and the database file after (NORMAL would do the same for a
-	// checkpoint; FULL states the intent).
-	if s.ck, err = openConn(path, "FULL", false); err != nil {
+	if err := s.loadSize(ctx); err != nil {
+		s.read.Close()
+		s.ck.Close()
 		s.relaxed.Close()
 		db.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
@@ -150,6 +166,62 @@ func openConn(path, synchronous string, writer bool) (*sql.DB, error) {
 	db.SetConnMaxIdleTime(0)
 	return db, db.Ping()
 }
+
+// ReadConns is the size of the read-only connection pool.
+const ReadConns = 4
+
+// openOthers opens the relaxed writer, the checkpointer and the read
+// pool beside the durable writer.
+func (s *Store) openOthers(path string) error {
+	var err error
+	if s.relaxed, err = openConn(path, "NORMAL", true); err != nil {
+		return err
+	}
+	// The checkpointer's synchronous=FULL makes it fsync the WAL before
+	// copying and the database file after (NORMAL would do the same for a
+	// checkpoint; FULL states the intent).
+	if s.ck, err = openConn(path, "FULL", false); err != nil {
+		s.relaxed.Close()
+		return err
+	}
+	if s.read, err = openReadPool(path); err != nil {
+		s.ck.Close()
+		s.relaxed.Close()
+		return err
+	}
+	return nil
+}
+
+// openReadPool opens ReadConns query-only connections: in WAL mode they
+// read the last commit while the writer writes, so a dedupe lookup or a
+// catch-up answer never queues behind a commit (and its fsync).
+func openReadPool(path string) (*sql.DB, error) {
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "query_only(1)")
+	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(ReadConns)
+	db.SetMaxIdleConns(ReadConns)
+	return db, db.Ping()
+}
+
+// loadSize reads the stored content size once; writes keep it current.
+func (s *Store) loadSize(ctx context.Context) error {
+	var n int64
+	if err := s.read.QueryRowContext(ctx, `SELECT coalesce(sum(length(content)), 0) FROM messages`).Scan(&n); err != nil {
+		return fmt.Errorf("read stored size: %w", err)
+	}
+	s.size.Store(n)
+	return nil
+}
+
+// Size is the bytes of message content stored (the database file is
+// somewhat larger: indexes, free pages, the WAL).
+func (s *Store) Size() int64 { return s.size.Load() }
 
 // Sync says whether a write must survive a machine crash once it returns.
 type Sync bool
@@ -225,7 +297,7 @@ func (s *Store) checkpointLoop() {
 func (s *Store) Close() error {
 	s.ckOnce.Do(func() { close(s.ckStop) })
 	<-s.ckDone
-	return errors.Join(s.ck.Close(), s.relaxed.Close(), s.db.Close())
+	return errors.Join(s.read.Close(), s.ck.Close(), s.relaxed.Close(), s.db.Close())
 }
 
 func (s *Store) migrate(ctx context.Context) error {
@@ -261,7 +333,7 @@ const lastSeenKey = "last_seen"
 // the zero time if it never did.
 func (s *Store) LastSeen(ctx context.Context) (time.Time, error) {
 	var unix int64
-	err := s.db.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, lastSeenKey).Scan(&unix)
+	err := s.read.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, lastSeenKey).Scan(&unix)
 	if errors.Is(err, sql.ErrNoRows) {
 		return time.Time{}, nil
 	}
@@ -328,7 +400,7 @@ func (s *Store) SaveRunState(ctx context.Context, lastSeen time.Time, pending []
 
 // PendingCatchUps returns the unfinished catch-ups SaveRunState recorded.
 func (s *Store) PendingCatchUps(ctx context.Context) ([]PendingCatchUp, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT topic, since FROM catch_ups ORDER BY topic`)
+	rows, err := s.read.QueryContext(ctx, `SELECT topic, since FROM catch_ups ORDER BY topic`)
 	if err != nil {
 		return nil, fmt.Errorf("read pending catch-ups: %w", err)
 	}
@@ -395,7 +467,7 @@ func (s *Store) ReplaceGossips(ctx context.Context, gs []Gossip) error {
 
 // Gossips returns every stored gossip.
 func (s *Store) Gossips(ctx context.Context) ([]Gossip, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, time, bytes FROM gossips ORDER BY id`)
+	rows, err := s.read.QueryContext(ctx, `SELECT id, time, bytes FROM gossips ORDER BY id`)
 	if err != nil {
 		return nil, fmt.Errorf("read gossips: %w", err)
 	}
@@ -447,7 +519,7 @@ func (s *Store) Deregister(ctx context.Context, user keys.PublicKey, t topic.Top
 
 // Registrations returns every registration.
 func (s *Store) Registrations(ctx context.Context) ([]Registration, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT user, topic FROM registrations ORDER BY user, topic`)
+	rows, err := s.read.QueryContext(ctx, `SELECT user, topic FROM registrations ORDER BY user, topic`)
 	if err != nil {
 		return nil, fmt.Errorf("read registrations: %w", err)
 	}
@@ -496,16 +568,15 @@ func (s *Store) AddMessage(ctx context.Context, sync Sync, t topic.Topic, hash [
 	s.write.Lock()
 	defer s.write.Unlock()
 	defer s.committed()
-	err := s.relaxed.QueryRowContext(ctx,
-		`INSERT INTO messages (topic, hash, content, received_at) VALUES (?, ?, ?, ?)
-		 ON CONFLICT (topic, hash) DO NOTHING RETURNING cursor`,
-		t[:], hash[:], content, receivedAt.Unix()).Scan(&m.Cursor)
+	nm := NewMessage{Topic: t, Hash: hash, Content: content, ReceivedAt: receivedAt}
+	err := s.relaxed.QueryRowContext(ctx, insertMessage, nm.args()...).Scan(&m.Cursor)
 	if errors.Is(err, sql.ErrNoRows) {
 		return m, false, nil
 	}
 	if err != nil {
 		return m, false, fmt.Errorf("store message on %x: %w", t[:4], err)
 	}
+	s.size.Add(int64(len(content)))
 	return m, true, nil
 }
 
@@ -570,28 +641,30 @@ func (s *Store) commitDurable(ctx context.Context, reqs []*durableAdd) error {
 		return fmt.Errorf("store messages: %w", err)
 	}
 	defer tx.Rollback()
-	stmt, err := tx.PrepareContext(ctx, `INSERT INTO messages (topic, hash, content, received_at) VALUES (?, ?, ?, ?)
-		ON CONFLICT (topic, hash) DO NOTHING RETURNING cursor`)
+	stmt, err := tx.PrepareContext(ctx, insertMessage)
 	if err != nil {
 		return fmt.Errorf("store messages: %w", err)
 	}
 	defer stmt.Close()
+	var added int64
 	for _, r := range reqs {
 		r.out = make([]Message, len(r.ms))
 		for i, m := range r.ms {
 			r.out[i] = Message{Topic: m.Topic, Content: m.Content, ReceivedAt: time.Unix(m.ReceivedAt.Unix(), 0)}
-			err := stmt.QueryRowContext(ctx, m.Topic[:], m.Hash[:], m.Content, m.ReceivedAt.Unix()).Scan(&r.out[i].Cursor)
+			err := stmt.QueryRowContext(ctx, m.args()...).Scan(&r.out[i].Cursor)
 			if errors.Is(err, sql.ErrNoRows) {
 				continue // already stored: Cursor stays 0
 			}
 			if err != nil {
 				return fmt.Errorf("store message on %x: %w", m.Topic[:4], err)
 			}
+			added += int64(len(m.Content))
 		}
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("store messages (%d in one commit): %w", countMessages(reqs), err)
 	}
+	s.size.Add(added)
 	s.commits.Add(1)
 	return nil
 }
@@ -610,6 +683,21 @@ type NewMessage struct {
 	Hash       [32]byte // dedupe key
 	Content    []byte
 	ReceivedAt time.Time
+	// Origin is the node peer the message came from; zero for a local
+	// user's publication.
+	Origin keys.PublicKey
+}
+
+// insertMessage stores a NewMessage (args) unless it is stored already.
+const insertMessage = `INSERT INTO messages (topic, hash, content, received_at, origin, local) VALUES (?, ?, ?, ?, ?, ?)
+	ON CONFLICT (topic, hash) DO NOTHING RETURNING cursor`
+
+// args are insertMessage's arguments.
+func (m NewMessage) args() []any {
+	if m.Origin == (keys.PublicKey{}) {
+		return []any{m.Topic[:], m.Hash[:], m.Content, m.ReceivedAt.Unix(), nil, 1}
+	}
+	return []any{m.Topic[:], m.Hash[:], m.Content, m.ReceivedAt.Unix(), m.Origin[:], 0}
 }
 
 // AddMessages stores messages in one relaxed transaction, skipping those
@@ -624,8 +712,7 @@ func (s *Store) AddMessages(ctx context.Context, ms []NewMessage) ([]Message, er
 		return nil, fmt.Errorf("store messages: %w", err)
 	}
 	defer tx.Rollback()
-	stmt, err := tx.PrepareContext(ctx, `INSERT INTO messages (topic, hash, content, received_at) VALUES (?, ?, ?, ?)
-		ON CONFLICT (topic, hash) DO NOTHING RETURNING cursor`)
+	stmt, err := tx.PrepareContext(ctx, insertMessage)
 	if err != nil {
 		return nil, fmt.Errorf("store messages: %w", err)
 	}
@@ -633,7 +720,7 @@ func (s *Store) AddMessages(ctx context.Context, ms []NewMessage) ([]Message, er
 	var added []Message
 	for _, m := range ms {
 		var cursor int64
-		err := stmt.QueryRowContext(ctx, m.Topic[:], m.Hash[:], m.Content, m.ReceivedAt.Unix()).Scan(&cursor)
+		err := stmt.QueryRowContext(ctx, m.args()...).Scan(&cursor)
 		if errors.Is(err, sql.ErrNoRows) {
 			continue
 		}
@@ -645,13 +732,16 @@ func (s *Store) AddMessages(ctx context.Context, ms []NewMessage) ([]Message, er
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("store messages: %w", err)
 	}
+	for _, m := range added {
+		s.size.Add(int64(len(m.Content)))
+	}
 	return added, nil
 }
 
 // HasMessage reports whether a message with this dedupe hash is stored on t.
 func (s *Store) HasMessage(ctx context.Context, t topic.Topic, hash [32]byte) (bool, error) {
 	var one int
-	err := s.db.QueryRowContext(ctx, `SELECT 1 FROM messages WHERE topic = ? AND hash = ?`, t[:], hash[:]).Scan(&one)
+	err := s.read.QueryRowContext(ctx, `SELECT 1 FROM messages WHERE topic = ? AND hash = ?`, t[:], hash[:]).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	}
@@ -685,7 +775,7 @@ func (s *Store) MessagesSinceAfter(ctx context.Context, t topic.Topic, since tim
 }
 
 func (s *Store) messages(ctx context.Context, t topic.Topic, query string, args ...any) ([]Message, error) {
-	rows, err := s.db.QueryContext(ctx, query, append([]any{t[:]}, args...)...)
+	rows, err := s.read.QueryContext(ctx, query, append([]any{t[:]}, args...)...)
 	if err != nil {
 		return nil, fmt.Errorf("read messages of %x: %w", t[:4], err)
 	}
@@ -709,15 +799,96 @@ func (s *Store) messages(ctx context.Context, t topic.Topic, query string, args 
 // DeleteMessagesBefore deletes messages received before t (retention) and
 // returns how many went.
 func (s *Store) DeleteMessagesBefore(ctx context.Context, t time.Time) (int64, error) {
-	res, err := s.exec(ctx, Relaxed, `DELETE FROM messages WHERE received_at < ?`, t.Unix())
-	if err != nil {
-		return 0, fmt.Errorf("expire messages: %w", err)
-	}
-	n, err := res.RowsAffected()
+	n, _, err := s.deleteMessages(ctx, `DELETE FROM messages WHERE received_at < ? RETURNING length(content)`, t.Unix())
 	if err != nil {
 		return 0, fmt.Errorf("expire messages: %w", err)
 	}
 	return n, nil
+}
+
+// deleteMessages runs a DELETE … RETURNING length(content) and returns
+// how many messages and content bytes went.
+func (s *Store) deleteMessages(ctx context.Context, query string, args ...any) (count, bytes int64, err error) {
+	s.write.Lock()
+	defer s.write.Unlock()
+	defer s.committed()
+	rows, err := s.relaxed.QueryContext(ctx, query, args...)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var n int64
+		if err := rows.Scan(&n); err != nil {
+			return count, bytes, err
+		}
+		count, bytes = count+1, bytes+n
+	}
+	s.size.Add(-bytes)
+	return count, bytes, rows.Err()
+}
+
+// Evict deletes up to need bytes of message content that no local user
+// still waits for, oldest first (by receive time), and returns how many
+// bytes went. Evictable are, in one order by age: messages of topics no
+// user registers any more, local users' own publications (kept only to
+// answer other nodes' catch-ups), and messages every user registering
+// their topic has fetched (SetFetched). A message from a peer that a user
+// has not fetched is never evicted: when only those are left, Evict frees
+// less than need and the caller refuses new messages from peers instead.
+func (s *Store) Evict(ctx context.Context, need int64) (int64, error) {
+	const batch = 256
+	var freed int64
+	for freed < need {
+		n, b, err := s.deleteMessages(ctx, `DELETE FROM messages WHERE cursor IN (
+			SELECT m.cursor FROM messages m
+			WHERE m.local = 1 OR m.cursor <= coalesce((
+				SELECT min(coalesce(f.cursor, 0)) FROM registrations r
+				LEFT JOIN fetched f ON f.user = r.user AND f.topic = r.topic
+				WHERE r.topic = m.topic), 9223372036854775807)
+			ORDER BY m.received_at, m.cursor LIMIT ?)
+			RETURNING length(content)`, batch)
+		if err != nil {
+			return freed, fmt.Errorf("evict messages: %w", err)
+		}
+		freed += b
+		if n < batch {
+			break
+		}
+	}
+	return freed, nil
+}
+
+// SetFetched records that user has taken the messages of t up to cursor
+// for good (the bridge saved them in its mailstore): Evict may remove
+// them. The recorded cursor only moves forward.
+func (s *Store) SetFetched(ctx context.Context, user keys.PublicKey, t topic.Topic, cursor int64) error {
+	_, err := s.exec(ctx, Relaxed, `INSERT INTO fetched (user, topic, cursor) VALUES (?, ?, ?)
+		ON CONFLICT (user, topic) DO UPDATE SET cursor = max(cursor, excluded.cursor)`, user[:], t[:], cursor)
+	if err != nil {
+		return fmt.Errorf("record fetched cursor of %s on %x: %w", user, t[:4], err)
+	}
+	return nil
+}
+
+// Origin returns the node peer the message at cursor came from and the
+// size of its content; false if there is no such message or a local user
+// published it.
+func (s *Store) Origin(ctx context.Context, cursor int64) (keys.PublicKey, int, bool, error) {
+	var id keys.PublicKey
+	var b []byte
+	var size int
+	err := s.read.QueryRowContext(ctx, `SELECT origin, length(content) FROM messages WHERE cursor = ?`, cursor).Scan(&b, &size)
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && b == nil) {
+		return id, 0, false, nil
+	}
+	if err != nil {
+		return id, 0, false, fmt.Errorf("read origin of message %d: %w", cursor, err)
+	}
+	if err := fixed(id[:], b, "message origin"); err != nil {
+		return id, 0, false, err
+	}
+	return id, size, true, nil
 }
 
 // --- passports ---
@@ -738,7 +909,7 @@ func (s *Store) PutPassport(ctx context.Context, id passport.Hash, blocks []byte
 // Passport returns the stored PassportBlocks of id, and whether it is known.
 func (s *Store) Passport(ctx context.Context, id passport.Hash) ([]byte, bool, error) {
 	var blocks []byte
-	err := s.db.QueryRowContext(ctx, `SELECT blocks FROM passports WHERE id = ?`, id[:]).Scan(&blocks)
+	err := s.read.QueryRowContext(ctx, `SELECT blocks FROM passports WHERE id = ?`, id[:]).Scan(&blocks)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, false, nil
 	}
@@ -750,7 +921,7 @@ func (s *Store) Passport(ctx context.Context, id passport.Hash) ([]byte, bool, e
 
 // PassportIDs returns the ids of every stored passport.
 func (s *Store) PassportIDs(ctx context.Context) ([]passport.Hash, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id FROM passports ORDER BY id`)
+	rows, err := s.read.QueryContext(ctx, `SELECT id FROM passports ORDER BY id`)
 	if err != nil {
 		return nil, fmt.Errorf("read passport ids: %w", err)
 	}

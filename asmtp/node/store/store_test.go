@@ -132,10 +132,10 @@ func TestAddMessagesBatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	batch := []NewMessage{
-		{tp, [32]byte{1}, []byte{1}, now}, // already stored
-		{tp, [32]byte{2}, []byte{2}, now},
-		{tp, [32]byte{2}, []byte{2}, now}, // twice in the batch
-		{tp, [32]byte{3}, []byte{3}, now},
+		{tp, [32]byte{1}, []byte{1}, now, keys.PublicKey{}}, // already stored
+		{tp, [32]byte{2}, []byte{2}, now, keys.PublicKey{}},
+		{tp, [32]byte{2}, []byte{2}, now, keys.PublicKey{}}, // twice in the batch
+		{tp, [32]byte{3}, []byte{3}, now, keys.PublicKey{}},
 	}
 	added, err := s.AddMessages(ctx, batch)
 	if err != nil {

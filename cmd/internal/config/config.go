@@ -24,6 +24,7 @@ import (
 	"path/filepath"
 
 	"github.com/asmtp/asmtp/asmtp/node"
+	"github.com/asmtp/asmtp/asmtp/wire"
 	"gopkg.in/yaml.v3"
 )
 
@@ -70,6 +71,11 @@ type Network struct {
 	MessageQueueSize      int       `yaml:"message_queue_size"`
 	KnownMessageCacheSize int       `yaml:"known_message_cache_size"`
 	Gossiping             Gossiping `yaml:"gossiping"`
+	// Per-link and per-topic bounds on what peers make the node store.
+	PeerStoreRate   ByteSize `yaml:"peer_store_rate"`
+	PeerStoreBurst  ByteSize `yaml:"peer_store_burst"`
+	TopicStoreRate  ByteSize `yaml:"topic_store_rate"`
+	TopicStoreBurst ByteSize `yaml:"topic_store_burst"`
 
 	HeartBeat yaml.Node `yaml:"heart_beat"` // ignored (see ignoredKeys)
 }
@@ -89,6 +95,8 @@ type Storage struct {
 	Path              string   `yaml:"path"`
 	Retention         Duration `yaml:"retention"`
 	GossipRefreshRate Duration `yaml:"gossip_refresh_rate"`
+	// MaxSize bounds the stored message content (node.Config.MaxStorageSize).
+	MaxSize ByteSize `yaml:"max_size"`
 
 	// Upstream keys without effect here (see ignoredKeys): accepted, unread.
 	PassportCacheSize yaml.Node `yaml:"passport_cache_size"`
@@ -108,11 +116,16 @@ func Default() Config {
 			MessageQueueSize:      node.DefaultLinkQueueSize,
 			KnownMessageCacheSize: node.DefaultKnownMessageCacheSize,
 			Gossiping:             Gossiping{MinimumTimeElapsed: Duration(node.DefaultGossipInterval)},
+			PeerStoreRate:         node.DefaultPeerStoreRate,
+			PeerStoreBurst:        node.DefaultPeerStoreBurst,
+			TopicStoreRate:        node.DefaultTopicStoreRate,
+			TopicStoreBurst:       node.DefaultTopicStoreBurst,
 		},
 		Storage: Storage{
 			Path:              "asmtpd.db",
 			Retention:         Duration(node.DefaultRetention),
 			GossipRefreshRate: Duration(node.DefaultPersistInterval),
+			MaxSize:           node.DefaultMaxStorageSize,
 		},
 		Bridge: defaultBridge(),
 	}
@@ -219,6 +232,23 @@ func (c *Config) validate() []keyError {
 	for _, p := range positive {
 		if p.v <= 0 {
 			fail(p.key, "is %d; must be at least 1", p.v)
+		}
+	}
+	oneMessage := ByteSize(wire.MaxTopicContent)
+	sizes := []struct {
+		key string
+		v   ByteSize
+		min ByteSize
+	}{
+		{"network.peer_store_rate", n.PeerStoreRate, 1},
+		{"network.peer_store_burst", n.PeerStoreBurst, oneMessage},
+		{"network.topic_store_rate", n.TopicStoreRate, 1},
+		{"network.topic_store_burst", n.TopicStoreBurst, oneMessage},
+		{"storage.max_size", c.Storage.MaxSize, oneMessage},
+	}
+	for _, s := range sizes {
+		if s.v < s.min {
+			fail(s.key, "is %s; must be at least %s", s.v, s.min)
 		}
 	}
 	durations := []struct {

@@ -113,6 +113,8 @@ func TestNodeConfigOfUpstreamConfig(t *testing.T) {
 		{"Fanout", n.Fanout, 3},
 		{"Retention", n.Retention, 30 * 24 * time.Hour},
 		{"OpenQueries", n.OpenQueries, false},
+		{"PeerStoreBurst (not upstream: default)", n.PeerStoreBurst, int64(32 << 20)},
+		{"MaxStorageSize (not upstream: default)", n.MaxStorageSize, int64(4 << 30)},
 	}
 	for _, ch := range checks {
 		if ch.got != ch.want {
@@ -546,5 +548,44 @@ func TestNodeKeyReportsMissingEntropy(t *testing.T) {
 	c := mustParse(t, "secret:\n  entropy: /nonexistent/entropy.txt\n")
 	if _, err := c.NodeKey("pw"); err == nil || !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "secret.entropy") {
 		t.Errorf("error = %v, want a missing secret.entropy file", err)
+	}
+}
+
+// Sizes take bytes or a binary unit; the node limits reach the node
+// config; a size too small for one message is refused with its key.
+func TestByteSizes(t *testing.T) {
+	cases := []struct {
+		yaml string
+		want ByteSize
+		bad  bool
+	}{
+		{"1048576", 1 << 20, false},
+		{`"512KiB"`, 512 << 10, false},
+		{`"32MiB"`, 32 << 20, false},
+		{`"4 GiB"`, 4 << 30, false},
+		{`"100B"`, 100, false},
+		{`"12MB"`, 0, true},
+		{`"-1MiB"`, 0, true},
+		{`"9999999TiB"`, 0, true},
+	}
+	for _, c := range cases {
+		var b ByteSize
+		err := yaml.Unmarshal([]byte(c.yaml), &b)
+		if (err != nil) != c.bad || (!c.bad && b != c.want) {
+			t.Errorf("%s: got %v, %v; want %v (error: %v)", c.yaml, b, err, c.want, c.bad)
+		}
+	}
+	base := "secret: {entropy: e.txt}\n"
+	c, err := Parse([]byte(base+"network: {peer_store_rate: \"256KiB\", peer_store_burst: \"8MiB\", topic_store_rate: \"1MiB\", topic_store_burst: \"16MiB\"}\nstorage: {max_size: \"1GiB\"}\n"), "c.yaml", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := c.NodeConfig(nil, nil)
+	if n.PeerStoreRate != 256<<10 || n.PeerStoreBurst != 8<<20 || n.TopicStoreRate != 1<<20 || n.TopicStoreBurst != 16<<20 || n.MaxStorageSize != 1<<30 {
+		t.Errorf("node limits: %+v", n)
+	}
+	_, err = Parse([]byte(base+"storage: {max_size: \"1KiB\"}\n"), "c.yaml", t.TempDir())
+	if err == nil || !strings.Contains(err.Error(), "storage.max_size") {
+		t.Errorf("a 1 KiB storage cap: %v, want an error naming storage.max_size", err)
 	}
 }

@@ -27,6 +27,11 @@ func (c *Config) NodeConfig(key ed25519.PrivateKey, log *slog.Logger) node.Confi
 		LinkQueueSize:         n.MessageQueueSize,
 		OpenQueries:           n.OpenQueries,
 		PersistInterval:       time.Duration(c.Storage.GossipRefreshRate),
+		PeerStoreRate:         int64(n.PeerStoreRate),
+		PeerStoreBurst:        int64(n.PeerStoreBurst),
+		TopicStoreRate:        int64(n.TopicStoreRate),
+		TopicStoreBurst:       int64(n.TopicStoreBurst),
+		MaxStorageSize:        int64(c.Storage.MaxSize),
 		Logger:                log,
 	}
 	for _, u := range c.Users {

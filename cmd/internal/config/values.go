@@ -193,3 +193,43 @@ func (g *Gossip) UnmarshalYAML(n *yaml.Node) error {
 	}
 	return nil
 }
+
+// ByteSize is a size in bytes written as a number of bytes (1048576) or
+// with a binary unit ("512KiB", "32MiB", "4GiB", "1TiB").
+type ByteSize int64
+
+var byteUnits = []struct {
+	suffix string
+	shift  uint
+}{{"TiB", 40}, {"GiB", 30}, {"MiB", 20}, {"KiB", 10}, {"B", 0}}
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
+	s, err := scalar(n, "a size such as \"32MiB\"")
+	if err != nil {
+		return err
+	}
+	num, shift := strings.TrimSpace(s), uint(0)
+	for _, u := range byteUnits {
+		if v, ok := strings.CutSuffix(num, u.suffix); ok {
+			num, shift = strings.TrimSpace(v), u.shift
+			break
+		}
+	}
+	v, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || v < 0 || v > math.MaxInt64>>shift {
+		return typeError(n, "bad size %q: want bytes or e.g. \"512KiB\", \"32MiB\", \"4GiB\"", s)
+	}
+	*b = ByteSize(v << shift)
+	return nil
+}
+
+// String writes the size with the largest unit that divides it.
+func (b ByteSize) String() string {
+	for _, u := range byteUnits {
+		if u.shift > 0 && b != 0 && b%(1<<u.shift) == 0 {
+			return fmt.Sprintf("%d%s", b>>u.shift, u.suffix)
+		}
+	}
+	return fmt.Sprintf("%dB", int64(b))
+}
