@@ -34,8 +34,8 @@ func TestAnswerMarkerRoundTrip(t *testing.T) {
 	}
 	bad := []Topic{
 		{Topic: q.Topic, Content: AnswerMarker{Query: q, Status: AnswerComplete}.Topic().Content}, // other topic
-		{Topic: AnswerTopic, Content: make([]byte, answerMarkerSize-1)},                             // short
-		{Topic: AnswerTopic, Content: append(make([]byte, answerMarkerSize-1), 9)},                  // unknown status
+		{Topic: AnswerTopic, Content: make([]byte, answerMarkerSize-1)},                           // short
+		{Topic: AnswerTopic, Content: append(make([]byte, answerMarkerSize-1), 9)},                // unknown status
 	}
 	for i, m := range bad {
 		if _, ok := ParseAnswerMarker(m); ok {
