@@ -96,6 +96,12 @@ type Store struct {
 	group   []*durableAdd
 	commits atomic.Int64 // durable group commits made, for tests
 
+	// lastCursor is the largest cursor assigned, durableCursor the
+	// largest one known fsynced: set from lastCursor after each
+	// synchronous=FULL commit, which syncs the whole WAL and so every
+	// relaxed commit before it. Both change only under write.
+	lastCursor, durableCursor atomic.Int64
+
 	ck     *sql.DB       // runs the WAL checkpoints, off the writers' commits
 	ckWake chan struct{} // a commit happened: checkpoint soon
 	ckStop chan struct{}
@@ -128,7 +134,23 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	}
 	s.ckWake, s.ckStop, s.ckDone = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
 	go s.checkpointLoop()
+	if err := s.syncAtOpen(ctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
 	return s, nil
+}
+
+// syncAtOpen makes what the last run committed durable, so that every
+// cursor assigned so far counts as durable (DurableCursor).
+func (s *Store) syncAtOpen(ctx context.Context) error {
+	var last sql.NullInt64
+	err := s.db.QueryRowContext(ctx, `SELECT seq FROM sqlite_sequence WHERE name = 'messages'`).Scan(&last)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("read last cursor: %w", err)
+	}
+	s.lastCursor.Store(last.Int64)
+	return s.Sync(ctx)
 }
 
 // openConn opens one connection to the database in WAL mode. A writer
@@ -175,8 +197,40 @@ func (s *Store) exec(ctx context.Context, sync Sync, query string, args ...any) 
 	s.write.Lock()
 	defer s.write.Unlock()
 	defer s.committed()
-	return s.conn(sync).ExecContext(ctx, query, args...)
+	res, err := s.conn(sync).ExecContext(ctx, query, args...)
+	if err == nil && sync == Durable {
+		s.durableCursor.Store(s.lastCursor.Load())
+	}
+	return res, err
 }
+
+// noteCursor records c as assigned. The caller holds write.
+func (s *Store) noteCursor(c int64) {
+	if c > s.lastCursor.Load() {
+		s.lastCursor.Store(c)
+	}
+}
+
+const syncedKey = "synced"
+
+// Sync makes every write committed before it durable, as if each had
+// been Durable: one synchronous=FULL commit, whose fsync of the WAL covers
+// the relaxed commits before it. The node calls it before it pushes
+// relayed messages to its users, whose cursors must never be reused after
+// a machine crash.
+func (s *Store) Sync(ctx context.Context) error {
+	_, err := s.exec(ctx, Durable,
+		`INSERT INTO meta (key, value) VALUES (?, 1) ON CONFLICT (key) DO UPDATE SET value = value + 1`, syncedKey)
+	if err != nil {
+		return fmt.Errorf("sync store: %w", err)
+	}
+	return nil
+}
+
+// DurableCursor returns the largest cursor whose message is known to be
+// on disk (fsynced): a machine crash cannot take it, nor make the store
+// assign it again.
+func (s *Store) DurableCursor() int64 { return s.durableCursor.Load() }
 
 // committed wakes checkpointLoop after a write transaction (committed or
 // not: a spare checkpoint is cheap).
@@ -506,6 +560,7 @@ func (s *Store) AddMessage(ctx context.Context, sync Sync, t topic.Topic, hash [
 	if err != nil {
 		return m, false, fmt.Errorf("store message on %x: %w", t[:4], err)
 	}
+	s.noteCursor(m.Cursor)
 	return m, true, nil
 }
 
@@ -593,6 +648,12 @@ func (s *Store) commitDurable(ctx context.Context, reqs []*durableAdd) error {
 		return fmt.Errorf("store messages (%d in one commit): %w", countMessages(reqs), err)
 	}
 	s.commits.Add(1)
+	for _, r := range reqs {
+		for _, m := range r.out {
+			s.noteCursor(m.Cursor)
+		}
+	}
+	s.durableCursor.Store(s.lastCursor.Load())
 	return nil
 }
 
@@ -645,6 +706,9 @@ func (s *Store) AddMessages(ctx context.Context, ms []NewMessage) ([]Message, er
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("store messages: %w", err)
 	}
+	for _, m := range added {
+		s.noteCursor(m.Cursor)
+	}
 	return added, nil
 }
 
@@ -664,7 +728,7 @@ func (s *Store) HasMessage(ctx context.Context, t topic.Topic, hash [32]byte) (b
 // MessagesAfter returns up to limit messages of t with a cursor greater
 // than after, oldest first.
 func (s *Store) MessagesAfter(ctx context.Context, t topic.Topic, after int64, limit int) ([]Message, error) {
-	return s.messages(ctx, t, `SELECT cursor, content, received_at FROM messages
+	return s.messages(ctx, t, 0, `SELECT cursor, content, received_at FROM messages
 		WHERE topic = ? AND cursor > ? ORDER BY cursor LIMIT ?`, after, limit)
 }
 
@@ -680,17 +744,42 @@ func (s *Store) MessagesSince(ctx context.Context, t topic.Topic, since time.Tim
 // messages share a second, and a message stored between two pages comes
 // in a later page (its cursor is larger) even if its receive time is not.
 func (s *Store) MessagesSinceAfter(ctx context.Context, t topic.Topic, since time.Time, after int64, limit int) ([]Message, error) {
-	return s.messages(ctx, t, `SELECT cursor, content, received_at FROM messages
+	return s.MessagesPage(ctx, t, since, after, limit, 0)
+}
+
+// MessagesPage is MessagesSinceAfter that also stops once the contents
+// read reach maxBytes (0: no byte bound), so that a page of big messages
+// stays small in memory; it holds at least one message if any is left.
+// The page is short of limit exactly when it is the last one, or when it
+// reached maxBytes: callers page on while either is full (PageFull).
+func (s *Store) MessagesPage(ctx context.Context, t topic.Topic, since time.Time, after int64, limit, maxBytes int) ([]Message, error) {
+	return s.messages(ctx, t, maxBytes, `SELECT cursor, content, received_at FROM messages
 		WHERE topic = ? AND received_at >= ? AND cursor > ? ORDER BY cursor LIMIT ?`, since.Unix(), after, limit)
 }
 
-func (s *Store) messages(ctx context.Context, t topic.Topic, query string, args ...any) ([]Message, error) {
+// PageFull reports whether a MessagesPage answer may have a next page: it
+// reached limit messages or maxBytes (when positive) of content.
+func PageFull(ms []Message, limit, maxBytes int) bool {
+	if len(ms) >= limit {
+		return true
+	}
+	size := 0
+	for _, m := range ms {
+		size += len(m.Content)
+	}
+	return maxBytes > 0 && size >= maxBytes
+}
+
+// messages runs query for t's messages, stopping after the row that brings
+// the contents read to maxBytes (when positive).
+func (s *Store) messages(ctx context.Context, t topic.Topic, maxBytes int, query string, args ...any) ([]Message, error) {
 	rows, err := s.db.QueryContext(ctx, query, append([]any{t[:]}, args...)...)
 	if err != nil {
 		return nil, fmt.Errorf("read messages of %x: %w", t[:4], err)
 	}
 	defer rows.Close()
 	var ms []Message
+	size := 0
 	for rows.Next() {
 		m := Message{Topic: t}
 		var unix int64
@@ -699,6 +788,9 @@ func (s *Store) messages(ctx context.Context, t topic.Topic, query string, args 
 		}
 		m.ReceivedAt = time.Unix(unix, 0)
 		ms = append(ms, m)
+		if size += len(m.Content); maxBytes > 0 && size >= maxBytes {
+			break
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read messages of %x: %w", t[:4], err)
