@@ -153,6 +153,10 @@ type Node struct {
 	// storeQueued counts messages handed to storeLoop, storeDone those it
 	// committed: a catch-up completes only once what it read is stored.
 	storeQueued, storeDone atomic.Uint64
+	// answerMarks carries the answer markers read on node links to
+	// catchUpLoop; answerSlots holds the free answering slots (answer.go).
+	answerMarks chan answerMark
+	answerSlots chan struct{}
 
 	// life guards the goroutine set: spawn after stopping is refused so
 	// that wg.Wait in shutdown sees every goroutine.
@@ -189,20 +193,25 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{
-		ready:    make(chan struct{}),
-		cfg:      cfg,
-		id:       keys.Public(cfg.Key),
-		log:      cfg.Logger,
-		seen:     newSeenCache(cfg.KnownMessageCacheSize),
-		strikes:  newQuarantine(cfg.QuarantineDuration),
-		catchUps: make(chan catchUp, poldercast.MaxSubscriptions),
-		toStore:  make(chan store.NewMessage, MaxStoreBatch),
-		links:    make(map[keys.PublicKey]*link),
-		users:    make(map[keys.PublicKey]struct{}),
-		sessions: make(map[keys.PublicKey]map[*Session]struct{}),
-		regs:     make(map[topic.Topic]map[keys.PublicKey]struct{}),
-		lost:     make(map[keys.PublicKey]time.Time),
-		owed:     owedCatchUps{m: make(map[topic.Topic][]owedEntry)},
+		ready:       make(chan struct{}),
+		cfg:         cfg,
+		id:          keys.Public(cfg.Key),
+		log:         cfg.Logger,
+		seen:        newSeenCache(cfg.KnownMessageCacheSize),
+		strikes:     newQuarantine(cfg.QuarantineDuration),
+		catchUps:    make(chan catchUp, poldercast.MaxSubscriptions),
+		toStore:     make(chan store.NewMessage, MaxStoreBatch),
+		links:       make(map[keys.PublicKey]*link),
+		users:       make(map[keys.PublicKey]struct{}),
+		sessions:    make(map[keys.PublicKey]map[*Session]struct{}),
+		regs:        make(map[topic.Topic]map[keys.PublicKey]struct{}),
+		lost:        make(map[keys.PublicKey]time.Time),
+		owed:        owedCatchUps{m: make(map[topic.Topic][]owedEntry)},
+		answerMarks: make(chan answerMark, maxAnswerMarks),
+		answerSlots: make(chan struct{}, maxAnswering),
+	}
+	for range maxAnswering {
+		n.answerSlots <- struct{}{}
 	}
 	n.log = n.log.With("node", n.id.String()[:8])
 	n.passports.init()

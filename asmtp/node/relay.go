@@ -9,7 +9,6 @@ import (
 
 	"golang.org/x/crypto/blake2b"
 
-	"github.com/asmtp/asmtp/asmtp/gossip"
 	"github.com/asmtp/asmtp/asmtp/keys"
 	"github.com/asmtp/asmtp/asmtp/node/store"
 	"github.com/asmtp/asmtp/asmtp/topic"
@@ -207,8 +206,8 @@ func (n *Node) keep(ctx context.Context, from origin, t topic.Topic, fresh []fre
 // (and queued for storeLoop).
 const MaxStoreBatch = 256
 
-// storeLoop commits relayed messages in batches and pushes the new ones to
-// the sessions.
+// storeLoop commits relayed messages in batches and, once they are
+// durable, pushes the new ones to the sessions.
 func (n *Node) storeLoop(ctx context.Context) {
 	batch := make([]store.NewMessage, 0, MaxStoreBatch)
 	for {
@@ -245,8 +244,20 @@ func (n *Node) storeBatch(ctx context.Context, batch []store.NewMessage) {
 		return
 	}
 	n.storeDone.Add(uint64(len(batch)))
+	n.stats.stored.Add(uint64(len(added)))
+	if len(added) == 0 {
+		return
+	}
+	// A push hands the user a cursor, which it records as read (the
+	// bridge fsyncs it). The relaxed commit above may still be lost to a
+	// power cut, and the store would then give its cursors to other
+	// messages, which that user would skip. So push only what is durable:
+	// one fsync per batch, while further messages queue for the next.
+	if err := n.store.Sync(ctx); err != nil {
+		n.log.Error("relay: store sync; not pushed, users query for them", "messages", len(added), "err", err)
+		return
+	}
 	for _, m := range added {
-		n.stats.stored.Add(1)
 		n.deliver(m, nil)
 	}
 }
@@ -309,6 +320,10 @@ func (n *Node) handle(ctx context.Context, l *link, m wire.Message) error {
 	case wire.Gossip:
 		n.onGossip(ctx, l, m.Gossip)
 	case wire.Topic:
+		if mk, ok := wire.ParseAnswerMarker(m); ok {
+			n.noteAnswerMarker(l, mk)
+			return nil
+		}
 		if err := n.relay(ctx, origin{peer: l.remote}, m.Topic, m.Content); err != nil {
 			n.log.Debug("relay", "peer", l.remote, "err", err)
 		}
@@ -346,23 +361,6 @@ func (n *Node) allowRequest(l *link) (bool, error) {
 		return true, nil
 	}
 	return false, n.strike(l, "request rate exceeded")
-}
-
-// answerNodeQuery answers a node peer's QueryTopicMessages from the store:
-// only for a topic the peer advertises in its own gossip on this link
-// (unless OpenQueries), at most QueryLimit messages, queued with
-// back-pressure.
-func (n *Node) answerNodeQuery(ctx context.Context, l *link, q wire.QueryTopicMessages) {
-	if !n.cfg.OpenQueries && !l.advertises(q.Topic) {
-		n.log.Debug("query refused: peer does not advertise the topic", "peer", l.remote, "topic", q.Topic)
-		return
-	}
-	ms, err := n.store.MessagesSince(ctx, q.Topic, gossip.ToTime(q.Since), n.cfg.QueryLimit)
-	if err != nil {
-		n.log.Error("answer query", "peer", l.remote, "err", err)
-		return
-	}
-	n.sendStored(ctx, l, ms)
 }
 
 // sendStored queues stored messages to l as Topic messages.

@@ -231,6 +231,7 @@ func (s *Session) Query(ctx context.Context, t topic.Topic, since Cursor) ([]Sto
 	if err != nil {
 		return nil, err
 	}
+	ms = s.n.durableOnly(ms)
 	out := make([]Stored, len(ms))
 	for i, m := range ms {
 		out[i] = storedOf(m)
@@ -248,7 +249,26 @@ func (s *Session) querySince(ctx context.Context, t topic.Topic, since time.Time
 	if !s.n.registeredBy(s.user, t) {
 		return nil, fmt.Errorf("query %s: topic not registered by %s", t, s.user)
 	}
-	return s.n.store.MessagesSinceAfter(ctx, t, since, after, s.n.cfg.QueryLimit)
+	ms, err := s.n.store.MessagesSinceAfter(ctx, t, since, after, s.n.cfg.QueryLimit)
+	if err != nil {
+		return nil, err
+	}
+	return s.n.durableOnly(ms), nil
+}
+
+// durableOnly cuts a cursor-ordered answer to a local user before its
+// first message that is not durable yet (relayed, committed, not yet
+// synced): a user must never see a cursor a power cut could reassign
+// (storeBatch). Such a message is pushed once it is durable, and the next
+// query from the last cursor returns it.
+func (n *Node) durableOnly(ms []store.Message) []store.Message {
+	durable := n.store.DurableCursor()
+	for i, m := range ms {
+		if m.Cursor > durable {
+			return ms[:i]
+		}
+	}
+	return ms
 }
 
 func storedOf(m store.Message) Stored {

@@ -190,11 +190,15 @@ func TestNodeQueryAuthorisation(t *testing.T) {
 			if err := p.wc.WriteMessage(ctx, wire.QueryTopicMessages{Topic: tp}); err != nil {
 				t.Fatal(err)
 			}
-			count := 0
+			count, last := 0, wire.AnswerStatus(0)
 			for timeout := time.After(time.Second); ; {
 				select {
-				case <-got:
-					count++
+				case m := <-got:
+					if mk, ok := wire.ParseAnswerMarker(m); ok {
+						last = mk.Status
+					} else {
+						count++
+					}
 					continue
 				case <-timeout:
 				}
@@ -202,6 +206,9 @@ func TestNodeQueryAuthorisation(t *testing.T) {
 			}
 			if count != c.want {
 				t.Fatalf("peer got %d answers, want %d", count, c.want)
+			}
+			if want := map[bool]wire.AnswerStatus{true: wire.AnswerComplete, false: wire.AnswerRefused}[c.want > 0]; last != want {
+				t.Fatalf("last answer marker %d, want %d", last, want)
 			}
 		})
 	}

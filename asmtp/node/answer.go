@@ -1,0 +1,144 @@
+package node
+
+import (
+	"context"
+
+	"github.com/asmtp/asmtp/asmtp/gossip"
+	"github.com/asmtp/asmtp/asmtp/node/store"
+	"github.com/asmtp/asmtp/asmtp/wire"
+)
+
+// Answering another node's QueryTopicMessages. An answer holds every
+// stored message of the window, however many: the node reads it from the
+// store a page at a time (at most QueryLimit messages and answerPageBytes
+// of content) and queues each page on the link with back-pressure, so it
+// holds one page in memory per answer, and the link's queue bounds what
+// waits for the network. Answers run on a goroutine per link, one at a
+// time in the order asked, never on the link's reader (two nodes
+// answering each other on their readers would each wait for the other to
+// read); at most maxAnswering run at once on the node, the others wait
+// their turn.
+//
+// Markers (wire.AnswerMarker, PROTOCOL.md §15.4) frame an answer: Begins
+// when the query is accepted, Complete after its last message, Refused
+// instead of an answer. The asking node pays a catch-up window only on
+// Complete (catchup.go). A node that does not know markers drops them as
+// messages on a topic it does not subscribe to.
+const (
+	// answerPageBytes bounds the content read from the store at once for
+	// one answer.
+	answerPageBytes = 1 << 20
+	// maxAnswering bounds the answers being read and sent at once.
+	maxAnswering = 4
+	// maxQueuedAnswers bounds the queries waiting for their answer on one
+	// link; a query beyond it is refused (the peer asks again later).
+	maxQueuedAnswers = 32
+)
+
+// answerQueue holds a link's queries waiting for their answer; its
+// goroutine starts with the first query.
+type answerQueue chan wire.QueryTopicMessages
+
+// answerNodeQuery accepts a node peer's QueryTopicMessages: only for a
+// topic the peer advertises in its own gossip on this link (unless
+// OpenQueries), and while the link has room for it. It runs on the
+// link's reader, which owns l.answers.
+func (n *Node) answerNodeQuery(ctx context.Context, l *link, q wire.QueryTopicMessages) {
+	if !n.cfg.OpenQueries && !l.advertises(q.Topic) {
+		n.log.Debug("query refused: peer does not advertise the topic", "peer", l.remote, "topic", q.Topic)
+		n.sendMarker(ctx, l, q, wire.AnswerRefused)
+		return
+	}
+	if l.answers == nil {
+		ch := make(answerQueue, maxQueuedAnswers)
+		if !n.spawn(func() { n.answerLoop(ctx, l, ch) }) {
+			return
+		}
+		l.answers = ch
+	}
+	if len(l.answers) == cap(l.answers) {
+		n.log.Debug("query refused: too many waiting on the link", "peer", l.remote, "topic", q.Topic)
+		n.sendMarker(ctx, l, q, wire.AnswerRefused)
+		return
+	}
+	// Begins goes out now, before the answers queued ahead are done, so
+	// that the peer knows at once that this node frames its answers.
+	if n.sendMarker(ctx, l, q, wire.AnswerBegins) {
+		l.answers <- q // never blocks: only this goroutine sends
+	}
+}
+
+// sendMarker queues an answer marker with back-pressure; a link that
+// cannot take it within WriteTimeout is stuck and closed.
+func (n *Node) sendMarker(ctx context.Context, l *link, q wire.QueryTopicMessages, st wire.AnswerStatus) bool {
+	if l.enqueue(ctx, wire.AnswerMarker{Query: q, Status: st}.Topic(), n.cfg.WriteTimeout) {
+		return true
+	}
+	if ctx.Err() == nil {
+		n.closeLink(l)
+	}
+	return false
+}
+
+// answerLoop answers a link's queries in order until the link closes.
+func (n *Node) answerLoop(ctx context.Context, l *link, queries answerQueue) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-l.done:
+			return
+		case q := <-queries:
+			if !n.takeAnswerSlot(ctx, l) {
+				return
+			}
+			complete := n.streamAnswer(ctx, l, q)
+			n.answerSlots <- struct{}{}
+			if complete {
+				n.sendMarker(ctx, l, q, wire.AnswerComplete)
+			}
+		}
+	}
+}
+
+// takeAnswerSlot waits for one of the node's maxAnswering slots.
+func (n *Node) takeAnswerSlot(ctx context.Context, l *link) bool {
+	select {
+	case <-n.answerSlots:
+		return true
+	case <-ctx.Done():
+	case <-l.done:
+	}
+	return false
+}
+
+// streamAnswer queues every stored message of q's window on l, a page at
+// a time, and reports whether it got to the end. A link that stays full
+// for WriteTimeout is stuck and closed.
+func (n *Node) streamAnswer(ctx context.Context, l *link, q wire.QueryTopicMessages) bool {
+	since := gossip.ToTime(q.Since)
+	var after int64
+	sent := 0
+	for {
+		page, err := n.store.MessagesPage(ctx, q.Topic, since, after, n.cfg.QueryLimit, answerPageBytes)
+		if err != nil {
+			n.log.Error("answer query", "peer", l.remote, "topic", q.Topic, "err", err)
+			return false
+		}
+		for _, m := range page {
+			if !l.enqueue(ctx, wire.Topic{Topic: m.Topic, Content: m.Content}, n.cfg.WriteTimeout) {
+				if ctx.Err() == nil && !l.isClosed() {
+					n.log.Debug("answer: link stuck; closed", "peer", l.remote)
+					n.closeLink(l)
+				}
+				return false
+			}
+			after = m.Cursor
+		}
+		sent += len(page)
+		if !store.PageFull(page, n.cfg.QueryLimit, answerPageBytes) {
+			n.log.Debug("query answered", "peer", l.remote, "topic", q.Topic, "messages", sent)
+			return true
+		}
+	}
+}
