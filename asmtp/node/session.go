@@ -231,7 +231,7 @@ func (s *Session) Query(ctx context.Context, t topic.Topic, since Cursor) ([]Sto
 	if err != nil {
 		return nil, err
 	}
-	ms = s.n.durableOnly(ms)
+	ms = s.n.durableOnly(ctx, ms)
 	out := make([]Stored, len(ms))
 	for i, m := range ms {
 		out[i] = storedOf(m)
@@ -253,15 +253,21 @@ func (s *Session) querySince(ctx context.Context, t topic.Topic, since time.Time
 	if err != nil {
 		return nil, err
 	}
-	return s.n.durableOnly(ms), nil
+	return s.n.durableOnly(ctx, ms), nil
 }
 
 // durableOnly cuts a cursor-ordered answer to a local user before its
 // first message that is not durable yet (relayed, committed, not yet
 // synced): a user must never see a cursor a power cut could reassign
-// (storeBatch). Such a message is pushed once it is durable, and the next
-// query from the last cursor returns it.
-func (n *Node) durableOnly(ms []store.Message) []store.Message {
+// (storeBatch). It syncs the store first if that would cut anything, so
+// the cut only happens when the sync fails.
+func (n *Node) durableOnly(ctx context.Context, ms []store.Message) []store.Message {
+	if len(ms) == 0 || ms[len(ms)-1].Cursor <= n.store.DurableCursor() {
+		return ms
+	}
+	if err := n.store.Sync(ctx); err != nil {
+		n.log.Error("query: store sync", "err", err)
+	}
 	durable := n.store.DurableCursor()
 	for i, m := range ms {
 		if m.Cursor > durable {
