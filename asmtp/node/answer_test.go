@@ -251,3 +251,31 @@ func (n *Node) linkIfAny(peer keys.PublicKey) (*link, bool) {
 	l, ok := n.links[peer]
 	return l, ok
 }
+
+// ★ A newly seen subscriber of a registered topic is asked for the last
+// NewSubscriberWindow, not for the whole retention window (up to 30 days
+// of the topic every time churn makes a subscriber new again).
+func TestNewSubscriberWindow(t *testing.T) {
+	cfg, user := testConfig(t, t.TempDir())
+	n := start(t, cfg, user)
+	tp := topic.Topic{0x3a, 0x4d}
+	complete := func(q wire.QueryTopicMessages) []wire.Message {
+		return []wire.Message{wire.AnswerMarker{Query: q, Status: wire.AnswerBegins}.Topic(), wire.AnswerMarker{Query: q, Status: wire.AnswerComplete}.Topic()}
+	}
+	// The registration's catch-up is answered by a first subscriber.
+	first := dialScriptedPeer(t, n, newKey(t), tp, complete)
+	waitFor(t, 5*time.Second, "the first subscriber", func() bool { return n.overlay.subscribes(keys.Public(first.key), tp) })
+	if err := n.session(t).Register(context.Background(), tp); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the registration's catch-up", func() bool { return owesNothing(n) })
+
+	began := time.Now()
+	second := dialScriptedPeer(t, n, newKey(t), tp, complete)
+	waitFor(t, 5*time.Second, "a query to the new subscriber", func() bool { return len(second.asked()) > 0 })
+	for _, q := range second.asked() {
+		if since := gossip.ToTime(q.Since); since.Before(began.Add(-NewSubscriberWindow - time.Minute)) {
+			t.Fatalf("the new subscriber was asked from %v, %v back", since, began.Sub(since).Round(time.Minute))
+		}
+	}
+}
