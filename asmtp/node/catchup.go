@@ -21,8 +21,9 @@ import (
 // there as a duplicate, so every message is stored and pushed once.
 //
 // Links carry no acknowledgements, so a link that closes (the peer killed,
-// the network gone, an idle timeout) may take messages queued on either
-// side with it: the peer stored them, we never got them. When a link to
+// the network gone) may take messages queued on either side with it: the
+// peer stored them, we never got them (an idle close takes none:
+// mayHaveLost). When a link to
 // that peer opens again, its own gossip on the new link names the topics
 // it subscribes to; for each one our users registered, we ask that peer
 // for what it stored since shortly before the last message read on the
@@ -32,17 +33,19 @@ import (
 // fetched: a node killed after it recorded being up, but before its
 // start-up catch-up was answered, would start the next time from the newer
 // last-seen time and skip the window for good. So every catch-up asked of
-// any subscriber (start-up, registration, new subscriber) is owed until it
-// completes: the earliest owed start per topic is saved with the last-seen
-// time, in the same transaction (persist), and the next start catches the
-// topic up from there if that is earlier (catchUpStart). The protocol
-// does not say when an answer is over (an empty one is silence), so a
-// catch-up counts as complete once its query was queued on a link to a
-// subscriber, that same link stayed open for settleTime, and what the node
-// read until then is committed (storeLoop). A catch-up whose links all
-// closed first is asked again; one that finds nobody stays owed, for the
-// next start to retry. Catch-ups aimed at a relinked peer are not owed:
-// the lost-link records are not persisted either.
+// any subscriber (start-up, registration) is owed until it completes: the
+// earliest owed start per topic is saved with the last-seen time, in the
+// same transaction (persist), and the next start catches the topic up
+// from there if that is earlier (catchUpStart). A catch-up completes when
+// a peer asked sends the AnswerComplete marker after its answer
+// (answer.go) and what the node read until then is committed (storeLoop);
+// a peer that sends no marker at all (protocol v1) is judged as before
+// markers, complete once the link its query was queued on stayed open for
+// settleTime. A catch-up whose links all closed or refused first is asked
+// again; one that finds nobody stays owed, for the next start to retry.
+// Catch-ups aimed at a relinked peer or a new subscriber are not owed: the
+// lost-link records are not persisted either, and a new subscriber is
+// asked only for NewSubscriberWindow.
 const (
 	// CatchUpPeers is how many subscribers are queried per topic.
 	CatchUpPeers = 2
@@ -161,7 +164,8 @@ func minTime(a, b time.Time) time.Time {
 }
 
 // settleTime is how long the link a catch-up query was queued on must stay
-// open for the catch-up to count as complete: one WriteTimeout for the
+// open for the answer of a peer without markers to count as complete, and
+// how long a peer has to send its first marker: one WriteTimeout for the
 // query to be written (a link that cannot write for that long is closed),
 // one more for the answer to start flowing back (the answering node closes
 // a link it cannot write to for as long).

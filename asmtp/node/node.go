@@ -75,9 +75,12 @@
 // before its catch-up completed starts the next one from the same window. A node peer may query a topic only if it advertises the
 // topic in its own gossip on that link and the answering node keeps it
 // (Config.OpenQueries lifts this); local users may query the topics they
-// registered. Answers are bounded (QueryLimit) and requests rate-limited
-// per link (QueryRate, QueryBurst); a user pages through a longer answer
-// by repeating its query (userlink.go). Passports are served to any peer that
+// registered. Requests are rate-limited per link (QueryRate, QueryBurst).
+// A node's answer holds the whole window, streamed from the store a page
+// at a time between answer markers (answer.go); a user's is one page of
+// QueryLimit messages, and the user pages on by repeating its query
+// (userlink.go). Relayed messages reach local users, pushed or queried,
+// only once durable (storeBatch). Passports are served to any peer that
 // asks for one by id (ids are unguessable, passports hold public keys
 // only), and updates on their topics are applied and persisted.
 package node
