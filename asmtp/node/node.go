@@ -79,8 +79,8 @@
 // A node's answer holds the whole window, streamed from the store a page
 // at a time between answer markers (answer.go); a user's is one page of
 // QueryLimit messages, and the user pages on by repeating its query
-// (userlink.go). Relayed messages reach local users, pushed or queried,
-// only once durable (storeBatch). Passports are served to any peer that
+// (userlink.go). Cursors are reserved durably (store), so a machine crash
+// never makes the node reuse one a user has seen. Passports are served to any peer that
 // asks for one by id (ids are unguessable, passports hold public keys
 // only), and updates on their topics are applied and persisted.
 package node

@@ -206,8 +206,8 @@ func (n *Node) keep(ctx context.Context, from origin, t topic.Topic, fresh []fre
 // (and queued for storeLoop).
 const MaxStoreBatch = 256
 
-// storeLoop commits relayed messages in batches and, once they are
-// durable, pushes the new ones to the sessions.
+// storeLoop commits relayed messages in batches and pushes the new ones to
+// the sessions.
 func (n *Node) storeLoop(ctx context.Context) {
 	batch := make([]store.NewMessage, 0, MaxStoreBatch)
 	for {
@@ -244,19 +244,10 @@ func (n *Node) storeBatch(ctx context.Context, batch []store.NewMessage) {
 		return
 	}
 	n.storeDone.Add(uint64(len(batch)))
+	// Pushed at once, before any fsync: the cursors cannot be reused
+	// after a machine crash (the store reserves them durably), so a user
+	// that records one as read skips nothing.
 	n.stats.stored.Add(uint64(len(added)))
-	if len(added) == 0 {
-		return
-	}
-	// A push hands the user a cursor, which it records as read (the
-	// bridge fsyncs it). The relaxed commit above may still be lost to a
-	// power cut, and the store would then give its cursors to other
-	// messages, which that user would skip. So push only what is durable:
-	// one fsync per batch, while further messages queue for the next.
-	if err := n.store.Sync(ctx); err != nil {
-		n.log.Error("relay: store sync; not pushed, users query for them", "messages", len(added), "err", err)
-		return
-	}
 	for _, m := range added {
 		n.deliver(m, nil)
 	}

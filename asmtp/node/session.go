@@ -231,7 +231,6 @@ func (s *Session) Query(ctx context.Context, t topic.Topic, since Cursor) ([]Sto
 	if err != nil {
 		return nil, err
 	}
-	ms = s.n.durableOnly(ctx, ms)
 	out := make([]Stored, len(ms))
 	for i, m := range ms {
 		out[i] = storedOf(m)
@@ -249,32 +248,7 @@ func (s *Session) querySince(ctx context.Context, t topic.Topic, since time.Time
 	if !s.n.registeredBy(s.user, t) {
 		return nil, fmt.Errorf("query %s: topic not registered by %s", t, s.user)
 	}
-	ms, err := s.n.store.MessagesSinceAfter(ctx, t, since, after, s.n.cfg.QueryLimit)
-	if err != nil {
-		return nil, err
-	}
-	return s.n.durableOnly(ctx, ms), nil
-}
-
-// durableOnly cuts a cursor-ordered answer to a local user before its
-// first message that is not durable yet (relayed, committed, not yet
-// synced): a user must never see a cursor a power cut could reassign
-// (storeBatch). It syncs the store first if that would cut anything, so
-// the cut only happens when the sync fails.
-func (n *Node) durableOnly(ctx context.Context, ms []store.Message) []store.Message {
-	if len(ms) == 0 || ms[len(ms)-1].Cursor <= n.store.DurableCursor() {
-		return ms
-	}
-	if err := n.store.Sync(ctx); err != nil {
-		n.log.Error("query: store sync", "err", err)
-	}
-	durable := n.store.DurableCursor()
-	for i, m := range ms {
-		if m.Cursor > durable {
-			return ms[:i]
-		}
-	}
-	return ms
+	return s.n.store.MessagesSinceAfter(ctx, t, since, after, s.n.cfg.QueryLimit)
 }
 
 func storedOf(m store.Message) Stored {

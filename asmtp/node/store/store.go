@@ -12,7 +12,9 @@
 // with synchronous=NORMAL: in WAL mode that survives a crash of the
 // process, not of the machine, and it is four times faster (an fsync per
 // commit dominates relay throughput). A mutex serialises writers, so
-// SQLite never answers SQLITE_BUSY.
+// SQLite never answers SQLITE_BUSY. Cursors are reserved durably a block
+// at a time, so a crash that takes relaxed commits never makes the store
+// reuse a cursor it handed out (reserveLocked).
 //
 // Durable message writes are group-committed (AddMessagesDurable): callers
 // that arrive while another's commit holds the writer share the next
@@ -96,11 +98,11 @@ type Store struct {
 	group   []*durableAdd
 	commits atomic.Int64 // durable group commits made, for tests
 
-	// lastCursor is the largest cursor assigned, durableCursor the
-	// largest one known fsynced: set from lastCursor after each
-	// synchronous=FULL commit, which syncs the whole WAL and so every
-	// relaxed commit before it. Both change only under write.
-	lastCursor, durableCursor atomic.Int64
+	// lastCursor is the largest cursor assigned; reserved the durable
+	// bound no cursor handed out exceeds (reserveLocked). Both change
+	// only under write.
+	lastCursor int64
+	reserved   atomic.Int64
 
 	ck     *sql.DB       // runs the WAL checkpoints, off the writers' commits
 	ckWake chan struct{} // a commit happened: checkpoint soon
@@ -134,23 +136,107 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	}
 	s.ckWake, s.ckStop, s.ckDone = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
 	go s.checkpointLoop()
-	if err := s.syncAtOpen(ctx); err != nil {
+	if err := s.reserveAtOpen(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	return s, nil
 }
 
-// syncAtOpen makes what the last run committed durable, so that every
-// cursor assigned so far counts as durable (DurableCursor).
-func (s *Store) syncAtOpen(ctx context.Context) error {
-	var last sql.NullInt64
-	err := s.db.QueryRowContext(ctx, `SELECT seq FROM sqlite_sequence WHERE name = 'messages'`).Scan(&last)
+// Cursor reservation. Relayed messages are committed without fsync
+// (Relaxed), and pushed to users at once; a machine crash can roll such
+// commits back, and SQLite would then hand their cursors to the next
+// messages stored. A user (the bridge) that recorded one of those cursors
+// as read would skip the new messages. So cursors are reserved durably a
+// block at a time: no cursor is assigned beyond the reserved bound, and
+// each open starts numbering past the last bound, which is durable. Every
+// cursor a user may have seen is then below every cursor assigned after a
+// crash, whatever the crash took. It costs one fsync per cursorBlock
+// messages, not one per relayed batch.
+
+const (
+	reservedKey = "cursor_reserved"
+	// cursorBlock is how many cursors one durable reservation covers;
+	// an open skips what the last one left (2^43 opens fit an int64).
+	cursorBlock = 1 << 20
+)
+
+// reserveAtOpen makes cursors continue past the last reserved bound and
+// reserves the next block, in one durable transaction.
+func (s *Store) reserveAtOpen(ctx context.Context) error {
+	s.write.Lock()
+	defer s.write.Unlock()
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("reserve cursors: %w", err)
+	}
+	defer tx.Rollback()
+	var seq, reserved sql.NullInt64
+	err = tx.QueryRowContext(ctx, `SELECT seq FROM sqlite_sequence WHERE name = 'messages'`).Scan(&seq)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("read last cursor: %w", err)
 	}
-	s.lastCursor.Store(last.Int64)
-	return s.Sync(ctx)
+	err = tx.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, reservedKey).Scan(&reserved)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("read reserved cursors: %w", err)
+	}
+	last := max(seq.Int64, reserved.Int64)
+	if _, err := tx.ExecContext(ctx, `DELETE FROM sqlite_sequence WHERE name = 'messages'`); err != nil {
+		return fmt.Errorf("skip reserved cursors: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO sqlite_sequence (name, seq) VALUES ('messages', ?)`, last); err != nil {
+		return fmt.Errorf("skip reserved cursors: %w", err)
+	}
+	if err := setReserved(ctx, tx, last+cursorBlock); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("reserve cursors: %w", err)
+	}
+	s.lastCursor = last
+	s.reserved.Store(last + cursorBlock)
+	return nil
+}
+
+func setReserved(ctx context.Context, tx *sql.Tx, bound int64) error {
+	_, err := tx.ExecContext(ctx,
+		`INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`,
+		reservedKey, bound)
+	if err != nil {
+		return fmt.Errorf("reserve cursors: %w", err)
+	}
+	return nil
+}
+
+// reserveLocked makes sure the next n cursors are reserved, durably
+// reserving another block if not. The caller holds write.
+func (s *Store) reserveLocked(ctx context.Context, n int) error {
+	if s.lastCursor+int64(n) <= s.reserved.Load() {
+		return nil
+	}
+	bound := s.lastCursor + int64(n) + cursorBlock
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("reserve cursors: %w", err)
+	}
+	defer tx.Rollback()
+	if err := setReserved(ctx, tx, bound); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("reserve cursors: %w", err)
+	}
+	s.reserved.Store(bound)
+	return nil
+}
+
+// ReservedCursor returns the durable bound of the cursors assigned: none
+// is above it, and none assigned after a crash is at or below it.
+func (s *Store) ReservedCursor() int64 { return s.reserved.Load() }
+
+// noteCursor records c as assigned. The caller holds write.
+func (s *Store) noteCursor(c int64) {
+	s.lastCursor = max(s.lastCursor, c)
 }
 
 // openConn opens one connection to the database in WAL mode. A writer
@@ -197,40 +283,8 @@ func (s *Store) exec(ctx context.Context, sync Sync, query string, args ...any) 
 	s.write.Lock()
 	defer s.write.Unlock()
 	defer s.committed()
-	res, err := s.conn(sync).ExecContext(ctx, query, args...)
-	if err == nil && sync == Durable {
-		s.durableCursor.Store(s.lastCursor.Load())
-	}
-	return res, err
+	return s.conn(sync).ExecContext(ctx, query, args...)
 }
-
-// noteCursor records c as assigned. The caller holds write.
-func (s *Store) noteCursor(c int64) {
-	if c > s.lastCursor.Load() {
-		s.lastCursor.Store(c)
-	}
-}
-
-const syncedKey = "synced"
-
-// Sync makes every write committed before it durable, as if each had
-// been Durable: one synchronous=FULL commit, whose fsync of the WAL covers
-// the relaxed commits before it. The node calls it before it pushes
-// relayed messages to its users, whose cursors must never be reused after
-// a machine crash.
-func (s *Store) Sync(ctx context.Context) error {
-	_, err := s.exec(ctx, Durable,
-		`INSERT INTO meta (key, value) VALUES (?, 1) ON CONFLICT (key) DO UPDATE SET value = value + 1`, syncedKey)
-	if err != nil {
-		return fmt.Errorf("sync store: %w", err)
-	}
-	return nil
-}
-
-// DurableCursor returns the largest cursor whose message is known to be
-// on disk (fsynced): a machine crash cannot take it, nor make the store
-// assign it again.
-func (s *Store) DurableCursor() int64 { return s.durableCursor.Load() }
 
 // committed wakes checkpointLoop after a write transaction (committed or
 // not: a spare checkpoint is cheap).
@@ -550,6 +604,9 @@ func (s *Store) AddMessage(ctx context.Context, sync Sync, t topic.Topic, hash [
 	s.write.Lock()
 	defer s.write.Unlock()
 	defer s.committed()
+	if err := s.reserveLocked(ctx, 1); err != nil {
+		return m, false, err
+	}
 	err := s.relaxed.QueryRowContext(ctx,
 		`INSERT INTO messages (topic, hash, content, received_at) VALUES (?, ?, ?, ?)
 		 ON CONFLICT (topic, hash) DO NOTHING RETURNING cursor`,
@@ -620,6 +677,9 @@ func (s *Store) AddMessagesDurable(ctx context.Context, ms []NewMessage) ([]Mess
 // commitDurable stores the messages of reqs in one synchronous=FULL
 // transaction, setting each request's out. The caller holds the writer.
 func (s *Store) commitDurable(ctx context.Context, reqs []*durableAdd) error {
+	if err := s.reserveLocked(ctx, countMessages(reqs)); err != nil {
+		return err
+	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("store messages: %w", err)
@@ -653,7 +713,6 @@ func (s *Store) commitDurable(ctx context.Context, reqs []*durableAdd) error {
 			s.noteCursor(m.Cursor)
 		}
 	}
-	s.durableCursor.Store(s.lastCursor.Load())
 	return nil
 }
 
@@ -680,6 +739,9 @@ func (s *Store) AddMessages(ctx context.Context, ms []NewMessage) ([]Message, er
 	s.write.Lock()
 	defer s.write.Unlock()
 	defer s.committed()
+	if err := s.reserveLocked(ctx, len(ms)); err != nil {
+		return nil, err
+	}
 	tx, err := s.relaxed.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("store messages: %w", err)
