@@ -101,6 +101,15 @@ func (n *Node) answerLoop(ctx context.Context, l *link, queries answerQueue) {
 	}
 }
 
+// newAnswerSlots returns the node's answering slots, all free.
+func newAnswerSlots() chan struct{} {
+	slots := make(chan struct{}, maxAnswering)
+	for range maxAnswering {
+		slots <- struct{}{}
+	}
+	return slots
+}
+
 // takeAnswerSlot waits for one of the node's maxAnswering slots.
 func (n *Node) takeAnswerSlot(ctx context.Context, l *link) bool {
 	select {

@@ -80,8 +80,8 @@
 // at a time between answer markers (answer.go); a user's is one page of
 // QueryLimit messages, and the user pages on by repeating its query
 // (userlink.go). Cursors are reserved durably (store), so a machine crash
-// never makes the node reuse one a user has seen. Passports are served to any peer that
-// asks for one by id (ids are unguessable, passports hold public keys
+// never makes the node reuse one a user has seen. Passports are served to
+// any peer that asks for one by id (ids are unguessable, passports hold public keys
 // only), and updates on their topics are applied and persisted.
 package node
 
@@ -196,26 +196,22 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{
-		ready:       make(chan struct{}),
-		cfg:         cfg,
-		id:          keys.Public(cfg.Key),
-		log:         cfg.Logger,
-		seen:        newSeenCache(cfg.KnownMessageCacheSize),
-		strikes:     newQuarantine(cfg.QuarantineDuration),
-		catchUps:    make(chan catchUp, poldercast.MaxSubscriptions),
-		toStore:     make(chan store.NewMessage, MaxStoreBatch),
-		links:       make(map[keys.PublicKey]*link),
-		users:       make(map[keys.PublicKey]struct{}),
-		sessions:    make(map[keys.PublicKey]map[*Session]struct{}),
-		regs:        make(map[topic.Topic]map[keys.PublicKey]struct{}),
-		lost:        make(map[keys.PublicKey]time.Time),
-		owed:        owedCatchUps{m: make(map[topic.Topic][]owedEntry)},
-		answerMarks: make(chan answerMark, maxAnswerMarks),
-		answerSlots: make(chan struct{}, maxAnswering),
+		ready:    make(chan struct{}),
+		cfg:      cfg,
+		id:       keys.Public(cfg.Key),
+		log:      cfg.Logger,
+		seen:     newSeenCache(cfg.KnownMessageCacheSize),
+		strikes:  newQuarantine(cfg.QuarantineDuration),
+		catchUps: make(chan catchUp, poldercast.MaxSubscriptions),
+		toStore:  make(chan store.NewMessage, MaxStoreBatch),
+		links:    make(map[keys.PublicKey]*link),
+		users:    make(map[keys.PublicKey]struct{}),
+		sessions: make(map[keys.PublicKey]map[*Session]struct{}),
+		regs:     make(map[topic.Topic]map[keys.PublicKey]struct{}),
+		lost:     make(map[keys.PublicKey]time.Time),
+		owed:     owedCatchUps{m: make(map[topic.Topic][]owedEntry)},
 	}
-	for range maxAnswering {
-		n.answerSlots <- struct{}{}
-	}
+	n.answerMarks, n.answerSlots = make(chan answerMark, maxAnswerMarks), newAnswerSlots()
 	n.log = n.log.With("node", n.id.String()[:8])
 	n.passports.init()
 	for _, u := range cfg.Users {
