@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"time"
 
 	"github.com/asmtp/asmtp/asmtp/gossip"
 	"github.com/asmtp/asmtp/asmtp/node/store"
@@ -16,8 +17,9 @@ import (
 // waits for the network. Answers run on a goroutine per link, one at a
 // time in the order asked, never on the link's reader (two nodes
 // answering each other on their readers would each wait for the other to
-// read); at most maxAnswering run at once on the node, the others wait
-// their turn.
+// read). At most maxAnswering pages are read from the store at once; the
+// slot is taken per page, not per answer, so a long answer (or a peer
+// that asks for one again and again) cannot keep others waiting.
 //
 // Markers (wire.AnswerMarker, PROTOCOL.md §15.4) frame an answer: Begins
 // when the query is accepted, Complete after its last message, Refused
@@ -28,7 +30,8 @@ const (
 	// answerPageBytes bounds the content read from the store at once for
 	// one answer.
 	answerPageBytes = 1 << 20
-	// maxAnswering bounds the answers being read and sent at once.
+	// maxAnswering bounds the answer pages being read from the store at
+	// once.
 	maxAnswering = 4
 	// maxQueuedAnswers bounds the queries waiting for their answer on one
 	// link; a query beyond it is refused (the peer asks again later).
@@ -89,12 +92,7 @@ func (n *Node) answerLoop(ctx context.Context, l *link, queries answerQueue) {
 		case <-l.done:
 			return
 		case q := <-queries:
-			if !n.takeAnswerSlot(ctx, l) {
-				return
-			}
-			complete := n.streamAnswer(ctx, l, q)
-			n.answerSlots <- struct{}{}
-			if complete {
+			if n.streamAnswer(ctx, l, q) {
 				n.sendMarker(ctx, l, q, wire.AnswerComplete)
 			}
 		}
@@ -110,17 +108,6 @@ func newAnswerSlots() chan struct{} {
 	return slots
 }
 
-// takeAnswerSlot waits for one of the node's maxAnswering slots.
-func (n *Node) takeAnswerSlot(ctx context.Context, l *link) bool {
-	select {
-	case <-n.answerSlots:
-		return true
-	case <-ctx.Done():
-	case <-l.done:
-	}
-	return false
-}
-
 // streamAnswer queues every stored message of q's window on l, a page at
 // a time, and reports whether it got to the end. A link that stays full
 // for WriteTimeout is stuck and closed.
@@ -129,9 +116,11 @@ func (n *Node) streamAnswer(ctx context.Context, l *link, q wire.QueryTopicMessa
 	var after int64
 	sent := 0
 	for {
-		page, err := n.store.MessagesPage(ctx, q.Topic, since, after, n.cfg.QueryLimit, answerPageBytes)
+		page, err := n.readAnswerPage(ctx, l, q, since, after)
 		if err != nil {
-			n.log.Error("answer query", "peer", l.remote, "topic", q.Topic, "err", err)
+			if ctx.Err() == nil && !l.isClosed() {
+				n.log.Error("answer query", "peer", l.remote, "topic", q.Topic, "err", err)
+			}
 			return false
 		}
 		for _, m := range page {
@@ -150,4 +139,18 @@ func (n *Node) streamAnswer(ctx context.Context, l *link, q wire.QueryTopicMessa
 			return true
 		}
 	}
+}
+
+// readAnswerPage reads the next page of an answer, in one of the node's
+// answering slots.
+func (n *Node) readAnswerPage(ctx context.Context, l *link, q wire.QueryTopicMessages, since time.Time, after int64) ([]store.Message, error) {
+	select {
+	case <-n.answerSlots:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-l.done:
+		return nil, ErrClosed
+	}
+	defer func() { n.answerSlots <- struct{}{} }()
+	return n.store.MessagesPage(ctx, q.Topic, since, after, n.cfg.QueryLimit, answerPageBytes)
 }
