@@ -35,6 +35,11 @@ type Delivery struct {
 	Missed int
 }
 
+// QueryPageBytes bounds the content one Session.Query answer holds (up to
+// one message more), so that reading a backlog of big messages costs a
+// few MiB at a time, not QueryLimit times 64 KiB.
+const QueryPageBytes = 4 << 20
+
 // Session is one local user's handle on the node: the single API behind
 // both the in-process bridge and remote devices' wire links. Its methods
 // are safe for concurrent use.
@@ -273,7 +278,9 @@ func (s *Session) GetPassport(ctx context.Context, id passport.Hash) ([]byte, er
 }
 
 // Query returns up to Config.QueryLimit stored messages of t after cursor
-// since, oldest first. The user must have registered t.
+// since, oldest first, and stops early once their contents reach
+// QueryPageBytes: query again from the last cursor until an answer is
+// empty. The user must have registered t.
 func (s *Session) Query(ctx context.Context, t topic.Topic, since Cursor) ([]Stored, error) {
 	if err := s.check(); err != nil {
 		return nil, err
@@ -281,7 +288,7 @@ func (s *Session) Query(ctx context.Context, t topic.Topic, since Cursor) ([]Sto
 	if !s.n.registeredBy(s.user, t) {
 		return nil, fmt.Errorf("query %s: topic not registered by %s", t, s.user)
 	}
-	ms, err := s.n.store.MessagesAfter(ctx, t, int64(since), s.n.cfg.QueryLimit)
+	ms, err := s.n.store.MessagesAfterPage(ctx, t, int64(since), s.n.cfg.QueryLimit, QueryPageBytes)
 	if err != nil {
 		return nil, err
 	}

@@ -790,7 +790,13 @@ func (s *Store) HasMessage(ctx context.Context, t topic.Topic, hash [32]byte) (b
 // MessagesAfter returns up to limit messages of t with a cursor greater
 // than after, oldest first.
 func (s *Store) MessagesAfter(ctx context.Context, t topic.Topic, after int64, limit int) ([]Message, error) {
-	return s.messages(ctx, t, 0, `SELECT cursor, content, received_at FROM messages
+	return s.MessagesAfterPage(ctx, t, after, limit, 0)
+}
+
+// MessagesAfterPage is MessagesAfter that also stops once the contents
+// read reach maxBytes (0: no byte bound); see MessagesPage.
+func (s *Store) MessagesAfterPage(ctx context.Context, t topic.Topic, after int64, limit, maxBytes int) ([]Message, error) {
+	return s.messages(ctx, t, maxBytes, `SELECT cursor, content, received_at FROM messages
 		WHERE topic = ? AND cursor > ? ORDER BY cursor LIMIT ?`, after, limit)
 }
 
