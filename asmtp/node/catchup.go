@@ -21,8 +21,9 @@ import (
 // there as a duplicate, so every message is stored and pushed once.
 //
 // Links carry no acknowledgements, so a link that closes (the peer killed,
-// the network gone, an idle timeout) may take messages queued on either
-// side with it: the peer stored them, we never got them. When a link to
+// the network gone) may take messages queued on either side with it: the
+// peer stored them, we never got them (an idle close takes none:
+// mayHaveLost). When a link to
 // that peer opens again, its own gossip on the new link names the topics
 // it subscribes to; for each one our users registered, we ask that peer
 // for what it stored since shortly before the last message read on the
@@ -32,17 +33,19 @@ import (
 // fetched: a node killed after it recorded being up, but before its
 // start-up catch-up was answered, would start the next time from the newer
 // last-seen time and skip the window for good. So every catch-up asked of
-// any subscriber (start-up, registration, new subscriber) is owed until it
-// completes: the earliest owed start per topic is saved with the last-seen
-// time, in the same transaction (persist), and the next start catches the
-// topic up from there if that is earlier (catchUpStart). The protocol
-// does not say when an answer is over (an empty one is silence), so a
-// catch-up counts as complete once its query was queued on a link to a
-// subscriber, that same link stayed open for settleTime, and what the node
-// read until then is committed (storeLoop). A catch-up whose links all
-// closed first is asked again; one that finds nobody stays owed, for the
-// next start to retry. Catch-ups aimed at a relinked peer are not owed:
-// the lost-link records are not persisted either.
+// any subscriber (start-up, registration) is owed until it completes: the
+// earliest owed start per topic is saved with the last-seen time, in the
+// same transaction (persist), and the next start catches the topic up
+// from there if that is earlier (catchUpStart). A catch-up completes when
+// a peer asked sends the AnswerComplete marker after its answer
+// (answer.go) and what the node read until then is committed (storeLoop);
+// a peer that sends no marker at all (protocol v1) is judged as before
+// markers, complete once the link its query was queued on stayed open for
+// settleTime. A catch-up whose links all closed or refused first is asked
+// again; one that finds nobody stays owed, for the next start to retry.
+// Catch-ups aimed at a relinked peer or a new subscriber are not owed: the
+// lost-link records are not persisted either, and a new subscriber is
+// asked only for NewSubscriberWindow.
 const (
 	// CatchUpPeers is how many subscribers are queried per topic.
 	CatchUpPeers = 2
@@ -66,16 +69,20 @@ type catchUp struct {
 // owed reports whether c is tracked until it completes (see above).
 func (c catchUp) owed() bool { return c.peer == keys.PublicKey{} }
 
-// sentCatchUp is an owed catch-up whose query is out, waiting to settle.
+// sentCatchUp is an owed catch-up whose query is out, waiting to
+// complete.
 type sentCatchUp struct {
 	catchUp
-	links  []*link // the links its query was queued on
+	query  wire.QueryTopicMessages // as sent: answer markers name it
+	links  []*link                 // the links its query was queued on
+	marks  []wire.AnswerStatus     // per link, the last marker read (0: none)
 	sentAt time.Time
-	// settled is set once a link stayed open for settleTime; flush is
+	// done is set once the answer is over: a link brought AnswerComplete,
+	// or (a peer without markers) stayed open for settleTime. flush is
 	// then the count of relayed messages handed to storeLoop, which must
 	// be committed before the catch-up is complete.
-	settled bool
-	flush   uint64
+	done  bool
+	flush uint64
 }
 
 // owedEntry is one owed catch-up of a topic: from since, scheduled at
@@ -157,7 +164,8 @@ func minTime(a, b time.Time) time.Time {
 }
 
 // settleTime is how long the link a catch-up query was queued on must stay
-// open for the catch-up to count as complete: one WriteTimeout for the
+// open for the answer of a peer without markers to count as complete, and
+// how long a peer has to send its first marker: one WriteTimeout for the
 // query to be written (a link that cannot write for that long is closed),
 // one more for the answer to start flowing back (the answering node closes
 // a link it cannot write to for as long).
@@ -191,6 +199,23 @@ func (n *Node) startCatchUps(now time.Time) {
 		since := catchUpStart(now, n.lastSeen, n.owedAtStart[t], n.cfg.MaxClockSkew, n.cfg.Retention)
 		n.scheduleCatchUp(catchUp{topic: t, since: since})
 	}
+}
+
+// NewSubscriberWindow bounds how far back a newly seen subscriber of a
+// registered topic is asked for its messages. What it may hold that we do
+// not was published while neither knew the other, and a publisher that
+// knows no subscriber is refused (ErrNoSubscriber) and retries later, so
+// such messages are about as old as the partition that hid us from each
+// other. A day covers any partition gossip heals; a longer absence is the
+// start-up catch-up's to cover. Asking for the whole retention window
+// instead would re-send up to 30 days of a topic every time churn makes a
+// subscriber new again.
+const NewSubscriberWindow = 24 * time.Hour
+
+// newSubscriberSince is where the catch-up from a newly seen subscriber
+// starts: NewSubscriberWindow ago, not before the retention window.
+func (n *Node) newSubscriberSince(now time.Time) time.Time {
+	return now.Add(-min(NewSubscriberWindow, n.cfg.Retention))
 }
 
 // lostMargin is how far before the last message read on a closed link a
@@ -274,6 +299,8 @@ func (n *Node) catchUpLoop(ctx context.Context) {
 			return
 		case c := <-n.catchUps:
 			waiting = queueCatchUp(waiting, c)
+		case m := <-n.answerMarks:
+			applyMark(sent, m)
 		case now := <-t.C:
 			waiting, sent = n.settleCatchUps(waiting, sent, now)
 			var out []sentCatchUp
@@ -335,7 +362,8 @@ func (n *Node) catchUpRound(ctx context.Context, waiting []catchUp, perRound int
 			case len(links) == 0:
 				still = n.retryCatchUp(still, c, "no link to a subscriber")
 			default:
-				out = append(out, sentCatchUp{catchUp: c, links: links, sentAt: now})
+				q := wire.QueryTopicMessages{Topic: c.topic, Since: gossip.FromTime(c.since)}
+				out = append(out, sentCatchUp{catchUp: c, query: q, links: links, marks: make([]wire.AnswerStatus, len(links)), sentAt: now})
 			}
 		}
 	}
@@ -352,31 +380,22 @@ func (n *Node) retryCatchUp(waiting []catchUp, c catchUp, why string) []catchUp 
 	return waiting
 }
 
-// settleCatchUps completes the sent catch-ups that settled (see the top
-// of this file) and queues again those whose links all closed first.
+// settleCatchUps completes the sent catch-ups whose answers are over and
+// committed (see the top of this file), and queues again those whose
+// answers were lost or refused.
 func (n *Node) settleCatchUps(waiting []catchUp, sent []sentCatchUp, now time.Time) ([]catchUp, []sentCatchUp) {
 	still := sent[:0]
 	for _, s := range sent {
-		open := false
-		for _, l := range s.links {
-			open = open || !l.isClosed()
-		}
-		switch {
-		case !s.settled && !open:
-			// The answer may have been lost with the link: ask again,
-			// unless that was the last attempt (it stays owed).
-			if c := s.catchUp; c.attempts+1 < CatchUpAttempts {
-				c.attempts++
-				waiting = queueCatchUp(waiting, c)
-			} else {
-				n.log.Warn("catch-up given up: its links closed before it settled", "topic", c.topic, "since", c.since)
+		if !s.done {
+			switch n.answerProgress(s, now) {
+			case answerPending:
+				still = append(still, s)
+				continue
+			case answerLost:
+				waiting = n.askAgain(waiting, s.catchUp)
+				continue
 			}
-			continue
-		case !s.settled && now.Sub(s.sentAt) < n.settleTime():
-			still = append(still, s)
-			continue
-		case !s.settled:
-			s.settled, s.flush = true, n.storeQueued.Load()
+			s.done, s.flush = true, n.storeQueued.Load()
 		}
 		if n.storeDone.Load() < s.flush {
 			still = append(still, s) // read, not committed yet
@@ -387,6 +406,98 @@ func (n *Node) settleCatchUps(waiting []catchUp, sent []sentCatchUp, now time.Ti
 	}
 	clear(sent[len(still):]) // drop the links for the garbage collector
 	return waiting, still
+}
+
+// askAgain queues a catch-up whose answer was lost again, unless that was
+// its last attempt (it stays owed for the next start).
+func (n *Node) askAgain(waiting []catchUp, c catchUp) []catchUp {
+	if c.attempts+1 < CatchUpAttempts {
+		c.attempts++
+		return queueCatchUp(waiting, c)
+	}
+	n.log.Warn("catch-up given up: no complete answer", "topic", c.topic, "since", c.since)
+	return waiting
+}
+
+// answerProgress says where the answers to a sent catch-up are.
+type answerProgress int
+
+const (
+	answerPending answerProgress = iota // still coming (or may be)
+	answerOver                          // one answer is complete
+	answerLost                          // every link closed or refused
+)
+
+// answerProgress judges s's answers by the markers read on its links. A
+// link that brought AnswerComplete ends it; one that brought AnswerBegins
+// and is open is still answering. A peer that sent no marker at all does
+// not know them (protocol v1 without §15.4's markers): its answer counts
+// as over once its link stayed open for settleTime, as before markers.
+func (n *Node) answerProgress(s sentCatchUp, now time.Time) answerProgress {
+	pending, unframed := false, false
+	for i, l := range s.links {
+		switch mark := s.marks[i]; {
+		case mark == wire.AnswerComplete:
+			return answerOver
+		case mark == wire.AnswerRefused || l.isClosed():
+		case mark == wire.AnswerBegins || now.Sub(s.sentAt) < n.settleTime():
+			pending = true
+		default:
+			unframed = true
+		}
+	}
+	switch {
+	case pending:
+		return answerPending
+	case unframed:
+		return answerOver
+	}
+	return answerLost
+}
+
+// answerMark is an answer marker read on a node link.
+type answerMark struct {
+	link *link
+	wire.AnswerMarker
+}
+
+// maxAnswerMarks bounds the markers waiting for catchUpLoop; one more is
+// dropped (its catch-up is then asked again, or settles as unframed).
+const maxAnswerMarks = 1024
+
+// noteAnswerMarker hands a marker read on l to catchUpLoop.
+func (n *Node) noteAnswerMarker(l *link, m wire.AnswerMarker) {
+	select {
+	case n.answerMarks <- answerMark{link: l, AnswerMarker: m}:
+	default:
+		n.log.Warn("answer marker dropped: too many waiting", "peer", l.remote, "topic", m.Query.Topic)
+	}
+}
+
+// applyMark records m on the sent catch-ups whose query it answers on its
+// link. A complete answer stays complete.
+func applyMark(sent []sentCatchUp, m answerMark) {
+	for _, s := range sent {
+		if s.query != m.Query {
+			continue
+		}
+		for i, l := range s.links {
+			if l == m.link && s.marks[i] != wire.AnswerComplete {
+				s.marks[i] = m.Status
+			}
+		}
+	}
+}
+
+// mayHaveLost reports whether messages may have been lost with the
+// closed link l, so that its peer is asked for what it stored since
+// (catchUpRelinked). A link the reader closed for the idle timeout lost
+// nothing coming in: a peer with messages queued for us writes them, or
+// closes the link as stuck, within WriteTimeout, far sooner. Any other
+// close (the peer hung up or died, a write or read failed, the link was
+// replaced or stuck) may have.
+func (l *link) mayHaveLost() bool {
+	return !l.idleClosed.Load() || len(l.out) > 0
 }
 
 // catchUpPeers returns whom to ask for c: its peer if it still subscribes

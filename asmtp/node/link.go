@@ -59,6 +59,11 @@ type link struct {
 	advertTime uint32
 	requests   tokenBucket
 	pages      map[topic.Topic]queryPage // user links: where full answers stopped (userlink.go)
+	answers    answerQueue               // node links: queries waiting for their answer (answer.go)
+
+	// idleClosed is set when the reader closes the link for the idle
+	// timeout: nothing can have been lost on it (catchup.go).
+	idleClosed atomic.Bool
 }
 
 func newLink(n *Node, remote keys.PublicKey, user bool, addr string) *link {
@@ -490,7 +495,7 @@ func (n *Node) closeLink(l *link) {
 	if n.links[l.remote] == l {
 		delete(n.links, l.remote)
 	}
-	if c != nil && !l.user {
+	if c != nil && !l.user && l.mayHaveLost() {
 		n.noteLostLocked(l.remote, time.Unix(0, l.lastRead.Load()))
 	}
 	n.mu.Unlock()
@@ -576,6 +581,7 @@ func (n *Node) readLoop(ctx context.Context, l *link, c *wire.Conn) {
 			if peerFault(err) {
 				n.quarantine(l, "malformed frame or message", err)
 			} else {
+				l.idleClosed.Store(!l.user && errors.Is(err, context.DeadlineExceeded))
 				n.log.Debug("link closed", "peer", l.remote, "err", err)
 			}
 			return

@@ -99,10 +99,13 @@
 // before its catch-up completed starts the next one from the same window. A node peer may query a topic only if it advertises the
 // topic in its own gossip on that link and the answering node keeps it
 // (Config.OpenQueries lifts this); local users may query the topics they
-// registered. Answers are bounded (QueryLimit) and requests rate-limited
-// per link (QueryRate, QueryBurst); a user pages through a longer answer
-// by repeating its query (userlink.go). Passports are served to any peer that
-// asks for one by id (ids are unguessable, passports hold public keys
+// registered. Requests are rate-limited per link (QueryRate, QueryBurst).
+// A node's answer holds the whole window, streamed from the store a page
+// at a time between answer markers (answer.go); a user's is one page of
+// QueryLimit messages, and the user pages on by repeating its query
+// (userlink.go). Cursors are reserved durably (store), so a machine crash
+// never makes the node reuse one a user has seen. Passports are served to
+// any peer that asks for one by id (ids are unguessable, passports hold public keys
 // only), and updates on their topics are applied and persisted.
 package node
 
@@ -182,6 +185,10 @@ type Node struct {
 	// storeQueued counts messages handed to storeLoop, storeDone those it
 	// committed: a catch-up completes only once what it read is stored.
 	storeQueued, storeDone atomic.Uint64
+	// answerMarks carries the answer markers read on node links to
+	// catchUpLoop; answerSlots holds the free answering slots (answer.go).
+	answerMarks chan answerMark
+	answerSlots chan struct{}
 
 	// life guards the goroutine set: spawn after stopping is refused so
 	// that wg.Wait in shutdown sees every goroutine.
@@ -233,6 +240,7 @@ func New(cfg Config) (*Node, error) {
 		lost:     make(map[keys.PublicKey]time.Time),
 		owed:     owedCatchUps{m: make(map[topic.Topic][]owedEntry)},
 	}
+	n.answerMarks, n.answerSlots = make(chan answerMark, maxAnswerMarks), newAnswerSlots()
 	n.log = n.log.With("node", n.id.String()[:8])
 	n.passports.init()
 	for _, u := range cfg.Users {

@@ -394,10 +394,11 @@ func (n *Node) onGossip(ctx context.Context, l *link, g gossip.Gossip) {
 	}
 	// A subscriber we did not know may hold messages that were published
 	// while neither side knew the other (its forwarding found nobody):
-	// fetch them. Duplicates die in the relay's dedupe.
+	// fetch them from it (newSubscriberSince). Duplicates die in the
+	// relay's dedupe.
 	for _, t := range fresh {
 		if n.overlay.subscribes(g.ID, t) {
-			n.scheduleCatchUp(catchUp{topic: t, since: now.Add(-n.cfg.Retention)})
+			n.scheduleCatchUp(catchUp{topic: t, since: n.newSubscriberSince(now), peer: g.ID})
 		}
 	}
 	if relinked {

@@ -9,7 +9,6 @@ import (
 
 	"golang.org/x/crypto/blake2b"
 
-	"github.com/asmtp/asmtp/asmtp/gossip"
 	"github.com/asmtp/asmtp/asmtp/keys"
 	"github.com/asmtp/asmtp/asmtp/node/store"
 	"github.com/asmtp/asmtp/asmtp/topic"
@@ -329,6 +328,10 @@ func (n *Node) handle(ctx context.Context, l *link, m wire.Message) error {
 	case wire.Gossip:
 		n.onGossip(ctx, l, m.Gossip)
 	case wire.Topic:
+		if mk, ok := wire.ParseAnswerMarker(m); ok {
+			n.noteAnswerMarker(l, mk)
+			return nil
+		}
 		if err := n.relay(ctx, origin{peer: l.remote, link: l}, m.Topic, m.Content); err != nil {
 			n.log.Debug("relay", "peer", l.remote, "err", err)
 		}
@@ -366,23 +369,6 @@ func (n *Node) allowRequest(l *link) (bool, error) {
 		return true, nil
 	}
 	return false, n.strike(l, "request rate exceeded")
-}
-
-// answerNodeQuery answers a node peer's QueryTopicMessages from the store:
-// only for a topic the peer advertises in its own gossip on this link
-// (unless OpenQueries), at most QueryLimit messages, queued with
-// back-pressure.
-func (n *Node) answerNodeQuery(ctx context.Context, l *link, q wire.QueryTopicMessages) {
-	if !n.cfg.OpenQueries && !l.advertises(q.Topic) {
-		n.log.Debug("query refused: peer does not advertise the topic", "peer", l.remote, "topic", q.Topic)
-		return
-	}
-	ms, err := n.store.MessagesSince(ctx, q.Topic, gossip.ToTime(q.Since), n.cfg.QueryLimit)
-	if err != nil {
-		n.log.Error("answer query", "peer", l.remote, "err", err)
-		return
-	}
-	n.sendStored(ctx, l, ms)
 }
 
 // sendStored queues stored messages to l as Topic messages.

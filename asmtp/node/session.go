@@ -35,6 +35,11 @@ type Delivery struct {
 	Missed int
 }
 
+// QueryPageBytes bounds the content one Session.Query answer holds (up to
+// one message more), so that reading a backlog of big messages costs a
+// few MiB at a time, not QueryLimit times 64 KiB.
+const QueryPageBytes = 4 << 20
+
 // Session is one local user's handle on the node: the single API behind
 // both the in-process bridge and remote devices' wire links. Its methods
 // are safe for concurrent use.
@@ -45,7 +50,13 @@ type Session struct {
 	mu     sync.Mutex
 	ch     chan Delivery
 	closed bool
-	missed int
+	// held is the latest delivery that did not fit in ch, waiting for
+	// handOver; missed counts those dropped before it (handOver).
+	held    *Delivery
+	missed  int
+	replace chan struct{} // held was replaced: handOver takes the new one
+	stop    chan struct{} // closed by Close: handOver gives up
+	handing sync.WaitGroup
 }
 
 // Attach opens a session for a local user (a key in Config.Users or added
@@ -62,7 +73,7 @@ func (n *Node) Attach(user keys.PublicKey) (*Session, error) {
 	if len(n.sessions[user]) >= MaxSessionsPerUser {
 		return nil, fmt.Errorf("attach %s: %d sessions already open", user, MaxSessionsPerUser)
 	}
-	s := &Session{n: n, user: user, ch: make(chan Delivery, n.cfg.DeliveryQueueSize)}
+	s := &Session{n: n, user: user, ch: make(chan Delivery, n.cfg.DeliveryQueueSize), replace: make(chan struct{}, 1), stop: make(chan struct{})}
 	if n.sessions[user] == nil {
 		n.sessions[user] = make(map[*Session]struct{})
 	}
@@ -90,10 +101,12 @@ func (s *Session) check() error {
 // Deliveries returns the channel of live pushes: every new message on a
 // topic this user registered, except the session's own publications. The
 // channel holds Config.DeliveryQueueSize deliveries; when the consumer
-// falls behind, further deliveries are dropped from the channel (never from
-// the store) and the next one that fits reports how many were missed, so
-// the consumer can Query from its last cursor. The channel is closed when
-// the session closes.
+// falls behind, the latest delivery waits for room and those before it
+// are dropped (never from the store): it reports how many were missed, so
+// the consumer can Query from its last cursor. It comes as soon as there
+// is room, whether or not anything new is stored: a consumer that drains
+// the channel always learns what it missed. The channel is closed when the
+// session closes.
 func (s *Session) Deliveries() <-chan Delivery { return s.ch }
 
 // Close ends the session and closes its delivery channel.
@@ -104,8 +117,10 @@ func (s *Session) Close() {
 		return
 	}
 	s.closed = true
-	close(s.ch)
+	close(s.stop)
 	s.mu.Unlock()
+	s.handing.Wait() // no send on ch after this
+	close(s.ch)
 	s.n.mu.Lock()
 	delete(s.n.sessions[s.user], s)
 	if len(s.n.sessions[s.user]) == 0 {
@@ -114,18 +129,62 @@ func (s *Session) Close() {
 	s.n.mu.Unlock()
 }
 
+// push queues d for the consumer. While a delivery is held (the channel
+// was full), d replaces it, so that deliveries keep their order and the
+// consumer hears of the drops with the latest one.
 func (s *Session) push(d Delivery) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return
 	}
-	d.Missed = s.missed
-	select {
-	case s.ch <- d:
-		s.missed = 0
-	default:
-		s.missed++
+	if s.held == nil {
+		select {
+		case s.ch <- d:
+			return
+		default:
+		}
+		s.handing.Add(1)
+		go s.handOver()
+	} else {
+		s.missed++ // the held one is dropped for d
+		select {
+		case s.replace <- struct{}{}:
+		default:
+		}
+	}
+	s.held = &d
+}
+
+// handOver waits for room in the channel and hands over the held delivery,
+// with the count of those dropped before it, until none is held. (A
+// delivery replaced just as it went out is counted as missed too: the
+// count may be high, never low.)
+func (s *Session) handOver() {
+	defer s.handing.Done()
+	for {
+		s.mu.Lock()
+		held := s.held
+		d := *held
+		d.Missed = s.missed
+		s.mu.Unlock()
+		select {
+		case s.ch <- d:
+		case <-s.replace:
+			continue
+		case <-s.stop:
+			return
+		}
+		s.mu.Lock()
+		s.missed -= d.Missed
+		done := s.held == held
+		if done {
+			s.held = nil
+		}
+		s.mu.Unlock()
+		if done {
+			return
+		}
 	}
 }
 
@@ -219,7 +278,9 @@ func (s *Session) GetPassport(ctx context.Context, id passport.Hash) ([]byte, er
 }
 
 // Query returns up to Config.QueryLimit stored messages of t after cursor
-// since, oldest first. The user must have registered t.
+// since, oldest first, and stops early once their contents reach
+// QueryPageBytes: query again from the last cursor until an answer is
+// empty. The user must have registered t.
 func (s *Session) Query(ctx context.Context, t topic.Topic, since Cursor) ([]Stored, error) {
 	if err := s.check(); err != nil {
 		return nil, err
@@ -227,7 +288,7 @@ func (s *Session) Query(ctx context.Context, t topic.Topic, since Cursor) ([]Sto
 	if !s.n.registeredBy(s.user, t) {
 		return nil, fmt.Errorf("query %s: topic not registered by %s", t, s.user)
 	}
-	ms, err := s.n.store.MessagesAfter(ctx, t, int64(since), s.n.cfg.QueryLimit)
+	ms, err := s.n.store.MessagesAfterPage(ctx, t, int64(since), s.n.cfg.QueryLimit, QueryPageBytes)
 	if err != nil {
 		return nil, err
 	}

@@ -306,3 +306,62 @@ func checkBlocks(b []byte) error {
 	}
 	return nil
 }
+
+// AnswerTopic is the reserved topic of answer markers: BLAKE2b-256 of
+// "asmtp answer marker v1". No user topic is derived this way (a thread
+// topic is a hash of two keys, a passport topic starts with 16 zero
+// bytes), so no node subscribes to it.
+var AnswerTopic = topic.Topic{
+	0x2d, 0x6c, 0x90, 0x11, 0x62, 0x28, 0x7d, 0xfe, 0x39, 0x7f, 0xc5, 0x66, 0x5c, 0x94, 0xcf, 0x56,
+	0xce, 0x44, 0x99, 0x43, 0xed, 0xac, 0x3e, 0x59, 0xe1, 0x79, 0xe1, 0x38, 0xe9, 0xa4, 0x76, 0x17,
+}
+
+// AnswerStatus says where an answer to a node's QueryTopicMessages is.
+type AnswerStatus uint8
+
+const (
+	// AnswerBegins: the query was accepted; its messages follow.
+	AnswerBegins AnswerStatus = 1
+	// AnswerComplete: every message of the window was sent before it.
+	AnswerComplete AnswerStatus = 2
+	// AnswerRefused: the query was not answered (not allowed, or the
+	// node is too busy); ask again later, or someone else.
+	AnswerRefused AnswerStatus = 3
+)
+
+// answerMarkerSize is the content of a marker: topic ‖ since ‖ status.
+const answerMarkerSize = topic.Size + TimeSize + 1
+
+// AnswerMarker is sent by a node answering another node's
+// QueryTopicMessages, on the same link, to say where the answer is. It
+// travels as a Topic message on AnswerTopic, so a node that does not know
+// markers drops it as a message on a topic it does not subscribe to
+// (PROTOCOL.md §15.4).
+type AnswerMarker struct {
+	Query  QueryTopicMessages // the query answered, as it was received
+	Status AnswerStatus
+}
+
+// Topic returns the Topic message that carries the marker.
+func (a AnswerMarker) Topic() Topic {
+	c := make([]byte, 0, answerMarkerSize)
+	c = append(c, a.Query.Topic[:]...)
+	c = binary.BigEndian.AppendUint32(c, a.Query.Since)
+	return Topic{Topic: AnswerTopic, Content: append(c, byte(a.Status))}
+}
+
+// ParseAnswerMarker returns the marker m carries, if m is one.
+func ParseAnswerMarker(m Topic) (AnswerMarker, bool) {
+	if m.Topic != AnswerTopic || len(m.Content) != answerMarkerSize {
+		return AnswerMarker{}, false
+	}
+	a := AnswerMarker{
+		Query:  QueryTopicMessages{Topic: topic.Topic(m.Content), Since: binary.BigEndian.Uint32(m.Content[topic.Size:])},
+		Status: AnswerStatus(m.Content[topic.Size+TimeSize]),
+	}
+	switch a.Status {
+	case AnswerBegins, AnswerComplete, AnswerRefused:
+		return a, true
+	}
+	return AnswerMarker{}, false
+}

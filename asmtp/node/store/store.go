@@ -12,7 +12,9 @@
 // with synchronous=NORMAL: in WAL mode that survives a crash of the
 // process, not of the machine, and it is four times faster (an fsync per
 // commit dominates relay throughput). A mutex serialises writers, so
-// SQLite never answers SQLITE_BUSY.
+// SQLite never answers SQLITE_BUSY. Cursors are reserved durably a block
+// at a time, so a crash that takes relaxed commits never makes the store
+// reuse a cursor it handed out (reserveLocked).
 //
 // Durable message writes are group-committed (AddMessagesDurable): callers
 // that arrive while another's commit holds the writer share the next
@@ -113,6 +115,12 @@ type Store struct {
 	group   []*durableAdd
 	commits atomic.Int64 // durable group commits made, for tests
 
+	// lastCursor is the largest cursor assigned; reserved the durable
+	// bound no cursor handed out exceeds (reserveLocked). Both change
+	// only under write.
+	lastCursor int64
+	reserved   atomic.Int64
+
 	ck     *sql.DB       // runs the WAL checkpoints, off the writers' commits
 	ckWake chan struct{} // a commit happened: checkpoint soon
 	ckStop chan struct{}
@@ -144,7 +152,107 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	}
 	s.ckWake, s.ckStop, s.ckDone = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
 	go s.checkpointLoop()
+	if err := s.reserveAtOpen(ctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
 	return s, nil
+}
+
+// Cursor reservation. Relayed messages are committed without fsync
+// (Relaxed), and pushed to users at once; a machine crash can roll such
+// commits back, and SQLite would then hand their cursors to the next
+// messages stored. A user (the bridge) that recorded one of those cursors
+// as read would skip the new messages. So cursors are reserved durably a
+// block at a time: no cursor is assigned beyond the reserved bound, and
+// each open starts numbering past the last bound, which is durable. Every
+// cursor a user may have seen is then below every cursor assigned after a
+// crash, whatever the crash took. It costs one fsync per cursorBlock
+// messages, not one per relayed batch.
+
+const (
+	reservedKey = "cursor_reserved"
+	// cursorBlock is how many cursors one durable reservation covers;
+	// an open skips what the last one left (2^43 opens fit an int64).
+	cursorBlock = 1 << 20
+)
+
+// reserveAtOpen makes cursors continue past the last reserved bound and
+// reserves the next block, in one durable transaction.
+func (s *Store) reserveAtOpen(ctx context.Context) error {
+	s.write.Lock()
+	defer s.write.Unlock()
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("reserve cursors: %w", err)
+	}
+	defer tx.Rollback()
+	var seq, reserved sql.NullInt64
+	err = tx.QueryRowContext(ctx, `SELECT seq FROM sqlite_sequence WHERE name = 'messages'`).Scan(&seq)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("read last cursor: %w", err)
+	}
+	err = tx.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, reservedKey).Scan(&reserved)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("read reserved cursors: %w", err)
+	}
+	last := max(seq.Int64, reserved.Int64)
+	if _, err := tx.ExecContext(ctx, `DELETE FROM sqlite_sequence WHERE name = 'messages'`); err != nil {
+		return fmt.Errorf("skip reserved cursors: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO sqlite_sequence (name, seq) VALUES ('messages', ?)`, last); err != nil {
+		return fmt.Errorf("skip reserved cursors: %w", err)
+	}
+	if err := setReserved(ctx, tx, last+cursorBlock); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("reserve cursors: %w", err)
+	}
+	s.lastCursor = last
+	s.reserved.Store(last + cursorBlock)
+	return nil
+}
+
+func setReserved(ctx context.Context, tx *sql.Tx, bound int64) error {
+	_, err := tx.ExecContext(ctx,
+		`INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`,
+		reservedKey, bound)
+	if err != nil {
+		return fmt.Errorf("reserve cursors: %w", err)
+	}
+	return nil
+}
+
+// reserveLocked makes sure the next n cursors are reserved, durably
+// reserving another block if not. The caller holds write.
+func (s *Store) reserveLocked(ctx context.Context, n int) error {
+	if s.lastCursor+int64(n) <= s.reserved.Load() {
+		return nil
+	}
+	bound := s.lastCursor + int64(n) + cursorBlock
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("reserve cursors: %w", err)
+	}
+	defer tx.Rollback()
+	if err := setReserved(ctx, tx, bound); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("reserve cursors: %w", err)
+	}
+	s.reserved.Store(bound)
+	return nil
+}
+
+// ReservedCursor returns the durable bound of the cursors assigned: none
+// is above it, and none assigned after a crash is at or below it.
+func (s *Store) ReservedCursor() int64 { return s.reserved.Load() }
+
+// noteCursor records c as assigned. The caller holds write.
+func (s *Store) noteCursor(c int64) {
+	s.lastCursor = max(s.lastCursor, c)
 }
 
 // openConn opens one connection to the database in WAL mode. A writer
@@ -568,6 +676,9 @@ func (s *Store) AddMessage(ctx context.Context, sync Sync, t topic.Topic, hash [
 	s.write.Lock()
 	defer s.write.Unlock()
 	defer s.committed()
+	if err := s.reserveLocked(ctx, 1); err != nil {
+		return m, false, err
+	}
 	nm := NewMessage{Topic: t, Hash: hash, Content: content, ReceivedAt: receivedAt}
 	err := s.relaxed.QueryRowContext(ctx, insertMessage, nm.args()...).Scan(&m.Cursor)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -577,6 +688,7 @@ func (s *Store) AddMessage(ctx context.Context, sync Sync, t topic.Topic, hash [
 		return m, false, fmt.Errorf("store message on %x: %w", t[:4], err)
 	}
 	s.size.Add(int64(len(content)))
+	s.noteCursor(m.Cursor)
 	return m, true, nil
 }
 
@@ -636,6 +748,9 @@ func (s *Store) AddMessagesDurable(ctx context.Context, ms []NewMessage) ([]Mess
 // commitDurable stores the messages of reqs in one synchronous=FULL
 // transaction, setting each request's out. The caller holds the writer.
 func (s *Store) commitDurable(ctx context.Context, reqs []*durableAdd) error {
+	if err := s.reserveLocked(ctx, countMessages(reqs)); err != nil {
+		return err
+	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("store messages: %w", err)
@@ -666,6 +781,11 @@ func (s *Store) commitDurable(ctx context.Context, reqs []*durableAdd) error {
 	}
 	s.size.Add(added)
 	s.commits.Add(1)
+	for _, r := range reqs {
+		for _, m := range r.out {
+			s.noteCursor(m.Cursor)
+		}
+	}
 	return nil
 }
 
@@ -707,6 +827,9 @@ func (s *Store) AddMessages(ctx context.Context, ms []NewMessage) ([]Message, er
 	s.write.Lock()
 	defer s.write.Unlock()
 	defer s.committed()
+	if err := s.reserveLocked(ctx, len(ms)); err != nil {
+		return nil, err
+	}
 	tx, err := s.relaxed.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("store messages: %w", err)
@@ -734,6 +857,7 @@ func (s *Store) AddMessages(ctx context.Context, ms []NewMessage) ([]Message, er
 	}
 	for _, m := range added {
 		s.size.Add(int64(len(m.Content)))
+		s.noteCursor(m.Cursor)
 	}
 	return added, nil
 }
@@ -754,7 +878,13 @@ func (s *Store) HasMessage(ctx context.Context, t topic.Topic, hash [32]byte) (b
 // MessagesAfter returns up to limit messages of t with a cursor greater
 // than after, oldest first.
 func (s *Store) MessagesAfter(ctx context.Context, t topic.Topic, after int64, limit int) ([]Message, error) {
-	return s.messages(ctx, t, `SELECT cursor, content, received_at FROM messages
+	return s.MessagesAfterPage(ctx, t, after, limit, 0)
+}
+
+// MessagesAfterPage is MessagesAfter that also stops once the contents
+// read reach maxBytes (0: no byte bound); see MessagesPage.
+func (s *Store) MessagesAfterPage(ctx context.Context, t topic.Topic, after int64, limit, maxBytes int) ([]Message, error) {
+	return s.messages(ctx, t, maxBytes, `SELECT cursor, content, received_at FROM messages
 		WHERE topic = ? AND cursor > ? ORDER BY cursor LIMIT ?`, after, limit)
 }
 
@@ -770,17 +900,42 @@ func (s *Store) MessagesSince(ctx context.Context, t topic.Topic, since time.Tim
 // messages share a second, and a message stored between two pages comes
 // in a later page (its cursor is larger) even if its receive time is not.
 func (s *Store) MessagesSinceAfter(ctx context.Context, t topic.Topic, since time.Time, after int64, limit int) ([]Message, error) {
-	return s.messages(ctx, t, `SELECT cursor, content, received_at FROM messages
+	return s.MessagesPage(ctx, t, since, after, limit, 0)
+}
+
+// MessagesPage is MessagesSinceAfter that also stops once the contents
+// read reach maxBytes (0: no byte bound), so that a page of big messages
+// stays small in memory; it holds at least one message if any is left.
+// The page is short of limit exactly when it is the last one, or when it
+// reached maxBytes: callers page on while either is full (PageFull).
+func (s *Store) MessagesPage(ctx context.Context, t topic.Topic, since time.Time, after int64, limit, maxBytes int) ([]Message, error) {
+	return s.messages(ctx, t, maxBytes, `SELECT cursor, content, received_at FROM messages
 		WHERE topic = ? AND received_at >= ? AND cursor > ? ORDER BY cursor LIMIT ?`, since.Unix(), after, limit)
 }
 
-func (s *Store) messages(ctx context.Context, t topic.Topic, query string, args ...any) ([]Message, error) {
+// PageFull reports whether a MessagesPage answer may have a next page: it
+// reached limit messages or maxBytes (when positive) of content.
+func PageFull(ms []Message, limit, maxBytes int) bool {
+	if len(ms) >= limit {
+		return true
+	}
+	size := 0
+	for _, m := range ms {
+		size += len(m.Content)
+	}
+	return maxBytes > 0 && size >= maxBytes
+}
+
+// messages runs query for t's messages, stopping after the row that brings
+// the contents read to maxBytes (when positive).
+func (s *Store) messages(ctx context.Context, t topic.Topic, maxBytes int, query string, args ...any) ([]Message, error) {
 	rows, err := s.read.QueryContext(ctx, query, append([]any{t[:]}, args...)...)
 	if err != nil {
 		return nil, fmt.Errorf("read messages of %x: %w", t[:4], err)
 	}
 	defer rows.Close()
 	var ms []Message
+	size := 0
 	for rows.Next() {
 		m := Message{Topic: t}
 		var unix int64
@@ -789,6 +944,9 @@ func (s *Store) messages(ctx context.Context, t topic.Topic, query string, args 
 		}
 		m.ReceivedAt = time.Unix(unix, 0)
 		ms = append(ms, m)
+		if size += len(m.Content); maxBytes > 0 && size >= maxBytes {
+			break
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read messages of %x: %w", t[:4], err)
