@@ -33,6 +33,7 @@ type link struct {
 	lastUsed atomic.Int64  // unix nanoseconds, for LRU eviction
 	lastRead atomic.Int64  // unix nanoseconds of the last message read, or of the connection
 	dropped  atomic.Uint64 // messages not queued because the queue was full
+	owed     owedTopics    // what the peer missed that way (resend.go)
 	created  time.Time
 	// solicitMax is what the peer may answer to one of our queries
 	// without a storage quota (quota.go).

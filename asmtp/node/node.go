@@ -580,8 +580,11 @@ type Stats struct {
 	// Quarantined counts peers quarantined.
 	Quarantined uint64
 	// Dropped counts Topic messages not queued to a peer whose link queue
-	// was full (catch-up brings them).
+	// was full (the link resends the stored ones, resend.go).
 	Dropped uint64
+	// Resent counts topics whose stored messages a link sent again after
+	// its queue had dropped some.
+	Resent uint64
 	// Refused counts connections and links refused for room: pending
 	// handshakes over their caps, strangers over their share of the pool.
 	Refused uint64
@@ -595,7 +598,7 @@ type Stats struct {
 
 type counters struct {
 	received, duplicates, stored, relayed, handedOff, unsolicited, quarantined atomic.Uint64
-	dropped, refused, overQuota, reported                                      atomic.Uint64
+	dropped, resent, refused, overQuota, reported                              atomic.Uint64
 }
 
 // Stats returns the node's counters.
@@ -613,6 +616,7 @@ func (n *Node) Stats() Stats {
 		Unsolicited: n.stats.unsolicited.Load(),
 		Quarantined: n.stats.quarantined.Load(),
 		Dropped:     n.stats.dropped.Load(),
+		Resent:      n.stats.resent.Load(),
 		Refused:     n.stats.refused.Load(),
 		OverQuota:   n.stats.overQuota.Load(),
 		Reported:    n.stats.reported.Load(),

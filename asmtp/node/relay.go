@@ -262,9 +262,11 @@ func (n *Node) storeBatch(ctx context.Context, batch []store.NewMessage) {
 // sendTo queues m to each peer without waiting: forwarding runs on the
 // reading goroutine of the link m came from (or in a local user's
 // Publish), and a slow or stopped peer must not hold it. A peer whose
-// queue is full misses m (counted in Stats.Dropped); its writer closes the
-// link if it stays stuck past WriteTimeout, and catch-up brings what it
-// missed. It returns how many peers m was queued to.
+// queue is full misses m (counted in Stats.Dropped) and is owed it: the
+// link sends it again from the store once it has room (resend.go); its
+// writer closes the link if it stays stuck past WriteTimeout, and the
+// peer's relink catch-up brings what it missed. It returns how many peers
+// m was queued to.
 func (n *Node) sendTo(ctx context.Context, peers []keys.PublicKey, m wire.Message) int {
 	sent := 0
 	for _, p := range peers {
@@ -279,6 +281,7 @@ func (n *Node) sendTo(ctx context.Context, peers []keys.PublicKey, m wire.Messag
 		}
 		l.dropped.Add(1)
 		n.stats.dropped.Add(1)
+		n.owe(l, m, time.Now())
 	}
 	return sent
 }
