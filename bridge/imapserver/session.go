@@ -30,7 +30,7 @@ type session struct {
 // selection is the selected mailbox of a session.
 type selection struct {
 	view     *mailboxView
-	tracker  *imapserver.SessionTracker
+	tracker  *sessionTracker
 	readOnly bool
 }
 
@@ -154,7 +154,7 @@ func (ss *session) unselect() {
 	if ss.sel == nil {
 		return
 	}
-	ss.sel.tracker.Close()
+	ss.sel.tracker.close()
 	ss.s.views.release(ss.sel.view)
 	ss.sel = nil
 }
@@ -320,7 +320,7 @@ func (ss *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 	}
 	ss.wire.hold()
 	defer ss.wire.release()
-	return ss.sel.tracker.Poll(w, allowExpunge)
+	return ss.sel.tracker.poll(w, allowExpunge)
 }
 
 // Idle writes updates as they arrive until stop is closed. The store tells
@@ -330,7 +330,7 @@ func (ss *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error 
 	if ss.sel == nil {
 		return nil
 	}
-	return ss.sel.tracker.Idle(w, stop)
+	return ss.sel.tracker.idle(w, stop)
 }
 
 // responseCodeUseAttr is RFC 6154's code for an unsupported special use.

@@ -9,7 +9,6 @@ import (
 	"sync"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 
 	"github.com/asmtp/asmtp/mailstore"
 )
@@ -21,7 +20,7 @@ import (
 // SELECT and FETCH FLAGS are answered from it without touching SQLite.
 type mailboxView struct {
 	id      mailstore.MailboxID
-	tracker *imapserver.MailboxTracker
+	tracker *mailboxTracker
 	stop    func()
 
 	mu          sync.Mutex
@@ -53,7 +52,7 @@ func newView(ctx context.Context, store mailstore.Store, id mailstore.MailboxID)
 	}
 	v.uidValidity = snap.Mailbox.UIDValidity
 	v.uidNext = snap.Mailbox.UIDNext
-	v.tracker = imapserver.NewMailboxTracker(uint32(len(v.uids)))
+	v.tracker = newMailboxTracker(uint32(len(v.uids)))
 	return v, nil
 }
 
@@ -93,23 +92,23 @@ func (v *mailboxView) apply(c mailstore.Change) {
 		for i, uid := range c.UIDs {
 			flags, newKeyword := v.toIMAP(c.Flags[i])
 			if newKeyword {
-				v.tracker.QueueMailboxFlags(v.mailboxFlagsLocked())
+				v.tracker.queueMailboxFlags(v.mailboxFlagsLocked())
 			}
 			v.uids = append(v.uids, uid)
 			v.flags = append(v.flags, flags)
 			v.uidNext = max(v.uidNext, uid+1)
-			v.tracker.QueueNumMessages(uint32(len(v.uids)))
+			v.tracker.queueNumMessages(uint32(len(v.uids)))
 		}
 	case mailstore.ChangeFlags:
-		source, _ := c.Origin.(*imapserver.SessionTracker)
+		source, _ := c.Origin.(*sessionTracker)
 		for i, uid := range c.UIDs {
 			if at, ok := slices.BinarySearch(v.uids, uid); ok {
 				flags, newKeyword := v.toIMAP(c.Flags[i])
 				if newKeyword {
-					v.tracker.QueueMailboxFlags(v.mailboxFlagsLocked())
+					v.tracker.queueMailboxFlags(v.mailboxFlagsLocked())
 				}
 				v.flags[at] = flags
-				v.tracker.QueueMessageFlags(uint32(at+1), uid, flags, source)
+				v.tracker.queueMessageFlags(uint32(at+1), uid, flags, source)
 			}
 		}
 	case mailstore.ChangeExpunged:
@@ -127,7 +126,7 @@ func (v *mailboxView) expungeLocked(uids []imap.UID) {
 	for i := len(uids) - 1; i >= 0; i-- {
 		if at, ok := slices.BinarySearch(v.uids, uids[i]); ok && !gone[at] {
 			gone[at] = true
-			v.tracker.QueueExpunge(uint32(at + 1))
+			v.tracker.queueExpunge(uint32(at + 1))
 		}
 	}
 	keep := 0
@@ -143,7 +142,7 @@ func (v *mailboxView) expungeLocked(uids []imap.UID) {
 
 // selectData answers SELECT and registers the session's tracker in the same
 // critical section, so no change falls between the two.
-func (v *mailboxView) selectData(readOnly bool) (*imap.SelectData, *imapserver.SessionTracker, error) {
+func (v *mailboxView) selectData(readOnly bool) (*imap.SelectData, *sessionTracker, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.deleted {
@@ -166,7 +165,7 @@ func (v *mailboxView) selectData(readOnly bool) (*imap.SelectData, *imapserver.S
 			break
 		}
 	}
-	return data, v.tracker.NewSession(), nil
+	return data, v.tracker.newSession(), nil
 }
 
 // target is one message a command addresses: its number in the session's
@@ -180,7 +179,7 @@ type target struct {
 // resolve turns a client's sequence or UID set into targets in UID order.
 // Messages the session has not been told about yet are left out; sequence
 // numbers beyond what the session knows are a client error.
-func (v *mailboxView) resolve(st *imapserver.SessionTracker, numSet imap.NumSet) ([]target, error) {
+func (v *mailboxView) resolve(st *sessionTracker, numSet imap.NumSet) ([]target, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	var out []target
@@ -193,7 +192,7 @@ func (v *mailboxView) resolve(st *imapserver.SessionTracker, numSet imap.NumSet)
 				return nil, &imap.Error{Type: imap.StatusResponseTypeBad, Text: "Invalid message sequence number"}
 			}
 			for seq := start; seq <= stop; seq++ {
-				if at := int(st.DecodeSeqNum(seq)) - 1; at >= 0 {
+				if at := int(st.decodeSeqNum(seq)) - 1; at >= 0 {
 					out = append(out, target{seq: seq, uid: v.uids[at], at: at})
 				}
 			}
@@ -207,7 +206,7 @@ func (v *mailboxView) resolve(st *imapserver.SessionTracker, numSet imap.NumSet)
 			start, stop := staticRange(uint32(r.Start), uint32(r.Stop), uint32(last))
 			at, _ := slices.BinarySearch(v.uids, imap.UID(start))
 			for ; at < len(v.uids) && v.uids[at] <= imap.UID(stop); at++ {
-				if seq := st.EncodeSeqNum(uint32(at + 1)); seq != 0 {
+				if seq := st.encodeSeqNum(uint32(at + 1)); seq != 0 {
 					out = append(out, target{seq: seq, uid: v.uids[at], at: at})
 				}
 			}
@@ -219,15 +218,11 @@ func (v *mailboxView) resolve(st *imapserver.SessionTracker, numSet imap.NumSet)
 	return slices.CompactFunc(out, func(a, b target) bool { return a.uid == b.uid }), nil
 }
 
-// knownLocked is how many messages the session believes the mailbox has:
-// the client number of the last message it was told about.
-func (v *mailboxView) knownLocked(st *imapserver.SessionTracker) uint32 {
-	for at := len(v.uids); at > 0; at-- {
-		if seq := st.EncodeSeqNum(uint32(at)); seq != 0 {
-			return seq
-		}
-	}
-	return 0
+// knownLocked is how many messages the session believes the mailbox has,
+// including those expunged elsewhere whose EXPUNGE it has not been sent:
+// it may still name them (RFC 3501 §7.4.1).
+func (v *mailboxView) knownLocked(st *sessionTracker) uint32 {
+	return st.knownMessages()
 }
 
 // staticRange resolves "*" (0) to max and orders the bounds.
