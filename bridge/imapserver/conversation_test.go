@@ -72,6 +72,8 @@ var conversations = []conversation{
 	}, known: map[string]string{
 		"FETCH 1 ENVELOPE": "go-imap v2 beta.8 writes no RFC 3501 group markers in ENVELOPE (a TODO in its ExtractEnvelope); Dovecot does",
 	}},
+	{name: "search-uid-star", cmds: append(fixture()[:3], "SELECT INBOX",
+		"SEARCH UID *", "SEARCH UID 99:*", "UID SEARCH UID 99:*", "UID SEARCH UID 3:99", "SEARCH UID 2:*", "UID SEARCH 3:*")},
 	{name: "id", cmds: []string{"ID NIL", `ID ("name" "conversation-test")`}},
 	{name: "create-list-delete", cmds: []string{
 		"CREATE Work", "CREATE Work", `CREATE "Lists/"`, `LIST "" "*"`, `LIST "" "%"`, `LIST "" "L*"`,

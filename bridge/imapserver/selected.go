@@ -396,6 +396,9 @@ func (ss *session) seqToUIDCriteria(c *imap.SearchCriteria) error {
 		c.UID = append(c.UID, set)
 	}
 	c.SeqNum = nil
+	for i, set := range c.UID {
+		c.UID[i] = ss.sel.view.staticUIDs(set)
+	}
 	for i := range c.Not {
 		if err := ss.seqToUIDCriteria(&c.Not[i]); err != nil {
 			return err

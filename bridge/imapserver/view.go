@@ -225,6 +225,26 @@ func (v *mailboxView) knownLocked(st *sessionTracker) uint32 {
 	return st.knownMessages()
 }
 
+// staticUIDs replaces "*" in a UID set by the highest UID, so that UID *
+// and UID n:* with n beyond it match that message (RFC 3501 §6.4.8).
+func (v *mailboxView) staticUIDs(set imap.UIDSet) imap.UIDSet {
+	v.mu.Lock()
+	last := imap.UID(0)
+	if len(v.uids) > 0 {
+		last = v.uids[len(v.uids)-1]
+	}
+	v.mu.Unlock()
+	out := make(imap.UIDSet, 0, len(set))
+	for _, r := range set {
+		start, stop := staticRange(uint32(r.Start), uint32(r.Stop), uint32(last))
+		if start == 0 {
+			continue // "*" in an empty mailbox
+		}
+		out = append(out, imap.UIDRange{Start: imap.UID(start), Stop: imap.UID(stop)})
+	}
+	return out
+}
+
 // staticRange resolves "*" (0) to max and orders the bounds.
 func staticRange(start, stop, max uint32) (uint32, uint32) {
 	if start == 0 {
