@@ -82,16 +82,8 @@ func envelopeOf(h textproto.Header) *imap.Envelope {
 }
 
 func addressList(mh mail.Header, key string) []imap.Address {
-	addrs, _ := mh.AddressList(key)
-	var l []imap.Address
-	for _, a := range addrs {
-		mailbox, host, ok := strings.Cut(a.Address, "@")
-		if !ok {
-			continue
-		}
-		l = append(l, imap.Address{Name: validUTF8(a.Name), Mailbox: mailbox, Host: host})
-	}
-	return l
+	unfold := strings.NewReplacer("\r\n", "", "\n", "", "\r", "")
+	return parseAddressList(unfold.Replace(mh.Get(key)))
 }
 
 func validUTF8(s string) string { return strings.ToValidUTF8(s, "\uFFFD") }
