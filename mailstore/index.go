@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"strings"
 	"time"
@@ -245,7 +246,33 @@ func headerSearchText(h textproto.Header) string {
 		b.WriteString(strings.ToLower(fields.Key()))
 		b.WriteString(": ")
 		b.WriteString(searchFold(strings.ReplaceAll(strings.ReplaceAll(v, "\r", " "), "\n", " ")))
+		if isAddressField(fields.Key()) {
+			b.WriteString(searchFold(parsedAddresses(fields.Value())))
+		}
 		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// isAddressField is true of the fields SEARCH FROM, TO, CC and BCC (and HEADER on
+// them) also match by parsed address, so that "user@domain" finds
+// "<user (comment)@ (comment) domain>" as in Dovecot.
+func isAddressField(key string) bool {
+	switch strings.ToLower(key) {
+	case "from", "to", "cc", "bcc", "sender", "reply-to":
+		return true
+	}
+	return false
+}
+
+// parsedAddresses renders an address field's addresses as " name
+// <mailbox@host>" each, to follow the field's text on its search line.
+func parsedAddresses(value string) string {
+	var b strings.Builder
+	for _, a := range parseAddressList(strings.NewReplacer("\r", "", "\n", "").Replace(value)) {
+		if a.Host != "" {
+			fmt.Fprintf(&b, " %s <%s@%s>", a.Name, a.Mailbox, a.Host)
+		}
 	}
 	return b.String()
 }

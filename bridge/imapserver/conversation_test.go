@@ -76,6 +76,10 @@ var conversations = []conversation{
 		appendCmd("INBOX", "", []byte("From: Joe <@relay.example:joe@example.com>\r\nTo: g: a@x.example, b@y.example;, c@z.example\r\nSubject: route\r\n\r\nx\r\n")),
 		"SELECT INBOX", "FETCH 1 ENVELOPE"},
 		known: map[string]string{"FETCH 1 ENVELOPE": "go-imap's Address has no route (adl) field: the bridge gives NIL where Dovecot gives \"@relay.example\""}},
+	{name: "search-from-parsed", cmds: []string{
+		appendCmd("INBOX", "", []byte("From: <user (comment)@ (comment) example.com>\r\nSubject: parsed\r\n\r\nx\r\n")),
+		appendCmd("INBOX", "", []byte("From: \"Other\" <user@example.org>\r\nSubject: parsed\r\n\r\nx\r\n")),
+		"SELECT INBOX", "SEARCH FROM user@example.com", "SEARCH FROM example.com", "SEARCH FROM Other"}},
 	{name: "id", cmds: []string{"ID NIL", `ID ("name" "conversation-test")`}},
 	{name: "create-list-delete", cmds: []string{
 		"CREATE Work", "CREATE Work", `CREATE "Lists/"`, `LIST "" "*"`, `LIST "" "%"`, `LIST "" "L*"`,
