@@ -170,6 +170,7 @@ var capabilities = imap.CapSet{
 	imap.CapChildren:         {},
 	imap.CapStatusSize:       {},
 	imap.CapCreateSpecialUse: {},
+	imap.CapBinary:           {},
 }
 
 // Close stops all listeners and connections and the store watches.
