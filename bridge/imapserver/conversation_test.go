@@ -96,6 +96,10 @@ var conversations = []conversation{
 	{name: "bad-names", cmds: []string{`CREATE "a&Jjo"`, `CREATE "&AGE-"`, `CREATE "&ZZZ-"`, `SELECT "&Jjo"`, "CREATE {3+}\r\na\x00b",
 		`RENAME INBOX "&Jj"`, `STATUS "&-&" (MESSAGES)`},
 		known: map[string]string{"CREATE {3+}\r\na\x00b": "the bridge refuses a NUL in a mailbox name with NO; Dovecot accepts it"}},
+	{name: "recent", cmds: append(fixture()[:3], "STATUS INBOX (RECENT MESSAGES)", "EXAMINE INBOX", "SELECT INBOX",
+		"FETCH 1:* FLAGS", "SEARCH RECENT", "SEARCH NEW", "SEARCH OLD", "STATUS INBOX (RECENT)", `STORE 1 +FLAGS (\Seen)`,
+		"SEARCH NEW", appendCmd("INBOX", "", testmail.Message(3)), "FETCH 4 FLAGS", "SEARCH RECENT", "UNSELECT",
+		"SELECT INBOX", "SEARCH RECENT", "FETCH 1:* FLAGS", "COPY 1 Archive", "STATUS Archive (RECENT)")},
 	{name: "id", cmds: []string{"ID NIL", `ID ("name" "conversation-test")`}},
 	{name: "create-list-delete", cmds: []string{
 		"CREATE Work", "CREATE Work", `CREATE "Lists/"`, `LIST "" "*"`, `LIST "" "%"`, `LIST "" "L*"`,
@@ -252,13 +256,13 @@ var keptCodes = map[string]bool{
 }
 
 var (
-	dropUntagged = regexp.MustCompile(`^\* (CAPABILITY|\d+ RECENT|OK \[(HIGHESTMODSEQ|CLOSED)|ID )`)
+	dropUntagged = regexp.MustCompile(`^\* (CAPABILITY|OK \[(HIGHESTMODSEQ|CLOSED)|ID )`)
 	statusText   = regexp.MustCompile(`^(\S+ (?:OK|NO|BAD|BYE|PREAUTH))(?: \[([^\]]*)\])?.*$`)
 	appendUID    = regexp.MustCompile(`^(APPENDUID|COPYUID|UIDVALIDITY) \d+`)
 )
 
 // normalizeAnswer removes what legitimately differs between servers: human
-// text, capability lists, \Recent (not kept by the bridge), UIDVALIDITY
+// text, capability lists, UIDVALIDITY
 // values, and the order of items in FETCH and of LIST/LSUB/STATUS lines.
 func normalizeAnswer(cmd string, untagged []string, status string) string {
 	var lines []string
@@ -342,9 +346,7 @@ func normalizeLine(line string) string {
 		items := tokens[3].list
 		var pairs []string
 		for k := 0; k+1 < len(items); k += 2 {
-			if !strings.EqualFold(items[k].atom, "RECENT") { // the bridge keeps no \Recent
-				pairs = append(pairs, items[k].atom+" "+items[k+1].String())
-			}
+			pairs = append(pairs, items[k].atom+" "+items[k+1].String())
 		}
 		slices.Sort(pairs)
 		return "* STATUS " + tokens[2].String() + " (" + strings.Join(pairs, " ") + ")"
@@ -392,17 +394,12 @@ func normalizeEnvelopes(tok imapToken) imapToken {
 
 var wordDecoder = &mime.WordDecoder{CharsetReader: charset.Reader}
 
-// normalizeFlags drops \Recent and sorts a flag list.
+// normalizeFlags sorts a flag list.
 func normalizeFlags(tok imapToken) imapToken {
 	if !tok.isList {
 		return tok
 	}
-	var flags []imapToken
-	for _, f := range tok.list {
-		if !strings.EqualFold(f.atom, `\Recent`) {
-			flags = append(flags, f)
-		}
-	}
+	flags := slices.Clone(tok.list)
 	slices.SortFunc(flags, func(a, b imapToken) int { return strings.Compare(strings.ToLower(a.atom), strings.ToLower(b.atom)) })
 	return imapToken{isList: true, list: flags}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strings"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
@@ -142,7 +143,7 @@ func (ss *session) writeFetch(w *imapserver.FetchWriter, t target, meta *mailsto
 		rw.WriteUID(t.uid)
 	}
 	if options.Flags || seenNow {
-		rw.WriteFlags(flags)
+		rw.WriteFlags(ss.sel.tracker.withRecent(t.uid, flags))
 	}
 	if meta != nil {
 		if options.InternalDate {
@@ -399,6 +400,7 @@ func (ss *session) seqToUIDCriteria(c *imap.SearchCriteria) error {
 	for i, set := range c.UID {
 		c.UID[i] = ss.sel.view.staticUIDs(set)
 	}
+	ss.recentToUIDCriteria(c)
 	for i := range c.Not {
 		if err := ss.seqToUIDCriteria(&c.Not[i]); err != nil {
 			return err
@@ -412,6 +414,21 @@ func (ss *session) seqToUIDCriteria(c *imap.SearchCriteria) error {
 		}
 	}
 	return nil
+}
+
+// recentToUIDCriteria turns RECENT, NEW and OLD (\Recent in the flag
+// criteria) into this session's set of \Recent messages: the store keeps
+// no \Recent.
+func (ss *session) recentToUIDCriteria(c *imap.SearchCriteria) {
+	isRecent := func(f imap.Flag) bool { return strings.EqualFold(string(f), string(flagRecent)) }
+	if slices.ContainsFunc(c.Flag, isRecent) {
+		c.Flag = slices.DeleteFunc(c.Flag, isRecent)
+		c.UID = append(c.UID, ss.sel.tracker.recentSet())
+	}
+	if slices.ContainsFunc(c.NotFlag, isRecent) {
+		c.NotFlag = slices.DeleteFunc(c.NotFlag, isRecent)
+		c.Not = append(c.Not, imap.SearchCriteria{UID: []imap.UIDSet{ss.sel.tracker.recentSet()}})
+	}
 }
 
 // Store changes flags; other sessions get FETCH FLAGS through the view, this
@@ -451,7 +468,7 @@ func (ss *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *i
 		if byUID {
 			rw.WriteUID(t.uid)
 		}
-		rw.WriteFlags(cur)
+		rw.WriteFlags(sel.tracker.withRecent(t.uid, cur))
 		if err := rw.Close(); err != nil {
 			return err
 		}

@@ -278,8 +278,8 @@ func (ss *session) Status(name string, options *imap.StatusOptions) (*imap.Statu
 		data.Size = &st.Size
 	}
 	if options.NumRecent {
-		var zero uint32
-		data.NumRecent = &zero
+		n := ss.s.views.numRecent(st.ID, st.Messages)
+		data.NumRecent = &n
 	}
 	if options.AppendLimit {
 		limit := ss.s.opts.AppendLimit

@@ -2,11 +2,15 @@ package imapserver
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 )
+
+// flagRecent is IMAP4rev1's \Recent, which go-imap keeps internal.
+const flagRecent imap.Flag = `\Recent`
 
 // mailboxTracker queues each selecting session's unsolicited EXISTS,
 // EXPUNGE, FLAGS and FETCH responses. It follows go-imap's MailboxTracker
@@ -28,6 +32,8 @@ func newMailboxTracker(numMessages uint32) *mailboxTracker {
 type trackerUpdate struct {
 	expunge      uint32
 	numMessages  uint32
+	recent       bool // numRecent is set, possibly to 0
+	numRecent    uint32
 	mailboxFlags []imap.Flag
 	fetch        *trackerFetch
 }
@@ -39,11 +45,12 @@ type trackerFetch struct {
 }
 
 // newSession registers a session that was just told the mailbox has
-// t.numMessages messages; the caller must close it.
-func (t *mailboxTracker) newSession() *sessionTracker {
+// t.numMessages messages, of which it holds \Recent for recent; the caller
+// must close it.
+func (t *mailboxTracker) newSession(readOnly bool, recent []imap.UID) *sessionTracker {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	st := &sessionTracker{mailbox: t, known: t.numMessages}
+	st := &sessionTracker{mailbox: t, known: t.numMessages, readOnly: readOnly, recent: recent}
 	t.sessions[st] = struct{}{}
 	return st
 }
@@ -56,7 +63,7 @@ func (t *mailboxTracker) queue(u trackerUpdate, source *sessionTracker) {
 	}
 	for st := range t.sessions {
 		if st != source {
-			st.push(u)
+			st.push(st.ownCopyLocked(u))
 		}
 	}
 	switch {
@@ -90,6 +97,100 @@ type sessionTracker struct {
 	queue   []trackerUpdate
 	known   uint32 // messages the client was told about
 	updates chan struct{}
+
+	// recent are the messages this session holds \Recent for (RFC 3501
+	// §2.3.2: one session per message), ascending; guarded by mailbox.mu.
+	recent   []imap.UID
+	readOnly bool
+}
+
+// claimRecent gives newly appended messages \Recent in one read-write
+// session and tells every session its count, after the EXISTS. It reports
+// false, leaving them to the next SELECT, when no session can take them.
+func (t *mailboxTracker) claimRecent(uids []imap.UID) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var claimant *sessionTracker
+	for st := range t.sessions {
+		if !st.readOnly {
+			claimant = st
+			break
+		}
+	}
+	if claimant == nil {
+		return false
+	}
+	claimant.recent = append(claimant.recent, uids...)
+	for st := range t.sessions {
+		st.push(trackerUpdate{recent: true, numRecent: uint32(len(st.recent))})
+	}
+	return true
+}
+
+// forgetRecent drops expunged messages from every session's \Recent set
+// and, as Dovecot does, tells a session whose count fell its new count
+// after the EXPUNGEs.
+func (t *mailboxTracker) forgetRecent(uids []imap.UID) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for st := range t.sessions {
+		n := len(st.recent)
+		st.recent = slices.DeleteFunc(st.recent, func(u imap.UID) bool {
+			_, gone := slices.BinarySearch(uids, u)
+			return gone
+		})
+		if len(st.recent) != n {
+			st.push(trackerUpdate{recent: true, numRecent: uint32(len(st.recent))})
+		}
+	}
+}
+
+// heldRecent is how many messages sessions hold \Recent for.
+func (t *mailboxTracker) heldRecent() uint32 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for st := range t.sessions {
+		n += len(st.recent)
+	}
+	return uint32(n)
+}
+
+// recentSet is the session's \Recent messages as a UID set, for SEARCH.
+func (st *sessionTracker) recentSet() imap.UIDSet {
+	st.mailbox.mu.Lock()
+	defer st.mailbox.mu.Unlock()
+	set := imap.UIDSet{}
+	for _, uid := range st.recent {
+		set.AddNum(uid)
+	}
+	return set
+}
+
+// withRecent adds \Recent to flags if this session holds it for uid.
+func (st *sessionTracker) withRecent(uid imap.UID, flags []imap.Flag) []imap.Flag {
+	st.mailbox.mu.Lock()
+	defer st.mailbox.mu.Unlock()
+	return st.withRecentLocked(uid, flags)
+}
+
+func (st *sessionTracker) withRecentLocked(uid imap.UID, flags []imap.Flag) []imap.Flag {
+	if _, ok := slices.BinarySearch(st.recent, uid); !ok {
+		return flags
+	}
+	return append(slices.Clip(flags), flagRecent)
+}
+
+// ownCopyLocked gives a FETCH FLAGS update this session's \Recent as it
+// is now, when the change happened: the message may be expunged (and
+// forgotten) before the update is written.
+func (st *sessionTracker) ownCopyLocked(u trackerUpdate) trackerUpdate {
+	if u.fetch != nil {
+		f := *u.fetch
+		f.flags = st.withRecentLocked(f.uid, f.flags)
+		u.fetch = &f
+	}
+	return u
 }
 
 func (st *sessionTracker) close() {
@@ -122,7 +223,7 @@ func (st *sessionTracker) poll(w *imapserver.UpdateWriter, allowExpunge bool) er
 		}
 		u := st.queue[0]
 		st.mu.Unlock()
-		if err := writeUpdate(w, u); err != nil {
+		if err := st.writeUpdate(w, u); err != nil {
 			return err
 		}
 		// Dequeue only once written, so the number mapping keeps the
@@ -139,8 +240,10 @@ func (st *sessionTracker) poll(w *imapserver.UpdateWriter, allowExpunge bool) er
 	}
 }
 
-func writeUpdate(w *imapserver.UpdateWriter, u trackerUpdate) error {
+func (st *sessionTracker) writeUpdate(w *imapserver.UpdateWriter, u trackerUpdate) error {
 	switch {
+	case u.recent:
+		return w.WriteNumRecent(u.numRecent)
 	case u.expunge != 0:
 		return w.WriteExpunge(u.expunge)
 	case u.numMessages != 0:

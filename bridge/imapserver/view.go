@@ -30,6 +30,11 @@ type mailboxView struct {
 	uidValidity uint32
 	uidNext     imap.UID
 	deleted     bool
+	// firstRecent is the lowest UID no session has taken \Recent for. It
+	// lives with the view, in memory: a mailbox loaded afresh (after a
+	// restart, or when its idle view was dropped) has every message recent
+	// to the next session that selects it.
+	firstRecent imap.UID
 
 	users int // sessions holding the view; guarded by viewCache.mu
 }
@@ -99,6 +104,11 @@ func (v *mailboxView) apply(c mailstore.Change) {
 			v.uidNext = max(v.uidNext, uid+1)
 			v.tracker.queueNumMessages(uint32(len(v.uids)))
 		}
+		// A read-write session has taken every earlier message at its
+		// SELECT, so firstRecent can move past these.
+		if v.tracker.claimRecent(c.UIDs) {
+			v.firstRecent = v.uidNext
+		}
 	case mailstore.ChangeFlags:
 		source, _ := c.Origin.(*sessionTracker)
 		for i, uid := range c.UIDs {
@@ -113,6 +123,7 @@ func (v *mailboxView) apply(c mailstore.Change) {
 		}
 	case mailstore.ChangeExpunged:
 		v.expungeLocked(c.UIDs)
+		v.tracker.forgetRecent(c.UIDs)
 	case mailstore.ChangeMailboxDeleted:
 		v.expungeLocked(slices.Clone(v.uids))
 		v.deleted = true
@@ -165,7 +176,29 @@ func (v *mailboxView) selectData(readOnly bool) (*imap.SelectData, *sessionTrack
 			break
 		}
 	}
-	return data, v.tracker.newSession(), nil
+	// SELECT takes \Recent for the messages no session has; EXAMINE only
+	// counts them.
+	recent := v.unclaimedLocked()
+	data.NumRecent = uint32(len(recent))
+	if readOnly {
+		return data, v.tracker.newSession(true, nil), nil
+	}
+	v.firstRecent = v.uidNext
+	return data, v.tracker.newSession(false, recent), nil
+}
+
+// unclaimedLocked are the messages no session has taken \Recent for.
+func (v *mailboxView) unclaimedLocked() []imap.UID {
+	at, _ := slices.BinarySearch(v.uids, v.firstRecent)
+	return slices.Clone(v.uids[at:])
+}
+
+// numRecent is STATUS RECENT: the messages that are \Recent to a session
+// or not yet taken by one.
+func (v *mailboxView) numRecent() uint32 {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return uint32(len(v.unclaimedLocked())) + v.tracker.heldRecent()
 }
 
 // target is one message a command addresses: its number in the session's
@@ -297,6 +330,18 @@ func (c *viewCache) acquire(ctx context.Context, id mailstore.MailboxID) (*mailb
 	}
 	v.users++
 	return v, nil
+}
+
+// numRecent is STATUS RECENT: of a loaded mailbox, see mailboxView's; of
+// one not loaded, all its messages (see firstRecent).
+func (c *viewCache) numRecent(id mailstore.MailboxID, messages uint32) uint32 {
+	c.mu.Lock()
+	v := c.views[id]
+	c.mu.Unlock()
+	if v == nil {
+		return messages
+	}
+	return v.numRecent()
 }
 
 func (c *viewCache) release(v *mailboxView) {
