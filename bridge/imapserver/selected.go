@@ -432,7 +432,8 @@ func (ss *session) recentToUIDCriteria(c *imap.SearchCriteria) {
 }
 
 // Store changes flags; other sessions get FETCH FLAGS through the view, this
-// one gets them here for the messages that changed, unless .SILENT.
+// one gets them here for the messages that changed, unless .SILENT (or
+// after the poll, when the change announced a new keyword).
 func (ss *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, _ *imap.StoreOptions) error {
 	sel, err := ss.selected()
 	if err != nil {
@@ -456,19 +457,25 @@ func (ss *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *i
 	if flags.Silent {
 		return nil
 	}
+	var changed []trackerFetch
+	for i, t := range targets {
+		cur, ok := sel.view.flagsOf(t.uid)
+		if ok && !slices.Equal(cur, before[i]) { // like Dovecot, report only changes
+			changed = append(changed, trackerFetch{seqNum: t.seq, uid: t.uid, flags: sel.tracker.withRecent(t.uid, cur)})
+		}
+	}
+	if sel.tracker.queueAfterFlags(changed) {
+		return nil // written by the poll after the command, behind * FLAGS
+	}
 	_, byUID := numSet.(imap.UIDSet)
 	ss.wire.hold()
 	defer ss.wire.release()
-	for i, t := range targets {
-		cur, ok := sel.view.flagsOf(t.uid)
-		if !ok || slices.Equal(cur, before[i]) { // like Dovecot, report only changes
-			continue
-		}
-		rw := w.CreateMessage(t.seq)
+	for _, f := range changed {
+		rw := w.CreateMessage(f.seqNum)
 		if byUID {
-			rw.WriteUID(t.uid)
+			rw.WriteUID(f.uid)
 		}
-		rw.WriteFlags(sel.tracker.withRecent(t.uid, cur))
+		rw.WriteFlags(f.flags)
 		if err := rw.Close(); err != nil {
 			return err
 		}

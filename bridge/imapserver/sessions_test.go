@@ -152,3 +152,41 @@ func mergeFetches(answer string) string {
 }
 
 func lastLine(answer string) string { return answer[strings.LastIndex(answer, "\n")+1:] }
+
+// TestNewKeywordAnnouncedBeforeUse: a keyword new to the mailbox reaches
+// the client in * FLAGS before any FETCH uses it, for the session that
+// stored it and for another one (Dovecot's order).
+func TestNewKeywordAnnouncedBeforeUse(t *testing.T) {
+	ts := startServer(t)
+	a, b := dialRaw(t, ts.addr), dialRaw(t, ts.addr)
+	a.login()
+	b.login()
+	a.cmd(appendCmd("INBOX", "", testmail.Message(0)))
+	a.cmd("SELECT INBOX")
+	b.cmd("SELECT INBOX")
+	for _, tc := range []struct {
+		name    string
+		c       *rawClient
+		cmd     string
+		keyword string
+	}{
+		{"own STORE", a, `STORE 1 +FLAGS ($Fresh)`, "$Fresh"},
+		{"other session's STORE", b, "NOOP", "$Fresh"},
+		{"own UID STORE", b, `UID STORE 1 +FLAGS ($Newer)`, "$Newer"},
+		{"other session's UID STORE", a, "NOOP", "$Newer"},
+	} {
+		untagged, status := tc.c.cmd(tc.cmd)
+		announced, used := -1, -1
+		for i, line := range untagged {
+			switch {
+			case strings.HasPrefix(line, "* FLAGS") && strings.Contains(line, tc.keyword) && announced < 0:
+				announced = i
+			case strings.Contains(line, "FETCH") && strings.Contains(line, tc.keyword) && used < 0:
+				used = i
+			}
+		}
+		if !strings.Contains(status, "OK") || announced < 0 || used < 0 || used < announced {
+			t.Errorf("%s: %s announced at %d, used at %d: %q %s", tc.name, tc.keyword, announced, used, untagged, status)
+		}
+	}
+}

@@ -156,6 +156,30 @@ func (t *mailboxTracker) heldRecent() uint32 {
 	return uint32(n)
 }
 
+// queueAfterFlags queues a command's own FETCH FLAGS responses behind a
+// pending FLAGS response, if there is one and no EXPUNGE is pending (the
+// poll after STORE stops at an EXPUNGE), so that the client learns of a
+// new keyword before it is used, as Dovecot orders them. It reports
+// whether it queued them; if not, the caller writes them itself.
+func (st *sessionTracker) queueAfterFlags(fetches []trackerFetch) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	pendingFlags := false
+	for _, u := range st.queue {
+		if u.expunge != 0 {
+			return false
+		}
+		pendingFlags = pendingFlags || u.mailboxFlags != nil
+	}
+	if !pendingFlags {
+		return false
+	}
+	for _, f := range fetches {
+		st.queue = append(st.queue, trackerUpdate{fetch: &f})
+	}
+	return true
+}
+
 // recentSet is the session's \Recent messages as a UID set, for SEARCH.
 func (st *sessionTracker) recentSet() imap.UIDSet {
 	st.mailbox.mu.Lock()
