@@ -491,7 +491,7 @@ func (ss *session) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, error)
 	if err != nil {
 		return nil, err
 	}
-	c, err := ss.store().Copy(ss.ctx, ss.sel.view.id, uidsOf(targets), dest)
+	c, err := ss.store().Copy(ss.originCtx(), ss.sel.view.id, uidsOf(targets), dest)
 	if err != nil {
 		return nil, destError(err)
 	}
@@ -511,7 +511,7 @@ func (ss *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest strin
 	if err != nil {
 		return err
 	}
-	c, err := ss.store().Move(ss.ctx, ss.sel.view.id, uidsOf(targets), dest)
+	c, err := ss.store().Move(ss.originCtx(), ss.sel.view.id, uidsOf(targets), dest)
 	if err != nil {
 		return destError(err)
 	}

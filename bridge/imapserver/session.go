@@ -295,7 +295,7 @@ func (ss *session) Append(mailbox string, r imap.LiteralReader, options *imap.Ap
 	if r.Size() > int64(ss.s.opts.AppendLimit) {
 		return nil, storeError(mailstore.ErrTooBig)
 	}
-	a, err := ss.store().AppendFrom(ss.ctx, ss.account, mailbox, r, r.Size(), flagStrings(options.Flags), options.Time)
+	a, err := ss.store().AppendFrom(ss.originCtx(), ss.account, mailbox, r, r.Size(), flagStrings(options.Flags), options.Time)
 	if errors.Is(err, mailstore.ErrNoMailbox) {
 		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTryCreate, Text: "No such mailbox"}
 	}
@@ -311,6 +311,16 @@ func flagStrings(flags []imap.Flag) []string {
 		out[i] = string(f)
 	}
 	return out
+}
+
+// originCtx marks the store changes a command makes as this session's, so
+// that the view gives messages it adds to the selected mailbox \Recent in
+// this session, as Dovecot does.
+func (ss *session) originCtx() context.Context {
+	if ss.sel == nil {
+		return ss.ctx
+	}
+	return mailstore.WithOrigin(ss.ctx, ss.sel.tracker)
 }
 
 // Poll writes the selected mailbox's pending updates, batched.

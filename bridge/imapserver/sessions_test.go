@@ -49,9 +49,7 @@ var sessionScripts = []struct {
 		{'a', "SELECT INBOX", ""}, {'b', "SELECT INBOX", ""},
 		{'b', `STORE 3 +FLAGS.SILENT (\Deleted)`, ""}, {'b', "EXPUNGE", ""},
 		{'b', appendCmd("INBOX", "", testmail.Message(3)), ""},
-		{'a', "FETCH 1:3 UID", "Dovecot announces the new message (* 4 EXISTS) before the pending EXPUNGE, the bridge in order after it"},
-		{'a', "NOOP", "the bridge announces the new message here, after the EXPUNGE"},
-		{'a', "FETCH 1:* UID", ""},
+		{'a', "FETCH 1:3 UID", omitsExpunged}, {'a', "FETCH 4 UID", ""}, {'a', "NOOP", ""}, {'a', "FETCH 1:* UID", ""},
 	}},
 }
 

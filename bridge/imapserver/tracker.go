@@ -105,25 +105,27 @@ type sessionTracker struct {
 }
 
 // claimRecent gives newly appended messages \Recent in one read-write
-// session and tells every session its count, after the EXISTS. It reports
-// false, leaving them to the next SELECT, when no session can take them.
-func (t *mailboxTracker) claimRecent(uids []imap.UID) bool {
+// session, the one that added them if it has the mailbox selected, and
+// tells it its new count after the EXISTS. It reports false, leaving them
+// to the next SELECT, when no session can take them.
+func (t *mailboxTracker) claimRecent(uids []imap.UID, origin *sessionTracker) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	var claimant *sessionTracker
-	for st := range t.sessions {
-		if !st.readOnly {
-			claimant = st
-			break
+	claimant := origin
+	if _, ok := t.sessions[origin]; !ok || origin.readOnly {
+		claimant = nil
+		for st := range t.sessions {
+			if !st.readOnly {
+				claimant = st
+				break
+			}
 		}
 	}
 	if claimant == nil {
 		return false
 	}
 	claimant.recent = append(claimant.recent, uids...)
-	for st := range t.sessions {
-		st.push(trackerUpdate{recent: true, numRecent: uint32(len(st.recent))})
-	}
+	claimant.push(trackerUpdate{recent: true, numRecent: uint32(len(claimant.recent))})
 	return true
 }
 
@@ -241,9 +243,13 @@ func (st *sessionTracker) push(u trackerUpdate) {
 func (st *sessionTracker) poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 	for {
 		st.mu.Lock()
-		if len(st.queue) == 0 || (!allowExpunge && st.queue[0].expunge != 0) {
+		if len(st.queue) == 0 {
 			st.mu.Unlock()
 			return nil
+		}
+		if !allowExpunge && st.queue[0].expunge != 0 {
+			st.mu.Unlock()
+			return st.announceBehindExpunges(w)
 		}
 		u := st.queue[0]
 		st.mu.Unlock()
@@ -262,6 +268,34 @@ func (st *sessionTracker) poll(w *imapserver.UpdateWriter, allowExpunge bool) er
 		}
 		st.mu.Unlock()
 	}
+}
+
+// announceBehindExpunges writes, during FETCH, STORE or SEARCH, the EXISTS
+// queued behind an EXPUNGE the client may not be sent yet, counting the
+// expunged messages it still sees, as Dovecot does: the client learns of
+// new messages and its numbers stay put. The EXISTS leave the queue, so
+// the number mapping sees only the EXPUNGEs, which still come later.
+func (st *sessionTracker) announceBehindExpunges(w *imapserver.UpdateWriter) error {
+	st.mu.Lock()
+	exists, expunges := uint32(0), uint32(0)
+	keep := make([]trackerUpdate, 0, len(st.queue))
+	for _, u := range st.queue {
+		switch {
+		case u.numMessages != 0:
+			exists = u.numMessages + expunges
+			continue
+		case u.expunge != 0:
+			expunges++
+		}
+		keep = append(keep, u)
+	}
+	if exists <= st.known {
+		st.mu.Unlock()
+		return nil
+	}
+	st.queue, st.known = keep, exists
+	st.mu.Unlock()
+	return w.WriteNumMessages(exists)
 }
 
 func (st *sessionTracker) writeUpdate(w *imapserver.UpdateWriter, u trackerUpdate) error {

@@ -106,7 +106,8 @@ func (v *mailboxView) apply(c mailstore.Change) {
 		}
 		// A read-write session has taken every earlier message at its
 		// SELECT, so firstRecent can move past these.
-		if v.tracker.claimRecent(c.UIDs) {
+		origin, _ := c.Origin.(*sessionTracker)
+		if v.tracker.claimRecent(c.UIDs, origin) {
 			v.firstRecent = v.uidNext
 		}
 	case mailstore.ChangeFlags:
