@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"strings"
 	"time"
@@ -82,16 +83,8 @@ func envelopeOf(h textproto.Header) *imap.Envelope {
 }
 
 func addressList(mh mail.Header, key string) []imap.Address {
-	addrs, _ := mh.AddressList(key)
-	var l []imap.Address
-	for _, a := range addrs {
-		mailbox, host, ok := strings.Cut(a.Address, "@")
-		if !ok {
-			continue
-		}
-		l = append(l, imap.Address{Name: validUTF8(a.Name), Mailbox: mailbox, Host: host})
-	}
-	return l
+	unfold := strings.NewReplacer("\r\n", "", "\n", "", "\r", "")
+	return parseAddressList(unfold.Replace(mh.Get(key)))
 }
 
 func validUTF8(s string) string { return strings.ToValidUTF8(s, "\uFFFD") }
@@ -253,7 +246,33 @@ func headerSearchText(h textproto.Header) string {
 		b.WriteString(strings.ToLower(fields.Key()))
 		b.WriteString(": ")
 		b.WriteString(searchFold(strings.ReplaceAll(strings.ReplaceAll(v, "\r", " "), "\n", " ")))
+		if isAddressField(fields.Key()) {
+			b.WriteString(searchFold(parsedAddresses(fields.Value())))
+		}
 		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// isAddressField is true of the fields SEARCH FROM, TO, CC and BCC (and HEADER on
+// them) also match by parsed address, so that "user@domain" finds
+// "<user (comment)@ (comment) domain>" as in Dovecot.
+func isAddressField(key string) bool {
+	switch strings.ToLower(key) {
+	case "from", "to", "cc", "bcc", "sender", "reply-to":
+		return true
+	}
+	return false
+}
+
+// parsedAddresses renders an address field's addresses as " name
+// <mailbox@host>" each, to follow the field's text on its search line.
+func parsedAddresses(value string) string {
+	var b strings.Builder
+	for _, a := range parseAddressList(strings.NewReplacer("\r", "", "\n", "").Replace(value)) {
+		if a.Host != "" {
+			fmt.Fprintf(&b, " %s <%s@%s>", a.Name, a.Mailbox, a.Host)
+		}
 	}
 	return b.String()
 }

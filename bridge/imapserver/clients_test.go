@@ -24,7 +24,7 @@ func TestImaplibSession(t *testing.T) {
 	}
 	caps, _ := got["capabilities"].([]any)
 	for _, c := range []string{"IDLE", "UIDPLUS", "MOVE", "UNSELECT", "NAMESPACE", "SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS",
-		"ESEARCH", "LITERAL+", "APPENDLIMIT=26214400", "ENABLE", "ID", "SASL-IR"} {
+		"ESEARCH", "LITERAL+", "APPENDLIMIT=26214400", "ENABLE", "ID", "SASL-IR", "BINARY"} {
 		if !slices.Contains(caps, any(c)) {
 			t.Errorf("capability %s missing from %v", c, caps)
 		}
@@ -40,7 +40,7 @@ func TestImaplibSession(t *testing.T) {
 		{"append", "[APPENDUID "},
 		{"select", "1"},
 		{"search", "1"},
-		{"fetch_meta", `FLAGS (\Seen $Label)`},
+		{"fetch_meta", `FLAGS (\Seen $Label \Recent)`},
 		{"fetch_meta", "RFC822.SIZE 179"},
 		{"size", "179"},
 		{"fetch_meta", `INTERNALDATE " 5-Mar-2024 10:00:00 +0000"`},
@@ -48,12 +48,12 @@ func TestImaplibSession(t *testing.T) {
 		{"fetch_meta", `BODYSTRUCTURE ("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 31 1 NIL NIL NIL NIL)`},
 		{"body_exact", "true"},
 		{"header_fields", "Subject: imaplib test\r\n\r\n"},
-		{"store", `FLAGS (\Seen \Flagged $Label)`},
+		{"store", `FLAGS (\Seen \Flagged $Label \Recent)`},
 		{"copy", "OK"},
 		{"move", "OK"},
 		{"status_projects", "MESSAGES 1 UIDNEXT 2 UNSEEN 0"},
 		{"status_archive", "MESSAGES 1"},
-		{"archive_flags", `FLAGS (\Seen \Flagged $Label)`},
+		{"archive_flags", `FLAGS (\Seen \Flagged $Label \Recent)`},
 		{"expunge", "OK"},
 		{"rename", "OK"},
 		{"delete_parent", "NO"}, // has a child

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strings"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
@@ -142,7 +143,7 @@ func (ss *session) writeFetch(w *imapserver.FetchWriter, t target, meta *mailsto
 		rw.WriteUID(t.uid)
 	}
 	if options.Flags || seenNow {
-		rw.WriteFlags(flags)
+		rw.WriteFlags(ss.sel.tracker.withRecent(t.uid, flags))
 	}
 	if meta != nil {
 		if options.InternalDate {
@@ -396,6 +397,10 @@ func (ss *session) seqToUIDCriteria(c *imap.SearchCriteria) error {
 		c.UID = append(c.UID, set)
 	}
 	c.SeqNum = nil
+	for i, set := range c.UID {
+		c.UID[i] = ss.sel.view.staticUIDs(set)
+	}
+	ss.recentToUIDCriteria(c)
 	for i := range c.Not {
 		if err := ss.seqToUIDCriteria(&c.Not[i]); err != nil {
 			return err
@@ -411,8 +416,24 @@ func (ss *session) seqToUIDCriteria(c *imap.SearchCriteria) error {
 	return nil
 }
 
+// recentToUIDCriteria turns RECENT, NEW and OLD (\Recent in the flag
+// criteria) into this session's set of \Recent messages: the store keeps
+// no \Recent.
+func (ss *session) recentToUIDCriteria(c *imap.SearchCriteria) {
+	isRecent := func(f imap.Flag) bool { return strings.EqualFold(string(f), string(flagRecent)) }
+	if slices.ContainsFunc(c.Flag, isRecent) {
+		c.Flag = slices.DeleteFunc(c.Flag, isRecent)
+		c.UID = append(c.UID, ss.sel.tracker.recentSet())
+	}
+	if slices.ContainsFunc(c.NotFlag, isRecent) {
+		c.NotFlag = slices.DeleteFunc(c.NotFlag, isRecent)
+		c.Not = append(c.Not, imap.SearchCriteria{UID: []imap.UIDSet{ss.sel.tracker.recentSet()}})
+	}
+}
+
 // Store changes flags; other sessions get FETCH FLAGS through the view, this
-// one gets them here for the messages that changed, unless .SILENT.
+// one gets them here for the messages that changed, unless .SILENT (or
+// after the poll, when the change announced a new keyword).
 func (ss *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, _ *imap.StoreOptions) error {
 	sel, err := ss.selected()
 	if err != nil {
@@ -436,19 +457,25 @@ func (ss *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *i
 	if flags.Silent {
 		return nil
 	}
+	var changed []trackerFetch
+	for i, t := range targets {
+		cur, ok := sel.view.flagsOf(t.uid)
+		if ok && !slices.Equal(cur, before[i]) { // like Dovecot, report only changes
+			changed = append(changed, trackerFetch{seqNum: t.seq, uid: t.uid, flags: sel.tracker.withRecent(t.uid, cur)})
+		}
+	}
+	if sel.tracker.queueAfterFlags(changed) {
+		return nil // written by the poll after the command, behind * FLAGS
+	}
 	_, byUID := numSet.(imap.UIDSet)
 	ss.wire.hold()
 	defer ss.wire.release()
-	for i, t := range targets {
-		cur, ok := sel.view.flagsOf(t.uid)
-		if !ok || slices.Equal(cur, before[i]) { // like Dovecot, report only changes
-			continue
-		}
-		rw := w.CreateMessage(t.seq)
+	for _, f := range changed {
+		rw := w.CreateMessage(f.seqNum)
 		if byUID {
-			rw.WriteUID(t.uid)
+			rw.WriteUID(f.uid)
 		}
-		rw.WriteFlags(cur)
+		rw.WriteFlags(f.flags)
 		if err := rw.Close(); err != nil {
 			return err
 		}
@@ -464,7 +491,7 @@ func (ss *session) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, error)
 	if err != nil {
 		return nil, err
 	}
-	c, err := ss.store().Copy(ss.ctx, ss.sel.view.id, uidsOf(targets), dest)
+	c, err := ss.store().Copy(ss.originCtx(), ss.sel.view.id, uidsOf(targets), dest)
 	if err != nil {
 		return nil, destError(err)
 	}
@@ -484,7 +511,7 @@ func (ss *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest strin
 	if err != nil {
 		return err
 	}
-	c, err := ss.store().Move(ss.ctx, ss.sel.view.id, uidsOf(targets), dest)
+	c, err := ss.store().Move(ss.originCtx(), ss.sel.view.id, uidsOf(targets), dest)
 	if err != nil {
 		return destError(err)
 	}

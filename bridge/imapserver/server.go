@@ -6,8 +6,15 @@
 // commands into store calls and store changes into unsolicited responses
 // (through one shared view per mailbox, view.go). It advertises IMAP4rev1
 // with IDLE, UIDPLUS, MOVE, UNSELECT, NAMESPACE, SPECIAL-USE,
-// LIST-EXTENDED, LIST-STATUS, ESEARCH, LITERAL+, APPENDLIMIT, SASL-IR,
-// ENABLE and ID (the last added by wire.go, which go-imap lacks).
+// LIST-EXTENDED, LIST-STATUS, ESEARCH, BINARY, LITERAL+, APPENDLIMIT,
+// SASL-IR, ENABLE and ID (the last added by wire.go, which go-imap lacks).
+//
+// Message numbers follow each client's view (tracker.go): a message
+// expunged by another session stays addressable until the client is sent
+// its EXPUNGE (RFC 3501 §7.4.1), though its data is then left out of
+// answers. \Recent is held by one session per message, in memory with the
+// mailbox's view: a mailbox loaded afresh (after a restart, or once its idle
+// view is dropped) has all its messages recent to the next SELECT.
 //
 // Security defaults: plain text only on loopback addresses (Listen refuses
 // anything else without TLS); on other addresses LOGIN needs TLS first;
@@ -171,6 +178,7 @@ var capabilities = imap.CapSet{
 	imap.CapChildren:         {},
 	imap.CapStatusSize:       {},
 	imap.CapCreateSpecialUse: {},
+	imap.CapBinary:           {},
 }
 
 // Close stops all listeners and connections and the store watches.

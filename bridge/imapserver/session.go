@@ -30,7 +30,7 @@ type session struct {
 // selection is the selected mailbox of a session.
 type selection struct {
 	view     *mailboxView
-	tracker  *imapserver.SessionTracker
+	tracker  *sessionTracker
 	readOnly bool
 }
 
@@ -156,7 +156,7 @@ func (ss *session) unselect() {
 	if ss.sel == nil {
 		return
 	}
-	ss.sel.tracker.Close()
+	ss.sel.tracker.close()
 	ss.s.views.release(ss.sel.view)
 	ss.sel = nil
 }
@@ -280,8 +280,8 @@ func (ss *session) Status(name string, options *imap.StatusOptions) (*imap.Statu
 		data.Size = &st.Size
 	}
 	if options.NumRecent {
-		var zero uint32
-		data.NumRecent = &zero
+		n := ss.s.views.numRecent(st.ID, st.Messages)
+		data.NumRecent = &n
 	}
 	if options.AppendLimit {
 		limit := ss.s.opts.AppendLimit
@@ -297,7 +297,7 @@ func (ss *session) Append(mailbox string, r imap.LiteralReader, options *imap.Ap
 	if r.Size() > int64(ss.s.opts.AppendLimit) {
 		return nil, storeError(mailstore.ErrTooBig)
 	}
-	a, err := ss.store().AppendFrom(ss.ctx, ss.account, mailbox, r, r.Size(), flagStrings(options.Flags), options.Time)
+	a, err := ss.store().AppendFrom(ss.originCtx(), ss.account, mailbox, r, r.Size(), flagStrings(options.Flags), options.Time)
 	if errors.Is(err, mailstore.ErrNoMailbox) {
 		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTryCreate, Text: "No such mailbox"}
 	}
@@ -315,6 +315,16 @@ func flagStrings(flags []imap.Flag) []string {
 	return out
 }
 
+// originCtx marks the store changes a command makes as this session's, so
+// that the view gives messages it adds to the selected mailbox \Recent in
+// this session, as Dovecot does.
+func (ss *session) originCtx() context.Context {
+	if ss.sel == nil {
+		return ss.ctx
+	}
+	return mailstore.WithOrigin(ss.ctx, ss.sel.tracker)
+}
+
 // Poll writes the selected mailbox's pending updates, batched.
 func (ss *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 	if ss.sel == nil {
@@ -322,7 +332,7 @@ func (ss *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 	}
 	ss.wire.hold()
 	defer ss.wire.release()
-	return ss.sel.tracker.Poll(w, allowExpunge)
+	return ss.sel.tracker.poll(w, allowExpunge)
 }
 
 // Idle writes updates as they arrive until stop is closed. The store tells
@@ -332,7 +342,7 @@ func (ss *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error 
 	if ss.sel == nil {
 		return nil
 	}
-	return ss.sel.tracker.Idle(w, stop)
+	return ss.sel.tracker.idle(w, stop)
 }
 
 // responseCodeUseAttr is RFC 6154's code for an unsupported special use.

@@ -9,7 +9,6 @@ import (
 	"sync"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 
 	"github.com/asmtp/asmtp/mailstore"
 )
@@ -21,7 +20,7 @@ import (
 // SELECT and FETCH FLAGS are answered from it without touching SQLite.
 type mailboxView struct {
 	id      mailstore.MailboxID
-	tracker *imapserver.MailboxTracker
+	tracker *mailboxTracker
 	stop    func()
 
 	mu          sync.Mutex
@@ -31,6 +30,11 @@ type mailboxView struct {
 	uidValidity uint32
 	uidNext     imap.UID
 	deleted     bool
+	// firstRecent is the lowest UID no session has taken \Recent for. It
+	// lives with the view, in memory: a mailbox loaded afresh (after a
+	// restart, or when its idle view was dropped) has every message recent
+	// to the next session that selects it.
+	firstRecent imap.UID
 
 	users int // sessions holding the view; guarded by viewCache.mu
 }
@@ -53,7 +57,7 @@ func newView(ctx context.Context, store mailstore.Store, id mailstore.MailboxID)
 	}
 	v.uidValidity = snap.Mailbox.UIDValidity
 	v.uidNext = snap.Mailbox.UIDNext
-	v.tracker = imapserver.NewMailboxTracker(uint32(len(v.uids)))
+	v.tracker = newMailboxTracker(uint32(len(v.uids)))
 	return v, nil
 }
 
@@ -93,27 +97,34 @@ func (v *mailboxView) apply(c mailstore.Change) {
 		for i, uid := range c.UIDs {
 			flags, newKeyword := v.toIMAP(c.Flags[i])
 			if newKeyword {
-				v.tracker.QueueMailboxFlags(v.mailboxFlagsLocked())
+				v.tracker.queueMailboxFlags(v.mailboxFlagsLocked())
 			}
 			v.uids = append(v.uids, uid)
 			v.flags = append(v.flags, flags)
 			v.uidNext = max(v.uidNext, uid+1)
-			v.tracker.QueueNumMessages(uint32(len(v.uids)))
+			v.tracker.queueNumMessages(uint32(len(v.uids)))
+		}
+		// A read-write session has taken every earlier message at its
+		// SELECT, so firstRecent can move past these.
+		origin, _ := c.Origin.(*sessionTracker)
+		if v.tracker.claimRecent(c.UIDs, origin) {
+			v.firstRecent = v.uidNext
 		}
 	case mailstore.ChangeFlags:
-		source, _ := c.Origin.(*imapserver.SessionTracker)
+		source, _ := c.Origin.(*sessionTracker)
 		for i, uid := range c.UIDs {
 			if at, ok := slices.BinarySearch(v.uids, uid); ok {
 				flags, newKeyword := v.toIMAP(c.Flags[i])
 				if newKeyword {
-					v.tracker.QueueMailboxFlags(v.mailboxFlagsLocked())
+					v.tracker.queueMailboxFlags(v.mailboxFlagsLocked())
 				}
 				v.flags[at] = flags
-				v.tracker.QueueMessageFlags(uint32(at+1), uid, flags, source)
+				v.tracker.queueMessageFlags(uint32(at+1), uid, flags, source)
 			}
 		}
 	case mailstore.ChangeExpunged:
 		v.expungeLocked(c.UIDs)
+		v.tracker.forgetRecent(c.UIDs)
 	case mailstore.ChangeMailboxDeleted:
 		v.expungeLocked(slices.Clone(v.uids))
 		v.deleted = true
@@ -127,7 +138,7 @@ func (v *mailboxView) expungeLocked(uids []imap.UID) {
 	for i := len(uids) - 1; i >= 0; i-- {
 		if at, ok := slices.BinarySearch(v.uids, uids[i]); ok && !gone[at] {
 			gone[at] = true
-			v.tracker.QueueExpunge(uint32(at + 1))
+			v.tracker.queueExpunge(uint32(at + 1))
 		}
 	}
 	keep := 0
@@ -143,7 +154,7 @@ func (v *mailboxView) expungeLocked(uids []imap.UID) {
 
 // selectData answers SELECT and registers the session's tracker in the same
 // critical section, so no change falls between the two.
-func (v *mailboxView) selectData(readOnly bool) (*imap.SelectData, *imapserver.SessionTracker, error) {
+func (v *mailboxView) selectData(readOnly bool) (*imap.SelectData, *sessionTracker, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.deleted {
@@ -166,7 +177,29 @@ func (v *mailboxView) selectData(readOnly bool) (*imap.SelectData, *imapserver.S
 			break
 		}
 	}
-	return data, v.tracker.NewSession(), nil
+	// SELECT takes \Recent for the messages no session has; EXAMINE only
+	// counts them.
+	recent := v.unclaimedLocked()
+	data.NumRecent = uint32(len(recent))
+	if readOnly {
+		return data, v.tracker.newSession(true, nil), nil
+	}
+	v.firstRecent = v.uidNext
+	return data, v.tracker.newSession(false, recent), nil
+}
+
+// unclaimedLocked are the messages no session has taken \Recent for.
+func (v *mailboxView) unclaimedLocked() []imap.UID {
+	at, _ := slices.BinarySearch(v.uids, v.firstRecent)
+	return slices.Clone(v.uids[at:])
+}
+
+// numRecent is STATUS RECENT: the messages that are \Recent to a session
+// or not yet taken by one.
+func (v *mailboxView) numRecent() uint32 {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return uint32(len(v.unclaimedLocked())) + v.tracker.heldRecent()
 }
 
 // target is one message a command addresses: its number in the session's
@@ -180,7 +213,7 @@ type target struct {
 // resolve turns a client's sequence or UID set into targets in UID order.
 // Messages the session has not been told about yet are left out; sequence
 // numbers beyond what the session knows are a client error.
-func (v *mailboxView) resolve(st *imapserver.SessionTracker, numSet imap.NumSet) ([]target, error) {
+func (v *mailboxView) resolve(st *sessionTracker, numSet imap.NumSet) ([]target, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	var out []target
@@ -193,7 +226,7 @@ func (v *mailboxView) resolve(st *imapserver.SessionTracker, numSet imap.NumSet)
 				return nil, &imap.Error{Type: imap.StatusResponseTypeBad, Text: "Invalid message sequence number"}
 			}
 			for seq := start; seq <= stop; seq++ {
-				if at := int(st.DecodeSeqNum(seq)) - 1; at >= 0 {
+				if at := int(st.decodeSeqNum(seq)) - 1; at >= 0 {
 					out = append(out, target{seq: seq, uid: v.uids[at], at: at})
 				}
 			}
@@ -207,7 +240,7 @@ func (v *mailboxView) resolve(st *imapserver.SessionTracker, numSet imap.NumSet)
 			start, stop := staticRange(uint32(r.Start), uint32(r.Stop), uint32(last))
 			at, _ := slices.BinarySearch(v.uids, imap.UID(start))
 			for ; at < len(v.uids) && v.uids[at] <= imap.UID(stop); at++ {
-				if seq := st.EncodeSeqNum(uint32(at + 1)); seq != 0 {
+				if seq := st.encodeSeqNum(uint32(at + 1)); seq != 0 {
 					out = append(out, target{seq: seq, uid: v.uids[at], at: at})
 				}
 			}
@@ -219,15 +252,31 @@ func (v *mailboxView) resolve(st *imapserver.SessionTracker, numSet imap.NumSet)
 	return slices.CompactFunc(out, func(a, b target) bool { return a.uid == b.uid }), nil
 }
 
-// knownLocked is how many messages the session believes the mailbox has:
-// the client number of the last message it was told about.
-func (v *mailboxView) knownLocked(st *imapserver.SessionTracker) uint32 {
-	for at := len(v.uids); at > 0; at-- {
-		if seq := st.EncodeSeqNum(uint32(at)); seq != 0 {
-			return seq
-		}
+// knownLocked is how many messages the session believes the mailbox has,
+// including those expunged elsewhere whose EXPUNGE it has not been sent:
+// it may still name them (RFC 3501 §7.4.1).
+func (v *mailboxView) knownLocked(st *sessionTracker) uint32 {
+	return st.knownMessages()
+}
+
+// staticUIDs replaces "*" in a UID set by the highest UID, so that UID *
+// and UID n:* with n beyond it match that message (RFC 3501 §6.4.8).
+func (v *mailboxView) staticUIDs(set imap.UIDSet) imap.UIDSet {
+	v.mu.Lock()
+	last := imap.UID(0)
+	if len(v.uids) > 0 {
+		last = v.uids[len(v.uids)-1]
 	}
-	return 0
+	v.mu.Unlock()
+	out := make(imap.UIDSet, 0, len(set))
+	for _, r := range set {
+		start, stop := staticRange(uint32(r.Start), uint32(r.Stop), uint32(last))
+		if start == 0 {
+			continue // "*" in an empty mailbox
+		}
+		out = append(out, imap.UIDRange{Start: imap.UID(start), Stop: imap.UID(stop)})
+	}
+	return out
 }
 
 // staticRange resolves "*" (0) to max and orders the bounds.
@@ -282,6 +331,18 @@ func (c *viewCache) acquire(ctx context.Context, id mailstore.MailboxID) (*mailb
 	}
 	v.users++
 	return v, nil
+}
+
+// numRecent is STATUS RECENT: of a loaded mailbox, see mailboxView's; of
+// one not loaded, all its messages (see firstRecent).
+func (c *viewCache) numRecent(id mailstore.MailboxID, messages uint32) uint32 {
+	c.mu.Lock()
+	v := c.views[id]
+	c.mu.Unlock()
+	if v == nil {
+		return messages
+	}
+	return v.numRecent()
 }
 
 func (c *viewCache) release(v *mailboxView) {

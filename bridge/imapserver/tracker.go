@@ -1,0 +1,392 @@
+package imapserver
+
+import (
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+)
+
+// flagRecent is IMAP4rev1's \Recent, which go-imap keeps internal.
+const flagRecent imap.Flag = `\Recent`
+
+// mailboxTracker queues each selecting session's unsolicited EXISTS,
+// EXPUNGE, FLAGS and FETCH responses. It follows go-imap's MailboxTracker
+// but its sessions also count the messages their client was told about:
+// go-imap's tracker cannot say how many messages a client believes exist
+// once the last ones were expunged elsewhere, and RFC 3501 §7.4.1 lets the
+// client address them until it is sent the EXPUNGE.
+type mailboxTracker struct {
+	mu          sync.Mutex
+	numMessages uint32
+	sessions    map[*sessionTracker]struct{}
+}
+
+func newMailboxTracker(numMessages uint32) *mailboxTracker {
+	return &mailboxTracker{numMessages: numMessages, sessions: make(map[*sessionTracker]struct{})}
+}
+
+// trackerUpdate is one queued response; exactly one field is set.
+type trackerUpdate struct {
+	expunge      uint32
+	numMessages  uint32
+	recent       bool // numRecent is set, possibly to 0
+	numRecent    uint32
+	mailboxFlags []imap.Flag
+	fetch        *trackerFetch
+}
+
+type trackerFetch struct {
+	seqNum uint32
+	uid    imap.UID
+	flags  []imap.Flag
+}
+
+// newSession registers a session that was just told the mailbox has
+// t.numMessages messages, of which it holds \Recent for recent; the caller
+// must close it.
+func (t *mailboxTracker) newSession(readOnly bool, recent []imap.UID) *sessionTracker {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st := &sessionTracker{mailbox: t, known: t.numMessages, readOnly: readOnly, recent: recent}
+	t.sessions[st] = struct{}{}
+	return st
+}
+
+func (t *mailboxTracker) queue(u trackerUpdate, source *sessionTracker) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if u.expunge > t.numMessages {
+		panic(fmt.Errorf("imapserver: expunge of message %d of %d", u.expunge, t.numMessages))
+	}
+	for st := range t.sessions {
+		if st != source {
+			st.push(st.ownCopyLocked(u))
+		}
+	}
+	switch {
+	case u.expunge != 0:
+		t.numMessages--
+	case u.numMessages != 0:
+		t.numMessages = u.numMessages
+	}
+}
+
+func (t *mailboxTracker) queueExpunge(seqNum uint32) { t.queue(trackerUpdate{expunge: seqNum}, nil) }
+
+func (t *mailboxTracker) queueNumMessages(n uint32) { t.queue(trackerUpdate{numMessages: n}, nil) }
+
+func (t *mailboxTracker) queueMailboxFlags(flags []imap.Flag) {
+	t.queue(trackerUpdate{mailboxFlags: flags}, nil)
+}
+
+// queueMessageFlags queues a FETCH FLAGS for every session but source,
+// which answers its own STORE.
+func (t *mailboxTracker) queueMessageFlags(seqNum uint32, uid imap.UID, flags []imap.Flag, source *sessionTracker) {
+	t.queue(trackerUpdate{fetch: &trackerFetch{seqNum: seqNum, uid: uid, flags: flags}}, source)
+}
+
+// sessionTracker is one session's queue and its client's view of the
+// message numbers.
+type sessionTracker struct {
+	mailbox *mailboxTracker
+
+	mu      sync.Mutex
+	queue   []trackerUpdate
+	known   uint32 // messages the client was told about
+	updates chan struct{}
+
+	// recent are the messages this session holds \Recent for (RFC 3501
+	// §2.3.2: one session per message), ascending; guarded by mailbox.mu.
+	recent   []imap.UID
+	readOnly bool
+}
+
+// claimRecent gives newly appended messages \Recent in one read-write
+// session, the one that added them if it has the mailbox selected, and
+// tells it its new count after the EXISTS. It reports false, leaving them
+// to the next SELECT, when no session can take them.
+func (t *mailboxTracker) claimRecent(uids []imap.UID, origin *sessionTracker) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	claimant := origin
+	if _, ok := t.sessions[origin]; !ok || origin.readOnly {
+		claimant = nil
+		for st := range t.sessions {
+			if !st.readOnly {
+				claimant = st
+				break
+			}
+		}
+	}
+	if claimant == nil {
+		return false
+	}
+	claimant.recent = append(claimant.recent, uids...)
+	claimant.push(trackerUpdate{recent: true, numRecent: uint32(len(claimant.recent))})
+	return true
+}
+
+// forgetRecent drops expunged messages from every session's \Recent set
+// and, as Dovecot does, tells a session whose count fell its new count
+// after the EXPUNGEs.
+func (t *mailboxTracker) forgetRecent(uids []imap.UID) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for st := range t.sessions {
+		n := len(st.recent)
+		st.recent = slices.DeleteFunc(st.recent, func(u imap.UID) bool {
+			_, gone := slices.BinarySearch(uids, u)
+			return gone
+		})
+		if len(st.recent) != n {
+			st.push(trackerUpdate{recent: true, numRecent: uint32(len(st.recent))})
+		}
+	}
+}
+
+// heldRecent is how many messages sessions hold \Recent for.
+func (t *mailboxTracker) heldRecent() uint32 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for st := range t.sessions {
+		n += len(st.recent)
+	}
+	return uint32(n)
+}
+
+// queueAfterFlags queues a command's own FETCH FLAGS responses behind a
+// pending FLAGS response, if there is one and no EXPUNGE is pending (the
+// poll after STORE stops at an EXPUNGE), so that the client learns of a
+// new keyword before it is used, as Dovecot orders them. It reports
+// whether it queued them; if not, the caller writes them itself.
+func (st *sessionTracker) queueAfterFlags(fetches []trackerFetch) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	pendingFlags := false
+	for _, u := range st.queue {
+		if u.expunge != 0 {
+			return false
+		}
+		pendingFlags = pendingFlags || u.mailboxFlags != nil
+	}
+	if !pendingFlags {
+		return false
+	}
+	for _, f := range fetches {
+		st.queue = append(st.queue, trackerUpdate{fetch: &f})
+	}
+	return true
+}
+
+// recentSet is the session's \Recent messages as a UID set, for SEARCH.
+func (st *sessionTracker) recentSet() imap.UIDSet {
+	st.mailbox.mu.Lock()
+	defer st.mailbox.mu.Unlock()
+	set := imap.UIDSet{}
+	for _, uid := range st.recent {
+		set.AddNum(uid)
+	}
+	return set
+}
+
+// withRecent adds \Recent to flags if this session holds it for uid.
+func (st *sessionTracker) withRecent(uid imap.UID, flags []imap.Flag) []imap.Flag {
+	st.mailbox.mu.Lock()
+	defer st.mailbox.mu.Unlock()
+	return st.withRecentLocked(uid, flags)
+}
+
+func (st *sessionTracker) withRecentLocked(uid imap.UID, flags []imap.Flag) []imap.Flag {
+	if _, ok := slices.BinarySearch(st.recent, uid); !ok {
+		return flags
+	}
+	return append(slices.Clip(flags), flagRecent)
+}
+
+// ownCopyLocked gives a FETCH FLAGS update this session's \Recent as it
+// is now, when the change happened: the message may be expunged (and
+// forgotten) before the update is written.
+func (st *sessionTracker) ownCopyLocked(u trackerUpdate) trackerUpdate {
+	if u.fetch != nil {
+		f := *u.fetch
+		f.flags = st.withRecentLocked(f.uid, f.flags)
+		u.fetch = &f
+	}
+	return u
+}
+
+func (st *sessionTracker) close() {
+	st.mailbox.mu.Lock()
+	delete(st.mailbox.sessions, st)
+	st.mailbox.mu.Unlock()
+}
+
+func (st *sessionTracker) push(u trackerUpdate) {
+	st.mu.Lock()
+	st.queue = append(st.queue, u)
+	updates := st.updates
+	st.mu.Unlock()
+	if updates != nil {
+		select {
+		case updates <- struct{}{}:
+		default: // a wake-up is already pending
+		}
+	}
+}
+
+// poll writes the pending updates; without allowExpunge it stops before
+// the first EXPUNGE (RFC 3501 §7.4.1: not during FETCH, STORE or SEARCH).
+func (st *sessionTracker) poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
+	for {
+		st.mu.Lock()
+		if len(st.queue) == 0 {
+			st.mu.Unlock()
+			return nil
+		}
+		if !allowExpunge && st.queue[0].expunge != 0 {
+			st.mu.Unlock()
+			return st.announceBehindExpunges(w)
+		}
+		u := st.queue[0]
+		st.mu.Unlock()
+		if err := st.writeUpdate(w, u); err != nil {
+			return err
+		}
+		// Dequeue only once written, so the number mapping keeps the
+		// update until the client has it.
+		st.mu.Lock()
+		st.queue = st.queue[1:]
+		switch {
+		case u.expunge != 0:
+			st.known--
+		case u.numMessages != 0:
+			st.known = u.numMessages
+		}
+		st.mu.Unlock()
+	}
+}
+
+// announceBehindExpunges writes, during FETCH, STORE or SEARCH, the EXISTS
+// queued behind an EXPUNGE the client may not be sent yet, counting the
+// expunged messages it still sees, as Dovecot does: the client learns of
+// new messages and its numbers stay put. The EXISTS leave the queue, so
+// the number mapping sees only the EXPUNGEs, which still come later.
+func (st *sessionTracker) announceBehindExpunges(w *imapserver.UpdateWriter) error {
+	st.mu.Lock()
+	exists, expunges := uint32(0), uint32(0)
+	keep := make([]trackerUpdate, 0, len(st.queue))
+	for _, u := range st.queue {
+		switch {
+		case u.numMessages != 0:
+			exists = u.numMessages + expunges
+			continue
+		case u.expunge != 0:
+			expunges++
+		}
+		keep = append(keep, u)
+	}
+	if exists <= st.known {
+		st.mu.Unlock()
+		return nil
+	}
+	st.queue, st.known = keep, exists
+	st.mu.Unlock()
+	return w.WriteNumMessages(exists)
+}
+
+func (st *sessionTracker) writeUpdate(w *imapserver.UpdateWriter, u trackerUpdate) error {
+	switch {
+	case u.recent:
+		return w.WriteNumRecent(u.numRecent)
+	case u.expunge != 0:
+		return w.WriteExpunge(u.expunge)
+	case u.numMessages != 0:
+		return w.WriteNumMessages(u.numMessages)
+	case u.mailboxFlags != nil:
+		return w.WriteMailboxFlags(u.mailboxFlags)
+	default:
+		return w.WriteMessageFlags(u.fetch.seqNum, u.fetch.uid, u.fetch.flags)
+	}
+}
+
+// idle writes updates as they are queued until stop is closed.
+func (st *sessionTracker) idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
+	updates := make(chan struct{}, 1)
+	st.mu.Lock()
+	st.updates = updates
+	st.mu.Unlock()
+	defer func() {
+		st.mu.Lock()
+		st.updates = nil
+		st.mu.Unlock()
+	}()
+	for {
+		if err := st.poll(w, true); err != nil {
+			return err
+		}
+		select {
+		case <-updates:
+		case <-stop:
+			return nil
+		}
+	}
+}
+
+// knownMessages is how many messages the client believes the mailbox has.
+func (st *sessionTracker) knownMessages() uint32 {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.known
+}
+
+// decodeSeqNum maps a client's message number to the server's, or 0 if the
+// message is expunged (EXPUNGE not sent yet) or unknown to the client.
+func (st *sessionTracker) decodeSeqNum(seqNum uint32) uint32 {
+	st.mailbox.mu.Lock() // the mailbox before the session, as in queue
+	defer st.mailbox.mu.Unlock()
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if seqNum == 0 || seqNum > st.known {
+		return 0
+	}
+	for _, u := range st.queue {
+		switch {
+		case u.expunge == 0:
+		case seqNum == u.expunge:
+			return 0
+		case seqNum > u.expunge:
+			seqNum--
+		}
+	}
+	if seqNum > st.mailbox.numMessages {
+		return 0
+	}
+	return seqNum
+}
+
+// encodeSeqNum maps a server message number to the client's, or 0 if the
+// client has not been told about the message yet. Undoing the pending
+// expunges puts a message appended since the client's last EXISTS past
+// every message it knows, so the known count is the only test needed.
+func (st *sessionTracker) encodeSeqNum(seqNum uint32) uint32 {
+	st.mailbox.mu.Lock()
+	defer st.mailbox.mu.Unlock()
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if seqNum == 0 || seqNum > st.mailbox.numMessages {
+		return 0
+	}
+	for i := len(st.queue) - 1; i >= 0; i-- {
+		if e := st.queue[i].expunge; e != 0 && seqNum >= e {
+			seqNum++
+		}
+	}
+	if seqNum > st.known {
+		return 0
+	}
+	return seqNum
+}
