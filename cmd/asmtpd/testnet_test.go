@@ -112,7 +112,7 @@ func runChurn(t *testing.T, plan churnPlan) {
 	ctx := context.Background()
 	began := time.Now()
 	net, err := testnet.New(ctx, testnet.Config{
-		Bin: buildBinaries(t), Dir: t.TempDir(), Nodes: plan.nodes, Accounts: plan.accounts,
+		Bin: buildBinaries(t), Dir: churnDir(t), Nodes: plan.nodes, Accounts: plan.accounts,
 		Contacts: churnContacts(plan.accounts), RetryWindow: plan.retryWindow, Logf: t.Logf,
 	})
 	if err != nil {
@@ -181,6 +181,7 @@ func (r *churnRun) injectFaults(ctx context.Context, start time.Time) {
 		if err := r.apply(ctx, f, killedAt); err != nil {
 			r.t.Errorf("fault %s %v at %v: %v", f.act, f.nodes, f.at, err)
 		}
+		r.t.Logf("fault %s %v, planned at %v, done at %v", f.act, f.nodes, f.at, time.Since(start).Round(time.Millisecond))
 	}
 }
 
@@ -196,7 +197,6 @@ func (r *churnRun) apply(ctx context.Context, f fault, killedAt map[int]time.Tim
 			r.t.Logf("fault %s skipped: %v", f.act, err)
 			return nil
 		}
-		r.t.Logf("fault at %v: %s %v", f.at, f.act, f.nodes)
 		return err
 	}
 	for _, i := range f.nodes {
@@ -220,7 +220,6 @@ func (r *churnRun) apply(ctx context.Context, f fault, killedAt map[int]time.Tim
 		case "resume":
 			err = n.Resume()
 		}
-		r.t.Logf("fault at %v: %s node %s", f.at, f.act, n.Name)
 		if err != nil {
 			return err
 		}
@@ -531,4 +530,17 @@ func percentile(sorted []time.Duration, p int) time.Duration {
 		return 0
 	}
 	return sorted[min(len(sorted)-1, len(sorted)*p/100)]
+}
+
+// churnDir is where the nodes live: a test directory, or
+// $ASMTP_TESTNET_KEEP (kept after the run, for the logs).
+func churnDir(t *testing.T) string {
+	if d := os.Getenv("ASMTP_TESTNET_KEEP"); d != "" {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("nodes' directories kept in %s", d)
+		return d
+	}
+	return t.TempDir()
 }

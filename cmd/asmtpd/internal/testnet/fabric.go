@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 )
 
 // ErrNoPartition: the network runs on loopback, where groups of nodes
@@ -234,19 +233,4 @@ func namespaceOwner(name string) (int, bool) {
 func processAlive(pid int) bool {
 	err := syscall.Kill(pid, 0)
 	return err == nil || errors.Is(err, syscall.EPERM)
-}
-
-// waitGone waits until no process runs in the namespaces, so that the
-// next run finds the addresses free.
-func waitGone(ctx context.Context, f *fabric, timeout time.Duration) {
-	deadline := time.Now().Add(timeout)
-	for _, ns := range f.nodes {
-		for time.Now().Before(deadline) {
-			out, err := exec.CommandContext(ctx, "ip", "netns", "pids", ns).Output()
-			if err != nil || len(strings.TrimSpace(string(out))) == 0 {
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
 }

@@ -87,10 +87,12 @@ func (n *Network) setup(ctx context.Context) error {
 	if err := n.makeNodes(); err != nil {
 		return err
 	}
+	began := time.Now()
 	err := parallel(len(n.Nodes), func(i int) error { return n.Nodes[i].generateKey(ctx) })
 	if err != nil {
 		return err
 	}
+	n.cfg.Logf("testnet: %d node keys made in %v", len(n.Nodes), time.Since(began).Round(time.Millisecond))
 	for i, node := range n.Nodes {
 		peers := []*Node{n.Nodes[(i+1)%len(n.Nodes)]}
 		if far := n.Nodes[(i+len(n.Nodes)/2)%len(n.Nodes)]; len(n.Nodes) > 3 && far != node {
@@ -127,6 +129,7 @@ func (n *Network) makeNodes() error {
 // makeAccounts adds the accounts, exports their passports and adds the
 // contacts, while the nodes are down.
 func (n *Network) makeAccounts(ctx context.Context) error {
+	began := time.Now()
 	n.Accounts = make([]*Account, n.cfg.Accounts)
 	err := parallel(len(n.Accounts), func(i int) error {
 		a, err := n.addAccount(ctx, n.Nodes[i%len(n.Nodes)], fmt.Sprintf("u%02d", i))
@@ -136,6 +139,11 @@ func (n *Network) makeAccounts(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	n.cfg.Logf("testnet: %d accounts made in %v", len(n.Accounts), time.Since(began).Round(time.Millisecond))
+	began = time.Now()
+	defer func() {
+		n.cfg.Logf("testnet: %d contacts added in %v", 2*len(n.cfg.Contacts), time.Since(began).Round(time.Millisecond))
+	}()
 	for _, pair := range n.cfg.Contacts {
 		for _, d := range [][2]int{pair, {pair[1], pair[0]}} {
 			a, b := n.Accounts[d[0]], n.Accounts[d[1]]

@@ -119,8 +119,13 @@ func (n *Node) Start(ctx context.Context) error {
 		log.Close()
 		close(done)
 	}(n.cmd)
-	return n.waitListening(ctx, 30*time.Second)
+	return n.waitListening(ctx, startTimeout)
 }
+
+// startTimeout bounds a start: the key derivation and the store's
+// recovery after a SIGKILL take seconds, and much longer on a loaded
+// machine (CI runners, parallel tests).
+const startTimeout = 2 * time.Minute
 
 // waitListening waits until the process listens on the node port and on
 // the bridge's IMAP port. It reads the listening sockets of the process's
