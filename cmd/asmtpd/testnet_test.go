@@ -215,10 +215,15 @@ func (r *churnRun) apply(ctx context.Context, f fault, killedAt map[int]time.Tim
 			}
 			r.noteDown(i, time.Since(killedAt[i]))
 			err = n.Start(ctx)
-		case "pause":
-			err = n.Pause()
-		case "resume":
-			err = n.Resume()
+		case "pause", "resume":
+			if !n.Running() {
+				continue // killed meanwhile
+			}
+			if f.act == "pause" {
+				err = n.Pause()
+			} else {
+				err = n.Resume()
+			}
 		}
 		if err != nil {
 			return err
