@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -32,6 +33,10 @@ type Config struct {
 
 	// Logf reports what the harness does (t.Logf).
 	Logf func(format string, args ...any)
+
+	// Loopback runs the nodes on loopback addresses even where namespaces
+	// could be made (to test the fallback).
+	Loopback bool
 }
 
 // Network is a running set of nodes and their accounts.
@@ -65,11 +70,12 @@ func New(ctx context.Context, cfg Config) (*Network, error) {
 	} else if len(removed) > 0 {
 		cfg.Logf("testnet: removed %d stale namespaces of crashed runs", len(removed))
 	}
-	f, err := newFabric(ctx, randomHex(3), cfg.Nodes)
-	if err != nil {
+	n.fabric = &fabric{}
+	if cfg.Loopback {
+		cfg.Logf("testnet: loopback asked for: the nodes run on loopback addresses, partitions are not possible")
+	} else if n.fabric, err = newFabric(ctx, randomHex(3), cfg.Nodes); err != nil {
 		cfg.Logf("testnet: NO NETWORK NAMESPACES (%v): the nodes run on loopback addresses, partitions are not possible", err)
 	}
-	n.fabric = f
 	if err := n.setup(ctx); err != nil {
 		n.Close(context.WithoutCancel(ctx))
 		return nil, err
@@ -184,6 +190,14 @@ func (n *Network) Partition(ctx context.Context, group []int) error {
 
 // Heal ends a partition.
 func (n *Network) Heal(ctx context.Context) error { return n.fabric.heal(ctx) }
+
+// Reachable reports whether a TCP connection from node from's namespace
+// to node to's address opens within a second.
+func (n *Network) Reachable(ctx context.Context, from, to int) bool {
+	host, port, _ := strings.Cut(n.Nodes[to].addr, ":")
+	script := fmt.Sprintf("import socket; socket.create_connection((%q, %s), 1).close()", host, port)
+	return n.fabric.command(ctx, from, n.python3, "-c", script).Run() == nil
+}
 
 // Close stops the nodes (SIGTERM, then SIGKILL) and removes the fabric.
 func (n *Network) Close(ctx context.Context) error {
