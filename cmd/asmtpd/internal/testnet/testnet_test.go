@@ -11,6 +11,15 @@ import (
 	"time"
 )
 
+// needRoot skips a test of the namespaces where they cannot be made: the
+// harness then falls back to loopback (TestLoopbackFallback). As root,
+// failing to make them is an error.
+func needRoot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("network namespaces need root (CAP_SYS_ADMIN)")
+	}
+}
+
 func buildBinaries(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
@@ -55,6 +64,7 @@ func startNetwork(t *testing.T, cfg Config) *Network {
 // TestPartitionCutsLinks: a partition stops TCP between the groups and
 // not within them, Heal restores it, and Close leaves no namespace.
 func TestPartitionCutsLinks(t *testing.T) {
+	needRoot(t)
 	n := startNetwork(t, Config{Nodes: 3, RetryWindow: time.Minute})
 	if !n.Namespaced() {
 		t.Fatalf("no network namespaces on this machine (root and ip are needed)")
@@ -147,6 +157,7 @@ func waitSubject(ctx context.Context, t *testing.T, n *Network, a *Account, pref
 // TestRemoveStale: namespaces of a harness process that no longer runs
 // are removed, those of a running one are kept.
 func TestRemoveStale(t *testing.T) {
+	needRoot(t)
 	dead := exec.Command("true")
 	if err := dead.Run(); err != nil {
 		t.Fatal(err)
