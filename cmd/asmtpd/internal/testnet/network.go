@@ -60,9 +60,9 @@ func New(ctx context.Context, cfg Config) (*Network, error) {
 	if cfg.Logf == nil {
 		cfg.Logf = func(string, ...any) {}
 	}
-	python3, err := exec.LookPath("python3")
+	python3, err := pythonExecutable(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("testnet: the mail clients need python3: %w", err)
+		return nil, err
 	}
 	n := &Network{cfg: cfg, tool: filepath.Join(cfg.Dir, "mailclient.py"), python3: python3}
 	if removed, err := removeStale(ctx); err != nil {
@@ -209,6 +209,16 @@ func (n *Network) Close(ctx context.Context) error {
 	}
 	errs = append(errs, n.fabric.close(ctx))
 	return errors.Join(errs...)
+}
+
+// pythonExecutable is the interpreter python3 runs: a pyenv shim costs a
+// few shell processes per run, which a loaded machine feels.
+func pythonExecutable(ctx context.Context) (string, error) {
+	out, err := exec.CommandContext(ctx, "python3", "-c", "import sys; print(sys.executable)").Output()
+	if err != nil {
+		return "", fmt.Errorf("testnet: the mail clients need python3: %w", err)
+	}
+	return strings.TrimSpace(string(out)), nil
 }
 
 func randomHex(n int) string {
