@@ -6,6 +6,7 @@ import (
 	mrand "math/rand/v2"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -33,7 +34,7 @@ func TestNetworkChurn(t *testing.T) {
 	if os.Getenv("ASMTP_TESTNET_BENCH") != "" {
 		plan = benchChurn()
 	}
-	runChurn(t, plan)
+	runChurn(t, tuned(t, plan))
 }
 
 // churnPlan is one scenario's size and faults.
@@ -93,6 +94,32 @@ func benchChurn() churnPlan {
 		}
 	}
 	slices.SortStableFunc(p.faults, func(a, b fault) int { return int(a.at - b.at) })
+	return p
+}
+
+// tuned applies the environment's overrides to a plan, to explore:
+// ASMTP_TESTNET_NODES, _ACCOUNTS, _MAILS (numbers), _SENDING (a
+// duration) and _FAULTS=off.
+func tuned(t *testing.T, p churnPlan) churnPlan {
+	for name, v := range map[string]*int{"NODES": &p.nodes, "ACCOUNTS": &p.accounts, "MAILS": &p.mails} {
+		if s := os.Getenv("ASMTP_TESTNET_" + name); s != "" {
+			n, err := strconv.Atoi(s)
+			if err != nil {
+				t.Fatalf("ASMTP_TESTNET_%s: %v", name, err)
+			}
+			*v = n
+		}
+	}
+	if s := os.Getenv("ASMTP_TESTNET_SENDING"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			t.Fatalf("ASMTP_TESTNET_SENDING: %v", err)
+		}
+		p.sending = d
+	}
+	if os.Getenv("ASMTP_TESTNET_FAULTS") == "off" {
+		p.faults = nil
+	}
 	return p
 }
 
