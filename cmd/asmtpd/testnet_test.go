@@ -489,24 +489,41 @@ func (r *churnRun) settled() string {
 func (r *churnRun) judge() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	faults := 0
+	lostAt := map[string]int{} // recipient node → mails lost
+	fail := func(format string, args ...any) {
+		if faults++; faults <= maxReported {
+			r.t.Errorf(format, args...)
+		}
+	}
 	for _, m := range r.sorted() {
 		recipientDown := r.down[m.to.Node().Index] > r.plan.retryWindow
 		switch {
 		case len(m.wrongBox) > 0:
-			r.t.Errorf("mail %s (%s → %s) is in the INBOX of %v", m.id, m.from.Name, m.to.Name, m.wrongBox)
+			fail("mail %s (%s → %s) is in the INBOX of %v", m.id, m.from.Name, m.to.Name, m.wrongBox)
 		case m.copies > 1:
-			r.t.Errorf("mail %s (%s → %s) arrived %d times", m.id, m.from.Name, m.to.Name, m.copies)
+			fail("mail %s (%s → %s) arrived %d times", m.id, m.from.Name, m.to.Name, m.copies)
 		case m.bounced && !recipientDown:
-			r.t.Errorf("mail %s (%s on %s → %s on %s) bounced, its recipient's node was not down past the retry window",
+			fail("mail %s (%s on %s → %s on %s) bounced, its recipient's node was not down past the retry window",
 				m.id, m.from.Name, m.from.Node().Name, m.to.Name, m.to.Node().Name)
 		case m.bounced && m.copies > 0:
-			r.t.Errorf("mail %s (%s → %s) bounced and arrived", m.id, m.from.Name, m.to.Name)
+			fail("mail %s (%s → %s) bounced and arrived", m.id, m.from.Name, m.to.Name)
 		case !m.acked.IsZero() && m.copies == 0 && !m.bounced:
-			r.t.Errorf("mail %s (%s on %s → %s on %s), acknowledged at %s, LOST",
+			lostAt[m.to.Node().Name]++
+			fail("mail %s (%s on %s → %s on %s), acknowledged at %s, LOST",
 				m.id, m.from.Name, m.from.Node().Name, m.to.Name, m.to.Node().Name, m.acked.Format("15:04:05.000"))
 		}
 	}
+	if faults > maxReported {
+		r.t.Errorf("... and %d more mails lost, duplicated, misdelivered or bounced", faults-maxReported)
+	}
+	if len(lostAt) > 0 {
+		r.t.Logf("mails lost, by recipient's node: %v", lostAt)
+	}
 }
+
+// maxReported bounds the mails judge names one by one.
+const maxReported = 30
 
 func (r *churnRun) sorted() []*sentMail {
 	var ms []*sentMail
