@@ -322,8 +322,9 @@ func (r *churnRun) submit(ctx context.Context, start time.Time) {
 // maxClients bounds the SMTP clients running at once.
 const maxClients = 6
 
-// maxAttempts bounds the submissions of one mail that gets no 250.
-const maxAttempts = 8
+// maxAttempts bounds the submissions of one mail that gets no 250: about
+// one a second, so a sender's node may be down for half a minute.
+const maxAttempts = 30
 
 // churnJob is a mail to submit: its sequence number and attempt make its id.
 type churnJob struct {
