@@ -75,6 +75,11 @@ func (f *fabric) build(ctx context.Context, n int) error {
 			return fmt.Errorf("node %d: %w", i, err)
 		}
 	}
+	// ip netns exec also remounts /sys, which some containers refuse even
+	// where namespaces can be made.
+	if out, err := f.command(ctx, 0, "true").CombinedOutput(); err != nil {
+		return fmt.Errorf("ip netns exec: %w: %s", err, strings.TrimSpace(string(out)))
+	}
 	return nil
 }
 
