@@ -383,7 +383,7 @@ func (d *deliverer) pass(ctx context.Context) bool {
 			return true
 		}
 		var wg sync.WaitGroup
-		sem := make(chan struct{}, d.cfg.Workers) // also bounds the messages in memory
+		sem := make(chan struct{}, d.cfg.Workers) // the store's memory budget bounds the bytes
 		progress := make(chan bool, len(due))
 		for _, it := range due {
 			sem <- struct{}{}
@@ -391,7 +391,10 @@ func (d *deliverer) pass(ctx context.Context) bool {
 			go func() {
 				defer wg.Done()
 				defer func() { <-sem }()
-				raw, err := d.b.mail.OutboxMessage(ctx, it.OutboxID)
+				raw, release, err := d.b.mail.OutboxMessageHeld(ctx, it.OutboxID)
+				if err == nil {
+					defer release()
+				}
 				if err != nil && ctx.Err() == nil {
 					// Counted as a failed attempt, so that it bounces at the
 					// deadline like any other.

@@ -205,6 +205,31 @@ func (db *DB) OutboxMessage(ctx context.Context, outboxID int64) ([]byte, error)
 	return raw, nil
 }
 
+// OutboxMessageHeld is OutboxMessage under the store's memory budget
+// (the one APPEND, SEARCH and inbound delivery share): the caller holds
+// the message's size of it until it calls release, so that a queue of
+// large messages is delivered a few at a time instead of all at once in
+// memory. It fails with ErrBusy when the budget stays spent.
+func (db *DB) OutboxMessageHeld(ctx context.Context, outboxID int64) (raw []byte, release func(), err error) {
+	var size int64
+	// length() of a blob reads its record header, not the blob.
+	err = db.r.QueryRowContext(ctx, "SELECT length(raw) FROM outbox WHERE id = ?", outboxID).Scan(&size)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil, fmt.Errorf("outbox message %d: %w", outboxID, ErrNotQueued)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("outbox message %d: %w", outboxID, err)
+	}
+	if release, err = db.budget.acquire(ctx, size); err != nil {
+		return nil, nil, fmt.Errorf("outbox message %d: %w", outboxID, err)
+	}
+	if raw, err = db.OutboxMessage(ctx, outboxID); err != nil {
+		release()
+		return nil, nil, err
+	}
+	return raw, release, nil
+}
+
 // DeliveryDeferred records a failed attempt: the delivery is tried again
 // at next.
 func (db *DB) DeliveryDeferred(ctx context.Context, it OutboxItem, next time.Time, reason string) error {
