@@ -276,6 +276,8 @@ type deliverer struct {
 	b      *Bridge
 	cfg    DeliveryConfig
 	wakeCh chan struct{}
+	// memory bounds the queued messages held at once by the workers.
+	memory *mailstore.MemoryBudget
 
 	mu         sync.Mutex
 	nextLookup time.Time               // when the next passport look-up may start
@@ -314,9 +316,14 @@ type cachedSecret struct {
 	secret keys.SharedSecret
 }
 
+// outboxMemory bounds the bytes of queued messages the workers hold at
+// once: two of the largest, so that eight 25 MiB messages are not all in
+// memory (with their sealed chunks) at the same time.
+const outboxMemory = MaxMessageSize
+
 func newDeliverer(b *Bridge) *deliverer {
 	return &deliverer{b: b, cfg: b.cfg.Delivery, wakeCh: make(chan struct{}, 1), secrets: make(map[string]cachedSecret),
-		handed: make(map[outboxKey]handover)}
+		handed: make(map[outboxKey]handover), memory: mailstore.NewMemoryBudget(outboxMemory, mailstore.DefaultBudgetWait)}
 }
 
 // wake makes the worker look at the outbox now.
@@ -383,7 +390,7 @@ func (d *deliverer) pass(ctx context.Context) bool {
 			return true
 		}
 		var wg sync.WaitGroup
-		sem := make(chan struct{}, d.cfg.Workers) // the store's memory budget bounds the bytes
+		sem := make(chan struct{}, d.cfg.Workers) // d.memory bounds the bytes
 		progress := make(chan bool, len(due))
 		for _, it := range due {
 			sem <- struct{}{}
@@ -391,7 +398,7 @@ func (d *deliverer) pass(ctx context.Context) bool {
 			go func() {
 				defer wg.Done()
 				defer func() { <-sem }()
-				raw, release, err := d.b.mail.OutboxMessageHeld(ctx, it.OutboxID)
+				raw, release, err := d.b.mail.OutboxMessageHeld(ctx, d.memory, it.OutboxID)
 				if err == nil {
 					defer release()
 				}

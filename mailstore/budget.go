@@ -19,14 +19,17 @@ const (
 	DefaultBudgetWait   = time.Minute
 )
 
-// memoryBudget bounds the bytes held at once by the calls that hold whole
-// messages or their text in memory (Append, Deliver, the text part of
-// Search), across all accounts and connections. A call takes its share
+// MemoryBudget bounds the bytes held at once by the calls that hold whole
+// messages or their text in memory. The store's own (SetMemoryBudget)
+// covers Append, Deliver and the text part of Search, across all accounts
+// and connections; the bridge's outbox worker has another, so that a
+// delivery to the sender's own account, which holds its message and then
+// Delivers it, never waits for itself. A call takes its share
 // before it reads or parses and gives it back when done; a call that needs
 // more than the whole budget runs alone. Waiters are woken on every
 // release and retry; there is no queue order, which is fine for the short
 // holds these are.
-type memoryBudget struct {
+type MemoryBudget struct {
 	mu    sync.Mutex
 	total int64
 	used  int64
@@ -34,12 +37,14 @@ type memoryBudget struct {
 	freed chan struct{} // closed and replaced on every release
 }
 
-func newMemoryBudget(total int64, wait time.Duration) *memoryBudget {
-	return &memoryBudget{total: total, wait: wait, freed: make(chan struct{})}
+// NewMemoryBudget returns a budget of total bytes whose Acquire waits at
+// most wait.
+func NewMemoryBudget(total int64, wait time.Duration) *MemoryBudget {
+	return &MemoryBudget{total: total, wait: wait, freed: make(chan struct{})}
 }
 
-// acquire takes n bytes of the budget, waiting at most b.wait for them.
-func (b *memoryBudget) acquire(ctx context.Context, n int64) (release func(), err error) {
+// Acquire takes n bytes of the budget, waiting at most b.wait for them.
+func (b *MemoryBudget) Acquire(ctx context.Context, n int64) (release func(), err error) {
 	var expired <-chan time.Time
 	for {
 		b.mu.Lock()
@@ -65,7 +70,7 @@ func (b *memoryBudget) acquire(ctx context.Context, n int64) (release func(), er
 	}
 }
 
-func (b *memoryBudget) release(n int64) {
+func (b *MemoryBudget) release(n int64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.used -= n
@@ -77,5 +82,5 @@ func (b *memoryBudget) release(n int64) {
 // store holds in memory at once, and how long a call waits for its share
 // before it fails with ErrBusy. Call it before the store is used.
 func (db *DB) SetMemoryBudget(bytes int64, wait time.Duration) {
-	db.budget = newMemoryBudget(bytes, wait)
+	db.budget = NewMemoryBudget(bytes, wait)
 }

@@ -44,7 +44,7 @@ func TestMemoryBudgetSpent(t *testing.T) {
 			return err
 		}},
 	}
-	release, err := db.budget.acquire(ctx, 1<<20) // another request holds it all
+	release, err := db.budget.Acquire(ctx, 1<<20) // another request holds it all
 	if err != nil {
 		t.Fatal(err)
 	}

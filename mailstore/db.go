@@ -32,7 +32,7 @@ type DB struct {
 	writeMu  sync.Mutex                      // one write transaction at a time; also guards watchers
 	watchers map[int64]map[*watcher]struct{} // by mailbox ID
 
-	budget   *memoryBudget // see budget.go
+	budget   *MemoryBudget // see budget.go
 	spoolDir string        // where AppendFrom spools messages: the database's directory
 }
 
@@ -177,7 +177,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	w.SetMaxOpenConns(1)
 	w.SetConnMaxIdleTime(0)
 	db := &DB{w: w, watchers: make(map[int64]map[*watcher]struct{}),
-		budget: newMemoryBudget(DefaultMemoryBudget, DefaultBudgetWait), spoolDir: filepath.Dir(path)}
+		budget: NewMemoryBudget(DefaultMemoryBudget, DefaultBudgetWait), spoolDir: filepath.Dir(path)}
 	removeSpooled(db.spoolDir)
 	if err := db.migrate(ctx); err != nil {
 		w.Close()

@@ -22,7 +22,7 @@ func (db *DB) Append(ctx context.Context, account, mailbox string, raw []byte, f
 	if len(raw) > MaxMessageSize {
 		return Appended{}, fmt.Errorf("append to %q: %w (%d bytes)", mailbox, ErrTooBig, len(raw))
 	}
-	release, err := db.budget.acquire(ctx, appendCost(int64(len(raw))))
+	release, err := db.budget.Acquire(ctx, appendCost(int64(len(raw))))
 	if err != nil {
 		return Appended{}, fmt.Errorf("append to %q: %w", mailbox, err)
 	}
@@ -60,7 +60,7 @@ func (db *DB) AppendFrom(ctx context.Context, account, mailbox string, r io.Read
 	if err != nil {
 		return Appended{}, fmt.Errorf("append to %q: spool: %d of %d bytes: %w", mailbox, n, size, err)
 	}
-	release, err := db.budget.acquire(ctx, appendCost(size))
+	release, err := db.budget.Acquire(ctx, appendCost(size))
 	if err != nil {
 		return Appended{}, fmt.Errorf("append to %q: %w", mailbox, err)
 	}
@@ -303,7 +303,7 @@ func (db *DB) WithRaw(ctx context.Context, id MailboxID, uid UID, fn func(raw []
 		return fmt.Errorf("read message %d in mailbox %s: %w", uid, id, err)
 	}
 	// SQLite's copy and ours.
-	release, err := db.budget.acquire(ctx, 2*size)
+	release, err := db.budget.Acquire(ctx, 2*size)
 	if err != nil {
 		return fmt.Errorf("read message %d in mailbox %s: %w", uid, id, err)
 	}

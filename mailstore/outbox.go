@@ -205,12 +205,11 @@ func (db *DB) OutboxMessage(ctx context.Context, outboxID int64) ([]byte, error)
 	return raw, nil
 }
 
-// OutboxMessageHeld is OutboxMessage under the store's memory budget
-// (the one APPEND, SEARCH and inbound delivery share): the caller holds
-// the message's size of it until it calls release, so that a queue of
-// large messages is delivered a few at a time instead of all at once in
-// memory. It fails with ErrBusy when the budget stays spent.
-func (db *DB) OutboxMessageHeld(ctx context.Context, outboxID int64) (raw []byte, release func(), err error) {
+// OutboxMessageHeld is OutboxMessage under budget: the caller holds the
+// message's size of it until it calls release, so that a queue of large
+// messages is delivered a few at a time instead of all at once in memory.
+// It fails with ErrBusy when the budget stays spent.
+func (db *DB) OutboxMessageHeld(ctx context.Context, budget *MemoryBudget, outboxID int64) (raw []byte, release func(), err error) {
 	var size int64
 	// length() of a blob reads its record header, not the blob.
 	err = db.r.QueryRowContext(ctx, "SELECT length(raw) FROM outbox WHERE id = ?", outboxID).Scan(&size)
@@ -220,7 +219,7 @@ func (db *DB) OutboxMessageHeld(ctx context.Context, outboxID int64) (raw []byte
 	if err != nil {
 		return nil, nil, fmt.Errorf("outbox message %d: %w", outboxID, err)
 	}
-	if release, err = db.budget.acquire(ctx, size); err != nil {
+	if release, err = budget.Acquire(ctx, size); err != nil {
 		return nil, nil, fmt.Errorf("outbox message %d: %w", outboxID, err)
 	}
 	if raw, err = db.OutboxMessage(ctx, outboxID); err != nil {

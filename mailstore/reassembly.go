@@ -282,7 +282,7 @@ func (db *DB) ExpireChunks(ctx context.Context, account string, idleSince time.T
 // storing hold the message's share of the memory budget (ErrBusy when it
 // stays spent).
 func (db *DB) DeliverInbound(ctx context.Context, account string, sender [32]byte, id [16]byte, raw []byte, now time.Time) (a Appended, delivered bool, err error) {
-	release, err := db.budget.acquire(ctx, appendCost(int64(len(raw))))
+	release, err := db.budget.Acquire(ctx, appendCost(int64(len(raw))))
 	if err != nil {
 		return Appended{}, false, fmt.Errorf("deliver %x to %s: %w", id, account, err)
 	}

@@ -116,7 +116,7 @@ func (db *DB) loadTexts(ctx context.Context, batch []searchRecord, needles []str
 	for _, rec := range batch {
 		cost = max(cost, textCost(rec.size)*int64(max(1, len(needles))))
 	}
-	release, err := db.budget.acquire(ctx, cost)
+	release, err := db.budget.Acquire(ctx, cost)
 	if err != nil {
 		return err
 	}

@@ -206,6 +206,42 @@ def still_open(c):
         return False
 
 
+def cmd_submit(smtp_addr, imap_addr, user, pw, address, n, mib):
+    """n concurrent submissions of mib MiB from user to its own address,
+    then waits until all n are in its INBOX."""
+    body = ("x" * 76 + "\r\n") * (mib * 1024 * 1024 // 78)
+    errors = []
+
+    def one(i):
+        try:
+            host, port = hp(smtp_addr)
+            s = smtplib.SMTP(host, port, timeout=300)
+            s.login(user, pw)
+            s.sendmail(address, [address], f"From: {address}\r\nTo: {address}\r\nSubject: big {i}\r\n\r\n" + body)
+            s.quit()
+        except Exception as e:  # noqa: BLE001 - reported to the test
+            errors.append(repr(e))
+
+    ts = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    host, port = hp(imap_addr)
+    deadline = time.time() + 240
+    count = 0
+    while time.time() < deadline:
+        c = imaplib.IMAP4(host, port)
+        c.login(user, pw)
+        typ, data = c.status("INBOX", "(MESSAGES)")
+        c.logout()
+        count = int(data[0].split()[-1].strip(b")"))
+        if count >= n:
+            break
+        time.sleep(0.5)
+    return {"submitted": n - len(errors), "errors": errors[:3], "inbox": count}
+
+
 def main(argv):
     cmd, args = argv[1], argv[2:]
     if cmd == "logins":
@@ -214,6 +250,8 @@ def main(argv):
         out = cmd_guess(args[0], args[1], args[2], args[3], args[4], float(args[5]), int(args[6]))
     elif cmd == "timing":
         out = cmd_timing(args[0], args[1].split(","), int(args[2]))
+    elif cmd == "submit":
+        out = cmd_submit(args[0], args[1], args[2], args[3], args[4], int(args[5]), int(args[6]))
     elif cmd == "idle":
         out = cmd_idle(args[0], args[1], int(args[2]), args[3], args[4])
     else:
