@@ -31,7 +31,7 @@ func TestStatusDelayWarnings(t *testing.T) {
 	}
 	mustRun(t, "generate-new-key", "--entropy-output", filepath.Join(dir, "entropy.txt"), "--password", "node pw")
 	alice := fields(t, mustRun(t, "account", "add", "--config", cfg, "--name", "alice", "--password", "node pw"),
-		"address", "imap", "smtp", "username", "password")["address"]
+		"address", "imap", "smtp", "carddav", "username", "password")["address"]
 
 	mail, err := mailstore.Open(ctx, filepath.Join(dir, "bridge", bridge.MailFile))
 	if err != nil {
