@@ -145,6 +145,12 @@ const (
 	// BootstrapFanout is how many bootstrap peers a node that knows nobody
 	// gossips to per round.
 	BootstrapFanout = 3
+	// BootstrapEvery is how often (in gossip rounds) a node that knows
+	// peers still gossips with one random bootstrap peer. Without it, a
+	// node whose bootstrap peers were down when it started, and that met
+	// others meanwhile, never tried them again: nodes started in a bad
+	// order formed islands that never merged.
+	BootstrapEvery = 10
 	// shutdownTimeout bounds the final writes after the links are closed.
 	shutdownTimeout = 3 * time.Second
 )
@@ -173,8 +179,9 @@ type Node struct {
 	// topicQuota meters what peers store per topic (quota.go).
 	topicQuota topicQuotas
 
-	lastSeen  time.Time // as stored before this run
-	bootstrap []Peer    // known peers, known gossips and stored gossips
+	lastSeen  time.Time     // as stored before this run
+	bootstrap []Peer        // known peers, known gossips and stored gossips
+	rounds    atomic.Uint64 // gossip rounds, for BootstrapEvery
 	// owedAtStart holds the catch-up windows still owed when the node
 	// last saved its state (read-only after restore).
 	owedAtStart map[topic.Topic]time.Time

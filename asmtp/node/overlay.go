@@ -8,6 +8,7 @@ import (
 	"fmt"
 	mrand "math/rand/v2"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -342,14 +343,19 @@ func (n *Node) gossipRound(ctx context.Context, now time.Time) {
 	if err != nil {
 		n.log.Error("gossip round", "err", err)
 	}
-	if len(peers) == 0 {
-		for _, i := range mrand.Perm(len(n.bootstrap)) {
-			if len(peers) == BootstrapFanout {
-				break
-			}
-			if id := n.bootstrap[i].ID; id != n.id && !n.strikes.blocked(id, now) {
-				peers = append(peers, id)
-			}
+	want := 0
+	switch {
+	case len(peers) == 0:
+		want = BootstrapFanout
+	case n.rounds.Add(1)%BootstrapEvery == 0:
+		want = len(peers) + 1
+	}
+	for _, i := range mrand.Perm(len(n.bootstrap)) {
+		if len(peers) >= want {
+			break
+		}
+		if id := n.bootstrap[i].ID; id != n.id && !n.strikes.blocked(id, now) && !slices.Contains(peers, id) {
+			peers = append(peers, id)
 		}
 	}
 	for _, id := range peers {
