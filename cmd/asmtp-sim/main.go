@@ -48,6 +48,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime/pprof"
 )
 
 func main() {
@@ -60,7 +61,20 @@ func main() {
 	flag.IntVar(&p.warmup, "warmup", 10, "rounds before churn and publishing start")
 	flag.IntVar(&p.eventsPerRound, "events", 20, "events published per round after warm-up")
 	flag.Uint64Var(&p.seed, "seed", 1, "random seed")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile to this file")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "asmtp-sim:", err)
+			os.Exit(2)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "asmtp-sim:", err)
+			os.Exit(2)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	res, err := run(p)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "asmtp-sim:", err)
