@@ -420,7 +420,7 @@ func isFirst(t *poldercast.Topology, tp poldercast.Topic, id poldercast.ID) bool
 	return (len(succ) > 0 && succ[0] == id) || (len(pred) > 0 && pred[0] == id)
 }
 
-func run(p params) (result, error) {
+func runPlain(p params) (result, error) {
 	if p.nodes < 2 || p.topicsPerNode < 1 || p.rounds < 1 || p.warmup < 0 || p.warmup >= p.rounds || p.churn < 0 || p.churn >= 1 {
 		return result{}, fmt.Errorf("invalid parameters %+v", p)
 	}
