@@ -39,6 +39,7 @@ type privacyResult struct {
 	ringMiss         int // v1: sender's pair ring lacked the recipient
 	introLost        int // v2: first contact not reaching the recipient
 	hopHist          []int
+	cardHops         []int // v2: hops of first-contact cards to the recipient
 	latency          []time.Duration
 }
 
@@ -284,6 +285,12 @@ func privacyRows(rs []privacyResult) []privacyRow {
 		}},
 		{"latency p50 / p99", func(r privacyResult) string {
 			return fmt.Sprintf("%v / %v", durationPercentile(r.latency, 0.5).Round(time.Millisecond), durationPercentile(r.latency, 0.99).Round(time.Second))
+		}},
+		{"first-contact card hops p50 / p99 (v2)", func(r privacyResult) string {
+			if len(r.cardHops) == 0 {
+				return "-"
+			}
+			return fmt.Sprintf("%d / %d", histPercentile(r.cardHops, 0.5), histPercentile(r.cardHops, 0.99))
 		}},
 		{"v1 ring misses / v2 first contacts lost", func(r privacyResult) string { return fmt.Sprintf("%d / %d", r.ringMiss, r.introLost) }},
 	}...)

@@ -81,6 +81,7 @@ func run(args []string) error {
 	fs.Float64Var(&pp.fresh, "new-contacts", 0.1, "privacy: fraction of contact pairs made during the run")
 	fs.Float64Var(&pp.offline, "offline", 0.05, "privacy: fraction of the time a node is offline")
 	spies := fs.String("spies", "1,5,10", "privacy: colluding node percentages, comma-separated")
+	schemes := fs.String("schemes", "v1,v2", "privacy: naming schemes to run, comma-separated")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -114,6 +115,9 @@ func run(args []string) error {
 			return fmt.Errorf("-spies: %w", err)
 		}
 		pp.spies = append(pp.spies, c/100)
+	}
+	for _, s := range strings.Split(*schemes, ",") {
+		pp.schemes = append(pp.schemes, scheme(strings.TrimSpace(s)))
 	}
 	rs, err := runPrivacy(pp)
 	if err != nil {

@@ -26,10 +26,12 @@ import (
 // pair topic with the real Forward: one hop when the sender's ring for the
 // pair holds the recipient, else the recipient is found at the next gossip
 // round (counted as a ring miss, one period later). v2 sends to the inbox
-// subscriber directly, one hop; a first contact goes to the recipient's
-// intro bucket: to a bucket member from the sender's Handoff (or one found
-// by a walk when Handoff knows none), then along the bucket ring with the
-// real Forward; the bucket members hold it for an offline recipient.
+// subscriber directly, one hop. A first contact sends a contact card to the
+// recipient's intro bucket: to a bucket member from the sender's Handoff
+// (or one found by a walk when Handoff knows none), then along the bucket
+// ring with the real Forward; the bucket members hold it for an offline
+// recipient, whose node answers with its own card direct, after which the
+// first mail goes direct like any other.
 
 // privacyParams are the inputs of the privacy run.
 type privacyParams struct {
@@ -44,6 +46,7 @@ type privacyParams struct {
 	fanout  int
 	spies   []float64 // colluding fractions of the nodes
 	seed    uint64
+	schemes []scheme // run these, in order (default v1 then v2)
 }
 
 const (
@@ -55,6 +58,11 @@ func (p privacyParams) validate() error {
 	if p.nodes < 4 || p.degree <= 0 || p.days < 1 || p.rate <= 0 || p.reply < 0 || p.reply > 1 ||
 		p.fresh < 0 || p.fresh > 1 || p.offline < 0 || p.offline >= 1 || p.rounds < 2 || p.fanout < 2 {
 		return fmt.Errorf("invalid privacy parameters %+v", p)
+	}
+	for _, s := range p.schemes {
+		if s != schemeV1 && s != schemeV2 {
+			return fmt.Errorf("unknown naming scheme %q", s)
+		}
 	}
 	for _, c := range p.spies {
 		if c <= 0 || c >= 1 {
@@ -77,8 +85,12 @@ func runPrivacy(p privacyParams) ([]privacyResult, error) {
 		fillRandom(rng, ids.seeds[i][:])
 	}
 	av := newAvailability(rng, p.nodes, p.offline, float64(p.days*24))
+	schemes := p.schemes
+	if len(schemes) == 0 {
+		schemes = []scheme{schemeV1, schemeV2}
+	}
 	var out []privacyResult
-	for _, s := range []scheme{schemeV1, schemeV2} {
+	for _, s := range schemes {
 		res, err := runScheme(p, newNaming(s, g, ids), g, ids, av)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", s, err)
@@ -170,14 +182,18 @@ func (m *mailRun) deliver(ml mail, rng *rand.Rand) {
 	var arrive float64
 	switch {
 	case m.nm.scheme == schemeV2 && ml.first:
-		var ok bool
-		hops, ok = m.intro(ml, rng)
+		cardHops, ok := m.intro(ml, rng)
 		if !ok {
 			m.res.introLost++
 			return
 		}
-		// Bucket members hold it: the sender need not stay online.
-		arrive = m.av.nextOnline(ml.to, leave)
+		m.res.cardHops = addHop(m.res.cardHops, cardHops)
+		// Bucket members hold the card until the recipient's node is back;
+		// its answer card and then the mail go direct while both are online.
+		hops = 1
+		arrive = m.av.bothOnline(ml.from, ml.to, m.av.nextOnline(ml.to, leave))
+		arrive += float64(cardHops+1) * hopDelay.Hours()
+		m.res.mailBytes += ml.size + introCardSize
 	case m.nm.scheme == schemeV2:
 		hops, arrive = 1, m.av.bothOnline(ml.from, ml.to, leave)
 		m.res.mailBytes += ml.size
@@ -193,12 +209,17 @@ func (m *mailRun) deliver(ml mail, rng *rand.Rand) {
 		return
 	}
 	m.res.delivered++
-	for hops >= len(m.res.hopHist) {
-		m.res.hopHist = append(m.res.hopHist, 0)
-	}
-	m.res.hopHist[hops]++
+	m.res.hopHist = addHop(m.res.hopHist, hops)
 	wait := time.Duration((arrive - ml.at) * float64(time.Hour))
 	m.res.latency = append(m.res.latency, wait+time.Duration(hops)*hopDelay)
+}
+
+func addHop(hist []int, hops int) []int {
+	for hops >= len(hist) {
+		hist = append(hist, 0)
+	}
+	hist[hops]++
+	return hist
 }
 
 // pairRing reports whether from's Forward on their pair topic reaches to.
@@ -214,8 +235,14 @@ func (m *mailRun) pairRing(from, to int32) bool {
 	return ok
 }
 
-// intro disseminates a first contact in the recipient's intro bucket and
-// returns the hops it took to reach the recipient.
+// introCardSize is the sealed contact card a first contact sends through
+// the intro bucket (PROTOCOL.md §16.5): passport id, inbox seed, node id
+// and address, sealed to the recipient; the mail itself waits for the
+// recipient's answer card and then goes direct.
+const introCardSize = 1024
+
+// intro disseminates a first-contact card in the recipient's intro bucket
+// and returns the hops it took to reach the recipient.
 func (m *mailRun) intro(ml mail, rng *rand.Rand) (int, bool) {
 	k := m.nm.bucket[ml.to]
 	members := m.nm.members[k]
@@ -241,7 +268,7 @@ func (m *mailRun) intro(ml mail, rng *rand.Rand) (int, bool) {
 		sends++
 		hops = 1
 	}
-	m.res.mailBytes += ml.size * float64(sends)
+	m.res.mailBytes += introCardSize * float64(sends)
 	to := m.sm.nodes[ml.to]
 	switch {
 	case h == ml.to:
