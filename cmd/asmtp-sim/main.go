@@ -42,6 +42,14 @@
 //	                           initial nodes, and joiners once settled
 //	mem_per_node_bytes         mean poldercast.Topology.Footprint at the end
 //	ring_accuracy              fraction of (subscriber, topic) rings correct at the end
+//
+// With -privacy it runs the metadata-privacy workload instead (privacy.go,
+// adversary.go): one account per node with power-law contacts (-degree),
+// -days of Poisson mail with replies, log-normal sizes, new contacts and
+// offline spells, under naming scheme v1 and v2 (PROTOCOL.md §16) on the
+// same seed, and prints a Markdown table of what a gossip crawler, a topic
+// computer and colluding spies (-spies percentages) learn, with the bytes,
+// delivery, hops and latency of each scheme.
 package main
 
 import (

@@ -443,16 +443,9 @@ func runPlain(p params) (result, error) {
 			}
 		}
 		if r == p.warmup {
-			for range min(pairs2sub, len(s.live)/4) {
-				pr := &pair{a: s.pickUnprotected(), b: s.pickUnprotected(), start: r}
-				s.fill(pr.topic[:])
-				if err := pr.a.topo.Subscribe(pr.topic, now); err != nil {
-					return result{}, err
-				}
-				if err := pr.b.topo.Subscribe(pr.topic, now); err != nil {
-					return result{}, err
-				}
-				pairs = append(pairs, pr)
+			var err error
+			if pairs, err = s.subscribePairs(r, now); err != nil {
+				return result{}, err
 			}
 		}
 		s.gossipRound(now)
@@ -471,6 +464,30 @@ func runPlain(p params) (result, error) {
 			}
 		}
 	}
+	s.summarize(&res, pairs)
+	return res, nil
+}
+
+// subscribePairs picks pairs2sub pairs of live nodes, spares them from
+// churn, and subscribes each pair to a fresh topic of its own.
+func (s *sim) subscribePairs(round int, now time.Time) ([]*pair, error) {
+	var pairs []*pair
+	for range min(pairs2sub, len(s.live)/4) {
+		pr := &pair{a: s.pickUnprotected(), b: s.pickUnprotected(), start: round}
+		s.fill(pr.topic[:])
+		if err := pr.a.topo.Subscribe(pr.topic, now); err != nil {
+			return nil, err
+		}
+		if err := pr.b.topo.Subscribe(pr.topic, now); err != nil {
+			return nil, err
+		}
+		pairs = append(pairs, pr)
+	}
+	return pairs, nil
+}
+
+// summarize fills in the figures of a finished run.
+func (s *sim) summarize(res *result, pairs []*pair) {
 	res.ringAccuracy = s.ringAccuracy()
 	if s.expected > 0 {
 		res.hitRatio = float64(s.delivered) / float64(s.expected)
@@ -516,5 +533,4 @@ func runPlain(p params) (result, error) {
 		mem += s.nodes[i].topo.Footprint()
 	}
 	res.memPerNode = mem / len(s.live)
-	return res, nil
 }
