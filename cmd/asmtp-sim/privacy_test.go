@@ -6,7 +6,7 @@ import (
 )
 
 func smallPrivacy() privacyParams {
-	return privacyParams{nodes: 200, degree: 20, days: 2, rate: 1, reply: 0.5, fresh: 0.1, offline: 0.05,
+	return privacyParams{nodes: 150, degree: 20, days: 1, rate: 1, reply: 0.5, fresh: 0.1, offline: 0.05,
 		rounds: 6, fanout: 3, spies: []float64{0.01, 0.1}, seed: 7}
 }
 
@@ -61,7 +61,7 @@ const MinBucket = 32
 
 func TestPrivacyDeterministic(t *testing.T) {
 	p := smallPrivacy()
-	p.nodes, p.days, p.rounds = 120, 2, 4
+	p.nodes, p.days, p.rounds = 80, 1, 3
 	a, err := runPrivacy(p)
 	if err != nil {
 		t.Fatal(err)
