@@ -58,7 +58,7 @@ type spyResult struct {
 	pairs      int     // contact pairs without a spy account
 	median     int     // median candidate-set size for a pair's partner
 	linked     float64 // share of those pairs with a candidate set of 1
-	spyEndpair float64 // share of all pairs with a spy account (known trivially)
+	withSpy float64 // share of all pairs with a spy account (known trivially)
 }
 
 // crawl maps every advertised topic to the nodes advertising it.
@@ -223,7 +223,7 @@ func summarizeSpies(c float64, g *contactGraph, spy []bool, cand []int) spyResul
 			ones++
 		}
 	}
-	r := spyResult{fraction: c, pairs: len(sizes), spyEndpair: float64(withSpy) / float64(max(1, len(g.edges)))}
+	r := spyResult{fraction: c, pairs: len(sizes), withSpy: float64(withSpy) / float64(max(1, len(g.edges)))}
 	if len(sizes) > 0 {
 		slices.Sort(sizes)
 		r.median = sizes[len(sizes)/2]
@@ -271,7 +271,7 @@ func privacyRows(rs []privacyResult) []privacyRow {
 	for i := range rs[0].spies {
 		rows = append(rows, privacyRow{fmt.Sprintf("spies %s: median candidates / pairs linked", pct(rs[0].spies[i].fraction)), func(r privacyResult) string {
 			s := r.spies[i]
-			return fmt.Sprintf("%d / %s (%s of pairs have a spy account)", s.median, pct(s.linked), pct(s.spyEndpair))
+			return fmt.Sprintf("%d / %s (%s of pairs have a spy account)", s.median, pct(s.linked), pct(s.withSpy))
 		}})
 	}
 	return append(rows, []privacyRow{

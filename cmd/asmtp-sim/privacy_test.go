@@ -3,6 +3,8 @@ package main
 import (
 	"math/rand/v2"
 	"testing"
+
+	"github.com/asmtp/asmtp/asmtp/topic"
 )
 
 func smallPrivacy() privacyParams {
@@ -37,8 +39,9 @@ func TestPrivacyV1LeaksV2DoesNot(t *testing.T) {
 		if v1.spies[i].median != 1 || v1.spies[i].linked != 1 {
 			t.Errorf("v1 spies %v: median %d linked %v, want 1 and 1", s.fraction, v1.spies[i].median, v1.spies[i].linked)
 		}
-		if s.median < MinBucket || s.linked != 0 {
-			t.Errorf("v2 spies %v: median %d linked %v, want ≥ %d and 0", s.fraction, s.median, s.linked, MinBucket)
+		// The least a spy handed a first contact is left with: the bucket.
+		if s.median < topic.MinBucketNodes || s.linked != 0 {
+			t.Errorf("v2 spies %v: median %d linked %v, want ≥ %d and 0", s.fraction, s.median, s.linked, topic.MinBucketNodes)
 		}
 	}
 	if v2.gossipPerNodeDay > 1.05*v1.gossipPerNodeDay {
@@ -54,10 +57,6 @@ func TestPrivacyV1LeaksV2DoesNot(t *testing.T) {
 		t.Errorf("%d first contacts did not reach the recipient through its intro bucket", v2.introLost)
 	}
 }
-
-// MinBucket is the smallest candidate set v2 should leave a spy that was
-// handed a first contact: the bucket.
-const MinBucket = 32
 
 func TestPrivacyDeterministic(t *testing.T) {
 	p := smallPrivacy()
