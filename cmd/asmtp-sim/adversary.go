@@ -54,11 +54,11 @@ type classifierResult struct {
 // spyResult is what a colluding fraction of nodes learns about the pairs of
 // which neither account is a spy.
 type spyResult struct {
-	fraction   float64
-	pairs      int     // contact pairs without a spy account
-	median     int     // median candidate-set size for a pair's partner
-	linked     float64 // share of those pairs with a candidate set of 1
-	withSpy float64 // share of all pairs with a spy account (known trivially)
+	fraction float64
+	pairs    int     // contact pairs without a spy account
+	median   int     // median candidate-set size for a pair's partner
+	linked   float64 // share of those pairs with a candidate set of 1
+	withSpy  float64 // share of all pairs with a spy account (known trivially)
 }
 
 // crawl maps every advertised topic to the nodes advertising it.
