@@ -1,7 +1,6 @@
 package poldercast
 
 import (
-	"bytes"
 	"encoding/binary"
 	"encoding/hex"
 	"math/bits"
@@ -48,18 +47,23 @@ func (d distance) less(e distance) bool {
 	return false
 }
 
-// compareTopics orders topics as big-endian numbers. Topics are hashes, so
-// the first eight bytes almost always decide; it is the hot path of every
-// merge of two subscription lists.
+// compareTopics orders topics as big-endian numbers, eight bytes at a
+// time. It is the hot path of every merge of two subscription lists. Most
+// topics are hashes, decided by the first word; but v1 passport topics
+// start with 16 zero bytes (PROTOCOL.md P.6.2), and a profile lists one
+// per contact: comparing them with bytes.Compare took a fifth of the CPU of
+// a 10,000-node simulation of v1 naming.
 func compareTopics(a, b Topic) int {
-	x, y := topicKey(a), topicKey(b)
-	switch {
-	case x < y:
-		return -1
-	case x > y:
-		return 1
+	for i := 0; i < len(a); i += 8 {
+		x, y := binary.BigEndian.Uint64(a[i:]), binary.BigEndian.Uint64(b[i:])
+		switch {
+		case x < y:
+			return -1
+		case x > y:
+			return 1
+		}
 	}
-	return bytes.Compare(a[8:], b[8:])
+	return 0
 }
 
 // topicKey is the first eight bytes of a topic as a number: it orders topics

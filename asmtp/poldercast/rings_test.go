@@ -1,6 +1,7 @@
 package poldercast
 
 import (
+	"bytes"
 	"errors"
 	"testing"
 )
@@ -157,5 +158,22 @@ func TestNormalizeSubscriptions(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestCompareTopicsMatchesBytes: the word-wise comparison orders topics as
+// bytes.Compare does, including topics that differ only past the first
+// words (passport topics: 16 zero bytes ‖ id).
+func TestCompareTopicsMatchesBytes(t *testing.T) {
+	var zero Topic
+	passport := func(last byte) Topic { var tp Topic; tp[31] = last; return tp }
+	word := func(i int, v byte) Topic { var tp Topic; tp[i] = v; return tp }
+	tops := []Topic{zero, passport(1), passport(2), word(16, 1), word(15, 1), word(8, 1), word(7, 1), word(0, 0xff), word(24, 0x80)}
+	for _, a := range tops {
+		for _, b := range tops {
+			if got, want := compareTopics(a, b), bytes.Compare(a[:], b[:]); got != want {
+				t.Errorf("compareTopics(%x, %x) = %d, want %d", a, b, got, want)
+			}
+		}
 	}
 }

@@ -1,7 +1,12 @@
-// Package topic names the ASMTP pub/sub topics: the topic of a conversation,
-// derived from the two parties' passport shared keys so that relays cannot
-// tell who talks to whom, and the topic of a passport, on which its updates
-// travel.
+// Package topic names the ASMTP pub/sub topics.
+//
+// Scheme v1 (upstream, what the node speaks today): the topic of a
+// conversation, derived from the two parties' passport shared keys, and the
+// topic of a passport, on which its updates travel. Both are computable from
+// public passports, so gossip shows who talks to whom (PROTOCOL.md §16.1).
+//
+// Scheme v2 (v2.go, PROTOCOL.md §16): secret daily inbox topics and intro
+// buckets; derivations only, not yet used by the node.
 package topic
 
 import (

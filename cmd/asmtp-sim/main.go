@@ -42,29 +42,95 @@
 //	                           initial nodes, and joiners once settled
 //	mem_per_node_bytes         mean poldercast.Topology.Footprint at the end
 //	ring_accuracy              fraction of (subscriber, topic) rings correct at the end
+//
+// With -privacy it runs the metadata-privacy workload instead (privacy.go,
+// adversary.go): one account per node with power-law contacts (-degree),
+// -days of Poisson mail with replies, log-normal sizes, new contacts and
+// offline spells, under naming scheme v1 and v2 (PROTOCOL.md §16) on the
+// same seed, and prints a Markdown table of what a gossip crawler, a topic
+// computer and colluding spies (-spies percentages) learn, with the bytes,
+// delivery, hops and latency of each scheme.
 package main
 
 import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime/debug"
+	"runtime/pprof"
+	"strconv"
+	"strings"
 )
 
 func main() {
-	var p params
-	flag.IntVar(&p.nodes, "nodes", 1000, "number of nodes")
-	flag.IntVar(&p.topicsPerNode, "topics-per-node", 10, "topics each node subscribes to")
-	flag.IntVar(&p.fanout, "fanout", 3, "dissemination fanout F (at least 2)")
-	flag.Float64Var(&p.churn, "churn", 0, "fraction of live nodes replaced per round after warm-up")
-	flag.IntVar(&p.rounds, "rounds", 30, "gossip rounds in total")
-	flag.IntVar(&p.warmup, "warmup", 10, "rounds before churn and publishing start")
-	flag.IntVar(&p.eventsPerRound, "events", 20, "events published per round after warm-up")
-	flag.Uint64Var(&p.seed, "seed", 1, "random seed")
-	flag.Parse()
-	res, err := run(p)
-	if err != nil {
+	if err := run(os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "asmtp-sim:", err)
 		os.Exit(2)
 	}
-	fmt.Println(res)
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("asmtp-sim", flag.ContinueOnError)
+	var p params
+	fs.IntVar(&p.nodes, "nodes", 1000, "number of nodes")
+	fs.IntVar(&p.topicsPerNode, "topics-per-node", 10, "topics each node subscribes to")
+	fs.IntVar(&p.fanout, "fanout", 3, "dissemination fanout F (at least 2)")
+	fs.Float64Var(&p.churn, "churn", 0, "fraction of live nodes replaced per round after warm-up")
+	fs.IntVar(&p.rounds, "rounds", 30, "gossip rounds in total (privacy run: rounds building the overlay)")
+	fs.IntVar(&p.warmup, "warmup", 10, "rounds before churn and publishing start")
+	fs.IntVar(&p.eventsPerRound, "events", 20, "events published per round after warm-up")
+	fs.Uint64Var(&p.seed, "seed", 1, "random seed")
+	privacy := fs.Bool("privacy", false, "run the privacy workload and adversaries on naming schemes v1 and v2")
+	pp := privacyParams{}
+	fs.Float64Var(&pp.degree, "degree", 20, "privacy: mean contacts per account (power law)")
+	fs.IntVar(&pp.days, "days", 30, "privacy: simulated days of mail")
+	fs.Float64Var(&pp.rate, "mail-rate", 1, "privacy: messages per contact pair per day, before replies")
+	fs.Float64Var(&pp.reply, "reply", 0.5, "privacy: probability that a message is answered")
+	fs.Float64Var(&pp.fresh, "new-contacts", 0.1, "privacy: fraction of contact pairs made during the run")
+	fs.Float64Var(&pp.offline, "offline", 0.05, "privacy: fraction of the time a node is offline")
+	spies := fs.String("spies", "1,5,10", "privacy: colluding node percentages, comma-separated")
+	schemes := fs.String("schemes", "v1,v2", "privacy: naming schemes to run, comma-separated")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile to this file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	// The simulation keeps a large, long-lived heap; collecting it less
+	// often saves about a tenth of the run time.
+	debug.SetGCPercent(400)
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	if !*privacy {
+		res, err := runPlain(p)
+		if err != nil {
+			return err
+		}
+		fmt.Println(res)
+		return nil
+	}
+	pp.nodes, pp.rounds, pp.fanout, pp.seed = p.nodes, p.rounds, p.fanout, p.seed
+	for _, f := range strings.Split(*spies, ",") {
+		c, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil {
+			return fmt.Errorf("-spies: %w", err)
+		}
+		pp.spies = append(pp.spies, c/100)
+	}
+	for _, s := range strings.Split(*schemes, ",") {
+		pp.schemes = append(pp.schemes, scheme(strings.TrimSpace(s)))
+	}
+	rs, err := runPrivacy(pp)
+	if err != nil {
+		return err
+	}
+	fmt.Print(privacyTable(rs))
+	return nil
 }

@@ -92,36 +92,63 @@ type sim struct {
 	subscribed       int // subscribers (publisher included) over all events
 	nonsub           int
 	hopHist          []int
+	gossipBytes      int64 // Gossip messages sent, bytes
 }
 
+// newSim returns a simulation over a catalogue of as many random topics as
+// nodes, drawn by Zipf popularity.
 func newSim(p params) *sim {
 	rng := rand.New(rand.NewPCG(p.seed, p.seed^0x9e3779b97f4a7c15))
-	s := &sim{
-		p:           p,
-		rng:         rng,
-		zipf:        rand.NewZipf(rng, zipfS, 1, uint64(p.nodes-1)),
-		base:        time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
-		index:       make(map[poldercast.ID]int32),
-		subs:        make([]int32, p.nodes),
-		settledSubs: make([]int32, p.nodes),
-		protect:     make(map[int32]bool),
+	topics := make([]poldercast.Topic, p.nodes)
+	for i := range topics {
+		fillRandom(rng, topics[i][:])
 	}
-	s.topics = make([]poldercast.Topic, p.nodes)
-	for i := range s.topics {
-		s.fill(s.topics[i][:])
-	}
+	s := newSimWith(p, rng, topics)
+	s.zipf = rand.NewZipf(rng, zipfS, 1, uint64(p.nodes-1))
 	return s
 }
 
-func (s *sim) fill(b []byte) {
-	for i := range b {
-		b[i] = byte(s.rng.Uint32())
+// newSimWith returns a simulation over the given topic catalogue; nodes
+// get their topics from addNodeWith.
+func newSimWith(p params, rng *rand.Rand, topics []poldercast.Topic) *sim {
+	return &sim{
+		p:           p,
+		rng:         rng,
+		base:        time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
+		topics:      topics,
+		index:       make(map[poldercast.ID]int32),
+		subs:        make([]int32, len(topics)),
+		settledSubs: make([]int32, len(topics)),
+		protect:     make(map[int32]bool),
 	}
 }
+
+func fillRandom(rng *rand.Rand, b []byte) {
+	for i := range b {
+		b[i] = byte(rng.Uint32())
+	}
+}
+
+func (s *sim) fill(b []byte) { fillRandom(s.rng, b) }
 
 // addNode creates a node with topicsPerNode Zipf-drawn topics and
 // bootstrapLen known gossips from random live nodes.
 func (s *sim) addNode(now time.Time) error {
+	return s.addNodeWith(now, func() []int32 {
+		var topics []int32
+		for len(topics) < min(s.p.topicsPerNode, s.p.nodes) {
+			k := int32(s.zipf.Uint64())
+			if !slices.Contains(topics, k) {
+				topics = append(topics, k)
+			}
+		}
+		return topics
+	})
+}
+
+// addNodeWith creates a node subscribed to the catalogue topics that pick
+// returns, with bootstrapLen known gossips from random live nodes.
+func (s *sim) addNodeWith(now time.Time, pick func() []int32) error {
 	var id poldercast.ID
 	s.fill(id[:])
 	i := int32(len(s.nodes))
@@ -131,13 +158,8 @@ func (s *sim) addNode(now time.Time) error {
 	if err != nil {
 		return fmt.Errorf("node %d: %w", i, err)
 	}
-	n := &node{topo: topo, alive: true, joined: s.round}
-	for len(n.topics) < min(s.p.topicsPerNode, s.p.nodes) {
-		k := int32(s.zipf.Uint64())
-		if slices.Contains(n.topics, k) {
-			continue
-		}
-		n.topics = append(n.topics, k)
+	n := &node{topo: topo, alive: true, joined: s.round, topics: pick()}
+	for _, k := range n.topics {
 		if err := topo.Subscribe(s.topics[k], now); err != nil {
 			return fmt.Errorf("node %d: %w", i, err)
 		}
@@ -217,10 +239,24 @@ func (s *sim) exchange(a *node, id poldercast.ID, now time.Time) {
 		return
 	}
 	b := s.nodes[j]
-	answer, _ := b.topo.Receive(a.topo.ID(), a.topo.GossipFor(id, now), now)
+	request := a.topo.GossipFor(id, now)
+	s.gossipBytes += gossipBytes(request)
+	answer, _ := b.topo.Receive(a.topo.ID(), request, now)
 	if answer {
-		a.topo.Receive(id, b.topo.GossipFor(a.topo.ID(), now), now)
+		reply := b.topo.GossipFor(a.topo.ID(), now)
+		s.gossipBytes += gossipBytes(reply)
+		a.topo.Receive(id, reply, now)
 	}
+}
+
+// gossipBytes is the wire size of the Gossip messages carrying ps over
+// IPv4 (PROTOCOL.md §8: 108 + 33 bytes per subscription each).
+func gossipBytes(ps []poldercast.Profile) int64 {
+	var n int64
+	for _, p := range ps {
+		n += 108 + 33*int64(len(p.Subscriptions))
+	}
+	return n
 }
 
 // publish disseminates one event of a random topic of a random live node
@@ -245,7 +281,12 @@ func (s *sim) publish() {
 	if len(pub.topics) == 0 {
 		return
 	}
-	k := pub.topics[s.rng.IntN(len(pub.topics))]
+	s.publishOn(pub, pub.topics[s.rng.IntN(len(pub.topics))])
+}
+
+// publishOn disseminates one event of catalogue topic k from pub, which
+// subscribes to it, and counts it in the dissemination totals.
+func (s *sim) publishOn(pub *node, k int32) {
 	tp := s.topics[k]
 	s.event++
 	s.expected += int(s.subs[k]) - 1
@@ -379,7 +420,7 @@ func isFirst(t *poldercast.Topology, tp poldercast.Topic, id poldercast.ID) bool
 	return (len(succ) > 0 && succ[0] == id) || (len(pred) > 0 && pred[0] == id)
 }
 
-func run(p params) (result, error) {
+func runPlain(p params) (result, error) {
 	if p.nodes < 2 || p.topicsPerNode < 1 || p.rounds < 1 || p.warmup < 0 || p.warmup >= p.rounds || p.churn < 0 || p.churn >= 1 {
 		return result{}, fmt.Errorf("invalid parameters %+v", p)
 	}
@@ -402,16 +443,9 @@ func run(p params) (result, error) {
 			}
 		}
 		if r == p.warmup {
-			for range min(pairs2sub, len(s.live)/4) {
-				pr := &pair{a: s.pickUnprotected(), b: s.pickUnprotected(), start: r}
-				s.fill(pr.topic[:])
-				if err := pr.a.topo.Subscribe(pr.topic, now); err != nil {
-					return result{}, err
-				}
-				if err := pr.b.topo.Subscribe(pr.topic, now); err != nil {
-					return result{}, err
-				}
-				pairs = append(pairs, pr)
+			var err error
+			if pairs, err = s.subscribePairs(r, now); err != nil {
+				return result{}, err
 			}
 		}
 		s.gossipRound(now)
@@ -430,6 +464,30 @@ func run(p params) (result, error) {
 			}
 		}
 	}
+	s.summarize(&res, pairs)
+	return res, nil
+}
+
+// subscribePairs picks pairs2sub pairs of live nodes, spares them from
+// churn, and subscribes each pair to a fresh topic of its own.
+func (s *sim) subscribePairs(round int, now time.Time) ([]*pair, error) {
+	var pairs []*pair
+	for range min(pairs2sub, len(s.live)/4) {
+		pr := &pair{a: s.pickUnprotected(), b: s.pickUnprotected(), start: round}
+		s.fill(pr.topic[:])
+		if err := pr.a.topo.Subscribe(pr.topic, now); err != nil {
+			return nil, err
+		}
+		if err := pr.b.topo.Subscribe(pr.topic, now); err != nil {
+			return nil, err
+		}
+		pairs = append(pairs, pr)
+	}
+	return pairs, nil
+}
+
+// summarize fills in the figures of a finished run.
+func (s *sim) summarize(res *result, pairs []*pair) {
 	res.ringAccuracy = s.ringAccuracy()
 	if s.expected > 0 {
 		res.hitRatio = float64(s.delivered) / float64(s.expected)
@@ -475,5 +533,4 @@ func run(p params) (result, error) {
 		mem += s.nodes[i].topo.Footprint()
 	}
 	res.memPerNode = mem / len(s.live)
-	return res, nil
 }

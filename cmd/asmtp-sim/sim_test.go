@@ -13,7 +13,7 @@ func smallParams() params {
 // at most F messages per subscriber.
 func TestNoChurnDeliversEverything(t *testing.T) {
 	p := smallParams()
-	res, err := run(p)
+	res, err := runPlain(p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,11 +43,11 @@ func TestNoChurnDeliversEverything(t *testing.T) {
 func TestDeterministic(t *testing.T) {
 	p := smallParams()
 	p.nodes, p.rounds, p.warmup, p.churn = 120, 12, 6, 0.05
-	a, err := run(p)
+	a, err := runPlain(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := run(p)
+	b, err := runPlain(p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +55,7 @@ func TestDeterministic(t *testing.T) {
 		t.Errorf("same seed, different output:\n%s\n%s", a, b)
 	}
 	p.seed++
-	c, err := run(p)
+	c, err := runPlain(p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +79,7 @@ func TestRejectsBadParams(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			p := smallParams()
 			tt.modify(&p)
-			if _, err := run(p); err == nil {
+			if _, err := runPlain(p); err == nil {
 				t.Error("run succeeded, want an error")
 			}
 		})
