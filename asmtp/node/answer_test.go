@@ -215,9 +215,12 @@ func TestLinkLossNotedOnlyWhenMessagesMayBeLost(t *testing.T) {
 				p.wc.Close()
 			}
 			<-p.done // the peer sends nothing more: the node idles the link out
-			waitFor(t, 5*time.Second, "the node to close the link", func() bool {
-				l, ok := n.linkIfAny(id)
-				return !ok || l.isClosed()
+			// Gone from the node's links: closeLink removes it and notes the
+			// loss under the same lock, so the note is there by then (a
+			// closed flag alone comes before the note).
+			waitFor(t, 5*time.Second, "the node to drop the link", func() bool {
+				_, ok := n.linkIfAny(id)
+				return !ok
 			})
 			if _, lost := n.lostSince(id); lost != c.lost {
 				t.Fatalf("link noted as lost: %v, want %v", lost, c.lost)
