@@ -93,6 +93,11 @@ func (c *Conn) availableCaps() []imap.Cap {
 			imap.CapCreateSpecialUse,
 			imap.CapLiteralPlus,
 			imap.CapUnauthenticate,
+			imap.CapSort, // SORT, THREAD, MULTIAPPEND, CATENATE: RFC 5256, 3502, 4469
+			imap.Cap("THREAD=" + imap.ThreadOrderedSubject),
+			imap.Cap("THREAD=" + imap.ThreadReferences),
+			imap.CapMultiAppend,
+			imap.CapCatenate,
 		})
 
 		if appendLimitSession, ok := c.session.(SessionAppendLimit); ok {
