@@ -157,6 +157,20 @@ ALTER TABLE outbox_recipients ADD COLUMN handed_at INTEGER NOT NULL DEFAULT 0;
 -- the counter starts past the largest in use.
 CREATE TABLE mailbox_ids (last INTEGER NOT NULL);
 INSERT INTO mailbox_ids (last) SELECT coalesce(max(id), 0) FROM mailboxes;
+`, `
+-- SORT and THREAD keys of each body (sortkeys.go), computed at insert; the
+-- bodies stored before this step get theirs at Open (backfillSortKeys).
+CREATE TABLE sort_keys (
+	body_id INTEGER PRIMARY KEY REFERENCES bodies(id) ON DELETE CASCADE,
+	sent_date INTEGER,          -- Date: as unix seconds, NULL if absent or unparsable
+	subject TEXT NOT NULL,      -- base subject (RFC 5256), ASCII upper case
+	reply INTEGER NOT NULL,     -- the subject marks a reply or forward
+	from_key TEXT NOT NULL,     -- first From mailbox (local part), ASCII upper case
+	to_key TEXT NOT NULL,
+	cc_key TEXT NOT NULL,
+	message_id TEXT NOT NULL,   -- lower case, without <>; '' if none
+	refs TEXT NOT NULL          -- References (else the first In-Reply-To), lower case, space separated
+);
 `}
 
 // Open opens (creating if needed) the store in the SQLite file at path and
@@ -180,6 +194,10 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		budget: NewMemoryBudget(DefaultMemoryBudget, DefaultBudgetWait), spoolDir: filepath.Dir(path)}
 	removeSpooled(db.spoolDir)
 	if err := db.migrate(ctx); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("mailstore: open %s: %w", path, err)
+	}
+	if err := db.backfillSortKeys(ctx); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("mailstore: open %s: %w", path, err)
 	}

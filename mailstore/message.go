@@ -111,6 +111,7 @@ type preparedMessage struct {
 	sentDay              any
 	envelope, structure  []byte
 	headerText, bodyText string
+	sortKeys             sortKeys
 }
 
 // prepareMessage does the parsing part of Append.
@@ -126,7 +127,8 @@ func prepareMessage(raw []byte, flags []string, date time.Time) (preparedMessage
 		date = time.Now()
 	}
 	ix := indexMessage(raw)
-	p := preparedMessage{raw: raw, flags: flags, date: date, sentDay: dayOrNull(ix.sentDate), headerText: ix.headerText, bodyText: ix.bodyText}
+	p := preparedMessage{raw: raw, flags: flags, date: date, sentDay: dayOrNull(ix.sentDate), headerText: ix.headerText, bodyText: ix.bodyText,
+		sortKeys: sortKeysOf(ix.envelope, ix.references)}
 	if p.envelope, err = encodeEnvelope(ix.envelope); err != nil {
 		return preparedMessage{}, err
 	}
@@ -154,6 +156,9 @@ func insertMessage(ctx context.Context, tx *sql.Tx, account, mailbox string, p p
 	}
 	if _, err := tx.ExecContext(ctx, "INSERT INTO body_data (body_id, header_text, body_text, raw) VALUES (?, ?, ?, ?)",
 		bodyID, p.headerText, p.bodyText, p.raw); err != nil {
+		return Appended{}, change{}, err
+	}
+	if err := insertSortKeys(ctx, tx, bodyID, p.sortKeys); err != nil {
 		return Appended{}, change{}, err
 	}
 	uid, err := allocateUIDs(ctx, tx, mb.ID.row, 1)

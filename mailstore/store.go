@@ -136,6 +136,10 @@ type Store interface {
 	// store's memory budget, which it holds until fn returns.
 	WithRaw(ctx context.Context, mailbox MailboxID, uid UID, fn func(raw []byte) error) error
 	Search(ctx context.Context, mailbox MailboxID, criteria *imap.SearchCriteria) ([]UID, error)
+	// Sort and Thread are SORT and THREAD (RFC 5256) on the messages
+	// matching criteria, which take UIDs as in Search.
+	Sort(ctx context.Context, mailbox MailboxID, criteria *imap.SearchCriteria, keys []imap.SortCriterion) ([]UID, error)
+	Thread(ctx context.Context, mailbox MailboxID, criteria *imap.SearchCriteria, algorithm imap.ThreadAlgorithm) ([]Thread, error)
 	StoreFlags(ctx context.Context, mailbox MailboxID, uids []UID, op imap.StoreFlagsOp, flags []string) error
 	// Copy and Move take dest from the account of the source mailbox.
 	Copy(ctx context.Context, mailbox MailboxID, uids []UID, dest string) (Copied, error)

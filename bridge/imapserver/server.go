@@ -179,6 +179,9 @@ var capabilities = imap.CapSet{
 	imap.CapStatusSize:       {},
 	imap.CapCreateSpecialUse: {},
 	imap.CapBinary:           {},
+	imap.CapSort:             {},
+	imap.Cap("THREAD=" + imap.ThreadOrderedSubject): {},
+	imap.Cap("THREAD=" + imap.ThreadReferences):     {},
 }
 
 // Close stops all listeners and connections and the store watches.
