@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"strings"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 )
@@ -74,7 +75,7 @@ func (db *DB) matching(ctx context.Context, id MailboxID, criteria *imap.SearchC
 	if _, err := ownedMailbox(ctx, db.r, id); err != nil {
 		return uidFilter{}, err
 	}
-	if criteria == nil || reflect.ValueOf(*criteria).IsZero() {
+	if IsAll(criteria) {
 		return uidFilter{all: true}, nil
 	}
 	uids, err := db.Search(ctx, id, criteria)
@@ -86,6 +87,22 @@ func (db *DB) matching(ctx context.Context, id MailboxID, criteria *imap.SearchC
 		f.uids[uid] = true
 	}
 	return f, nil
+}
+
+// IsAll reports whether criteria match every message (SEARCH ALL). Its
+// dates are compared by IsZero: go-imap's parser leaves them zero in UTC,
+// which reflect does not count as zero.
+func IsAll(criteria *imap.SearchCriteria) bool {
+	if criteria == nil {
+		return true
+	}
+	c := *criteria
+	for _, t := range []*time.Time{&c.Since, &c.Before, &c.SentSince, &c.SentBefore} {
+		if t.IsZero() {
+			*t = time.Time{}
+		}
+	}
+	return reflect.ValueOf(c).IsZero()
 }
 
 // threadRecords reads what THREAD needs of the matching messages, in UID

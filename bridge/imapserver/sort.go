@@ -1,6 +1,7 @@
 package imapserver
 
 import (
+	"fmt"
 	"slices"
 
 	"github.com/emersion/go-imap/v2"
@@ -25,7 +26,7 @@ func (ss *session) Sort(kind imapserver.NumKind, criteria []imap.SortCriterion, 
 	if err := ss.seqToUIDCriteria(search); err != nil {
 		return nil, err
 	}
-	uids, err := ss.store().Sort(ss.ctx, sel.view.id, search, criteria)
+	uids, err := ss.sortUIDs(sel.view, search, criteria)
 	if err != nil {
 		return nil, storeError(err)
 	}
@@ -37,6 +38,40 @@ func (ss *session) Sort(kind imapserver.NumKind, criteria []imap.SortCriterion, 
 		}
 	}
 	return out, nil
+}
+
+// maxSortedCached is how many sort orders of a mailbox its view keeps.
+const maxSortedCached = 4
+
+// sortUIDs asks the store to sort, except that the order of the whole
+// mailbox (SORT ... ALL, what clients send after each change) is kept in
+// the view until a message is added or expunged: flag changes do not move
+// messages in any sort order. A sort that raced a change is not kept.
+func (ss *session) sortUIDs(v *mailboxView, search *imap.SearchCriteria, criteria []imap.SortCriterion) ([]imap.UID, error) {
+	if !mailstore.IsAll(search) {
+		return ss.store().Sort(ss.ctx, v.id, search, criteria)
+	}
+	program := fmt.Sprint(criteria)
+	v.mu.Lock()
+	cached, ok := v.sorted[program]
+	generation := v.generation
+	v.mu.Unlock()
+	if ok {
+		return cached, nil
+	}
+	uids, err := ss.store().Sort(ss.ctx, v.id, search, criteria)
+	if err != nil {
+		return nil, err
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.generation == generation {
+		if len(v.sorted) >= maxSortedCached || v.sorted == nil {
+			v.sorted = make(map[string][]imap.UID)
+		}
+		v.sorted[program] = uids
+	}
+	return uids, nil
 }
 
 // Thread answers THREAD and UID THREAD with ORDEREDSUBJECT or REFERENCES.

@@ -35,6 +35,10 @@ type mailboxView struct {
 	// restart, or when its idle view was dropped) has every message recent
 	// to the next session that selects it.
 	firstRecent imap.UID
+	// sorted caches SORT orders of the whole mailbox by sort program (see
+	// sortedAll); generation counts the appends and expunges that void it.
+	sorted     map[string][]imap.UID
+	generation uint64
 
 	users int // sessions holding the view; guarded by viewCache.mu
 }
@@ -92,6 +96,10 @@ func (v *mailboxView) mailboxFlagsLocked() []imap.Flag {
 func (v *mailboxView) apply(c mailstore.Change) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	if c.Kind != mailstore.ChangeFlags {
+		v.generation++
+		v.sorted = nil
+	}
 	switch c.Kind {
 	case mailstore.ChangeAppended:
 		for i, uid := range c.UIDs {

@@ -4,7 +4,7 @@
 //
 // Both servers get the same 10,000 messages by pipelined APPEND, then:
 // SELECT of the 10,000-message INBOX, FETCH 1:* (FLAGS ENVELOPE), UID SEARCH
-// TEXT, IDLE push latency (APPEND on one connection to EXISTS on another)
+// TEXT, SORT (REVERSE DATE), SORT (SUBJECT), THREAD REFERENCES, IDLE push latency (APPEND on one connection to EXISTS on another)
 // and logins per second (connect, LOGIN, LOGOUT). Each row reports the
 // median of several warm runs; ratio = bridge time / Dovecot time, so below
 // 1 means the bridge is faster.
@@ -143,6 +143,13 @@ func run(messages, runs, logins int) error {
 		return repeat(t, runs+1, "EXAMINE INBOX", "UID SEARCH TEXT "+testmail.Needle)
 	}); err != nil {
 		return err
+	}
+	for _, cmd := range []string{"SORT (REVERSE DATE) UTF-8 ALL", "SORT (SUBJECT) UTF-8 ALL", "THREAD REFERENCES UTF-8 ALL"} {
+		if err := measure(cmd, func(t target) ([]time.Duration, error) {
+			return repeat(t, runs+1, "EXAMINE INBOX", cmd)
+		}); err != nil {
+			return err
+		}
 	}
 	if err := measure("IDLE push latency (APPEND → EXISTS)", func(t target) ([]time.Duration, error) {
 		return idleLatency(t, runs+1)
