@@ -160,7 +160,7 @@ INSERT INTO mailbox_ids (last) SELECT coalesce(max(id), 0) FROM mailboxes;
 `, `
 -- SORT and THREAD keys of each body (sortkeys.go), computed at insert; the
 -- bodies stored before this step get theirs at Open (backfillSortKeys).
-CREATE TABLE sort_keys (
+CREATE TABLE IF NOT EXISTS sort_keys (
 	body_id INTEGER PRIMARY KEY REFERENCES bodies(id) ON DELETE CASCADE,
 	sent_date INTEGER,          -- Date: as unix seconds, NULL if absent or unparsable
 	subject TEXT NOT NULL,      -- base subject (RFC 5256), ASCII upper case
@@ -171,6 +171,16 @@ CREATE TABLE sort_keys (
 	message_id TEXT NOT NULL,   -- lower case, without <>; '' if none
 	refs TEXT NOT NULL          -- References (else the first In-Reply-To), lower case, space separated
 );
+`, `
+-- Subscriptions are names, not mailboxes: deleting a subscribed mailbox
+-- keeps its subscription (RFC 3501 §6.3.9), and LIST shows it \NonExistent.
+-- mailboxes.subscribed is no longer read.
+CREATE TABLE IF NOT EXISTS subscriptions (
+	account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+	name TEXT NOT NULL,
+	PRIMARY KEY (account_id, name)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO subscriptions (account_id, name) SELECT account_id, name FROM mailboxes WHERE subscribed;
 `}
 
 // Open opens (creating if needed) the store in the SQLite file at path and

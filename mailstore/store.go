@@ -119,6 +119,7 @@ type Store interface {
 	DeleteMailbox(ctx context.Context, account, name string) error
 	RenameMailbox(ctx context.Context, account, oldName, newName string) error
 	SetSubscribed(ctx context.Context, account, name string, subscribed bool) error
+	Subscriptions(ctx context.Context, account string) ([]string, error)
 	Status(ctx context.Context, account, name string) (MailboxStatus, error)
 
 	// Append stores a message and returns where it went.

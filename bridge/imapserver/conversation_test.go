@@ -128,8 +128,15 @@ var conversations = []conversation{
 	}},
 	{name: "subscribe", cmds: []string{
 		"CREATE Sub", `LSUB "" "*"`, "SUBSCRIBE Sub", `LSUB "" "S*"`, `LIST (SUBSCRIBED) "" "S*"`, "UNSUBSCRIBE Sub", `LSUB "" "S*"`,
-	}, known: map[string]string{
-		`LIST (SUBSCRIBED) "" "S*"`: "go-imap passes LSUB and LIST (SUBSCRIBED) identical options; both are answered as Dovecot answers LSUB (with special use)",
+	}},
+	{name: "subscriptions", cmds: []string{
+		"CREATE a", "CREATE a/b", "CREATE a/b/c", "CREATE a/x", "CREATE gone", "CREATE gone/kid", "SUBSCRIBE a/b/c", "SUBSCRIBE gone/kid", "SUBSCRIBE gone",
+		"DELETE gone/kid", `LSUB "" "*"`, `LSUB "" "%"`, `LSUB "" "a/%"`, `LSUB "a/" "%"`, `LIST (SUBSCRIBED) "" "*"`,
+		`LIST (SUBSCRIBED) "" "%"`, `LIST (SUBSCRIBED RECURSIVEMATCH) "" "%"`, `LIST (SUBSCRIBED RECURSIVEMATCH) "" "a/%"`,
+		`LIST (SUBSCRIBED RECURSIVEMATCH) "" "*"`, `LIST (SUBSCRIBED) "" "*" RETURN (CHILDREN)`, `LIST "" "*" RETURN (SUBSCRIBED)`,
+		`LIST (SUBSCRIBED) "" "g*" RETURN (STATUS (MESSAGES))`, `LIST (RECURSIVEMATCH) "" "%"`, `LIST "" "*"`,
+		"SUBSCRIBE nope", "UNSUBSCRIBE gone/kid", "UNSUBSCRIBE gone/kid", "CREATE gone/kid", `LSUB "" "gone*"`,
+		"SUBSCRIBE a/x", "RENAME a/x a/y", `LSUB "" "a/*"`, "DELETE gone/kid", "DELETE gone", `LIST (SUBSCRIBED) "" "gone*"`,
 	}},
 	{name: "special-use", cmds: []string{`LIST (SPECIAL-USE) "" "*"`, `LIST "" "*" RETURN (SPECIAL-USE)`}},
 	{name: "status", cmds: append(fixture()[:3],
@@ -364,7 +371,7 @@ func normalizeLine(line string) string {
 		if tokens[1].atom == "LSUB" && tokens[2].isList { // the bridge also marks LSUB lines \Subscribed
 			tokens[2].list = slices.DeleteFunc(tokens[2].list, func(a imapToken) bool { return a.atom == `\Subscribed` })
 		}
-		tokens[len(tokens)-1].isString = false // a mailbox name, quoted or not
+		tokens[4].isString = false // a mailbox name, quoted or not
 	}
 	if len(tokens) == 4 && tokens[1].atom == "STATUS" && tokens[3].isList {
 		tokens[2].isString = false
