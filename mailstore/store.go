@@ -127,6 +127,10 @@ type Store interface {
 	// AppendFrom is Append for a message of size bytes read from r; the
 	// store spools it to disk as it arrives.
 	AppendFrom(ctx context.Context, account, mailbox string, r io.Reader, size int64, flags []string, internalDate time.Time) (Appended, error)
+	// NewSpool and AppendSpooled store several messages, written to disk
+	// first, in one transaction: all or none.
+	NewSpool() (*Spool, error)
+	AppendSpooled(ctx context.Context, account, mailbox string, msgs []*Spool) ([]Appended, error)
 	// Deliver is Append for callers that need only the UID.
 	Deliver(ctx context.Context, account, mailbox string, raw []byte, flags []string, internalDate time.Time) (UID, error)
 

@@ -7,7 +7,18 @@
 // (through one shared view per mailbox, view.go). It advertises IMAP4rev1
 // with IDLE, UIDPLUS, MOVE, UNSELECT, NAMESPACE, SPECIAL-USE,
 // LIST-EXTENDED, LIST-STATUS, ESEARCH, BINARY, LITERAL+, APPENDLIMIT,
-// SASL-IR, ENABLE and ID (the last added by wire.go, which go-imap lacks).
+// SASL-IR, ENABLE, SORT, THREAD=ORDEREDSUBJECT, THREAD=REFERENCES,
+// MULTIAPPEND, CATENATE and ID (the last added by wire.go, which go-imap
+// lacks; SORT, THREAD, MULTIAPPEND and CATENATE are parsed by the fork of
+// go-imap in third_party/go-imap).
+//
+// SORT and THREAD read sort keys the store cached per message at insert
+// (sort.go); the order of a whole mailbox stays in its view until a
+// message is added or expunged. An APPEND of one or more messages
+// (MULTIAPPEND), each a literal or built with CATENATE from text and parts
+// of this account's messages, is spooled to disk and stored in one
+// transaction, all or nothing (append.go). Subscriptions are names: a
+// deleted mailbox's subscription stays, listed \NonExistent (list.go).
 //
 // Message numbers follow each client's view (tracker.go): a message
 // expunged by another session stays addressable until the client is sent
@@ -180,6 +191,8 @@ var capabilities = imap.CapSet{
 	imap.CapCreateSpecialUse: {},
 	imap.CapBinary:           {},
 	imap.CapSort:             {},
+	imap.CapMultiAppend:      {},
+	imap.CapCatenate:         {},
 	imap.Cap("THREAD=" + imap.ThreadOrderedSubject): {},
 	imap.Cap("THREAD=" + imap.ThreadReferences):     {},
 }

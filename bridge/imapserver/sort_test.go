@@ -70,3 +70,15 @@ func sortFixture() []string {
 	}
 	return cmds
 }
+
+// lit is a LITERAL+ literal.
+func lit(s string) string { return fmt.Sprintf("{%d+}\r\n%s", len(s), s) }
+
+// appendFixture is what the MULTIAPPEND and CATENATE conversations use:
+// three small messages, one multipart.
+var (
+	plainA = "Subject: first\r\nFrom: a@example.com\r\n\r\nfirst body\r\n"
+	plainB = "Subject: second\r\n\r\nsecond body\r\n"
+	multi  = "Subject: parts\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\npart one\r\n" +
+		"--b\r\nContent-Type: text/html\r\n\r\n<p>part two</p>\r\n--b--\r\n"
+)

@@ -110,8 +110,8 @@ func (v *mailboxView) apply(c mailstore.Change) {
 			v.uids = append(v.uids, uid)
 			v.flags = append(v.flags, flags)
 			v.uidNext = max(v.uidNext, uid+1)
-			v.tracker.queueNumMessages(uint32(len(v.uids)))
 		}
+		v.tracker.queueNumMessages(uint32(len(v.uids))) // one EXISTS for a MULTIAPPEND, as from Dovecot
 		// A read-write session has taken every earlier message at its
 		// SELECT, so firstRecent can move past these.
 		origin, _ := c.Origin.(*sessionTracker)
