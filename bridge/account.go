@@ -12,7 +12,7 @@ import (
 
 	"github.com/asmtp/asmtp/asmtp/keys"
 	"github.com/asmtp/asmtp/asmtp/passport"
-	"github.com/asmtp/asmtp/bridge/imapserver"
+	"github.com/asmtp/asmtp/bridge/auth"
 	"github.com/asmtp/asmtp/mailstore"
 )
 
@@ -46,7 +46,7 @@ var (
 	ErrAccountExists = errors.New("account already exists")
 	// ErrBadCredentials: a login with a wrong user name or password. It is
 	// the IMAP server's, so the server treats it as a failed login.
-	ErrBadCredentials = imapserver.ErrBadCredentials
+	ErrBadCredentials = auth.ErrBadCredentials
 )
 
 // Account is a local identity the bridge serves: a device key that is a

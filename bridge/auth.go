@@ -7,7 +7,7 @@ import (
 	"net"
 	"strings"
 
-	"github.com/asmtp/asmtp/bridge/imapserver"
+	"github.com/asmtp/asmtp/bridge/auth"
 	"github.com/asmtp/asmtp/bridge/loginlimit"
 )
 
@@ -28,7 +28,7 @@ type Authenticator struct {
 	limit  *loginlimit.Limiter
 }
 
-var _ imapserver.Authenticator = (*Authenticator)(nil)
+var _ auth.Authenticator = (*Authenticator)(nil)
 
 // NewAuthenticator authenticates against reg; domain is the pseudo-address
 // domain. limits configure its loginlimit.Limiter.
@@ -36,7 +36,7 @@ func NewAuthenticator(reg *Registry, domain string, limits loginlimit.Options) *
 	return &Authenticator{reg: reg, domain: domain, limit: loginlimit.New(limits)}
 }
 
-// Authenticate implements imapserver.Authenticator: it returns the account
+// Authenticate implements auth.Authenticator: it returns the account
 // name (the mailstore account), ErrBadCredentials, or a
 // *loginlimit.BusyError when the attempt was refused unchecked.
 func (a *Authenticator) Authenticate(ctx context.Context, username, password string, remote net.Addr) (string, error) {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/asmtp/asmtp/asmtp/node"
 	"github.com/asmtp/asmtp/asmtp/topic"
+	"github.com/asmtp/asmtp/bridge/auth"
 	"github.com/asmtp/asmtp/bridge/carddav"
 	"github.com/asmtp/asmtp/bridge/imapserver"
 	"github.com/asmtp/asmtp/bridge/loginlimit"
@@ -53,7 +54,7 @@ type Config struct {
 	// SMTPAddr is where mail clients send mail. Default DefaultSMTPAddr.
 	SMTPAddr string
 	// TLS turns on STARTTLS for IMAP and SMTP, with a self-signed
-	// certificate made on first use in DataDir (imapserver.CertFile, for
+	// certificate made on first use in DataDir (auth.CertFile, for
 	// clients to import). It is required to listen beyond loopback, and
 	// for IMAPSAddr and SMTPSAddr.
 	TLS bool
@@ -191,7 +192,7 @@ func (b *Bridge) open(ctx context.Context, nodeKey ed25519.PrivateKey) error {
 	}
 	var tlsConfig *tls.Config
 	if b.cfg.TLS {
-		cert, path, err := imapserver.LoadOrCreateCertificate(b.cfg.DataDir,
+		cert, path, err := auth.LoadOrCreateCertificate(b.cfg.DataDir,
 			listenHosts(b.cfg.IMAPAddr, b.cfg.SMTPAddr, b.cfg.IMAPSAddr, b.cfg.SMTPSAddr)...)
 		if err != nil {
 			return err
@@ -200,10 +201,10 @@ func (b *Bridge) open(ctx context.Context, nodeKey ed25519.PrivateKey) error {
 		b.log.Info("bridge TLS: STARTTLS on IMAP and SMTP", "certificate", path)
 	}
 	// One Authenticator, so IMAP, SMTP and CardDAV logins share its limits.
-	auth := NewAuthenticator(b.reg, b.cfg.Domain, loginlimit.Options{})
+	logins := NewAuthenticator(b.reg, b.cfg.Domain, loginlimit.Options{})
 	b.imap, err = imapserver.New(imapserver.Options{
 		Store:         b.mail,
-		Authenticator: auth,
+		Authenticator: logins,
 		TLSConfig:     tlsConfig,
 		SpoolDir:      b.cfg.DataDir,
 		Logger:        b.log,
@@ -218,7 +219,7 @@ func (b *Bridge) open(ctx context.Context, nodeKey ed25519.PrivateKey) error {
 		return err
 	}
 	b.smtp, err = smtpserver.New(smtpserver.Options{
-		Authenticator:   auth,
+		Authenticator:   logins,
 		Queue:           submissionQueue{b},
 		Domain:          b.cfg.Domain,
 		MaxMessageBytes: MaxMessageSize,
@@ -235,18 +236,18 @@ func (b *Bridge) open(ctx context.Context, nodeKey ed25519.PrivateKey) error {
 	if b.smtpsLn, err = listenIfSet(b.smtp.Listen, b.cfg.SMTPSAddr); err != nil {
 		return err
 	}
-	return b.openCardDAV(tlsConfig, auth)
+	return b.openCardDAV(tlsConfig, logins)
 }
 
 // openCardDAV makes the CardDAV server and binds its listener, when
 // configured.
-func (b *Bridge) openCardDAV(tlsConfig *tls.Config, auth *Authenticator) error {
+func (b *Bridge) openCardDAV(tlsConfig *tls.Config, logins *Authenticator) error {
 	if b.cfg.CardDAVAddr == "" {
 		return nil
 	}
 	var err error
 	b.dav, err = carddav.New(carddav.Options{
-		Authenticator: auth,
+		Authenticator: logins,
 		Book:          addressBook{b.reg},
 		Domain:        b.cfg.Domain,
 		Autoconfig: carddav.Autoconfig{

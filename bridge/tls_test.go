@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/asmtp/asmtp/bridge/imapserver"
+	"github.com/asmtp/asmtp/bridge/auth"
 )
 
 // tlsBridge runs a bridge with TLS on (cfg adds the implicit-TLS ports)
@@ -26,7 +26,7 @@ func tlsBridge(t *testing.T, cfg Config) (b *Bridge, certFile, user, pw string) 
 		t.Fatal(err)
 	}
 	run(t, "bridge", b.Run)
-	return b, filepath.Join(e.dir, imapserver.CertFile), alice.Name, pw
+	return b, filepath.Join(e.dir, auth.CertFile), alice.Name, pw
 }
 
 // tlsClients runs a Python client script that prints "ok" when it is done.

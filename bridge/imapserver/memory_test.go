@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/asmtp/asmtp/bridge/auth"
 	"github.com/asmtp/asmtp/mailstore"
 )
 
@@ -73,7 +74,7 @@ func runServerProcess(dir string) error {
 	debug.FreeOSMemory() // the preload's garbage is not part of the baseline
 	srv, err := New(Options{
 		Store:         store,
-		Authenticator: NewTokenAuthenticator(map[string]string{testUser: testToken}),
+		Authenticator: auth.NewTokenAuthenticator(map[string]string{testUser: testToken}),
 		Logger:        slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if err != nil {

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/asmtp/asmtp/bridge/imapserver"
+	"github.com/asmtp/asmtp/bridge/auth"
 	"github.com/asmtp/asmtp/bridge/listen"
 )
 
@@ -198,7 +198,7 @@ func waitFor(t *testing.T, cond func() bool) {
 // ServeTLS speaks TLS from the first byte, and closes the oldest
 // connection that has not logged in without writing clear text into TLS.
 func TestGroupServeTLS(t *testing.T) {
-	cert, _, err := imapserver.LoadOrCreateCertificate(t.TempDir())
+	cert, _, err := auth.LoadOrCreateCertificate(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/asmtp/asmtp/bridge/imapserver"
+	"github.com/asmtp/asmtp/bridge/auth"
 	"github.com/asmtp/asmtp/bridge/loginlimit"
 )
 
@@ -83,7 +83,7 @@ const password = "correct horse"
 func start(t testing.TB, q Queue, tlsCfg *tls.Config, tweak func(*Options)) (*Server, string) {
 	t.Helper()
 	opts := Options{
-		Authenticator: imapserver.NewTokenAuthenticator(map[string]string{"alice": password}),
+		Authenticator: auth.NewTokenAuthenticator(map[string]string{"alice": password}),
 		Queue:         q,
 		TLSConfig:     tlsCfg,
 		Logger:        testLogger(),
@@ -381,13 +381,13 @@ func TestConnectionLimit(t *testing.T) {
 }
 
 func TestTLS(t *testing.T) {
-	cert, certPath, err := imapserver.LoadOrCreateCertificate(t.TempDir())
+	cert, certPath, err := auth.LoadOrCreateCertificate(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := &tls.Config{Certificates: []tls.Certificate{cert}}
 
-	plain, err := New(Options{Authenticator: imapserver.NewTokenAuthenticator(nil), Queue: &fakeQueue{}})
+	plain, err := New(Options{Authenticator: auth.NewTokenAuthenticator(nil), Queue: &fakeQueue{}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package imapserver
+package auth
 
 import (
 	"crypto/ecdsa"

@@ -1,4 +1,4 @@
-package imapserver
+package auth
 
 import (
 	"context"
@@ -21,7 +21,7 @@ type Authenticator interface {
 
 // ErrBadCredentials is what an Authenticator returns for a wrong username or
 // password.
-var ErrBadCredentials = errors.New("imapserver: bad credentials")
+var ErrBadCredentials = errors.New("auth: bad credentials")
 
 // TokenAuthenticator accepts each username with its random token (a bridge
 // password) and opens the account of the same name. Comparison is constant
