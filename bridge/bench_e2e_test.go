@@ -23,8 +23,8 @@ func BenchmarkMail1MiB(b *testing.B)  { benchmarkMail(b, 1<<20) }
 func benchmarkMail(b *testing.B, size int) {
 	relay := startRelay(b)
 	a, c := newSite(b, relay), newSite(b, relay)
-	alice, alicePW := a.addAccount(b, "alice")
-	bob, bobPW := c.addAccount(b, "bob")
+	alice, alicePW := a.AddAccount(b, "alice")
+	bob, bobPW := c.AddAccount(b, "bob")
 	befriend(b, a, "alice", "Alice", c, "bob", "Bob")
 	a.start()
 	c.start()

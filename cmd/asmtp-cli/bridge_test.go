@@ -21,6 +21,8 @@ import (
 	"github.com/asmtp/asmtp/asmtp/keys"
 	"github.com/asmtp/asmtp/asmtp/node"
 	"github.com/asmtp/asmtp/bridge"
+	"github.com/asmtp/asmtp/bridge/accounts"
+	"github.com/asmtp/asmtp/bridge/mailtext"
 )
 
 // bridgeTestNodeConfig is a node on loopback with fast gossip; the query
@@ -115,12 +117,12 @@ func TestBridgeAccountAndCLIUser(t *testing.T) {
 	// Node A with a bridge and its account carol.
 	bridgeDir := t.TempDir()
 	nodeKeyA := newNodeKey(t)
-	reg, err := bridge.OpenRegistry(ctx, bridgeDir)
+	reg, err := accounts.OpenRegistry(ctx, bridgeDir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { reg.Close() })
-	store, err := bridge.OpenMailstore(ctx, bridgeDir)
+	store, err := accounts.OpenMailstore(ctx, bridgeDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,8 +248,8 @@ func TestBridgeAccountAndCLIUser(t *testing.T) {
 	if from.Address != daveAddr || from.Name != "Dave" {
 		t.Errorf("From: %q, want \"Dave\" <%s>\n%s", m.Header.Get("From"), daveAddr, inbox[0])
 	}
-	if s := m.Header.Get(bridge.HeaderSender); s != davePassport {
-		t.Errorf("%s: %q, want %s", bridge.HeaderSender, s, davePassport)
+	if s := m.Header.Get(mailtext.Sender); s != davePassport {
+		t.Errorf("%s: %q, want %s", mailtext.Sender, s, davePassport)
 	}
 	if s := m.Header.Get("Subject"); s != "Re: Lunch on Friday" {
 		t.Errorf("Subject: %q", s)

@@ -64,7 +64,7 @@ func TestStrangerFloodIsBounded(t *testing.T) {
 		if !strings.Contains(logOf(t, n.c), "peer="+keys.Public(attacker.key).String()+" why=\"storage quota\"") || r.refusals == 0 {
 			t.Errorf("%s: not quarantined for its quota (%d re-links refused)", c.name, r.refusals)
 		}
-		// Bob's bridge reports the junk it cannot open (bridge/inbound.go).
+		// Bob's bridge reports the junk it cannot open (bridge/inbound).
 		if !strings.Contains(logOf(t, n.c), `msg="message reported as not opening" node=`) ||
 			!strings.Contains(logOf(t, n.c), "peer="+keys.Public(attacker.key).String()+" bytes=") {
 			t.Errorf("%s: bob's bridge reported none of the junk to the node", c.name)
