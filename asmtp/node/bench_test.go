@@ -21,6 +21,7 @@ import (
 	"github.com/asmtp/asmtp/asmtp/keys"
 	"github.com/asmtp/asmtp/asmtp/topic"
 	"github.com/asmtp/asmtp/asmtp/wire"
+	"github.com/asmtp/asmtp/internal/wait"
 )
 
 // rawPeer is a bare wire link posing as a node subscribed to some topics:
@@ -104,7 +105,7 @@ func benchmarkRelay(b *testing.B, size int, stored bool) {
 	var got atomic.Int64
 	src := dialRawPeer(b, n.Addr().String(), n.ID(), []topic.Topic{tp}, nil)
 	sink := dialRawPeer(b, n.Addr().String(), n.ID(), []topic.Topic{tp}, func(wire.Topic) { got.Add(1) })
-	waitFor(b, 5*time.Second, "ring of two raw peers", func() bool {
+	wait.Until(b, 5*time.Second, "ring of two raw peers", func() bool {
 		succ, pred := n.overlay.ring(tp)
 		return len(succ) == 2 && len(pred) == 2
 	})
@@ -127,7 +128,7 @@ func benchmarkRelay(b *testing.B, size int, stored bool) {
 	}()
 	// Relaying never waits for a peer's queue: a message the sink's full
 	// queue could not take is dropped for it (and counted).
-	waitFor(b, time.Minute, "the sink got or missed every message", func() bool {
+	wait.Until(b, time.Minute, "the sink got or missed every message", func() bool {
 		return got.Load()+int64(sinkLink.dropped.Load()) >= int64(b.N)
 	})
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
@@ -274,7 +275,7 @@ func benchmarkRelayStalled(b *testing.B, stalled int) {
 		dialStalledPeer(b, n.Addr().String(), n.ID(), tp)
 	}
 	srcID := keys.Public(src.key)
-	waitFor(b, 10*time.Second, "the node forwarding to the nine other raw peers", func() bool {
+	wait.Until(b, 10*time.Second, "the node forwarding to the nine other raw peers", func() bool {
 		return len(n.overlay.forward(tp, srcID)) == 9
 	})
 	sinkID := keys.Public(sink.key)
@@ -295,7 +296,7 @@ func benchmarkRelayStalled(b *testing.B, stalled int) {
 			}
 		}
 	}()
-	waitFor(b, time.Minute, "the sink got or missed every message", func() bool {
+	wait.Until(b, time.Minute, "the sink got or missed every message", func() bool {
 		return got.Load()+int64(sinkLink.dropped.Load()) >= int64(b.N)
 	})
 	b.ReportMetric(float64(b.N)/time.Since(began).Seconds(), "msgs/s")

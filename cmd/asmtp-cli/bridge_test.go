@@ -21,6 +21,7 @@ import (
 	"github.com/asmtp/asmtp/asmtp/keys"
 	"github.com/asmtp/asmtp/asmtp/node"
 	"github.com/asmtp/asmtp/bridge"
+	"github.com/asmtp/asmtp/internal/wait"
 )
 
 // bridgeTestNodeConfig is a node on loopback with fast gossip; the query
@@ -199,7 +200,7 @@ func TestBridgeAccountAndCLIUser(t *testing.T) {
 		t.Fatalf("SMTP: %v", err)
 	}
 	var got string
-	eventually(t, 20*time.Second, "carol's mail in dave's sync", func() bool {
+	wait.Until(t, 20*time.Second, "carol's mail in dave's sync", func() bool {
 		got = dave.must("sync")
 		return got != ""
 	})
@@ -227,7 +228,7 @@ func TestBridgeAccountAndCLIUser(t *testing.T) {
 	}
 	imapAddr := br.IMAPAddr().String()
 	var inbox [][]byte
-	eventually(t, 20*time.Second, "dave's mail in carol's INBOX", func() bool {
+	wait.Until(t, 20*time.Second, "dave's mail in carol's INBOX", func() bool {
 		inbox = fetchInbox(t, imapAddr, "carol", carolPW)
 		return len(inbox) > 0
 	})

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/asmtp/asmtp/internal/wait"
 )
 
 // The attacks of the bridge security issue on login and connections, run
@@ -58,19 +60,15 @@ func startAttackBridge(t *testing.T) *attackBridge {
 	b.p.start(t)
 	t.Cleanup(func() { b.p.stop(t) })
 	b.p.waitListening(t)
-	deadline := time.Now().Add(30 * time.Second)
 	for _, addr := range []string{b.imap, b.smtp} {
-		for {
-			c, err := net.DialTimeout("tcp", addr, time.Second)
-			if err == nil {
+		var err error
+		wait.Until(t, 30*time.Second, "the bridge listening on "+addr, func() bool {
+			var c net.Conn
+			if c, err = net.DialTimeout("tcp", addr, time.Second); err == nil {
 				c.Close()
-				break
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("bridge not listening on %s within 30 s: %v", addr, err)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+			return err == nil
+		}, func() string { return err.Error() })
 	}
 	return b
 }
