@@ -10,8 +10,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -21,6 +19,7 @@ import (
 	"github.com/asmtp/asmtp/asmtp/keys"
 	"github.com/asmtp/asmtp/asmtp/topic"
 	"github.com/asmtp/asmtp/asmtp/wire"
+	"github.com/asmtp/asmtp/internal/procmem"
 	"github.com/asmtp/asmtp/internal/wait"
 )
 
@@ -183,12 +182,12 @@ func TestRSSWith100Peers(t *testing.T) {
 	if addr == "" {
 		t.Fatal("child did not report its address")
 	}
-	baseline := rssOf(t, cmd.Process.Pid)
+	baseline := procmem.MustStatus(t, cmd.Process.Pid, "VmRSS")
 	for i := range peers {
 		dialRawPeer(t, addr, id, []topic.Topic{{0x55, byte(i % 10)}}, nil)
 	}
 	time.Sleep(3 * time.Second) // a few gossip rounds over all links
-	rss := rssOf(t, cmd.Process.Pid)
+	rss := procmem.MustStatus(t, cmd.Process.Pid, "VmRSS")
 	if _, err := stdin.Write([]byte("links?\n")); err != nil {
 		t.Fatal(err)
 	}
@@ -224,26 +223,6 @@ func runRSSChild(t *testing.T) {
 	for in.Scan() {
 		fmt.Printf("LINKS %d\n", n.Stats().Links)
 	}
-}
-
-// rssOf reads a process's resident set size from /proc.
-func rssOf(t *testing.T, pid int) int64 {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
-	if err != nil {
-		t.Skipf("no /proc: %v", err)
-	}
-	for line := range strings.Lines(string(b)) {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
-			kb, err := strconv.ParseInt(f[1], 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return kb << 10
-		}
-	}
-	t.Fatal("no VmRSS in /proc status")
-	return 0
 }
 
 // ★ Relay throughput with one stalled peer among ten: a raw peer sends
