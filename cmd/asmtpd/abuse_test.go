@@ -325,10 +325,7 @@ func probeFor(ctx context.Context, t *testing.T, qc *wire.Conn, thread topic.Top
 	tick.Stop()
 	close(stop)
 	wg.Wait()
-	waitUntil := time.Now().Add(time.Second)
-	for time.Now().Before(waitUntil) && !sink.has(sent) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	wait.Poll(time.Second, func() bool { return sink.has(sent) })
 	sink.mu.Lock()
 	defer sink.mu.Unlock()
 	out := make([]time.Duration, len(sent))
