@@ -31,6 +31,15 @@
 // holds no share; text search and [DB.WithRaw] read on connections that do
 // not map the database file.
 //
+// [DB.AppendSpooled] stores several messages spooled the same way in one
+// transaction, all or none (IMAP MULTIAPPEND).
+//
+// SORT and THREAD (RFC 5256) read keys computed once at insert (base
+// subject, first addresses, sent date, Message-ID and References; see
+// sortkeys.go) from their own table, so ordering a large mailbox parses no
+// message. Subscriptions are names in their own table, kept when their
+// mailbox is deleted.
+//
 // The package opens no sockets and knows nothing about ASMTP. It uses
 // go-imap's data types (envelope, body structure, search criteria) because
 // its job is to hold mail in the shape IMAP serves it.
