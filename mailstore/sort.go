@@ -28,10 +28,21 @@ var sortColumns = map[imap.SortKey]string{
 // at insert, so no message is parsed.
 func (db *DB) Sort(ctx context.Context, id MailboxID, criteria *imap.SearchCriteria, keys []imap.SortCriterion) ([]UID, error) {
 	var order []string
+	from := "messages m"
+	joined := map[string]bool{}
 	for _, k := range keys {
 		col, ok := sortColumns[k.Key]
 		if !ok {
 			return nil, fmt.Errorf("sort mailbox %s: unknown sort key %q", id, k.Key)
+		}
+		// Join only the tables the keys need: each costs a lookup a message.
+		for _, j := range []struct{ alias, join string }{
+			{"b.", " JOIN bodies b ON b.id = m.body_id"}, {"k.", " JOIN sort_keys k ON k.body_id = m.body_id"},
+		} {
+			if strings.Contains(col, j.alias) && !joined[j.alias] {
+				from += j.join
+				joined[j.alias] = true
+			}
 		}
 		if k.Reverse {
 			col += " DESC"
@@ -42,8 +53,7 @@ func (db *DB) Sort(ctx context.Context, id MailboxID, criteria *imap.SearchCrite
 	if err != nil {
 		return nil, fmt.Errorf("sort mailbox %s: %w", id, err)
 	}
-	rows, err := db.r.QueryContext(ctx, `SELECT m.uid FROM messages m JOIN bodies b ON b.id = m.body_id
-		JOIN sort_keys k ON k.body_id = m.body_id WHERE m.mailbox_id = ? ORDER BY `+strings.Join(order, ", ")+", m.uid", id.row)
+	rows, err := db.r.QueryContext(ctx, "SELECT m.uid FROM "+from+" WHERE m.mailbox_id = ? ORDER BY "+strings.Join(order, ", ")+", m.uid", id.row)
 	if err != nil {
 		return nil, fmt.Errorf("sort mailbox %s: %w", id, err)
 	}
