@@ -37,6 +37,7 @@ func sortKeysOf(env *imap.Envelope, references []string) sortKeys {
 	if len(references) == 0 && len(env.InReplyTo) > 0 {
 		references = env.InReplyTo[:1]
 	}
+	references = references[max(0, len(references)-maxReferences):]
 	k.references = strings.ToLower(strings.Join(references, " "))
 	return k
 }

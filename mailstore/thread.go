@@ -116,10 +116,11 @@ func (c *container) unlink() {
 	}
 }
 
-// reaches reports whether other is c or below it.
+// reaches reports whether other is c or below it, or deeper below
+// anything than maxThreadDepth: a link there is refused as a loop is.
 func (c *container) reaches(other *container) bool {
-	for ; other != nil; other = other.parent {
-		if other == c {
+	for depth := 0; other != nil; other, depth = other.parent, depth+1 {
+		if other == c || depth >= maxThreadDepth {
 			return true
 		}
 	}
@@ -284,3 +285,12 @@ func toThreads(list []*container) []Thread {
 	}
 	return out
 }
+
+// Bounds against a sender's long reference chains: the ids of References
+// kept per message (the last ones, which place it; the first ones matter
+// only when all the others are missing), and how deep THREAD follows a
+// chain (each link it makes walks the chain to refuse loops).
+const (
+	maxReferences  = 64
+	maxThreadDepth = 1000
+)
