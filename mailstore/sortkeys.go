@@ -30,14 +30,19 @@ type sortKeys struct {
 func sortKeysOf(env *imap.Envelope, references []string) sortKeys {
 	k := sortKeys{from: firstMailbox(env.From), to: firstMailbox(env.To), cc: firstMailbox(env.Cc)}
 	k.subject, k.reply = baseSubject(env.Subject)
+	k.subject = truncateUTF8(k.subject, maxSortKeyBytes)
 	if !env.Date.IsZero() {
 		k.sentDate = env.Date.Unix()
 	}
-	k.messageID = strings.ToLower(env.MessageID)
+	k.messageID = strings.ToLower(truncateUTF8(env.MessageID, maxSortKeyBytes))
 	if len(references) == 0 && len(env.InReplyTo) > 0 {
 		references = env.InReplyTo[:1]
 	}
-	references = references[max(0, len(references)-maxReferences):]
+	var kept []string
+	for _, ref := range references[max(0, len(references)-maxReferences):] {
+		kept = append(kept, truncateUTF8(ref, maxSortKeyBytes))
+	}
+	references = kept
 	k.references = strings.ToLower(strings.Join(references, " "))
 	return k
 }
@@ -46,7 +51,18 @@ func firstMailbox(addrs []imap.Address) string {
 	if len(addrs) == 0 {
 		return ""
 	}
-	return asciiUpper(addrs[0].Mailbox)
+	return asciiUpper(truncateUTF8(addrs[0].Mailbox, maxSortKeyBytes))
+}
+
+// maxSortKeyBytes bounds each key kept (a header can be megabytes long);
+// keys that differ only beyond it sort as equal, by UID.
+const maxSortKeyBytes = 512
+
+func truncateUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "")
 }
 
 func insertSortKeys(ctx context.Context, tx *sql.Tx, bodyID int64, k sortKeys) error {
