@@ -2,7 +2,10 @@ package mailstore
 
 import (
 	"context"
+	"database/sql"
+	"fmt"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/emersion/go-imap/v2"
@@ -79,4 +82,60 @@ func TestSortKeysBackfill(t *testing.T) {
 	if !slices.Equal(sorted, sorted2) || !slices.EqualFunc(threads, threads2, func(a, b Thread) bool { return a.UID == b.UID && len(a.Children) == len(b.Children) }) {
 		t.Fatalf("after backfill: sorted %v, threads %+v; want %v, %+v", sorted2, threads2, sorted, threads)
 	}
+}
+
+// TestSubscriptionsMigration: a store from before the subscriptions table
+// keeps its subscriptions (the mailboxes' subscribed column), and from
+// then on a deleted mailbox keeps its subscription.
+func TestSubscriptionsMigration(t *testing.T) {
+	db, path := openTest(t)
+	ctx := context.Background()
+	if _, err := db.CreateMailbox(ctx, "alice", "Lists/go", ""); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	old, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	step := migrationMaking(t, "CREATE TABLE IF NOT EXISTS subscriptions")
+	// As before the step: subscriptions in the column, Trash unsubscribed
+	// and Lists/go subscribed.
+	if _, err := old.Exec(fmt.Sprintf(`DROP TABLE subscriptions; UPDATE mailboxes SET subscribed = (name <> 'Trash');
+		PRAGMA user_version = %d`, step)); err != nil {
+		t.Fatal(err)
+	}
+	old.Close()
+	db, err = Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	want := []string{"Archive", "Drafts", "INBOX", "Junk", "Lists", "Lists/go", "Sent"}
+	if subs, err := db.Subscriptions(ctx, "alice"); err != nil || !slices.Equal(subs, want) {
+		t.Fatalf("after migration: %v, %v; want %v", subs, err, want)
+	}
+	if err := db.DeleteMailbox(ctx, "alice", "Lists/go"); err != nil {
+		t.Fatal(err)
+	}
+	if subs, _ := db.Subscriptions(ctx, "alice"); !slices.Contains(subs, "Lists/go") {
+		t.Errorf("deleting Lists/go dropped its subscription: %v", subs)
+	}
+	if err := db.SetSubscribed(ctx, "alice", "Lists/go", false); err != nil {
+		t.Fatal(err)
+	}
+	if subs, _ := db.Subscriptions(ctx, "alice"); slices.Contains(subs, "Lists/go") {
+		t.Errorf("UNSUBSCRIBE of a deleted mailbox's name kept it: %v", subs)
+	}
+}
+
+// migrationMaking is the index of the migration whose text has s.
+func migrationMaking(t *testing.T, s string) int {
+	for i, m := range migrations {
+		if strings.Contains(m, s) {
+			return i
+		}
+	}
+	t.Fatalf("no migration has %q", s)
+	return 0
 }
