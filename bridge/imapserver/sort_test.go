@@ -1,8 +1,15 @@
 package imapserver
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
+	"net"
 	"strings"
+	"testing"
+	"time"
+
+	"github.com/asmtp/asmtp/bridge/imapserver/dovecotref"
 )
 
 // threadMessage is a small message with the headers threading looks at;
@@ -82,3 +89,33 @@ var (
 	multi  = "Subject: parts\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\npart one\r\n" +
 		"--b\r\nContent-Type: text/html\r\n\r\n<p>part two</p>\r\n--b--\r\n"
 )
+
+// TestImaplibSortThreadAgainstDovecot runs SORT, THREAD and LSUB as
+// Python's imaplib sends them against the bridge and Dovecot: the answers
+// must be the same.
+func TestImaplibSortThreadAgainstDovecot(t *testing.T) {
+	dove, err := dovecotref.Start(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dove.Stop()
+	ts := startServer(t)
+	_, dovePort, _ := net.SplitHostPort(dove.Addr)
+	ours := runTool(t, time.Minute, "python3", "testdata/imaplib_sort.py", "127.0.0.1", ts.port(), testUser, testToken)
+	theirs := runTool(t, time.Minute, "python3", "testdata/imaplib_sort.py", "127.0.0.1", dovePort, "imaplib-sort", dovecotref.Password)
+	var a, b map[string]any
+	if err := json.Unmarshal([]byte(ours), &a); err != nil {
+		t.Fatalf("bridge: %q: %v", ours, err)
+	}
+	if err := json.Unmarshal([]byte(theirs), &b); err != nil {
+		t.Fatalf("dovecot: %q: %v", theirs, err)
+	}
+	if len(a) != 10 {
+		t.Fatalf("bridge answered %d items: %v", len(a), a)
+	}
+	for k, v := range b {
+		if fmt.Sprint(a[k]) != fmt.Sprint(v) {
+			t.Errorf("%s: bridge %v, dovecot %v", k, a[k], v)
+		}
+	}
+}
