@@ -2,6 +2,7 @@ package imapserver
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -82,5 +83,43 @@ func TestCapabilitiesListExtensions(t *testing.T) {
 				t.Errorf("%s: CAPABILITY lacks %s: %v", server.addr, want, have)
 			}
 		}
+	}
+}
+
+// TestMultiAppendSynchronizingLiterals sends MULTIAPPEND and CATENATE as
+// clients without LITERAL+ do, waiting for "+" before each literal; a
+// command refused at its first literal gets its answer instead of "+".
+func TestMultiAppendSynchronizingLiterals(t *testing.T) {
+	ts := startServer(t)
+	c := dialRaw(t, ts.addr)
+	c.login()
+	step := func(s string) {
+		t.Helper()
+		c.send(s)
+		if line := c.readLine(); !strings.HasPrefix(line, "+") {
+			t.Fatalf("after %q: %q, want a continuation request", trim(s), line)
+		}
+	}
+	if _, st := c.cmd("APPEND INBOX " + lit(plainA)); !strings.Contains(st, "OK") { // UID 1, for the URL
+		t.Fatal(st)
+	}
+	step(fmt.Sprintf("a1 APPEND INBOX (\\Seen) {%d}\r\n", len(plainA)))
+	step(fmt.Sprintf("%s {%d}\r\n", plainA, len(plainB)))
+	step(fmt.Sprintf("%s CATENATE (TEXT {%d}\r\n", plainB, len("Subject: cat\r\n\r\n")))
+	c.send("Subject: cat\r\n\r\n URL \"/INBOX/;UID=1/;SECTION=TEXT\")\r\n")
+	if _, st := c.readUntil("a1"); !strings.Contains(st, "OK [APPENDUID ") || !strings.Contains(st, " 2:4]") {
+		t.Fatalf("MULTIAPPEND: %q", st)
+	}
+	c.send(fmt.Sprintf("a2 APPEND Nope {%d}\r\n", len(plainA)))
+	if _, st := c.readUntil("a2"); !strings.Contains(st, "NO [TRYCREATE]") {
+		t.Fatalf("APPEND to a missing mailbox: %q", st)
+	}
+	if _, st := c.cmd("NOOP"); !strings.Contains(st, "OK") { // the connection is in step
+		t.Fatal(st)
+	}
+	c.cmd("SELECT INBOX")
+	lines, _ := c.cmd("FETCH 4 BODY.PEEK[]")
+	if len(lines) != 1 || !strings.Contains(lines[0], "Subject: cat\r\n\r\nfirst body") {
+		t.Errorf("catenated message: %q", lines)
 	}
 }
