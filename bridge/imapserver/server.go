@@ -7,9 +7,9 @@
 // (through one shared view per mailbox, view.go). It advertises IMAP4rev1
 // with IDLE, UIDPLUS, MOVE, UNSELECT, NAMESPACE, SPECIAL-USE,
 // LIST-EXTENDED, LIST-STATUS, ESEARCH, BINARY, LITERAL+, APPENDLIMIT,
-// SASL-IR, ENABLE, SORT, THREAD=ORDEREDSUBJECT, THREAD=REFERENCES,
+// SASL-IR, ENABLE, SORT, ESORT, THREAD=ORDEREDSUBJECT, THREAD=REFERENCES,
 // MULTIAPPEND, CATENATE and ID (the last added by wire.go, which go-imap
-// lacks; SORT, THREAD, MULTIAPPEND and CATENATE are parsed by the fork of
+// lacks; SORT, ESORT, THREAD, MULTIAPPEND and CATENATE are parsed by the fork of
 // go-imap in third_party/go-imap).
 //
 // SORT and THREAD read sort keys the store cached per message at insert
@@ -192,6 +192,7 @@ var capabilities = imap.CapSet{
 	imap.CapCreateSpecialUse: {},
 	imap.CapBinary:           {},
 	imap.CapSort:             {},
+	imap.CapESort:            {},
 	imap.CapMultiAppend:      {},
 	imap.CapCatenate:         {},
 	imap.Cap("THREAD=" + imap.ThreadOrderedSubject): {},

@@ -277,7 +277,7 @@ func (c *Conn) readCommand(dec *imapwire.Decoder) error {
 	case "SEARCH", "UID SEARCH":
 		err = c.handleSearch(tag, dec, numKind)
 	case "SORT", "UID SORT":
-		err = c.handleSort(dec, numKind)
+		err = c.handleSort(tag, dec, numKind)
 	case "THREAD", "UID THREAD":
 		err = c.handleThread(dec, numKind)
 	default:

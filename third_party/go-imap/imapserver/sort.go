@@ -17,10 +17,29 @@ type SessionSort interface {
 	Sort(kind NumKind, criteria []imap.SortCriterion, searchCriteria *imap.SearchCriteria) ([]uint32, error)
 }
 
-func (c *Conn) handleSort(dec *imapwire.Decoder, numKind NumKind) error {
-	var criteria []imap.SortCriterion
+func (c *Conn) handleSort(tag string, dec *imapwire.Decoder, numKind NumKind) error {
+	var (
+		criteria []imap.SortCriterion
+		options  *imap.SearchOptions // ESORT (RFC 5267)
+		atom     string
+	)
 	if !dec.ExpectSP() {
 		return dec.Err()
+	}
+	if dec.Atom(&atom) {
+		options = new(imap.SearchOptions)
+		if !strings.EqualFold(atom, "RETURN") {
+			return newClientBugError("Expected RETURN or sort criteria")
+		}
+		if err := readSearchReturnOpts(dec, options); err != nil {
+			return err
+		}
+		if options.ReturnSave {
+			return newClientBugError("SORT RETURN (SAVE) is not supported")
+		}
+		if !dec.ExpectSP() {
+			return dec.Err()
+		}
 	}
 	err := dec.ExpectList(func() error {
 		var crit imap.SortCriterion
@@ -67,6 +86,9 @@ func (c *Conn) handleSort(dec *imapwire.Decoder, numKind NumKind) error {
 	if err != nil {
 		return err
 	}
+	if options != nil {
+		return c.writeESort(tag, numKind, nums, options)
+	}
 	enc := newResponseEncoder(c)
 	defer enc.end()
 	enc.Atom("*").SP().Atom("SORT")
@@ -105,4 +127,46 @@ func readCharsetSearch(dec *imapwire.Decoder) (*imap.SearchCriteria, error) {
 		return nil, dec.Err()
 	}
 	return &criteria, nil
+}
+
+// writeESort answers SORT RETURN (RFC 5267): MIN and MAX are the first
+// and last messages in sort order, ALL all of them in that order (ranges
+// only for ascending runs); no option asks for ALL.
+func (c *Conn) writeESort(tag string, numKind NumKind, nums []uint32, options *imap.SearchOptions) error {
+	if !options.ReturnMin && !options.ReturnMax && !options.ReturnAll && !options.ReturnCount {
+		options.ReturnAll = true
+	}
+	enc := newResponseEncoder(c)
+	defer enc.end()
+	enc.Atom("*").SP().Atom("ESEARCH").SP().Special('(').Atom("TAG").SP().String(tag).Special(')')
+	if numKind == NumKindUID {
+		enc.SP().Atom("UID")
+	}
+	if len(nums) > 0 && options.ReturnMin {
+		enc.SP().Atom("MIN").SP().Number(nums[0])
+	}
+	if len(nums) > 0 && options.ReturnMax {
+		enc.SP().Atom("MAX").SP().Number(nums[len(nums)-1])
+	}
+	if len(nums) > 0 && options.ReturnAll {
+		enc.SP().Atom("ALL").SP()
+		for i := 0; i < len(nums); {
+			j := i
+			for j+1 < len(nums) && nums[j+1] == nums[j]+1 {
+				j++
+			}
+			if i > 0 {
+				enc.Special(',')
+			}
+			enc.Number(nums[i])
+			if j > i {
+				enc.Special(':').Number(nums[j])
+			}
+			i = j + 1
+		}
+	}
+	if options.ReturnCount {
+		enc.SP().Atom("COUNT").SP().Number(uint32(len(nums)))
+	}
+	return enc.CRLF()
 }
