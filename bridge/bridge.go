@@ -211,7 +211,7 @@ func addrOf(ln net.Listener) net.Addr {
 
 // Run serves IMAP and keeps the node in step with the registry until ctx
 // is done, then closes everything. It reacts to registry changes made by
-// any process (Registry.Changes), so accounts and contacts added with
+// any process (accounts.Registry.Changes), so accounts and contacts added with
 // asmtpd-cli take effect without a restart.
 func (b *Bridge) Run(ctx context.Context) error {
 	defer b.close()

@@ -151,8 +151,8 @@ type site struct {
 
 // testDelivery retries fast and gives up after a few seconds.
 func testDelivery() DeliveryConfig {
-	return DeliveryConfig{RetryWindow: 6 * time.Second, FirstRetry: 200 * time.Millisecond, MaxRetry: time.Second,
-		LookupInterval: 20 * time.Millisecond}
+	return DeliveryConfig{Pacing: outbound.Pacing{RetryWindow: 6 * time.Second, FirstRetry: 200 * time.Millisecond,
+		MaxRetry: time.Second, LookupInterval: 20 * time.Millisecond}}
 }
 
 func newSite(t testing.TB, peers ...node.Peer) *site {
