@@ -42,7 +42,7 @@ func TestUnlinkedAccountBounces(t *testing.T) {
 		}
 	}
 	s.start()
-	if s.bridge.session("alice") != nil {
+	if s.bridge.roster.Session("alice") != nil {
 		t.Fatal("alice is on the node: the test needs her refused")
 	}
 	from, to := alice.Address("asmtp").String(), bob.Address("asmtp").String()
@@ -107,7 +107,7 @@ func TestOutboxStoreFailureDoesNotSpin(t *testing.T) {
 		hookErr = errors.Join(hookErr, err)
 	}
 	s.start()
-	waitUntil(t, 10*time.Second, "alice on the node", func() bool { return s.bridge.session("alice") != nil })
+	waitUntil(t, 10*time.Second, "alice on the node", func() bool { return s.bridge.roster.Session("alice") != nil })
 	from, to := alice.Address("asmtp").String(), bob.Address("asmtp").String()
 	big := strings.Repeat("Forty-two bytes of text in every line.\r\n", 11500) // 8 chunks
 	sendMails(t, s, pw, from, to, big, "handed over once")
@@ -151,7 +151,7 @@ func TestDelayedMailWarning(t *testing.T) {
 	bob, _ := s.AddAccount(t, "bob")
 	befriend(t, s, "alice", "Alice", s, "bob", "Bob")
 	s.start()
-	waitUntil(t, 10*time.Second, "alice on the node", func() bool { return s.bridge.session("alice") != nil })
+	waitUntil(t, 10*time.Second, "alice on the node", func() bool { return s.bridge.roster.Session("alice") != nil })
 	from := alice.Address("asmtp").String()
 	offline := passport.Hash{0xde, 0xad, 0xbe, 0xef}.String() + "@asmtp"
 	sent := time.Now()
