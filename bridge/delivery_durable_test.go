@@ -68,7 +68,7 @@ func TestRecipientNodeOffline(t *testing.T) {
 	befriend(t, a, "alice", "Alice", c, "bob", "Bob")
 	a.start()
 	c.start()
-	settle()
+	a.waitHolder(t, "alice", "Bob")
 	from, to := alice.Address("asmtp").String(), bob.Address("asmtp").String()
 	sendMails(t, a, pw, from, to, "hi\n", "before")
 	waitUntil(t, 30*time.Second, "the first mail", func() bool { return c.inboxCount("bob") == 1 }, a.stats, c.stats)
@@ -191,6 +191,9 @@ type crashHelperConfig struct {
 	Peer      node.Peer
 	Stage     string
 	Chunk     int
+	// WaitHolders lists the (account, contact) pairs whose topic holder
+	// the helper's node must know before it prints its SMTP address.
+	WaitHolders [][2]string
 }
 
 // TestOutboxCrashHelper is the process TestOutboxSurvivesCrash kills.
@@ -216,6 +219,9 @@ func TestOutboxCrashHelper(t *testing.T) {
 		}
 	}
 	s.start()
+	for _, w := range cfg.WaitHolders {
+		s.waitHolder(t, w[0], w[1])
+	}
 	fmt.Println("smtp", s.bridge.SMTPAddr())
 	select {}
 }
@@ -237,9 +243,9 @@ func TestOutboxSurvivesCrash(t *testing.T) {
 			befriend(t, a, "alice", "Alice", c, "bob", "Bob")
 			from, to := alice.Address("asmtp").String(), bob.Address("asmtp").String()
 
-			h := startCrashHelper(t, crashHelperConfig{Dir: a.Dir, Seed: hex.EncodeToString(a.NodeKey.Seed()), Peer: c.peer(), Stage: cp.stage, Chunk: cp.chunk})
-			addr := strings.TrimPrefix(h.next(t, "smtp "), "smtp ")
-			settle()
+			h := startCrashHelper(t, crashHelperConfig{Dir: a.Dir, Seed: hex.EncodeToString(a.NodeKey.Seed()), Peer: c.peer(), Stage: cp.stage, Chunk: cp.chunk,
+				WaitHolders: [][2]string{{"alice", "Bob"}}})
+			addr := strings.TrimPrefix(h.next(t, "smtp "), "smtp ") // printed once alice's node knows bob's
 
 			host, port, _ := strings.Cut(addr, ":")
 			big := strings.Repeat("Forty-two bytes of text in every line.\r\n", 11500) // 8 chunks, two batches

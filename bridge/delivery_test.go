@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -305,11 +306,48 @@ func waitUntil(t testing.TB, timeout time.Duration, what string, ok func() bool,
 	}
 }
 
-// settle gives a young overlay time to converge: a node that publishes
-// before it knows the topic's other subscribers keeps the message, and
-// they fetch it only at their next catch-up (see the report on
-// asmtp/node).
-func settle() { time.Sleep(2 * time.Second) }
+// waitHolder waits until s's node knows a holder of the topic account
+// shares with its contact petname (node.Session.Holders): a node that
+// publishes before it knows the topic's other subscribers keeps the
+// message, and they fetch it only at their next catch-up.
+func (s *site) waitHolder(t testing.TB, account, petname string) {
+	t.Helper()
+	ctx := context.Background()
+	acct, err := s.Reg.Account(ctx, account)
+	if err != nil {
+		t.Fatal(err)
+	}
+	contacts, err := s.Reg.Contacts(ctx, account)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(contacts, func(c accounts.Contact) bool { return c.Name == petname })
+	if i < 0 {
+		t.Fatalf("%s has no contact %q", account, petname)
+	}
+	var sess *node.Session
+	defer func() {
+		if sess != nil {
+			sess.Close()
+		}
+	}()
+	waitUntil(t, 30*time.Second, fmt.Sprintf("a holder of %s's topic with %s", account, petname), func() bool {
+		if sess == nil { // the bridge adds the account's user to the node as it starts
+			if sess, err = s.node.Attach(acct.Device); err != nil {
+				sess = nil
+				return false
+			}
+		}
+		return sess.Holders(contacts[i].Topic, 1) > 0
+	}, s.stats)
+}
+
+// waitLinked waits until s's node has a link to another node: the
+// overlay it joins is then reachable.
+func (s *site) waitLinked(t testing.TB) {
+	t.Helper()
+	waitUntil(t, 30*time.Second, "a link to another node", func() bool { return s.node.Stats().Links > 0 }, s.stats)
+}
 
 // subjects lists the subjects of msgs, for failure messages.
 func subjects(t testing.TB, msgs [][]byte) string {
@@ -378,7 +416,8 @@ func TestEndToEnd(t *testing.T) {
 	}
 	a.start()
 	c.start()
-	settle()
+	a.waitHolder(t, "alice", "Bob")
+	c.waitHolder(t, "bob", "Alice")
 	aliceAddr, bobAddr := alice.Address("asmtp").String(), bob.Address("asmtp").String()
 	smtpHost, smtpPort := hostPort(a.bridge.SMTPAddr())
 
@@ -393,7 +432,6 @@ func TestEndToEnd(t *testing.T) {
 	python(t, "send", smtpHost, smtpPort, "alice", alicePW, spec(map[string]any{
 		"envelope": aliceAddr, "from": aliceAddr, "to": []string{bobAddr}, "subject": "warm-up"}), t.TempDir())
 	waitUntil(t, 30*time.Second, "the warm-up mail at bob", func() bool { return c.inboxCount("bob") == 1 }, a.stats, c.stats)
-	settle()
 
 	// SMTP DATA → IMAP EXISTS, measured by a client in IDLE.
 	_, imapPort := hostPort(c.bridge.IMAPAddr())

@@ -47,9 +47,10 @@ func TestInboundHeldChunksSurviveCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	h := startCrashHelper(t, crashHelperConfig{Dir: b.Dir, Seed: hex.EncodeToString(b.NodeKey.Seed()), Peer: b.peers[0], Stage: "never"})
-	h.next(t, "smtp ")
-	settle()
+	h := startCrashHelper(t, crashHelperConfig{Dir: b.Dir, Seed: hex.EncodeToString(b.NodeKey.Seed()), Peer: b.peers[0], Stage: "never",
+		WaitHolders: [][2]string{{"bob", "Carol"}}})
+	h.next(t, "smtp ") // printed once bob's node knows carol's
+	carol.waitHolder(t)
 
 	text := strings.Repeat("Forty-two bytes of text in every line.\r\n", 5000) // 4 chunks
 	msg := "Subject: held\r\n\r\n" + text
@@ -68,7 +69,8 @@ func TestInboundHeldChunksSurviveCrash(t *testing.T) {
 	t.Logf("%d chunks in the reassembly buffer at the crash", len(held))
 
 	b.start()
-	settle()
+	b.waitHolder(t, "bob", "Carol")
+	carol.waitHolder(t)
 	carol.publish(t, chunks[1])
 	waitUntil(t, 30*time.Second, "the message at bob", func() bool { return b.inboxCount("bob") == 1 }, b.stats)
 	carol.publish(t, carol.seal(t, id, msg)...) // a replay

@@ -76,6 +76,14 @@ func (w *writer) publish(t testing.TB, contents ...[]byte) {
 	}
 }
 
+// waitHolder waits until w's node knows another holder of w's topic: what
+// w publishes before reaches the recipient's node only at its next
+// catch-up.
+func (w *writer) waitHolder(t testing.TB) {
+	t.Helper()
+	waitUntil(t, 30*time.Second, "a holder of the writer's topic", func() bool { return w.s.Holders(w.topic, 1) > 0 })
+}
+
 func newID(t testing.TB) mail.MessageID {
 	id, err := mail.NewMessageID(rand.Reader)
 	if err != nil {

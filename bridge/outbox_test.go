@@ -211,7 +211,8 @@ func TestMailWaitsForTheRecipientsNode(t *testing.T) {
 	}
 	a.start()
 	c.start()
-	settle()
+	a.waitLinked(t) // what alice's mail then waits for is bob's node alone
+	c.waitLinked(t)
 	from := alice.Address("asmtp").String()
 	sent := time.Now()
 	sendMails(t, a, pw, from, bob.Address("asmtp").String(), "hi\n", "to bob")

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/asmtp/asmtp/bridge/loginlimit"
+	"github.com/asmtp/asmtp/internal/wait"
 )
 
 // TestLoginRefusedWhenBusy: an attempt the Authenticator's limiter refused
@@ -65,17 +66,11 @@ func TestMaxConnections(t *testing.T) {
 	}
 	a.cmd("LOGOUT")
 	a.conn.Close()
-	deadline := time.Now().Add(5 * time.Second)
-	for { // the slot frees once the server has closed a's connection
-		_, st := d.cmd("LOGIN alice " + testToken)
-		if strings.Contains(st, " OK ") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("slot not freed: %q", st)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	var st string
+	wait.Until(t, 5*time.Second, "the slot freed once the server closed a's connection", func() bool {
+		_, st = d.cmd("LOGIN alice " + testToken)
+		return strings.Contains(st, " OK ")
+	}, func() string { return st })
 }
 
 // TestPreAuthTimeout: a connection that does not log in is closed after

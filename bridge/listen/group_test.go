@@ -15,6 +15,7 @@ import (
 
 	"github.com/asmtp/asmtp/bridge/auth"
 	"github.com/asmtp/asmtp/bridge/listen"
+	"github.com/asmtp/asmtp/internal/wait"
 )
 
 // greeter is a protocol server in miniature: it greets each connection and
@@ -156,7 +157,7 @@ func TestGroupLimitsConnectionsAcrossListeners(t *testing.T) {
 		t.Fatalf("login beyond MaxConnections: %v", err)
 	}
 	ac.Close()
-	waitFor(t, func() bool { return g.Authenticated(srv.conn(2)) == nil })
+	wait.Until(t, 10*time.Second, "the connection logged in", func() bool { return g.Authenticated(srv.conn(2)) == nil })
 	cc.Close()
 }
 
@@ -181,17 +182,6 @@ func TestGroupPreAuthTimeout(t *testing.T) {
 	user.SetReadDeadline(time.Now().Add(600 * time.Millisecond))
 	if _, err := user.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("logged-in connection: %v, want still open", err)
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in 10 s")
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 

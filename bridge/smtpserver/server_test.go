@@ -20,6 +20,7 @@ import (
 
 	"github.com/asmtp/asmtp/bridge/auth"
 	"github.com/asmtp/asmtp/bridge/loginlimit"
+	"github.com/asmtp/asmtp/internal/wait"
 )
 
 func testLogger() *slog.Logger {
@@ -363,13 +364,9 @@ func TestConnectionLimit(t *testing.T) {
 	c.cmd(auth, "454 4.7.0 Too many connections")
 	a.cmd("QUIT", "221")
 	a.c.Close()
-	deadline := time.Now().Add(5 * time.Second)
-	for !strings.HasPrefix(c.cmdAny(auth), "235") { // the slot frees when go-smtp closes a's side
-		if time.Now().After(deadline) {
-			t.Fatal("logged-in slot not given back")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	wait.Until(t, 5*time.Second, "the logged-in slot given back when go-smtp closes a's side", func() bool {
+		return strings.HasPrefix(c.cmdAny(auth), "235")
+	})
 	c.cmd("NOOP", "250")
 
 	idle := dial(t, addr)

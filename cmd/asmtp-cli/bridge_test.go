@@ -24,6 +24,7 @@ import (
 	"github.com/asmtp/asmtp/bridge/accounts"
 	"github.com/asmtp/asmtp/bridge/mailtext"
 	"github.com/asmtp/asmtp/bridge/outbound"
+	"github.com/asmtp/asmtp/internal/wait"
 )
 
 // bridgeTestNodeConfig is a node on loopback with fast gossip; the query
@@ -184,12 +185,23 @@ func TestBridgeAccountAndCLIUser(t *testing.T) {
 	}
 
 	// Dave's node follows the topic from his first sync; the bridge
-	// registers it once it sees the contact. Then give the overlay time
-	// to form (see settle in the bridge's tests).
+	// registers it once it sees the contact. Then wait for carol's node to
+	// know dave's holds it: what it publishes before would reach dave's
+	// node only at its next catch-up.
 	if out := dave.must("sync"); out != "" {
 		t.Fatalf("dave's first sync printed %q", out)
 	}
-	time.Sleep(2 * time.Second)
+	var holders *node.Session
+	wait.Until(t, 30*time.Second, "node A to know a holder of carol's topic with dave", func() bool {
+		if holders == nil { // the bridge adds carol's user to the node as it starts
+			if holders, err = nodeA.Attach(carol.Device); err != nil {
+				holders = nil
+				return false
+			}
+		}
+		return holders.Holders(daveContact.Topic, 1) > 0
+	})
+	holders.Close()
 	t.Logf("set up in %v", time.Since(start).Round(time.Millisecond))
 
 	// Carol → dave over the bridge's SMTP with AUTH PLAIN.
@@ -202,7 +214,7 @@ func TestBridgeAccountAndCLIUser(t *testing.T) {
 		t.Fatalf("SMTP: %v", err)
 	}
 	var got string
-	eventually(t, 20*time.Second, "carol's mail in dave's sync", func() bool {
+	wait.Until(t, 20*time.Second, "carol's mail in dave's sync", func() bool {
 		got = dave.must("sync")
 		return got != ""
 	})
@@ -230,7 +242,7 @@ func TestBridgeAccountAndCLIUser(t *testing.T) {
 	}
 	imapAddr := br.IMAPAddr().String()
 	var inbox [][]byte
-	eventually(t, 20*time.Second, "dave's mail in carol's INBOX", func() bool {
+	wait.Until(t, 20*time.Second, "dave's mail in carol's INBOX", func() bool {
 		inbox = fetchInbox(t, imapAddr, "carol", carolPW)
 		return len(inbox) > 0
 	})
