@@ -29,14 +29,14 @@ import (
 // is a node user with its passport uploaded, and each contact's topic is
 // registered (and its passport uploaded, so the node follows its updates).
 type Bridge struct {
-	cfg    Config
-	log    *slog.Logger
-	reg    *accounts.Registry
-	mail   *mailstore.DB
-	imap   *imapserver.Server
-	imapLn net.Listener
-	smtp   *smtpserver.Server
-	smtpLn net.Listener
+	cfg       Config
+	log       *slog.Logger
+	reg       *accounts.Registry
+	mailstore *mailstore.DB
+	imap      *imapserver.Server
+	imapLn    net.Listener
+	smtp      *smtpserver.Server
+	smtpLn    net.Listener
 	// imapsLn and smtpsLn are the implicit-TLS listeners; nil when off.
 	imapsLn net.Listener
 	smtpsLn net.Listener
@@ -90,10 +90,10 @@ func (b *Bridge) open(ctx context.Context, nodeKey ed25519.PrivateKey) error {
 		return err
 	}
 	var err error
-	if b.mail, err = accounts.OpenMailstore(ctx, b.cfg.DataDir); err != nil {
+	if b.mailstore, err = accounts.OpenMailstore(ctx, b.cfg.DataDir); err != nil {
 		return err
 	}
-	b.out = outbound.NewWorker(b.cfg.outbound(nodeKey), b.reg, b.mail, nodeSessions{b.roster})
+	b.out = outbound.NewWorker(b.cfg.outbound(nodeKey), b.reg, b.mailstore, nodeSessions{b.roster})
 	var tlsConfig *tls.Config
 	if b.cfg.TLS {
 		cert, path, err := auth.LoadOrCreateCertificate(b.cfg.DataDir,
@@ -107,7 +107,7 @@ func (b *Bridge) open(ctx context.Context, nodeKey ed25519.PrivateKey) error {
 	// One Authenticator, so IMAP, SMTP and CardDAV logins share its limits.
 	logins := accounts.NewAuthenticator(b.reg, b.cfg.Domain, loginlimit.Options{})
 	b.imap, err = imapserver.New(imapserver.Options{
-		Store:         b.mail,
+		Store:         b.mailstore,
 		Authenticator: logins,
 		TLSConfig:     tlsConfig,
 		SpoolDir:      b.cfg.DataDir,
@@ -124,7 +124,7 @@ func (b *Bridge) open(ctx context.Context, nodeKey ed25519.PrivateKey) error {
 	}
 	b.smtp, err = smtpserver.New(smtpserver.Options{
 		Authenticator:   logins,
-		Queue:           outbound.NewQueue(b.cfg.Domain, b.reg, b.mail, b.out),
+		Queue:           outbound.NewQueue(b.cfg.Domain, b.reg, b.mailstore, b.out),
 		Domain:          b.cfg.Domain,
 		MaxMessageBytes: outbound.MaxMessageSize,
 		SpoolDir:        b.cfg.DataDir, // on disk: the temporary directory may be memory
@@ -334,8 +334,8 @@ func (b *Bridge) close() {
 			ln.Close()
 		}
 	}
-	if b.mail != nil {
-		b.mail.Close()
+	if b.mailstore != nil {
+		b.mailstore.Close()
 	}
 	b.reg.Close()
 }
@@ -356,7 +356,7 @@ func (n nodeSessions) Publisher(account string) outbound.Publisher {
 // (presence.Config.Attached), and wakes the delivery worker for the mail
 // queued while it was not.
 func (b *Bridge) attached(ctx context.Context, a accounts.Account, s *node.Session) (wake func()) {
-	in := inbound.NewWorker(b.cfg.inbound(b.nodeKey), a.Name, b.reg, b.mail, s)
+	in := inbound.NewWorker(b.cfg.inbound(b.nodeKey), a.Name, b.reg, b.mailstore, s)
 	b.goWorker(func() { in.Run(ctx) })
 	b.out.Wake()
 	return in.Wake
