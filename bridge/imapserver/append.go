@@ -155,6 +155,9 @@ func (a *appendStager) Commit() (*imap.AppendData, error) {
 	if err != nil {
 		return nil, appendError(err)
 	}
+	if len(added) == 0 {
+		return nil, nil
+	}
 	data := &imap.AppendData{UIDValidity: added[0].UIDValidity, UID: added[0].UID}
 	if len(added) > 1 {
 		for _, ad := range added {

@@ -234,7 +234,8 @@ func (ss *session) Status(name string, options *imap.StatusOptions) (*imap.Statu
 
 // Append hands the literal to the store as it arrives: the store spools it
 // to disk and parses it under its memory budget, so concurrent large
-// APPENDs cost disk, not memory.
+// APPENDs cost disk, not memory. go-imap calls it only for sessions
+// without BeginAppend (append.go), which takes every APPEND here.
 func (ss *session) Append(mailbox string, r imap.LiteralReader, options *imap.AppendOptions) (*imap.AppendData, error) {
 	if r.Size() > int64(ss.s.opts.AppendLimit) {
 		return nil, storeError(mailstore.ErrTooBig)
