@@ -141,6 +141,9 @@ type Store interface {
 	Copy(ctx context.Context, mailbox MailboxID, uids []UID, dest string) (Copied, error)
 	Move(ctx context.Context, mailbox MailboxID, uids []UID, dest string) (Copied, error)
 	Expunge(ctx context.Context, mailbox MailboxID, uids []UID) ([]UID, error)
+	// Vanished returns the UIDs expunged after mod-sequence since
+	// (ascending) and whether that answer is complete; see modseq.go.
+	Vanished(ctx context.Context, mailbox MailboxID, since uint64) ([]UID, bool, error)
 }
 
 var _ Store = (*DB)(nil)
@@ -154,6 +157,9 @@ type Mailbox struct {
 	UIDValidity uint32
 	UIDNext     UID
 	Subscribed  bool
+	// HighestModSeq is the mod-sequence of the mailbox's latest change
+	// (RFC 7162 HIGHESTMODSEQ); see modseq.go.
+	HighestModSeq uint64
 }
 
 // MailboxStatus is a Mailbox with its counters.
@@ -197,6 +203,7 @@ type Snapshot struct {
 	Mailbox Mailbox
 	UIDs    []UID
 	Flags   [][]string
+	ModSeqs []uint64 // the mod-sequence of each message's last change
 }
 
 // ChangeKind says what a Change did.
@@ -214,6 +221,9 @@ type Change struct {
 	Kind  ChangeKind
 	UIDs  []UID      // ascending
 	Flags [][]string // for ChangeAppended and ChangeFlags, parallel to UIDs
+	// ModSeq is the mod-sequence the change gave its messages (and, for
+	// ChangeExpunged, their tombstones); the mailbox's new HIGHESTMODSEQ.
+	ModSeq uint64
 	// Origin is the value given to WithOrigin in the context of the call
 	// that made the change, so a session can skip echoing its own changes.
 	Origin any
