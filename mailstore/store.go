@@ -137,6 +137,9 @@ type Store interface {
 	WithRaw(ctx context.Context, mailbox MailboxID, uid UID, fn func(raw []byte) error) error
 	Search(ctx context.Context, mailbox MailboxID, criteria *imap.SearchCriteria) ([]UID, error)
 	StoreFlags(ctx context.Context, mailbox MailboxID, uids []UID, op imap.StoreFlagsOp, flags []string) error
+	// StoreFlagsUnchangedSince is StoreFlags leaving alone, and returning,
+	// the messages changed after mod-sequence unchangedSince (if not 0).
+	StoreFlagsUnchangedSince(ctx context.Context, mailbox MailboxID, uids []UID, op imap.StoreFlagsOp, flags []string, unchangedSince uint64) ([]UID, error)
 	// Copy and Move take dest from the account of the source mailbox.
 	Copy(ctx context.Context, mailbox MailboxID, uids []UID, dest string) (Copied, error)
 	Move(ctx context.Context, mailbox MailboxID, uids []UID, dest string) (Copied, error)

@@ -25,16 +25,35 @@ type SessionQResync interface {
 	Resync(w *FetchWriter, qresync *imap.SelectQResync) error
 }
 
+// SessionCondStore is an IMAP session which supports CONDSTORE and can
+// tell its selected mailbox's highest mod-sequence, which the server sends
+// when a command enables CONDSTORE while a mailbox is selected.
+type SessionCondStore interface {
+	Session
+
+	// Selected state
+	HighestModSeq() uint64
+}
+
 // enableCondStore records that the client used a command that enables
 // CONDSTORE (RFC 7162 section 3.1): from then on FETCH responses carry
-// MODSEQ and SELECT reports HIGHESTMODSEQ.
+// MODSEQ and SELECT reports HIGHESTMODSEQ. Enabled in the selected state,
+// it reports the mailbox's HIGHESTMODSEQ at once, as section 3.1 asks.
 func (c *Conn) enableCondStore() error {
 	if !c.server.options.caps().Has(imap.CapCondStore) {
 		return newClientBugError("CONDSTORE is not supported")
 	}
 	c.mutex.Lock()
+	_, was := c.enabled[imap.CapCondStore]
 	c.enabled[imap.CapCondStore] = struct{}{}
 	c.mutex.Unlock()
+	sess, ok := c.session.(SessionCondStore)
+	if was || !ok || c.state != imap.ConnStateSelected {
+		return nil
+	}
+	if modSeq := sess.HighestModSeq(); modSeq != 0 {
+		return c.writeHighestModSeq(modSeq)
+	}
 	return nil
 }
 
