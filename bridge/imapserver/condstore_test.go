@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
-		"strconv"
+	"strconv"
 	"strings"
 	"testing"
 
