@@ -2,11 +2,14 @@ package imapserver
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/asmtp/asmtp/bridge/imapserver/dovecotref"
 )
@@ -215,4 +218,51 @@ func modSeqStatusLine(line string) string {
 		return "OK MODIFIED " + line[i+len("[MODIFIED-SET "):i+end]
 	}
 	return line
+}
+
+// TestImaplibCondStoreResync is Thunderbird's CONDSTORE path with imaplib:
+// after another client changes the flags of 3 of 50 messages, one
+// SELECT INBOX (CONDSTORE) and one FETCH 1:* (FLAGS) (CHANGEDSINCE m)
+// bring exactly those 3 back, with their new flags and mod-sequences
+// between the old and the new HIGHESTMODSEQ.
+func TestImaplibCondStoreResync(t *testing.T) {
+	ts := startServer(t)
+	for i := range 50 {
+		raw := fmt.Appendf(nil, "From: a@example.org\r\nSubject: m%d\r\n\r\nbody %d\r\n", i, i)
+		if _, err := ts.store.Append(context.Background(), testUser, "INBOX", raw, nil, time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := runTool(t, time.Minute, "python3", "testdata/imaplib_condstore.py", "127.0.0.1", ts.port(), testUser, testToken)
+	var got struct {
+		Capabilities []string
+		ModSeqBefore uint64 `json:"modseq_before"`
+		ModSeqAfter  uint64 `json:"modseq_after"`
+		Fetches      []struct {
+			Seq    uint32
+			Flags  []string
+			ModSeq uint64
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("imaplib output %q: %v", out, err)
+	}
+	for _, c := range []string{"CONDSTORE", "QRESYNC"} {
+		if !slices.Contains(got.Capabilities, c) {
+			t.Errorf("capability %s missing from %v", c, got.Capabilities)
+		}
+	}
+	if got.ModSeqAfter <= got.ModSeqBefore {
+		t.Fatalf("HIGHESTMODSEQ %d after the changes, %d before", got.ModSeqAfter, got.ModSeqBefore)
+	}
+	want := map[uint32]string{3: `\Flagged`, 7: `\Flagged`, 10: "$Label"}
+	if len(got.Fetches) != len(want) {
+		t.Fatalf("%d FETCH responses, want %d (the changed messages only): %+v", len(got.Fetches), len(want), got.Fetches)
+	}
+	for _, f := range got.Fetches {
+		if !slices.Contains(f.Flags, want[f.Seq]) || f.ModSeq <= got.ModSeqBefore || f.ModSeq > got.ModSeqAfter {
+			t.Errorf("FETCH %d: flags %v modseq %d; want %s among the flags, modseq in (%d, %d]",
+				f.Seq, f.Flags, f.ModSeq, want[f.Seq], got.ModSeqBefore, got.ModSeqAfter)
+		}
+	}
 }
