@@ -362,8 +362,10 @@ func (ss *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria
 	if err := ss.seqToUIDCriteria(criteria); err != nil {
 		return nil, err
 	}
-	uids, err := ss.store().Search(ss.ctx, sel.view.id, criteria)
-	if err != nil {
+	var uids []imap.UID
+	if inViewOnly(criteria) {
+		uids = sel.view.search(criteria)
+	} else if uids, err = ss.store().Search(ss.ctx, sel.view.id, criteria); err != nil {
 		return nil, storeError(err)
 	}
 	if withModSeq {
