@@ -266,3 +266,48 @@ func TestImaplibCondStoreResync(t *testing.T) {
 		}
 	}
 }
+
+// TestQResyncVanishedUpdates checks the unsolicited side of QRESYNC: another
+// session's expunges reach a session that enabled it as one VANISHED with
+// their UIDs (no EXPUNGE), after the command during which EXPUNGE may not
+// be sent, and its FETCH answers carry UIDs; flag changes come with MODSEQ.
+func TestQResyncVanishedUpdates(t *testing.T) {
+	ts := startServer(t)
+	for i := range 5 {
+		raw := fmt.Appendf(nil, "From: a@example.org\r\nSubject: v%d\r\n\r\nbody\r\n", i)
+		if _, err := ts.store.Append(context.Background(), testUser, "INBOX", raw, nil, time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, b := dialRaw(t, ts.addr), dialRaw(t, ts.addr)
+	a.login()
+	b.login()
+	if _, st := a.cmd("ENABLE QRESYNC"); !strings.Contains(st, "OK") {
+		t.Fatalf("ENABLE QRESYNC: %s", st)
+	}
+	a.cmd("SELECT INBOX")
+	b.cmd("SELECT INBOX")
+	b.cmd(`STORE 2,4 +FLAGS.SILENT (\Deleted)`)
+	b.cmd("EXPUNGE")
+	b.cmd(`STORE 1 +FLAGS.SILENT ($Seen2)`)
+
+	untagged, st := a.cmd("FETCH 1:* (FLAGS)")
+	answer := strings.Join(untagged, "\n")
+	if !strings.Contains(st, "OK") || strings.Contains(answer, "VANISHED") || strings.Contains(answer, "EXPUNGE") {
+		t.Fatalf("during FETCH, no expunge may be told:\n%s\n%s", answer, st)
+	}
+	if !strings.Contains(answer, `* 5 FETCH (UID 5 FLAGS (\Recent))`) {
+		t.Errorf("FETCH answers without UID or for the wrong numbers under QRESYNC:\n%s", answer)
+	}
+	untagged, _ = a.cmd("NOOP")
+	answer = strings.Join(untagged, "\n")
+	if !slices.Contains(untagged, "* VANISHED 2,4") || strings.Contains(answer, "EXPUNGE") {
+		t.Errorf("after NOOP: want one * VANISHED 2,4 and no EXPUNGE:\n%s", answer)
+	}
+	if !regexp.MustCompile(`\* 1 FETCH \(UID 1 FLAGS \(\$Seen2 \\Recent\) MODSEQ \(\d+\)\)`).MatchString(answer) {
+		t.Errorf("after NOOP: want the flag change with UID and MODSEQ:\n%s", answer)
+	}
+	if untagged, _ = a.cmd("FETCH 3 (UID)"); !slices.Contains(untagged, "* 3 FETCH (UID 5)") {
+		t.Errorf("after VANISHED the numbers moved up: %q", untagged)
+	}
+}
