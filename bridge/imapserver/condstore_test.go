@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/asmtp/asmtp/bridge/auth"
 	"github.com/asmtp/asmtp/bridge/imapserver/dovecotref"
 )
 
@@ -90,7 +91,7 @@ func TestCondStoreAgainstDovecot(t *testing.T) {
 	for i := range modSeqConversations {
 		users[fmt.Sprintf("cs%d", i)] = testToken
 	}
-	ts.restartWith(t, func(o *Options) { o.Authenticator = NewTokenAuthenticator(users) })
+	ts.restartWith(t, func(o *Options) { o.Authenticator = auth.NewTokenAuthenticator(users) })
 	for i, conv := range modSeqConversations {
 		t.Run(conv.name, func(t *testing.T) {
 			user := fmt.Sprintf("cs%d", i)
