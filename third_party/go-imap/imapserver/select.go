@@ -46,6 +46,38 @@ func (c *Conn) handleSelect(tag string, dec *imapwire.Decoder, readOnly bool) er
 		return err
 	}
 
+	if err := c.writeSelectData(data); err != nil {
+		return err
+	}
+	if sess, ok := c.session.(SessionQResync); ok && options.QResync != nil {
+		if err := sess.Resync(&FetchWriter{conn: c}, options.QResync); err != nil {
+			return err
+		}
+	}
+
+	c.state = imap.ConnStateSelected
+	// TODO: forbid write commands in read-only mode
+
+	var (
+		cmdName string
+		code    imap.ResponseCode
+	)
+	if readOnly {
+		cmdName = "EXAMINE"
+		code = "READ-ONLY"
+	} else {
+		cmdName = "SELECT"
+		code = "READ-WRITE"
+	}
+	return c.writeStatusResp(tag, &imap.StatusResponse{
+		Type: imap.StatusResponseTypeOK,
+		Code: code,
+		Text: fmt.Sprintf("%v completed", cmdName),
+	})
+}
+
+// writeSelectData writes the untagged responses of SELECT and EXAMINE.
+func (c *Conn) writeSelectData(data *imap.SelectData) error {
 	if err := c.writeExists(data.NumMessages); err != nil {
 		return err
 	}
@@ -81,31 +113,7 @@ func (c *Conn) handleSelect(tag string, dec *imapwire.Decoder, readOnly bool) er
 			return err
 		}
 	}
-	if sess, ok := c.session.(SessionQResync); ok && options.QResync != nil {
-		if err := sess.Resync(&FetchWriter{conn: c}, options.QResync); err != nil {
-			return err
-		}
-	}
-
-	c.state = imap.ConnStateSelected
-	// TODO: forbid write commands in read-only mode
-
-	var (
-		cmdName string
-		code    imap.ResponseCode
-	)
-	if readOnly {
-		cmdName = "EXAMINE"
-		code = "READ-ONLY"
-	} else {
-		cmdName = "SELECT"
-		code = "READ-WRITE"
-	}
-	return c.writeStatusResp(tag, &imap.StatusResponse{
-		Type: imap.StatusResponseTypeOK,
-		Code: code,
-		Text: fmt.Sprintf("%v completed", cmdName),
-	})
+	return nil
 }
 
 func (c *Conn) handleUnselect(dec *imapwire.Decoder, expunge bool) error {
