@@ -312,3 +312,46 @@ func TestQResyncVanishedUpdates(t *testing.T) {
 		t.Errorf("after VANISHED the numbers moved up: %q", untagged)
 	}
 }
+
+// TestQResyncAcrossRestart checks that mod-sequences and the record of
+// expunges are in the store, not the server's memory: after a restart, a
+// client's QRESYNC SELECT still learns what vanished and what changed.
+func TestQResyncAcrossRestart(t *testing.T) {
+	ts := startServer(t)
+	for i := range 4 {
+		raw := fmt.Appendf(nil, "From: a@example.org\r\nSubject: r%d\r\n\r\nbody\r\n", i)
+		if _, err := ts.store.Append(context.Background(), testUser, "INBOX", raw, nil, time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := dialRaw(t, ts.addr)
+	c.login()
+	untagged, _ := c.cmd("SELECT INBOX (CONDSTORE)")
+	var uv, hms string
+	for _, line := range untagged {
+		if m := uidValidity.FindStringSubmatch(line); m != nil {
+			uv = m[1]
+		}
+		if m := modSeqValue.FindStringSubmatch(line); m != nil {
+			hms = m[2]
+		}
+	}
+	c.cmd(`STORE 2 +FLAGS.SILENT (\Deleted)`)
+	c.cmd("EXPUNGE")
+	c.cmd(`STORE 3 +FLAGS.SILENT (\Answered)`) // now UID 4
+	c.cmd("LOGOUT")
+
+	ts.restart(t)
+	c = dialRaw(t, ts.addr)
+	c.login()
+	c.cmd("ENABLE QRESYNC")
+	untagged, st := c.cmd(fmt.Sprintf("SELECT INBOX (QRESYNC (%s %s 1:4))", uv, hms))
+	answer := strings.Join(untagged, "\n")
+	if !strings.Contains(st, "OK") || !slices.Contains(untagged, "* VANISHED (EARLIER) 2") ||
+		!regexp.MustCompile(`\* 3 FETCH \(UID 4 FLAGS \(\\Answered( \\Recent)?\) MODSEQ \(\d+\)\)`).MatchString(answer) {
+		t.Fatalf("QRESYNC SELECT after a restart:\n%s\n%s", answer, st)
+	}
+	if strings.Count(answer, "FETCH") != 1 {
+		t.Errorf("QRESYNC SELECT after a restart sent more than the changed message:\n%s", answer)
+	}
+}
