@@ -42,6 +42,21 @@ var modSeqConversations = []conversation{
 		`STORE 5 (UNCHANGEDSINCE ${start}) +FLAGS ($Done)`: "a new keyword: go-imap's UpdateWriter cannot write * OK [PERMANENTFLAGS ...], " +
 			"as in TestConversationsAgainstDovecot",
 	}},
+	{name: "condstore-store-edges", cmds: append(fixture()[:4],
+		"SELECT INBOX (CONDSTORE)", "#save start",
+		`STORE 2 (UNCHANGEDSINCE ${start}) +FLAGS.SILENT (\Flagged)`,
+		`STORE 2 (UNCHANGEDSINCE ${start}) +FLAGS (\Flagged)`,
+		`UID STORE 1:4 (UNCHANGEDSINCE ${start}) +FLAGS.SILENT (\Answered)`,
+		`STORE 1 (UNCHANGEDSINCE 0) +FLAGS (\Seen)`,
+		`STORE 1 (UNCHANGEDSINCE ${hms}) +FLAGS (\Seen)`,
+		"FETCH 1:* (FLAGS) (CHANGEDSINCE ${hms})",
+		"FETCH 1:* (FLAGS) (CHANGEDSINCE 1)",
+	), known: map[string]string{
+		`STORE 1 (UNCHANGEDSINCE 0) +FLAGS (\Seen)`: "go-imap's StoreOptions.UnchangedSince cannot tell 0 from absent, so the " +
+			"bridge stores where Dovecot fails every message (RFC 7162 §3.1.3); no client is known to send 0",
+		"FETCH 1:* (FLAGS) (CHANGEDSINCE ${hms})": "follows from UNCHANGEDSINCE 0 above (\\Seen on message 1)",
+		"FETCH 1:* (FLAGS) (CHANGEDSINCE 1)":      "as above",
+	}},
 	{name: "condstore-enabled-by-fetch", cmds: append(fixture()[:3],
 		"SELECT INBOX", "#save start",
 		"FETCH 1 (MODSEQ)",
