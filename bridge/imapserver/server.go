@@ -7,10 +7,13 @@
 // (through one shared view per mailbox, view.go). It advertises IMAP4rev1
 // with IDLE, UIDPLUS, MOVE, UNSELECT, NAMESPACE, SPECIAL-USE,
 // LIST-EXTENDED, LIST-STATUS, ESEARCH, BINARY, LITERAL+, APPENDLIMIT,
-// SASL-IR, ENABLE, SORT, ESORT, THREAD=ORDEREDSUBJECT, THREAD=REFERENCES,
-// MULTIAPPEND, CATENATE and ID (the last added by wire.go, which go-imap
-// lacks; SORT, ESORT, THREAD, MULTIAPPEND and CATENATE are parsed by the fork of
-// go-imap in third_party/go-imap).
+// SASL-IR, ENABLE, CONDSTORE, QRESYNC, SORT, ESORT, THREAD=ORDEREDSUBJECT,
+// THREAD=REFERENCES, MULTIAPPEND, CATENATE and ID (the last added by
+// wire.go, which go-imap lacks; the others go-imap beta.8 lacks are parsed
+// by its fork in third_party/go-imap). Mod-sequences come from the store
+// (package mailstore's modseq.go), one per change, and are kept in the
+// view with the flags, so CHANGEDSINCE, SEARCH MODSEQ and QRESYNC's
+// FETCHes read no SQLite; only VANISHED reads the store's tombstones.
 //
 // SORT and THREAD read sort keys the store cached per message at insert
 // (sort.go); the order of a whole mailbox stays in its view until a
@@ -197,6 +200,8 @@ var capabilities = imap.CapSet{
 	imap.CapCatenate:         {},
 	imap.Cap("THREAD=" + imap.ThreadOrderedSubject): {},
 	imap.Cap("THREAD=" + imap.ThreadReferences):     {},
+	imap.CapCondStore: {},
+	imap.CapQResync:   {},
 }
 
 // Close stops all listeners and connections and the store watches.

@@ -93,6 +93,8 @@ func (c *Conn) availableCaps() []imap.Cap {
 			imap.CapCreateSpecialUse,
 			imap.CapLiteralPlus,
 			imap.CapUnauthenticate,
+			imap.CapCondStore,
+			imap.CapQResync,
 			imap.CapSort, // SORT, ESORT, THREAD, MULTIAPPEND, CATENATE: RFC 5256, 5267, 3502, 4469
 			imap.CapESort,
 			imap.Cap("THREAD=" + imap.ThreadOrderedSubject),
