@@ -201,7 +201,10 @@ var conversations = []conversation{
 		}},
 	{name: "thread", cmds: append(threadFixture(), "SELECT INBOX",
 		"THREAD ORDEREDSUBJECT UTF-8 ALL", "THREAD REFERENCES UTF-8 ALL", "UID THREAD REFERENCES UTF-8 ALL",
-		"THREAD REFERENCES UTF-8 SEEN", "UID THREAD ORDEREDSUBJECT UTF-8 UNSEEN", "THREAD REFERENCES UTF-8 2:4", "THREAD BOGUS UTF-8 ALL")},
+		"THREAD REFERENCES UTF-8 SEEN", "UID THREAD ORDEREDSUBJECT UTF-8 UNSEEN", "THREAD REFERENCES UTF-8 2:4", "THREAD BOGUS UTF-8 ALL",
+		// The bridge keeps whole-mailbox threads until messages come or go.
+		"THREAD REFERENCES UTF-8 ALL", appendAt(1, threadMessage("<t@x>", "Re: Other", "Sat, 6 Jan 2024 09:00:00 +0000", "<f@x>", ""), ""),
+		"THREAD REFERENCES UTF-8 ALL", `STORE 1:2 +FLAGS.SILENT (\Deleted)`, "EXPUNGE", "THREAD REFERENCES UTF-8 ALL")},
 	{name: "multiappend", cmds: []string{
 		`APPEND INBOX (\Seen) "05-Mar-2024 10:20:30 +0100" ` + lit(plainA) + ` ($Work) ` + lit(plainB) + " " + lit(multi),
 		"STATUS INBOX (MESSAGES)",

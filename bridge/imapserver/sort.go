@@ -26,7 +26,9 @@ func (ss *session) Sort(kind imapserver.NumKind, criteria []imap.SortCriterion, 
 	if err := ss.seqToUIDCriteria(search); err != nil {
 		return nil, err
 	}
-	uids, err := ss.sortUIDs(sel.view, search, criteria)
+	uids, err := wholeMailbox(sel.view, search, fmt.Sprint("SORT ", criteria), func() ([]imap.UID, error) {
+		return ss.store().Sort(ss.ctx, sel.view.id, search, criteria)
+	})
 	if err != nil {
 		return nil, storeError(err)
 	}
@@ -40,38 +42,39 @@ func (ss *session) Sort(kind imapserver.NumKind, criteria []imap.SortCriterion, 
 	return out, nil
 }
 
-// maxSortedCached is how many sort orders of a mailbox its view keeps.
-const maxSortedCached = 4
+// maxOrderedCached is how many sort orders and thread trees of a mailbox
+// its view keeps.
+const maxOrderedCached = 4
 
-// sortUIDs asks the store to sort, except that the order of the whole
-// mailbox (SORT ... ALL, what clients send after each change) is kept in
-// the view until a message is added or expunged: flag changes do not move
-// messages in any sort order. A sort that raced a change is not kept.
-func (ss *session) sortUIDs(v *mailboxView, search *imap.SearchCriteria, criteria []imap.SortCriterion) ([]imap.UID, error) {
+// wholeMailbox runs compute (a SORT or THREAD), except that the answer for
+// the whole mailbox (... ALL, what clients send after each change) is kept
+// in the view under key until a message is added or expunged: flag changes
+// move no message in any sort order or thread. An answer that raced a
+// change is not kept.
+func wholeMailbox[T any](v *mailboxView, search *imap.SearchCriteria, key string, compute func() (T, error)) (T, error) {
 	if !mailstore.IsAll(search) {
-		return ss.store().Sort(ss.ctx, v.id, search, criteria)
+		return compute()
 	}
-	program := fmt.Sprint(criteria)
 	v.mu.Lock()
-	cached, ok := v.sorted[program]
+	cached, ok := v.ordered[key].(T)
 	generation := v.generation
 	v.mu.Unlock()
 	if ok {
 		return cached, nil
 	}
-	uids, err := ss.store().Sort(ss.ctx, v.id, search, criteria)
+	answer, err := compute()
 	if err != nil {
-		return nil, err
+		return answer, err
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.generation == generation {
-		if len(v.sorted) >= maxSortedCached || v.sorted == nil {
-			v.sorted = make(map[string][]imap.UID)
+		if len(v.ordered) >= maxOrderedCached || v.ordered == nil {
+			v.ordered = make(map[string]any)
 		}
-		v.sorted[program] = uids
+		v.ordered[key] = answer
 	}
-	return uids, nil
+	return answer, nil
 }
 
 // Thread answers THREAD and UID THREAD with ORDEREDSUBJECT or REFERENCES.
@@ -83,7 +86,9 @@ func (ss *session) Thread(kind imapserver.NumKind, algorithm imap.ThreadAlgorith
 	if err := ss.seqToUIDCriteria(search); err != nil {
 		return nil, err
 	}
-	threads, err := ss.store().Thread(ss.ctx, sel.view.id, search, algorithm)
+	threads, err := wholeMailbox(sel.view, search, "THREAD "+string(algorithm), func() ([]mailstore.Thread, error) {
+		return ss.store().Thread(ss.ctx, sel.view.id, search, algorithm)
+	})
 	if err != nil {
 		return nil, storeError(err)
 	}

@@ -37,9 +37,10 @@ type mailboxView struct {
 	// restart, or when its idle view was dropped) has every message recent
 	// to the next session that selects it.
 	firstRecent imap.UID
-	// sorted caches SORT orders of the whole mailbox by sort program (see
-	// sortedAll); generation counts the appends and expunges that void it.
-	sorted     map[string][]imap.UID
+	// ordered caches SORT orders and THREAD trees of the whole mailbox,
+	// by command (see wholeMailbox); generation counts the appends and
+	// expunges that void them.
+	ordered    map[string]any
 	generation uint64
 
 	users int // sessions holding the view; guarded by viewCache.mu
@@ -102,7 +103,7 @@ func (v *mailboxView) apply(c mailstore.Change) {
 	defer v.mu.Unlock()
 	if c.Kind != mailstore.ChangeFlags {
 		v.generation++
-		v.sorted = nil
+		v.ordered = nil
 	}
 	v.highestMod = max(v.highestMod, c.ModSeq)
 	switch c.Kind {
