@@ -16,8 +16,8 @@
 // FETCHes read no SQLite; only VANISHED reads the store's tombstones.
 //
 // SORT and THREAD read sort keys the store cached per message at insert
-// (sort.go); the order of a whole mailbox stays in its view until a
-// message is added or expunged. An APPEND of one or more messages
+// (sort.go); the sort order or thread tree of a whole mailbox stays in its
+// view until a message is added or expunged. An APPEND of one or more messages
 // (MULTIAPPEND), each a literal or built with CATENATE from text and parts
 // of this account's messages, is spooled to disk and stored in one
 // transaction, all or nothing (append.go). Subscriptions are names: a
