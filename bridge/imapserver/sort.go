@@ -43,7 +43,10 @@ func (ss *session) Sort(kind imapserver.NumKind, criteria []imap.SortCriterion, 
 }
 
 // maxOrderedCached is how many sort orders and thread trees of a mailbox
-// its view keeps.
+// its view keeps. Their memory is of the order of the view's own (a UID,
+// or a thread node of some 40 bytes, per message) and goes with the view
+// (viewCache keeps the views in use and maxIdleViews others); an idle view
+// keeps them because clients SELECT again before sorting again.
 const maxOrderedCached = 4
 
 // wholeMailbox runs compute (a SORT or THREAD), except that the answer for
