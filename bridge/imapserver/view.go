@@ -424,11 +424,6 @@ func (c *viewCache) release(v *mailboxView) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	v.users--
-	if v.users == 0 { // an idle view keeps no sort orders or threads: their memory follows use
-		v.mu.Lock()
-		v.ordered = nil
-		v.mu.Unlock()
-	}
 	if len(c.views) <= maxIdleViews {
 		return
 	}
