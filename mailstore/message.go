@@ -261,10 +261,37 @@ func (db *DB) Fetch(ctx context.Context, id MailboxID, uids []UID, fn func(Messa
 }
 
 // Envelope decodes the cached envelope.
-func (m *MessageMeta) Envelope() (*imap.Envelope, error) { return decodeEnvelope(m.envelope) }
+func (m *MessageMeta) Envelope() (*imap.Envelope, error) {
+	if m.decodedEnvelope != nil {
+		return m.decodedEnvelope, nil
+	}
+	return decodeEnvelope(m.envelope)
+}
+
+// Detach decodes the envelope and body structure asked for and lets go of
+// the store's bytes, so that m stays valid after the Fetch callback
+// returns: a caller may then write it from another goroutine.
+func (m *MessageMeta) Detach(envelope, structure bool) error {
+	var err error
+	if envelope {
+		if m.decodedEnvelope, err = decodeEnvelope(m.envelope); err != nil {
+			return err
+		}
+	}
+	if structure {
+		if m.decodedStructure, err = decodeStructure(m.structure); err != nil {
+			return err
+		}
+	}
+	m.envelope, m.structure = nil, nil
+	return nil
+}
 
 // BodyStructure decodes the cached body structure.
 func (m *MessageMeta) BodyStructure() (imap.BodyStructure, error) {
+	if m.decodedStructure != nil {
+		return m.decodedStructure, nil
+	}
 	return decodeStructure(m.structure)
 }
 

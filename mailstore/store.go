@@ -218,6 +218,8 @@ type MessageMeta struct {
 	Size         int64
 
 	envelope, structure []byte
+	decodedEnvelope     *imap.Envelope     // set by Detach
+	decodedStructure    imap.BodyStructure // set by Detach
 }
 
 // Snapshot is the state of a mailbox when a watch started: UIDs ascending,

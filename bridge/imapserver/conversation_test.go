@@ -211,7 +211,7 @@ var conversations = []conversation{
 		"APPEND Nope " + lit(plainA) + " " + lit(plainB),
 		"APPEND INBOX " + lit(plainA) + " " + lit(""),
 		"STATUS INBOX (MESSAGES)",
-		"SELECT INBOX", "FETCH 1:* (FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[])",
+		"SELECT INBOX", "FETCH 1:* (FLAGS RFC822.SIZE BODY.PEEK[])", "FETCH 1 INTERNALDATE", // the others are dated by the clock
 		"APPEND INBOX " + lit(plainB) + " " + lit(plainA), "FETCH 4:* (UID BODY.PEEK[HEADER])",
 	}},
 	{name: "catenate", cmds: []string{
