@@ -470,6 +470,12 @@ func (ss *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *i
 	if err != nil || len(targets) == 0 {
 		return err
 	}
+	_, byUID := numSet.(imap.UIDSet)
+	if options.HasUnchangedSince && options.UnchangedSince == 0 {
+		// Every message has changed since 0: nothing is stored
+		// (RFC 7162 §3.1.3). The store reads 0 as no condition.
+		return modifiedError(targets, uidsOf(targets), byUID)
+	}
 	before := make([][]imap.Flag, len(targets))
 	for i, t := range targets {
 		before[i], _ = sel.view.flagsOf(t.uid)
@@ -480,7 +486,6 @@ func (ss *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *i
 	if err != nil {
 		return storeError(err)
 	}
-	_, byUID := numSet.(imap.UIDSet)
 	if err := ss.writeStored(w, targets, before, flags.Silent, byUID); err != nil {
 		return err
 	}

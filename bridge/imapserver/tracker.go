@@ -326,10 +326,23 @@ func (st *sessionTracker) writeUpdate(w *imapserver.UpdateWriter, u trackerUpdat
 	case u.numMessages != 0:
 		return w.WriteNumMessages(u.numMessages)
 	case u.mailboxFlags != nil:
-		return w.WriteMailboxFlags(u.mailboxFlags)
+		return st.writeMailboxFlags(w, u.mailboxFlags)
 	default:
 		return w.WriteMessageFlagsModSeq(u.fetch.seqNum, u.fetch.uid, u.fetch.flags, u.fetch.modSeq)
 	}
+}
+
+// writeMailboxFlags announces a new keyword: FLAGS, then, as Dovecot does,
+// PERMANENTFLAGS with the keyword, so the client knows it may set it too;
+// a read-only session is told again that it can set nothing.
+func (st *sessionTracker) writeMailboxFlags(w *imapserver.UpdateWriter, flags []imap.Flag) error {
+	if err := w.WriteMailboxFlags(flags); err != nil {
+		return err
+	}
+	if st.readOnly {
+		return w.WritePermanentFlags([]imap.Flag{})
+	}
+	return w.WritePermanentFlags(append(slices.Clone(flags), imap.FlagWildcard))
 }
 
 // idle writes updates as they are queued until stop is closed.

@@ -166,7 +166,7 @@ func (c *Conn) readStoreModifiers(dec *imapwire.Decoder, options *imap.StoreOpti
 		if !dec.ExpectSP() || !dec.ExpectModSeq(&modSeq) {
 			return dec.Err()
 		}
-		options.UnchangedSince = modSeq
+		options.UnchangedSince, options.HasUnchangedSince = modSeq, true
 		return c.enableCondStore()
 	})
 	if err != nil || !isList {
