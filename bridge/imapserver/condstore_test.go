@@ -53,6 +53,23 @@ var modSeqConversations = []conversation{
 		`STORE 1:* (UNCHANGEDSINCE 0) +FLAGS.SILENT (\Draft)`,
 		"FETCH 1:* (FLAGS) (CHANGEDSINCE 1)",
 	)},
+	{name: "esearch-min-max-modseq", cmds: append(fixture()[:6],
+		"SELECT INBOX (CONDSTORE)", "#save start",
+		`STORE 1 +FLAGS (\Flagged)`, "#mark first",
+		`STORE 3 +FLAGS (\Deleted)`, "#mark middle",
+		`STORE 6 +FLAGS (\Flagged)`, "#mark last",
+		`STORE 4 +FLAGS (\Flagged)`,
+		"SEARCH RETURN (MIN) MODSEQ ${start+1}",
+		"SEARCH RETURN (MAX) MODSEQ ${start+1}",
+		"SEARCH RETURN (MIN MAX) MODSEQ ${start+1}",
+		"UID SEARCH RETURN (MIN MAX) MODSEQ ${start+1}",
+		"SEARCH RETURN (MIN COUNT) MODSEQ ${start+1}",
+		"SEARCH RETURN (MAX COUNT) MODSEQ ${start+1}",
+		"SEARCH RETURN (ALL) MODSEQ ${start+1}",
+		"SEARCH RETURN (MIN MAX) MODSEQ ${start+1} NOT UID 4",
+		"SEARCH RETURN (MIN) FLAGGED",
+		"SEARCH RETURN (MIN MAX) MODSEQ ${last}",
+	)},
 	{name: "new-keyword-announced", cmds: append(fixture()[:2],
 		"SELECT INBOX (CONDSTORE)",
 		appendCmd("INBOX", "$Fresh", testmail.Message(3)),
@@ -144,9 +161,15 @@ func converseModSeq(t *testing.T, addr, user, password string, cmds []string) []
 	}
 	vars := map[string]string{}
 	var raw [][]string
+	var seen uint64 // the highest mod-sequence in any answer so far
 	for _, cmd := range cmds {
 		if name, ok := strings.CutPrefix(cmd, "#save "); ok {
 			vars[name] = vars["hms"]
+			raw = append(raw, nil)
+			continue
+		}
+		if name, ok := strings.CutPrefix(cmd, "#mark "); ok {
+			vars[name] = strconv.FormatUint(seen, 10)
 			raw = append(raw, nil)
 			continue
 		}
@@ -160,6 +183,10 @@ func converseModSeq(t *testing.T, addr, user, password string, cmds []string) []
 		})
 		untagged, status := c.cmd(cmd)
 		for _, line := range untagged {
+			for _, m := range modSeqValue.FindAllStringSubmatch(line, -1) {
+				v, _ := strconv.ParseUint(m[2], 10, 64)
+				seen = max(seen, v)
+			}
 			if m := modSeqValue.FindStringSubmatch(line); m != nil && m[1] == "HIGHESTMODSEQ " {
 				vars["hms"] = m[2]
 			}

@@ -368,12 +368,10 @@ func (ss *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria
 	} else if uids, err = ss.store().Search(ss.ctx, sel.view.id, criteria); err != nil {
 		return nil, storeError(err)
 	}
-	if withModSeq {
-		data.ModSeq = sel.view.highestModSeqOf(uids)
-	}
 	var (
-		seqSet imap.SeqSet
-		uidSet imap.UIDSet
+		seqSet         imap.SeqSet
+		uidSet         imap.UIDSet
+		minUID, maxUID imap.UID
 	)
 	for _, uid := range uids {
 		num := uint32(uid)
@@ -388,10 +386,15 @@ func (ss *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria
 			uidSet.AddNum(uid)
 		}
 		if data.Min == 0 || num < data.Min {
-			data.Min = num
+			data.Min, minUID = num, uid
 		}
-		data.Max = max(data.Max, num)
+		if num > data.Max {
+			data.Max, maxUID = num, uid
+		}
 		data.Count++
+	}
+	if withModSeq {
+		data.ModSeq = sel.view.highestModSeqOf(modSeqReturned(uids, minUID, maxUID, options))
 	}
 	if kind == imapserver.NumKindSeq {
 		data.All = seqSet
@@ -399,6 +402,23 @@ func (ss *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria
 		data.All = uidSet
 	}
 	return &data, nil
+}
+
+// modSeqReturned are the messages whose highest mod-sequence a SEARCH
+// with MODSEQ reports: all it found, except that an ESEARCH returning only
+// MIN and/or MAX reports those messages' (RFC 7162 §3.1.10), as Dovecot.
+func modSeqReturned(found []imap.UID, minUID, maxUID imap.UID, options *imap.SearchOptions) []imap.UID {
+	if options == nil || options.ReturnAll || options.ReturnCount || options.ReturnSave {
+		return found
+	}
+	var out []imap.UID
+	if options.ReturnMin && minUID != 0 {
+		out = append(out, minUID)
+	}
+	if options.ReturnMax && maxUID != 0 {
+		out = append(out, maxUID)
+	}
+	return out
 }
 
 func (ss *session) seqToUIDCriteria(c *imap.SearchCriteria) error {
