@@ -53,7 +53,7 @@ func (ss *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options 
 		return err
 	}
 	if options.Vanished { // UID FETCH ... (CHANGEDSINCE m VANISHED), QRESYNC
-		if err := ss.writeVanished(w, numSet.(imap.UIDSet), options.ChangedSince); err != nil {
+		if err := ss.writeVanished(w, numSet.(imap.UIDSet), options.ChangedSince, nil); err != nil {
 			return err
 		}
 	}
