@@ -75,6 +75,8 @@ var modSeqConversations = []conversation{
 		"SELECT INBOX (CONDSTORE)",
 		appendCmd("INBOX", "$Fresh", testmail.Message(3)),
 		`STORE 1 (UNCHANGEDSINCE ${hms}) +FLAGS ($Stored)`,
+		`STORE 2 +FLAGS.SILENT ($Silent)`,
+		`UID STORE 1:2 +FLAGS.SILENT ($Quiet)`,
 		"FETCH 1:* (FLAGS MODSEQ)",
 	)},
 	{name: "condstore-enabled-by-fetch", cmds: append(fixture()[:3],

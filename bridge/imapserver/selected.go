@@ -533,7 +533,7 @@ func (ss *session) writeStored(w *imapserver.FetchWriter, targets []target, befo
 				modSeq: sel.view.modSeqOf(t.uid)})
 		}
 	}
-	if !silent && sel.tracker.queueAfterFlags(queuedStored(changed, byUID)) {
+	if sel.tracker.queueAfterFlags(queuedStored(changed, byUID, silent)) {
 		return nil // written by the poll after the command, behind * FLAGS
 	}
 	ss.wire.hold()
@@ -595,14 +595,15 @@ func (ss *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest strin
 }
 
 // queuedStored are STORE's own FETCH responses as the poll writes them:
-// with UID only when the command was UID STORE (or QRESYNC is enabled).
-func queuedStored(changed []trackerFetch, byUID bool) []trackerFetch {
-	if byUID {
-		return changed
-	}
+// with UID only when the command was UID STORE (or QRESYNC is enabled),
+// and for .SILENT only the MODSEQ.
+func queuedStored(changed []trackerFetch, byUID, silent bool) []trackerFetch {
 	out := slices.Clone(changed)
 	for i := range out {
-		out[i].uid = 0
+		if !byUID {
+			out[i].uid = 0
+		}
+		out[i].modSeqOnly = silent
 	}
 	return out
 }

@@ -44,6 +44,9 @@ type trackerFetch struct {
 	uid    imap.UID
 	flags  []imap.Flag
 	modSeq uint64 // written once CONDSTORE is enabled
+	// modSeqOnly is STORE .SILENT's own answer under CONDSTORE: MODSEQ
+	// without FLAGS.
+	modSeqOnly bool
 }
 
 // newSession registers a session that was just told the mailbox has
@@ -327,6 +330,8 @@ func (st *sessionTracker) writeUpdate(w *imapserver.UpdateWriter, u trackerUpdat
 		return w.WriteNumMessages(u.numMessages)
 	case u.mailboxFlags != nil:
 		return st.writeMailboxFlags(w, u.mailboxFlags)
+	case u.fetch.modSeqOnly:
+		return w.WriteMessageModSeq(u.fetch.seqNum, u.fetch.uid, u.fetch.modSeq)
 	default:
 		return w.WriteMessageFlagsModSeq(u.fetch.seqNum, u.fetch.uid, u.fetch.flags, u.fetch.modSeq)
 	}

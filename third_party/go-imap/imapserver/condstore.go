@@ -292,3 +292,15 @@ func (w *UpdateWriter) WriteMessageFlagsModSeq(seqNum uint32, uid imap.UID, flag
 	}
 	return respWriter.Close()
 }
+
+// WriteMessageModSeq writes a FETCH response with only MODSEQ (and UID if
+// not zero): the answer to STORE .SILENT once CONDSTORE is enabled, when
+// the session writes it after the command's unsolicited updates.
+func (w *UpdateWriter) WriteMessageModSeq(seqNum uint32, uid imap.UID, modSeq uint64) error {
+	respWriter := (&FetchWriter{conn: w.conn}).CreateMessage(seqNum)
+	if uid != 0 {
+		respWriter.WriteUID(uid)
+	}
+	respWriter.WriteModSeq(modSeq)
+	return respWriter.Close()
+}
