@@ -219,6 +219,12 @@ type Node struct {
 	// lost holds node peers whose link closed, with the time from which
 	// what they stored may not have reached us (catchup.go).
 	lost map[keys.PublicKey]time.Time
+	// Naming v2 (naming.go): inbox registrations, dial addresses users
+	// gave, peers' naming flags, held topics still to hand over.
+	inboxes map[topic.Topic]struct{}
+	hints   map[keys.PublicKey]string
+	naming  map[keys.PublicKey]namingRecord
+	pending pendingHeld
 
 	passports passportState
 }
@@ -246,6 +252,10 @@ func New(cfg Config) (*Node, error) {
 		regs:     make(map[topic.Topic]map[keys.PublicKey]struct{}),
 		lost:     make(map[keys.PublicKey]time.Time),
 		owed:     owedCatchUps{m: make(map[topic.Topic][]owedEntry)},
+		inboxes:  make(map[topic.Topic]struct{}),
+		hints:    make(map[keys.PublicKey]string),
+		naming:   make(map[keys.PublicKey]namingRecord),
+		pending:  pendingHeld{m: make(map[topic.Topic]pendingTopic)},
 	}
 	n.answerMarks, n.answerSlots = make(chan answerMark, maxAnswerMarks), newAnswerSlots()
 	n.log = n.log.With("node", n.id.String()[:8])
@@ -306,7 +316,16 @@ func (n *Node) restore(ctx context.Context) error {
 		return err
 	}
 	for _, r := range regs {
+		if r.Inbox {
+			if err := n.overlay.subscribeInbox(r.Topic, now); err != nil {
+				return err
+			}
+			n.markInbox(r.Topic)
+		}
 		n.addRegistration(r.User, r.Topic)
+	}
+	if err := n.restorePending(ctx, now); err != nil {
+		return err
 	}
 	ids, err := n.store.PassportIDs(ctx)
 	if err != nil {
@@ -537,6 +556,9 @@ func (n *Node) persistLoop(ctx context.Context) {
 		case now := <-t.C:
 			if err := n.persist(ctx, now); err != nil && ctx.Err() == nil {
 				n.log.Error("persist", "err", err)
+			}
+			if err := n.store.DeleteHeldBefore(ctx, now.Add(-n.cfg.Retention)); err != nil && ctx.Err() == nil {
+				n.log.Error("expire held topics", "err", err)
 			}
 			removed, err := n.store.DeleteMessagesBefore(ctx, now.Add(-n.cfg.Retention))
 			if err != nil && ctx.Err() == nil {
