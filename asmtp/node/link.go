@@ -62,10 +62,10 @@ type link struct {
 	peerV2     bool
 
 	// Owned by the link's reading goroutine.
-	greeted    bool // the peer's own gossip came on this link
-	requests   tokenBucket
-	pages      map[topic.Topic]queryPage // user links: where full answers stopped (userlink.go)
-	answers    answerQueue               // node links: queries waiting for their answer (answer.go)
+	greeted  bool // the peer's own gossip came on this link
+	requests tokenBucket
+	pages    map[topic.Topic]queryPage // user links: where full answers stopped (userlink.go)
+	answers  answerQueue               // node links: queries waiting for their answer (answer.go)
 
 	// idleClosed is set when the reader closes the link for the idle
 	// timeout: nothing can have been lost on it (catchup.go).
