@@ -14,6 +14,7 @@ import (
 
 	"github.com/asmtp/asmtp/asmtp/gossip"
 	"github.com/asmtp/asmtp/asmtp/keys"
+	"github.com/asmtp/asmtp/asmtp/passport"
 	"github.com/asmtp/asmtp/asmtp/topic"
 	"github.com/asmtp/asmtp/asmtp/wire"
 )
@@ -65,7 +66,10 @@ type link struct {
 	greeted  bool // the peer's own gossip came on this link
 	requests tokenBucket
 	pages    map[topic.Topic]queryPage // user links: where full answers stopped (userlink.go)
-	answers  answerQueue               // node links: queries waiting for their answer (answer.go)
+	// User links: OpPublishTo hints and OpKeepPassport ids (userlink.go).
+	publishTo map[topic.Topic]*PeerAddr
+	keep      map[passport.Hash]struct{}
+	answers   answerQueue // node links: queries waiting for their answer (answer.go)
 
 	// idleClosed is set when the reader closes the link for the idle
 	// timeout: nothing can have been lost on it (catchup.go).

@@ -380,3 +380,99 @@ func TestPassportLookupWithoutPassportTopics(t *testing.T) {
 		t.Fatalf("KeepPassport: %v, subscribed %v", err, far.overlay.subscribed(topic.ForPassport(id)))
 	}
 }
+
+// The user link carries the naming-v2 operations (wire.UserOp on
+// wire.UserOpTopic, PROTOCOL.md §16.11): a device registers an inbox,
+// publishes to another node's inbox with a hint, catches an inbox up from
+// a named node, keeps a passport without its topic, and asks for a
+// node's naming and a topic's holders.
+func TestUserLinkNamingOps(t *testing.T) {
+	ctx := context.Background()
+	snd := startNetwork(t, 1, nil)[0]
+	cfg, user := testConfig(t, t.TempDir())
+	rcv := start(t, cfg, user)
+	fromSnd, fromRcv := make(chan wire.Topic, 16), make(chan wire.Topic, 16)
+	dSnd := dialWireUser(t, snd, func(m wire.Topic) { fromSnd <- m })
+	dRcv := dialWireUser(t, rcv, func(m wire.Topic) { fromRcv <- m })
+	send := func(d *wire.Conn, ms ...wire.Message) {
+		t.Helper()
+		for _, m := range ms {
+			if err := d.WriteMessage(ctx, m); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	op := func(o wire.UserOp) wire.Message {
+		t.Helper()
+		m, err := o.Message()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	next := func(ch chan wire.Topic) wire.Topic {
+		t.Helper()
+		select {
+		case m := <-ch:
+			return m
+		case <-time.After(10 * time.Second):
+			t.Fatal("nothing came to the device")
+		}
+		return wire.Topic{}
+	}
+	day := topic.InboxDay(time.Now())
+	inbox, late := topic.Inbox(topic.InboxSeed{6}, day), topic.Inbox(topic.InboxSeed{7}, day)
+	rcvAddr := PeerAddr{ID: rcv.ID(), Addr: rcv.Addr().String()}
+
+	send(dRcv, op(wire.UserOp{Code: wire.OpRegisterInbox, Topic: inbox}))
+	waitFor(t, 5*time.Second, "the inbox registered", func() bool { return rcv.isInbox(inbox) })
+	send(dSnd, op(wire.UserOp{Code: wire.OpPublishTo, Topic: inbox, Node: rcvAddr.ID, Addr: rcvAddr.Addr}),
+		wire.Topic{Topic: inbox, Content: []byte("via device")})
+	if m := next(fromRcv); m.Topic != inbox || string(m.Content) != "via device" {
+		t.Fatalf("recipient device got %x %q", m.Topic[:4], m.Content)
+	}
+	if snd.overlay.subscribed(inbox) {
+		t.Fatal("the sender subscribed to the inbox")
+	}
+
+	waitFor(t, 5*time.Second, "the sender learns the recipient's naming", func() bool {
+		v2, known := snd.peerNaming(rcv.ID())
+		return v2 && known
+	})
+	send(dSnd, op(wire.UserOp{Code: wire.OpPeerNaming, Node: rcv.ID()}), op(wire.UserOp{Code: wire.OpHolders, Topic: inbox, Value: 4}))
+	for _, want := range []wire.UserOp{
+		{Code: wire.OpPeerNaming | wire.OpAnswer, Node: rcv.ID(), Value: 2},
+		{Code: wire.OpHolders | wire.OpAnswer, Topic: inbox, Value: 1},
+	} {
+		got, ok, err := wire.ParseUserOp(next(fromSnd))
+		if !ok || err != nil || got != want {
+			t.Fatalf("answer %+v (%v, %v), want %+v", got, ok, err, want)
+		}
+	}
+
+	// Held at the sender before the recipient registers it: only a
+	// catch-up brings it.
+	send(dSnd, op(wire.UserOp{Code: wire.OpPublishTo, Topic: late}), wire.Topic{Topic: late, Content: []byte("late")})
+	waitFor(t, 5*time.Second, "held at the sender", func() bool {
+		ms, _ := snd.store.MessagesSince(ctx, late, time.Time{}, 10)
+		return len(ms) == 1
+	})
+	send(dRcv, op(wire.UserOp{Code: wire.OpRegisterInbox, Topic: late}),
+		op(wire.UserOp{Code: wire.OpCatchUp, Topic: late, Node: snd.ID(), Addr: snd.Addr().String()}))
+	if m := next(fromRcv); m.Topic != late || string(m.Content) != "late" {
+		t.Fatalf("caught up %x %q", m.Topic[:4], m.Content)
+	}
+
+	p, _, err := passport.Create(rand.Reader, time.Now(), "dev", snd.user, keys.PassphraseSeed("test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	send(dSnd, op(wire.UserOp{Code: wire.OpKeepPassport, Passport: p.ID()}), wire.PutPassport{ID: p.ID(), Blocks: p.Export()})
+	waitFor(t, 5*time.Second, "the passport kept", func() bool {
+		_, ok, _ := snd.store.Passport(ctx, p.ID())
+		return ok
+	})
+	if snd.overlay.subscribed(topic.ForPassport(p.ID())) {
+		t.Fatal("a kept passport's topic was subscribed")
+	}
+}

@@ -107,6 +107,17 @@
 // never makes the node reuse one a user has seen. Passports are served to
 // any peer that asks for one by id (ids are unguessable, passports hold public keys
 // only), and updates on their topics are applied and persisted.
+//
+// # Naming v2
+//
+// The node sets gossip info bit 10 (Config.NamingV1 clears it) and gives
+// users what inbox topics and intro buckets need (naming.go, PROTOCOL.md
+// §16): RegisterInbox (a topic only this node subscribes to, outside the
+// settled test), PublishTo (publish for a named node without subscribing;
+// the mail is held for it), CatchUp from a named node, KeepPassport
+// (no passport topic), PeerNaming and BucketBits. Queries are answered
+// only for topics the asker may read, and every other one gets the same
+// empty answer. Device links carry these as wire.UserOp messages.
 package node
 
 import (
