@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -142,10 +143,23 @@ func TestPublishToHeldForOfflineRecipient(t *testing.T) {
 	waitFor(t, 5*time.Second, "the recipient counted as holder", func() bool { return ss.Holders(inbox, 1) == 1 })
 
 	rcv.stop(t)
+	// A crawler copied the inbox from the recipient's gossip into its own:
+	// the sender's node knows it as a subscriber, yet hands it nothing
+	// and does not count it as a holder.
+	var leaked atomic.Int64
+	dialRawPeer(t, snd.Addr().String(), snd.ID(), []topic.Topic{inbox}, func(m wire.Topic) {
+		if m.Topic == inbox {
+			leaked.Add(1)
+		}
+	})
+	waitFor(t, 5*time.Second, "the crawler known as a subscriber", func() bool { return len(snd.overlay.handoff(inbox)) > 0 })
 	for i := range 3 {
 		if err := ss.PublishTo(ctx, inbox, card, fmt.Appendf(nil, "offline %d", i)); err != nil {
 			t.Fatalf("publish while the recipient is down: %v", err)
 		}
+	}
+	if h := ss.Holders(inbox, 4); h != 0 {
+		t.Errorf("Holders with the recipient down = %d, want 0", h)
 	}
 	cfg.ListenAddress = rcv.Addr().String()
 	var rs2 *Session
@@ -158,6 +172,9 @@ func TestPublishToHeldForOfflineRecipient(t *testing.T) {
 		if !got[fmt.Sprintf("offline %d", i)] {
 			t.Errorf("offline %d not delivered: %v", i, got)
 		}
+	}
+	if n := leaked.Load(); n != 0 {
+		t.Errorf("the crawler got %d messages of the inbox", n)
 	}
 }
 

@@ -376,7 +376,7 @@ func (n *Node) gossipRound(ctx context.Context, now time.Time) {
 	for _, id := range peers {
 		n.sendGossip(ctx, id, now)
 	}
-	n.retryPending(ctx)
+	n.retryPending(ctx, now)
 }
 
 // sendGossip sends peer one exchange's gossips. Gossip is best effort: a

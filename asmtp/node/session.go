@@ -319,6 +319,14 @@ func (s *Session) Holders(t topic.Topic, limit int) int {
 	if held >= limit {
 		return limit
 	}
+	if node, ok := n.heldFor(context.Background(), t); ok {
+		// Held for one node (PublishTo): only it counts, once its own
+		// gossip on a link shows t.
+		if l, ok := n.linkIfLive(node); ok && l.advertises(t) {
+			held++
+		}
+		return held
+	}
 	subs := n.overlay.subscribers(t, limit-held)
 	for _, id := range n.linkAdvertisers(t) {
 		if len(subs) >= limit-held {
@@ -329,6 +337,14 @@ func (s *Session) Holders(t topic.Topic, limit int) int {
 		}
 	}
 	return held + len(subs)
+}
+
+// linkIfLive returns the node link to peer, if there is one.
+func (n *Node) linkIfLive(peer keys.PublicKey) (*link, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	l, ok := n.links[peer]
+	return l, ok && !l.user
 }
 
 // linkAdvertisers returns the node peers whose own gossip on a live link
