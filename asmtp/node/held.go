@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/asmtp/asmtp/asmtp/gossip"
 	"github.com/asmtp/asmtp/asmtp/keys"
 	"github.com/asmtp/asmtp/asmtp/node/store"
 	"github.com/asmtp/asmtp/asmtp/topic"
@@ -33,11 +34,6 @@ import (
 // topics change daily, so after two days the recipient reads another one
 // and only catches this one up.
 const pendingLife = 2 * topic.InboxPeriod
-
-// pendingHeld are the held topics not handed to a subscriber yet.
-type pendingHeld struct {
-	m map[topic.Topic]pendingTopic // under Node.mu
-}
 
 type pendingTopic struct {
 	to    *PeerAddr // the named node; nil: any subscriber
@@ -68,34 +64,34 @@ func (n *Node) hold(ctx context.Context, t topic.Topic, to *PeerAddr, contents [
 }
 
 func (n *Node) addPending(t topic.Topic, to *PeerAddr, since time.Time) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if p, ok := n.pending.m[t]; ok {
+	n.naming.mu.Lock()
+	defer n.naming.mu.Unlock()
+	if p, ok := n.naming.pending[t]; ok {
 		p.to, p.until = to, since.Add(pendingLife)
-		n.pending.m[t] = p
+		n.naming.pending[t] = p
 		return
 	}
-	if len(n.pending.m) < maxHeldPending {
-		n.pending.m[t] = pendingTopic{to: to, since: since, until: since.Add(pendingLife)}
+	if len(n.naming.pending) < maxHeldPending {
+		n.naming.pending[t] = pendingTopic{to: to, since: since, until: since.Add(pendingLife)}
 	}
 }
 
 // pendingDone forgets t: a subscriber was sent its messages.
 func (n *Node) pendingDone(t topic.Topic) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	delete(n.pending.m, t)
+	n.naming.mu.Lock()
+	defer n.naming.mu.Unlock()
+	delete(n.naming.pending, t)
 }
 
 // takePending returns and forgets pending topic t if peer is its node.
 func (n *Node) takePending(t topic.Topic, peer keys.PublicKey) (pendingTopic, bool) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	p, ok := n.pending.m[t]
+	n.naming.mu.Lock()
+	defer n.naming.mu.Unlock()
+	p, ok := n.naming.pending[t]
 	if !ok || p.to == nil || p.to.ID != peer {
 		return p, false
 	}
-	delete(n.pending.m, t)
+	delete(n.naming.pending, t)
 	return p, true
 }
 
@@ -144,13 +140,19 @@ func (n *Node) greet(ctx context.Context, l *link) {
 }
 
 // pushHeld sends the held messages of the topics l's peer just showed in
-// its own gossip on l and is the named node of.
-func (n *Node) pushHeld(ctx context.Context, l *link, topics []topic.Topic) {
+// its own gossip g on l and is the named node of.
+func (n *Node) pushHeld(ctx context.Context, l *link, g gossip.Gossip) {
+	n.naming.mu.Lock()
+	none := len(n.naming.pending) == 0
+	n.naming.mu.Unlock()
+	if none {
+		return
+	}
 	var due []topic.Topic
 	var since []time.Time
-	for _, t := range topics {
-		if p, ok := n.takePending(t, l.remote); ok {
-			due, since = append(due, t), append(since, p.since)
+	for _, s := range g.Subscriptions {
+		if p, ok := n.takePending(s.Topic, l.remote); ok {
+			due, since = append(due, s.Topic), append(since, p.since)
 		}
 	}
 	if len(due) == 0 {
@@ -181,12 +183,12 @@ func (n *Node) sendHeld(ctx context.Context, t topic.Topic, since time.Time, lin
 // the others is greeted again (once a round), and its gossip in reply
 // brings pushHeld.
 func (n *Node) retryPending(ctx context.Context, now time.Time) {
-	n.mu.Lock()
-	pend := make(map[topic.Topic]pendingTopic, len(n.pending.m))
-	for t, p := range n.pending.m {
+	n.naming.mu.Lock()
+	pend := make(map[topic.Topic]pendingTopic, len(n.naming.pending))
+	for t, p := range n.naming.pending {
 		pend[t] = p
 	}
-	n.mu.Unlock()
+	n.naming.mu.Unlock()
 	greeted := make(map[keys.PublicKey]bool)
 	for t, p := range pend {
 		switch {

@@ -3,8 +3,10 @@ package node
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
+	"github.com/asmtp/asmtp/asmtp/gossip"
 	"github.com/asmtp/asmtp/asmtp/keys"
 	"github.com/asmtp/asmtp/asmtp/passport"
 	"github.com/asmtp/asmtp/asmtp/topic"
@@ -50,6 +52,8 @@ const (
 	// maxHeldPending bounds the held topics the node still tries to hand
 	// over; beyond it a new one is left to the recipient's catch-up.
 	maxHeldPending = 4096
+	// maxDirectCatchUps bounds the CatchUp queries waiting to be followed.
+	maxDirectCatchUps = 64
 )
 
 // RegisterInbox registers t for the user as an inbox topic (§16.3): the
@@ -140,8 +144,17 @@ func (s *Session) CatchUp(ctx context.Context, t topic.Topic, from PeerAddr, sin
 		return fmt.Errorf("catch up %s: %s is this node", t, from.ID)
 	}
 	n.noteDialHint(from)
-	if n.queryPeer(ctx, from.ID, catchUp{topic: t, since: since, peer: from.ID}, true) == nil {
+	c := catchUp{topic: t, since: since, peer: from.ID, direct: true}
+	l := n.queryPeer(ctx, from.ID, c, true)
+	if l == nil {
 		return fmt.Errorf("catch up %s from %s: no link", t, from.ID)
+	}
+	// Followed until an answer completes, and asked again if the link
+	// goes first (catchup.go); too many at once are only sent.
+	q := wire.QueryTopicMessages{Topic: t, Since: gossip.FromTime(since)}
+	select {
+	case n.directCatchUps <- sentCatchUp{catchUp: c, query: q, links: []*link{l}, marks: make([]wire.AnswerStatus, 1), sentAt: time.Now()}:
+	default:
 	}
 	return nil
 }
@@ -165,6 +178,22 @@ func (s *Session) PeerNaming(id keys.PublicKey) (v2, known bool) {
 
 // --- the node's records ---
 
+// namingState is the node's naming-v2 bookkeeping.
+type namingState struct {
+	mu      sync.Mutex
+	inboxes map[topic.Topic]struct{}        // registered as inboxes
+	hints   map[keys.PublicKey]string       // dial addresses users gave
+	peers   map[keys.PublicKey]namingRecord // peers' naming flags
+	pending map[topic.Topic]pendingTopic    // held topics to hand over (held.go)
+}
+
+func (s *namingState) init() {
+	s.inboxes = make(map[topic.Topic]struct{})
+	s.hints = make(map[keys.PublicKey]string)
+	s.peers = make(map[keys.PublicKey]namingRecord)
+	s.pending = make(map[topic.Topic]pendingTopic)
+}
+
 // namingRecord is what a node's newest gossip said of its naming.
 type namingRecord struct {
 	v2   bool
@@ -173,27 +202,29 @@ type namingRecord struct {
 
 // notePeerNaming records the naming flag of a verified gossip.
 func (n *Node) notePeerNaming(id keys.PublicKey, v2 bool, at uint32) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if r, ok := n.naming[id]; ok && r.time > at {
+	s := &n.naming
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.peers[id]
+	if ok && r.time > at {
 		return
 	}
-	if _, ok := n.naming[id]; !ok && len(n.naming) >= MaxPeerRecords {
-		for k := range n.naming { // any one: a forgotten peer is "unknown"
-			delete(n.naming, k)
+	if !ok && len(s.peers) >= MaxPeerRecords {
+		for k := range s.peers { // any one: a forgotten peer is "unknown"
+			delete(s.peers, k)
 			break
 		}
 	}
-	n.naming[id] = namingRecord{v2: v2, time: at}
+	s.peers[id] = namingRecord{v2: v2, time: at}
 }
 
 func (n *Node) peerNaming(id keys.PublicKey) (v2, known bool) {
 	if id == n.id {
 		return !n.cfg.NamingV1, true
 	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	r, ok := n.naming[id]
+	n.naming.mu.Lock()
+	defer n.naming.mu.Unlock()
+	r, ok := n.naming.peers[id]
 	return r.v2, ok
 }
 
@@ -202,35 +233,43 @@ func (n *Node) noteDialHint(p PeerAddr) {
 	if p.Addr == "" || p.ID == n.id {
 		return
 	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if _, ok := n.hints[p.ID]; !ok && len(n.hints) >= maxDialHints {
-		for k := range n.hints {
-			delete(n.hints, k)
+	s := &n.naming
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.hints[p.ID]; !ok && len(s.hints) >= maxDialHints {
+		for k := range s.hints {
+			delete(s.hints, k)
 			break
 		}
 	}
-	n.hints[p.ID] = p.Addr
+	s.hints[p.ID] = p.Addr
 }
 
 func (n *Node) dialHint(id keys.PublicKey) (string, bool) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	a, ok := n.hints[id]
+	n.naming.mu.Lock()
+	defer n.naming.mu.Unlock()
+	a, ok := n.naming.hints[id]
 	return a, ok
 }
 
 func (n *Node) markInbox(t topic.Topic) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.inboxes[t] = struct{}{}
+	n.naming.mu.Lock()
+	defer n.naming.mu.Unlock()
+	n.naming.inboxes[t] = struct{}{}
+}
+
+// unmarkInbox forgets that t is an inbox: its last registration went.
+func (n *Node) unmarkInbox(t topic.Topic) {
+	n.naming.mu.Lock()
+	defer n.naming.mu.Unlock()
+	delete(n.naming.inboxes, t)
 }
 
 // isInbox reports whether a user registered t as an inbox.
 func (n *Node) isInbox(t topic.Topic) bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	_, ok := n.inboxes[t]
+	n.naming.mu.Lock()
+	defer n.naming.mu.Unlock()
+	_, ok := n.naming.inboxes[t]
 	return ok
 }
 

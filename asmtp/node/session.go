@@ -222,6 +222,7 @@ func (s *Session) Deregister(ctx context.Context, t topic.Topic) error {
 		return err
 	}
 	if s.n.removeRegistration(s.user, t) {
+		s.n.unmarkInbox(t)
 		s.n.unsubscribeUnused(t)
 	}
 	return nil
@@ -417,7 +418,6 @@ func (n *Node) removeRegistration(user keys.PublicKey, t topic.Topic) bool {
 		return false
 	}
 	delete(n.regs, t)
-	delete(n.inboxes, t)
 	return true
 }
 
