@@ -42,13 +42,16 @@ type pendingTopic struct {
 }
 
 // hold stores a publication durably (a local message, no registration),
-// records whom t is for and makes t pending.
-func (n *Node) hold(ctx context.Context, t topic.Topic, to *PeerAddr, contents [][]byte) error {
+// records whom t is for and makes t pending. It reports whether t was
+// pending already (earlier mail not handed over yet).
+func (n *Node) hold(ctx context.Context, t topic.Topic, to *PeerAddr, contents [][]byte) (bool, error) {
 	now := time.Now()
-	if to != nil {
+	if to != nil && !n.heldRecorded(t, *to) {
+		// One fsync per topic and node, not per mail.
 		if err := n.store.PutHeld(ctx, store.Held{Topic: t, Node: to.ID, Addr: to.Addr, Since: now}); err != nil {
-			return fmt.Errorf("publish: %w", err)
+			return false, fmt.Errorf("publish: %w", err)
 		}
+		n.noteHeldRecorded(t, *to)
 	}
 	batch := make([]store.NewMessage, len(contents))
 	for i, c := range contents {
@@ -57,23 +60,44 @@ func (n *Node) hold(ctx context.Context, t topic.Topic, to *PeerAddr, contents [
 		batch[i] = store.NewMessage{Topic: t, Hash: h, Content: c, ReceivedAt: now}
 	}
 	if _, err := n.store.AddMessagesDurable(ctx, batch); err != nil {
-		return fmt.Errorf("publish: %w", err)
+		return false, fmt.Errorf("publish: %w", err)
 	}
-	n.addPending(t, to, now)
-	return nil
+	return n.addPending(t, to, now), nil
 }
 
-func (n *Node) addPending(t topic.Topic, to *PeerAddr, since time.Time) {
+// addPending makes t pending from since, and reports whether it was
+// already (its earlier since is kept).
+func (n *Node) addPending(t topic.Topic, to *PeerAddr, since time.Time) bool {
 	n.naming.mu.Lock()
 	defer n.naming.mu.Unlock()
 	if p, ok := n.naming.pending[t]; ok {
 		p.to, p.until = to, since.Add(pendingLife)
 		n.naming.pending[t] = p
-		return
+		return true
 	}
 	if len(n.naming.pending) < maxHeldPending {
 		n.naming.pending[t] = pendingTopic{to: to, since: since, until: since.Add(pendingLife)}
 	}
+	return false
+}
+
+// heldRecorded reports whether the store has t's record for to already.
+func (n *Node) heldRecorded(t topic.Topic, to PeerAddr) bool {
+	n.naming.mu.Lock()
+	defer n.naming.mu.Unlock()
+	p, ok := n.naming.recorded[t]
+	return ok && p == to
+}
+
+// noteHeldRecorded remembers a stored held record (bounded: a record
+// forgotten is only written again).
+func (n *Node) noteHeldRecorded(t topic.Topic, to PeerAddr) {
+	n.naming.mu.Lock()
+	defer n.naming.mu.Unlock()
+	if len(n.naming.recorded) >= maxHeldPending {
+		clear(n.naming.recorded)
+	}
+	n.naming.recorded[t] = to
 }
 
 // pendingDone forgets t: a subscriber was sent its messages.
@@ -95,9 +119,12 @@ func (n *Node) takePending(t topic.Topic, peer keys.PublicKey) (pendingTopic, bo
 	return p, true
 }
 
-// sendHinted queues contents to the named node, after our own gossip so
-// that it answers with its own (which shows whether it takes t: pushHeld).
-func (n *Node) sendHinted(ctx context.Context, t topic.Topic, to *PeerAddr, contents [][]byte) {
+// sendHinted queues contents to the named node. Until its own gossip on
+// the link shows t, our gossip goes first (it answers with its own, and
+// pushHeld then sends what is pending) and t stays pending. Once it does,
+// the mail is handed over: contents, or everything pending for t since
+// the earliest mail not handed over (wasPending).
+func (n *Node) sendHinted(ctx context.Context, t topic.Topic, to *PeerAddr, contents [][]byte, wasPending bool) {
 	if to == nil || to.ID == n.id {
 		return
 	}
@@ -106,12 +133,31 @@ func (n *Node) sendHinted(ctx context.Context, t topic.Topic, to *PeerAddr, cont
 		n.log.Debug("publish: no link to the named node", "peer", to.ID, "err", err)
 		return
 	}
-	n.greet(ctx, l)
-	for _, c := range contents {
-		if !l.enqueue(ctx, wire.Topic{Topic: t, Content: c}, 0) {
-			return // pushHeld sends it again
+	if !l.advertises(t) {
+		n.greet(ctx, l)
+		enqueueAll(ctx, l, t, contents)
+		return
+	}
+	if wasPending {
+		if p, ok := n.takePending(t, to.ID); ok {
+			n.spawn(func() { n.sendHeld(ctx, t, p.since, []*link{l}) })
+			return
 		}
 	}
+	if enqueueAll(ctx, l, t, contents) {
+		n.takePending(t, to.ID)
+	}
+}
+
+// enqueueAll queues contents on l without waiting and reports whether all
+// went.
+func enqueueAll(ctx context.Context, l *link, t topic.Topic, contents [][]byte) bool {
+	for _, c := range contents {
+		if !l.enqueue(ctx, wire.Topic{Topic: t, Content: c}, 0) {
+			return false
+		}
+	}
+	return true
 }
 
 // handOverHeld queues a publication for no named node to the subscribers
@@ -232,6 +278,7 @@ func (n *Node) restorePending(ctx context.Context, now time.Time) error {
 	for _, h := range hs {
 		p := PeerAddr{ID: h.Node, Addr: h.Addr}
 		n.noteDialHint(p)
+		n.noteHeldRecorded(h.Topic, p)
 		n.addPending(h.Topic, &p, h.Since)
 	}
 	return nil

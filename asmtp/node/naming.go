@@ -111,14 +111,15 @@ func (s *Session) PublishTo(ctx context.Context, t topic.Topic, hint *PeerAddr, 
 		if err := n.relay(ctx, origin{session: s}, t, contents...); err != nil {
 			return err
 		}
-		n.sendHinted(rc, t, hint, contents)
+		n.sendHinted(rc, t, hint, contents, false)
 		return nil
 	}
-	if err := n.hold(ctx, t, hint, contents); err != nil {
+	wasPending, err := n.hold(ctx, t, hint, contents)
+	if err != nil {
 		return err
 	}
 	if hint != nil {
-		n.sendHinted(rc, t, hint, contents)
+		n.sendHinted(rc, t, hint, contents, wasPending)
 	} else {
 		n.handOverHeld(rc, t, contents)
 	}
@@ -185,6 +186,8 @@ type namingState struct {
 	hints   map[keys.PublicKey]string       // dial addresses users gave
 	peers   map[keys.PublicKey]namingRecord // peers' naming flags
 	pending map[topic.Topic]pendingTopic    // held topics to hand over (held.go)
+	// recorded are held records known to be stored (held.go).
+	recorded map[topic.Topic]PeerAddr
 }
 
 func (s *namingState) init() {
@@ -192,6 +195,7 @@ func (s *namingState) init() {
 	s.hints = make(map[keys.PublicKey]string)
 	s.peers = make(map[keys.PublicKey]namingRecord)
 	s.pending = make(map[topic.Topic]pendingTopic)
+	s.recorded = make(map[topic.Topic]PeerAddr)
 }
 
 // namingRecord is what a node's newest gossip said of its naming.

@@ -141,6 +141,22 @@ func TestPublishToHeldForOfflineRecipient(t *testing.T) {
 		t.Fatal("the sender subscribed to the recipient's inbox")
 	}
 	waitFor(t, 5*time.Second, "the recipient counted as holder", func() bool { return ss.Holders(inbox, 1) == 1 })
+	// Online, each mail goes once: nothing pending is sent again. (The
+	// first went before the recipient's gossip showed the inbox on the
+	// link, and again after it: the hand-over cannot know it arrived.)
+	waitFor(t, 5*time.Second, "the first mail handed over", func() bool {
+		snd.naming.mu.Lock()
+		defer snd.naming.mu.Unlock()
+		return len(snd.naming.pending) == 0
+	})
+	dups := rcv.Stats().Duplicates
+	for i := range 5 {
+		if err := ss.PublishTo(ctx, inbox, card, fmt.Appendf(nil, "online %d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	receive(t, rs, 5, 10*time.Second)
+	never(t, time.Second, "a mail sent twice", func() bool { return rcv.Stats().Duplicates > dups })
 
 	rcv.stop(t)
 	// A crawler copied the inbox from the recipient's gossip into its own:
