@@ -509,3 +509,36 @@ func TestUserLinkNamingOps(t *testing.T) {
 		t.Fatal("a kept passport's topic was subscribed")
 	}
 }
+
+// What PublishTo acknowledged survives a restart of the sender's node
+// while the recipient's node is down: the held record and the mail are in
+// the store, the hand-over resumes at start, and the recipient gets the
+// mail once it is back, without asking.
+func TestHeldMailSurvivesSenderRestart(t *testing.T) {
+	ctx := context.Background()
+	scfg, suser := testConfig(t, t.TempDir())
+	rcfg, ruser := testConfig(t, t.TempDir())
+	snd, rcv := start(t, scfg, suser), start(t, rcfg, ruser)
+	inbox := topic.Inbox(topic.InboxSeed{10}, topic.InboxDay(time.Now()))
+	if err := rcv.session(t).RegisterInbox(ctx, inbox); err != nil {
+		t.Fatal(err)
+	}
+	card := &PeerAddr{ID: rcv.ID(), Addr: rcv.Addr().String()}
+	rcv.stop(t)
+	ss := snd.session(t)
+	for i := range 2 {
+		if err := ss.PublishTo(ctx, inbox, card, fmt.Appendf(nil, "kept %d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	snd.stop(t)
+	scfg.ListenAddress = snd.Addr().String()
+	start(t, scfg, suser)
+	rcfg.ListenAddress = rcv.Addr().String()
+	var rs *Session
+	startWith(t, rcfg, ruser, func(tn *testNode) { rs = tn.session(t) })
+	got := receive(t, rs, 2, 20*time.Second)
+	if string(got[0].Content) != "kept 0" || string(got[1].Content) != "kept 1" {
+		t.Fatalf("got %q, %q", got[0].Content, got[1].Content)
+	}
+}
