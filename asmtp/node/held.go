@@ -39,7 +39,15 @@ type pendingTopic struct {
 	to    *PeerAddr // the named node; nil: any subscriber
 	since time.Time // hand over what was stored since
 	until time.Time // then give up
+	// next is when to greet the named node again: the wait doubles from
+	// a gossip round up to maxGreetWait, so that a node that stays down
+	// is not dialled every round.
+	next  time.Time
+	tries int
 }
+
+// maxGreetWait bounds the wait between two greetings of a named node.
+const maxGreetWait = 10 * time.Minute
 
 // hold stores a publication durably (a local message, no registration),
 // records whom t is for and makes t pending. It reports whether t was
@@ -242,13 +250,32 @@ func (n *Node) retryPending(ctx context.Context, now time.Time) {
 			n.pendingDone(t)
 		case p.to == nil:
 			n.handOverPending(ctx, t, p.since)
+		case now.Before(p.next):
 		case !greeted[p.to.ID]:
 			greeted[p.to.ID] = true
+			n.backOff(t, now)
 			if l, err := n.linkTo(p.to.ID); err == nil {
 				n.greet(ctx, l)
 			}
 		}
 	}
+}
+
+// backOff sets when pending topic t's named node is greeted next.
+func (n *Node) backOff(t topic.Topic, now time.Time) {
+	n.naming.mu.Lock()
+	defer n.naming.mu.Unlock()
+	p, ok := n.naming.pending[t]
+	if !ok {
+		return
+	}
+	wait := maxGreetWait
+	if p.tries < 16 {
+		wait = min(n.cfg.GossipInterval<<p.tries, maxGreetWait)
+	}
+	p.tries++
+	p.next = now.Add(wait)
+	n.naming.pending[t] = p
 }
 
 // handOverPending sends a pending topic for no named node to the known

@@ -542,3 +542,32 @@ func TestHeldMailSurvivesSenderRestart(t *testing.T) {
 		t.Fatalf("got %q, %q", got[0].Content, got[1].Content)
 	}
 }
+
+// A named node that stays down is greeted (dialled) ever less often: the
+// wait doubles from a gossip round up to maxGreetWait, where every round
+// would dial it (20 times in 2 s of 100 ms rounds here).
+func TestPendingGreetingsBackOff(t *testing.T) {
+	ctx := context.Background()
+	cfg, user := testConfig(t, t.TempDir())
+	n := start(t, cfg, user)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close()
+	inbox := topic.Inbox(topic.InboxSeed{11}, topic.InboxDay(time.Now()))
+	if err := n.session(t).PublishTo(ctx, inbox, &PeerAddr{ID: keys.Public(newKey(t)), Addr: dead}, []byte("m")); err != nil {
+		t.Fatal(err)
+	}
+	tries := func() int {
+		n.naming.mu.Lock()
+		defer n.naming.mu.Unlock()
+		return n.naming.pending[inbox].tries
+	}
+	waitFor(t, 5*time.Second, "a first greeting", func() bool { return tries() > 0 })
+	never(t, 2*time.Second, "more than 6 greetings in 2 s", func() bool { return tries() > 6 })
+	if tries() < 2 {
+		t.Errorf("greeted %d times in 2 s, want it to keep trying", tries())
+	}
+}
