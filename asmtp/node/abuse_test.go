@@ -232,7 +232,7 @@ func TestInboxSendersGetFullQuota(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			waitFor(t, 5*time.Second, "the messages handled", func() bool {
+			wait.Until(t, 5*time.Second, "the messages handled", func() bool {
 				st := n.Stats()
 				return st.Stored+st.OverQuota >= 6
 			})

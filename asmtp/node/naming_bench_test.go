@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/asmtp/asmtp/asmtp/topic"
+	"github.com/asmtp/asmtp/internal/wait"
 )
 
 // ★ One mail's latency between two nodes over loopback, from the sender's
@@ -42,7 +43,7 @@ func benchmarkNamingLatency(b *testing.B, v2 bool) {
 				b.Fatal(err)
 			}
 		}
-		waitFor(b, 15*time.Second, "rings", func() bool { return ringsConverged(nodes, nodes, tp) == nil })
+		wait.Until(b, 15*time.Second, "rings", func() bool { return ringsConverged(nodes, nodes, tp) == nil })
 		publish = func(c []byte) error { return ss.Publish(ctx, tp, c) }
 	}
 	if err := publish([]byte("warm-up")); err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/asmtp/asmtp/asmtp/passport"
 	"github.com/asmtp/asmtp/asmtp/topic"
 	"github.com/asmtp/asmtp/asmtp/wire"
+	"github.com/asmtp/asmtp/internal/wait"
 )
 
 // A v2 node sets gossip info bit 10 (signed); a node configured as v1
@@ -44,10 +45,10 @@ func TestNamingFlagMixedNetwork(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 20*time.Second, "rings with the v1 node", func() bool { return ringsConverged(all, all, tp) == nil })
+	wait.Until(t, 20*time.Second, "rings with the v1 node", func() bool { return ringsConverged(all, all, tp) == nil })
 	for _, n := range nodes {
 		s := sessions[0]
-		waitFor(t, 5*time.Second, "naming flags learnt", func() bool {
+		wait.Until(t, 5*time.Second, "naming flags learnt", func() bool {
 			v2, known := s.PeerNaming(n.ID())
 			w2, wknown := sessions[1].PeerNaming(v1.ID())
 			return known && v2 && wknown && !w2
@@ -140,11 +141,11 @@ func TestPublishToHeldForOfflineRecipient(t *testing.T) {
 	if snd.overlay.subscribed(inbox) {
 		t.Fatal("the sender subscribed to the recipient's inbox")
 	}
-	waitFor(t, 5*time.Second, "the recipient counted as holder", func() bool { return ss.Holders(inbox, 1) == 1 })
+	wait.Until(t, 5*time.Second, "the recipient counted as holder", func() bool { return ss.Holders(inbox, 1) == 1 })
 	// Online, each mail goes once: nothing pending is sent again. (The
 	// first went before the recipient's gossip showed the inbox on the
 	// link, and again after it: the hand-over cannot know it arrived.)
-	waitFor(t, 5*time.Second, "the first mail handed over", func() bool {
+	wait.Until(t, 5*time.Second, "the first mail handed over", func() bool {
 		snd.naming.mu.Lock()
 		defer snd.naming.mu.Unlock()
 		return len(snd.naming.pending) == 0
@@ -156,7 +157,7 @@ func TestPublishToHeldForOfflineRecipient(t *testing.T) {
 		}
 	}
 	receive(t, rs, 5, 10*time.Second)
-	never(t, time.Second, "a mail sent twice", func() bool { return rcv.Stats().Duplicates > dups })
+	wait.Never(t, time.Second, "a mail sent twice", func() bool { return rcv.Stats().Duplicates > dups })
 
 	rcv.stop(t)
 	// A crawler copied the inbox from the recipient's gossip into its own:
@@ -168,7 +169,7 @@ func TestPublishToHeldForOfflineRecipient(t *testing.T) {
 			leaked.Add(1)
 		}
 	})
-	waitFor(t, 5*time.Second, "the crawler known as a subscriber", func() bool { return len(snd.overlay.handoff(inbox)) > 0 })
+	wait.Until(t, 5*time.Second, "the crawler known as a subscriber", func() bool { return len(snd.overlay.handoff(inbox)) > 0 })
 	for i := range 3 {
 		if err := ss.PublishTo(ctx, inbox, card, fmt.Appendf(nil, "offline %d", i)); err != nil {
 			t.Fatalf("publish while the recipient is down: %v", err)
@@ -392,7 +393,7 @@ func TestPassportLookupWithoutPassportTopics(t *testing.T) {
 	if err := sHome.Register(ctx, bucket); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the far node learns a bucket member", func() bool { return len(far.overlay.handoff(bucket)) > 0 })
+	wait.Until(t, 10*time.Second, "the far node learns a bucket member", func() bool { return len(far.overlay.handoff(bucket)) > 0 })
 	got, err := sFar.GetPassport(ctx, id)
 	if err != nil || !bytes.Equal(got, p.Export()) {
 		t.Fatalf("lookup by id: %v", err)
@@ -458,7 +459,7 @@ func TestUserLinkNamingOps(t *testing.T) {
 	rcvAddr := PeerAddr{ID: rcv.ID(), Addr: rcv.Addr().String()}
 
 	send(dRcv, op(wire.UserOp{Code: wire.OpRegisterInbox, Topic: inbox}))
-	waitFor(t, 5*time.Second, "the inbox registered", func() bool { return rcv.isInbox(inbox) })
+	wait.Until(t, 5*time.Second, "the inbox registered", func() bool { return rcv.isInbox(inbox) })
 	send(dSnd, op(wire.UserOp{Code: wire.OpPublishTo, Topic: inbox, Node: rcvAddr.ID, Addr: rcvAddr.Addr}),
 		wire.Topic{Topic: inbox, Content: []byte("via device")})
 	if m := next(fromRcv); m.Topic != inbox || string(m.Content) != "via device" {
@@ -468,7 +469,7 @@ func TestUserLinkNamingOps(t *testing.T) {
 		t.Fatal("the sender subscribed to the inbox")
 	}
 
-	waitFor(t, 5*time.Second, "the sender learns the recipient's naming", func() bool {
+	wait.Until(t, 5*time.Second, "the sender learns the recipient's naming", func() bool {
 		v2, known := snd.peerNaming(rcv.ID())
 		return v2 && known
 	})
@@ -486,7 +487,7 @@ func TestUserLinkNamingOps(t *testing.T) {
 	// Held at the sender before the recipient registers it: only a
 	// catch-up brings it.
 	send(dSnd, op(wire.UserOp{Code: wire.OpPublishTo, Topic: late}), wire.Topic{Topic: late, Content: []byte("late")})
-	waitFor(t, 5*time.Second, "held at the sender", func() bool {
+	wait.Until(t, 5*time.Second, "held at the sender", func() bool {
 		ms, _ := snd.store.MessagesSince(ctx, late, time.Time{}, 10)
 		return len(ms) == 1
 	})
@@ -501,7 +502,7 @@ func TestUserLinkNamingOps(t *testing.T) {
 		t.Fatal(err)
 	}
 	send(dSnd, op(wire.UserOp{Code: wire.OpKeepPassport, Passport: p.ID()}), wire.PutPassport{ID: p.ID(), Blocks: p.Export()})
-	waitFor(t, 5*time.Second, "the passport kept", func() bool {
+	wait.Until(t, 5*time.Second, "the passport kept", func() bool {
 		_, ok, _ := snd.store.Passport(ctx, p.ID())
 		return ok
 	})
@@ -565,8 +566,8 @@ func TestPendingGreetingsBackOff(t *testing.T) {
 		defer n.naming.mu.Unlock()
 		return n.naming.pending[inbox].tries
 	}
-	waitFor(t, 5*time.Second, "a first greeting", func() bool { return tries() > 0 })
-	never(t, 2*time.Second, "more than 6 greetings in 2 s", func() bool { return tries() > 6 })
+	wait.Until(t, 5*time.Second, "a first greeting", func() bool { return tries() > 0 })
+	wait.Never(t, 2*time.Second, "more than 6 greetings in 2 s", func() bool { return tries() > 6 })
 	if tries() < 2 {
 		t.Errorf("greeted %d times in 2 s, want it to keep trying", tries())
 	}
