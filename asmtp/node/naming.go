@@ -24,9 +24,9 @@ import (
 //   - PublishTo: publish on a topic the node does not subscribe to (a
 //     contact's inbox, an intro bucket), naming the node it is for. The
 //     messages are stored durably and held for Retention (the sender's
-//     node is what holds mail for an offline recipient, §16.6), sent to
-//     the named node and to known subscribers, and pushed again when the
-//     named node's own gossip on a link shows the topic.
+//     node is what holds mail for an offline recipient, §16.6) and go to
+//     the named node only, handed over when its own gossip on a link shows
+//     the topic (held.go); with no node named, to known subscribers.
 //   - CatchUp: ask one named node for a topic's messages since a time.
 //   - KeepPassport: store a passport without subscribing to its topic;
 //     GetPassport then finds passports through the nodes that hold them
