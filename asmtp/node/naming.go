@@ -269,6 +269,17 @@ func (n *Node) unmarkInbox(t topic.Topic) {
 	delete(n.naming.inboxes, t)
 }
 
+// inboxTopics returns the topics registered as inboxes.
+func (n *Node) inboxTopics() []topic.Topic {
+	n.naming.mu.Lock()
+	defer n.naming.mu.Unlock()
+	out := make([]topic.Topic, 0, len(n.naming.inboxes))
+	for t := range n.naming.inboxes {
+		out = append(out, t)
+	}
+	return out
+}
+
 // isInbox reports whether a user registered t as an inbox.
 func (n *Node) isInbox(t topic.Topic) bool {
 	n.naming.mu.Lock()

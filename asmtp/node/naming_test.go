@@ -14,6 +14,7 @@ import (
 
 	"github.com/asmtp/asmtp/asmtp/gossip"
 	"github.com/asmtp/asmtp/asmtp/keys"
+	"github.com/asmtp/asmtp/asmtp/node/store"
 	"github.com/asmtp/asmtp/asmtp/passport"
 	"github.com/asmtp/asmtp/asmtp/topic"
 	"github.com/asmtp/asmtp/asmtp/wire"
@@ -572,3 +573,39 @@ func TestPendingGreetingsBackOff(t *testing.T) {
 		t.Errorf("greeted %d times in 2 s, want it to keep trying", tries())
 	}
 }
+
+// Mail handed over on a link that then closed may have been lost on the
+// way (links carry no acknowledgements): when the recipient's node links
+// to the sender's again, it asks it for its inboxes since shortly before
+// the loss (§15.4's relink catch-up), though the sender does not
+// subscribe to them, and gets what the sender holds for it.
+func TestRelinkCatchesUpHeldInboxMail(t *testing.T) {
+	ctx := context.Background()
+	nodes := startNetwork(t, 2, nil)
+	snd, rcv := nodes[0], nodes[1]
+	rs := rcv.session(t)
+	inbox := topic.Inbox(topic.InboxSeed{12}, topic.InboxDay(time.Now()))
+	if err := rs.RegisterInbox(ctx, inbox); err != nil {
+		t.Fatal(err)
+	}
+	wait.Until(t, 10*time.Second, "a link between the two", func() bool {
+		_, ok := rcv.linkIfAny(snd.ID())
+		return ok
+	})
+	// Handed over on the link, then lost with it: stored and recorded
+	// for the recipient at the sender, nothing pending.
+	content := []byte("lost on the way")
+	if err := errors2(
+		snd.store.PutHeld(ctx, store.Held{Topic: inbox, Node: rcv.ID(), Addr: rcv.Addr().String(), Since: time.Now()}),
+		firstErr(snd.store.AddMessagesDurable(ctx, []store.NewMessage{{Topic: inbox, Hash: messageHash(inbox, content), Content: content, ReceivedAt: time.Now()}})),
+	); err != nil {
+		t.Fatal(err)
+	}
+	l, _ := rcv.linkIfAny(snd.ID())
+	rcv.closeLink(l) // a close that may have lost messages
+	if d := receive(t, rs, 1, 15*time.Second); !bytes.Equal(d[0].Content, content) {
+		t.Fatalf("got %q", d[0].Content)
+	}
+}
+
+func firstErr[T any](_ T, err error) error { return err }
