@@ -474,10 +474,12 @@ func TestUserLinkNamingOps(t *testing.T) {
 		v2, known := snd.peerNaming(rcv.ID())
 		return v2 && known
 	})
-	send(dSnd, op(wire.UserOp{Code: wire.OpPeerNaming, Node: rcv.ID()}), op(wire.UserOp{Code: wire.OpHolders, Topic: inbox, Value: 4}))
+	send(dSnd, op(wire.UserOp{Code: wire.OpPeerNaming, Node: rcv.ID()}), op(wire.UserOp{Code: wire.OpHolders, Topic: inbox, Value: 4}),
+		op(wire.UserOp{Code: wire.OpBucketBits}))
 	for _, want := range []wire.UserOp{
 		{Code: wire.OpPeerNaming | wire.OpAnswer, Node: rcv.ID(), Value: 2},
 		{Code: wire.OpHolders | wire.OpAnswer, Topic: inbox, Value: 1},
+		{Code: wire.OpBucketBits | wire.OpAnswer, Value: 0},
 	} {
 		got, ok, err := wire.ParseUserOp(next(fromSnd))
 		if !ok || err != nil || got != want {
