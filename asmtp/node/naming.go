@@ -303,11 +303,11 @@ func (n *Node) mayRead(ctx context.Context, l *link, t topic.Topic) bool {
 	return n.cfg.OpenQueries || l.advertises(t)
 }
 
-// bucketBits is the intro-bucket width this node uses. This release
-// keeps one bucket for the whole network (b = 0, right below 64 nodes):
-// the size estimate of §16.4 is not implemented yet.
-func (n *Node) bucketBits() int { return 0 }
+// bucketBits is the intro-bucket width this node uses (buckets.go).
+func (n *Node) bucketBits() int { return n.buckets.get() }
 
 // BucketBits is the intro-bucket width (topic.IntroBucket) the node's
-// users should register and publish first contacts with.
+// users should register and publish first contacts with. It follows the
+// node's estimate of the network size (§16.4) and changes at most once a
+// BucketHold: users re-register their accounts' buckets when it does.
 func (s *Session) BucketBits() int { return s.n.bucketBits() }
