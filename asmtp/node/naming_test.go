@@ -611,3 +611,32 @@ func TestRelinkCatchesUpHeldInboxMail(t *testing.T) {
 }
 
 func firstErr[T any](_ T, err error) error { return err }
+
+// A passport topic is answered to v1 peers only (§16.7): a v2 node never
+// subscribes to one, so a v2 peer that advertises one copied it. Both get
+// Begins and Complete; only the v1 peer gets the messages between.
+func TestPassportTopicAnsweredToV1PeersOnly(t *testing.T) {
+	ctx := context.Background()
+	cfg, user := testConfig(t, t.TempDir())
+	cfg.GossipInterval = time.Hour
+	n := start(t, cfg, user)
+	s := n.session(t)
+	tp := topic.ForPassport(passport.Hash{0xaa})
+	if err := s.Register(ctx, tp); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if err := s.Publish(ctx, tp, fmt.Appendf(nil, "block %d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		flags uint16
+		want  int
+	}{{0, 2 + 3}, {gossip.FlagNamingV2, 2}} {
+		p := dialProbe(t, n, newKey(t), c.flags, tp)
+		if got := p.ask(wire.QueryTopicMessages{Topic: tp}); len(got) != c.want {
+			t.Errorf("peer with flags %#x: %d messages in the answer, want %d", c.flags, len(got), c.want)
+		}
+	}
+}
