@@ -590,9 +590,9 @@ func TestRelinkCatchesUpHeldInboxMail(t *testing.T) {
 	if err := rs.RegisterInbox(ctx, inbox); err != nil {
 		t.Fatal(err)
 	}
-	wait.Until(t, 10*time.Second, "a link between the two", func() bool {
-		_, ok := rcv.linkIfAny(snd.ID())
-		return ok
+	wait.Until(t, 10*time.Second, "a link between the two, connected", func() bool {
+		l, ok := rcv.linkIfAny(snd.ID())
+		return ok && l.hasConn()
 	})
 	// Handed over on the link, then lost with it: stored and recorded
 	// for the recipient at the sender, nothing pending.
