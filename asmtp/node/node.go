@@ -115,7 +115,8 @@
 // §16): RegisterInbox (a topic only this node subscribes to, outside the
 // settled test), PublishTo (publish for a named node without subscribing;
 // the mail is held for it), CatchUp from a named node, KeepPassport
-// (no passport topic), PeerNaming and BucketBits. Queries are answered
+// (no passport topic), PeerNaming and BucketBits (the intro-bucket width,
+// from an estimate of the network size, buckets.go). Queries are answered
 // only for topics the asker may read, and every other one gets the same
 // empty answer. Device links carry these as wire.UserOp messages.
 package node
