@@ -75,6 +75,19 @@ type Config struct {
 	RefreshInterval time.Duration
 	// Delivery tunes the outbound queue and inbound reassembly.
 	Delivery DeliveryConfig
+	// NamingV1 speaks naming v1 only (PROTOCOL.md §11): every contact on
+	// its pair topic, every passport on its passport topic, no cards. The
+	// release before naming v2 did this; it is kept to measure v2 against
+	// and to run as a v1 peer.
+	NamingV1 bool
+	// CardWait is how long mail to a new contact waits for the contact's
+	// card before the contact is taken for a v1 one (naming.go). Default
+	// DefaultCardWait.
+	CardWait time.Duration
+	// CatchUpDays is how many past days of the accounts' inboxes are
+	// caught up from their contacts' nodes on start. Default
+	// DefaultCatchUpDays.
+	CatchUpDays int
 	// Logger receives the bridge's logs. Default slog.Default().
 	Logger *slog.Logger
 
@@ -104,6 +117,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.CardWait <= 0 {
+		c.CardWait = DefaultCardWait
+	}
+	if c.CatchUpDays <= 0 {
+		c.CatchUpDays = DefaultCatchUpDays
 	}
 	if c.rotationGrace <= 0 {
 		c.rotationGrace = RotationGrace
@@ -147,6 +166,20 @@ type accountLink struct {
 	// registered are the topics registered by this process; only the Run
 	// goroutine (reconcile) touches it.
 	registered map[topic.Topic]bool
+	// naming is the account's naming-v2 state, set by the first
+	// reconcile (naming.go).
+	naming *accountNaming
+}
+
+// naming is the account's naming-v2 state, nil before its first
+// reconcile.
+func (b *Bridge) naming(account string) *accountNaming {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if l := b.links[account]; l != nil {
+		return l.naming
+	}
+	return nil
 }
 
 // New opens the registry and the mailstore in cfg.DataDir, checks that
@@ -451,6 +484,9 @@ func (b *Bridge) reconcile(ctx context.Context) {
 			b.log.Warn("bridge: account not on the node yet", "account", a.Name, "err", err)
 			continue
 		}
+		if !b.cfg.NamingV1 {
+			b.reconcileNaming(ctx, a, l)
+		}
 		b.registerContacts(ctx, a.Name, l)
 		b.retireTopics(ctx, a.Name, l)
 	}
@@ -466,6 +502,9 @@ func (b *Bridge) retireAll(ctx context.Context) {
 	b.mu.Unlock()
 	for name, l := range links {
 		b.retireTopics(ctx, name, l)
+		if a, err := b.reg.Account(ctx, name); err == nil && !b.cfg.NamingV1 {
+			b.reconcileNaming(ctx, a, l) // the day's inbox, cards not answered
+		}
 	}
 }
 
@@ -483,7 +522,7 @@ func (b *Bridge) link(ctx context.Context, a Account) (*accountLink, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := s.PutPassport(ctx, a.Blocks); err != nil {
+	if err := b.keepPassport(ctx, s, a.Blocks); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("upload passport: %w", err)
 	}
@@ -510,8 +549,14 @@ func (b *Bridge) registerContacts(ctx context.Context, account string, l *accoun
 		b.log.Error("bridge: read contacts", "account", account, "err", err)
 		return
 	}
+	namings, err := b.reg.Namings(ctx, account)
+	if err != nil {
+		b.log.Error("bridge: read contact naming", "account", account, "err", err)
+		return
+	}
 	for _, c := range contacts {
-		if c.Pending() || l.registered[c.Topic] {
+		// Only a v1 contact has a pair topic and a passport topic (§16.8).
+		if c.Pending() || l.registered[c.Topic] || b.schemeOf(namings[c.Passport]) != SchemeV1 {
 			continue
 		}
 		if _, err := l.session.PutPassport(ctx, c.Blocks); err != nil {
@@ -534,7 +579,7 @@ func (b *Bridge) registerContacts(ctx context.Context, account string, l *accoun
 		return
 	}
 	for _, c := range rotated {
-		if l.registered[c.Topic] {
+		if l.registered[c.Topic] || b.schemeOf(namings[c.Passport]) != SchemeV1 {
 			continue
 		}
 		if err := l.session.Register(ctx, c.Topic); err != nil {

@@ -72,7 +72,9 @@ func run(t testing.TB, what string, fn func(context.Context) error) {
 func startBridge(t testing.TB, e *testEnv, peers ...node.Peer) (*node.Node, *Bridge) {
 	t.Helper()
 	n := startNode(t, e.dir, e.nodeKey, peers...)
-	b, err := New(Config{DataDir: e.dir, IMAPAddr: "127.0.0.1:0", SMTPAddr: "127.0.0.1:0", RefreshInterval: 200 * time.Millisecond, Logger: testLogger()}, n, e.nodeKey)
+	// These tests check the v1 paths (pair topics); naming_test.go checks v2.
+	b, err := New(Config{DataDir: e.dir, IMAPAddr: "127.0.0.1:0", SMTPAddr: "127.0.0.1:0", RefreshInterval: 200 * time.Millisecond, Logger: testLogger(),
+		NamingV1: true}, n, e.nodeKey)
 	if err != nil {
 		t.Fatal(err)
 	}

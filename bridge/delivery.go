@@ -485,8 +485,11 @@ func (d *deliverer) record(ctx context.Context, it mailstore.OutboxItem, raw []b
 	now := time.Now()
 	deadline := it.QueuedAt.Add(d.cfg.RetryWindow)
 	next := now.Add(d.cfg.backoff(it.Attempts))
-	if errors.Is(cause, errNotLinked) {
+	switch {
+	case errors.Is(cause, errNotLinked):
 		next = now.Add(notLinkedWait)
+	case errors.Is(cause, errAwaitingCard):
+		next = now.Add(awaitingCardWait)
 	}
 	if next.After(deadline) {
 		next = deadline
@@ -503,7 +506,7 @@ func (d *deliverer) record(ctx context.Context, it mailstore.OutboxItem, raw []b
 		log.Warn("bridge: mail bounced", "attempts", it.Attempts+1, "err", cause)
 		_, err := d.b.mail.DeliveryFailed(ctx, it, d.b.bounce(ctx, it, raw, cause, now), now)
 		return true, err
-	case errors.Is(cause, errNotLinked):
+	case errors.Is(cause, errNotLinked), errors.Is(cause, errAwaitingCard):
 		return false, d.b.mail.DeliveryPostponed(ctx, it, next)
 	case errors.Is(cause, errNoHolder):
 		log.Info("bridge: mail on the node, waiting for the recipient's", "chunks", chunks, "attempt", it.Attempts+1,
@@ -562,36 +565,44 @@ func (d *deliverer) attempt(ctx context.Context, it mailstore.OutboxItem, raw []
 	if err != nil {
 		return 0, err
 	}
+	r, err := d.route(ctx, it, c)
+	if err != nil {
+		return 0, err
+	}
 	chunks := 0
 	if it.HandedAt.IsZero() {
-		if chunks, err = d.handOverAll(ctx, s, acct, it, c, raw); err != nil {
+		if chunks, err = d.handOverAll(ctx, s, acct, it, c, r, raw); err != nil {
 			return chunks, err
 		}
 	}
-	if s.Holders(c.Topic, 1) == 0 {
+	if s.Holders(r.topic, 1) == 0 {
 		return chunks, errNoHolder
 	}
 	return chunks, nil
 }
 
 // handOverAll publishes the chunks of raw the node does not have yet on
-// the contact's topic, and returns how many chunks the node has.
-func (d *deliverer) handOverAll(ctx context.Context, s *node.Session, acct Account, it mailstore.OutboxItem, c Contact, raw []byte) (int, error) {
+// the route's topic, and returns how many chunks the node has.
+func (d *deliverer) handOverAll(ctx context.Context, s *node.Session, acct Account, it mailstore.OutboxItem, c Contact, r route, raw []byte) (int, error) {
 	secret, err := d.sharedSecret(ctx, acct)
 	if err != nil {
 		return 0, err
 	}
-	// Registering (idempotent) makes the node keep what is published, so
-	// the recipient's node can fetch it later.
-	if err := s.Register(ctx, c.Topic); err != nil {
-		return 0, err
+	// Registering (idempotent) makes the node keep what is published on a
+	// v1 pair topic, so the recipient's node can fetch it later. A v2
+	// inbox is published to without registering: the node keeps it all
+	// the same (§16.6).
+	if r.hint == nil {
+		if err := s.Register(ctx, r.topic); err != nil {
+			return 0, err
+		}
 	}
 	chunks, err := mail.Split(mail.MessageID(it.MessageID), mail.KindMail, raw)
 	if err != nil {
 		return 0, err
 	}
-	if err := d.publish(ctx, s, it, c, secret, chunks); err != nil {
-		return d.handedChunks(it, c.Topic), err
+	if err := d.publish(ctx, s, it, c, r, secret, chunks); err != nil {
+		return d.handedChunks(it, r.topic), err
 	}
 	d.hook("sent", it, len(chunks))
 	return len(chunks), nil
@@ -599,8 +610,8 @@ func (d *deliverer) handOverAll(ctx context.Context, s *node.Session, acct Accou
 
 // publish seals and publishes the chunks the node does not have yet
 // (handedChunks), in batches, recording each batch the node stored.
-func (d *deliverer) publish(ctx context.Context, s *node.Session, it mailstore.OutboxItem, c Contact, secret keys.SharedSecret, chunks []mail.Chunk) error {
-	from := d.handedChunks(it, c.Topic)
+func (d *deliverer) publish(ctx context.Context, s *node.Session, it mailstore.OutboxItem, c Contact, r route, secret keys.SharedSecret, chunks []mail.Chunk) error {
+	from := d.handedChunks(it, r.topic)
 	if from >= len(chunks) {
 		return nil
 	}
@@ -615,10 +626,10 @@ func (d *deliverer) publish(ctx context.Context, s *node.Session, it mailstore.O
 		if batch = append(batch, content); len(batch) < publishBatchChunks && i < len(chunks)-1 {
 			continue
 		}
-		if err := s.PublishBatch(ctx, c.Topic, batch); err != nil {
+		if err := r.publish(ctx, s, batch); err != nil {
 			return fmt.Errorf("publish chunks %d-%d of %d: %w", i+2-len(batch), i+1, len(chunks), err)
 		}
-		d.handOver(it, c.Topic, i+1)
+		d.handOver(it, r.topic, i+1)
 		batch = batch[:0]
 		d.hook("published", it, i+1)
 	}

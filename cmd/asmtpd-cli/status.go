@@ -205,6 +205,10 @@ func writeAccountStatus(ctx context.Context, w io.Writer, reg *bridge.Registry, 
 	for _, it := range items {
 		queued[it.Passport]++
 	}
+	namings, err := reg.Namings(ctx, a.Name)
+	if err != nil {
+		return err
+	}
 	fmt.Fprintf(w, "  contacts: %d\n", len(contacts))
 	for _, c := range contacts {
 		line := fmt.Sprintf("    %s %s", c.Name, c.Address(domain))
@@ -212,6 +216,7 @@ func writeAccountStatus(ctx context.Context, w io.Writer, reg *bridge.Registry, 
 		case c.Pending():
 			line += "  passport pending"
 		default:
+			line += "  naming " + bc.Scheme(namings[c.Passport]).String()
 			in := "none on record"
 			if t, ok := last[c.SharedKey]; ok {
 				in = fmtTime(t)

@@ -1,0 +1,119 @@
+package bridge
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/asmtp/asmtp/asmtp/node"
+	"github.com/asmtp/asmtp/asmtp/passport"
+	"github.com/asmtp/asmtp/asmtp/topic"
+)
+
+// sendAs sends one message per subject from login's account with smtplib.
+func sendAs(t testing.TB, s *site, login, password, from, to string, subjects ...string) {
+	t.Helper()
+	var specs []map[string]any
+	for _, subj := range subjects {
+		specs = append(specs, map[string]any{"envelope": from, "from": from, "to": []string{to}, "subject": subj, "text": "hello"})
+	}
+	f := filepath.Join(t.TempDir(), "spec.json")
+	data, _ := json.Marshal(specs)
+	if err := os.WriteFile(f, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	host, port := hostPort(s.bridge.SMTPAddr())
+	python(t, "send", host, port, login, password, f, t.TempDir())
+}
+
+// naming is how account reaches contact id on site s.
+func (s *site) naming(account string, id passport.Hash) Naming {
+	s.t.Helper()
+	nm, err := s.reg.ContactNaming(context.Background(), account, id)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return nm
+}
+
+// subscribes reports whether the node's gossip lists t.
+func subscribes(n *node.Node, t topic.Topic) bool {
+	for _, sub := range n.Gossip().Subscriptions {
+		if sub.Topic == t {
+			return true
+		}
+	}
+	return false
+}
+
+// TestNamingV2FirstContact: alice (node A) and bob (node C) add each
+// other; their cards cross through the intro bucket, mail flows both ways
+// on their inboxes, and neither node subscribes to the pair topic.
+func TestNamingV2FirstContact(t *testing.T) {
+	relay := startRelay(t)
+	a, c := newSite(t, relay), newSite(t, relay)
+	a.namingV2, c.namingV2 = true, true
+	alice, alicePW := a.addAccount(t, "alice")
+	bob, bobPW := c.addAccount(t, "bob")
+	befriend(t, a, "alice", "Alice", c, "bob", "Bob")
+	a.start()
+	c.start()
+	aliceAddr, bobAddr := alice.Address("asmtp").String(), bob.Address("asmtp").String()
+
+	sendAs(t, a, "alice", alicePW, aliceAddr, bobAddr, "first contact")
+	waitUntil(t, 30*time.Second, "alice's first mail at bob", func() bool { return c.inboxCount("bob") == 1 }, a.stats, c.stats)
+	sendAs(t, c, "bob", bobPW, bobAddr, aliceAddr, "the answer")
+	waitUntil(t, 30*time.Second, "bob's answer at alice", func() bool { return a.inboxCount("alice") == 1 }, a.stats, c.stats)
+
+	for _, tc := range []struct {
+		s       *site
+		account string
+		contact passport.Hash
+	}{{a, "alice", bob.Passport}, {c, "bob", alice.Passport}} {
+		nm := tc.s.naming(tc.account, tc.contact)
+		if nm.Scheme != SchemeV2 || nm.Card == nil {
+			t.Fatalf("%s reaches %s by %v (card %v), want v2", tc.account, tc.contact, nm.Scheme, nm.Card)
+		}
+	}
+	if got := a.naming("alice", bob.Passport).Card.Node; got != c.node.ID() {
+		t.Errorf("bob's card names node %s, want C %s", got, c.node.ID())
+	}
+	ab, err := a.reg.Contact(context.Background(), "alice", bob.Passport)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, s := range map[string]*site{"A": a, "C": c} {
+		if subscribes(s.node, ab.Topic) {
+			t.Errorf("node %s subscribes to alice and bob's pair topic", name)
+		}
+	}
+	if got := header(t, c.inbox("bob")[0], HeaderSender); got != alice.Passport.String() {
+		t.Errorf("bob's mail: %s %q, want alice %s", HeaderSender, got, alice.Passport)
+	}
+}
+
+// TestNamingV1Fallback: bob's bridge speaks only v1, so alice's card is
+// never answered; after CardWait bob is a v1 contact of alice's, and mail
+// flows on the pair topic.
+func TestNamingV1Fallback(t *testing.T) {
+	relay := startRelay(t)
+	a, c := newSite(t, relay), newSite(t, relay)
+	a.namingV2, a.cardWait = true, 2*time.Second
+	alice, alicePW := a.addAccount(t, "alice")
+	bob, _ := c.addAccount(t, "bob")
+	befriend(t, a, "alice", "Alice", c, "bob", "Bob")
+	a.start()
+	c.start()
+	sendAs(t, a, "alice", alicePW, alice.Address("asmtp").String(), bob.Address("asmtp").String(), "to a v1 contact")
+	waitUntil(t, 30*time.Second, "alice's mail at bob", func() bool { return c.inboxCount("bob") == 1 }, a.stats, c.stats)
+	if nm := a.naming("alice", bob.Passport); nm.Scheme != SchemeV1 {
+		t.Fatalf("alice reaches bob by %v, want v1", nm.Scheme)
+	}
+	if s := fmt.Sprint(SchemeV1); s != "v1" {
+		t.Errorf("SchemeV1 prints %q", s)
+	}
+}
