@@ -196,6 +196,9 @@ func catchUpStart(now, lastSeen, owed time.Time, skew, retention time.Duration) 
 // are owed before the last-seen time moves.
 func (n *Node) startCatchUps(now time.Time) {
 	for _, t := range n.registeredTopics() {
+		if n.isInbox(t) {
+			continue // no other subscriber: its users catch up from named nodes
+		}
 		since := catchUpStart(now, n.lastSeen, n.owedAtStart[t], n.cfg.MaxClockSkew, n.cfg.Retention)
 		n.scheduleCatchUp(catchUp{topic: t, since: since})
 	}

@@ -110,6 +110,12 @@ type Config struct {
 	// topics they registered, other nodes the topics they advertise in
 	// their own gossip.
 	OpenQueries bool
+	// NamingV1 makes the node gossip as a v1 node (info bit 10 clear), as
+	// upstream and earlier releases do: for tests of mixed networks and
+	// for operators who must look like an older release. Its users may
+	// still register inbox topics; peers then treat the node as v1
+	// (PROTOCOL.md §16.8). Default false: the node speaks naming v2.
+	NamingV1 bool
 	// PassportTimeout bounds how long GetPassport waits for the network.
 	// Default 10 s.
 	PassportTimeout time.Duration

@@ -107,6 +107,17 @@
 // never makes the node reuse one a user has seen. Passports are served to
 // any peer that asks for one by id (ids are unguessable, passports hold public keys
 // only), and updates on their topics are applied and persisted.
+//
+// # Naming v2
+//
+// The node sets gossip info bit 10 (Config.NamingV1 clears it) and gives
+// users what inbox topics and intro buckets need (naming.go, PROTOCOL.md
+// §16): RegisterInbox (a topic only this node subscribes to, outside the
+// settled test), PublishTo (publish for a named node without subscribing;
+// the mail is held for it), CatchUp from a named node, KeepPassport
+// (no passport topic), PeerNaming and BucketBits. Queries are answered
+// only for topics the asker may read, and every other one gets the same
+// empty answer. Device links carry these as wire.UserOp messages.
 package node
 
 import (
@@ -219,6 +230,12 @@ type Node struct {
 	// lost holds node peers whose link closed, with the time from which
 	// what they stored may not have reached us (catchup.go).
 	lost map[keys.PublicKey]time.Time
+	// Naming v2 (naming.go): inbox registrations, dial addresses users
+	// gave, peers' naming flags, held topics still to hand over.
+	inboxes map[topic.Topic]struct{}
+	hints   map[keys.PublicKey]string
+	naming  map[keys.PublicKey]namingRecord
+	pending pendingHeld
 
 	passports passportState
 }
@@ -246,6 +263,10 @@ func New(cfg Config) (*Node, error) {
 		regs:     make(map[topic.Topic]map[keys.PublicKey]struct{}),
 		lost:     make(map[keys.PublicKey]time.Time),
 		owed:     owedCatchUps{m: make(map[topic.Topic][]owedEntry)},
+		inboxes:  make(map[topic.Topic]struct{}),
+		hints:    make(map[keys.PublicKey]string),
+		naming:   make(map[keys.PublicKey]namingRecord),
+		pending:  pendingHeld{m: make(map[topic.Topic]pendingTopic)},
 	}
 	n.answerMarks, n.answerSlots = make(chan answerMark, maxAnswerMarks), newAnswerSlots()
 	n.log = n.log.With("node", n.id.String()[:8])
@@ -306,7 +327,16 @@ func (n *Node) restore(ctx context.Context) error {
 		return err
 	}
 	for _, r := range regs {
+		if r.Inbox {
+			if err := n.overlay.subscribeInbox(r.Topic, now); err != nil {
+				return err
+			}
+			n.markInbox(r.Topic)
+		}
 		n.addRegistration(r.User, r.Topic)
+	}
+	if err := n.restorePending(ctx, now); err != nil {
+		return err
 	}
 	ids, err := n.store.PassportIDs(ctx)
 	if err != nil {
@@ -537,6 +567,9 @@ func (n *Node) persistLoop(ctx context.Context) {
 		case now := <-t.C:
 			if err := n.persist(ctx, now); err != nil && ctx.Err() == nil {
 				n.log.Error("persist", "err", err)
+			}
+			if err := n.store.DeleteHeldBefore(ctx, now.Add(-n.cfg.Retention)); err != nil && ctx.Err() == nil {
+				n.log.Error("expire held topics", "err", err)
 			}
 			removed, err := n.store.DeleteMessagesBefore(ctx, now.Add(-n.cfg.Retention))
 			if err != nil && ctx.Err() == nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -56,9 +57,22 @@ func (p *passportState) add(id passport.Hash) {
 	p.ids[id] = struct{}{}
 }
 
+func (p *passportState) remove(id passport.Hash) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.ids, id)
+}
+
 // putPassport validates blocks, merges them into the stored copy and
-// stores the result durably.
+// stores the result durably, subscribing to the passport's topic.
 func (n *Node) putPassport(ctx context.Context, blocks []byte) (passport.Hash, error) {
+	return n.storePassport(ctx, blocks, false)
+}
+
+// storePassport is putPassport; a quiet passport is stored without
+// subscribing to its topic (naming v2), and one subscribed before is
+// unsubscribed.
+func (n *Node) storePassport(ctx context.Context, blocks []byte, quiet bool) (passport.Hash, error) {
 	now := time.Now()
 	p, err := passport.Import(blocks, now)
 	if err != nil {
@@ -81,10 +95,18 @@ func (n *Node) putPassport(ctx context.Context, blocks []byte) (passport.Hash, e
 		}
 		p = have
 	}
-	if err := n.store.PutPassport(ctx, id, p.Export(), now); err != nil {
+	put := n.store.PutPassport
+	if quiet {
+		put = n.store.PutQuietPassport
+	}
+	if err := put(ctx, id, p.Export(), now); err != nil {
 		return id, err
 	}
-	if !n.passports.known(id) {
+	switch {
+	case quiet && n.passports.known(id):
+		n.passports.remove(id)
+		n.unsubscribeUnused(topic.ForPassport(id))
+	case !quiet && !n.passports.known(id):
 		n.passports.add(id)
 		n.subscribe(topic.ForPassport(id))
 	}
@@ -180,9 +202,17 @@ func (n *Node) getPassport(ctx context.Context, id passport.Hash) ([]byte, error
 }
 
 // passportPeers returns whom to ask for a passport: known subscribers of
-// its topic, then random connected nodes, up to Fanout in all.
+// its topic (v1 nodes), known members of its intro bucket (the account's
+// node is one: naming v2 holds passports without advertising them), then
+// random connected nodes, up to Fanout more.
 func (n *Node) passportPeers(id passport.Hash) []keys.PublicKey {
 	peers := n.overlay.handoff(topic.ForPassport(id))
+	for _, p := range n.overlay.handoff(topic.IntroBucket(id, n.bucketBits())) {
+		if !slices.Contains(peers, p) {
+			peers = append(peers, p)
+		}
+	}
+	want := len(peers) + n.cfg.Fanout
 	n.mu.Lock()
 	var connected []keys.PublicKey
 	for k, l := range n.links {
@@ -193,7 +223,7 @@ func (n *Node) passportPeers(id passport.Hash) []keys.PublicKey {
 	n.mu.Unlock()
 	rand.Shuffle(len(connected), func(i, j int) { connected[i], connected[j] = connected[j], connected[i] })
 	for _, k := range connected {
-		if len(peers) >= n.cfg.Fanout {
+		if len(peers) >= want {
 			break
 		}
 		dup := false
@@ -241,7 +271,10 @@ func (n *Node) passportAnswer(ctx context.Context, m wire.PutPassport) bool {
 	if late {
 		return true
 	}
-	id, err := n.putPassport(ctx, m.Blocks)
+	// A v2 node keeps what it looked up without subscribing to it (its
+	// user subscribes with PutPassport, for a v1 contact).
+	quiet := !n.cfg.NamingV1 && !n.passports.known(m.ID)
+	id, err := n.storePassport(ctx, m.Blocks, quiet)
 	if err != nil || id != m.ID {
 		n.log.Debug("passport answer rejected", "passport", m.ID, "err", err)
 		return false

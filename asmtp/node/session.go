@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -204,7 +205,7 @@ func (s *Session) Register(ctx context.Context, t topic.Topic) error {
 		n.unsubscribeUnused(t)
 		return err
 	}
-	if n.addRegistration(s.user, t) {
+	if n.addRegistration(s.user, t) && !n.isInbox(t) {
 		n.scheduleCatchUp(catchUp{topic: t, since: time.Now().Add(-n.cfg.Retention)})
 	}
 	return nil
@@ -300,8 +301,9 @@ func (s *Session) Query(ctx context.Context, t topic.Topic, since Cursor) ([]Sto
 }
 
 // Holders counts, up to limit, who else is known to keep t: other local
-// users who registered it, then nodes the overlay knows subscribe to it.
-// Zero means that what the user publishes on t is, for now, on this node
+// users who registered it, then nodes the overlay knows subscribe to it
+// and linked nodes whose own gossip on the link does (the node a
+// PublishTo named, once it has gossiped). Zero means that what the user publishes on t is, for now, on this node
 // only: it stays there (Config.Retention) for a subscriber to appear and
 // catch up, which is all a sender can know of the message's way on.
 func (s *Session) Holders(t topic.Topic, limit int) int {
@@ -317,7 +319,36 @@ func (s *Session) Holders(t topic.Topic, limit int) int {
 	if held >= limit {
 		return limit
 	}
-	return held + len(n.overlay.subscribers(t, limit-held))
+	subs := n.overlay.subscribers(t, limit-held)
+	for _, id := range n.linkAdvertisers(t) {
+		if len(subs) >= limit-held {
+			break
+		}
+		if !slices.Contains(subs, id) {
+			subs = append(subs, id)
+		}
+	}
+	return held + len(subs)
+}
+
+// linkAdvertisers returns the node peers whose own gossip on a live link
+// subscribes to t.
+func (n *Node) linkAdvertisers(t topic.Topic) []keys.PublicKey {
+	n.mu.Lock()
+	links := make([]*link, 0, len(n.links))
+	for _, l := range n.links {
+		if !l.user {
+			links = append(links, l)
+		}
+	}
+	n.mu.Unlock()
+	var out []keys.PublicKey
+	for _, l := range links {
+		if l.advertises(t) {
+			out = append(out, l.remote)
+		}
+	}
+	return out
 }
 
 // querySince is Query by receive time, for wire QueryTopicMessages: up to
@@ -370,6 +401,7 @@ func (n *Node) removeRegistration(user keys.PublicKey, t topic.Topic) bool {
 		return false
 	}
 	delete(n.regs, t)
+	delete(n.inboxes, t)
 	return true
 }
 
