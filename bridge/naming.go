@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
-	"fmt"
 	"sync"
 	"time"
 
@@ -148,7 +147,7 @@ func (b *Bridge) reconcileNaming(ctx context.Context, a Account, l *accountLink)
 		b.log.Warn("bridge: naming v2 not started", "account", a.Name, "err", err)
 		return
 	}
-	s := namingSession{l.session}
+	s := l.session
 	now := time.Now()
 	days := topic.InboxDays(now)
 	if first {
@@ -195,7 +194,7 @@ func catchUpDays(now time.Time, days int) []uint32 {
 
 // subscribeInboxes subscribes the inboxes of days and unsubscribes those
 // whose day (and overlap) is over.
-func (b *Bridge) subscribeInboxes(ctx context.Context, account string, s namingSession, n *accountNaming, days []uint32, now time.Time) {
+func (b *Bridge) subscribeInboxes(ctx context.Context, account string, s *node.Session, n *accountNaming, days []uint32, now time.Time) {
 	for _, d := range days {
 		t := topic.Inbox(n.seed, d)
 		if n.isInbox(t) {
@@ -231,12 +230,14 @@ func (b *Bridge) subscribeInboxes(ctx context.Context, account string, s namingS
 
 // subscribeBucket subscribes the account's intro bucket at the node's
 // current width, dropping the previous one when the width changed.
-func (b *Bridge) subscribeBucket(ctx context.Context, account string, s namingSession, n *accountNaming) {
+func (b *Bridge) subscribeBucket(ctx context.Context, account string, s *node.Session, n *accountNaming) {
 	t := topic.IntroBucket(n.passport, s.BucketBits())
 	if n.isBucket(t) {
 		return
 	}
-	if err := s.RegisterInbox(ctx, t); err != nil {
+	// A bucket is shared by its members, who keep and catch up its cards
+	// like any topic (§16.4): an ordinary registration, not an inbox.
+	if err := s.Register(ctx, t); err != nil {
 		b.log.Warn("bridge: subscribe intro bucket", "account", account, "err", err)
 		return
 	}
@@ -253,11 +254,11 @@ func (b *Bridge) subscribeBucket(ctx context.Context, account string, s namingSe
 
 // catchUp asks the contact's node for what it holds on the account's
 // inboxes of days (§16.6).
-func (b *Bridge) catchUp(ctx context.Context, s namingSession, n *accountNaming, c Contact, nm Naming, days []uint32) {
+func (b *Bridge) catchUp(ctx context.Context, s *node.Session, n *accountNaming, c Contact, nm Naming, days []uint32) {
 	if nm.Card == nil {
 		return
 	}
-	from := peerAddr{ID: nm.Card.Node, Addr: nm.Card.Addr}
+	from := node.PeerAddr{ID: nm.Card.Node, Addr: nm.Card.Addr}
 	oldest := days[0]
 	for _, d := range days {
 		oldest = min(oldest, d)
@@ -297,15 +298,15 @@ func (b *Bridge) ownCard(n *accountNaming, answer bool, now time.Time) card.Card
 // sendCard seals the account's card to contact c and publishes it: to the
 // contact's intro bucket, or, answering the contact's card to, straight
 // to the contact's inbox of today, its node first.
-func (b *Bridge) sendCard(ctx context.Context, s namingSession, a Account, n *accountNaming, c Contact, to *card.Card, now time.Time) {
+func (b *Bridge) sendCard(ctx context.Context, s *node.Session, a Account, n *accountNaming, c Contact, to *card.Card, now time.Time) {
 	sealed, err := card.Seal(rand.Reader, n.xkey(), c.SharedKey, b.ownCard(n, to != nil, now))
 	if err != nil {
 		b.log.Error("bridge: seal contact card", "account", a.Name, "err", err)
 		return
 	}
-	t, hint := topic.IntroBucket(c.Passport, s.BucketBits()), (*peerAddr)(nil)
+	t, hint := topic.IntroBucket(c.Passport, s.BucketBits()), (*node.PeerAddr)(nil)
 	if to != nil {
-		t, hint = topic.Inbox(to.Seed, topic.InboxDay(now)), &peerAddr{ID: to.Node, Addr: to.Addr}
+		t, hint = topic.Inbox(to.Seed, topic.InboxDay(now)), &node.PeerAddr{ID: to.Node, Addr: to.Addr}
 	}
 	if err := s.PublishTo(ctx, t, hint, sealed); err != nil {
 		b.log.Warn("bridge: send contact card", "account", a.Name, "to", c.Passport, "err", err)
@@ -321,7 +322,7 @@ func (b *Bridge) sendCard(ctx context.Context, s namingSession, a Account, n *ac
 // day, its node first (hint), or a v1 contact's pair topic (no hint).
 type route struct {
 	topic topic.Topic
-	hint  *peerAddr
+	hint  *node.PeerAddr
 }
 
 // route is the contact's route now; errAwaitingCard while the contact's
@@ -334,7 +335,7 @@ func (d *deliverer) route(ctx context.Context, it mailstore.OutboxItem, c Contac
 	case d.b.schemeOf(nm) == SchemeV1:
 		return route{topic: c.Topic}, nil
 	case nm.Scheme == SchemeV2 && nm.Card != nil:
-		return route{topic: topic.Inbox(nm.Card.Seed, topic.InboxDay(time.Now())), hint: &peerAddr{ID: nm.Card.Node, Addr: nm.Card.Addr}}, nil
+		return route{topic: topic.Inbox(nm.Card.Seed, topic.InboxDay(time.Now())), hint: &node.PeerAddr{ID: nm.Card.Node, Addr: nm.Card.Addr}}, nil
 	}
 	return route{}, errAwaitingCard
 }
@@ -344,7 +345,7 @@ func (r route) publish(ctx context.Context, s *node.Session, contents [][]byte) 
 	if r.hint == nil {
 		return s.PublishBatch(ctx, r.topic, contents)
 	}
-	return namingSession{s}.PublishTo(ctx, r.topic, r.hint, contents...)
+	return s.PublishTo(ctx, r.topic, r.hint, contents...)
 }
 
 // openNamed opens a content that came on one of the account's inboxes:
@@ -439,13 +440,10 @@ func (w *inboundWorker) takeCard(ctx context.Context, n *accountNaming, sender k
 		if err != nil {
 			return err
 		}
-		w.b.sendCard(ctx, namingSession{w.s}, a, n, contact, &c, time.Now())
+		w.b.sendCard(ctx, w.s, a, n, contact, &c, time.Now())
 	}
 	return nil
 }
-
-// String is for logs.
-func (p peerAddr) String() string { return fmt.Sprintf("%s@%s", p.ID, p.Addr) }
 
 // schemeOf is how the bridge reaches a contact (Config.Scheme).
 func (b *Bridge) schemeOf(nm Naming) Scheme { return b.cfg.Scheme(nm) }
@@ -467,5 +465,6 @@ func (b *Bridge) keepPassport(ctx context.Context, s *node.Session, blocks []byt
 		_, err := s.PutPassport(ctx, blocks)
 		return err
 	}
-	return namingSession{s}.KeepPassport(ctx, blocks)
+	_, err := s.KeepPassport(ctx, blocks)
+	return err
 }

@@ -57,6 +57,7 @@ func TestNamingV2FirstContact(t *testing.T) {
 	relay := startRelay(t)
 	a, c := newSite(t, relay), newSite(t, relay)
 	a.namingV2, c.namingV2 = true, true
+	a.delivery.RetryWindow = time.Minute // the first mail waits for the card
 	alice, alicePW := a.addAccount(t, "alice")
 	bob, bobPW := c.addAccount(t, "bob")
 	befriend(t, a, "alice", "Alice", c, "bob", "Bob")
@@ -93,6 +94,79 @@ func TestNamingV2FirstContact(t *testing.T) {
 	}
 	if got := header(t, c.inbox("bob")[0], HeaderSender); got != alice.Passport.String() {
 		t.Errorf("bob's mail: %s %q, want alice %s", HeaderSender, got, alice.Passport)
+	}
+	checkV2Gossip(t, map[string]*site{"A": a, "C": c}, c, "bob", bob.Passport)
+}
+
+// checkV2Gossip checks what the sites' gossip shows: no passport topic on
+// any node, and the inbox of owner (on site at) only on at's node.
+func checkV2Gossip(t *testing.T, sites map[string]*site, at *site, owner string, id passport.Hash) {
+	t.Helper()
+	seed, err := at.reg.InboxSeed(context.Background(), at.nodeKey, owner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inbox := topic.Inbox(seed, topic.InboxDay(time.Now()))
+	for name, s := range sites {
+		for _, sub := range s.node.Gossip().Subscriptions {
+			if pid, ok := sub.Topic.Passport(); ok {
+				t.Errorf("node %s gossips passport topic %s", name, pid)
+			}
+		}
+		if got := subscribes(s.node, inbox); got != (s == at) {
+			t.Errorf("node %s subscribes to %s's inbox: %v", name, owner, got)
+		}
+	}
+	if subscribes(at.node, topic.IntroBucket(id, 0)) != true {
+		t.Errorf("%s's node does not subscribe to its intro bucket", owner)
+	}
+}
+
+// TestNamingV2RecipientOffline: mail to a v2 contact whose node is down
+// waits on the sender's node and reaches the recipient when it is back,
+// once each.
+func TestNamingV2RecipientOffline(t *testing.T) {
+	relay := startRelay(t)
+	a, c := newSite(t, relay), newSite(t, relay)
+	a.namingV2, c.namingV2 = true, true
+	a.delivery.RetryWindow = time.Minute
+	alice, pw := a.addAccount(t, "alice")
+	bob, _ := c.addAccount(t, "bob")
+	befriend(t, a, "alice", "Alice", c, "bob", "Bob")
+	a.start()
+	c.start()
+	from, to := alice.Address("asmtp").String(), bob.Address("asmtp").String()
+	sendAs(t, a, "alice", pw, from, to, "before")
+	waitUntil(t, 30*time.Second, "the first mail", func() bool { return c.inboxCount("bob") == 1 }, a.stats, c.stats)
+
+	c.stop()
+	subjects := []string{"offline 1", "offline 2", "offline 3"}
+	sendAs(t, a, "alice", pw, from, to, subjects...)
+	waitUntil(t, 10*time.Second, "the mail on alice's node", func() bool {
+		q, err := a.mail.Outbox(context.Background(), "alice")
+		if err != nil || len(q) != len(subjects) {
+			return false
+		}
+		for _, it := range q {
+			if it.HandedAt.IsZero() {
+				return false
+			}
+		}
+		return true
+	})
+	c.start()
+	want := 1 + len(subjects)
+	waitUntil(t, 30*time.Second, "the mail sent while bob was offline", func() bool { return c.inboxCount("bob") >= want },
+		func() string { return subjects2(t, c) }, a.stats, c.stats)
+	waitUntil(t, 10*time.Second, "alice's outbox empty", func() bool {
+		q, err := a.mail.Outbox(context.Background(), "alice")
+		return err == nil && len(q) == 0
+	})
+	counts := countSubjects(t, c.inbox("bob"))
+	for _, s := range subjects {
+		if counts[s] != 1 {
+			t.Errorf("%q arrived %d times, want once", s, counts[s])
+		}
 	}
 }
 

@@ -40,13 +40,6 @@ type Bridge struct {
 	// gets a delay report (still being retried) in INBOX; at or past
 	// RetryWindow, never.
 	DelayWarning Duration `yaml:"delay_warning"`
-	// Naming is how the accounts' contacts find them (asmtp/PROTOCOL.md
-	// §16): "v2", secret inbox topics exchanged in sealed contact cards
-	// (no passport id and no pair of correspondents in gossip), falling
-	// back to v1 per contact that never answers a card; or "v1", every
-	// contact on the pair topic of the two passports, as releases before
-	// naming v2 did.
-	Naming string `yaml:"naming"`
 }
 
 func defaultBridge() Bridge {
@@ -59,7 +52,6 @@ func defaultBridge() Bridge {
 		CardDAVListenAddress: Address{netip.MustParseAddrPort(bridge.DefaultCardDAVAddr)},
 		RetryWindow:          Duration(bridge.DefaultRetryWindow),
 		DelayWarning:         Duration(bridge.DefaultDelayWarning),
-		Naming:               "v2",
 	}
 }
 
@@ -72,9 +64,6 @@ func (b *Bridge) validate(fail func(key, format string, args ...any)) {
 	}
 	if b.DelayWarning <= 0 {
 		fail("bridge.delay_warning", "must be a positive duration such as \"4h\" (at or past retry_window: no delay report)")
-	}
-	if b.Naming != "v1" && b.Naming != "v2" {
-		fail("bridge.naming", "%q: want \"v2\" (inbox topics and contact cards) or \"v1\" (pair topics)", b.Naming)
 	}
 	if err := bridge.CheckDomain(b.Domain); err != nil {
 		fail("bridge.domain", "%v", err)
@@ -135,7 +124,7 @@ func (c *Config) BridgeConfig(log *slog.Logger) bridge.Config {
 	cfg.CardDAVAddr = optionalAddress(c.Bridge.CardDAVListenAddress)
 	cfg.Delivery.RetryWindow = time.Duration(c.Bridge.RetryWindow)
 	cfg.Delivery.DelayWarning = time.Duration(c.Bridge.DelayWarning)
-	cfg.NamingV1 = c.Bridge.Naming == "v1"
+	cfg.NamingV1 = c.Network.NamingV1 // the node gossips v1 too: contacts could not reach a v2 account
 	if log != nil {
 		cfg.Logger = log
 	}
