@@ -9,12 +9,11 @@ import (
 
 	"github.com/asmtp/asmtp/asmtp/card"
 	"github.com/asmtp/asmtp/asmtp/keys"
-	"github.com/asmtp/asmtp/asmtp/mail"
 	"github.com/asmtp/asmtp/asmtp/node"
 	"github.com/asmtp/asmtp/asmtp/noise"
 	"github.com/asmtp/asmtp/asmtp/passport"
 	"github.com/asmtp/asmtp/asmtp/topic"
-	"github.com/asmtp/asmtp/mailstore"
+	"github.com/asmtp/asmtp/bridge/accounts"
 )
 
 // Naming v2, the user side (PROTOCOL.md §16). Each account receives on its
@@ -25,7 +24,7 @@ import (
 // and to no passport topic and no pair topic of a v2 contact.
 //
 // Adding a contact sends the account's card to the contact's bucket; mail
-// to the contact waits in the outbox (errAwaitingCard) until the contact's
+// to the contact waits in the outbox (bridge/outbound) until the contact's
 // card comes back, then goes to the contact's inbox of the day, to the
 // contact's node first. A contact that sends no card within CardWait
 // becomes a v1 contact (the pair topic, as before), shown as "v1".
@@ -47,44 +46,43 @@ const (
 	// cardResend is how often the account's card goes again to the
 	// bucket of a contact that did not answer.
 	cardResend = 6 * time.Hour
-	// awaitingCardWait is how soon a mail waiting for a card is looked at
-	// again: the card usually comes within seconds.
-	awaitingCardWait = time.Second
 )
 
-// errAwaitingCard: the recipient's card has not come back yet.
-var errAwaitingCard = errors.New("waiting for the recipient's contact card (naming v2)")
-
-// accountNaming is an account's naming-v2 state on the node. The Run
-// goroutine (reconcile) writes it, the account's inbound worker reads it.
+// accountNaming is an account's naming-v2 state on the node; it is the
+// inbound worker's inbound.Naming. The Run goroutine (reconcile) writes it,
+// the account's inbound worker reads it.
 type accountNaming struct {
+	b        *Bridge
+	account  string
+	session  *node.Session
 	seed     topic.InboxSeed
 	passport passport.Hash
 
-	mu      sync.Mutex
-	key     noise.XKey                // the account's shared secret: opens cards and inbox mail
-	blocks  []byte                    // the passport the key was read with
-	bucket  topic.Topic               // the account's own intro bucket, subscribed
-	inboxes map[topic.Topic]time.Time // subscribed inbox topics, with the end of their day (+ overlap)
+	mu       sync.Mutex
+	caughtUp bool                      // the past days' inboxes were caught up since the start
+	key      noise.XKey                // the account's shared secret: opens cards and inbox mail
+	blocks   []byte                    // the passport the key was read with
+	bucket   topic.Topic               // the account's own intro bucket, subscribed
+	inboxes  map[topic.Topic]time.Time // subscribed inbox topics, with the end of their day (+ overlap)
 }
 
-// isInbox reports whether t is one of the account's subscribed inboxes.
-func (n *accountNaming) isInbox(t topic.Topic) bool {
+// IsInbox reports whether t is one of the account's subscribed inboxes.
+func (n *accountNaming) IsInbox(t topic.Topic) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	_, ok := n.inboxes[t]
 	return ok
 }
 
-// isBucket reports whether t is the account's intro bucket.
-func (n *accountNaming) isBucket(t topic.Topic) bool {
+// IsBucket reports whether t is the account's intro bucket.
+func (n *accountNaming) IsBucket(t topic.Topic) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return t == n.bucket
 }
 
-// topics are the account's subscribed inboxes and its bucket.
-func (n *accountNaming) topics() []topic.Topic {
+// Topics are the account's subscribed inboxes and its bucket.
+func (n *accountNaming) Topics() []topic.Topic {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	ts := []topic.Topic{n.bucket}
@@ -94,40 +92,36 @@ func (n *accountNaming) topics() []topic.Topic {
 	return ts
 }
 
-func (n *accountNaming) xkey() noise.XKey {
+// Key is the account's current shared secret.
+func (n *accountNaming) Key() noise.XKey {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.key
 }
 
-// startNaming reads the account's seed and key; first is true when the
-// account has no naming state yet on this process (a start).
-func (b *Bridge) startNaming(ctx context.Context, a Account, l *accountLink) (*accountNaming, bool, error) {
-	if l.naming != nil {
-		return l.naming, false, b.refreshNamingKey(ctx, a, l.naming)
-	}
+// newNaming reads the account's seed (drawn the first time) and key.
+func (b *Bridge) newNaming(ctx context.Context, a accounts.Account, s *node.Session) (*accountNaming, error) {
 	seed, err := b.reg.InboxSeed(ctx, b.nodeKey, a.Name)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
-	n := &accountNaming{seed: seed, passport: a.Passport, inboxes: make(map[topic.Topic]time.Time)}
-	if err := b.refreshNamingKey(ctx, a, n); err != nil {
-		return nil, false, err
+	n := &accountNaming{b: b, account: a.Name, session: s, seed: seed, passport: a.Passport, inboxes: make(map[topic.Topic]time.Time)}
+	if err := n.refreshKey(ctx, a); err != nil {
+		return nil, err
 	}
-	l.naming = n
-	return n, true, nil
+	return n, nil
 }
 
-// refreshNamingKey reads the account's shared secret again when its
-// passport changed (a rotation).
-func (b *Bridge) refreshNamingKey(ctx context.Context, a Account, n *accountNaming) error {
+// refreshKey reads the account's shared secret again when its passport
+// changed (a rotation).
+func (n *accountNaming) refreshKey(ctx context.Context, a accounts.Account) error {
 	n.mu.Lock()
 	same := n.blocks != nil && string(n.blocks) == string(a.Blocks)
 	n.mu.Unlock()
 	if same {
 		return nil
 	}
-	s, err := b.reg.Secrets(ctx, b.nodeKey, a.Name)
+	s, err := n.b.reg.Secrets(ctx, n.b.nodeKey, a.Name)
 	if err != nil {
 		return err
 	}
@@ -139,16 +133,20 @@ func (b *Bridge) refreshNamingKey(ctx context.Context, a Account, n *accountNami
 
 // reconcileNaming subscribes the account's inboxes and bucket, sends its
 // card to contacts that have not answered, and makes contacts that never
-// answered v1 contacts. On the first call after a start it catches up the
+// answered v1 contacts. The first time after a start it catches up the
 // past days' inboxes from the contacts' nodes.
-func (b *Bridge) reconcileNaming(ctx context.Context, a Account, l *accountLink) {
-	n, first, err := b.startNaming(ctx, a, l)
-	if err != nil {
-		b.log.Warn("bridge: naming v2 not started", "account", a.Name, "err", err)
+func (b *Bridge) reconcileNaming(ctx context.Context, a accounts.Account, l *accountLink) {
+	n := l.naming
+	if err := n.refreshKey(ctx, a); err != nil {
+		b.log.Warn("bridge: naming v2 key not read", "account", a.Name, "err", err)
 		return
 	}
 	s := l.session
 	now := time.Now()
+	n.mu.Lock()
+	first := !n.caughtUp
+	n.caughtUp = true
+	n.mu.Unlock()
 	days := topic.InboxDays(now)
 	if first {
 		days = catchUpDays(now, b.cfg.CatchUpDays)
@@ -171,13 +169,13 @@ func (b *Bridge) reconcileNaming(ctx context.Context, a Account, l *accountLink)
 		}
 		nm := namings[c.Passport]
 		switch {
-		case nm.Scheme == SchemeV2 && first:
+		case nm.Scheme == accounts.SchemeV2 && first:
 			b.catchUp(ctx, s, n, c, nm, days)
-		case nm.Scheme != SchemeUnknown:
+		case nm.Scheme != accounts.SchemeUnknown:
 		case !nm.CardSentAt.IsZero() && now.Sub(nm.CardSentAt) >= b.cfg.CardWait:
 			b.fallBackToV1(ctx, a.Name, c)
 		case nm.CardSentAt.IsZero() || now.Sub(nm.CardSentAt) >= cardResend:
-			b.sendCard(ctx, s, a, n, c, nil, now)
+			b.sendCard(ctx, s, n, c, nil, now)
 		}
 	}
 }
@@ -197,7 +195,7 @@ func catchUpDays(now time.Time, days int) []uint32 {
 func (b *Bridge) subscribeInboxes(ctx context.Context, account string, s *node.Session, n *accountNaming, days []uint32, now time.Time) {
 	for _, d := range days {
 		t := topic.Inbox(n.seed, d)
-		if n.isInbox(t) {
+		if n.IsInbox(t) {
 			continue
 		}
 		if err := s.RegisterInbox(ctx, t); err != nil {
@@ -232,7 +230,7 @@ func (b *Bridge) subscribeInboxes(ctx context.Context, account string, s *node.S
 // current width, dropping the previous one when the width changed.
 func (b *Bridge) subscribeBucket(ctx context.Context, account string, s *node.Session, n *accountNaming) {
 	t := topic.IntroBucket(n.passport, s.BucketBits())
-	if n.isBucket(t) {
+	if n.IsBucket(t) {
 		return
 	}
 	// A bucket is shared by its members, who keep and catch up its cards
@@ -254,7 +252,7 @@ func (b *Bridge) subscribeBucket(ctx context.Context, account string, s *node.Se
 
 // catchUp asks the contact's node for what it holds on the account's
 // inboxes of days (§16.6).
-func (b *Bridge) catchUp(ctx context.Context, s *node.Session, n *accountNaming, c Contact, nm Naming, days []uint32) {
+func (b *Bridge) catchUp(ctx context.Context, s *node.Session, n *accountNaming, c accounts.Contact, nm accounts.Naming, days []uint32) {
 	if nm.Card == nil {
 		return
 	}
@@ -273,13 +271,13 @@ func (b *Bridge) catchUp(ctx context.Context, s *node.Session, n *accountNaming,
 
 // fallBackToV1 makes a contact that never sent a card a v1 contact: the
 // pair topic and the passport topic, registered by reconcile.
-func (b *Bridge) fallBackToV1(ctx context.Context, account string, c Contact) {
+func (b *Bridge) fallBackToV1(ctx context.Context, account string, c accounts.Contact) {
 	if err := b.reg.FallBackToV1(ctx, account, c.Passport); err != nil {
 		b.log.Error("bridge: fall back to v1", "account", account, "err", err)
 		return
 	}
 	b.log.Info("bridge: contact sent no card; mail to it uses the v1 pair topic", "account", account, "passport", c.Passport)
-	b.out.wake()
+	b.out.Wake()
 }
 
 // ownCard is the account's card as of now.
@@ -298,10 +296,10 @@ func (b *Bridge) ownCard(n *accountNaming, answer bool, now time.Time) card.Card
 // sendCard seals the account's card to contact c and publishes it: to the
 // contact's intro bucket, or, answering the contact's card to, straight
 // to the contact's inbox of today, its node first.
-func (b *Bridge) sendCard(ctx context.Context, s *node.Session, a Account, n *accountNaming, c Contact, to *card.Card, now time.Time) {
-	sealed, err := card.Seal(rand.Reader, n.xkey(), c.SharedKey, b.ownCard(n, to != nil, now))
+func (b *Bridge) sendCard(ctx context.Context, s *node.Session, n *accountNaming, c accounts.Contact, to *card.Card, now time.Time) {
+	sealed, err := card.Seal(rand.Reader, n.Key(), c.SharedKey, b.ownCard(n, to != nil, now))
 	if err != nil {
-		b.log.Error("bridge: seal contact card", "account", a.Name, "err", err)
+		b.log.Error("bridge: seal contact card", "account", n.account, "err", err)
 		return
 	}
 	t, hint := topic.IntroBucket(c.Passport, s.BucketBits()), (*node.PeerAddr)(nil)
@@ -309,162 +307,62 @@ func (b *Bridge) sendCard(ctx context.Context, s *node.Session, a Account, n *ac
 		t, hint = topic.Inbox(to.Seed, topic.InboxDay(now)), &node.PeerAddr{ID: to.Node, Addr: to.Addr}
 	}
 	if err := s.PublishTo(ctx, t, hint, sealed); err != nil {
-		b.log.Warn("bridge: send contact card", "account", a.Name, "to", c.Passport, "err", err)
+		b.log.Warn("bridge: send contact card", "account", n.account, "to", c.Passport, "err", err)
 		return
 	}
-	if err := b.reg.CardSent(ctx, a.Name, c.Passport, now); err != nil {
-		b.log.Error("bridge: record contact card sent", "account", a.Name, "err", err)
+	if err := b.reg.CardSent(ctx, n.account, c.Passport, now); err != nil {
+		b.log.Error("bridge: record contact card sent", "account", n.account, "err", err)
 	}
-	b.log.Info("bridge: contact card sent", "account", a.Name, "to", c.Passport, "answer", to != nil)
+	b.log.Info("bridge: contact card sent", "account", n.account, "to", c.Passport, "answer", to != nil)
 }
 
-// route is where mail to a contact goes: a v2 contact's inbox of the
-// day, its node first (hint), or a v1 contact's pair topic (no hint).
-type route struct {
-	topic topic.Topic
-	hint  *node.PeerAddr
-}
-
-// route is the contact's route now; errAwaitingCard while the contact's
-// card has not come (nor CardWait passed).
-func (d *deliverer) route(ctx context.Context, it mailstore.OutboxItem, c Contact) (route, error) {
-	nm, err := d.b.reg.ContactNaming(ctx, it.Account, c.Passport)
-	switch {
-	case err != nil:
-		return route{}, err
-	case d.b.schemeOf(nm) == SchemeV1:
-		return route{topic: c.Topic}, nil
-	case nm.Scheme == SchemeV2 && nm.Card != nil:
-		return route{topic: topic.Inbox(nm.Card.Seed, topic.InboxDay(time.Now())), hint: &node.PeerAddr{ID: nm.Card.Node, Addr: nm.Card.Addr}}, nil
-	}
-	return route{}, errAwaitingCard
-}
-
-// publish hands contents to the node on the route's topic.
-func (r route) publish(ctx context.Context, s *node.Session, contents [][]byte) error {
-	if r.hint == nil {
-		return s.PublishBatch(ctx, r.topic, contents)
-	}
-	return s.PublishTo(ctx, r.topic, r.hint, contents...)
-}
-
-// openNamed opens a content that came on one of the account's inboxes:
-// a contact's card, or a mail chunk whose sender is matched to a contact
-// by its key (the inbox does not say who wrote). ok is false for content
-// to drop.
-func (w *inboundWorker) openNamed(ctx context.Context, n *accountNaming, m node.Stored) (Contact, mail.Chunk, bool, error) {
-	sender, p, err := n.xkey().Open(m.Content)
-	if err != nil {
-		w.log.Debug("bridge: unreadable content on an inbox dropped", "err", err)
-		w.report(ctx, m)
-		return Contact{}, mail.Chunk{}, false, nil
-	}
-	if card.IsCard(p) {
-		return Contact{}, mail.Chunk{}, false, w.takeCard(ctx, n, sender, p, m)
-	}
-	c, err := w.contactByKey(ctx, sender)
-	if errors.Is(err, ErrNoContact) {
-		w.log.Warn("bridge: mail on an inbox from no contact dropped", "sender", sender)
-		return Contact{}, mail.Chunk{}, false, nil
-	}
-	if err != nil {
-		return Contact{}, mail.Chunk{}, false, err
-	}
-	ch, err := chunkOf(sender, m.Content, p)
-	if err != nil {
-		w.log.Warn("bridge: malformed mail on an inbox dropped", "contact", c.Passport, "err", err)
-		w.report(ctx, m)
-		return Contact{}, mail.Chunk{}, false, nil
-	}
-	return c, ch, true, nil
-}
-
-// chunkOf decodes an opened payload as mail.Open does.
-func chunkOf(sender keys.SharedKey, content, p []byte) (mail.Chunk, error) {
-	if mail.IsLegacy(p) {
-		return mail.Chunk{Sender: sender, ID: mail.LegacyID(content), Kind: mail.KindLegacyText, Count: 1, Total: uint32(len(p)), Data: p}, nil
-	}
-	ch, err := mail.DecodePayload(p)
-	ch.Sender = sender
-	return ch, err
-}
-
-// tryCard opens a content of the account's intro bucket: most are cards
-// for other members of the bucket and do not open.
-func (w *inboundWorker) tryCard(ctx context.Context, n *accountNaming, m node.Stored) error {
-	if len(m.Content) != card.SealedSize {
-		return nil
-	}
-	sender, p, err := n.xkey().Open(m.Content)
-	if err != nil || !card.IsCard(p) {
-		return nil
-	}
-	return w.takeCard(ctx, n, sender, p, m)
-}
-
-// takeCard verifies an opened card against the passport it names, records
+// TakeCard verifies an opened card against the passport it names, records
 // it and answers it. A card from a passport that is no contact of the
 // account is dropped: adding the contact sends the account's own card,
 // which the other side answers.
-func (w *inboundWorker) takeCard(ctx context.Context, n *accountNaming, sender keys.SharedKey, p []byte, m node.Stored) error {
+func (n *accountNaming) TakeCard(ctx context.Context, sender keys.SharedKey, p []byte) (forged bool, err error) {
+	log := n.b.log.With("account", n.account)
 	c, err := card.Decode(p)
 	if err != nil {
-		w.log.Warn("bridge: malformed contact card dropped", "err", err)
-		return nil
+		log.Warn("bridge: malformed contact card dropped", "err", err)
+		return true, nil
 	}
-	contact, err := w.b.reg.Contact(ctx, w.account, c.Passport)
-	if errors.Is(err, ErrNoContact) || (err == nil && contact.Pending()) {
-		w.log.Info("bridge: contact card from a passport not in the address book dropped", "passport", c.Passport)
-		return nil
+	contact, err := n.b.reg.Contact(ctx, n.account, c.Passport)
+	if errors.Is(err, accounts.ErrNoContact) || (err == nil && contact.Pending()) {
+		log.Info("bridge: contact card from a passport not in the address book dropped", "passport", c.Passport)
+		return false, nil
 	}
 	if err != nil {
-		return err
+		return false, err
 	}
 	pp, err := passport.Import(contact.Blocks, time.Now())
 	if err != nil {
-		return err
+		return false, err
 	}
 	if err := card.Verify(c, sender, pp); err != nil {
-		w.log.Warn("bridge: contact card not sealed by the passport it names dropped", "passport", c.Passport, "err", err)
-		w.report(ctx, m)
-		return nil
+		log.Warn("bridge: contact card not sealed by the passport it names dropped", "passport", c.Passport, "err", err)
+		return true, nil
 	}
-	recorded, err := w.b.reg.TakeCard(ctx, w.account, c)
+	recorded, err := n.b.reg.TakeCard(ctx, n.account, c)
 	if err != nil || !recorded {
-		return err
+		return false, err
 	}
-	w.log.Info("bridge: contact card received", "passport", c.Passport, "node", c.Node, "answer", c.Answer)
-	w.b.out.wake()
+	log.Info("bridge: contact card received", "passport", c.Passport, "node", c.Node, "answer", c.Answer)
+	n.b.out.Wake()
 	if !c.Answer {
-		a, err := w.b.reg.Account(ctx, w.account)
-		if err != nil {
-			return err
-		}
-		w.b.sendCard(ctx, w.s, a, n, contact, &c, time.Now())
+		n.b.sendCard(ctx, n.session, n, contact, &c, time.Now())
 	}
-	return nil
-}
-
-// schemeOf is how the bridge reaches a contact (Config.Scheme).
-func (b *Bridge) schemeOf(nm Naming) Scheme { return b.cfg.Scheme(nm) }
-
-// Scheme is how a bridge with this configuration reaches a contact whose
-// naming record is nm: as recorded, or v1 for every contact when it speaks
-// only v1. asmtpd-cli shows it in `contact list` and `status`.
-func (c Config) Scheme(nm Naming) Scheme {
-	if c.NamingV1 {
-		return SchemeV1
-	}
-	return nm.Scheme
+	return false, nil
 }
 
 // keepPassport uploads the account's passport: in v2 without subscribing
 // to its passport topic (no passport id in gossip, §16.3).
 func (b *Bridge) keepPassport(ctx context.Context, s *node.Session, blocks []byte) error {
+	var err error
 	if b.cfg.NamingV1 {
-		_, err := s.PutPassport(ctx, blocks)
-		return err
+		_, err = s.PutPassport(ctx, blocks)
+	} else {
+		_, err = s.KeepPassport(ctx, blocks)
 	}
-	_, err := s.KeepPassport(ctx, blocks)
 	return err
 }

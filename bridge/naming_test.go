@@ -12,6 +12,8 @@ import (
 	"github.com/asmtp/asmtp/asmtp/node"
 	"github.com/asmtp/asmtp/asmtp/passport"
 	"github.com/asmtp/asmtp/asmtp/topic"
+	"github.com/asmtp/asmtp/bridge/accounts"
+	"github.com/asmtp/asmtp/bridge/mailtext"
 )
 
 // sendAs sends one message per subject from login's account with smtplib.
@@ -31,9 +33,9 @@ func sendAs(t testing.TB, s *site, login, password, from, to string, subjects ..
 }
 
 // naming is how account reaches contact id on site s.
-func (s *site) naming(account string, id passport.Hash) Naming {
+func (s *site) naming(account string, id passport.Hash) accounts.Naming {
 	s.t.Helper()
-	nm, err := s.reg.ContactNaming(context.Background(), account, id)
+	nm, err := s.Reg.ContactNaming(context.Background(), account, id)
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -58,8 +60,8 @@ func TestNamingV2FirstContact(t *testing.T) {
 	a, c := newSite(t, relay), newSite(t, relay)
 	a.namingV2, c.namingV2 = true, true
 	a.delivery.RetryWindow = time.Minute // the first mail waits for the card
-	alice, alicePW := a.addAccount(t, "alice")
-	bob, bobPW := c.addAccount(t, "bob")
+	alice, alicePW := a.AddAccount(t, "alice")
+	bob, bobPW := c.AddAccount(t, "bob")
 	befriend(t, a, "alice", "Alice", c, "bob", "Bob")
 	a.start()
 	c.start()
@@ -76,14 +78,14 @@ func TestNamingV2FirstContact(t *testing.T) {
 		contact passport.Hash
 	}{{a, "alice", bob.Passport}, {c, "bob", alice.Passport}} {
 		nm := tc.s.naming(tc.account, tc.contact)
-		if nm.Scheme != SchemeV2 || nm.Card == nil {
+		if nm.Scheme != accounts.SchemeV2 || nm.Card == nil {
 			t.Fatalf("%s reaches %s by %v (card %v), want v2", tc.account, tc.contact, nm.Scheme, nm.Card)
 		}
 	}
 	if got := a.naming("alice", bob.Passport).Card.Node; got != c.node.ID() {
 		t.Errorf("bob's card names node %s, want C %s", got, c.node.ID())
 	}
-	ab, err := a.reg.Contact(context.Background(), "alice", bob.Passport)
+	ab, err := a.Reg.Contact(context.Background(), "alice", bob.Passport)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,8 +94,8 @@ func TestNamingV2FirstContact(t *testing.T) {
 			t.Errorf("node %s subscribes to alice and bob's pair topic", name)
 		}
 	}
-	if got := header(t, c.inbox("bob")[0], HeaderSender); got != alice.Passport.String() {
-		t.Errorf("bob's mail: %s %q, want alice %s", HeaderSender, got, alice.Passport)
+	if got := header(t, c.inbox("bob")[0], mailtext.Sender); got != alice.Passport.String() {
+		t.Errorf("bob's mail: %s %q, want alice %s", mailtext.Sender, got, alice.Passport)
 	}
 	checkV2Gossip(t, map[string]*site{"A": a, "C": c}, c, "bob", bob.Passport)
 }
@@ -102,7 +104,7 @@ func TestNamingV2FirstContact(t *testing.T) {
 // any node, and the inbox of owner (on site at) only on at's node.
 func checkV2Gossip(t *testing.T, sites map[string]*site, at *site, owner string, id passport.Hash) {
 	t.Helper()
-	seed, err := at.reg.InboxSeed(context.Background(), at.nodeKey, owner)
+	seed, err := at.Reg.InboxSeed(context.Background(), at.NodeKey, owner)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,8 +132,8 @@ func TestNamingV2RecipientOffline(t *testing.T) {
 	a, c := newSite(t, relay), newSite(t, relay)
 	a.namingV2, c.namingV2 = true, true
 	a.delivery.RetryWindow = time.Minute
-	alice, pw := a.addAccount(t, "alice")
-	bob, _ := c.addAccount(t, "bob")
+	alice, pw := a.AddAccount(t, "alice")
+	bob, _ := c.AddAccount(t, "bob")
 	befriend(t, a, "alice", "Alice", c, "bob", "Bob")
 	a.start()
 	c.start()
@@ -143,7 +145,7 @@ func TestNamingV2RecipientOffline(t *testing.T) {
 	subjects := []string{"offline 1", "offline 2", "offline 3"}
 	sendAs(t, a, "alice", pw, from, to, subjects...)
 	waitUntil(t, 10*time.Second, "the mail on alice's node", func() bool {
-		q, err := a.mail.Outbox(context.Background(), "alice")
+		q, err := a.Mail.Outbox(context.Background(), "alice")
 		if err != nil || len(q) != len(subjects) {
 			return false
 		}
@@ -159,7 +161,7 @@ func TestNamingV2RecipientOffline(t *testing.T) {
 	waitUntil(t, 30*time.Second, "the mail sent while bob was offline", func() bool { return c.inboxCount("bob") >= want },
 		func() string { return subjects2(t, c) }, a.stats, c.stats)
 	waitUntil(t, 10*time.Second, "alice's outbox empty", func() bool {
-		q, err := a.mail.Outbox(context.Background(), "alice")
+		q, err := a.Mail.Outbox(context.Background(), "alice")
 		return err == nil && len(q) == 0
 	})
 	counts := countSubjects(t, c.inbox("bob"))
@@ -177,17 +179,17 @@ func TestNamingV1Fallback(t *testing.T) {
 	relay := startRelay(t)
 	a, c := newSite(t, relay), newSite(t, relay)
 	a.namingV2, a.cardWait = true, 2*time.Second
-	alice, alicePW := a.addAccount(t, "alice")
-	bob, _ := c.addAccount(t, "bob")
+	alice, alicePW := a.AddAccount(t, "alice")
+	bob, _ := c.AddAccount(t, "bob")
 	befriend(t, a, "alice", "Alice", c, "bob", "Bob")
 	a.start()
 	c.start()
 	sendAs(t, a, "alice", alicePW, alice.Address("asmtp").String(), bob.Address("asmtp").String(), "to a v1 contact")
 	waitUntil(t, 30*time.Second, "alice's mail at bob", func() bool { return c.inboxCount("bob") == 1 }, a.stats, c.stats)
-	if nm := a.naming("alice", bob.Passport); nm.Scheme != SchemeV1 {
+	if nm := a.naming("alice", bob.Passport); nm.Scheme != accounts.SchemeV1 {
 		t.Fatalf("alice reaches bob by %v, want v1", nm.Scheme)
 	}
-	if s := fmt.Sprint(SchemeV1); s != "v1" {
-		t.Errorf("SchemeV1 prints %q", s)
+	if s := fmt.Sprint(accounts.SchemeV1); s != "v1" {
+		t.Errorf("accounts.SchemeV1 prints %q", s)
 	}
 }

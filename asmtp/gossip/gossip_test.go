@@ -287,6 +287,28 @@ func FuzzDecodeGossip(f *testing.F) {
 // checked with an independent Ed25519 implementation (pyca/cryptography).
 const computedVector = "0002ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c0221561d20010db800000000000000000000000126481111111111111111111111111111111111111111111111111111111111111111fc000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f3f232e5d5d27d96d06c294605cb131f9a543d5c131cdff62140561bbb5c08d77ed04a3616692e8ff5ad0440a3894cbab64877c82108c14047803b465f5dc2de30f"
 
+// computedVectorV2 is computedVector signed with info bit 10 (naming v2),
+// PROTOCOL.md §16.2; checked with Python's cryptography (Ed25519).
+const computedVectorV2 = "0402ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c0221561d20010db800000000000000000000000126481111111111111111111111111111111111111111111111111111111111111111fc000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f3ff03d4882d0dae8cbbf8b5919d76272cef03f187e2d542874b3004e593745cf735f290fc156122c11a533537f55d5b0a98183d81b5cb2f93ca2c870dfc4d42d05"
+
+func TestComputedVectorV2(t *testing.T) {
+	var t1, t2 topic.Topic
+	for i := range t1 {
+		t1[i], t2[i] = 0x11, byte(i)
+	}
+	g, err := NewFlagged(gossipTestKey(7), FlagNamingV2, 0x0221561d, netip.MustParseAddrPort("[2001:db8::1]:9800"), []Subscription{{t1, 252}, {t2, 63}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := hex.EncodeToString(g.Encode()); got != computedVectorV2 {
+		t.Fatalf("encoded %s", got)
+	}
+	d, err := Decode(gossipTestHex(t, computedVectorV2))
+	if err != nil || !d.NamingV2() {
+		t.Fatalf("decoded v2 %v, %v", d.NamingV2(), err)
+	}
+}
+
 func TestComputedVector(t *testing.T) {
 	var t1, t2 topic.Topic
 	for i := range t1 {

@@ -12,6 +12,7 @@ import (
 	"github.com/asmtp/asmtp/asmtp/keys"
 	"github.com/asmtp/asmtp/asmtp/topic"
 	"github.com/asmtp/asmtp/asmtp/wire"
+	"github.com/asmtp/asmtp/internal/wait"
 )
 
 func TestHandshakeSlots(t *testing.T) {
@@ -97,7 +98,7 @@ func TestPoolRefusesStrangersKeepsChosen(t *testing.T) {
 	for range 10 {
 		linkRaw(t, n.Addr().String(), n.ID()) // closed at the test's end
 	}
-	waitFor(t, 5*time.Second, "six stranger links, four refused", func() bool {
+	wait.Until(t, 5*time.Second, "six stranger links, four refused", func() bool {
 		st := n.Stats()
 		return st.Links == 6 && st.Refused == 4
 	})
@@ -115,7 +116,7 @@ func TestPoolRefusesStrangersKeepsChosen(t *testing.T) {
 		}
 		chosen = append(chosen, l)
 	}
-	waitFor(t, 5*time.Second, "a full pool: three chosen links, five strangers", func() bool {
+	wait.Until(t, 5*time.Second, "a full pool: three chosen links, five strangers", func() bool {
 		return n.Stats().Links == 8
 	})
 	for i, l := range chosen {
@@ -125,7 +126,7 @@ func TestPoolRefusesStrangersKeepsChosen(t *testing.T) {
 	}
 	// One more stranger is refused; the chosen links stay.
 	linkRaw(t, n.Addr().String(), n.ID())
-	waitFor(t, 5*time.Second, "the eleventh stranger refused", func() bool { return n.Stats().Refused == 5 })
+	wait.Until(t, 5*time.Second, "the eleventh stranger refused", func() bool { return n.Stats().Refused == 5 })
 	for i, l := range chosen {
 		if l.isClosed() {
 			t.Errorf("chosen link %d closed by a stranger", i)
@@ -168,14 +169,14 @@ func TestStrangerStorageQuota(t *testing.T) {
 	// The stranger does not claim the topic: it is no ring neighbour.
 	src := dialRawPeer(t, n.Addr().String(), n.ID(), nil, nil)
 	dialRawPeer(t, n.Addr().String(), n.ID(), []topic.Topic{tp}, func(wire.Topic) { forwarded.Add(1) })
-	waitFor(t, 5*time.Second, "a ring of the subscribing raw peer", func() bool {
+	wait.Until(t, 5*time.Second, "a ring of the subscribing raw peer", func() bool {
 		succ, _ := n.overlay.ring(tp)
 		return len(succ) == 1
 	})
 	ctx := context.Background()
 	content := make([]byte, 60<<10)
 	sent := 0
-	waitFor(t, 10*time.Second, "the stranger quarantined", func() bool {
+	wait.Until(t, 10*time.Second, "the stranger quarantined", func() bool {
 		binary.BigEndian.PutUint64(content, uint64(sent))
 		if src.wc.WriteMessage(ctx, wire.Topic{Topic: tp, Content: content}) == nil {
 			sent++
@@ -189,6 +190,56 @@ func TestStrangerStorageQuota(t *testing.T) {
 	}
 	if !n.strikes.blocked(keys.Public(src.key), time.Now()) {
 		t.Error("the stranger is not quarantined")
+	}
+}
+
+// ★ Mail on an inbox comes from senders' nodes that dial in for it and are
+// never ring neighbours (an inbox ring is empty by design): they get a
+// link's full storage quota, where a stranger on an ordinary topic gets an
+// eighth. A 25 MiB mail is 400 such messages: at a stranger's share its
+// sender was struck and quarantined after the first 4 MiB. The full quota
+// still bounds a flood (TestStrangerStorageQuota's strikes apply beyond).
+func TestInboxSendersGetFullQuota(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		inbox bool
+		want  uint64
+	}{
+		{"ordinary topic: a stranger's eighth", false, 2},
+		{"inbox: a link's quota", true, 6},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg, user := testConfig(t, t.TempDir())
+			cfg.GossipInterval = time.Hour
+			cfg.PeerStoreBurst = 16 * 60 << 10 // a stranger: two 60 KiB messages
+			cfg.PeerStoreRate = 8
+			n := start(t, cfg, user)
+			ctx := context.Background()
+			s := n.session(t)
+			tp := topic.Inbox(topic.InboxSeed{8}, topic.InboxDay(time.Now()))
+			register := s.Register
+			if c.inbox {
+				register = s.RegisterInbox
+			}
+			if err := register(ctx, tp); err != nil {
+				t.Fatal(err)
+			}
+			src := dialRawPeer(t, n.Addr().String(), n.ID(), nil, nil)
+			content := make([]byte, 60<<10)
+			for i := range 6 {
+				binary.BigEndian.PutUint64(content, uint64(i))
+				if err := src.wc.WriteMessage(ctx, wire.Topic{Topic: tp, Content: content}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			wait.Until(t, 5*time.Second, "the messages handled", func() bool {
+				st := n.Stats()
+				return st.Stored+st.OverQuota >= 6
+			})
+			if st := n.Stats(); st.Stored != c.want {
+				t.Errorf("stored %d of 6 (over quota %d), want %d", st.Stored, st.OverQuota, c.want)
+			}
+		})
 	}
 }
 
@@ -218,7 +269,7 @@ func TestStorageCap(t *testing.T) {
 		}
 	}
 	send(0, 6)
-	waitFor(t, 5*time.Second, "four stored, two refused", func() bool {
+	wait.Until(t, 5*time.Second, "four stored, two refused", func() bool {
 		st := n.Stats()
 		return st.Stored == 4 && st.OverQuota == 2
 	})
@@ -230,7 +281,7 @@ func TestStorageCap(t *testing.T) {
 		t.Fatal(err)
 	}
 	send(6, 8)
-	waitFor(t, 5*time.Second, "two more stored once the first four were fetched", func() bool {
+	wait.Until(t, 5*time.Second, "two more stored once the first four were fetched", func() bool {
 		return n.Stats().Stored == 6
 	})
 	if size := n.store.Size(); size > cfg.MaxStorageSize {
@@ -261,7 +312,7 @@ func TestReportChargesTheLink(t *testing.T) {
 		}
 	}
 	send(0)
-	waitFor(t, 5*time.Second, "the first message stored", func() bool { return n.Stats().Stored == 1 })
+	wait.Until(t, 5*time.Second, "the first message stored", func() bool { return n.Stats().Stored == 1 })
 	stored, err := s.Query(ctx, tp, 0)
 	if err != nil || len(stored) != 1 {
 		t.Fatalf("query: %d messages, %v", len(stored), err)
@@ -270,7 +321,7 @@ func TestReportChargesTheLink(t *testing.T) {
 		t.Fatal(err)
 	}
 	send(1) // within the quota had the first one not been reported
-	waitFor(t, 5*time.Second, "the second message over the quota", func() bool { return n.Stats().OverQuota == 1 })
+	wait.Until(t, 5*time.Second, "the second message over the quota", func() bool { return n.Stats().OverQuota == 1 })
 	if st := n.Stats(); st.Stored != 1 || st.Reported != 1 {
 		t.Errorf("stored %d, reported %d; want 1 and 1", st.Stored, st.Reported)
 	}
@@ -287,7 +338,7 @@ func TestClosingLinkQueueRerouted(t *testing.T) {
 	var atX, atY atomic.Int64
 	x := dialRawPeer(t, n.Addr().String(), n.ID(), []topic.Topic{tp}, func(wire.Topic) { atX.Add(1) })
 	dialRawPeer(t, n.Addr().String(), n.ID(), []topic.Topic{tp}, func(wire.Topic) { atY.Add(1) })
-	waitFor(t, 5*time.Second, "ring of two raw peers", func() bool {
+	wait.Until(t, 5*time.Second, "ring of two raw peers", func() bool {
 		succ, _ := n.overlay.ring(tp)
 		return len(succ) == 2
 	})
@@ -302,7 +353,7 @@ func TestClosingLinkQueueRerouted(t *testing.T) {
 	closing.out <- wire.Gossip{Gossip: n.Gossip()} // not a Topic: not re-sent
 	ctx, _ := n.context()
 	n.reroute(ctx, closing)
-	waitFor(t, 5*time.Second, "the three messages at y", func() bool { return atY.Load() == 3 })
+	wait.Until(t, 5*time.Second, "the three messages at y", func() bool { return atY.Load() == 3 })
 	if got := atX.Load(); got != 0 {
 		t.Errorf("%d re-routed messages went back to the closed link's peer", got)
 	}

@@ -64,6 +64,10 @@ type catchUp struct {
 	since    time.Time
 	peer     keys.PublicKey // ask this peer only; zero: any known subscribers
 	attempts int
+	// direct: a user named peer (Session.CatchUp). It is asked whether or
+	// not it subscribes (it may hold what it sent, §16.6), and the
+	// catch-up is asked again until an answer completes, but not owed.
+	direct bool
 }
 
 // owed reports whether c is tracked until it completes (see above).
@@ -304,6 +308,8 @@ func (n *Node) catchUpLoop(ctx context.Context) {
 			waiting = queueCatchUp(waiting, c)
 		case m := <-n.answerMarks:
 			applyMark(sent, m)
+		case s := <-n.directCatchUps:
+			sent = append(sent, s)
 		case now := <-t.C:
 			waiting, sent = n.settleCatchUps(waiting, sent, now)
 			var out []sentCatchUp
@@ -361,7 +367,7 @@ func (n *Node) catchUpRound(ctx context.Context, waiting []catchUp, perRound int
 				sent[p]++
 			}
 			switch {
-			case !c.owed():
+			case !c.owed() && !c.direct:
 			case len(links) == 0:
 				still = n.retryCatchUp(still, c, "no link to a subscriber")
 			default:
@@ -404,8 +410,10 @@ func (n *Node) settleCatchUps(waiting []catchUp, sent []sentCatchUp, now time.Ti
 			still = append(still, s) // read, not committed yet
 			continue
 		}
-		done := n.owed.paid(s.topic, s.since, s.sentAt)
-		n.log.Debug("catch-up complete", "topic", s.topic, "since", s.since, "topic owes nothing", done)
+		if s.owed() {
+			done := n.owed.paid(s.topic, s.since, s.sentAt)
+			n.log.Debug("catch-up complete", "topic", s.topic, "since", s.since, "topic owes nothing", done)
+		}
 	}
 	clear(sent[len(still):]) // drop the links for the garbage collector
 	return waiting, still
@@ -509,7 +517,7 @@ func (n *Node) catchUpPeers(c catchUp) []keys.PublicKey {
 	if c.peer == (keys.PublicKey{}) {
 		return n.overlay.subscribers(c.topic, CatchUpPeers)
 	}
-	if n.overlay.subscribes(c.peer, c.topic) {
+	if c.direct || n.overlay.subscribes(c.peer, c.topic) {
 		return []keys.PublicKey{c.peer}
 	}
 	return nil

@@ -3,10 +3,11 @@ package node
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
+	"github.com/asmtp/asmtp/asmtp/gossip"
 	"github.com/asmtp/asmtp/asmtp/keys"
-	"github.com/asmtp/asmtp/asmtp/node/store"
 	"github.com/asmtp/asmtp/asmtp/passport"
 	"github.com/asmtp/asmtp/asmtp/topic"
 	"github.com/asmtp/asmtp/asmtp/wire"
@@ -51,6 +52,8 @@ const (
 	// maxHeldPending bounds the held topics the node still tries to hand
 	// over; beyond it a new one is left to the recipient's catch-up.
 	maxHeldPending = 4096
+	// maxDirectCatchUps bounds the CatchUp queries waiting to be followed.
+	maxDirectCatchUps = 64
 )
 
 // RegisterInbox registers t for the user as an inbox topic (§16.3): the
@@ -78,14 +81,15 @@ func (s *Session) RegisterInbox(ctx context.Context, t topic.Topic) error {
 // PublishTo publishes contents on t, a topic the user reads nowhere (a
 // contact's inbox, an intro bucket), for the node hint names (nil: no
 // node named, as for an intro bucket). It returns once the messages are
-// stored durably. They are then sent to the hinted node (a link is opened
-// if needed) and to the nodes the overlay knows subscribe to t; what
-// finds nobody now is handed over when the hinted node's gossip, or a
-// subscriber, shows up (every gossip round, and when a link's peer
-// gossips t), and the hinted node may fetch it with a query for
-// Config.Retention. On a topic this node subscribes to (an account of
-// this node, a bucket it shares) it is Publish, and also sent to hint.
-// Publishing the same content again sends it again.
+// stored durably (held.go): the node holds them for Config.Retention.
+// With a named node they go to that node only (a link is opened if
+// needed), now and whenever its own gossip on a link shows t, and only it
+// may fetch them with a query: a crawler that copies t from the
+// recipient's gossip gets nothing. Without one they go to the nodes the
+// overlay knows subscribe to t, now or once it learns one. On a topic a
+// local user registered (an account of this node) it is Publish, and
+// also sent to the named node. Publishing the same content again sends it
+// again.
 func (s *Session) PublishTo(ctx context.Context, t topic.Topic, hint *PeerAddr, contents ...[]byte) error {
 	if err := s.check(); err != nil {
 		return err
@@ -103,85 +107,23 @@ func (s *Session) PublishTo(ctx context.Context, t topic.Topic, hint *PeerAddr, 
 	if hint != nil {
 		n.noteDialHint(*hint)
 	}
-	if n.overlay.subscribed(t) {
+	if n.registered(t) {
 		if err := n.relay(ctx, origin{session: s}, t, contents...); err != nil {
 			return err
 		}
-		n.sendHinted(rc, t, hint, contents)
+		n.sendHinted(rc, t, hint, contents, false)
 		return nil
 	}
-	if err := n.hold(ctx, t, hint, contents); err != nil {
+	wasPending, err := n.hold(ctx, t, hint, contents)
+	if err != nil {
 		return err
 	}
-	n.sendHinted(rc, t, hint, contents)
-	n.handOverHeld(rc, t, contents)
-	return nil
-}
-
-// hold stores a publication durably (a local message, no registration)
-// and records whom t is for.
-func (n *Node) hold(ctx context.Context, t topic.Topic, hint *PeerAddr, contents [][]byte) error {
-	now := time.Now()
 	if hint != nil {
-		if err := n.store.PutHeld(ctx, store.Held{Topic: t, Node: hint.ID, Addr: hint.Addr, Since: now}); err != nil {
-			return fmt.Errorf("publish: %w", err)
-		}
-		n.addPending(t, *hint, now)
-	}
-	batch := make([]store.NewMessage, len(contents))
-	for i, c := range contents {
-		h := messageHash(t, c)
-		n.seen.add(h) // coming back from a peer, it is not news
-		batch[i] = store.NewMessage{Topic: t, Hash: h, Content: c, ReceivedAt: now}
-	}
-	if _, err := n.store.AddMessagesDurable(ctx, batch); err != nil {
-		return fmt.Errorf("publish: %w", err)
+		n.sendHinted(rc, t, hint, contents, wasPending)
+	} else {
+		n.handOverHeld(rc, t, contents)
 	}
 	return nil
-}
-
-// sendHinted queues contents to the hinted node, after our own gossip so
-// that it answers with its own (which shows whether it takes t: pushHeld).
-func (n *Node) sendHinted(ctx context.Context, t topic.Topic, hint *PeerAddr, contents [][]byte) {
-	if hint == nil || hint.ID == n.id {
-		return
-	}
-	l, err := n.linkTo(hint.ID)
-	if err != nil {
-		n.log.Debug("publish: no link to the hinted node", "peer", hint.ID, "err", err)
-		return
-	}
-	n.greet(ctx, l)
-	for _, c := range contents {
-		if !l.enqueue(ctx, wire.Topic{Topic: t, Content: c}, 0) {
-			return // the pending hand-over sends it again
-		}
-	}
-}
-
-// handOverHeld queues a held publication to the subscribers the overlay
-// knows (an intro bucket's members); having reached one, t is no longer
-// pending.
-func (n *Node) handOverHeld(ctx context.Context, t topic.Topic, contents [][]byte) {
-	subs := n.overlay.handoff(t)
-	sent := 0
-	for _, c := range contents {
-		sent = n.sendTo(ctx, subs, wire.Topic{Topic: t, Content: c})
-		n.stats.handedOff.Add(uint64(sent))
-	}
-	if sent > 0 {
-		n.pendingDone(t)
-	}
-}
-
-// greet queues our own gossip on l, best effort: the peer answers an
-// exchange with its own.
-func (n *Node) greet(ctx context.Context, l *link) {
-	for _, m := range n.overlay.gossipFor(l.remote, time.Now()) {
-		if !l.enqueue(ctx, m, 0) {
-			return
-		}
-	}
 }
 
 // CatchUp asks the node from for t's messages received since (§16.6):
@@ -203,8 +145,17 @@ func (s *Session) CatchUp(ctx context.Context, t topic.Topic, from PeerAddr, sin
 		return fmt.Errorf("catch up %s: %s is this node", t, from.ID)
 	}
 	n.noteDialHint(from)
-	if n.queryPeer(ctx, from.ID, catchUp{topic: t, since: since, peer: from.ID}, true) == nil {
+	c := catchUp{topic: t, since: since, peer: from.ID, direct: true}
+	l := n.queryPeer(ctx, from.ID, c, true)
+	if l == nil {
 		return fmt.Errorf("catch up %s from %s: no link", t, from.ID)
+	}
+	// Followed until an answer completes, and asked again if the link
+	// goes first (catchup.go); too many at once are only sent.
+	q := wire.QueryTopicMessages{Topic: t, Since: gossip.FromTime(since)}
+	select {
+	case n.directCatchUps <- sentCatchUp{catchUp: c, query: q, links: []*link{l}, marks: make([]wire.AnswerStatus, 1), sentAt: time.Now()}:
+	default:
 	}
 	return nil
 }
@@ -228,6 +179,25 @@ func (s *Session) PeerNaming(id keys.PublicKey) (v2, known bool) {
 
 // --- the node's records ---
 
+// namingState is the node's naming-v2 bookkeeping.
+type namingState struct {
+	mu      sync.Mutex
+	inboxes map[topic.Topic]struct{}        // registered as inboxes
+	hints   map[keys.PublicKey]string       // dial addresses users gave
+	peers   map[keys.PublicKey]namingRecord // peers' naming flags
+	pending map[topic.Topic]pendingTopic    // held topics to hand over (held.go)
+	// recorded are held records known to be stored (held.go).
+	recorded map[topic.Topic]PeerAddr
+}
+
+func (s *namingState) init() {
+	s.inboxes = make(map[topic.Topic]struct{})
+	s.hints = make(map[keys.PublicKey]string)
+	s.peers = make(map[keys.PublicKey]namingRecord)
+	s.pending = make(map[topic.Topic]pendingTopic)
+	s.recorded = make(map[topic.Topic]PeerAddr)
+}
+
 // namingRecord is what a node's newest gossip said of its naming.
 type namingRecord struct {
 	v2   bool
@@ -236,27 +206,29 @@ type namingRecord struct {
 
 // notePeerNaming records the naming flag of a verified gossip.
 func (n *Node) notePeerNaming(id keys.PublicKey, v2 bool, at uint32) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if r, ok := n.naming[id]; ok && r.time > at {
+	s := &n.naming
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.peers[id]
+	if ok && r.time > at {
 		return
 	}
-	if _, ok := n.naming[id]; !ok && len(n.naming) >= MaxPeerRecords {
-		for k := range n.naming { // any one: a forgotten peer is "unknown"
-			delete(n.naming, k)
+	if !ok && len(s.peers) >= MaxPeerRecords {
+		for k := range s.peers { // any one: a forgotten peer is "unknown"
+			delete(s.peers, k)
 			break
 		}
 	}
-	n.naming[id] = namingRecord{v2: v2, time: at}
+	s.peers[id] = namingRecord{v2: v2, time: at}
 }
 
 func (n *Node) peerNaming(id keys.PublicKey) (v2, known bool) {
 	if id == n.id {
 		return !n.cfg.NamingV1, true
 	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	r, ok := n.naming[id]
+	n.naming.mu.Lock()
+	defer n.naming.mu.Unlock()
+	r, ok := n.naming.peers[id]
 	return r.v2, ok
 }
 
@@ -265,35 +237,43 @@ func (n *Node) noteDialHint(p PeerAddr) {
 	if p.Addr == "" || p.ID == n.id {
 		return
 	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if _, ok := n.hints[p.ID]; !ok && len(n.hints) >= maxDialHints {
-		for k := range n.hints {
-			delete(n.hints, k)
+	s := &n.naming
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.hints[p.ID]; !ok && len(s.hints) >= maxDialHints {
+		for k := range s.hints {
+			delete(s.hints, k)
 			break
 		}
 	}
-	n.hints[p.ID] = p.Addr
+	s.hints[p.ID] = p.Addr
 }
 
 func (n *Node) dialHint(id keys.PublicKey) (string, bool) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	a, ok := n.hints[id]
+	n.naming.mu.Lock()
+	defer n.naming.mu.Unlock()
+	a, ok := n.naming.hints[id]
 	return a, ok
 }
 
 func (n *Node) markInbox(t topic.Topic) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.inboxes[t] = struct{}{}
+	n.naming.mu.Lock()
+	defer n.naming.mu.Unlock()
+	n.naming.inboxes[t] = struct{}{}
+}
+
+// unmarkInbox forgets that t is an inbox: its last registration went.
+func (n *Node) unmarkInbox(t topic.Topic) {
+	n.naming.mu.Lock()
+	defer n.naming.mu.Unlock()
+	delete(n.naming.inboxes, t)
 }
 
 // isInbox reports whether a user registered t as an inbox.
 func (n *Node) isInbox(t topic.Topic) bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	_, ok := n.inboxes[t]
+	n.naming.mu.Lock()
+	defer n.naming.mu.Unlock()
+	_, ok := n.naming.inboxes[t]
 	return ok
 }
 
@@ -306,128 +286,10 @@ func (n *Node) mayRead(ctx context.Context, l *link, t topic.Topic) bool {
 	if _, ok := t.Passport(); ok && !n.cfg.NamingV1 && l.speaksV2() {
 		return false // v2 nodes never subscribe to passport topics
 	}
-	h, held, err := n.store.HeldFor(ctx, t)
-	if err != nil {
-		n.log.Error("query: held topic", "topic", t, "err", err)
-		return false
-	}
-	if held {
-		return h.Node == l.remote && l.advertises(t)
+	if node, held := n.heldFor(ctx, t); held {
+		return node == l.remote && l.advertises(t)
 	}
 	return n.cfg.OpenQueries || l.advertises(t)
-}
-
-// pendingHeld are the held topics not handed to a subscriber yet.
-type pendingHeld struct {
-	m map[topic.Topic]pendingTopic // under Node.mu
-}
-
-type pendingTopic struct {
-	to    PeerAddr
-	since time.Time
-}
-
-func (n *Node) addPending(t topic.Topic, to PeerAddr, since time.Time) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if p, ok := n.pending.m[t]; ok {
-		p.to = to
-		n.pending.m[t] = p
-		return
-	}
-	if len(n.pending.m) < maxHeldPending {
-		n.pending.m[t] = pendingTopic{to: to, since: since}
-	}
-}
-
-// pendingDone forgets t: a subscriber was sent its messages.
-func (n *Node) pendingDone(t topic.Topic) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	delete(n.pending.m, t)
-}
-
-// takePending returns the pending topic t if l's peer is its node.
-func (n *Node) takePending(t topic.Topic, peer keys.PublicKey) (pendingTopic, bool) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	p, ok := n.pending.m[t]
-	if !ok || p.to.ID != peer {
-		return p, false
-	}
-	delete(n.pending.m, t)
-	return p, true
-}
-
-// pushHeld sends the held messages of the topics l's peer just showed in
-// its own gossip on l and is the named node of: the hand-over of what
-// PublishTo could not deliver, and after each relink.
-func (n *Node) pushHeld(ctx context.Context, l *link, topics []topic.Topic) {
-	var due []topic.Topic
-	var since []time.Time
-	for _, t := range topics {
-		if p, ok := n.takePending(t, l.remote); ok {
-			due, since = append(due, t), append(since, p.since)
-		}
-	}
-	if len(due) == 0 {
-		return
-	}
-	n.spawn(func() {
-		for i, t := range due {
-			ms, err := n.store.MessagesSince(ctx, t, since[i], n.cfg.QueryLimit)
-			if err != nil {
-				n.log.Error("hand over held messages", "topic", t, "err", err)
-				continue
-			}
-			n.sendStored(ctx, l, ms)
-			n.stats.handedOff.Add(uint64(len(ms)))
-		}
-	})
-}
-
-// retryPending runs every gossip round: each pending topic is handed to
-// subscribers the overlay learnt meanwhile, or its named node is greeted
-// again (its gossip in reply brings pushHeld).
-func (n *Node) retryPending(ctx context.Context) {
-	n.mu.Lock()
-	pend := make(map[topic.Topic]pendingTopic, len(n.pending.m))
-	for t, p := range n.pending.m {
-		pend[t] = p
-	}
-	n.mu.Unlock()
-	for t, p := range pend {
-		if subs := n.overlay.handoff(t); len(subs) > 0 {
-			ms, err := n.store.MessagesSince(ctx, t, p.since, n.cfg.QueryLimit)
-			if err != nil {
-				continue
-			}
-			for _, m := range ms {
-				n.sendTo(ctx, subs, wire.Topic{Topic: m.Topic, Content: m.Content})
-			}
-			n.pendingDone(t)
-			continue
-		}
-		if l, err := n.linkTo(p.to.ID); err == nil {
-			n.greet(ctx, l)
-		}
-	}
-}
-
-// restorePending reloads the held topics of the retention window still to
-// hand over (all of them: a hand-over is not recorded, and the recipient
-// drops duplicates).
-func (n *Node) restorePending(ctx context.Context, now time.Time) error {
-	hs, err := n.store.HeldSince(ctx, now.Add(-n.cfg.Retention))
-	if err != nil {
-		return err
-	}
-	for _, h := range hs {
-		p := PeerAddr{ID: h.Node, Addr: h.Addr}
-		n.noteDialHint(p)
-		n.addPending(h.Topic, p, h.Since)
-	}
-	return nil
 }
 
 // bucketBits is the intro-bucket width this node uses. This release

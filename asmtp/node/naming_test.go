@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/asmtp/asmtp/asmtp/passport"
 	"github.com/asmtp/asmtp/asmtp/topic"
 	"github.com/asmtp/asmtp/asmtp/wire"
+	"github.com/asmtp/asmtp/internal/wait"
 )
 
 // A v2 node sets gossip info bit 10 (signed); a node configured as v1
@@ -43,10 +45,10 @@ func TestNamingFlagMixedNetwork(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 20*time.Second, "rings with the v1 node", func() bool { return ringsConverged(all, all, tp) == nil })
+	wait.Until(t, 20*time.Second, "rings with the v1 node", func() bool { return ringsConverged(all, all, tp) == nil })
 	for _, n := range nodes {
 		s := sessions[0]
-		waitFor(t, 5*time.Second, "naming flags learnt", func() bool {
+		wait.Until(t, 5*time.Second, "naming flags learnt", func() bool {
 			v2, known := s.PeerNaming(n.ID())
 			w2, wknown := sessions[1].PeerNaming(v1.ID())
 			return known && v2 && wknown && !w2
@@ -139,13 +141,42 @@ func TestPublishToHeldForOfflineRecipient(t *testing.T) {
 	if snd.overlay.subscribed(inbox) {
 		t.Fatal("the sender subscribed to the recipient's inbox")
 	}
-	waitFor(t, 5*time.Second, "the recipient counted as holder", func() bool { return ss.Holders(inbox, 1) == 1 })
+	wait.Until(t, 5*time.Second, "the recipient counted as holder", func() bool { return ss.Holders(inbox, 1) == 1 })
+	// Online, each mail goes once: nothing pending is sent again. (The
+	// first went before the recipient's gossip showed the inbox on the
+	// link, and again after it: the hand-over cannot know it arrived.)
+	wait.Until(t, 5*time.Second, "the first mail handed over", func() bool {
+		snd.naming.mu.Lock()
+		defer snd.naming.mu.Unlock()
+		return len(snd.naming.pending) == 0
+	})
+	dups := rcv.Stats().Duplicates
+	for i := range 5 {
+		if err := ss.PublishTo(ctx, inbox, card, fmt.Appendf(nil, "online %d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	receive(t, rs, 5, 10*time.Second)
+	wait.Never(t, time.Second, "a mail sent twice", func() bool { return rcv.Stats().Duplicates > dups })
 
 	rcv.stop(t)
+	// A crawler copied the inbox from the recipient's gossip into its own:
+	// the sender's node knows it as a subscriber, yet hands it nothing
+	// and does not count it as a holder.
+	var leaked atomic.Int64
+	dialRawPeer(t, snd.Addr().String(), snd.ID(), []topic.Topic{inbox}, func(m wire.Topic) {
+		if m.Topic == inbox {
+			leaked.Add(1)
+		}
+	})
+	wait.Until(t, 5*time.Second, "the crawler known as a subscriber", func() bool { return len(snd.overlay.handoff(inbox)) > 0 })
 	for i := range 3 {
 		if err := ss.PublishTo(ctx, inbox, card, fmt.Appendf(nil, "offline %d", i)); err != nil {
 			t.Fatalf("publish while the recipient is down: %v", err)
 		}
+	}
+	if h := ss.Holders(inbox, 4); h != 0 {
+		t.Errorf("Holders with the recipient down = %d, want 0", h)
 	}
 	cfg.ListenAddress = rcv.Addr().String()
 	var rs2 *Session
@@ -158,6 +189,9 @@ func TestPublishToHeldForOfflineRecipient(t *testing.T) {
 		if !got[fmt.Sprintf("offline %d", i)] {
 			t.Errorf("offline %d not delivered: %v", i, got)
 		}
+	}
+	if n := leaked.Load(); n != 0 {
+		t.Errorf("the crawler got %d messages of the inbox", n)
 	}
 }
 
@@ -359,7 +393,7 @@ func TestPassportLookupWithoutPassportTopics(t *testing.T) {
 	if err := sHome.Register(ctx, bucket); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the far node learns a bucket member", func() bool { return len(far.overlay.handoff(bucket)) > 0 })
+	wait.Until(t, 10*time.Second, "the far node learns a bucket member", func() bool { return len(far.overlay.handoff(bucket)) > 0 })
 	got, err := sFar.GetPassport(ctx, id)
 	if err != nil || !bytes.Equal(got, p.Export()) {
 		t.Fatalf("lookup by id: %v", err)
@@ -425,7 +459,7 @@ func TestUserLinkNamingOps(t *testing.T) {
 	rcvAddr := PeerAddr{ID: rcv.ID(), Addr: rcv.Addr().String()}
 
 	send(dRcv, op(wire.UserOp{Code: wire.OpRegisterInbox, Topic: inbox}))
-	waitFor(t, 5*time.Second, "the inbox registered", func() bool { return rcv.isInbox(inbox) })
+	wait.Until(t, 5*time.Second, "the inbox registered", func() bool { return rcv.isInbox(inbox) })
 	send(dSnd, op(wire.UserOp{Code: wire.OpPublishTo, Topic: inbox, Node: rcvAddr.ID, Addr: rcvAddr.Addr}),
 		wire.Topic{Topic: inbox, Content: []byte("via device")})
 	if m := next(fromRcv); m.Topic != inbox || string(m.Content) != "via device" {
@@ -435,7 +469,7 @@ func TestUserLinkNamingOps(t *testing.T) {
 		t.Fatal("the sender subscribed to the inbox")
 	}
 
-	waitFor(t, 5*time.Second, "the sender learns the recipient's naming", func() bool {
+	wait.Until(t, 5*time.Second, "the sender learns the recipient's naming", func() bool {
 		v2, known := snd.peerNaming(rcv.ID())
 		return v2 && known
 	})
@@ -453,7 +487,7 @@ func TestUserLinkNamingOps(t *testing.T) {
 	// Held at the sender before the recipient registers it: only a
 	// catch-up brings it.
 	send(dSnd, op(wire.UserOp{Code: wire.OpPublishTo, Topic: late}), wire.Topic{Topic: late, Content: []byte("late")})
-	waitFor(t, 5*time.Second, "held at the sender", func() bool {
+	wait.Until(t, 5*time.Second, "held at the sender", func() bool {
 		ms, _ := snd.store.MessagesSince(ctx, late, time.Time{}, 10)
 		return len(ms) == 1
 	})
@@ -468,11 +502,73 @@ func TestUserLinkNamingOps(t *testing.T) {
 		t.Fatal(err)
 	}
 	send(dSnd, op(wire.UserOp{Code: wire.OpKeepPassport, Passport: p.ID()}), wire.PutPassport{ID: p.ID(), Blocks: p.Export()})
-	waitFor(t, 5*time.Second, "the passport kept", func() bool {
+	wait.Until(t, 5*time.Second, "the passport kept", func() bool {
 		_, ok, _ := snd.store.Passport(ctx, p.ID())
 		return ok
 	})
 	if snd.overlay.subscribed(topic.ForPassport(p.ID())) {
 		t.Fatal("a kept passport's topic was subscribed")
+	}
+}
+
+// What PublishTo acknowledged survives a restart of the sender's node
+// while the recipient's node is down: the held record and the mail are in
+// the store, the hand-over resumes at start, and the recipient gets the
+// mail once it is back, without asking.
+func TestHeldMailSurvivesSenderRestart(t *testing.T) {
+	ctx := context.Background()
+	scfg, suser := testConfig(t, t.TempDir())
+	rcfg, ruser := testConfig(t, t.TempDir())
+	snd, rcv := start(t, scfg, suser), start(t, rcfg, ruser)
+	inbox := topic.Inbox(topic.InboxSeed{10}, topic.InboxDay(time.Now()))
+	if err := rcv.session(t).RegisterInbox(ctx, inbox); err != nil {
+		t.Fatal(err)
+	}
+	card := &PeerAddr{ID: rcv.ID(), Addr: rcv.Addr().String()}
+	rcv.stop(t)
+	ss := snd.session(t)
+	for i := range 2 {
+		if err := ss.PublishTo(ctx, inbox, card, fmt.Appendf(nil, "kept %d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	snd.stop(t)
+	scfg.ListenAddress = snd.Addr().String()
+	start(t, scfg, suser)
+	rcfg.ListenAddress = rcv.Addr().String()
+	var rs *Session
+	startWith(t, rcfg, ruser, func(tn *testNode) { rs = tn.session(t) })
+	got := receive(t, rs, 2, 20*time.Second)
+	if string(got[0].Content) != "kept 0" || string(got[1].Content) != "kept 1" {
+		t.Fatalf("got %q, %q", got[0].Content, got[1].Content)
+	}
+}
+
+// A named node that stays down is greeted (dialled) ever less often: the
+// wait doubles from a gossip round up to maxGreetWait, where every round
+// would dial it (20 times in 2 s of 100 ms rounds here).
+func TestPendingGreetingsBackOff(t *testing.T) {
+	ctx := context.Background()
+	cfg, user := testConfig(t, t.TempDir())
+	n := start(t, cfg, user)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close()
+	inbox := topic.Inbox(topic.InboxSeed{11}, topic.InboxDay(time.Now()))
+	if err := n.session(t).PublishTo(ctx, inbox, &PeerAddr{ID: keys.Public(newKey(t)), Addr: dead}, []byte("m")); err != nil {
+		t.Fatal(err)
+	}
+	tries := func() int {
+		n.naming.mu.Lock()
+		defer n.naming.mu.Unlock()
+		return n.naming.pending[inbox].tries
+	}
+	wait.Until(t, 5*time.Second, "a first greeting", func() bool { return tries() > 0 })
+	wait.Never(t, 2*time.Second, "more than 6 greetings in 2 s", func() bool { return tries() > 6 })
+	if tries() < 2 {
+		t.Errorf("greeted %d times in 2 s, want it to keep trying", tries())
 	}
 }

@@ -198,8 +198,11 @@ type Node struct {
 	owedAtStart map[topic.Topic]time.Time
 
 	catchUps chan catchUp
-	owed     owedCatchUps          // catch-ups not complete yet, saved by persist
-	toStore  chan store.NewMessage // relayed messages for storeLoop
+	// directCatchUps hands catchUpLoop the queries Session.CatchUp sent,
+	// to follow until their answers complete.
+	directCatchUps chan sentCatchUp
+	owed           owedCatchUps          // catch-ups not complete yet, saved by persist
+	toStore        chan store.NewMessage // relayed messages for storeLoop
 	// storeQueued counts messages handed to storeLoop, storeDone those it
 	// committed: a catch-up completes only once what it read is stored.
 	storeQueued, storeDone atomic.Uint64
@@ -230,12 +233,9 @@ type Node struct {
 	// lost holds node peers whose link closed, with the time from which
 	// what they stored may not have reached us (catchup.go).
 	lost map[keys.PublicKey]time.Time
-	// Naming v2 (naming.go): inbox registrations, dial addresses users
-	// gave, peers' naming flags, held topics still to hand over.
-	inboxes map[topic.Topic]struct{}
-	hints   map[keys.PublicKey]string
-	naming  map[keys.PublicKey]namingRecord
-	pending pendingHeld
+	// naming is the naming-v2 state (naming.go), under its own lock:
+	// gossip handling touches it for every gossip.
+	naming namingState
 
 	passports passportState
 }
@@ -249,28 +249,26 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{
-		ready:    make(chan struct{}),
-		cfg:      cfg,
-		id:       keys.Public(cfg.Key),
-		log:      cfg.Logger,
-		seen:     newSeenCache(cfg.KnownMessageCacheSize),
-		strikes:  newQuarantine(cfg.QuarantineDuration),
-		catchUps: make(chan catchUp, poldercast.MaxSubscriptions),
-		toStore:  make(chan store.NewMessage, MaxStoreBatch),
-		links:    make(map[keys.PublicKey]*link),
-		users:    make(map[keys.PublicKey]struct{}),
-		sessions: make(map[keys.PublicKey]map[*Session]struct{}),
-		regs:     make(map[topic.Topic]map[keys.PublicKey]struct{}),
-		lost:     make(map[keys.PublicKey]time.Time),
-		owed:     owedCatchUps{m: make(map[topic.Topic][]owedEntry)},
-		inboxes:  make(map[topic.Topic]struct{}),
-		hints:    make(map[keys.PublicKey]string),
-		naming:   make(map[keys.PublicKey]namingRecord),
-		pending:  pendingHeld{m: make(map[topic.Topic]pendingTopic)},
+		ready:          make(chan struct{}),
+		cfg:            cfg,
+		id:             keys.Public(cfg.Key),
+		log:            cfg.Logger,
+		seen:           newSeenCache(cfg.KnownMessageCacheSize),
+		strikes:        newQuarantine(cfg.QuarantineDuration),
+		catchUps:       make(chan catchUp, poldercast.MaxSubscriptions),
+		directCatchUps: make(chan sentCatchUp, maxDirectCatchUps),
+		toStore:        make(chan store.NewMessage, MaxStoreBatch),
+		links:          make(map[keys.PublicKey]*link),
+		users:          make(map[keys.PublicKey]struct{}),
+		sessions:       make(map[keys.PublicKey]map[*Session]struct{}),
+		regs:           make(map[topic.Topic]map[keys.PublicKey]struct{}),
+		lost:           make(map[keys.PublicKey]time.Time),
+		owed:           owedCatchUps{m: make(map[topic.Topic][]owedEntry)},
 	}
 	n.answerMarks, n.answerSlots = make(chan answerMark, maxAnswerMarks), newAnswerSlots()
 	n.log = n.log.With("node", n.id.String()[:8])
 	n.passports.init()
+	n.naming.init()
 	for _, u := range cfg.Users {
 		n.users[u] = struct{}{}
 	}

@@ -376,7 +376,7 @@ func (n *Node) gossipRound(ctx context.Context, now time.Time) {
 	for _, id := range peers {
 		n.sendGossip(ctx, id, now)
 	}
-	n.retryPending(ctx)
+	n.retryPending(ctx, now)
 }
 
 // sendGossip sends peer one exchange's gossips. Gossip is best effort: a
@@ -402,7 +402,7 @@ func (n *Node) onGossip(ctx context.Context, l *link, g gossip.Gossip) {
 	if g.ID == l.remote {
 		l.setAdvertised(g)
 		relinked, l.greeted = !l.greeted, true
-		n.pushHeld(ctx, l, subscribedTopics(g))
+		n.pushHeld(ctx, l, g)
 	}
 	var fresh []topic.Topic // registered topics g newly shows a subscriber of
 	for _, s := range g.Subscriptions {
@@ -431,14 +431,6 @@ func (n *Node) onGossip(ctx context.Context, l *link, g gossip.Gossip) {
 	if answer {
 		n.sendGossip(ctx, l.remote, now)
 	}
-}
-
-func subscribedTopics(g gossip.Gossip) []topic.Topic {
-	out := make([]topic.Topic, len(g.Subscriptions))
-	for i, s := range g.Subscriptions {
-		out[i] = s.Topic
-	}
-	return out
 }
 
 // addressOf returns where to dial peer: its advertised address, else the

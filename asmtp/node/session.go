@@ -222,6 +222,7 @@ func (s *Session) Deregister(ctx context.Context, t topic.Topic) error {
 		return err
 	}
 	if s.n.removeRegistration(s.user, t) {
+		s.n.unmarkInbox(t)
 		s.n.unsubscribeUnused(t)
 	}
 	return nil
@@ -319,6 +320,14 @@ func (s *Session) Holders(t topic.Topic, limit int) int {
 	if held >= limit {
 		return limit
 	}
+	if node, ok := n.heldFor(context.Background(), t); ok {
+		// Held for one node (PublishTo): only it counts, once its own
+		// gossip on a link shows t.
+		if l, ok := n.linkIfLive(node); ok && l.advertises(t) {
+			held++
+		}
+		return held
+	}
 	subs := n.overlay.subscribers(t, limit-held)
 	for _, id := range n.linkAdvertisers(t) {
 		if len(subs) >= limit-held {
@@ -329,6 +338,14 @@ func (s *Session) Holders(t topic.Topic, limit int) int {
 		}
 	}
 	return held + len(subs)
+}
+
+// linkIfLive returns the node link to peer, if there is one.
+func (n *Node) linkIfLive(peer keys.PublicKey) (*link, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	l, ok := n.links[peer]
+	return l, ok && !l.user
 }
 
 // linkAdvertisers returns the node peers whose own gossip on a live link
@@ -401,7 +418,6 @@ func (n *Node) removeRegistration(user keys.PublicKey, t topic.Topic) bool {
 		return false
 	}
 	delete(n.regs, t)
-	delete(n.inboxes, t)
 	return true
 }
 
