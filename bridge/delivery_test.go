@@ -147,11 +147,11 @@ type site struct {
 	beforeBridge func(*node.Node)
 	// namingV2 runs the bridge with naming v2 (the default of asmtpd);
 	// the tests of the v1 paths leave it off. cardWait is Config.CardWait.
-	namingV2     bool
-	cardWait     time.Duration
-	node         *node.Node
-	bridge       *Bridge
-	halt         func()
+	namingV2 bool
+	cardWait time.Duration
+	node     *node.Node
+	bridge   *Bridge
+	halt     func()
 }
 
 // testDelivery retries fast and gives up after a few seconds.
