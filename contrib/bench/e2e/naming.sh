@@ -37,13 +37,23 @@ base=$((20000 + RANDOM % 20000))
 start v2 "$base" 0
 start v1 $((base + 100)) 1
 
-get() { sed -n "s/^$2: //p" "$1"; }
+get() { sed -n "s/^$2: //p" "$1" | head -n1; }
+# wait_port HOST:PORT: until something listens there (60 s).
+wait_port() {
+  for _ in $(seq 600); do
+    (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "naming.sh: nothing listening on $1 after 60 s" >&2; return 1
+}
 for net in v2 v1; do
   for _ in $(seq 1200); do
     grep -qs '^password:' "$tmp/$net/c/settings.txt" && grep -qs '^password:' "$tmp/$net/a/settings.txt" && break
     sleep 0.1
   done
   grep -qs '^password:' "$tmp/$net/c/settings.txt" || { cat "$tmp/$net/out.txt" >&2; exit 1; }
+  wait_port "$(get "$tmp/$net/a/settings.txt" smtp)"
+  wait_port "$(get "$tmp/$net/c/settings.txt" imap)"
 done
 
 # endpoints PREFIX NET: the e2e flags naming alice → bob on network NET.
