@@ -463,7 +463,11 @@ func (b *Bridge) registerContacts(ctx context.Context, account string, l *accoun
 	}
 	for _, c := range contacts {
 		// Only a v1 contact has a pair topic and a passport topic (§16.8).
-		if c.Pending() || l.registered[c.Topic] || b.cfg.Scheme(namings[c.Passport]) != accounts.SchemeV1 {
+		v1 := b.cfg.Scheme(namings[c.Passport]) == accounts.SchemeV1
+		if !v1 && l.registered[c.Topic] {
+			b.dropPairTopic(ctx, account, l, c) // a v1 contact whose card came late
+		}
+		if c.Pending() || l.registered[c.Topic] || !v1 {
 			continue
 		}
 		if _, err := l.session.PutPassport(ctx, c.Blocks); err != nil {

@@ -366,3 +366,15 @@ func (b *Bridge) keepPassport(ctx context.Context, s *node.Session, blocks []byt
 	}
 	return err
 }
+
+// dropPairTopic deregisters the pair topic of a contact that became a v2
+// contact (its card came after the fallback to v1), so that gossip stops
+// showing the pair.
+func (b *Bridge) dropPairTopic(ctx context.Context, account string, l *accountLink, c accounts.Contact) {
+	if err := l.session.Deregister(ctx, c.Topic); err != nil {
+		b.log.Warn("bridge: deregister the pair topic of a contact now on v2", "account", account, "err", err)
+		return
+	}
+	delete(l.registered, c.Topic)
+	b.log.Info("bridge: contact now on v2; pair topic dropped", "account", account, "passport", c.Passport)
+}

@@ -189,6 +189,20 @@ func TestNamingV1Fallback(t *testing.T) {
 	if nm := a.naming("alice", bob.Passport); nm.Scheme != accounts.SchemeV1 {
 		t.Fatalf("alice reaches bob by %v, want v1", nm.Scheme)
 	}
+	ab, err := a.Reg.Contact(context.Background(), "alice", bob.Passport)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 10*time.Second, "A gossips the pair topic of a v1 contact", func() bool { return subscribes(a.node, ab.Topic) })
+
+	// Bob's bridge moves to v2: his card reaches alice, who drops the pair topic.
+	c.stop()
+	c.namingV2 = true
+	c.start()
+	waitUntil(t, 30*time.Second, "bob a v2 contact of alice's again", func() bool {
+		return a.naming("alice", bob.Passport).Scheme == accounts.SchemeV2
+	}, a.stats, c.stats)
+	waitUntil(t, 10*time.Second, "A's gossip without the pair topic", func() bool { return !subscribes(a.node, ab.Topic) })
 	if s := fmt.Sprint(accounts.SchemeV1); s != "v1" {
 		t.Errorf("accounts.SchemeV1 prints %q", s)
 	}
