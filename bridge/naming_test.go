@@ -207,3 +207,23 @@ func TestNamingV1Fallback(t *testing.T) {
 		t.Errorf("accounts.SchemeV1 prints %q", s)
 	}
 }
+
+// TestNamingV2SameNode: two accounts of one node exchange cards and mail
+// through the node itself.
+func TestNamingV2SameNode(t *testing.T) {
+	a := newSite(t, startRelay(t))
+	a.namingV2 = true
+	a.delivery.RetryWindow = time.Minute
+	alice, alicePW := a.AddAccount(t, "alice")
+	bob, bobPW := a.AddAccount(t, "bob")
+	befriend(t, a, "alice", "Alice", a, "bob", "Bob")
+	a.start()
+	aliceAddr, bobAddr := alice.Address("asmtp").String(), bob.Address("asmtp").String()
+	sendAs(t, a, "alice", alicePW, aliceAddr, bobAddr, "next door")
+	waitUntil(t, 30*time.Second, "alice's mail at bob", func() bool { return a.inboxCount("bob") == 1 }, a.stats)
+	sendAs(t, a, "bob", bobPW, bobAddr, aliceAddr, "hello neighbour")
+	waitUntil(t, 30*time.Second, "bob's mail at alice", func() bool { return a.inboxCount("alice") == 1 }, a.stats)
+	if nm := a.naming("alice", bob.Passport); nm.Scheme != accounts.SchemeV2 {
+		t.Errorf("alice reaches bob by %v, want v2", nm.Scheme)
+	}
+}
