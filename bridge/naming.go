@@ -99,17 +99,39 @@ func (n *accountNaming) Key() noise.XKey {
 	return n.key
 }
 
-// newNaming reads the account's seed (drawn the first time) and key.
-func (b *Bridge) newNaming(ctx context.Context, a accounts.Account, s *node.Session) (*accountNaming, error) {
+// startNaming reads the account's seed (drawn the first time) and key
+// when it comes on the node (presence.Config.Attached); nil when the
+// bridge speaks only v1, or the seed cannot be read (logged: the account
+// then receives only from v1 contacts until the next start).
+func (b *Bridge) startNaming(ctx context.Context, a accounts.Account, s *node.Session) *accountNaming {
+	if b.cfg.NamingV1 {
+		return nil
+	}
 	seed, err := b.reg.InboxSeed(ctx, b.nodeKey, a.Name)
 	if err != nil {
-		return nil, err
+		b.log.Error("bridge: naming v2 not started: inbox seed", "account", a.Name, "err", err)
+		return nil
 	}
 	n := &accountNaming{b: b, account: a.Name, session: s, seed: seed, passport: a.Passport, inboxes: make(map[topic.Topic]time.Time)}
 	if err := n.refreshKey(ctx, a); err != nil {
-		return nil, err
+		b.log.Error("bridge: naming v2 not started: account key", "account", a.Name, "err", err)
+		return nil
 	}
-	return n, nil
+	b.mu.Lock()
+	b.namings[a.Name] = n
+	b.mu.Unlock()
+	return n
+}
+
+// reconciled is the naming-v2 step of each reconcile of account a
+// (presence.Config.Reconciled).
+func (b *Bridge) reconciled(ctx context.Context, a accounts.Account, _ *node.Session) {
+	b.mu.Lock()
+	n := b.namings[a.Name]
+	b.mu.Unlock()
+	if n != nil {
+		b.reconcileNaming(ctx, a, n)
+	}
 }
 
 // refreshKey reads the account's shared secret again when its passport
@@ -135,13 +157,12 @@ func (n *accountNaming) refreshKey(ctx context.Context, a accounts.Account) erro
 // card to contacts that have not answered, and makes contacts that never
 // answered v1 contacts. The first time after a start it catches up the
 // past days' inboxes from the contacts' nodes.
-func (b *Bridge) reconcileNaming(ctx context.Context, a accounts.Account, l *accountLink) {
-	n := l.naming
+func (b *Bridge) reconcileNaming(ctx context.Context, a accounts.Account, n *accountNaming) {
 	if err := n.refreshKey(ctx, a); err != nil {
 		b.log.Warn("bridge: naming v2 key not read", "account", a.Name, "err", err)
 		return
 	}
-	s := l.session
+	s := n.session
 	now := time.Now()
 	n.mu.Lock()
 	first := !n.caughtUp
@@ -353,28 +374,4 @@ func (n *accountNaming) TakeCard(ctx context.Context, sender keys.SharedKey, p [
 		n.b.sendCard(ctx, n.session, n, contact, &c, time.Now())
 	}
 	return false, nil
-}
-
-// keepPassport uploads the account's passport: in v2 without subscribing
-// to its passport topic (no passport id in gossip, §16.3).
-func (b *Bridge) keepPassport(ctx context.Context, s *node.Session, blocks []byte) error {
-	var err error
-	if b.cfg.NamingV1 {
-		_, err = s.PutPassport(ctx, blocks)
-	} else {
-		_, err = s.KeepPassport(ctx, blocks)
-	}
-	return err
-}
-
-// dropPairTopic deregisters the pair topic of a contact that became a v2
-// contact (its card came after the fallback to v1), so that gossip stops
-// showing the pair.
-func (b *Bridge) dropPairTopic(ctx context.Context, account string, l *accountLink, c accounts.Contact) {
-	if err := l.session.Deregister(ctx, c.Topic); err != nil {
-		b.log.Warn("bridge: deregister the pair topic of a contact now on v2", "account", account, "err", err)
-		return
-	}
-	delete(l.registered, c.Topic)
-	b.log.Info("bridge: contact now on v2; pair topic dropped", "account", account, "passport", c.Passport)
 }

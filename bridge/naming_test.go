@@ -14,6 +14,7 @@ import (
 	"github.com/asmtp/asmtp/asmtp/topic"
 	"github.com/asmtp/asmtp/bridge/accounts"
 	"github.com/asmtp/asmtp/bridge/mailtext"
+	"github.com/asmtp/asmtp/internal/wait"
 )
 
 // sendAs sends one message per subject from login's account with smtplib.
@@ -68,9 +69,9 @@ func TestNamingV2FirstContact(t *testing.T) {
 	aliceAddr, bobAddr := alice.Address("asmtp").String(), bob.Address("asmtp").String()
 
 	sendAs(t, a, "alice", alicePW, aliceAddr, bobAddr, "first contact")
-	waitUntil(t, 30*time.Second, "alice's first mail at bob", func() bool { return c.inboxCount("bob") == 1 }, a.stats, c.stats)
+	wait.Until(t, 30*time.Second, "alice's first mail at bob", func() bool { return c.inboxCount("bob") == 1 }, a.stats, c.stats)
 	sendAs(t, c, "bob", bobPW, bobAddr, aliceAddr, "the answer")
-	waitUntil(t, 30*time.Second, "bob's answer at alice", func() bool { return a.inboxCount("alice") == 1 }, a.stats, c.stats)
+	wait.Until(t, 30*time.Second, "bob's answer at alice", func() bool { return a.inboxCount("alice") == 1 }, a.stats, c.stats)
 
 	for _, tc := range []struct {
 		s       *site
@@ -139,12 +140,12 @@ func TestNamingV2RecipientOffline(t *testing.T) {
 	c.start()
 	from, to := alice.Address("asmtp").String(), bob.Address("asmtp").String()
 	sendAs(t, a, "alice", pw, from, to, "before")
-	waitUntil(t, 30*time.Second, "the first mail", func() bool { return c.inboxCount("bob") == 1 }, a.stats, c.stats)
+	wait.Until(t, 30*time.Second, "the first mail", func() bool { return c.inboxCount("bob") == 1 }, a.stats, c.stats)
 
 	c.stop()
 	subjects := []string{"offline 1", "offline 2", "offline 3"}
 	sendAs(t, a, "alice", pw, from, to, subjects...)
-	waitUntil(t, 10*time.Second, "the mail on alice's node", func() bool {
+	wait.Until(t, 10*time.Second, "the mail on alice's node", func() bool {
 		q, err := a.Mail.Outbox(context.Background(), "alice")
 		if err != nil || len(q) != len(subjects) {
 			return false
@@ -158,9 +159,9 @@ func TestNamingV2RecipientOffline(t *testing.T) {
 	})
 	c.start()
 	want := 1 + len(subjects)
-	waitUntil(t, 30*time.Second, "the mail sent while bob was offline", func() bool { return c.inboxCount("bob") >= want },
+	wait.Until(t, 30*time.Second, "the mail sent while bob was offline", func() bool { return c.inboxCount("bob") >= want },
 		func() string { return subjects2(t, c) }, a.stats, c.stats)
-	waitUntil(t, 10*time.Second, "alice's outbox empty", func() bool {
+	wait.Until(t, 10*time.Second, "alice's outbox empty", func() bool {
 		q, err := a.Mail.Outbox(context.Background(), "alice")
 		return err == nil && len(q) == 0
 	})
@@ -185,7 +186,7 @@ func TestNamingV1Fallback(t *testing.T) {
 	a.start()
 	c.start()
 	sendAs(t, a, "alice", alicePW, alice.Address("asmtp").String(), bob.Address("asmtp").String(), "to a v1 contact")
-	waitUntil(t, 30*time.Second, "alice's mail at bob", func() bool { return c.inboxCount("bob") == 1 }, a.stats, c.stats)
+	wait.Until(t, 30*time.Second, "alice's mail at bob", func() bool { return c.inboxCount("bob") == 1 }, a.stats, c.stats)
 	if nm := a.naming("alice", bob.Passport); nm.Scheme != accounts.SchemeV1 {
 		t.Fatalf("alice reaches bob by %v, want v1", nm.Scheme)
 	}
@@ -193,16 +194,16 @@ func TestNamingV1Fallback(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 10*time.Second, "A gossips the pair topic of a v1 contact", func() bool { return subscribes(a.node, ab.Topic) })
+	wait.Until(t, 10*time.Second, "A gossips the pair topic of a v1 contact", func() bool { return subscribes(a.node, ab.Topic) })
 
 	// Bob's bridge moves to v2: his card reaches alice, who drops the pair topic.
 	c.stop()
 	c.namingV2 = true
 	c.start()
-	waitUntil(t, 30*time.Second, "bob a v2 contact of alice's again", func() bool {
+	wait.Until(t, 30*time.Second, "bob a v2 contact of alice's again", func() bool {
 		return a.naming("alice", bob.Passport).Scheme == accounts.SchemeV2
 	}, a.stats, c.stats)
-	waitUntil(t, 10*time.Second, "A's gossip without the pair topic", func() bool { return !subscribes(a.node, ab.Topic) })
+	wait.Until(t, 10*time.Second, "A's gossip without the pair topic", func() bool { return !subscribes(a.node, ab.Topic) })
 	if s := fmt.Sprint(accounts.SchemeV1); s != "v1" {
 		t.Errorf("accounts.SchemeV1 prints %q", s)
 	}
@@ -220,9 +221,9 @@ func TestNamingV2SameNode(t *testing.T) {
 	a.start()
 	aliceAddr, bobAddr := alice.Address("asmtp").String(), bob.Address("asmtp").String()
 	sendAs(t, a, "alice", alicePW, aliceAddr, bobAddr, "next door")
-	waitUntil(t, 30*time.Second, "alice's mail at bob", func() bool { return a.inboxCount("bob") == 1 }, a.stats)
+	wait.Until(t, 30*time.Second, "alice's mail at bob", func() bool { return a.inboxCount("bob") == 1 }, a.stats)
 	sendAs(t, a, "bob", bobPW, bobAddr, aliceAddr, "hello neighbour")
-	waitUntil(t, 30*time.Second, "bob's mail at alice", func() bool { return a.inboxCount("alice") == 1 }, a.stats)
+	wait.Until(t, 30*time.Second, "bob's mail at alice", func() bool { return a.inboxCount("alice") == 1 }, a.stats)
 	if nm := a.naming("alice", bob.Passport); nm.Scheme != accounts.SchemeV2 {
 		t.Errorf("alice reaches bob by %v, want v2", nm.Scheme)
 	}

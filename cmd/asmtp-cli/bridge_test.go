@@ -23,6 +23,7 @@ import (
 	"github.com/asmtp/asmtp/bridge"
 	"github.com/asmtp/asmtp/bridge/accounts"
 	"github.com/asmtp/asmtp/bridge/mailtext"
+	"github.com/asmtp/asmtp/bridge/outbound"
 	"github.com/asmtp/asmtp/internal/wait"
 )
 
@@ -142,8 +143,8 @@ func TestBridgeAccountAndCLIUser(t *testing.T) {
 		// asmtp-cli speaks naming v1: the bridge's card goes unanswered and
 		// the bridge falls back to the pair topic after CardWait.
 		CardWait: 2 * time.Second,
-		Delivery: bridge.DeliveryConfig{RetryWindow: 20 * time.Second, FirstRetry: 200 * time.Millisecond, MaxRetry: time.Second,
-			LookupInterval: 20 * time.Millisecond},
+		Delivery: bridge.DeliveryConfig{Pacing: outbound.Pacing{RetryWindow: 20 * time.Second, FirstRetry: 200 * time.Millisecond,
+			MaxRetry: time.Second, LookupInterval: 20 * time.Millisecond}},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, nodeA, nodeKeyA)
 	if err != nil {
 		t.Fatal(err)
