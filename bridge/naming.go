@@ -43,6 +43,10 @@ const (
 	// DefaultCatchUpDays is how many past days of inbox topics are caught
 	// up on start.
 	DefaultCatchUpDays = 7
+	// catchUpHold is how long the past days' inboxes stay subscribed
+	// after a start: the contacts' nodes answer a catch-up only to a node
+	// whose gossip subscribes to the inbox (§16.6, §16.7).
+	catchUpHold = time.Hour
 	// cardResend is how often the account's card goes again to the
 	// bucket of a contact that did not answer.
 	cardResend = 6 * time.Hour
@@ -224,6 +228,9 @@ func (b *Bridge) subscribeInboxes(ctx context.Context, account string, s *node.S
 			continue
 		}
 		end := time.Unix(int64(d+1)*int64(topic.InboxPeriod/time.Second), 0).Add(topic.InboxOverlap)
+		if hold := now.Add(catchUpHold); end.Before(hold) {
+			end = hold // a past day: subscribed while it is caught up
+		}
 		n.mu.Lock()
 		n.inboxes[t] = end
 		n.mu.Unlock()

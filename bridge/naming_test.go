@@ -120,6 +120,12 @@ func checkV2Gossip(t *testing.T, sites map[string]*site, at *site, owner string,
 			t.Errorf("node %s subscribes to %s's inbox: %v", name, owner, got)
 		}
 	}
+	// Started within the last hour, the node still subscribes to the past
+	// days' inboxes it caught up (§16.6).
+	yesterday := topic.Inbox(seed, topic.InboxDay(time.Now())-1)
+	if !subscribes(at.node, yesterday) {
+		t.Errorf("%s's node does not subscribe to yesterday's inbox while catching up", owner)
+	}
 	if subscribes(at.node, topic.IntroBucket(id, 0)) != true {
 		t.Errorf("%s's node does not subscribe to its intro bucket", owner)
 	}
