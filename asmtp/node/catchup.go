@@ -29,6 +29,9 @@ import (
 // for what it stored since shortly before the last message read on the
 // old link (lostMargin).
 //
+// A peer that sent mail for our inboxes holds it without subscribing to
+// them (§16.6): on a relink, it is asked for them too (a direct catch-up).
+//
 // The last-seen time only says when the node was running, not what it
 // fetched: a node killed after it recorded being up, but before its
 // start-up catch-up was answered, would start the next time from the newer
@@ -275,6 +278,12 @@ func (n *Node) catchUpRelinked(g gossip.Gossip) {
 		if n.registered(s.Topic) {
 			n.scheduleCatchUp(catchUp{topic: s.Topic, since: since, peer: g.ID})
 		}
+	}
+	// The peer may hold mail for our inboxes (PublishTo, §16.6) without
+	// subscribing to them: ask it too. A node that holds none for us
+	// answers empty, as it answers anyone (§16.7).
+	for _, t := range n.inboxTopics() {
+		n.scheduleCatchUp(catchUp{topic: t, since: since, peer: g.ID, direct: true})
 	}
 }
 

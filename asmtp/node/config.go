@@ -116,6 +116,11 @@ type Config struct {
 	// still register inbox topics; peers then treat the node as v1
 	// (PROTOCOL.md §16.8). Default false: the node speaks naming v2.
 	NamingV1 bool
+	// BucketWindow and BucketHold pace the intro-bucket width (§16.4): the
+	// network-size estimate is smoothed over BucketWindow, and the width
+	// moves once the estimate has called for it for BucketHold. Defaults
+	// a day each.
+	BucketWindow, BucketHold time.Duration
 	// PassportTimeout bounds how long GetPassport waits for the network.
 	// Default 10 s.
 	PassportTimeout time.Duration
@@ -189,6 +194,8 @@ func (c *Config) setDefaults() {
 	setDefault(&c.QueryLimit, DefaultQueryLimit)
 	setDefault(&c.PassportTimeout, DefaultPassportTimeout)
 	setDefault(&c.PersistInterval, DefaultPersistInterval)
+	setDefault(&c.BucketWindow, BucketWindow)
+	setDefault(&c.BucketHold, BucketHold)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -245,6 +252,8 @@ func (c *Config) validate() error {
 		{"query limit", c.QueryLimit > 0},
 		{"passport timeout", c.PassportTimeout > 0},
 		{"persist interval", c.PersistInterval > 0},
+		{"bucket window", c.BucketWindow > 0},
+		{"bucket hold", c.BucketHold > 0},
 	}
 	for _, p := range positive {
 		if !p.ok {

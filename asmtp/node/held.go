@@ -18,11 +18,11 @@ import (
 // persisted). Until it has reached a subscriber the topic is pending:
 //
 //   - for a named node (an inbox): the messages go to that node only. The
-//     node greets it (our gossip; its own comes back) every gossip round,
-//     and when its own gossip on a link lists the topic the held messages
-//     are sent on that link (pushHeld). Sending them to any other
-//     subscriber would hand a crawler that copied the inbox from gossip
-//     the proof of who writes to whom.
+//     node greets it (our gossip; its own comes back), again after a wait
+//     that doubles from a gossip round, and when its own gossip on a link
+//     lists the topic the held messages are sent on that link (pushHeld).
+//     Sending them to any other subscriber would hand a crawler that
+//     copied the inbox from gossip the proof of who writes to whom.
 //   - for no named node (an intro bucket): the messages go to the
 //     subscribers the overlay knows, now or in a later round.
 //

@@ -24,9 +24,9 @@ import (
 //   - PublishTo: publish on a topic the node does not subscribe to (a
 //     contact's inbox, an intro bucket), naming the node it is for. The
 //     messages are stored durably and held for Retention (the sender's
-//     node is what holds mail for an offline recipient, §16.6), sent to
-//     the named node and to known subscribers, and pushed again when the
-//     named node's own gossip on a link shows the topic.
+//     node is what holds mail for an offline recipient, §16.6) and go to
+//     the named node only, handed over when its own gossip on a link shows
+//     the topic (held.go); with no node named, to known subscribers.
 //   - CatchUp: ask one named node for a topic's messages since a time.
 //   - KeepPassport: store a passport without subscribing to its topic;
 //     GetPassport then finds passports through the nodes that hold them
@@ -269,6 +269,17 @@ func (n *Node) unmarkInbox(t topic.Topic) {
 	delete(n.naming.inboxes, t)
 }
 
+// inboxTopics returns the topics registered as inboxes.
+func (n *Node) inboxTopics() []topic.Topic {
+	n.naming.mu.Lock()
+	defer n.naming.mu.Unlock()
+	out := make([]topic.Topic, 0, len(n.naming.inboxes))
+	for t := range n.naming.inboxes {
+		out = append(out, t)
+	}
+	return out
+}
+
 // isInbox reports whether a user registered t as an inbox.
 func (n *Node) isInbox(t topic.Topic) bool {
 	n.naming.mu.Lock()
@@ -292,11 +303,11 @@ func (n *Node) mayRead(ctx context.Context, l *link, t topic.Topic) bool {
 	return n.cfg.OpenQueries || l.advertises(t)
 }
 
-// bucketBits is the intro-bucket width this node uses. This release
-// keeps one bucket for the whole network (b = 0, right below 64 nodes):
-// the size estimate of §16.4 is not implemented yet.
-func (n *Node) bucketBits() int { return 0 }
+// bucketBits is the intro-bucket width this node uses (buckets.go).
+func (n *Node) bucketBits() int { return n.buckets.get() }
 
 // BucketBits is the intro-bucket width (topic.IntroBucket) the node's
-// users should register and publish first contacts with.
+// users should register and publish first contacts with. It follows the
+// node's estimate of the network size (§16.4) and changes at most once a
+// BucketHold: users re-register their accounts' buckets when it does.
 func (s *Session) BucketBits() int { return s.n.bucketBits() }

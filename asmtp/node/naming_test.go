@@ -14,6 +14,7 @@ import (
 
 	"github.com/asmtp/asmtp/asmtp/gossip"
 	"github.com/asmtp/asmtp/asmtp/keys"
+	"github.com/asmtp/asmtp/asmtp/node/store"
 	"github.com/asmtp/asmtp/asmtp/passport"
 	"github.com/asmtp/asmtp/asmtp/topic"
 	"github.com/asmtp/asmtp/asmtp/wire"
@@ -473,10 +474,12 @@ func TestUserLinkNamingOps(t *testing.T) {
 		v2, known := snd.peerNaming(rcv.ID())
 		return v2 && known
 	})
-	send(dSnd, op(wire.UserOp{Code: wire.OpPeerNaming, Node: rcv.ID()}), op(wire.UserOp{Code: wire.OpHolders, Topic: inbox, Value: 4}))
+	send(dSnd, op(wire.UserOp{Code: wire.OpPeerNaming, Node: rcv.ID()}), op(wire.UserOp{Code: wire.OpHolders, Topic: inbox, Value: 4}),
+		op(wire.UserOp{Code: wire.OpBucketBits}))
 	for _, want := range []wire.UserOp{
 		{Code: wire.OpPeerNaming | wire.OpAnswer, Node: rcv.ID(), Value: 2},
 		{Code: wire.OpHolders | wire.OpAnswer, Topic: inbox, Value: 1},
+		{Code: wire.OpBucketBits | wire.OpAnswer, Value: 0},
 	} {
 		got, ok, err := wire.ParseUserOp(next(fromSnd))
 		if !ok || err != nil || got != want {
@@ -570,5 +573,70 @@ func TestPendingGreetingsBackOff(t *testing.T) {
 	wait.Never(t, 2*time.Second, "more than 6 greetings in 2 s", func() bool { return tries() > 6 })
 	if tries() < 2 {
 		t.Errorf("greeted %d times in 2 s, want it to keep trying", tries())
+	}
+}
+
+// Mail handed over on a link that then closed may have been lost on the
+// way (links carry no acknowledgements): when the recipient's node links
+// to the sender's again, it asks it for its inboxes since shortly before
+// the loss (§15.4's relink catch-up), though the sender does not
+// subscribe to them, and gets what the sender holds for it.
+func TestRelinkCatchesUpHeldInboxMail(t *testing.T) {
+	ctx := context.Background()
+	nodes := startNetwork(t, 2, nil)
+	snd, rcv := nodes[0], nodes[1]
+	rs := rcv.session(t)
+	inbox := topic.Inbox(topic.InboxSeed{12}, topic.InboxDay(time.Now()))
+	if err := rs.RegisterInbox(ctx, inbox); err != nil {
+		t.Fatal(err)
+	}
+	wait.Until(t, 10*time.Second, "a link between the two, connected", func() bool {
+		l, ok := rcv.linkIfAny(snd.ID())
+		return ok && l.hasConn()
+	})
+	// Handed over on the link, then lost with it: stored and recorded
+	// for the recipient at the sender, nothing pending.
+	content := []byte("lost on the way")
+	if err := errors2(
+		snd.store.PutHeld(ctx, store.Held{Topic: inbox, Node: rcv.ID(), Addr: rcv.Addr().String(), Since: time.Now()}),
+		firstErr(snd.store.AddMessagesDurable(ctx, []store.NewMessage{{Topic: inbox, Hash: messageHash(inbox, content), Content: content, ReceivedAt: time.Now()}})),
+	); err != nil {
+		t.Fatal(err)
+	}
+	l, _ := rcv.linkIfAny(snd.ID())
+	rcv.closeLink(l) // a close that may have lost messages
+	if d := receive(t, rs, 1, 15*time.Second); !bytes.Equal(d[0].Content, content) {
+		t.Fatalf("got %q", d[0].Content)
+	}
+}
+
+func firstErr[T any](_ T, err error) error { return err }
+
+// A passport topic is answered to v1 peers only (§16.7): a v2 node never
+// subscribes to one, so a v2 peer that advertises one copied it. Both get
+// Begins and Complete; only the v1 peer gets the messages between.
+func TestPassportTopicAnsweredToV1PeersOnly(t *testing.T) {
+	ctx := context.Background()
+	cfg, user := testConfig(t, t.TempDir())
+	cfg.GossipInterval = time.Hour
+	n := start(t, cfg, user)
+	s := n.session(t)
+	tp := topic.ForPassport(passport.Hash{0xaa})
+	if err := s.Register(ctx, tp); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if err := s.Publish(ctx, tp, fmt.Appendf(nil, "block %d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		flags uint16
+		want  int
+	}{{0, 2 + 3}, {gossip.FlagNamingV2, 2}} {
+		p := dialProbe(t, n, newKey(t), c.flags, tp)
+		if got := p.ask(wire.QueryTopicMessages{Topic: tp}); len(got) != c.want {
+			t.Errorf("peer with flags %#x: %d messages in the answer, want %d", c.flags, len(got), c.want)
+		}
 	}
 }

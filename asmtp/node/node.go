@@ -115,7 +115,8 @@
 // §16): RegisterInbox (a topic only this node subscribes to, outside the
 // settled test), PublishTo (publish for a named node without subscribing;
 // the mail is held for it), CatchUp from a named node, KeepPassport
-// (no passport topic), PeerNaming and BucketBits. Queries are answered
+// (no passport topic), PeerNaming and BucketBits (the intro-bucket width,
+// from an estimate of the network size, buckets.go). Queries are answered
 // only for topics the asker may read, and every other one gets the same
 // empty answer. Device links carry these as wire.UserOp messages.
 package node
@@ -236,6 +237,8 @@ type Node struct {
 	// naming is the naming-v2 state (naming.go), under its own lock:
 	// gossip handling touches it for every gossip.
 	naming namingState
+	// buckets is the intro-bucket width and the estimate behind it.
+	buckets bucketWidth
 
 	passports passportState
 }
@@ -334,6 +337,9 @@ func (n *Node) restore(ctx context.Context) error {
 		n.addRegistration(r.User, r.Topic)
 	}
 	if err := n.restorePending(ctx, now); err != nil {
+		return err
+	}
+	if n.buckets.bits, err = n.store.BucketBits(ctx); err != nil {
 		return err
 	}
 	ids, err := n.store.PassportIDs(ctx)
@@ -566,6 +572,7 @@ func (n *Node) persistLoop(ctx context.Context) {
 			if err := n.persist(ctx, now); err != nil && ctx.Err() == nil {
 				n.log.Error("persist", "err", err)
 			}
+			n.updateBucketWidth(ctx, now)
 			if err := n.store.DeleteHeldBefore(ctx, now.Add(-n.cfg.Retention)); err != nil && ctx.Err() == nil {
 				n.log.Error("expire held topics", "err", err)
 			}

@@ -207,9 +207,14 @@ func (n *Node) getPassport(ctx context.Context, id passport.Hash) ([]byte, error
 // random connected nodes, up to Fanout more.
 func (n *Node) passportPeers(id passport.Hash) []keys.PublicKey {
 	peers := n.overlay.handoff(topic.ForPassport(id))
-	for _, p := range n.overlay.handoff(topic.IntroBucket(id, n.bucketBits())) {
-		if !slices.Contains(peers, p) {
-			peers = append(peers, p)
+	// The account's width may differ from ours by one across a change
+	// (§16.4): its node is a member at one of the three.
+	b := n.bucketBits()
+	for w := max(0, b-1); w <= min(topic.MaxBucketBits, b+1); w++ {
+		for _, p := range n.overlay.handoff(topic.IntroBucket(id, w)) {
+			if !slices.Contains(peers, p) {
+				peers = append(peers, p)
+			}
 		}
 	}
 	want := len(peers) + n.cfg.Fanout

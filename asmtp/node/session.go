@@ -303,10 +303,12 @@ func (s *Session) Query(ctx context.Context, t topic.Topic, since Cursor) ([]Sto
 
 // Holders counts, up to limit, who else is known to keep t: other local
 // users who registered it, then nodes the overlay knows subscribe to it
-// and linked nodes whose own gossip on the link does (the node a
-// PublishTo named, once it has gossiped). Zero means that what the user publishes on t is, for now, on this node
-// only: it stays there (Config.Retention) for a subscriber to appear and
-// catch up, which is all a sender can know of the message's way on.
+// and linked nodes whose own gossip on the link does. For a topic held
+// for a named node (PublishTo), only that node counts, once its own
+// gossip on a link shows t. Zero means that what the user publishes on t
+// is, for now, on this node only: it stays there (Config.Retention) for
+// a subscriber to appear and catch up, which is all a sender can know of
+// the message's way on.
 func (s *Session) Holders(t topic.Topic, limit int) int {
 	n := s.n
 	held := 0

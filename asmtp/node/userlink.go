@@ -174,6 +174,8 @@ func (n *Node) userOp(ctx context.Context, l *link, s *Session, op wire.UserOp) 
 	case wire.OpHolders:
 		count := s.Holders(op.Topic, int(op.Value))
 		return n.answerUserOp(ctx, l, wire.UserOp{Code: op.Code | wire.OpAnswer, Topic: op.Topic, Value: uint8(count)})
+	case wire.OpBucketBits:
+		return n.answerUserOp(ctx, l, wire.UserOp{Code: op.Code | wire.OpAnswer, Value: uint8(s.BucketBits())})
 	default:
 		return fmt.Errorf("user op %d: not a request", op.Code)
 	}

@@ -41,6 +41,8 @@ const (
 	OpPeerNaming UserOpCode = 5
 	// OpHolders: topic ‖ limit (u8); answered with the count (u8).
 	OpHolders UserOpCode = 6
+	// OpBucketBits: nothing; answered with the intro-bucket width (u8).
+	OpBucketBits UserOpCode = 7
 
 	// OpAnswer is or-ed into the code of an answer.
 	OpAnswer UserOpCode = 0x80
@@ -69,6 +71,7 @@ type UserOp struct {
 //	KeepPassport   passport id
 //	PeerNaming     node                answer: node ‖ status
 //	Holders        topic ‖ limit       answer: topic ‖ count
+//	BucketBits     (nothing)           answer: width
 
 // Message returns the Topic message that carries op.
 func (op UserOp) Message() (Topic, error) {
@@ -93,6 +96,10 @@ func (op UserOp) Message() (Topic, error) {
 		}
 	case OpHolders:
 		c = append(append(c, op.Topic[:]...), op.Value)
+	case OpBucketBits:
+		if op.Code&OpAnswer != 0 {
+			c = append(c, op.Value)
+		}
 	default:
 		return Topic{}, fmt.Errorf("user op: unknown code %d", op.Code)
 	}
@@ -132,6 +139,7 @@ func ParseUserOp(m Topic) (UserOp, bool, error) {
 	case OpHolders:
 		fixed = copy(op.Topic[:], b)
 		answer = true // its limit or count follows either way
+	case OpBucketBits:
 	default:
 		return op, true, fmt.Errorf("user op: unknown code %d", op.Code)
 	}

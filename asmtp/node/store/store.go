@@ -332,6 +332,32 @@ func (s *Store) SetLastSeen(ctx context.Context, t time.Time) error {
 	return nil
 }
 
+const bucketBitsKey = "bucket_bits"
+
+// BucketBits returns the recorded intro-bucket width, 0 if none.
+func (s *Store) BucketBits(ctx context.Context) (int, error) {
+	var b int
+	err := s.read.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, bucketBitsKey).Scan(&b)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read bucket width: %w", err)
+	}
+	return b, nil
+}
+
+// SetBucketBits records the intro-bucket width.
+func (s *Store) SetBucketBits(ctx context.Context, b int) error {
+	_, err := s.exec(ctx, Durable,
+		`INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`,
+		bucketBitsKey, b)
+	if err != nil {
+		return fmt.Errorf("write bucket width: %w", err)
+	}
+	return nil
+}
+
 // PendingCatchUp is a topic whose catch-up from Since on has not
 // completed.
 type PendingCatchUp struct {
@@ -1051,7 +1077,11 @@ func (s *Store) Passport(ctx context.Context, id passport.Hash) ([]byte, bool, e
 // PassportIDs returns the ids of the stored passports whose topic the node
 // subscribes to: all but the quiet ones (PutQuietPassport).
 func (s *Store) PassportIDs(ctx context.Context) ([]passport.Hash, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT id FROM passports WHERE quiet = 0 ORDER BY id`)
+	return s.passportIDs(ctx, `SELECT id FROM passports WHERE quiet = 0 ORDER BY id`)
+}
+
+func (s *Store) passportIDs(ctx context.Context, query string) ([]passport.Hash, error) {
+	rows, err := s.read.QueryContext(ctx, query)
 	if err != nil {
 		return nil, fmt.Errorf("read passport ids: %w", err)
 	}
@@ -1072,6 +1102,11 @@ func (s *Store) PassportIDs(ctx context.Context) ([]passport.Hash, error) {
 		return nil, fmt.Errorf("read passport ids: %w", err)
 	}
 	return ids, nil
+}
+
+// AllPassportIDs returns the ids of every stored passport, quiet or not.
+func (s *Store) AllPassportIDs(ctx context.Context) ([]passport.Hash, error) {
+	return s.passportIDs(ctx, `SELECT id FROM passports ORDER BY id`)
 }
 
 // fixed copies a fixed-size column value, refusing a wrong length (a
