@@ -63,10 +63,12 @@ type accountNaming struct {
 	passport passport.Hash
 
 	mu       sync.Mutex
-	caughtUp bool                      // the past days' inboxes were caught up since the start
-	key      noise.XKey                // the account's shared secret: opens cards and inbox mail
-	blocks   []byte                    // the passport the key was read with
-	bucket   topic.Topic               // the account's own intro bucket, subscribed
+	caughtUp bool        // the past days' inboxes were caught up since the start
+	key      noise.XKey  // the account's shared secret: opens cards and inbox mail
+	blocks   []byte      // the passport the key was read with
+	bucket   topic.Topic // the account's own intro bucket, subscribed
+	previous topic.Topic // the bucket at the width before the last change, kept until prevEnd
+	prevEnd  time.Time
 	inboxes  map[topic.Topic]time.Time // subscribed inbox topics, with the end of their day (+ overlap)
 }
 
@@ -82,7 +84,7 @@ func (n *accountNaming) IsInbox(t topic.Topic) bool {
 func (n *accountNaming) IsBucket(t topic.Topic) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return t == n.bucket
+	return t == n.bucket || (t == n.previous && n.previous != topic.Topic{})
 }
 
 // Topics are the account's subscribed inboxes and its bucket.
@@ -90,6 +92,9 @@ func (n *accountNaming) Topics() []topic.Topic {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	ts := []topic.Topic{n.bucket}
+	if n.previous != (topic.Topic{}) {
+		ts = append(ts, n.previous)
+	}
 	for t := range n.inboxes {
 		ts = append(ts, t)
 	}
@@ -177,7 +182,7 @@ func (b *Bridge) reconcileNaming(ctx context.Context, a accounts.Account, n *acc
 		days = catchUpDays(now, b.cfg.CatchUpDays)
 	}
 	b.subscribeInboxes(ctx, a.Name, s, n, days, now)
-	b.subscribeBucket(ctx, a.Name, s, n)
+	b.subscribeBucket(ctx, a.Name, s, n, now)
 	namings, err := b.reg.Namings(ctx, a.Name)
 	if err != nil {
 		b.log.Error("bridge: read contact naming", "account", a.Name, "err", err)
@@ -255,10 +260,24 @@ func (b *Bridge) subscribeInboxes(ctx context.Context, account string, s *node.S
 }
 
 // subscribeBucket subscribes the account's intro bucket at the node's
-// current width, dropping the previous one when the width changed.
-func (b *Bridge) subscribeBucket(ctx context.Context, account string, s *node.Session, n *accountNaming) {
+// current width. When the width changes, the previous bucket stays
+// subscribed for a day (node.BucketHold): senders whose estimate has not
+// moved yet still send there (§16.4).
+func (b *Bridge) subscribeBucket(ctx context.Context, account string, s *node.Session, n *accountNaming, now time.Time) {
 	t := topic.IntroBucket(n.passport, s.BucketBits())
-	if n.IsBucket(t) {
+	n.mu.Lock()
+	current, previous, prevEnd := n.bucket, n.previous, n.prevEnd
+	n.mu.Unlock()
+	if previous != (topic.Topic{}) && now.After(prevEnd) && previous != t {
+		if err := s.Deregister(ctx, previous); err != nil {
+			b.log.Warn("bridge: unsubscribe the previous intro bucket", "account", account, "err", err)
+		} else {
+			n.mu.Lock()
+			n.previous = topic.Topic{}
+			n.mu.Unlock()
+		}
+	}
+	if t == current {
 		return
 	}
 	// A bucket is shared by its members, who keep and catch up its cards
@@ -268,14 +287,11 @@ func (b *Bridge) subscribeBucket(ctx context.Context, account string, s *node.Se
 		return
 	}
 	n.mu.Lock()
-	old := n.bucket
 	n.bucket = t
-	n.mu.Unlock()
-	if old != (topic.Topic{}) {
-		if err := s.Deregister(ctx, old); err != nil {
-			b.log.Warn("bridge: unsubscribe the previous intro bucket", "account", account, "err", err)
-		}
+	if current != (topic.Topic{}) {
+		n.previous, n.prevEnd = current, now.Add(node.BucketHold)
 	}
+	n.mu.Unlock()
 }
 
 // catchUp asks the contact's node for what it holds on the account's
