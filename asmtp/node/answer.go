@@ -50,21 +50,23 @@ type answerJob struct {
 }
 
 // answerNodeQuery accepts a node peer's QueryTopicMessages while the link
-// has room for it. A v1 node (Config.NamingV1) answers only for a topic
-// the peer advertises in its own gossip on this link (unless
-// OpenQueries) and refuses the others. A v2 node answers what the peer
-// may read (mayRead, §16.7) and gives every other query the same answer
+// has room for it, for a topic the peer may read (mayRead, §16.7: as
+// §15.4, a topic its own gossip on this link advertises unless
+// OpenQueries, but never an own inbox, and mail held for another node
+// only to that node). A v2 node gives every other query the same answer
 // as a topic it keeps with nothing since: Begins, then Complete, in the
 // queue's order, so that a probe learns nothing from the bytes or their
-// order. It runs on the link's reader, which owns l.answers.
+// order; a v1 node (Config.NamingV1) refuses it, as v1 did. It runs on
+// the link's reader, which owns l.answers.
 func (n *Node) answerNodeQuery(ctx context.Context, l *link, q wire.QueryTopicMessages) {
 	job := answerJob{q: q}
 	switch {
-	case n.cfg.NamingV1 && !n.cfg.OpenQueries && !l.advertises(q.Topic):
-		n.log.Debug("query refused: peer does not advertise the topic", "peer", l.remote, "topic", q.Topic)
+	case n.mayRead(ctx, l, q.Topic):
+	case n.cfg.NamingV1:
+		n.log.Debug("query refused: the peer may not read the topic", "peer", l.remote, "topic", q.Topic)
 		n.sendMarker(ctx, l, q, wire.AnswerRefused)
 		return
-	case !n.cfg.NamingV1 && !n.mayRead(ctx, l, q.Topic):
+	default:
 		n.log.Debug("query answered empty: the peer may not read the topic", "peer", l.remote, "topic", q.Topic)
 		job.empty = true
 	}

@@ -640,3 +640,40 @@ func TestPassportTopicAnsweredToV1PeersOnly(t *testing.T) {
 		}
 	}
 }
+
+// A node configured as v1 still keeps its users' inboxes and the mail it
+// holds for another node from a crawler that advertises them: it refuses
+// the query, as v1 refused any topic a peer may not read.
+func TestV1NodeGuardsInboxes(t *testing.T) {
+	ctx := context.Background()
+	cfg, user := testConfig(t, t.TempDir())
+	cfg.GossipInterval, cfg.NamingV1 = time.Hour, true
+	n := start(t, cfg, user)
+	s := n.session(t)
+	day := topic.InboxDay(time.Now())
+	own, theirs := topic.Inbox(topic.InboxSeed{13}, day), topic.Inbox(topic.InboxSeed{14}, day)
+	if err := s.RegisterInbox(ctx, own); err != nil {
+		t.Fatal(err)
+	}
+	down := &PeerAddr{ID: keys.Public(newKey(t)), Addr: "127.0.0.1:1"}
+	if err := errors2(s.Publish(ctx, own, []byte("m")), s.PublishTo(ctx, theirs, down, []byte("m"))); err != nil {
+		t.Fatal(err)
+	}
+	p := dialProbe(t, n, newKey(t), 0, own, theirs)
+	for _, tp := range []topic.Topic{own, theirs} {
+		got := p.ask(wire.QueryTopicMessages{Topic: tp})
+		mk, ok := wire.ParseAnswerMarker(decodeTopic(t, got[len(got)-1]))
+		if len(got) != 1 || !ok || mk.Status != wire.AnswerRefused {
+			t.Errorf("topic %x: %d messages, last marker %v; want Refused alone", tp[:4], len(got), mk.Status)
+		}
+	}
+}
+
+func decodeTopic(t *testing.T, b []byte) wire.Topic {
+	t.Helper()
+	m, err := wire.Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.(wire.Topic)
+}

@@ -19,6 +19,11 @@ import (
 // at once.
 const MaxPendingPassports = 64
 
+// maxBucketAsked bounds the members of one intro bucket a passport lookup
+// asks: our ring neighbours on it first (at width 0 every v2 node with an
+// account is a member), then the most recent others we know.
+const maxBucketAsked = 16
+
 // passportState tracks stored passports and GetPassport requests in flight.
 // The node subscribes to the topic of every stored passport, so updates
 // (single blocks on the passport topic) are applied as they pass.
@@ -211,7 +216,7 @@ func (n *Node) passportPeers(id passport.Hash) []keys.PublicKey {
 	// (§16.4): its node is a member at one of the three.
 	b := n.bucketBits()
 	for w := max(0, b-1); w <= min(topic.MaxBucketBits, b+1); w++ {
-		for _, p := range n.overlay.handoff(topic.IntroBucket(id, w)) {
+		for _, p := range n.overlay.subscribers(topic.IntroBucket(id, w), maxBucketAsked) {
 			if !slices.Contains(peers, p) {
 				peers = append(peers, p)
 			}
