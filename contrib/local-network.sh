@@ -13,6 +13,7 @@
 # and runs until Ctrl-C. ASMTP_NAMING_V1=1 runs the three nodes as
 # naming-v1 nodes (network.naming_v1: pair and passport topics, as before
 # naming v2), to compare the two (contrib/bench/e2e/naming.sh).
+# ASMTP_LOG_LEVEL=debug makes the nodes log at that level.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 base=${ASMTP_BASE_PORT:-}
@@ -99,7 +100,7 @@ pids=()
 trap 'kill "${pids[@]}" 2>/dev/null; wait; echo "stopped; state kept in $dir" >&2' EXIT
 trap 'exit 130' INT TERM # through the EXIT trap, which stops the nodes
 for n in b a c; do
-  "$dir/bin/asmtpd" --config "$dir/$n/config.yaml" 2> "$dir/$n/asmtpd.log" &
+  "$dir/bin/asmtpd" --log-level "${ASMTP_LOG_LEVEL:-info}" --config "$dir/$n/config.yaml" 2> "$dir/$n/asmtpd.log" &
   pids+=($!)
 done
 
