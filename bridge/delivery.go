@@ -783,7 +783,8 @@ func (d *deliverer) deliverToSelf(ctx context.Context, a Account, it mailstore.O
 		return passport.ErrNoSharedKey
 	}
 	self := Contact{Account: a.Name, Name: a.Name, Passport: a.Passport}
-	_, _, err = d.b.mail.DeliverInbound(ctx, a.Name, key, it.MessageID, inboundCopy(raw, self, d.b.cfg.Domain), time.Now())
+	head, body := splitHead(raw)
+	_, _, err = d.b.mail.DeliverInbound(ctx, a.Name, key, it.MessageID, inboundCopy(head, self, d.b.cfg.Domain), body, time.Now())
 	return err
 }
 

@@ -1,7 +1,10 @@
 package bridge
 
 import (
+	"bufio"
 	"bytes"
+	"errors"
+	"io"
 	"strings"
 )
 
@@ -54,6 +57,60 @@ func splitMessage(msg []byte) (fields []headerField, rest []byte) {
 		msg = msg[end:]
 	}
 	return fields, nil
+}
+
+// splitHead cuts msg after the empty line that ends its header, without
+// copying: the header edits need only head, and the body goes on as it is
+// (splitMessage(head) gives the fields of msg). A message without an empty
+// line is all head.
+func splitHead(msg []byte) (head, body []byte) {
+	for i := 0; i < len(msg); {
+		end := bytes.IndexByte(msg[i:], '\n') + 1
+		if end == 0 {
+			break
+		}
+		if isBlankLine(msg[i : i+end]) {
+			return msg[:i+end], msg[i+end:]
+		}
+		i += end
+	}
+	return msg, nil
+}
+
+// errHeadTooLarge: a submitted message whose header goes on past
+// maxHeadBytes.
+var errHeadTooLarge = errors.New("message header too large")
+
+// maxHeadBytes bounds the header of a submitted message, which Submit
+// reads into memory to edit while the body goes to the outbox as it is
+// read. Postfix stops treating lines as header after 100 KiB
+// (header_size_limit); a header this large is refused instead, since a
+// Bcc field past the point where editing stopped would go to everyone.
+const maxHeadBytes = 256 << 10
+
+// readHead reads from br what splitHead would cut as head: every line up
+// to and including the first empty one, or all there is.
+func readHead(br *bufio.Reader) ([]byte, error) {
+	var head []byte
+	lineStart := true
+	for {
+		line, err := br.ReadSlice('\n')
+		if head = append(head, line...); len(head) > maxHeadBytes {
+			return nil, errHeadTooLarge
+		}
+		switch {
+		case errors.Is(err, bufio.ErrBufferFull): // the line goes on
+			lineStart = false
+			continue
+		case errors.Is(err, io.EOF):
+			return head, nil
+		case err != nil:
+			return nil, err
+		case lineStart && isBlankLine(line):
+			return head, nil
+		}
+		lineStart = true
+	}
 }
 
 func isBlankLine(line []byte) bool {

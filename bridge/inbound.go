@@ -445,7 +445,8 @@ func (w *inboundWorker) deliver(ctx context.Context, c Contact, msg mail.Message
 			return err
 		}
 	}
-	a, delivered, err := w.b.mail.DeliverInbound(ctx, w.account, msg.Sender, msg.ID, inboundCopy(data, c, w.b.cfg.Domain), time.Now())
+	head, body := splitHead(data)
+	a, delivered, err := w.b.mail.DeliverInbound(ctx, w.account, msg.Sender, msg.ID, inboundCopy(head, c, w.b.cfg.Domain), body, time.Now())
 	if err != nil {
 		return err
 	}

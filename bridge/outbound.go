@@ -1,11 +1,14 @@
 package bridge
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -36,15 +39,25 @@ func (q submissionQueue) Recipient(ctx context.Context, account, address string)
 
 // Submit writes the copy every recipient gets (Bcc removed, Date and
 // Message-ID added when missing) to the outbox with one entry per
-// recipient, each with its own message id kept for every retry. It returns
-// once the outbox transaction is durably committed, and wakes the delivery
-// worker.
-func (q submissionQueue) Submit(ctx context.Context, account, from string, recipients []string, msg []byte) error {
-	if len(msg) > MaxMessageSize {
-		return &smtpserver.Rejection{Status: [3]int{5, 3, 4},
-			Reason: fmt.Sprintf("The message is %d bytes; ASMTP carries at most %d", len(msg), MaxMessageSize)}
+// recipient, each with its own message id kept for every retry. Only the
+// header is read into memory, to be edited; the body goes from msg to the
+// outbox as it is read. It returns once the outbox transaction is durably
+// committed, and wakes the delivery worker.
+func (q submissionQueue) Submit(ctx context.Context, account, from string, recipients []string, msg io.Reader, size int64) error {
+	if size > MaxMessageSize {
+		return errTooBig(size)
 	}
-	sub := mailstore.Submission{Account: account, From: from, Raw: q.b.outgoingCopy(msg, time.Now())}
+	br := bufio.NewReader(msg)
+	head, err := readHead(br)
+	if errors.Is(err, errHeadTooLarge) {
+		return &smtpserver.Rejection{Status: [3]int{5, 6, 0},
+			Reason: fmt.Sprintf("The message header is over %d KiB; send less in the header (long lists of recipients belong in the envelope)", maxHeadBytes>>10)}
+	}
+	if err != nil {
+		return fmt.Errorf("read the message header: %w", err)
+	}
+	head = q.b.outgoingCopy(head, size-int64(len(head)), time.Now())
+	sub := mailstore.Submission{Account: account, From: from, Message: io.MultiReader(bytes.NewReader(head), br)}
 	seen := make(map[passport.Hash]bool)
 	for _, r := range recipients {
 		id, err := q.b.resolveRecipient(ctx, account, r)
@@ -62,10 +75,19 @@ func (q submissionQueue) Submit(ctx context.Context, account, from string, recip
 		sub.Recipients = append(sub.Recipients, mailstore.OutboxRecipient{Passport: id, Address: strings.ToLower(r), MessageID: mid})
 	}
 	if _, err := q.b.mail.Enqueue(ctx, sub, time.Now()); err != nil {
+		if errors.Is(err, mailstore.ErrTooBig) {
+			return errTooBig(size)
+		}
 		return err
 	}
 	q.b.out.wake()
 	return nil
+}
+
+// errTooBig refuses a message of size bytes for good.
+func errTooBig(size int64) error {
+	return &smtpserver.Rejection{Status: [3]int{5, 3, 4},
+		Reason: fmt.Sprintf("The message is %d bytes; ASMTP carries at most %d", size, MaxMessageSize)}
 }
 
 // resolveRecipient finds the passport an RCPT TO address names for
@@ -99,13 +121,14 @@ func (b *Bridge) resolveRecipient(ctx context.Context, account, address string) 
 		Reason: fmt.Sprintf("No contact named %q in your address book: write to the 32-hex passport id at %s, or add the contact first (asmtpd-cli contact add)", local, domain)}
 }
 
-// outgoingCopy is what every recipient gets: msg without Bcc and
+// outgoingCopy is the header every recipient gets, from head (see
+// splitHead) of a message whose body is bodySize bytes: without Bcc and
 // Resent-Bcc fields (each recipient has an envelope of its own, so Bcc
 // recipients are not revealed to anyone), and with a Date and a Message-ID
 // when the client gave none (RFC 6409 §8.2-8.3), as long as the message
 // still fits. Everything else is kept byte for byte.
-func (b *Bridge) outgoingCopy(msg []byte, now time.Time) []byte {
-	fields, rest := splitMessage(msg)
+func (b *Bridge) outgoingCopy(head []byte, bodySize int64, now time.Time) []byte {
+	fields, rest := splitMessage(head)
 	fields = withoutFields(fields, "Bcc", "Resent-Bcc")
 	var added []headerField
 	if !hasField(fields, "Date") {
@@ -116,7 +139,7 @@ func (b *Bridge) outgoingCopy(msg []byte, now time.Time) []byte {
 		rand.Read(id[:])
 		added = append(added, newField("Message-ID", "<"+hex.EncodeToString(id[:])+"@"+b.cfg.Domain+">"))
 	}
-	if out := joinMessage(append(added, fields...), rest); len(out) <= MaxMessageSize {
+	if out := joinMessage(append(added, fields...), rest); int64(len(out))+bodySize <= MaxMessageSize {
 		return out
 	}
 	return joinMessage(fields, rest)

@@ -1,6 +1,8 @@
 package bridge
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"os/exec"
@@ -35,7 +37,7 @@ func TestOutgoingCopy(t *testing.T) {
 			dated + "Bcc: c@asmtp\nSubject: s\n\nbody\n",
 			dated + "Subject: s\n\nbody\n"},
 	} {
-		got := generatedID.ReplaceAllString(string(b.outgoingCopy([]byte(c.in), now)), "<ID@asmtp>")
+		got := generatedID.ReplaceAllString(string(outgoingMessage(t, b, []byte(c.in), now)), "<ID@asmtp>")
 		if got != c.want {
 			t.Errorf("%s:\n got %q\nwant %q", c.name, got, c.want)
 		}
@@ -44,8 +46,50 @@ func TestOutgoingCopy(t *testing.T) {
 	// Near the size limit nothing is added that would push it over.
 	big := make([]byte, MaxMessageSize-10)
 	copy(big, "Subject: s\r\n\r\n")
-	if got := b.outgoingCopy(big, now); len(got) != len(big) {
+	if got := outgoingMessage(t, b, big, now); len(got) != len(big) {
 		t.Errorf("a message at the limit grew to %d bytes", len(got))
+	}
+}
+
+// outgoingMessage is what Submit stores of msg: the header read from a
+// stream and edited, then the body.
+func outgoingMessage(t *testing.T, b *Bridge, msg []byte, now time.Time) []byte {
+	t.Helper()
+	head, err := readHead(bufio.NewReader(bytes.NewReader(msg)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(b.outgoingCopy(head, int64(len(msg)-len(head)), now), msg[len(head):]...)
+}
+
+// TestHeadSplit: the header read from a stream (readHead) is the one cut
+// from memory (splitHead), and editing only it gives what editing the
+// whole message gave, for messages of every shape.
+func TestHeadSplit(t *testing.T) {
+	long := "X-Long: " + strings.Repeat("y", 10000) + "\r\n"
+	c := Contact{Name: "Bob", Passport: passport.Hash{7}}
+	for _, msg := range []string{
+		"Subject: s\r\n\r\nbody\r\n\r\nmore",
+		"Subject: s\n\nbody",
+		"Subject: all header\r\nFrom: a@b\r\n",
+		"\r\nbody only",
+		"not a header line\r\nmore\r\n\r\nbody",
+		long + "Subject: s\r\n\r\nbody",
+		"Subject: s\r\n" + long + "\r\n" + long,
+		"",
+	} {
+		head, body := splitHead([]byte(msg))
+		read, err := readHead(bufio.NewReaderSize(strings.NewReader(msg), 16))
+		if err != nil || string(read) != string(head) || string(head)+string(body) != msg {
+			t.Errorf("%.40q: readHead %.40q, %v; splitHead %.40q + %.40q", msg, read, err, head, body)
+		}
+		if whole, split := inboundCopy([]byte(msg), c, "asmtp"), append(inboundCopy(head, c, "asmtp"), body...); string(whole) != string(split) {
+			t.Errorf("%.40q: inbound copy of the head and body\n%q, of the whole\n%q", msg, split, whole)
+		}
+	}
+	huge := "Subject: s\r\n" + strings.Repeat("To: a@b\r\n", maxHeadBytes/9) + "\r\nbody"
+	if _, err := readHead(bufio.NewReader(strings.NewReader(huge))); !errors.Is(err, errHeadTooLarge) {
+		t.Errorf("a %d-byte header: %v, want errHeadTooLarge", len(huge), err)
 	}
 }
 

@@ -23,7 +23,7 @@ func BenchmarkAppend(b *testing.B) {
 func BenchmarkIndexMessage(b *testing.B) {
 	raw := []byte(fmt.Sprintf("Subject: x\r\nContent-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n%s\r\n--b--\r\n", "hello world"))
 	for i := 0; i < b.N; i++ {
-		indexMessage(raw)
+		indexMessage(nil, raw)
 	}
 }
 
@@ -42,7 +42,7 @@ func BenchmarkIndexMessage1MiB(b *testing.B) {
 	raw := bigMessage(1 << 20)
 	b.SetBytes(int64(len(raw)))
 	for b.Loop() {
-		indexMessage(raw)
+		indexMessage(nil, raw)
 	}
 }
 
