@@ -75,3 +75,24 @@ func BenchmarkSearchBody(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkWithRaw reads a stored message whole, as FETCH BODY[] does, for
+// a small message, one of a segment and one of the largest size.
+func BenchmarkWithRaw(b *testing.B) {
+	for _, size := range []int{4 << 10, 1 << 20, 24 << 20} {
+		b.Run(fmt.Sprintf("%dKiB", size>>10), func(b *testing.B) {
+			db, _ := openTest(b)
+			ctx := context.Background()
+			a, err := db.Append(ctx, "alice", "INBOX", bigMessage(size), nil, time.Time{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.SetBytes(int64(size))
+			for b.Loop() {
+				if err := db.WithRaw(ctx, a.MailboxID, a.UID, func([]byte) error { return nil }); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -284,28 +284,8 @@ func (m *MessageMeta) BodyStructure() (imap.BodyStructure, error) {
 
 // Raw returns a message exactly as it was stored.
 func (db *DB) Raw(ctx context.Context, id MailboxID, uid UID) ([]byte, error) {
-	if _, err := ownedMailbox(ctx, db.r, id); err != nil {
-		return nil, fmt.Errorf("read message %d in mailbox %s: %w", uid, id, err)
-	}
-	bodyID, size, err := bodyOf(ctx, db.r, id, uid)
-	if err != nil {
-		return nil, fmt.Errorf("read message %d in mailbox %s: %w", uid, id, err)
-	}
-	raw, err := readSegments(ctx, db.text, bodySegments, bodyID, size)
-	if err != nil {
-		return nil, fmt.Errorf("read message %d in mailbox %s: %w", uid, id, err)
-	}
-	return raw, nil
-}
-
-// bodyOf finds the body of a message and its size.
-func bodyOf(ctx context.Context, q querier, id MailboxID, uid UID) (bodyID, size int64, err error) {
-	err = q.QueryRowContext(ctx, `SELECT b.id, b.size FROM messages m JOIN bodies b ON b.id = m.body_id
-		WHERE m.mailbox_id = ? AND m.uid = ?`, id.row, uid).Scan(&bodyID, &size)
-	if errors.Is(err, sql.ErrNoRows) {
-		return 0, 0, ErrNoMessage
-	}
-	return bodyID, size, err
+	raw, _, err := db.readMessage(ctx, id, uid, nil)
+	return raw, err
 }
 
 // ErrNoMessage is returned for a UID that names no message (any more).
@@ -318,23 +298,29 @@ var ErrNoMessage = errors.New("mailstore: no such message")
 // a connection that does not map the database, so reading it costs the
 // bytes once, and a segment.
 func (db *DB) WithRaw(ctx context.Context, id MailboxID, uid UID, fn func(raw []byte) error) error {
-	if _, err := ownedMailbox(ctx, db.r, id); err != nil {
-		return fmt.Errorf("read message %d in mailbox %s: %w", uid, id, err)
-	}
-	bodyID, size, err := bodyOf(ctx, db.r, id, uid)
+	admit := func(size int64) (func(), error) { return db.budget.Acquire(ctx, size+min(size, segmentSize)) }
+	raw, release, err := db.readMessage(ctx, id, uid, admit)
 	if err != nil {
-		return fmt.Errorf("read message %d in mailbox %s: %w", uid, id, err)
-	}
-	release, err := db.budget.Acquire(ctx, size+min(size, segmentSize))
-	if err != nil {
-		return fmt.Errorf("read message %d in mailbox %s: %w", uid, id, err)
+		return err
 	}
 	defer release()
-	raw, err := readSegments(ctx, db.text, bodySegments, bodyID, size)
-	if err != nil {
-		return fmt.Errorf("read message %d in mailbox %s: %w", uid, id, err)
-	}
 	return fn(raw)
+}
+
+// readMessage reads a message's segments; see readSegments for admit.
+func (db *DB) readMessage(ctx context.Context, id MailboxID, uid UID, admit func(int64) (func(), error)) ([]byte, func(), error) {
+	if _, err := ownedMailbox(ctx, db.r, id); err != nil {
+		return nil, nil, fmt.Errorf("read message %d in mailbox %s: %w", uid, id, err)
+	}
+	raw, release, err := readSegments(ctx, db.text, admit, `SELECT b.size, s.data FROM messages m JOIN bodies b ON b.id = m.body_id
+		LEFT JOIN body_segments s ON s.body_id = b.id WHERE m.mailbox_id = ? AND m.uid = ? ORDER BY s.n`, id.row, uid)
+	if errors.Is(err, sql.ErrNoRows) {
+		err = ErrNoMessage
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("read message %d in mailbox %s: %w", uid, id, err)
+	}
+	return raw, release, nil
 }
 
 // StoreFlags changes the flags of the given messages (sorted ascending);

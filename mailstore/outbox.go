@@ -213,52 +213,32 @@ func (db *DB) NextDelivery(ctx context.Context) (next time.Time, ok bool, err er
 
 // OutboxMessage returns the queued message with the given outbox id.
 func (db *DB) OutboxMessage(ctx context.Context, outboxID int64) ([]byte, error) {
-	size, err := db.outboxSize(ctx, outboxID)
-	if err != nil {
-		return nil, err
-	}
-	return db.readOutboxMessage(ctx, outboxID, size)
-}
-
-// outboxSize is the size of the queued message with the given outbox id.
-func (db *DB) outboxSize(ctx context.Context, outboxID int64) (int64, error) {
-	var size int64
-	err := db.r.QueryRowContext(ctx, "SELECT size FROM outbox WHERE id = ?", outboxID).Scan(&size)
-	if errors.Is(err, sql.ErrNoRows) {
-		return 0, fmt.Errorf("outbox message %d: %w", outboxID, ErrNotQueued)
-	}
-	if err != nil {
-		return 0, fmt.Errorf("outbox message %d: %w", outboxID, err)
-	}
-	return size, nil
-}
-
-// readOutboxMessage reads the size bytes of a queued message, a segment
-// at a time, on a connection that does not map the database.
-func (db *DB) readOutboxMessage(ctx context.Context, outboxID, size int64) ([]byte, error) {
-	raw, err := readSegments(ctx, db.text, outboxSegments, outboxID, size)
-	if err != nil {
-		return nil, fmt.Errorf("outbox message %d: %w", outboxID, err)
-	}
-	return raw, nil
+	raw, _, err := db.readOutboxMessage(ctx, outboxID, nil)
+	return raw, err
 }
 
 // OutboxMessageHeld is OutboxMessage under budget: the caller holds the
 // message's size of it (and a segment, SQLite's copy while reading) until
 // it calls release, so that a queue of large messages is delivered a few
 // at a time instead of all at once in memory. It fails with ErrBusy when
-// the budget stays spent.
+// the budget stays spent. The message is read a segment at a time on a
+// connection that does not map the database.
 func (db *DB) OutboxMessageHeld(ctx context.Context, budget *MemoryBudget, outboxID int64) (raw []byte, release func(), err error) {
-	size, err := db.outboxSize(ctx, outboxID)
+	return db.readOutboxMessage(ctx, outboxID, func(size int64) (func(), error) {
+		return budget.Acquire(ctx, size+min(size, segmentSize))
+	})
+}
+
+// readOutboxMessage reads a queued message's segments; see readSegments
+// for admit.
+func (db *DB) readOutboxMessage(ctx context.Context, outboxID int64, admit func(int64) (func(), error)) ([]byte, func(), error) {
+	raw, release, err := readSegments(ctx, db.text, admit, `SELECT o.size, s.data FROM outbox o
+		LEFT JOIN outbox_segments s ON s.outbox_id = o.id WHERE o.id = ? ORDER BY s.n`, outboxID)
+	if errors.Is(err, sql.ErrNoRows) {
+		err = ErrNotQueued
+	}
 	if err != nil {
-		return nil, nil, err
-	}
-	if release, err = budget.Acquire(ctx, size+min(size, segmentSize)); err != nil {
 		return nil, nil, fmt.Errorf("outbox message %d: %w", outboxID, err)
-	}
-	if raw, err = db.readOutboxMessage(ctx, outboxID, size); err != nil {
-		release()
-		return nil, nil, err
 	}
 	return raw, release, nil
 }

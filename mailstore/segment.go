@@ -1,7 +1,6 @@
 package mailstore
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -21,7 +20,8 @@ import (
 // segmentSize is the most bytes one segment row holds.
 const segmentSize = 1 << 20
 
-// segmentTable names a table of segments and the column of their owner.
+// segmentTable names a table of segments and the column of their owner
+// (whose table has the size of the whole).
 type segmentTable struct{ name, owner string }
 
 var (
@@ -88,40 +88,56 @@ func (w *segmentWriter) ReadFrom(r io.Reader) (int64, error) {
 // Close releases the insert statement.
 func (w *segmentWriter) Close() error { return w.insert.Close() }
 
-// readSegments returns the segments of owner id joined, size bytes as the
-// owner's row records. It reads on conn, which should be one that does not
-// map the database (db.text): a mapped read adds the file's pages to the
-// process's resident set on top of the copy.
-func readSegments(ctx context.Context, conn querier, t segmentTable, id, size int64) ([]byte, error) {
-	var buf bytes.Buffer
-	buf.Grow(int(size))
-	if err := copySegments(ctx, conn, t, id, &buf); err != nil {
-		return nil, err
-	}
-	if int64(buf.Len()) != size {
-		return nil, fmt.Errorf("%s %d: segments hold %d bytes, want %d", t.owner, id, buf.Len(), size)
-	}
-	return buf.Bytes(), nil
-}
-
-// copySegments writes the segments of owner id to w in order.
-func copySegments(ctx context.Context, conn querier, t segmentTable, id int64, w io.Writer) error {
-	rows, err := conn.QueryContext(ctx, "SELECT data FROM "+t.name+" WHERE "+t.owner+" = ? ORDER BY n", id)
+// readSegments joins the segments that query yields: rows of (size of
+// the whole, one segment's data) in segment order, with NULL data for an
+// empty message (a LEFT JOIN), and no row for none. Once the first row
+// tells the size, and before the buffer for the whole is made, admit (if
+// not nil) is called with it, to take the memory; its release is returned
+// (nil when admit is nil), and is the caller's to call unless err is
+// set. The size and the segments come from one statement, so one
+// snapshot: a message deleted meanwhile is either read whole or not
+// found. It should run on a connection that does not map the database
+// (db.text): a mapped read adds the file's pages to the process's
+// resident set on top of the copy.
+func readSegments(ctx context.Context, conn querier, admit func(size int64) (func(), error), query string, args ...any) (raw []byte, release func(), err error) {
+	rows, err := conn.QueryContext(ctx, query, args...)
 	if err != nil {
-		return fmt.Errorf("read segments of %s %d: %w", t.owner, id, err)
+		return nil, nil, err
 	}
 	defer rows.Close()
-	for rows.Next() {
-		var data sql.RawBytes // valid until Next: written out before it
-		if err := rows.Scan(&data); err != nil {
-			return fmt.Errorf("read segments of %s %d: %w", t.owner, id, err)
+	defer func() {
+		if err != nil && release != nil {
+			release()
+			release = nil
 		}
-		if _, err := w.Write(data); err != nil {
-			return err
+	}()
+	var size int64
+	for first := true; rows.Next(); first = false {
+		var data sql.RawBytes // valid until Next: copied out before it
+		if err := rows.Scan(&size, &data); err != nil {
+			return nil, release, err
 		}
+		if first {
+			if admit != nil {
+				if release, err = admit(size); err != nil {
+					return nil, nil, err
+				}
+			}
+			raw = make([]byte, 0, size)
+		}
+		if int64(len(raw)+len(data)) > size {
+			return nil, release, fmt.Errorf("segments hold more than the %d bytes recorded", size)
+		}
+		raw = append(raw, data...)
 	}
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("read segments of %s %d: %w", t.owner, id, err)
+		return nil, release, err
 	}
-	return nil
+	if raw == nil {
+		return nil, nil, sql.ErrNoRows
+	}
+	if int64(len(raw)) != size {
+		return nil, release, fmt.Errorf("segments hold %d bytes, %d recorded", len(raw), size)
+	}
+	return raw, release, nil
 }
