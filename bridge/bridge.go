@@ -14,102 +14,16 @@ import (
 
 	"github.com/asmtp/asmtp/asmtp/node"
 	"github.com/asmtp/asmtp/asmtp/topic"
+	"github.com/asmtp/asmtp/bridge/accounts"
+	"github.com/asmtp/asmtp/bridge/auth"
 	"github.com/asmtp/asmtp/bridge/carddav"
 	"github.com/asmtp/asmtp/bridge/imapserver"
+	"github.com/asmtp/asmtp/bridge/inbound"
 	"github.com/asmtp/asmtp/bridge/loginlimit"
+	"github.com/asmtp/asmtp/bridge/outbound"
 	"github.com/asmtp/asmtp/bridge/smtpserver"
 	"github.com/asmtp/asmtp/mailstore"
 )
-
-// Defaults of Config.
-const (
-	DefaultIMAPAddr        = imapserver.DefaultAddr // 127.0.0.1:1143
-	DefaultSMTPAddr        = "127.0.0.1:1587"
-	DefaultCardDAVAddr     = carddav.DefaultAddr // 127.0.0.1:1808
-	DefaultRefreshInterval = time.Minute
-)
-
-// RotationGrace is how long the topic a contact's shared-key rotation
-// replaced stays registered, and mail on it sealed with the old key is
-// still taken. Mail the contact sent just before rotating may come late:
-// its bridge retries for DefaultRetryWindow (4 days), and a node that was
-// offline catches up from peers that keep topic messages for
-// node.DefaultRetention (30 days). A week covers the retries and a node
-// down for a long weekend or a short trip; a longer grace would keep
-// accepting a key the contact may have rotated away from because it
-// leaked.
-const RotationGrace = 7 * 24 * time.Hour
-
-// Config configures a Bridge. DataDir is required; zero values of the
-// other fields mean the defaults.
-type Config struct {
-	// DataDir holds the registry and the mailstore (DefaultDataDir of the
-	// node's storage.path for asmtpd).
-	DataDir string
-	// Domain of the pseudo-addresses. Default DefaultDomain.
-	Domain string
-	// IMAPAddr is where mail clients read mail. Default DefaultIMAPAddr.
-	IMAPAddr string
-	// SMTPAddr is where mail clients send mail. Default DefaultSMTPAddr.
-	SMTPAddr string
-	// TLS turns on STARTTLS for IMAP and SMTP, with a self-signed
-	// certificate made on first use in DataDir (imapserver.CertFile, for
-	// clients to import). It is required to listen beyond loopback, and
-	// for IMAPSAddr and SMTPSAddr.
-	TLS bool
-	// IMAPSAddr and SMTPSAddr, when set, are extra ports (993 and 465 by
-	// convention) where IMAP and SMTP are served over implicit TLS, with
-	// the same certificate. They need TLS, and may be on any address since
-	// nothing crosses them in clear text. Empty: off.
-	IMAPSAddr string
-	SMTPSAddr string
-	// CardDAVAddr, when set, is where mail clients sync the accounts'
-	// address books (CardDAV, with the IMAP/SMTP logins) and fetch
-	// Thunderbird's autoconfig file: DefaultCardDAVAddr for asmtpd.
-	// Plain HTTP on loopback; elsewhere it needs TLS and serves HTTPS.
-	// Empty: off.
-	CardDAVAddr string
-	// RefreshInterval is how often pending contacts' passports are looked
-	// for and contacts' passports are checked for updates (shared-key
-	// rotations). Default DefaultRefreshInterval.
-	RefreshInterval time.Duration
-	// Delivery tunes the outbound queue and inbound reassembly.
-	Delivery DeliveryConfig
-	// Logger receives the bridge's logs. Default slog.Default().
-	Logger *slog.Logger
-
-	// rotationGrace replaces RotationGrace, in tests.
-	rotationGrace time.Duration
-}
-
-// DefaultConfig is the configuration with every default, for dataDir.
-func DefaultConfig(dataDir string) Config {
-	c := Config{DataDir: dataDir}
-	c.setDefaults()
-	return c
-}
-
-func (c *Config) setDefaults() {
-	if c.Domain == "" {
-		c.Domain = DefaultDomain
-	}
-	if c.IMAPAddr == "" {
-		c.IMAPAddr = DefaultIMAPAddr
-	}
-	if c.SMTPAddr == "" {
-		c.SMTPAddr = DefaultSMTPAddr
-	}
-	if c.RefreshInterval <= 0 {
-		c.RefreshInterval = DefaultRefreshInterval
-	}
-	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
-	if c.rotationGrace <= 0 {
-		c.rotationGrace = RotationGrace
-	}
-	c.Delivery.setDefaults()
-}
 
 // Bridge serves the registry's accounts to mail clients and keeps the node
 // in step with the registry: each account's device key is a node user with
@@ -119,7 +33,7 @@ type Bridge struct {
 	cfg    Config
 	log    *slog.Logger
 	node   *node.Node
-	reg    *Registry
+	reg    *accounts.Registry
 	mail   *mailstore.DB
 	imap   *imapserver.Server
 	imapLn net.Listener
@@ -131,10 +45,10 @@ type Bridge struct {
 	// dav serves the address books; nil when off.
 	dav   *carddav.Server
 	davLn net.Listener
-	out   *deliverer
+	out   *outbound.Worker
 	// nodeKey unseals the accounts' shared secrets, which seal and open mail.
 	nodeKey ed25519.PrivateKey
-	workers sync.WaitGroup // inbound workers
+	workers sync.WaitGroup // the delivery worker, followLoop and the inbound workers (goWorker)
 
 	mu    sync.Mutex
 	links map[string]*accountLink // by account name
@@ -143,7 +57,7 @@ type Bridge struct {
 // accountLink is an account's presence on the node.
 type accountLink struct {
 	session *node.Session
-	inbound *inboundWorker
+	inbound *inbound.Worker
 	// registered are the topics registered by this process; only the Run
 	// goroutine (reconcile) touches it.
 	registered map[topic.Topic]bool
@@ -159,7 +73,7 @@ func New(cfg Config, n *node.Node, nodeKey ed25519.PrivateKey) (*Bridge, error) 
 	if cfg.DataDir == "" {
 		return nil, errors.New("bridge: Config.DataDir is required")
 	}
-	if err := CheckDomain(cfg.Domain); err != nil {
+	if err := accounts.CheckDomain(cfg.Domain); err != nil {
 		return nil, fmt.Errorf("bridge: %w", err)
 	}
 	if (cfg.IMAPSAddr != "" || cfg.SMTPSAddr != "") && !cfg.TLS {
@@ -168,12 +82,11 @@ func New(cfg Config, n *node.Node, nodeKey ed25519.PrivateKey) (*Bridge, error) 
 		return nil, errors.New("bridge: implicit TLS (Config.IMAPSAddr, Config.SMTPSAddr) needs Config.TLS")
 	}
 	ctx := context.Background()
-	reg, err := OpenRegistry(ctx, cfg.DataDir)
+	reg, err := accounts.OpenRegistry(ctx, cfg.DataDir)
 	if err != nil {
 		return nil, fmt.Errorf("bridge: %w", err)
 	}
 	b := &Bridge{cfg: cfg, log: cfg.Logger, node: n, reg: reg, links: make(map[string]*accountLink), nodeKey: nodeKey}
-	b.out = newDeliverer(b)
 	if err := b.open(ctx, nodeKey); err != nil {
 		b.close()
 		return nil, fmt.Errorf("bridge: %w", err)
@@ -186,12 +99,13 @@ func (b *Bridge) open(ctx context.Context, nodeKey ed25519.PrivateKey) error {
 		return err
 	}
 	var err error
-	if b.mail, err = OpenMailstore(ctx, b.cfg.DataDir); err != nil {
+	if b.mail, err = accounts.OpenMailstore(ctx, b.cfg.DataDir); err != nil {
 		return err
 	}
+	b.out = outbound.NewWorker(b.cfg.outbound(nodeKey), b.reg, b.mail, nodeSessions{b})
 	var tlsConfig *tls.Config
 	if b.cfg.TLS {
-		cert, path, err := imapserver.LoadOrCreateCertificate(b.cfg.DataDir,
+		cert, path, err := auth.LoadOrCreateCertificate(b.cfg.DataDir,
 			listenHosts(b.cfg.IMAPAddr, b.cfg.SMTPAddr, b.cfg.IMAPSAddr, b.cfg.SMTPSAddr)...)
 		if err != nil {
 			return err
@@ -200,10 +114,10 @@ func (b *Bridge) open(ctx context.Context, nodeKey ed25519.PrivateKey) error {
 		b.log.Info("bridge TLS: STARTTLS on IMAP and SMTP", "certificate", path)
 	}
 	// One Authenticator, so IMAP, SMTP and CardDAV logins share its limits.
-	auth := NewAuthenticator(b.reg, b.cfg.Domain, loginlimit.Options{})
+	logins := accounts.NewAuthenticator(b.reg, b.cfg.Domain, loginlimit.Options{})
 	b.imap, err = imapserver.New(imapserver.Options{
 		Store:         b.mail,
-		Authenticator: auth,
+		Authenticator: logins,
 		TLSConfig:     tlsConfig,
 		SpoolDir:      b.cfg.DataDir,
 		Logger:        b.log,
@@ -218,10 +132,10 @@ func (b *Bridge) open(ctx context.Context, nodeKey ed25519.PrivateKey) error {
 		return err
 	}
 	b.smtp, err = smtpserver.New(smtpserver.Options{
-		Authenticator:   auth,
-		Queue:           submissionQueue{b},
+		Authenticator:   logins,
+		Queue:           outbound.NewQueue(b.cfg.Domain, b.reg, b.mail, b.out),
 		Domain:          b.cfg.Domain,
-		MaxMessageBytes: MaxMessageSize,
+		MaxMessageBytes: outbound.MaxMessageSize,
 		SpoolDir:        b.cfg.DataDir, // on disk: the temporary directory may be memory
 		TLSConfig:       tlsConfig,
 		Logger:          b.log,
@@ -235,19 +149,19 @@ func (b *Bridge) open(ctx context.Context, nodeKey ed25519.PrivateKey) error {
 	if b.smtpsLn, err = listenIfSet(b.smtp.Listen, b.cfg.SMTPSAddr); err != nil {
 		return err
 	}
-	return b.openCardDAV(tlsConfig, auth)
+	return b.openCardDAV(tlsConfig, logins)
 }
 
 // openCardDAV makes the CardDAV server and binds its listener, when
 // configured.
-func (b *Bridge) openCardDAV(tlsConfig *tls.Config, auth *Authenticator) error {
+func (b *Bridge) openCardDAV(tlsConfig *tls.Config, logins *accounts.Authenticator) error {
 	if b.cfg.CardDAVAddr == "" {
 		return nil
 	}
 	var err error
 	b.dav, err = carddav.New(carddav.Options{
-		Authenticator: auth,
-		Book:          addressBook{b.reg},
+		Authenticator: logins,
+		Book:          accounts.NewAddressBook(b.reg),
 		Domain:        b.cfg.Domain,
 		Autoconfig: carddav.Autoconfig{
 			IMAPAddr: b.cfg.IMAPAddr, SMTPAddr: b.cfg.SMTPAddr,
@@ -304,65 +218,42 @@ func (b *Bridge) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	serves := []func() error{
-		func() error { return b.imap.Serve(b.imapLn) },
-		func() error { return b.smtp.Serve(b.smtpLn) },
-	}
-	if b.imapsLn != nil {
-		serves = append(serves, func() error { return b.imap.ServeTLS(b.imapsLn) })
-	}
-	if b.smtpsLn != nil {
-		serves = append(serves, func() error { return b.smtp.ServeTLS(b.smtpsLn) })
-	}
-	if b.davLn != nil {
-		serves = append(serves, func() error { return b.dav.Serve(b.davLn) })
-	}
 	// Each Serve returns once, with nil only after Close: anything
 	// received before stop means a server failed.
+	serves := b.serves()
 	served := make(chan error, len(serves))
 	for _, serve := range serves {
 		go func() { served <- serve() }()
 	}
-	delivered := make(chan struct{})
-	go func() {
-		defer close(delivered)
-		b.out.run(ctx)
-	}()
-	followed := make(chan struct{})
 	kick := make(chan struct{}, 1)
-	go func() {
-		defer close(followed)
-		b.followLoop(ctx, kick)
-	}()
-	// stop stops everything and waits for the serving goroutines still
-	// running.
-	stop := func(serving int) {
-		cancel()
-		b.imap.Close()
-		b.smtp.Close()
-		if b.dav != nil {
-			b.dav.Close()
-		}
-		for range serving {
-			<-served
-		}
-		<-followed
-		<-delivered
-		b.workers.Wait()
-	}
-
+	b.goWorker(func() { b.out.Run(ctx) })
+	b.goWorker(func() { b.followLoop(ctx, kick) })
 	changes := b.reg.Changes(ctx)
-	started := []any{"imap", b.imapLn.Addr(), "smtp", b.smtpLn.Addr()}
-	if b.imapsLn != nil {
-		started = append(started, "imaps", b.imapsLn.Addr())
+	b.log.Info("bridge started", b.listening()...)
+	err := b.keepInStep(ctx, changes, served, kick)
+
+	// Stop everything and wait for the goroutines still running.
+	cancel()
+	b.imap.Close()
+	b.smtp.Close()
+	if b.dav != nil {
+		b.dav.Close()
 	}
-	if b.smtpsLn != nil {
-		started = append(started, "smtps", b.smtpsLn.Addr())
+	serving := len(serves)
+	if err != nil {
+		serving-- // the one that failed has returned
 	}
-	if b.davLn != nil {
-		started = append(started, "carddav", b.davLn.Addr())
+	for range serving {
+		<-served
 	}
-	b.log.Info("bridge started", append(started, "domain", b.cfg.Domain)...)
+	b.workers.Wait()
+	return err
+}
+
+// keepInStep reconciles the node with the registry at start and at each
+// change, and retires topics whose grace period ended, until ctx is done
+// (nil) or a server fails.
+func (b *Bridge) keepInStep(ctx context.Context, changes <-chan struct{}, served <-chan error, kick chan<- struct{}) error {
 	// Rotated topics come to the end of their grace period without any
 	// registry change: they are looked for every RefreshInterval.
 	graceTick := time.NewTicker(b.cfg.RefreshInterval)
@@ -381,10 +272,8 @@ func (b *Bridge) Run(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			stop(len(serves))
 			return nil
 		case err := <-served:
-			stop(len(serves) - 1)
 			return fmt.Errorf("bridge: mail server stopped: %w", err)
 		case <-changes:
 			changed = true
@@ -392,6 +281,49 @@ func (b *Bridge) Run(ctx context.Context) error {
 			changed = false
 		}
 	}
+}
+
+// serves are the Serve calls of the servers and ports that are on.
+func (b *Bridge) serves() []func() error {
+	serves := []func() error{
+		func() error { return b.imap.Serve(b.imapLn) },
+		func() error { return b.smtp.Serve(b.smtpLn) },
+	}
+	if b.imapsLn != nil {
+		serves = append(serves, func() error { return b.imap.ServeTLS(b.imapsLn) })
+	}
+	if b.smtpsLn != nil {
+		serves = append(serves, func() error { return b.smtp.ServeTLS(b.smtpsLn) })
+	}
+	if b.davLn != nil {
+		serves = append(serves, func() error { return b.dav.Serve(b.davLn) })
+	}
+	return serves
+}
+
+// listening is what "bridge started" logs: the addresses served, and the
+// domain.
+func (b *Bridge) listening() []any {
+	started := []any{"imap", b.imapLn.Addr(), "smtp", b.smtpLn.Addr()}
+	if b.imapsLn != nil {
+		started = append(started, "imaps", b.imapsLn.Addr())
+	}
+	if b.smtpsLn != nil {
+		started = append(started, "smtps", b.smtpsLn.Addr())
+	}
+	if b.davLn != nil {
+		started = append(started, "carddav", b.davLn.Addr())
+	}
+	return append(started, "domain", b.cfg.Domain)
+}
+
+// goWorker runs fn on a goroutine that Run waits for before it returns.
+func (b *Bridge) goWorker(fn func()) {
+	b.workers.Add(1)
+	go func() {
+		defer b.workers.Done()
+		fn()
+	}()
 }
 
 // graceStart is when a rotation must have been made for its old topic to
@@ -471,7 +403,7 @@ func (b *Bridge) retireAll(ctx context.Context) {
 
 // link makes the account's device key a node user, attaches it and
 // uploads the account's passport (so others can fetch it), once.
-func (b *Bridge) link(ctx context.Context, a Account) (*accountLink, error) {
+func (b *Bridge) link(ctx context.Context, a accounts.Account) (*accountLink, error) {
 	b.mu.Lock()
 	l := b.links[a.Name]
 	b.mu.Unlock()
@@ -487,16 +419,12 @@ func (b *Bridge) link(ctx context.Context, a Account) (*accountLink, error) {
 		s.Close()
 		return nil, fmt.Errorf("upload passport: %w", err)
 	}
-	l = &accountLink{session: s, registered: make(map[topic.Topic]bool), inbound: newInboundWorker(b, a.Name, s)}
+	l = &accountLink{session: s, registered: make(map[topic.Topic]bool), inbound: inbound.NewWorker(b.cfg.inbound(b.nodeKey), a.Name, b.reg, b.mail, s)}
 	b.mu.Lock()
 	b.links[a.Name] = l
 	b.mu.Unlock()
-	b.workers.Add(1)
-	go func() {
-		defer b.workers.Done()
-		l.inbound.run(ctx)
-	}()
-	b.out.wake() // mail queued for the account while it was not on the node
+	b.goWorker(func() { l.inbound.Run(ctx) })
+	b.out.Wake() // mail queued for the account while it was not on the node
 	b.log.Info("bridge: account on the node", "account", a.Name, "address", a.Address(b.cfg.Domain), "device", a.Device)
 	return l, nil
 }
@@ -623,5 +551,37 @@ func (b *Bridge) follow(ctx context.Context) {
 				b.log.Info("bridge: contact rotated its shared key", "account", account, "passport", c.Passport)
 			}
 		}
+	}
+}
+
+// session is the account's node session, or nil before it is attached.
+func (b *Bridge) session(account string) *node.Session {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if l := b.links[account]; l != nil {
+		return l.session
+	}
+	return nil
+}
+
+// nodeSessions gives the delivery worker the accounts' node sessions.
+type nodeSessions struct{ b *Bridge }
+
+// Publisher implements outbound.Sessions: a nil interface, not a nil
+// *node.Session in one, while the account is not on the node.
+func (n nodeSessions) Publisher(account string) outbound.Publisher {
+	if s := n.b.session(account); s != nil {
+		return s
+	}
+	return nil
+}
+
+// wakeInbound tells every account's inbound worker that topics may have
+// been registered.
+func (b *Bridge) wakeInbound() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, l := range b.links {
+		l.inbound.Wake()
 	}
 }

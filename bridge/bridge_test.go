@@ -7,10 +7,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -19,15 +16,9 @@ import (
 	"github.com/asmtp/asmtp/asmtp/keys"
 	"github.com/asmtp/asmtp/asmtp/node"
 	"github.com/asmtp/asmtp/asmtp/topic"
+	"github.com/asmtp/asmtp/bridge/accounts"
+	"github.com/asmtp/asmtp/bridge/accounts/accountstest"
 )
-
-// testLogger logs at debug level when ASMTP_TEST_LOG is set.
-func testLogger() *slog.Logger {
-	if os.Getenv("ASMTP_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
 
 // startNode runs a node on 127.0.0.1 with short intervals until the test ends.
 func startNode(t testing.TB, dir string, key ed25519.PrivateKey, peers ...node.Peer) *node.Node {
@@ -39,7 +30,7 @@ func startNode(t testing.TB, dir string, key ed25519.PrivateKey, peers ...node.P
 	cfg.KnownPeers = peers
 	cfg.GossipInterval = 100 * time.Millisecond
 	cfg.PassportTimeout = 2 * time.Second
-	cfg.Logger = testLogger()
+	cfg.Logger = accountstest.Logger()
 	n, err := node.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -67,12 +58,12 @@ func run(t testing.TB, what string, fn func(context.Context) error) {
 	})
 }
 
-// startBridge runs a node and a bridge over e's data directory; e.reg
+// startBridge runs a node and a bridge over e's data directory; e.Reg
 // then plays asmtpd-cli, a separate process writing the same registry.
-func startBridge(t testing.TB, e *testEnv, peers ...node.Peer) (*node.Node, *Bridge) {
+func startBridge(t testing.TB, e *accountstest.Env, peers ...node.Peer) (*node.Node, *Bridge) {
 	t.Helper()
-	n := startNode(t, e.dir, e.nodeKey, peers...)
-	b, err := New(Config{DataDir: e.dir, IMAPAddr: "127.0.0.1:0", SMTPAddr: "127.0.0.1:0", RefreshInterval: 200 * time.Millisecond, Logger: testLogger()}, n, e.nodeKey)
+	n := startNode(t, e.Dir, e.NodeKey, peers...)
+	b, err := New(Config{DataDir: e.Dir, IMAPAddr: "127.0.0.1:0", SMTPAddr: "127.0.0.1:0", RefreshInterval: 200 * time.Millisecond, Logger: accountstest.Logger()}, n, e.NodeKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,11 +120,11 @@ func registered(t testing.TB, n *node.Node, user keys.PublicKey, tp topic.Topic)
 }
 
 func TestBridgeFollowsTheRegistry(t *testing.T) {
-	e := newTestEnv(t)
+	e := accountstest.NewEnv(t)
 	ctx := context.Background()
 	n, b := startBridge(t, e)
 
-	alice, pw := e.addAccount(t, "alice")
+	alice, pw := e.AddAccount(t, "alice")
 	if !imapLogin(t, b.IMAPAddr(), "alice", pw) || !imapLogin(t, b.IMAPAddr(), alice.Address("asmtp").String(), pw) {
 		t.Fatal("IMAP login refused by name or address")
 	}
@@ -150,8 +141,8 @@ func TestBridgeFollowsTheRegistry(t *testing.T) {
 		return err == nil && bytes.Equal(blocks, alice.Blocks)
 	})
 
-	carol := newOutsider(t)
-	c, err := e.reg.AddContact(ctx, "alice", "Carol", carol.p.Export())
+	carol := accountstest.NewOutsider(t)
+	c, err := e.Reg.AddContact(ctx, "alice", "Carol", carol.Passport.Export())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,13 +150,13 @@ func TestBridgeFollowsTheRegistry(t *testing.T) {
 
 	// A contact added by id is resolved from the node (here: bob is
 	// another account of the bridge, whose passport it uploaded).
-	bob, _ := e.addAccount(t, "bob")
-	if _, err := e.reg.AddPendingContact(ctx, "alice", "Bob", bob.Passport); err != nil {
+	bob, _ := e.AddAccount(t, "bob")
+	if _, err := e.Reg.AddPendingContact(ctx, "alice", "Bob", bob.Passport); err != nil {
 		t.Fatal(err)
 	}
 	var pendingTopic topic.Topic
 	eventually(t, "bob's passport fetched", func() bool {
-		got, err := e.reg.Contact(ctx, "alice", bob.Passport)
+		got, err := e.Reg.Contact(ctx, "alice", bob.Passport)
 		pendingTopic = got.Topic
 		return err == nil && !got.Pending()
 	})
@@ -173,19 +164,19 @@ func TestBridgeFollowsTheRegistry(t *testing.T) {
 
 	// Carol rotates her shared key; the update reaches the node (as it
 	// would on her passport topic) and the bridge follows it.
-	carol.rotate(t)
+	carol.Rotate(t)
 	s, err := n.Attach(alice.Device)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if _, err := s.PutPassport(ctx, carol.p.Export()); err != nil {
+	if _, err := s.PutPassport(ctx, carol.Passport.Export()); err != nil {
 		t.Fatal(err)
 	}
-	var rotated Contact
+	var rotated accounts.Contact
 	eventually(t, "carol's new shared key taken", func() bool {
-		rotated, err = e.reg.Contact(ctx, "alice", carol.p.ID())
-		return err == nil && rotated.SharedKey == carol.sharedKey()
+		rotated, err = e.Reg.Contact(ctx, "alice", carol.Passport.ID())
+		return err == nil && rotated.SharedKey == carol.SharedKey()
 	})
 	eventually(t, "carol's new topic registered", func() bool { return registered(t, n, alice.Device, rotated.Topic) })
 	// The old one is kept for the grace period (RotationGrace).
@@ -195,14 +186,14 @@ func TestBridgeFollowsTheRegistry(t *testing.T) {
 	}
 
 	// Removing her drops both at once, grace or not.
-	if err := e.reg.RemoveContact(ctx, "alice", "Carol"); err != nil {
+	if err := e.Reg.RemoveContact(ctx, "alice", "Carol"); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "carol's topics dropped after removal", func() bool {
 		return !registered(t, n, alice.Device, rotated.Topic) && !registered(t, n, alice.Device, c.Topic)
 	})
 	eventually(t, "the retired topics forgotten", func() bool {
-		retired, err := e.reg.RetiredTopics(ctx, "alice", time.Now().Add(time.Hour))
+		retired, err := e.Reg.RetiredTopics(ctx, "alice", time.Now().Add(time.Hour))
 		return err == nil && len(retired) == 0
 	})
 }
@@ -212,24 +203,24 @@ func TestBridgeFollowsTheRegistry(t *testing.T) {
 func TestContactAcrossNodes(t *testing.T) {
 	ctx := context.Background()
 	// Carol's home node, with Carol's device as its user.
-	carol := newOutsider(t)
-	carolNode := startNode(t, t.TempDir(), newNodeKey(t))
-	carolNode.AddUser(keys.Public(carol.device))
-	cs, err := carolNode.Attach(keys.Public(carol.device))
+	carol := accountstest.NewOutsider(t)
+	carolNode := startNode(t, t.TempDir(), accountstest.NodeKey(t))
+	carolNode.AddUser(keys.Public(carol.Device))
+	cs, err := carolNode.Attach(keys.Public(carol.Device))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cs.Close()
-	if _, err := cs.PutPassport(ctx, carol.p.Export()); err != nil {
+	if _, err := cs.PutPassport(ctx, carol.Passport.Export()); err != nil {
 		t.Fatal(err)
 	}
 
-	e := newTestEnv(t)
+	e := accountstest.NewEnv(t)
 	n, _ := startBridge(t, e, node.Peer{ID: carolNode.ID(), Address: carolNode.Addr().String()})
-	alice, _ := e.addAccount(t, "alice")
+	alice, _ := e.AddAccount(t, "alice")
 
 	// Carol wrote to Alice before Alice knew her.
-	shared := topic.Derive(ownSharedKey(t, alice), carol.sharedKey())
+	shared := topic.Derive(accountstest.OwnSharedKey(t, alice), carol.SharedKey())
 	if err := cs.Register(ctx, shared); err != nil {
 		t.Fatal(err)
 	}
@@ -237,11 +228,11 @@ func TestContactAcrossNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if _, err := e.reg.AddPendingContact(ctx, "alice", "Carol", carol.p.ID()); err != nil {
+	if _, err := e.Reg.AddPendingContact(ctx, "alice", "Carol", carol.Passport.ID()); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "carol's passport fetched from her node", func() bool {
-		c, err := e.reg.Contact(ctx, "alice", carol.p.ID())
+		c, err := e.Reg.Contact(ctx, "alice", carol.Passport.ID())
 		return err == nil && !c.Pending() && c.Topic == shared
 	})
 	eventually(t, "carol's earlier message fetched", func() bool {
@@ -256,49 +247,10 @@ func TestContactAcrossNodes(t *testing.T) {
 }
 
 func TestNewRefusesAnotherNodeKey(t *testing.T) {
-	e := newTestEnv(t)
-	e.addAccount(t, "alice")
-	_, err := New(Config{DataDir: e.dir, IMAPAddr: "127.0.0.1:0"}, nil, newNodeKey(t))
-	if !errors.Is(err, ErrWrongNodeKey) {
-		t.Fatalf("New with another node key: %v, want ErrWrongNodeKey", err)
-	}
-}
-
-func TestDataFileModes(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "bridge")
-	if err := os.Mkdir(dir, 0o755); err != nil { // made by someone else, too open
-		t.Fatal(err)
-	}
-	e := &testEnv{dir: dir, nodeKey: newNodeKey(t)}
-	e.reg, e.mail = openStores(t, dir)
-	e.addAccount(t, "alice") // writes both databases, so their WAL files exist
-	checkModes(t, dir)
-}
-
-// checkModes checks that dir is 0700 and every file in it 0600.
-func checkModes(t testing.TB, dir string) {
-	t.Helper()
-	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
-		t.Fatalf("%s: %v, %v; want mode 0700", dir, fi.Mode(), err)
-	}
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, de := range entries {
-		fi, err := de.Info()
-		if err != nil {
-			t.Fatal(err)
-		}
-		names = append(names, de.Name())
-		if fi.Mode().Perm() != 0o600 {
-			t.Errorf("%s: mode %v, want 0600", de.Name(), fi.Mode().Perm())
-		}
-	}
-	for _, want := range []string{RegistryFile, RegistryFile + "-wal", MailFile, MailFile + "-wal"} {
-		if !strings.Contains(" "+strings.Join(names, " ")+" ", " "+want+" ") {
-			t.Errorf("no %s among %v", want, names)
-		}
+	e := accountstest.NewEnv(t)
+	e.AddAccount(t, "alice")
+	_, err := New(Config{DataDir: e.Dir, IMAPAddr: "127.0.0.1:0"}, nil, accountstest.NodeKey(t))
+	if !errors.Is(err, accounts.ErrWrongNodeKey) {
+		t.Fatalf("New with another node key: %v, want accounts.ErrWrongNodeKey", err)
 	}
 }

@@ -16,6 +16,9 @@ import (
 
 	"github.com/asmtp/asmtp/asmtp/node"
 	"github.com/asmtp/asmtp/asmtp/topic"
+	"github.com/asmtp/asmtp/bridge/accounts"
+	"github.com/asmtp/asmtp/bridge/accounts/accountstest"
+	"github.com/asmtp/asmtp/bridge/outbound"
 	"github.com/asmtp/asmtp/mailstore"
 )
 
@@ -60,12 +63,12 @@ func countSubjects(t testing.TB, msgs [][]byte) map[string]int {
 func TestRecipientNodeOffline(t *testing.T) {
 	relay := startRelay(t)
 	a, c := newSite(t, relay), newSite(t, relay)
-	alice, pw := a.addAccount(t, "alice")
-	bob, _ := c.addAccount(t, "bob")
+	alice, pw := a.AddAccount(t, "alice")
+	bob, _ := c.AddAccount(t, "bob")
 	befriend(t, a, "alice", "Alice", c, "bob", "Bob")
 	a.start()
 	c.start()
-	settle()
+	a.waitHolder(t, "alice", "Bob")
 	from, to := alice.Address("asmtp").String(), bob.Address("asmtp").String()
 	sendMails(t, a, pw, from, to, "hi\n", "before")
 	waitUntil(t, 30*time.Second, "the first mail", func() bool { return c.inboxCount("bob") == 1 }, a.stats, c.stats)
@@ -78,7 +81,7 @@ func TestRecipientNodeOffline(t *testing.T) {
 		sent[s] = raw
 	}
 	waitUntil(t, 10*time.Second, "alice's outbox empty", func() bool {
-		q, err := a.mail.Outbox(context.Background(), "alice")
+		q, err := a.Mail.Outbox(context.Background(), "alice")
 		return err == nil && len(q) == 0
 	})
 
@@ -114,8 +117,8 @@ var crashPoints = []struct {
 	chunk int
 }{
 	{"acknowledged, nothing published", "start", 0},
-	{"one batch of two published", "published", publishBatchChunks},
-	{"every chunk published, outbox not yet updated", "sent", 2 * publishBatchChunks},
+	{"one batch of two published", "published", outbound.PublishBatchChunks},
+	{"every chunk published, outbox not yet updated", "sent", 2 * outbound.PublishBatchChunks},
 }
 
 // crashHelper is TestOutboxCrashHelper running in a child process, with
@@ -188,6 +191,9 @@ type crashHelperConfig struct {
 	Peer      node.Peer
 	Stage     string
 	Chunk     int
+	// WaitHolders lists the (account, contact) pairs whose topic holder
+	// the helper's node must know before it prints its SMTP address.
+	WaitHolders [][2]string
 }
 
 // TestOutboxCrashHelper is the process TestOutboxSurvivesCrash kills.
@@ -204,8 +210,8 @@ func TestOutboxCrashHelper(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &site{testEnv: &testEnv{dir: cfg.Dir, nodeKey: ed25519.NewKeyFromSeed(seed)}, t: t, peers: []node.Peer{cfg.Peer}, delivery: testDelivery()}
-	s.reg, s.mail = openStores(t, cfg.Dir)
+	s := &site{Env: &accountstest.Env{Dir: cfg.Dir, NodeKey: ed25519.NewKeyFromSeed(seed)}, t: t, peers: []node.Peer{cfg.Peer}, delivery: testDelivery()}
+	s.Reg, s.Mail = accountstest.OpenStores(t, cfg.Dir)
 	s.delivery.hook = func(stage string, _ mailstore.OutboxItem, chunk int) {
 		if stage == cfg.Stage && chunk >= cfg.Chunk {
 			fmt.Println("crash point")
@@ -213,6 +219,9 @@ func TestOutboxCrashHelper(t *testing.T) {
 		}
 	}
 	s.start()
+	for _, w := range cfg.WaitHolders {
+		s.waitHolder(t, w[0], w[1])
+	}
 	fmt.Println("smtp", s.bridge.SMTPAddr())
 	select {}
 }
@@ -227,16 +236,16 @@ func TestOutboxSurvivesCrash(t *testing.T) {
 		t.Run(cp.name, func(t *testing.T) {
 			ctx := context.Background()
 			c := newSite(t)
-			bob, _ := c.addAccount(t, "bob")
+			bob, _ := c.AddAccount(t, "bob")
 			c.start()
 			a := newSite(t, c.peer())
-			alice, pw := a.addAccount(t, "alice")
+			alice, pw := a.AddAccount(t, "alice")
 			befriend(t, a, "alice", "Alice", c, "bob", "Bob")
 			from, to := alice.Address("asmtp").String(), bob.Address("asmtp").String()
 
-			h := startCrashHelper(t, crashHelperConfig{Dir: a.dir, Seed: hex.EncodeToString(a.nodeKey.Seed()), Peer: c.peer(), Stage: cp.stage, Chunk: cp.chunk})
-			addr := strings.TrimPrefix(h.next(t, "smtp "), "smtp ")
-			settle()
+			h := startCrashHelper(t, crashHelperConfig{Dir: a.Dir, Seed: hex.EncodeToString(a.NodeKey.Seed()), Peer: c.peer(), Stage: cp.stage, Chunk: cp.chunk,
+				WaitHolders: [][2]string{{"alice", "Bob"}}})
+			addr := strings.TrimPrefix(h.next(t, "smtp "), "smtp ") // printed once alice's node knows bob's
 
 			host, port, _ := strings.Cut(addr, ":")
 			big := strings.Repeat("Forty-two bytes of text in every line.\r\n", 11500) // 8 chunks, two batches
@@ -252,16 +261,16 @@ func TestOutboxSurvivesCrash(t *testing.T) {
 			}
 			h.kill()
 
-			if q, err := a.mail.Outbox(ctx, "alice"); err != nil || len(q) != 1 {
+			if q, err := a.Mail.Outbox(ctx, "alice"); err != nil || len(q) != 1 {
 				t.Fatalf("after the crash the outbox holds %+v, %v; want the acknowledged mail", q, err)
 			}
 			a.start()
 			waitUntil(t, 30*time.Second, "alice's outbox empty after the restart", func() bool {
-				q, err := a.mail.Outbox(ctx, "alice")
+				q, err := a.Mail.Outbox(ctx, "alice")
 				return err == nil && len(q) == 0
 			}, a.stats, c.stats)
-			tp := topic.Derive(ownSharedKey(t, alice), ownSharedKey(t, bob))
-			published := map[string]int{"start": 8, "published": 8 + publishBatchChunks, "sent": 16}[cp.stage]
+			tp := topic.Derive(accountstest.OwnSharedKey(t, alice), accountstest.OwnSharedKey(t, bob))
+			published := map[string]int{"start": 8, "published": 8 + outbound.PublishBatchChunks, "sent": 16}[cp.stage]
 			waitUntil(t, 30*time.Second, "bob's mail", func() bool { return c.inboxCount("bob") >= 1 && storedOn(t, c, bob, tp) >= published-cp.chunk },
 				func() string { return fmt.Sprintf("%d chunks stored", storedOn(t, c, bob, tp)) }, a.stats, c.stats)
 			if cp.stage == "sent" {
@@ -281,7 +290,7 @@ func TestOutboxSurvivesCrash(t *testing.T) {
 }
 
 // storedOn counts the topic messages on t stored for user a at site s.
-func storedOn(t testing.TB, s *site, a Account, tp topic.Topic) int {
+func storedOn(t testing.TB, s *site, a accounts.Account, tp topic.Topic) int {
 	t.Helper()
 	sess, err := s.node.Attach(a.Device)
 	if err != nil {

@@ -7,14 +7,13 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
-	"io"
 	"mime"
-	"mime/multipart"
 	"net"
 	netmail "net/mail"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -22,6 +21,11 @@ import (
 
 	"github.com/asmtp/asmtp/asmtp/node"
 	"github.com/asmtp/asmtp/asmtp/passport"
+	"github.com/asmtp/asmtp/bridge/accounts"
+	"github.com/asmtp/asmtp/bridge/accounts/accountstest"
+	"github.com/asmtp/asmtp/bridge/mailtext"
+	"github.com/asmtp/asmtp/bridge/outbound"
+	"github.com/asmtp/asmtp/bridge/outbound/dsntest"
 	"github.com/asmtp/asmtp/mailstore"
 )
 
@@ -132,7 +136,7 @@ func python(t testing.TB, args ...string) []byte {
 // bridge over a data directory of its own. It can be stopped and started
 // again on the same files.
 type site struct {
-	*testEnv
+	*accountstest.Env
 	t        testing.TB
 	peers    []node.Peer
 	delivery DeliveryConfig
@@ -153,7 +157,7 @@ func testDelivery() DeliveryConfig {
 }
 
 func newSite(t testing.TB, peers ...node.Peer) *site {
-	return &site{testEnv: newTestEnv(t), t: t, peers: peers, delivery: testDelivery()}
+	return &site{Env: accountstest.NewEnv(t), t: t, peers: peers, delivery: testDelivery()}
 }
 
 // testNodeConfig is a node on 127.0.0.1 with gossip 100 times faster than
@@ -170,7 +174,7 @@ func testNodeConfig(dir string, key ed25519.PrivateKey, peers []node.Peer) node.
 	cfg.PersistInterval = 500 * time.Millisecond
 	cfg.PassportTimeout = 2 * time.Second
 	cfg.QueryRate, cfg.QueryBurst = 100*node.DefaultQueryRate, 100*node.DefaultQueryBurst
-	cfg.Logger = testLogger()
+	cfg.Logger = accountstest.Logger()
 	return cfg
 }
 
@@ -203,7 +207,7 @@ func waitDone(t testing.TB, what string, done chan error) {
 
 // startRelay runs a node without users, for the sites to bootstrap from.
 func startRelay(t testing.TB) node.Peer {
-	n, stop := runNode(t, testNodeConfig(t.TempDir(), newNodeKey(t), nil))
+	n, stop := runNode(t, testNodeConfig(t.TempDir(), accountstest.NodeKey(t), nil))
 	t.Cleanup(stop)
 	return node.Peer{ID: n.ID(), Address: n.Addr().String()}
 }
@@ -211,12 +215,12 @@ func startRelay(t testing.TB) node.Peer {
 func (s *site) start() {
 	t := s.t
 	t.Helper()
-	n, stopNode := runNode(t, testNodeConfig(s.dir, s.nodeKey, s.peers))
+	n, stopNode := runNode(t, testNodeConfig(s.Dir, s.NodeKey, s.peers))
 	if s.beforeBridge != nil {
 		s.beforeBridge(n)
 	}
-	b, err := New(Config{DataDir: s.dir, IMAPAddr: "127.0.0.1:0", SMTPAddr: "127.0.0.1:0", RefreshInterval: 200 * time.Millisecond,
-		Delivery: s.delivery, Logger: testLogger(), rotationGrace: s.rotationGrace}, n, s.nodeKey)
+	b, err := New(Config{DataDir: s.Dir, IMAPAddr: "127.0.0.1:0", SMTPAddr: "127.0.0.1:0", RefreshInterval: 200 * time.Millisecond,
+		Delivery: s.delivery, Logger: accountstest.Logger(), rotationGrace: s.rotationGrace}, n, s.NodeKey)
 	if err != nil {
 		stopNode()
 		t.Fatal(err)
@@ -257,18 +261,18 @@ func hostPort(a net.Addr) (string, string) {
 func (s *site) inbox(account string) [][]byte {
 	s.t.Helper()
 	ctx := context.Background()
-	mb, err := s.mail.Mailbox(ctx, account, mailstore.Inbox)
+	mb, err := s.Mail.Mailbox(ctx, account, mailstore.Inbox)
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	snap, stop, err := s.mail.Watch(ctx, mb.ID, func(mailstore.Change) {})
+	snap, stop, err := s.Mail.Watch(ctx, mb.ID, func(mailstore.Change) {})
 	if err != nil {
 		s.t.Fatal(err)
 	}
 	stop()
 	var out [][]byte
 	for _, uid := range snap.UIDs {
-		raw, err := s.mail.Raw(ctx, mb.ID, uid)
+		raw, err := s.Mail.Raw(ctx, mb.ID, uid)
 		if err != nil {
 			s.t.Fatal(err)
 		}
@@ -278,7 +282,7 @@ func (s *site) inbox(account string) [][]byte {
 }
 
 func (s *site) inboxCount(account string) int {
-	st, err := s.mail.Status(context.Background(), account, mailstore.Inbox)
+	st, err := s.Mail.Status(context.Background(), account, mailstore.Inbox)
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -302,11 +306,48 @@ func waitUntil(t testing.TB, timeout time.Duration, what string, ok func() bool,
 	}
 }
 
-// settle gives a young overlay time to converge: a node that publishes
-// before it knows the topic's other subscribers keeps the message, and
-// they fetch it only at their next catch-up (see the report on
-// asmtp/node).
-func settle() { time.Sleep(2 * time.Second) }
+// waitHolder waits until s's node knows a holder of the topic account
+// shares with its contact petname (node.Session.Holders): a node that
+// publishes before it knows the topic's other subscribers keeps the
+// message, and they fetch it only at their next catch-up.
+func (s *site) waitHolder(t testing.TB, account, petname string) {
+	t.Helper()
+	ctx := context.Background()
+	acct, err := s.Reg.Account(ctx, account)
+	if err != nil {
+		t.Fatal(err)
+	}
+	contacts, err := s.Reg.Contacts(ctx, account)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(contacts, func(c accounts.Contact) bool { return c.Name == petname })
+	if i < 0 {
+		t.Fatalf("%s has no contact %q", account, petname)
+	}
+	var sess *node.Session
+	defer func() {
+		if sess != nil {
+			sess.Close()
+		}
+	}()
+	waitUntil(t, 30*time.Second, fmt.Sprintf("a holder of %s's topic with %s", account, petname), func() bool {
+		if sess == nil { // the bridge adds the account's user to the node as it starts
+			if sess, err = s.node.Attach(acct.Device); err != nil {
+				sess = nil
+				return false
+			}
+		}
+		return sess.Holders(contacts[i].Topic, 1) > 0
+	}, s.stats)
+}
+
+// waitLinked waits until s's node has a link to another node: the
+// overlay it joins is then reachable.
+func (s *site) waitLinked(t testing.TB) {
+	t.Helper()
+	waitUntil(t, 30*time.Second, "a link to another node", func() bool { return s.node.Stats().Links > 0 }, s.stats)
+}
 
 // subjects lists the subjects of msgs, for failure messages.
 func subjects(t testing.TB, msgs [][]byte) string {
@@ -321,18 +362,18 @@ func subjects(t testing.TB, msgs [][]byte) string {
 func befriend(t testing.TB, a *site, aName, aPet string, b *site, bName, bPet string) {
 	t.Helper()
 	ctx := context.Background()
-	aa, err := a.reg.Account(ctx, aName)
+	aa, err := a.Reg.Account(ctx, aName)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ba, err := b.reg.Account(ctx, bName)
+	ba, err := b.Reg.Account(ctx, bName)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.reg.AddContact(ctx, aName, bPet, ba.Blocks); err != nil {
+	if _, err := a.Reg.AddContact(ctx, aName, bPet, ba.Blocks); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.reg.AddContact(ctx, bName, aPet, aa.Blocks); err != nil {
+	if _, err := b.Reg.AddContact(ctx, bName, aPet, aa.Blocks); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -362,20 +403,21 @@ func TestEndToEnd(t *testing.T) {
 	ctx := context.Background()
 	relay := startRelay(t)
 	a, c := newSite(t, relay), newSite(t, relay)
-	alice, alicePW := a.addAccount(t, "alice")
-	bob, bobPW := c.addAccount(t, "bob")
+	alice, alicePW := a.AddAccount(t, "alice")
+	bob, bobPW := c.AddAccount(t, "bob")
 	befriend(t, a, "alice", "Alice", c, "bob", "Bob")
 	// 19 more people on C; they know alice, alice knows only their ids.
-	others := make([]Account, 19)
+	others := make([]accounts.Account, 19)
 	for i := range others {
-		others[i], _ = c.addAccount(t, fmt.Sprintf("r%02d", i+1))
-		if _, err := c.reg.AddContact(ctx, others[i].Name, "Alice", alice.Blocks); err != nil {
+		others[i], _ = c.AddAccount(t, fmt.Sprintf("r%02d", i+1))
+		if _, err := c.Reg.AddContact(ctx, others[i].Name, "Alice", alice.Blocks); err != nil {
 			t.Fatal(err)
 		}
 	}
 	a.start()
 	c.start()
-	settle()
+	a.waitHolder(t, "alice", "Bob")
+	c.waitHolder(t, "bob", "Alice")
 	aliceAddr, bobAddr := alice.Address("asmtp").String(), bob.Address("asmtp").String()
 	smtpHost, smtpPort := hostPort(a.bridge.SMTPAddr())
 
@@ -390,7 +432,6 @@ func TestEndToEnd(t *testing.T) {
 	python(t, "send", smtpHost, smtpPort, "alice", alicePW, spec(map[string]any{
 		"envelope": aliceAddr, "from": aliceAddr, "to": []string{bobAddr}, "subject": "warm-up"}), t.TempDir())
 	waitUntil(t, 30*time.Second, "the warm-up mail at bob", func() bool { return c.inboxCount("bob") == 1 }, a.stats, c.stats)
-	settle()
 
 	// SMTP DATA → IMAP EXISTS, measured by a client in IDLE.
 	_, imapPort := hostPort(c.bridge.IMAPAddr())
@@ -513,11 +554,11 @@ func TestEndToEnd(t *testing.T) {
 		if err != nil || from.Address != aliceAddr || from.Name != "Alice" {
 			t.Errorf("%s: From %q (%v), want Alice <%s>", s["subject"], header(t, r, "From"), err, aliceAddr)
 		}
-		if sender := header(t, r, HeaderSender); sender != alice.Passport.String() {
-			t.Errorf("%s: %s %q, want alice's passport", s["subject"], HeaderSender, sender)
+		if sender := header(t, r, mailtext.Sender); sender != alice.Passport.String() {
+			t.Errorf("%s: %s %q, want alice's passport", s["subject"], mailtext.Sender, sender)
 		}
-		if orig, _ := new(mime.WordDecoder).DecodeHeader(header(t, r, HeaderOriginalFrom)); orig != s["from"] {
-			t.Errorf("%s: %s %q, want %q", s["subject"], HeaderOriginalFrom, orig, s["from"])
+		if orig, _ := new(mime.WordDecoder).DecodeHeader(header(t, r, mailtext.OriginalFrom)); orig != s["from"] {
+			t.Errorf("%s: %s %q, want %q", s["subject"], mailtext.OriginalFrom, orig, s["from"])
 		}
 		if subj, _ := new(mime.WordDecoder).DecodeHeader(header(t, r, "Subject")); subj != s["subject"] {
 			t.Errorf("subject %q arrived as %q", s["subject"], subj)
@@ -538,7 +579,7 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("%s's copy: To %q, Cc %q, Bcc %q", o.Name, header(t, msgs[0], "To"), header(t, msgs[0], "Cc"), header(t, msgs[0], "Bcc"))
 		}
 	}
-	contacts, _ := a.reg.Contacts(ctx, "alice")
+	contacts, _ := a.Reg.Contacts(ctx, "alice")
 	if len(contacts) != 1+len(others) {
 		t.Errorf("alice's address book has %d contacts, want Bob and the %d looked up on the network", len(contacts), len(others))
 	}
@@ -546,57 +587,12 @@ func TestEndToEnd(t *testing.T) {
 	// The unknown passport bounces into alice's INBOX.
 	waitUntil(t, 30*time.Second, "the bounce", func() bool { return a.inboxCount("alice") == 1 })
 	bounce := a.inbox("alice")[0]
-	checkBounce(t, bounce, unknown, "5.1.1")
+	dsntest.CheckBounce(t, bounce, unknown, "5.1.1")
 	if !strings.Contains(string(bounce), "could not be found") {
 		t.Errorf("the bounce does not say the passport was not found:\n%s", bounce)
 	}
-	if q, _ := a.mail.Outbox(ctx, "alice"); len(q) != 0 {
+	if q, _ := a.Mail.Outbox(ctx, "alice"); len(q) != 0 {
 		t.Errorf("alice's outbox still holds %+v", q)
-	}
-}
-
-// checkBounce checks that raw is an RFC 3464 report on the failed
-// delivery to rcpt, with the given status.
-func checkBounce(t testing.TB, raw []byte, rcpt, status string) {
-	t.Helper()
-	m, err := netmail.ReadMessage(bytes.NewReader(raw))
-	if err != nil {
-		t.Fatal(err)
-	}
-	mt, params, err := mime.ParseMediaType(m.Header.Get("Content-Type"))
-	if err != nil || mt != "multipart/report" || params["report-type"] != "delivery-status" {
-		t.Fatalf("bounce Content-Type %q", m.Header.Get("Content-Type"))
-	}
-	mr := multipart.NewReader(m.Body, params["boundary"])
-	var types []string
-	var text, report string
-	for {
-		p, err := mr.NextPart()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		data, _ := io.ReadAll(p)
-		types = append(types, p.Header.Get("Content-Type"))
-		switch {
-		case strings.HasPrefix(p.Header.Get("Content-Type"), "text/plain"):
-			text = string(data)
-		case p.Header.Get("Content-Type") == "message/delivery-status":
-			report = string(data)
-		}
-	}
-	if len(types) != 3 || types[2] != "text/rfc822-headers" {
-		t.Errorf("bounce parts %v, want text, delivery-status, headers", types)
-	}
-	for _, want := range []string{"Final-Recipient: rfc822; " + rcpt, "Action: failed", "Status: " + status, "Reporting-MTA: dns; asmtp"} {
-		if !strings.Contains(report, want) {
-			t.Errorf("delivery-status lacks %q:\n%s", want, report)
-		}
-	}
-	if !strings.Contains(text, rcpt) {
-		t.Errorf("bounce text does not name the recipient:\n%s", text)
 	}
 }
 
@@ -608,18 +604,18 @@ func checkBounce(t testing.TB, raw []byte, rcpt, status string) {
 // byte below the SIZE advertised; this test notices when that changes.
 func TestLargestMessage(t *testing.T) {
 	s := newSite(t)
-	alice, pw := s.addAccount(t, "alice")
-	bob, _ := s.addAccount(t, "bob")
+	alice, pw := s.AddAccount(t, "alice")
+	bob, _ := s.AddAccount(t, "bob")
 	befriend(t, s, "alice", "Alice", s, "bob", "Bob")
 	s.start()
 	waitUntil(t, 10*time.Second, "the contacts' topic registered", func() bool {
-		c, err := s.reg.Contact(context.Background(), "bob", alice.Passport)
+		c, err := s.Reg.Contact(context.Background(), "bob", alice.Passport)
 		return err == nil && registered(t, s.node, bob.Device, c.Topic) && registered(t, s.node, alice.Device, c.Topic)
 	})
 
 	head := "Date: Mon, 02 Mar 2026 10:00:00 +0000\r\nMessage-ID: <largest@client.test>\r\nSubject: largest\r\n" +
 		"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n\r\n"
-	msg := make([]byte, MaxMessageSize-1)
+	msg := make([]byte, outbound.MaxMessageSize-1)
 	copy(msg, head)
 	rand.Read(msg[len(head):])
 	for i := len(head); i < len(msg); i++ { // binary, but without lines SMTP would have to escape or cut

@@ -12,6 +12,8 @@ import (
 	"github.com/asmtp/asmtp/asmtp/mail"
 	"github.com/asmtp/asmtp/asmtp/node"
 	"github.com/asmtp/asmtp/asmtp/topic"
+	"github.com/asmtp/asmtp/bridge/accounts/accountstest"
+	"github.com/asmtp/asmtp/bridge/inbound"
 )
 
 // TestInboundHeldChunksSurviveCrash kills bob's asmtpd (SIGKILL) while
@@ -23,31 +25,32 @@ import (
 func TestInboundHeldChunksSurviveCrash(t *testing.T) {
 	ctx := context.Background()
 	// carol writes from a node of her own, which bob's node peers with.
-	carolNode, stopCarol := runNode(t, testNodeConfig(t.TempDir(), newNodeKey(t), nil))
+	carolNode, stopCarol := runNode(t, testNodeConfig(t.TempDir(), accountstest.NodeKey(t), nil))
 	t.Cleanup(stopCarol)
 	b := newSite(t, node.Peer{ID: carolNode.ID(), Address: carolNode.Addr().String()})
-	bob, _ := b.addAccount(t, "bob")
-	carol := &writer{o: newOutsider(t), to: ownSharedKey(t, bob)}
+	bob, _ := b.AddAccount(t, "bob")
+	carol := &writer{o: accountstest.NewOutsider(t), to: accountstest.OwnSharedKey(t, bob)}
 	var err error
-	if carol.secret, err = carol.o.p.UnsealSharedSecret(carol.o.device, carol.o.psk); err != nil {
+	if carol.secret, err = carol.o.Passport.UnsealSharedSecret(carol.o.Device, carol.o.PSK); err != nil {
 		t.Fatal(err)
 	}
-	carol.topic = topic.Derive(carol.to, carol.o.sharedKey())
-	carolNode.AddUser(keys.Public(carol.o.device))
-	if carol.s, err = carolNode.Attach(keys.Public(carol.o.device)); err != nil {
+	carol.topic = topic.Derive(carol.to, carol.o.SharedKey())
+	carolNode.AddUser(keys.Public(carol.o.Device))
+	if carol.s, err = carolNode.Attach(keys.Public(carol.o.Device)); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(carol.s.Close)
 	if err := carol.s.Register(ctx, carol.topic); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.reg.AddContact(ctx, "bob", "Carol", carol.o.p.Export()); err != nil {
+	if _, err := b.Reg.AddContact(ctx, "bob", "Carol", carol.o.Passport.Export()); err != nil {
 		t.Fatal(err)
 	}
 
-	h := startCrashHelper(t, crashHelperConfig{Dir: b.dir, Seed: hex.EncodeToString(b.nodeKey.Seed()), Peer: b.peers[0], Stage: "never"})
-	h.next(t, "smtp ")
-	settle()
+	h := startCrashHelper(t, crashHelperConfig{Dir: b.Dir, Seed: hex.EncodeToString(b.NodeKey.Seed()), Peer: b.peers[0], Stage: "never",
+		WaitHolders: [][2]string{{"bob", "Carol"}}})
+	h.next(t, "smtp ") // printed once bob's node knows carol's
+	carol.waitHolder(t)
 
 	text := strings.Repeat("Forty-two bytes of text in every line.\r\n", 5000) // 4 chunks
 	msg := "Subject: held\r\n\r\n" + text
@@ -57,16 +60,17 @@ func TestInboundHeldChunksSurviveCrash(t *testing.T) {
 		t.Fatalf("%d chunks, want 4", len(chunks))
 	}
 	carol.publish(t, chunks[2], chunks[0], chunks[3])
-	time.Sleep(heldFlushAfter / 2) // handled, and still held in memory only
+	time.Sleep(inbound.HeldFlushAfter / 2) // handled, and still held in memory only
 	h.kill()
-	held, err := b.mail.Chunks(ctx, "bob", carol.o.sharedKey(), id)
+	held, err := b.Mail.Chunks(ctx, "bob", carol.o.SharedKey(), id)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("%d chunks in the reassembly buffer at the crash", len(held))
 
 	b.start()
-	settle()
+	b.waitHolder(t, "bob", "Carol")
+	carol.waitHolder(t)
 	carol.publish(t, chunks[1])
 	waitUntil(t, 30*time.Second, "the message at bob", func() bool { return b.inboxCount("bob") == 1 }, b.stats)
 	carol.publish(t, carol.seal(t, id, msg)...) // a replay
@@ -78,7 +82,7 @@ func TestInboundHeldChunksSurviveCrash(t *testing.T) {
 	if !bytes.Equal(body(msgs[0]), []byte(text)) {
 		t.Error("body changed on the way")
 	}
-	if held, _ := b.mail.Chunks(ctx, "bob", carol.o.sharedKey(), id); len(held) != 0 {
+	if held, _ := b.Mail.Chunks(ctx, "bob", carol.o.SharedKey(), id); len(held) != 0 {
 		t.Errorf("%d chunks left in the buffer after delivery", len(held))
 	}
 }
@@ -91,7 +95,7 @@ func TestInboundHeldOverflow(t *testing.T) {
 	s, alice, _ := oneSite(t, func(c *DeliveryConfig) { c.MaxPendingBytes = 3 * mail.ChunkDataSize })
 	carol := newWriter(t, s, alice)
 	ctx := context.Background()
-	if _, err := s.reg.AddContact(ctx, "alice", "Carol", carol.o.p.Export()); err != nil {
+	if _, err := s.Reg.AddContact(ctx, "alice", "Carol", carol.o.Passport.Export()); err != nil {
 		t.Fatal(err)
 	}
 	waitUntil(t, 10*time.Second, "carol's topic registered", func() bool { return registered(t, s.node, alice.Device, carol.topic) })
@@ -104,7 +108,7 @@ func TestInboundHeldOverflow(t *testing.T) {
 	}
 	carol.publish(t, chunks[:4]...)
 	waitUntil(t, 10*time.Second, "four chunks in the buffer", func() bool {
-		held, err := s.mail.Chunks(ctx, "alice", carol.o.sharedKey(), id)
+		held, err := s.Mail.Chunks(ctx, "alice", carol.o.SharedKey(), id)
 		return err == nil && len(held) == 4
 	})
 	carol.publish(t, chunks[4], chunks[0])
@@ -117,7 +121,7 @@ func TestInboundHeldOverflow(t *testing.T) {
 	if !bytes.Equal(body(msgs[0]), []byte(text)) {
 		t.Error("body changed on the way")
 	}
-	if held, _ := s.mail.Chunks(ctx, "alice", carol.o.sharedKey(), id); len(held) != 0 {
+	if held, _ := s.Mail.Chunks(ctx, "alice", carol.o.SharedKey(), id); len(held) != 0 {
 		t.Errorf("%d chunks left in the buffer after delivery", len(held))
 	}
 }

@@ -13,87 +13,37 @@ import (
 	"github.com/asmtp/asmtp/asmtp/mail"
 	"github.com/asmtp/asmtp/asmtp/node"
 	"github.com/asmtp/asmtp/asmtp/noise"
-	"github.com/asmtp/asmtp/asmtp/passport"
 	"github.com/asmtp/asmtp/asmtp/topic"
+	"github.com/asmtp/asmtp/bridge/accounts"
+	"github.com/asmtp/asmtp/bridge/accounts/accountstest"
+	"github.com/asmtp/asmtp/bridge/mailtext"
 )
-
-func TestInboundCopy(t *testing.T) {
-	carol := Contact{Name: "Carol", Passport: passport.Hash{0xca}}
-	id := carol.Passport.String()
-	want := func(rest string) string {
-		return "X-ASMTP-Sender: " + id + "\r\nFrom: \"Carol\" <" + id + "@asmtp>\r\n" + rest
-	}
-	for _, c := range []struct{ name, in, want string }{
-		{"plain",
-			"From: Carol <carol@example.org>\r\nSubject: hi\r\n\r\nbody\r\n",
-			want("X-ASMTP-Original-From: Carol <carol@example.org>\r\nSubject: hi\r\n\r\nbody\r\n")},
-		{"forged sender fields removed, folded From kept whole",
-			"X-ASMTP-Sender: 00000000000000000000000000000000\r\nFrom: The Bank\r\n <ceo@bank.example>\r\nx-asmtp-original-from: lies\r\nTo: x\r\n\r\nbody",
-			want("X-ASMTP-Original-From: The Bank\r\n <ceo@bank.example>\r\nTo: x\r\n\r\nbody")},
-		{"a sender-written Sender is removed: no \"on behalf of\" line in the client",
-			"From: alice@x\r\nSender: Bob <" + id + "@asmtp>\r\nsender:\r\n folded@y\r\nSubject: s\r\n\r\nbody",
-			want("X-ASMTP-Original-From: alice@x\r\nSubject: s\r\n\r\nbody")},
-		{"two From fields",
-			"From: a@x\r\nFrom: b@y\r\n\r\n",
-			want("X-ASMTP-Original-From: a@x\r\nX-ASMTP-Original-From: b@y\r\n\r\n")},
-		{"no From",
-			"Subject: s\r\n\r\nbody\r\n",
-			want("Subject: s\r\n\r\nbody\r\n")},
-		{"From that is just the verified address is not repeated",
-			"From: <" + strings.ToUpper(id) + "@ASMTP>\r\nSubject: s\r\n\r\nbody",
-			want("Subject: s\r\n\r\nbody")},
-		{"the sender's own display name is kept",
-			"From: Carol C. <" + id + "@asmtp>\r\n\r\n",
-			want("X-ASMTP-Original-From: Carol C. <" + id + "@asmtp>\r\n\r\n")},
-		{"bare LF line ends kept",
-			"From: c@x\nSubject: s\n\nbody\nmore\n",
-			want("X-ASMTP-Original-From: c@x\nSubject: s\n\nbody\nmore\n")},
-		{"no header at all: all body",
-			"just text\r\n",
-			want("\r\njust text\r\n")},
-		{"header only, no line end",
-			"Subject: s",
-			want("Subject: s\r\n\r\n")},
-		{"empty body line that looks like a header stays in the body",
-			"Subject: s\r\n\r\nFrom: not a header\r\n",
-			want("Subject: s\r\n\r\nFrom: not a header\r\n")},
-	} {
-		if got := string(inboundCopy([]byte(c.in), carol, "asmtp")); got != c.want {
-			t.Errorf("%s:\n got %q\nwant %q", c.name, got, c.want)
-		}
-	}
-	// A petname that needs encoding is encoded.
-	carol.Name = "Čarol ✓"
-	if got := string(inboundCopy([]byte("\r\n"), carol, "asmtp")); !strings.Contains(got, "From: =?utf-8?q?") {
-		t.Errorf("non-ASCII petname not encoded: %q", got)
-	}
-}
 
 // writer is someone writing to an account from a device attached to the
 // account's own node.
 type writer struct {
-	o      *outsider
+	o      *accountstest.Outsider
 	secret keys.SharedSecret
 	s      *node.Session
 	to     keys.SharedKey
 	topic  topic.Topic
 }
 
-func newWriter(t testing.TB, st *site, a Account) *writer {
+func newWriter(t testing.TB, st *site, a accounts.Account) *writer {
 	t.Helper()
-	o := newOutsider(t)
-	secret, err := o.p.UnsealSharedSecret(o.device, o.psk)
+	o := accountstest.NewOutsider(t)
+	secret, err := o.Passport.UnsealSharedSecret(o.Device, o.PSK)
 	if err != nil {
 		t.Fatal(err)
 	}
-	st.node.AddUser(keys.Public(o.device))
-	s, err := st.node.Attach(keys.Public(o.device))
+	st.node.AddUser(keys.Public(o.Device))
+	s, err := st.node.Attach(keys.Public(o.Device))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.Close)
-	w := &writer{o: o, secret: secret, s: s, to: ownSharedKey(t, a)}
-	w.topic = topic.Derive(w.to, o.sharedKey())
+	w := &writer{o: o, secret: secret, s: s, to: accountstest.OwnSharedKey(t, a)}
+	w.topic = topic.Derive(w.to, o.SharedKey())
 	if err := s.Register(context.Background(), w.topic); err != nil {
 		t.Fatal(err)
 	}
@@ -126,6 +76,14 @@ func (w *writer) publish(t testing.TB, contents ...[]byte) {
 	}
 }
 
+// waitHolder waits until w's node knows another holder of w's topic: what
+// w publishes before reaches the recipient's node only at its next
+// catch-up.
+func (w *writer) waitHolder(t testing.TB) {
+	t.Helper()
+	waitUntil(t, 30*time.Second, "a holder of the writer's topic", func() bool { return w.s.Holders(w.topic, 1) > 0 })
+}
+
 func newID(t testing.TB) mail.MessageID {
 	id, err := mail.NewMessageID(rand.Reader)
 	if err != nil {
@@ -135,13 +93,13 @@ func newID(t testing.TB) mail.MessageID {
 }
 
 // oneSite runs alice's site alone.
-func oneSite(t testing.TB, tweak func(*DeliveryConfig)) (*site, Account, string) {
+func oneSite(t testing.TB, tweak func(*DeliveryConfig)) (*site, accounts.Account, string) {
 	t.Helper()
 	s := newSite(t)
 	if tweak != nil {
 		tweak(&s.delivery)
 	}
-	a, pw := s.addAccount(t, "alice")
+	a, pw := s.AddAccount(t, "alice")
 	s.start()
 	return s, a, pw
 }
@@ -149,7 +107,7 @@ func oneSite(t testing.TB, tweak func(*DeliveryConfig)) (*site, Account, string)
 func TestInboundChecksTheSender(t *testing.T) {
 	s, alice, _ := oneSite(t, nil)
 	carol := newWriter(t, s, alice)
-	if _, err := s.reg.AddContact(context.Background(), "alice", "Carol", carol.o.p.Export()); err != nil {
+	if _, err := s.Reg.AddContact(context.Background(), "alice", "Carol", carol.o.Passport.Export()); err != nil {
 		t.Fatal(err)
 	}
 	waitUntil(t, 10*time.Second, "carol's topic registered", func() bool { return registered(t, s.node, alice.Device, carol.topic) })
@@ -166,14 +124,14 @@ func TestInboundChecksTheSender(t *testing.T) {
 	if len(msgs) != 1 || header(t, msgs[0], "Subject") != "from carol" {
 		t.Fatalf("alice's INBOX: %s; want only carol's mail", subjects(t, msgs))
 	}
-	if from := header(t, msgs[0], "From"); from != `"Carol" <`+carol.o.p.ID().String()+"@asmtp>" {
+	if from := header(t, msgs[0], "From"); from != `"Carol" <`+carol.o.Passport.ID().String()+"@asmtp>" {
 		t.Errorf("From %q, want carol by her petname", from)
 	}
-	if got := header(t, msgs[0], HeaderSender); got != carol.o.p.ID().String() {
-		t.Errorf("%s %q, want carol's passport (a forged value must not survive)", HeaderSender, got)
+	if got := header(t, msgs[0], mailtext.Sender); got != carol.o.Passport.ID().String() {
+		t.Errorf("%s %q, want carol's passport (a forged value must not survive)", mailtext.Sender, got)
 	}
-	if got := header(t, msgs[0], HeaderOriginalFrom); !strings.Contains(got, "Alice") {
-		t.Errorf("%s %q, want what carol wrote", HeaderOriginalFrom, got)
+	if got := header(t, msgs[0], mailtext.OriginalFrom); !strings.Contains(got, "Alice") {
+		t.Errorf("%s %q, want what carol wrote", mailtext.OriginalFrom, got)
 	}
 }
 
@@ -184,7 +142,7 @@ func TestInboundReassembly(t *testing.T) {
 	s, alice, _ := oneSite(t, nil)
 	carol := newWriter(t, s, alice)
 	ctx := context.Background()
-	if _, err := s.reg.AddContact(ctx, "alice", "Carol", carol.o.p.Export()); err != nil {
+	if _, err := s.Reg.AddContact(ctx, "alice", "Carol", carol.o.Passport.Export()); err != nil {
 		t.Fatal(err)
 	}
 	waitUntil(t, 10*time.Second, "carol's topic registered", func() bool { return registered(t, s.node, alice.Device, carol.topic) })
@@ -197,18 +155,18 @@ func TestInboundReassembly(t *testing.T) {
 	}
 	carol.publish(t, chunks[2], chunks[0])
 	carol.publish(t, carol.seal(t, id, msg)[2]) // the same chunk sealed again
-	sender := carol.o.sharedKey()
+	sender := carol.o.SharedKey()
 	waitUntil(t, 10*time.Second, "two chunks held", func() bool {
-		held, err := s.mail.Chunks(ctx, "alice", sender, id)
+		held, err := s.Mail.Chunks(ctx, "alice", sender, id)
 		return err == nil && len(held) == 2
 	})
 
 	s.stop()
 	s.start()
 	carol = &writer{o: carol.o, secret: carol.secret, to: carol.to, topic: carol.topic}
-	s.node.AddUser(keys.Public(carol.o.device)) // users added at run time are not kept
+	s.node.AddUser(keys.Public(carol.o.Device)) // users added at run time are not kept
 	var err error
-	if carol.s, err = s.node.Attach(keys.Public(carol.o.device)); err != nil {
+	if carol.s, err = s.node.Attach(keys.Public(carol.o.Device)); err != nil {
 		t.Fatal(err)
 	}
 	defer carol.s.Close()
@@ -226,7 +184,7 @@ func TestInboundReassembly(t *testing.T) {
 	if !bytes.Equal(body(msgs[0]), []byte(strings.Repeat("0123456789abcdef", 9000))) {
 		t.Error("body changed on the way")
 	}
-	if held, _ := s.mail.Chunks(ctx, "alice", sender, id); len(held) != 0 {
+	if held, _ := s.Mail.Chunks(ctx, "alice", sender, id); len(held) != 0 {
 		t.Errorf("%d chunks left in the buffer after delivery", len(held))
 	}
 
@@ -244,7 +202,7 @@ func TestInboundReassembly(t *testing.T) {
 func TestInboundIncompleteMessageExpires(t *testing.T) {
 	s, alice, _ := oneSite(t, func(c *DeliveryConfig) { c.ReassemblyTimeout = 500 * time.Millisecond })
 	carol := newWriter(t, s, alice)
-	if _, err := s.reg.AddContact(context.Background(), "alice", "Carol", carol.o.p.Export()); err != nil {
+	if _, err := s.Reg.AddContact(context.Background(), "alice", "Carol", carol.o.Passport.Export()); err != nil {
 		t.Fatal(err)
 	}
 	waitUntil(t, 10*time.Second, "carol's topic registered", func() bool { return registered(t, s.node, alice.Device, carol.topic) })
@@ -258,7 +216,7 @@ func TestInboundIncompleteMessageExpires(t *testing.T) {
 	if !bytes.Contains(notice, []byte("only 1 arrived")) {
 		t.Errorf("notice does not say what arrived:\n%s", notice)
 	}
-	if held, _ := s.mail.Chunks(context.Background(), "alice", carol.o.sharedKey(), id); len(held) != 0 {
+	if held, _ := s.Mail.Chunks(context.Background(), "alice", carol.o.SharedKey(), id); len(held) != 0 {
 		t.Errorf("%d chunks held after the timeout", len(held))
 	}
 }
@@ -266,7 +224,7 @@ func TestInboundIncompleteMessageExpires(t *testing.T) {
 func TestInboundLegacyText(t *testing.T) {
 	s, alice, _ := oneSite(t, nil)
 	carol := newWriter(t, s, alice)
-	if _, err := s.reg.AddContact(context.Background(), "alice", "Carol", carol.o.p.Export()); err != nil {
+	if _, err := s.Reg.AddContact(context.Background(), "alice", "Carol", carol.o.Passport.Export()); err != nil {
 		t.Fatal(err)
 	}
 	waitUntil(t, 10*time.Second, "carol's topic registered", func() bool { return registered(t, s.node, alice.Device, carol.topic) })
@@ -278,7 +236,7 @@ func TestInboundLegacyText(t *testing.T) {
 	waitUntil(t, 10*time.Second, "the legacy text", func() bool { return s.inboxCount("alice") == 1 })
 	m := s.inbox("alice")[0]
 	if header(t, m, "Subject") != "Hello from v0.1.0" || !strings.Contains(header(t, m, "From"), "Carol") ||
-		header(t, m, HeaderSender) != carol.o.p.ID().String() {
+		header(t, m, mailtext.Sender) != carol.o.Passport.ID().String() {
 		t.Errorf("legacy text arrived as:\n%s", m)
 	}
 }
@@ -293,7 +251,7 @@ func TestInboundReadsWhatCameBeforeTheContact(t *testing.T) {
 	if n := s.inboxCount("alice"); n != 0 {
 		t.Fatalf("mail from a stranger delivered (%d)", n)
 	}
-	if _, err := s.reg.AddContact(context.Background(), "alice", "Carol", carol.o.p.Export()); err != nil {
+	if _, err := s.Reg.AddContact(context.Background(), "alice", "Carol", carol.o.Passport.Export()); err != nil {
 		t.Fatal(err)
 	}
 	waitUntil(t, 10*time.Second, "the early mail", func() bool { return s.inboxCount("alice") == 1 })
@@ -306,7 +264,7 @@ func TestSendToSelf(t *testing.T) {
 	waitUntil(t, 10*time.Second, "the mail to self", func() bool { return s.inboxCount("alice") == 1 })
 	time.Sleep(300 * time.Millisecond)
 	msgs := s.inbox("alice")
-	if len(msgs) != 1 || header(t, msgs[0], HeaderSender) != alice.Passport.String() || !strings.Contains(header(t, msgs[0], "From"), addr) {
+	if len(msgs) != 1 || header(t, msgs[0], mailtext.Sender) != alice.Passport.String() || !strings.Contains(header(t, msgs[0], "From"), addr) {
 		t.Fatalf("alice's INBOX after writing to herself: %s", subjects(t, msgs))
 	}
 }

@@ -1,13 +1,9 @@
 package bridge
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"errors"
-	"io"
-	"mime"
-	"mime/multipart"
 	netmail "net/mail"
 	"os"
 	"path/filepath"
@@ -19,6 +15,9 @@ import (
 	"github.com/asmtp/asmtp/asmtp/node"
 	"github.com/asmtp/asmtp/asmtp/passport"
 	"github.com/asmtp/asmtp/asmtp/topic"
+	"github.com/asmtp/asmtp/bridge/accounts"
+	"github.com/asmtp/asmtp/bridge/accounts/accountstest"
+	"github.com/asmtp/asmtp/bridge/outbound/dsntest"
 	"github.com/asmtp/asmtp/mailstore"
 )
 
@@ -29,8 +28,8 @@ import (
 func TestUnlinkedAccountBounces(t *testing.T) {
 	ctx := context.Background()
 	s := newSite(t)
-	alice, pw := s.addAccount(t, "alice")
-	bob, _ := s.addAccount(t, "bob")
+	alice, pw := s.AddAccount(t, "alice")
+	bob, _ := s.AddAccount(t, "bob")
 	befriend(t, s, "alice", "Alice", s, "bob", "Bob")
 	s.beforeBridge = func(n *node.Node) {
 		n.AddUser(alice.Device)
@@ -51,12 +50,12 @@ func TestUnlinkedAccountBounces(t *testing.T) {
 	sendMails(t, s, pw, from, to, "hi\n", "never linked")
 	waitUntil(t, s.delivery.RetryWindow+20*time.Second, "the bounce in alice's INBOX", func() bool { return s.inboxCount("alice") == 1 },
 		func() string {
-			q, _ := s.mail.Outbox(ctx, "alice")
+			q, _ := s.Mail.Outbox(ctx, "alice")
 			return "outbox: " + strings.TrimSpace(strings.Repeat("entry ", len(q)))
 		})
 	took := time.Since(sent)
-	checkBounce(t, s.inbox("alice")[0], to, "5.4.7")
-	if q, err := s.mail.Outbox(ctx, "alice"); err != nil || len(q) != 0 {
+	dsntest.CheckBounce(t, s.inbox("alice")[0], to, "5.4.7")
+	if q, err := s.Mail.Outbox(ctx, "alice"); err != nil || len(q) != 0 {
 		t.Errorf("alice's outbox holds %+v, %v after the bounce", q, err)
 	}
 	if took < s.delivery.RetryWindow {
@@ -77,10 +76,10 @@ func TestUnlinkedAccountBounces(t *testing.T) {
 func TestOutboxStoreFailureDoesNotSpin(t *testing.T) {
 	ctx := context.Background()
 	s := newSite(t)
-	alice, pw := s.addAccount(t, "alice")
-	bob, _ := s.addAccount(t, "bob")
+	alice, pw := s.AddAccount(t, "alice")
+	bob, _ := s.AddAccount(t, "bob")
 	befriend(t, s, "alice", "Alice", s, "bob", "Bob")
-	db, err := sql.Open("sqlite", filepath.Join(s.dir, MailFile)+"?_pragma=busy_timeout(10000)")
+	db, err := sql.Open("sqlite", filepath.Join(s.Dir, accounts.MailFile)+"?_pragma=busy_timeout(10000)")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +112,7 @@ func TestOutboxStoreFailureDoesNotSpin(t *testing.T) {
 	big := strings.Repeat("Forty-two bytes of text in every line.\r\n", 11500) // 8 chunks
 	sendMails(t, s, pw, from, to, big, "handed over once")
 	waitUntil(t, 60*time.Second, "alice's outbox empty", func() bool {
-		q, err := s.mail.Outbox(ctx, "alice")
+		q, err := s.Mail.Outbox(ctx, "alice")
 		return err == nil && len(q) == 0
 	})
 	waitUntil(t, 10*time.Second, "the mail at bob", func() bool { return s.inboxCount("bob") == 1 })
@@ -125,7 +124,7 @@ func TestOutboxStoreFailureDoesNotSpin(t *testing.T) {
 	if len(failedAt) < failures {
 		t.Fatalf("the outbox update failed %d times, want %d: the test did not test anything", len(failedAt), failures)
 	}
-	tp := topic.Derive(ownSharedKey(t, alice), ownSharedKey(t, bob))
+	tp := topic.Derive(accountstest.OwnSharedKey(t, alice), accountstest.OwnSharedKey(t, bob))
 	stored := storedOn(t, s, alice, tp)
 	spread := failedAt[failures-1].Sub(failedAt[0])
 	t.Logf("outbox update failed %d times over %v; the mail was published %d times, %d chunks stored on the node",
@@ -148,8 +147,8 @@ func TestOutboxStoreFailureDoesNotSpin(t *testing.T) {
 func TestDelayedMailWarning(t *testing.T) {
 	s := newSite(t)
 	s.delivery.DelayWarning = 2 * time.Second
-	alice, pw := s.addAccount(t, "alice")
-	bob, _ := s.addAccount(t, "bob")
+	alice, pw := s.AddAccount(t, "alice")
+	bob, _ := s.AddAccount(t, "bob")
 	befriend(t, s, "alice", "Alice", s, "bob", "Bob")
 	s.start()
 	waitUntil(t, 10*time.Second, "alice on the node", func() bool { return s.bridge.session("alice") != nil })
@@ -169,14 +168,14 @@ func TestDelayedMailWarning(t *testing.T) {
 	if err := errors.Join(err1, err2); err != nil {
 		t.Fatal(err)
 	}
-	report := checkReport(t, first, offline, "delayed", "4.1.1")
+	report := dsntest.CheckReport(t, first, offline, "delayed", "4.1.1")
 	if !strings.Contains(report, "Will-Retry-Until: ") {
 		t.Errorf("the delay report does not say until when it is retried:\n%s", report)
 	}
 	if subj := header(t, first, "Subject"); subj != "Delayed Mail (still being retried)" {
 		t.Errorf("delay report Subject %q", subj)
 	}
-	checkBounce(t, second, offline, "5.1.1")
+	dsntest.CheckBounce(t, second, offline, "5.1.1")
 	if got, _ := netmail.ParseDate(header(t, first, "Date")); got.Before(sent.Add(s.delivery.DelayWarning).Truncate(time.Second)) {
 		t.Errorf("delay report dated %v, before the %v delay warning", got, s.delivery.DelayWarning)
 	}
@@ -188,40 +187,6 @@ func TestDelayedMailWarning(t *testing.T) {
 	}
 	t.Logf("delay report and bounce in alice's INBOX %v after submission (delay warning %v, retry window %v)",
 		took.Round(time.Millisecond), s.delivery.DelayWarning, s.delivery.RetryWindow)
-}
-
-// checkReport checks that raw is an RFC 3464 report with the given action
-// and status on the delivery to rcpt, and returns its delivery-status part.
-func checkReport(t testing.TB, raw []byte, rcpt, action, status string) string {
-	t.Helper()
-	m, err := netmail.ReadMessage(bytes.NewReader(raw))
-	if err != nil {
-		t.Fatal(err)
-	}
-	mt, params, err := mime.ParseMediaType(m.Header.Get("Content-Type"))
-	if err != nil || mt != "multipart/report" || params["report-type"] != "delivery-status" {
-		t.Fatalf("report Content-Type %q", m.Header.Get("Content-Type"))
-	}
-	mr := multipart.NewReader(m.Body, params["boundary"])
-	var report string
-	for {
-		p, err := mr.NextPart()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if data, _ := io.ReadAll(p); p.Header.Get("Content-Type") == "message/delivery-status" {
-			report = string(data)
-		}
-	}
-	for _, want := range []string{"Final-Recipient: rfc822; " + rcpt, "Action: " + action, "Status: " + status} {
-		if !strings.Contains(report, want) {
-			t.Errorf("delivery-status lacks %q:\n%s", want, report)
-		}
-	}
-	return report
 }
 
 // TestMailWaitsForTheRecipientsNode: alice's node stores her mail to bob
@@ -236,51 +201,52 @@ func TestMailWaitsForTheRecipientsNode(t *testing.T) {
 	relay := startRelay(t)
 	a, c := newSite(t, relay), newSite(t, relay)
 	a.delivery.DelayWarning, a.delivery.RetryWindow = 2*time.Second, 12*time.Second
-	alice, pw := a.addAccount(t, "alice")
-	bob, _ := c.addAccount(t, "bob")
-	carol, _ := c.addAccount(t, "carol")
-	for _, r := range []Account{bob, carol} {
-		if _, err := a.reg.AddContact(ctx, "alice", r.Name, r.Blocks); err != nil {
+	alice, pw := a.AddAccount(t, "alice")
+	bob, _ := c.AddAccount(t, "bob")
+	carol, _ := c.AddAccount(t, "carol")
+	for _, r := range []accounts.Account{bob, carol} {
+		if _, err := a.Reg.AddContact(ctx, "alice", r.Name, r.Blocks); err != nil {
 			t.Fatal(err)
 		}
 	}
 	a.start()
 	c.start()
-	settle()
+	a.waitLinked(t) // what alice's mail then waits for is bob's node alone
+	c.waitLinked(t)
 	from := alice.Address("asmtp").String()
 	sent := time.Now()
 	sendMails(t, a, pw, from, bob.Address("asmtp").String(), "hi\n", "to bob")
 	sendMails(t, a, pw, from, carol.Address("asmtp").String(), "hi\n", "to carol")
 	waitUntil(t, 20*time.Second, "two delay reports", func() bool { return a.inboxCount("alice") == 2 }, a.stats, c.stats)
 	warned := time.Since(sent)
-	for i, r := range []Account{bob, carol} {
-		checkReport(t, a.inbox("alice")[i], r.Address("asmtp").String(), "delayed", "4.4.4")
+	for i, r := range []accounts.Account{bob, carol} {
+		dsntest.CheckReport(t, a.inbox("alice")[i], r.Address("asmtp").String(), "delayed", "4.4.4")
 	}
-	q, err := a.mail.Outbox(ctx, "alice")
+	q, err := a.Mail.Outbox(ctx, "alice")
 	if err != nil || len(q) != 2 || q[0].HandedAt.IsZero() || q[1].HandedAt.IsZero() {
 		t.Fatalf("alice's outbox %+v, %v; want both entries handed to the node and waiting", q, err)
 	}
 
-	if _, err := c.reg.AddContact(ctx, "bob", "Alice", alice.Blocks); err != nil {
+	if _, err := c.Reg.AddContact(ctx, "bob", "Alice", alice.Blocks); err != nil {
 		t.Fatal(err)
 	}
 	waitUntil(t, 20*time.Second, "the mail at bob", func() bool { return c.inboxCount("bob") == 1 }, a.stats, c.stats)
 	waitUntil(t, 10*time.Second, "bob's entry out of alice's outbox", func() bool {
-		q, err := a.mail.Outbox(ctx, "alice")
+		q, err := a.Mail.Outbox(ctx, "alice")
 		return err == nil && len(q) == 1 && q[0].Passport == carol.Passport
 	})
 	waitUntil(t, a.delivery.RetryWindow+20*time.Second, "carol's bounce", func() bool { return a.inboxCount("alice") == 3 })
 	bounced := time.Since(sent)
 	bounce := a.inbox("alice")[2]
-	checkBounce(t, bounce, carol.Address("asmtp").String(), "5.4.4")
-	if q, err := a.mail.Outbox(ctx, "alice"); err != nil || len(q) != 0 {
+	dsntest.CheckBounce(t, bounce, carol.Address("asmtp").String(), "5.4.4")
+	if q, err := a.Mail.Outbox(ctx, "alice"); err != nil || len(q) != 0 {
 		t.Errorf("alice's outbox %+v, %v after the bounce", q, err)
 	}
 	if n := c.inboxCount("carol"); n != 0 {
 		t.Errorf("carol has %d mails", n)
 	}
-	for _, r := range []Account{bob, carol} {
-		tp := topic.Derive(ownSharedKey(t, alice), ownSharedKey(t, r))
+	for _, r := range []accounts.Account{bob, carol} {
+		tp := topic.Derive(accountstest.OwnSharedKey(t, alice), accountstest.OwnSharedKey(t, r))
 		if n := storedOn(t, a, alice, tp); n != 1 {
 			t.Errorf("the 1-chunk mail to %s is stored %d times on alice's node, want once", r.Name, n)
 		}

@@ -2,15 +2,14 @@ package bridge
 
 import (
 	"context"
-	"database/sql"
-	"encoding/hex"
 	"errors"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/asmtp/asmtp/asmtp/topic"
+	"github.com/asmtp/asmtp/bridge/accounts"
+	"github.com/asmtp/asmtp/bridge/mailtext"
 )
 
 // rotateWriter makes w's owner rotate its shared key, hands the new
@@ -19,27 +18,27 @@ import (
 // the old key on the old topic; w seals with the new key on the new topic.
 // rotatedContact adds carol as a contact of a, waits for her topic, then
 // rotates her shared key; it returns carol as she is now and as she was.
-func rotatedContact(t testing.TB, s *site, a Account) (carol, old *writer) {
+func rotatedContact(t testing.TB, s *site, a accounts.Account) (carol, old *writer) {
 	t.Helper()
 	carol = newWriter(t, s, a)
-	if _, err := s.reg.AddContact(context.Background(), a.Name, "Carol", carol.o.p.Export()); err != nil {
+	if _, err := s.Reg.AddContact(context.Background(), a.Name, "Carol", carol.o.Passport.Export()); err != nil {
 		t.Fatal(err)
 	}
 	waitUntil(t, 10*time.Second, "carol's topic registered", func() bool { return registered(t, s.node, a.Device, carol.topic) })
 	return carol, rotateWriter(t, s, a, carol)
 }
 
-func rotateWriter(t testing.TB, s *site, a Account, w *writer) *writer {
+func rotateWriter(t testing.TB, s *site, a accounts.Account, w *writer) *writer {
 	t.Helper()
 	ctx := context.Background()
 	old := *w
-	w.o.rotate(t)
-	secret, err := w.o.p.UnsealSharedSecret(w.o.device, w.o.psk)
+	w.o.Rotate(t)
+	secret, err := w.o.Passport.UnsealSharedSecret(w.o.Device, w.o.PSK)
 	if err != nil {
 		t.Fatal(err)
 	}
 	w.secret = secret
-	w.topic = topic.Derive(w.to, w.o.sharedKey())
+	w.topic = topic.Derive(w.to, w.o.SharedKey())
 	if err := w.s.Register(ctx, w.topic); err != nil {
 		t.Fatal(err)
 	}
@@ -48,12 +47,12 @@ func rotateWriter(t testing.TB, s *site, a Account, w *writer) *writer {
 		t.Fatal(err)
 	}
 	defer as.Close()
-	if _, err := as.PutPassport(ctx, w.o.p.Export()); err != nil {
+	if _, err := as.PutPassport(ctx, w.o.Passport.Export()); err != nil {
 		t.Fatal(err)
 	}
 	waitUntil(t, 10*time.Second, "the rotation followed", func() bool {
-		c, err := s.reg.Contact(ctx, a.Name, w.o.p.ID())
-		return err == nil && c.SharedKey == w.o.sharedKey()
+		c, err := s.Reg.Contact(ctx, a.Name, w.o.Passport.ID())
+		return err == nil && c.SharedKey == w.o.SharedKey()
 	})
 	waitUntil(t, 10*time.Second, "the new topic registered", func() bool { return registered(t, s.node, a.Device, w.topic) })
 	return &old
@@ -88,15 +87,15 @@ func TestInboundOnRotatedTopic(t *testing.T) {
 		t.Fatalf("alice's INBOX: %s; want the late mail once, then the new one", subjects(t, msgs))
 	}
 	for _, m := range msgs {
-		if from := header(t, m, "From"); from != `"Carol" <`+carol.o.p.ID().String()+"@asmtp>" {
+		if from := header(t, m, "From"); from != `"Carol" <`+carol.o.Passport.ID().String()+"@asmtp>" {
 			t.Errorf("From %q, want carol by her petname", from)
 		}
-		if got := header(t, m, HeaderSender); got != carol.o.p.ID().String() {
-			t.Errorf("%s %q, want carol's passport", HeaderSender, got)
+		if got := header(t, m, mailtext.Sender); got != carol.o.Passport.ID().String() {
+			t.Errorf("%s %q, want carol's passport", mailtext.Sender, got)
 		}
 	}
-	if got := header(t, msgs[0], HeaderOriginalFrom); !strings.Contains(got, "carol@example.org") {
-		t.Errorf("%s %q, want what carol wrote", HeaderOriginalFrom, got)
+	if got := header(t, msgs[0], mailtext.OriginalFrom); !strings.Contains(got, "carol@example.org") {
+		t.Errorf("%s %q, want what carol wrote", mailtext.OriginalFrom, got)
 	}
 
 	// After a restart the old topic is still registered and read.
@@ -110,7 +109,7 @@ func TestInboundOnRotatedTopic(t *testing.T) {
 func TestRotatedTopicGraceEnds(t *testing.T) {
 	s := newSite(t)
 	s.rotationGrace = 4 * time.Second
-	alice, _ := s.addAccount(t, "alice")
+	alice, _ := s.AddAccount(t, "alice")
 	s.start()
 	ctx := context.Background()
 	carol, old := rotatedContact(t, s, alice)
@@ -120,10 +119,10 @@ func TestRotatedTopicGraceEnds(t *testing.T) {
 
 	waitUntil(t, 15*time.Second, "the old topic deregistered", func() bool { return !registered(t, s.node, alice.Device, old.topic) })
 	waitUntil(t, 5*time.Second, "the old topic forgotten", func() bool {
-		retired, err := s.reg.RetiredTopics(ctx, "alice", time.Now().Add(time.Hour))
+		retired, err := s.Reg.RetiredTopics(ctx, "alice", time.Now().Add(time.Hour))
 		return err == nil && len(retired) == 0
 	})
-	if _, err := s.reg.RotatedContactByTopic(ctx, "alice", old.topic, time.Time{}); !errors.Is(err, ErrNoContact) {
+	if _, err := s.Reg.RotatedContactByTopic(ctx, "alice", old.topic, time.Time{}); !errors.Is(err, accounts.ErrNoContact) {
 		t.Errorf("the old topic is still known: %v", err)
 	}
 	old.publish(t, old.seal(t, newID(t), "Subject: too late\r\n\r\nx\r\n")...)
@@ -134,81 +133,3 @@ func TestRotatedTopicGraceEnds(t *testing.T) {
 		t.Fatalf("alice's INBOX: %s; want no mail sealed with the old key after the grace period", subjects(t, msgs))
 	}
 }
-
-// A registry made before retired topics kept the rotated key (schema
-// version 1) is upgraded: its retired topics are dropped at once, as that
-// version would have, and its contacts' rotations get the grace period.
-func TestRegistryMigrationFromVersion1(t *testing.T) {
-	ctx := context.Background()
-	// Real rows, made by the current schema, to copy into a version 1 file.
-	src := newTestEnv(t)
-	src.addAccount(t, "alice")
-	carol := newOutsider(t)
-	first, err := src.reg.AddContact(ctx, "alice", "Carol", carol.p.Export())
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	dir := t.TempDir()
-	path, err := prepareDataFile(dir, RegistryFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db.SetMaxOpenConns(1) // ATTACH is per connection
-	stale := topic.Topic{0x01}
-	for _, q := range []string{migrations[0], "PRAGMA user_version = 1",
-		"ATTACH DATABASE '" + filepath.Join(src.dir, RegistryFile) + "' AS src",
-		"INSERT INTO accounts SELECT * FROM src.accounts",
-		"INSERT INTO contacts SELECT * FROM src.contacts",
-		"DETACH DATABASE src",
-		"INSERT INTO retired_topics (account, topic) VALUES ('alice', x'" + hexTopic(stale) + "')",
-	} {
-		if _, err := db.Exec(q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
-	db.Close()
-
-	reg, err := OpenRegistry(ctx, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { reg.Close() })
-	var version int
-	if err := reg.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil || version != len(migrations) {
-		t.Fatalf("schema version %d, %v; want %d", version, err, len(migrations))
-	}
-	graceStart := time.Now().Add(-time.Hour)
-	if retired, err := reg.RetiredTopics(ctx, "alice", graceStart); err != nil || len(retired) != 1 || retired[0] != stale {
-		t.Fatalf("retired topics after the upgrade = %v, %v; want the old row, due at once", retired, err)
-	}
-	if err := reg.ForgetRetiredTopic(ctx, "alice", stale); err != nil {
-		t.Fatal(err)
-	}
-
-	carol.rotate(t)
-	if _, changed, err := reg.UpdateContactPassport(ctx, "alice", carol.p.ID(), carol.p.Export()); err != nil || !changed {
-		t.Fatalf("rotation after the upgrade: changed=%v, %v", changed, err)
-	}
-	if retired, err := reg.RetiredTopics(ctx, "alice", graceStart); err != nil || len(retired) != 0 {
-		t.Fatalf("retired within the grace period = %v, %v; want none", retired, err)
-	}
-	if c, err := reg.RotatedContactByTopic(ctx, "alice", first.Topic, graceStart); err != nil || c.SharedKey != first.SharedKey {
-		t.Fatalf("the old topic after a rotation in an upgraded registry: %+v, %v", c, err)
-	}
-
-	// Opening again applies nothing more.
-	reg.Close()
-	if reg, err = OpenRegistry(ctx, dir); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := reg.RotatedContactByTopic(ctx, "alice", first.Topic, graceStart); err != nil {
-		t.Fatalf("reopened: %v", err)
-	}
-}
-
-func hexTopic(t topic.Topic) string { return hex.EncodeToString(t[:]) }

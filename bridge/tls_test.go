@@ -9,24 +9,25 @@ import (
 	"testing"
 	"time"
 
-	"github.com/asmtp/asmtp/bridge/imapserver"
+	"github.com/asmtp/asmtp/bridge/accounts/accountstest"
+	"github.com/asmtp/asmtp/bridge/auth"
 )
 
 // tlsBridge runs a bridge with TLS on (cfg adds the implicit-TLS ports)
 // and one account; it returns the bridge, the account's name and password.
 func tlsBridge(t *testing.T, cfg Config) (b *Bridge, certFile, user, pw string) {
 	t.Helper()
-	e := newTestEnv(t)
-	alice, pw := e.addAccount(t, "alice")
-	n := startNode(t, e.dir, e.nodeKey)
-	cfg.DataDir, cfg.IMAPAddr, cfg.SMTPAddr, cfg.TLS = e.dir, "127.0.0.1:0", "127.0.0.1:0", true
-	cfg.RefreshInterval, cfg.Logger = 200*time.Millisecond, testLogger()
-	b, err := New(cfg, n, e.nodeKey)
+	e := accountstest.NewEnv(t)
+	alice, pw := e.AddAccount(t, "alice")
+	n := startNode(t, e.Dir, e.NodeKey)
+	cfg.DataDir, cfg.IMAPAddr, cfg.SMTPAddr, cfg.TLS = e.Dir, "127.0.0.1:0", "127.0.0.1:0", true
+	cfg.RefreshInterval, cfg.Logger = 200*time.Millisecond, accountstest.Logger()
+	b, err := New(cfg, n, e.NodeKey)
 	if err != nil {
 		t.Fatal(err)
 	}
 	run(t, "bridge", b.Run)
-	return b, filepath.Join(e.dir, imapserver.CertFile), alice.Name, pw
+	return b, filepath.Join(e.Dir, auth.CertFile), alice.Name, pw
 }
 
 // tlsClients runs a Python client script that prints "ok" when it is done.
@@ -105,14 +106,14 @@ func port(a net.Addr) string { return strconv.Itoa(a.(*net.TCPAddr).Port) }
 // before anything listens; without them the addresses are nil.
 func TestImplicitTLSNeedsTLS(t *testing.T) {
 	for _, cfg := range []Config{{IMAPSAddr: "127.0.0.1:0"}, {SMTPSAddr: "127.0.0.1:0"}} {
-		e := newTestEnv(t)
-		cfg.DataDir, cfg.IMAPAddr, cfg.SMTPAddr, cfg.Logger = e.dir, "127.0.0.1:0", "127.0.0.1:0", testLogger()
-		if _, err := New(cfg, nil, e.nodeKey); err == nil || !strings.Contains(err.Error(), "needs Config.TLS") {
+		e := accountstest.NewEnv(t)
+		cfg.DataDir, cfg.IMAPAddr, cfg.SMTPAddr, cfg.Logger = e.Dir, "127.0.0.1:0", "127.0.0.1:0", accountstest.Logger()
+		if _, err := New(cfg, nil, e.NodeKey); err == nil || !strings.Contains(err.Error(), "needs Config.TLS") {
 			t.Errorf("New with %+v: %v, want a refusal naming Config.TLS", cfg, err)
 		}
 	}
-	e := newTestEnv(t)
-	b, err := New(Config{DataDir: e.dir, IMAPAddr: "127.0.0.1:0", SMTPAddr: "127.0.0.1:0", Logger: testLogger()}, nil, e.nodeKey)
+	e := accountstest.NewEnv(t)
+	b, err := New(Config{DataDir: e.Dir, IMAPAddr: "127.0.0.1:0", SMTPAddr: "127.0.0.1:0", Logger: accountstest.Logger()}, nil, e.NodeKey)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,31 +3,24 @@ package mailstore
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"path/filepath"
-	"strings"
 	"sync"
-	"time"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
+	"github.com/asmtp/asmtp/internal/sqlitedb"
 )
 
-// DB is the SQLite-backed Store. It holds one writer connection (two: one
-// commits without fsync, see writeRelaxed), serialised by writeMu so that
-// watchers are told of changes in commit order, a pool of read-only
-// connections that WAL lets run beside the writer, and one that
-// checkpoints the WAL beside them too.
+// DB is the SQLite-backed Store (internal/sqlitedb). It holds one writer
+// connection (two: one commits without fsync, see writeRelaxed),
+// serialised by writeMu so that watchers are told of changes in commit
+// order, and pools of read-only connections that WAL lets run beside the
+// writer; the WAL is checkpointed in the background.
 type DB struct {
-	w       *sql.DB
-	relaxed *sql.DB // the writer without fsync at commit, for writeRelaxed
+	sql     *sqlitedb.DB
+	w       *sql.DB // sql.Durable
+	relaxed *sql.DB // sql.Relaxed: the writer without fsync at commit, for writeRelaxed
 	r       *sql.DB
 	text    *sql.DB // reads message text for SEARCH, without mmap: see Search
-	ck      *sql.DB // runs the checkpoints, off the writers' commits
-	ckWake  chan struct{}
-	ckStop  chan struct{}
-	ckDone  chan struct{}
-	ckOnce  sync.Once
 
 	writeMu  sync.Mutex                      // one write transaction at a time; also guards watchers
 	watchers map[int64]map[*watcher]struct{} // by mailbox ID
@@ -38,8 +31,8 @@ type DB struct {
 
 type watcher struct{ fn func(Change) }
 
-// migrations are applied in order; PRAGMA user_version counts the applied
-// ones. Append new steps, never edit old ones.
+// migrations are applied in order (sqlitedb.Open); PRAGMA user_version
+// counts the applied ones. Append new steps, never edit old ones.
 var migrations = []string{`
 CREATE TABLE accounts (
 	id INTEGER PRIMARY KEY,
@@ -196,53 +189,20 @@ ALTER TABLE outbox DROP COLUMN raw;
 // Open opens (creating if needed) the store in the SQLite file at path and
 // brings its schema up to date.
 func Open(ctx context.Context, path string) (*DB, error) {
-	if path == "" || strings.ContainsAny(path, "?#") {
-		return nil, fmt.Errorf("mailstore: open %q: path must be non-empty and contain no '?' or '#'", path)
-	}
-	const common = "_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)"
-	// The writers do not checkpoint: SQLite would do it inside the commit
-	// that crosses its threshold, and a delivery's watchers would hear of
-	// it only after a checkpoint of megabytes. checkpointLoop does it.
-	const writer = common + "&_pragma=wal_autocheckpoint(0)&_txlock=immediate"
-	w, err := sql.Open("sqlite", path+"?"+writer+"&_pragma=synchronous(FULL)")
+	sdb, err := sqlitedb.Open(ctx, path, migrations, "foreign_keys(1)")
 	if err != nil {
-		return nil, fmt.Errorf("mailstore: open %s: %w", path, err)
+		return nil, fmt.Errorf("mailstore: %w", err)
 	}
-	w.SetMaxOpenConns(1)
-	w.SetConnMaxIdleTime(0)
-	db := &DB{w: w, watchers: make(map[int64]map[*watcher]struct{}),
+	db := &DB{sql: sdb, w: sdb.Durable, relaxed: sdb.Relaxed, watchers: make(map[int64]map[*watcher]struct{}),
 		budget: NewMemoryBudget(DefaultMemoryBudget, DefaultBudgetWait), spoolDir: filepath.Dir(path)}
 	removeSpooled(db.spoolDir)
-	if err := db.migrate(ctx); err != nil {
-		w.Close()
-		return nil, fmt.Errorf("mailstore: open %s: %w", path, err)
+	if db.r, err = sdb.Readers(8, "cache_size(-16384)", "mmap_size(268435456)"); err == nil {
+		db.text, err = sdb.Readers(textReaders, "cache_size(-2048)", "mmap_size(0)")
 	}
-	var conns []*sql.DB
-	for _, c := range []struct {
-		dsn  string
-		max  int
-		into **sql.DB
-	}{
-		{writer + "&_pragma=synchronous(NORMAL)", 1, &db.relaxed},
-		{common + "&_pragma=query_only(1)&_pragma=cache_size(-16384)&_pragma=mmap_size(268435456)", 8, &db.r},
-		{common + "&_pragma=query_only(1)&_pragma=cache_size(-2048)&_pragma=mmap_size(0)", textReaders, &db.text},
-		{common + "&_pragma=synchronous(FULL)", 1, &db.ck},
-	} {
-		conn, err := sql.Open("sqlite", path+"?"+c.dsn)
-		if err != nil {
-			w.Close()
-			for _, c := range conns {
-				c.Close()
-			}
-			return nil, fmt.Errorf("mailstore: open %s: %w", path, err)
-		}
-		conn.SetMaxOpenConns(c.max)
-		conn.SetMaxIdleConns(c.max)
-		*c.into = conn
-		conns = append(conns, conn)
+	if err != nil {
+		sdb.Close()
+		return nil, fmt.Errorf("mailstore: %w", err)
 	}
-	db.ckWake, db.ckStop, db.ckDone = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
-	go db.checkpointLoop()
 	return db, nil
 }
 
@@ -252,69 +212,11 @@ func Open(ctx context.Context, path string) (*DB, error) {
 // them grew the resident set by the text times the connections.
 const textReaders = 4
 
-// checkpointSpacing is the least time between two checkpoints: they copy
-// what the commits since the last one wrote to the WAL.
-const checkpointSpacing = 50 * time.Millisecond
-
-// checkpointLoop copies the WAL into the database file after commits, at
-// most once per checkpointSpacing, beside the writers (a passive
-// checkpoint takes no write lock). A checkpoint that fails (a reader in
-// the way) is done again after the next commit.
-func (db *DB) checkpointLoop() {
-	defer close(db.ckDone)
-	t := time.NewTimer(0)
-	defer t.Stop()
-	for {
-		select {
-		case <-db.ckStop:
-			return
-		case <-db.ckWake:
-		}
-		db.ck.Exec("PRAGMA wal_checkpoint(PASSIVE)")
-		t.Reset(checkpointSpacing)
-		select {
-		case <-db.ckStop:
-			return
-		case <-t.C:
-		}
-	}
-}
-
-func (db *DB) migrate(ctx context.Context) error {
-	var version int
-	if err := db.w.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
-		return fmt.Errorf("read schema version: %w", err)
-	}
-	if version > len(migrations) {
-		return fmt.Errorf("schema version %d is newer than this program (%d)", version, len(migrations))
-	}
-	for i := version; i < len(migrations); i++ {
-		tx, err := db.w.BeginTx(ctx, nil)
-		if err != nil {
-			return fmt.Errorf("migration %d: %w", i+1, err)
-		}
-		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
-			tx.Rollback()
-			return fmt.Errorf("migration %d: %w", i+1, err)
-		}
-		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", i+1)); err != nil {
-			tx.Rollback()
-			return fmt.Errorf("migration %d: %w", i+1, err)
-		}
-		if err := tx.Commit(); err != nil {
-			return fmt.Errorf("migration %d: %w", i+1, err)
-		}
-	}
-	return nil
-}
-
 // Close closes the database. Watchers get no further changes.
 func (db *DB) Close() error {
-	db.ckOnce.Do(func() { close(db.ckStop) })
-	<-db.ckDone
 	db.writeMu.Lock()
 	defer db.writeMu.Unlock()
-	return errors.Join(db.r.Close(), db.text.Close(), db.ck.Close(), db.relaxed.Close(), db.w.Close())
+	return db.sql.Close()
 }
 
 // change is a Change waiting for its transaction to commit.
@@ -340,12 +242,7 @@ func (db *DB) writeRelaxed(ctx context.Context, fn func(tx *sql.Tx) ([]change, e
 func (db *DB) writeOn(ctx context.Context, conn *sql.DB, fn func(tx *sql.Tx) ([]change, error)) error {
 	db.writeMu.Lock()
 	defer db.writeMu.Unlock()
-	defer func() {
-		select {
-		case db.ckWake <- struct{}{}:
-		default:
-		}
-	}()
+	defer db.sql.Committed()
 	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
 		return err

@@ -141,6 +141,20 @@ func readBody(body io.Reader) []byte {
 // text to text. parentType is the enclosing multipart's media type.
 func structureOf(h textproto.Header, body io.Reader, parentType string, depth int, parts *int, text *textSink) imap.BodyStructure {
 	*parts++
+	mediaType, params := contentTypeOf(h, parentType)
+	if depth > 0 {
+		text.add(headerSearchText(h)) // MIME part headers count for SEARCH TEXT, as in Dovecot
+	}
+	if strings.HasPrefix(mediaType, "multipart/") {
+		return multipartStructureOf(h, body, mediaType, params, depth, parts, text)
+	}
+	return singlePartStructureOf(h, body, mediaType, params, depth, parts, text)
+}
+
+// contentTypeOf is the media type and parameters of an entity with header
+// h in a parent of parentType, with the defaults RFC 2045 and RFC 2046
+// give where the header has none or one that does not parse.
+func contentTypeOf(h textproto.Header, parentType string) (string, map[string]string) {
 	mh := gomessage.Header{Header: h}
 	mediaType, params, err := mh.ContentType()
 	if err != nil || !h.Has("Content-Type") || !strings.Contains(mediaType, "/") {
@@ -150,43 +164,51 @@ func structureOf(h textproto.Header, body io.Reader, parentType string, depth in
 			mediaType, params = "text/plain", map[string]string{"charset": "us-ascii"}
 		}
 	}
-	typ, subtype, _ := strings.Cut(mediaType, "/")
-	if typ == "text" && params["charset"] == "" {
+	if strings.HasPrefix(mediaType, "text/") && params["charset"] == "" {
 		if params == nil {
 			params = map[string]string{}
 		}
 		params["charset"] = "us-ascii" // the RFC 2045 default, which Dovecot reports too
 	}
-	if depth > 0 {
-		text.add(headerSearchText(h)) // MIME part headers count for SEARCH TEXT, as in Dovecot
-	}
+	return mediaType, params
+}
 
-	if typ == "multipart" {
-		if params["boundary"] == "" || depth >= MaxMIMEDepth {
-			// Unparsable: one empty part, as Dovecot reports it.
-			return &imap.BodyStructureMultiPart{Subtype: subtype, Children: []imap.BodyStructure{emptyTextPart()},
-				Extended: &imap.BodyStructureMultiPartExt{Params: params}}
-		}
-		mp := &imap.BodyStructureMultiPart{Subtype: subtype, Extended: &imap.BodyStructureMultiPartExt{
-			Params:      params,
-			Disposition: dispositionOf(mh),
-			Language:    languageOf(mh),
-			Location:    h.Get("Content-Location"),
-		}}
-		mr := textproto.NewMultipartReader(body, params["boundary"])
-		for *parts < maxMIMEParts {
-			part, err := mr.NextPart()
-			if err != nil {
-				break
-			}
-			mp.Children = append(mp.Children, structureOf(part.Header, part, mediaType, depth+1, parts, text))
-		}
-		if len(mp.Children) == 0 { // IMAP needs at least one part
-			mp.Children = append(mp.Children, emptyTextPart())
-		}
-		return mp
+// multipartStructureOf is structureOf for a multipart entity: its parts,
+// up to maxMIMEParts in the whole message.
+func multipartStructureOf(h textproto.Header, body io.Reader, mediaType string, params map[string]string, depth int, parts *int, text *textSink) imap.BodyStructure {
+	mh := gomessage.Header{Header: h}
+	_, subtype, _ := strings.Cut(mediaType, "/")
+	if params["boundary"] == "" || depth >= MaxMIMEDepth {
+		// Unparsable: one empty part, as Dovecot reports it.
+		return &imap.BodyStructureMultiPart{Subtype: subtype, Children: []imap.BodyStructure{emptyTextPart()},
+			Extended: &imap.BodyStructureMultiPartExt{Params: params}}
 	}
+	mp := &imap.BodyStructureMultiPart{Subtype: subtype, Extended: &imap.BodyStructureMultiPartExt{
+		Params:      params,
+		Disposition: dispositionOf(mh),
+		Language:    languageOf(mh),
+		Location:    h.Get("Content-Location"),
+	}}
+	mr := textproto.NewMultipartReader(body, params["boundary"])
+	for *parts < maxMIMEParts {
+		part, err := mr.NextPart()
+		if err != nil {
+			break
+		}
+		mp.Children = append(mp.Children, structureOf(part.Header, part, mediaType, depth+1, parts, text))
+	}
+	if len(mp.Children) == 0 { // IMAP needs at least one part
+		mp.Children = append(mp.Children, emptyTextPart())
+	}
+	return mp
+}
 
+// singlePartStructureOf is structureOf for an entity that is not
+// multipart; a message/rfc822 one has the structure of the message it
+// holds, and a text one adds to the text SEARCH reads.
+func singlePartStructureOf(h textproto.Header, body io.Reader, mediaType string, params map[string]string, depth int, parts *int, text *textSink) imap.BodyStructure {
+	mh := gomessage.Header{Header: h}
+	typ, subtype, _ := strings.Cut(mediaType, "/")
 	raw := readBody(body)
 	lines := int64(bytes.Count(raw, []byte("\n")))
 	sp := &imap.BodyStructureSinglePart{

@@ -3,7 +3,9 @@
 // structure parsed once at insert, all in one SQLite file.
 //
 // Both the IMAP server (bridge/imapserver) and the inbound delivery pipeline
-// use the [Store] interface; [DB] implements it. Every change is one SQLite
+// use the [Store] interface; [DB] implements it, over internal/sqlitedb's
+// connections, and keeps inbound chunks until their message is complete
+// with mailstore/reassembly. Every change is one SQLite
 // transaction committed with synchronous=FULL before the call returns, so an
 // acknowledged write survives kill -9 and power loss. After each commit the
 // store tells the watchers of the changed mailbox (see [DB.Watch]), in commit

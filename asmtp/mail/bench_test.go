@@ -3,11 +3,10 @@ package mail
 import (
 	"crypto/rand"
 	"testing"
-	"time"
 )
 
 // BenchmarkSealOpen measures one message end to end: split, pad and seal
-// every chunk, then open every chunk and reassemble.
+// every chunk, then open every chunk and join them.
 func BenchmarkSealOpen(b *testing.B) {
 	sizes := []struct {
 		name string
@@ -20,8 +19,6 @@ func BenchmarkSealOpen(b *testing.B) {
 	for _, s := range sizes {
 		b.Run(s.name, func(b *testing.B) {
 			msg := testMessage(s.n, 1)
-			a := newTestAssembler(b, DefaultAssemblerConfig())
-			now := time.Unix(0, 0)
 			b.SetBytes(int64(s.n))
 			b.ReportAllocs()
 			for b.Loop() {
@@ -33,20 +30,14 @@ func BenchmarkSealOpen(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				var done bool
-				for _, content := range contents {
-					c, err := Open(bob.secret, alice.public, content)
-					if err != nil {
+				chunks := make([]Chunk, len(contents))
+				for i, content := range contents {
+					if chunks[i], err = Open(bob.secret, alice.public, content); err != nil {
 						b.Fatal(err)
 					}
-					res, err := a.Add(now, c)
-					if err != nil {
-						b.Fatal(err)
-					}
-					done = res.Status == StatusComplete
 				}
-				if !done {
-					b.Fatal("message not completed")
+				if _, err := Join(chunks); err != nil {
+					b.Fatal(err)
 				}
 			}
 		})

@@ -8,7 +8,6 @@ import (
 	mrand "math/rand/v2"
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/asmtp/asmtp/asmtp/keys"
 	"github.com/asmtp/asmtp/asmtp/noise"
@@ -41,15 +40,6 @@ func testMessage(n int, seed byte) []byte {
 		panic(err)
 	}
 	return msg
-}
-
-func newTestAssembler(t testing.TB, cfg AssemblerConfig) *Assembler {
-	t.Helper()
-	a, err := NewAssembler(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a
 }
 
 func isBucket(n int) bool {
@@ -136,11 +126,9 @@ func TestRoundTrip(t *testing.T) {
 				}
 			}
 
-			order := shuffledWithDuplicates(len(contents), uint64(i))
-			a := newTestAssembler(t, DefaultAssemblerConfig())
-			var got []Message
-			now := time.Unix(1700000000, 0)
-			for _, j := range order {
+			// Opened in any order, some twice: each chunk says where it goes.
+			byIndex := make([]Chunk, len(contents))
+			for _, j := range shuffledWithDuplicates(len(contents), uint64(i)) {
 				chunk, err := Open(bob.secret, alice.public, contents[j])
 				if err != nil {
 					t.Fatalf("open content %d: %v", j, err)
@@ -148,22 +136,14 @@ func TestRoundTrip(t *testing.T) {
 				if chunk.Sender != alice.public || chunk.ID != id || chunk.Kind != KindMail || int(chunk.Index) != j {
 					t.Fatalf("content %d opened as sender %s id %s kind %s index %d", j, chunk.Sender, chunk.ID, chunk.Kind, chunk.Index)
 				}
-				res, err := a.Add(now, chunk)
-				if err != nil {
-					t.Fatalf("add chunk %d: %v", j, err)
-				}
-				if res.Status == StatusComplete {
-					got = append(got, res.Message)
-				}
+				byIndex[chunk.Index] = chunk
 			}
-			if len(got) != 1 {
-				t.Fatalf("message completed %d times, want once", len(got))
+			got, err := Join(byIndex)
+			if err != nil {
+				t.Fatal(err)
 			}
-			if !bytes.Equal(got[0].Data, msg) || got[0].ID != id || got[0].Kind != KindMail || got[0].Sender != alice.public {
-				t.Fatalf("reassembled %d bytes id %s, want %d bytes id %s", len(got[0].Data), got[0].ID, len(msg), id)
-			}
-			if n, b := a.Pending(); n != 0 || b != 0 {
-				t.Fatalf("assembler holds %d messages, %d bytes after completion", n, b)
+			if !bytes.Equal(got.Data, msg) || got.ID != id || got.Kind != KindMail || got.Sender != alice.public {
+				t.Fatalf("reassembled %d bytes id %s, want %d bytes id %s", len(got.Data), got.ID, len(msg), id)
 			}
 		})
 	}
@@ -434,268 +414,14 @@ func TestLegacyPayload(t *testing.T) {
 			if chunk.Kind != KindLegacyText || chunk.ID != LegacyID(content) || chunk.Count != 1 || !bytes.Equal(chunk.Data, c.text) {
 				t.Fatalf("opened as %+v", chunk)
 			}
-			a := newTestAssembler(t, DefaultAssemblerConfig())
-			res, err := a.Add(time.Unix(0, 0), chunk)
-			if err != nil || res.Status != StatusComplete || !bytes.Equal(res.Message.Data, c.text) {
-				t.Fatalf("first add: %v, %v", res.Status, err)
-			}
-			res, err = a.Add(time.Unix(0, 0), chunk)
-			if err != nil || res.Status != StatusReplay {
-				t.Fatalf("replayed legacy content: %v, %v", res.Status, err)
+			if m, err := Join([]Chunk{chunk}); err != nil || !bytes.Equal(m.Data, c.text) || m.Kind != KindLegacyText {
+				t.Fatalf("joined as %+v, %v", m, err)
 			}
 		})
 	}
 	// Typed text never starts with the marker; a payload that does is ours.
 	if IsLegacy([]byte{Marker}) {
 		t.Fatal("IsLegacy(marker) = true")
-	}
-}
-
-func TestAssemblerReplayAndDuplicates(t *testing.T) {
-	alice := newParty(t, 1)
-	chunks, err := Split(MessageID{1}, KindMail, testMessage(2*ChunkDataSize+10, 1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range chunks {
-		chunks[i].Sender = alice.public
-	}
-	a := newTestAssembler(t, DefaultAssemblerConfig())
-	now := time.Unix(0, 0)
-	steps := []struct {
-		chunk int
-		want  Status
-	}{
-		{2, StatusPending},
-		{2, StatusDuplicate},
-		{0, StatusPending},
-		{0, StatusDuplicate},
-		{1, StatusComplete},
-		{1, StatusReplay},
-		{0, StatusReplay},
-	}
-	for i, s := range steps {
-		res, err := a.Add(now, chunks[s.chunk])
-		if err != nil {
-			t.Fatalf("step %d: %v", i, err)
-		}
-		if res.Status != s.want {
-			t.Fatalf("step %d (chunk %d): %s, want %s", i, s.chunk, res.Status, s.want)
-		}
-	}
-}
-
-func TestAssemblerScopesIDsBySender(t *testing.T) {
-	alice, eve := newParty(t, 1), newParty(t, 3)
-	msg := testMessage(ChunkDataSize+1, 1)
-	chunks, err := Split(MessageID{1}, KindMail, msg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := newTestAssembler(t, DefaultAssemblerConfig())
-	now := time.Unix(0, 0)
-	add := func(from party, i int) Status {
-		c := chunks[i]
-		c.Sender = from.public
-		res, err := a.Add(now, c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return res.Status
-	}
-	if s := add(alice, 0); s != StatusPending {
-		t.Fatalf("alice chunk 0: %s", s)
-	}
-	if s := add(eve, 1); s != StatusPending {
-		t.Fatalf("eve chunk 1 with alice's id: %s, want pending (separate message)", s)
-	}
-	if s := add(alice, 1); s != StatusComplete {
-		t.Fatalf("alice chunk 1: %s", s)
-	}
-}
-
-func TestAssemblerInconsistentChunk(t *testing.T) {
-	chunks, err := Split(MessageID{1}, KindMail, testMessage(2*ChunkDataSize+1, 1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	other, err := Split(MessageID{1}, KindMail, testMessage(3*ChunkDataSize+1, 1)) // same id, other length
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := newTestAssembler(t, DefaultAssemblerConfig())
-	now := time.Unix(0, 0)
-	if _, err := a.Add(now, chunks[0]); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.Add(now, other[1]); !errors.Is(err, ErrMalformed) {
-		t.Fatalf("inconsistent chunk: %v, want ErrMalformed", err)
-	}
-	single := Chunk{ID: MessageID{1}, Kind: KindMail, Count: 1} // same id, one empty chunk
-	if _, err := a.Add(now, single); !errors.Is(err, ErrMalformed) {
-		t.Fatalf("one-chunk message with a pending id: %v, want ErrMalformed", err)
-	}
-	bad := chunks[1]
-	bad.Data = bad.Data[1:]
-	if _, err := a.Add(now, bad); !errors.Is(err, ErrMalformed) {
-		t.Fatalf("invalid chunk: %v, want ErrMalformed", err)
-	}
-	for _, i := range []int{1, 2} {
-		res, err := a.Add(now, chunks[i])
-		if err != nil {
-			t.Fatal(err)
-		}
-		if i == 2 && res.Status != StatusComplete {
-			t.Fatalf("message not completed after a refused chunk: %s", res.Status)
-		}
-	}
-}
-
-func TestAssemblerTimeout(t *testing.T) {
-	cfg := DefaultAssemblerConfig()
-	cfg.Timeout = time.Minute
-	a := newTestAssembler(t, cfg)
-	chunks, err := Split(MessageID{1}, KindMail, testMessage(3*ChunkDataSize, 1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t0 := time.Unix(1000, 0)
-	if _, err := a.Add(t0, chunks[0]); err != nil {
-		t.Fatal(err)
-	}
-	// A new chunk restarts the clock.
-	if _, err := a.Add(t0.Add(50*time.Second), chunks[1]); err != nil {
-		t.Fatal(err)
-	}
-	if d := a.Expire(t0.Add(50*time.Second + cfg.Timeout - time.Nanosecond)); len(d) != 0 {
-		t.Fatalf("dropped before the timeout: %+v", d)
-	}
-	d := a.Expire(t0.Add(50*time.Second + cfg.Timeout))
-	if len(d) != 1 || d[0].ID != chunks[0].ID || d[0].Reason != DropTimeout || d[0].Received != 2 || d[0].Count != 3 {
-		t.Fatalf("dropped %+v, want the message after 2 of 3 chunks", d)
-	}
-	if n, b := a.Pending(); n != 0 || b != 0 {
-		t.Fatalf("holds %d messages, %d bytes after timeout", n, b)
-	}
-	// The last chunk arriving late starts a new, incomplete message.
-	res, err := a.Add(t0.Add(time.Hour), chunks[2])
-	if err != nil || res.Status != StatusPending {
-		t.Fatalf("late chunk: %v, %v", res.Status, err)
-	}
-	// Add expires too.
-	res, err = a.Add(t0.Add(2*time.Hour), Chunk{Kind: KindMail, Count: 1, ID: MessageID{2}})
-	if err != nil || res.Status != StatusComplete || len(res.Dropped) != 1 || res.Dropped[0].Reason != DropTimeout {
-		t.Fatalf("add after timeout: %+v, %v", res, err)
-	}
-}
-
-func TestAssemblerMaxPending(t *testing.T) {
-	cfg := DefaultAssemblerConfig()
-	cfg.MaxPending = 2
-	a := newTestAssembler(t, cfg)
-	t0 := time.Unix(1000, 0)
-	first := func(id byte) Chunk {
-		chunks, err := Split(MessageID{id}, KindMail, make([]byte, ChunkDataSize+1))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return chunks[0]
-	}
-	for i, id := range []byte{1, 2} {
-		if res, err := a.Add(t0.Add(time.Duration(i)*time.Second), first(id)); err != nil || len(res.Dropped) != 0 {
-			t.Fatalf("message %d: %+v, %v", id, res, err)
-		}
-	}
-	res, err := a.Add(t0.Add(2*time.Second), first(3))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(res.Dropped) != 1 || res.Dropped[0].ID != (MessageID{1}) || res.Dropped[0].Reason != DropFull {
-		t.Fatalf("dropped %+v, want message 1 (oldest) for room", res.Dropped)
-	}
-	if n, _ := a.Pending(); n != 2 {
-		t.Fatalf("%d pending, want 2", n)
-	}
-}
-
-func TestAssemblerMaxBytes(t *testing.T) {
-	cfg := DefaultAssemblerConfig()
-	cfg.MaxPendingBytes = MaxMessageSize
-	a := newTestAssembler(t, cfg)
-	big, err := Split(MessageID{1}, KindMail, make([]byte, MaxMessageSize))
-	if err != nil {
-		t.Fatal(err)
-	}
-	other, err := Split(MessageID{2}, KindMail, make([]byte, MaxMessageSize))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t0 := time.Unix(1000, 0)
-	for _, c := range big[:300] {
-		if _, err := a.Add(t0, c); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var dropped []Dropped
-	for i, c := range other[:MaxChunks-1] {
-		res, err := a.Add(t0.Add(time.Duration(i+1)*time.Millisecond), c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		dropped = append(dropped, res.Dropped...)
-		if _, b := a.Pending(); b > cfg.MaxPendingBytes {
-			t.Fatalf("holds %d bytes, bound %d", b, cfg.MaxPendingBytes)
-		}
-	}
-	if len(dropped) != 1 || dropped[0].ID != (MessageID{1}) || dropped[0].Reason != DropFull || dropped[0].Received != 300 {
-		t.Fatalf("dropped %+v, want message 1 after 300 chunks", dropped)
-	}
-	res, err := a.Add(t0.Add(time.Second), other[MaxChunks-1])
-	if err != nil || res.Status != StatusComplete || len(res.Message.Data) != MaxMessageSize {
-		t.Fatalf("second message: %v, %v", res.Status, err)
-	}
-}
-
-func TestAssemblerForgetsOldestCompleted(t *testing.T) {
-	cfg := DefaultAssemblerConfig()
-	cfg.MaxCompleted = 2
-	a := newTestAssembler(t, cfg)
-	now := time.Unix(0, 0)
-	msg := func(id byte) Chunk { return Chunk{ID: MessageID{id}, Kind: KindMail, Count: 1} }
-	steps := []struct {
-		id   byte
-		want Status
-	}{
-		{1, StatusComplete}, {2, StatusComplete}, {1, StatusReplay},
-		{3, StatusComplete}, // forgets 1
-		{2, StatusReplay}, {3, StatusReplay},
-		{1, StatusComplete}, // forgotten, so accepted again; forgets 2
-		{2, StatusComplete},
-	}
-	for i, s := range steps {
-		res, err := a.Add(now, msg(s.id))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if res.Status != s.want {
-			t.Fatalf("step %d (id %d): %s, want %s", i, s.id, res.Status, s.want)
-		}
-	}
-}
-
-func TestAssemblerConfigRejects(t *testing.T) {
-	mutate := []func(*AssemblerConfig){
-		func(c *AssemblerConfig) { c.MaxPending = 0 },
-		func(c *AssemblerConfig) { c.MaxPendingBytes = MaxMessageSize - 1 },
-		func(c *AssemblerConfig) { c.MaxCompleted = 0 },
-		func(c *AssemblerConfig) { c.Timeout = 0 },
-	}
-	for i, m := range mutate {
-		cfg := DefaultAssemblerConfig()
-		m(&cfg)
-		if _, err := NewAssembler(cfg); err == nil {
-			t.Errorf("config %d accepted: %+v", i, cfg)
-		}
 	}
 }
 

@@ -3,7 +3,9 @@
 // given a random 128-bit message id, split into chunks that each fit one
 // Topic message, and every chunk is padded so that its sealed size is one of
 // a few buckets (BucketSizes). The receiver opens each chunk, checks that the
-// Noise X sender is the contact the topic belongs to, and reassembles.
+// Noise X sender is the contact the topic belongs to, and reassembles: the
+// chunks wait in mailstore/reassembly (durably, for the bridge and the
+// terminal client alike) until Join makes the message.
 //
 // The format is specified in asmtp/PROTOCOL.md ("Mail payload"). Payloads
 // that do not start with Marker are upstream v0.1.0 raw text (UTF-8 typed in

@@ -12,6 +12,7 @@ import (
 	"github.com/asmtp/asmtp/asmtp/keys"
 	"github.com/asmtp/asmtp/asmtp/topic"
 	"github.com/asmtp/asmtp/asmtp/wire"
+	"github.com/asmtp/asmtp/internal/wait"
 )
 
 func TestHandshakeSlots(t *testing.T) {
@@ -97,7 +98,7 @@ func TestPoolRefusesStrangersKeepsChosen(t *testing.T) {
 	for range 10 {
 		linkRaw(t, n.Addr().String(), n.ID()) // closed at the test's end
 	}
-	waitFor(t, 5*time.Second, "six stranger links, four refused", func() bool {
+	wait.Until(t, 5*time.Second, "six stranger links, four refused", func() bool {
 		st := n.Stats()
 		return st.Links == 6 && st.Refused == 4
 	})
@@ -115,7 +116,7 @@ func TestPoolRefusesStrangersKeepsChosen(t *testing.T) {
 		}
 		chosen = append(chosen, l)
 	}
-	waitFor(t, 5*time.Second, "a full pool: three chosen links, five strangers", func() bool {
+	wait.Until(t, 5*time.Second, "a full pool: three chosen links, five strangers", func() bool {
 		return n.Stats().Links == 8
 	})
 	for i, l := range chosen {
@@ -125,7 +126,7 @@ func TestPoolRefusesStrangersKeepsChosen(t *testing.T) {
 	}
 	// One more stranger is refused; the chosen links stay.
 	linkRaw(t, n.Addr().String(), n.ID())
-	waitFor(t, 5*time.Second, "the eleventh stranger refused", func() bool { return n.Stats().Refused == 5 })
+	wait.Until(t, 5*time.Second, "the eleventh stranger refused", func() bool { return n.Stats().Refused == 5 })
 	for i, l := range chosen {
 		if l.isClosed() {
 			t.Errorf("chosen link %d closed by a stranger", i)
@@ -168,14 +169,14 @@ func TestStrangerStorageQuota(t *testing.T) {
 	// The stranger does not claim the topic: it is no ring neighbour.
 	src := dialRawPeer(t, n.Addr().String(), n.ID(), nil, nil)
 	dialRawPeer(t, n.Addr().String(), n.ID(), []topic.Topic{tp}, func(wire.Topic) { forwarded.Add(1) })
-	waitFor(t, 5*time.Second, "a ring of the subscribing raw peer", func() bool {
+	wait.Until(t, 5*time.Second, "a ring of the subscribing raw peer", func() bool {
 		succ, _ := n.overlay.ring(tp)
 		return len(succ) == 1
 	})
 	ctx := context.Background()
 	content := make([]byte, 60<<10)
 	sent := 0
-	waitFor(t, 10*time.Second, "the stranger quarantined", func() bool {
+	wait.Until(t, 10*time.Second, "the stranger quarantined", func() bool {
 		binary.BigEndian.PutUint64(content, uint64(sent))
 		if src.wc.WriteMessage(ctx, wire.Topic{Topic: tp, Content: content}) == nil {
 			sent++
@@ -218,7 +219,7 @@ func TestStorageCap(t *testing.T) {
 		}
 	}
 	send(0, 6)
-	waitFor(t, 5*time.Second, "four stored, two refused", func() bool {
+	wait.Until(t, 5*time.Second, "four stored, two refused", func() bool {
 		st := n.Stats()
 		return st.Stored == 4 && st.OverQuota == 2
 	})
@@ -230,7 +231,7 @@ func TestStorageCap(t *testing.T) {
 		t.Fatal(err)
 	}
 	send(6, 8)
-	waitFor(t, 5*time.Second, "two more stored once the first four were fetched", func() bool {
+	wait.Until(t, 5*time.Second, "two more stored once the first four were fetched", func() bool {
 		return n.Stats().Stored == 6
 	})
 	if size := n.store.Size(); size > cfg.MaxStorageSize {
@@ -261,7 +262,7 @@ func TestReportChargesTheLink(t *testing.T) {
 		}
 	}
 	send(0)
-	waitFor(t, 5*time.Second, "the first message stored", func() bool { return n.Stats().Stored == 1 })
+	wait.Until(t, 5*time.Second, "the first message stored", func() bool { return n.Stats().Stored == 1 })
 	stored, err := s.Query(ctx, tp, 0)
 	if err != nil || len(stored) != 1 {
 		t.Fatalf("query: %d messages, %v", len(stored), err)
@@ -270,7 +271,7 @@ func TestReportChargesTheLink(t *testing.T) {
 		t.Fatal(err)
 	}
 	send(1) // within the quota had the first one not been reported
-	waitFor(t, 5*time.Second, "the second message over the quota", func() bool { return n.Stats().OverQuota == 1 })
+	wait.Until(t, 5*time.Second, "the second message over the quota", func() bool { return n.Stats().OverQuota == 1 })
 	if st := n.Stats(); st.Stored != 1 || st.Reported != 1 {
 		t.Errorf("stored %d, reported %d; want 1 and 1", st.Stored, st.Reported)
 	}
@@ -287,7 +288,7 @@ func TestClosingLinkQueueRerouted(t *testing.T) {
 	var atX, atY atomic.Int64
 	x := dialRawPeer(t, n.Addr().String(), n.ID(), []topic.Topic{tp}, func(wire.Topic) { atX.Add(1) })
 	dialRawPeer(t, n.Addr().String(), n.ID(), []topic.Topic{tp}, func(wire.Topic) { atY.Add(1) })
-	waitFor(t, 5*time.Second, "ring of two raw peers", func() bool {
+	wait.Until(t, 5*time.Second, "ring of two raw peers", func() bool {
 		succ, _ := n.overlay.ring(tp)
 		return len(succ) == 2
 	})
@@ -302,7 +303,7 @@ func TestClosingLinkQueueRerouted(t *testing.T) {
 	closing.out <- wire.Gossip{Gossip: n.Gossip()} // not a Topic: not re-sent
 	ctx, _ := n.context()
 	n.reroute(ctx, closing)
-	waitFor(t, 5*time.Second, "the three messages at y", func() bool { return atY.Load() == 3 })
+	wait.Until(t, 5*time.Second, "the three messages at y", func() bool { return atY.Load() == 3 })
 	if got := atX.Load(); got != 0 {
 		t.Errorf("%d re-routed messages went back to the closed link's peer", got)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/asmtp/asmtp/asmtp/keys"
 	"github.com/asmtp/asmtp/asmtp/topic"
 	"github.com/asmtp/asmtp/asmtp/wire"
+	"github.com/asmtp/asmtp/internal/wait"
 )
 
 // ★ A catch-up window holding more than one page (QueryLimit) of messages
@@ -33,7 +34,7 @@ func TestCatchUpFetchesWholeWindow(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 15*time.Second, "rings", func() bool { return ringsConverged(nodes, nodes, tp) == nil })
+	wait.Until(t, 15*time.Second, "rings", func() bool { return ringsConverged(nodes, nodes, tp) == nil })
 	c.stop(t)
 	for i := range missed {
 		if err := sa.Publish(ctx, tp, fmt.Appendf(nil, "missed %02d", i)); err != nil {
@@ -53,7 +54,7 @@ func TestCatchUpFetchesWholeWindow(t *testing.T) {
 		seen[string(d.Content)] = true
 	}
 	noMore(t, sc2, 500*time.Millisecond)
-	waitFor(t, 15*time.Second, "the catch-up to complete", func() bool { return owesNothing(c2) })
+	wait.Until(t, 15*time.Second, "the catch-up to complete", func() bool { return owesNothing(c2) })
 }
 
 func owesNothing(tn *testNode) bool {
@@ -166,7 +167,7 @@ func TestCatchUpPaidByMarkers(t *testing.T) {
 			n := start(t, cfg, user)
 			tp := topic.Topic{0x3a, 0x4b}
 			p := dialScriptedPeer(t, n, newKey(t), tp, c.answer)
-			waitFor(t, 5*time.Second, "the peer to be a known subscriber", func() bool {
+			wait.Until(t, 5*time.Second, "the peer to be a known subscriber", func() bool {
 				return n.overlay.subscribes(keys.Public(p.key), tp)
 			})
 			s := n.session(t)
@@ -177,14 +178,14 @@ func TestCatchUpPaidByMarkers(t *testing.T) {
 				receive(t, s, c.delivered, 5*time.Second)
 			}
 			if c.paid {
-				waitFor(t, 5*time.Second, "the catch-up to be paid", func() bool { return owesNothing(n) })
+				wait.Until(t, 5*time.Second, "the catch-up to be paid", func() bool { return owesNothing(n) })
 				return
 			}
-			waitFor(t, 5*time.Second, "the query", func() bool { return len(p.asked()) > 0 })
+			wait.Until(t, 5*time.Second, "the query", func() bool { return len(p.asked()) > 0 })
 			if c.delivered == 0 { // refused: asked again
-				waitFor(t, 5*time.Second, "the query again", func() bool { return len(p.asked()) > 1 })
+				wait.Until(t, 5*time.Second, "the query again", func() bool { return len(p.asked()) > 1 })
 			}
-			never(t, 3*n.settleTime(), "the catch-up paid without a complete answer", func() bool { return owesNothing(n) })
+			wait.Never(t, 3*n.settleTime(), "the catch-up paid without a complete answer", func() bool { return owesNothing(n) })
 		})
 	}
 }
@@ -210,7 +211,7 @@ func TestLinkLossNotedOnlyWhenMessagesMayBeLost(t *testing.T) {
 			key := newKey(t)
 			id := keys.Public(key)
 			p := dialScriptedPeer(t, n, key, tp, func(wire.QueryTopicMessages) []wire.Message { return nil })
-			waitFor(t, 5*time.Second, "the peer's gossip", func() bool { return n.overlay.subscribes(id, tp) })
+			wait.Until(t, 5*time.Second, "the peer's gossip", func() bool { return n.overlay.subscribes(id, tp) })
 			if c.hangUp {
 				p.wc.Close()
 			}
@@ -218,7 +219,7 @@ func TestLinkLossNotedOnlyWhenMessagesMayBeLost(t *testing.T) {
 			// Gone from the node's links: closeLink removes it and notes the
 			// loss under the same lock, so the note is there by then (a
 			// closed flag alone comes before the note).
-			waitFor(t, 5*time.Second, "the node to drop the link", func() bool {
+			wait.Until(t, 5*time.Second, "the node to drop the link", func() bool {
 				_, ok := n.linkIfAny(id)
 				return !ok
 			})
@@ -226,16 +227,6 @@ func TestLinkLossNotedOnlyWhenMessagesMayBeLost(t *testing.T) {
 				t.Fatalf("link noted as lost: %v, want %v", lost, c.lost)
 			}
 		})
-	}
-}
-
-// never fails if cond holds at any time within d.
-func never(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
-		if cond() {
-			t.Fatal(what)
-		}
 	}
 }
 
@@ -267,15 +258,15 @@ func TestNewSubscriberWindow(t *testing.T) {
 	}
 	// The registration's catch-up is answered by a first subscriber.
 	first := dialScriptedPeer(t, n, newKey(t), tp, complete)
-	waitFor(t, 5*time.Second, "the first subscriber", func() bool { return n.overlay.subscribes(keys.Public(first.key), tp) })
+	wait.Until(t, 5*time.Second, "the first subscriber", func() bool { return n.overlay.subscribes(keys.Public(first.key), tp) })
 	if err := n.session(t).Register(context.Background(), tp); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "the registration's catch-up", func() bool { return owesNothing(n) })
+	wait.Until(t, 5*time.Second, "the registration's catch-up", func() bool { return owesNothing(n) })
 
 	began := time.Now()
 	second := dialScriptedPeer(t, n, newKey(t), tp, complete)
-	waitFor(t, 5*time.Second, "a query to the new subscriber", func() bool { return len(second.asked()) > 0 })
+	wait.Until(t, 5*time.Second, "a query to the new subscriber", func() bool { return len(second.asked()) > 0 })
 	for _, q := range second.asked() {
 		if since := gossip.ToTime(q.Since); since.Before(began.Add(-NewSubscriberWindow - time.Minute)) {
 			t.Fatalf("the new subscriber was asked from %v, %v back", since, began.Sub(since).Round(time.Minute))

@@ -10,8 +10,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -21,6 +19,8 @@ import (
 	"github.com/asmtp/asmtp/asmtp/keys"
 	"github.com/asmtp/asmtp/asmtp/topic"
 	"github.com/asmtp/asmtp/asmtp/wire"
+	"github.com/asmtp/asmtp/internal/procmem"
+	"github.com/asmtp/asmtp/internal/wait"
 )
 
 // rawPeer is a bare wire link posing as a node subscribed to some topics:
@@ -104,7 +104,7 @@ func benchmarkRelay(b *testing.B, size int, stored bool) {
 	var got atomic.Int64
 	src := dialRawPeer(b, n.Addr().String(), n.ID(), []topic.Topic{tp}, nil)
 	sink := dialRawPeer(b, n.Addr().String(), n.ID(), []topic.Topic{tp}, func(wire.Topic) { got.Add(1) })
-	waitFor(b, 5*time.Second, "ring of two raw peers", func() bool {
+	wait.Until(b, 5*time.Second, "ring of two raw peers", func() bool {
 		succ, pred := n.overlay.ring(tp)
 		return len(succ) == 2 && len(pred) == 2
 	})
@@ -127,7 +127,7 @@ func benchmarkRelay(b *testing.B, size int, stored bool) {
 	}()
 	// Relaying never waits for a peer's queue: a message the sink's full
 	// queue could not take is dropped for it (and counted).
-	waitFor(b, time.Minute, "the sink got or missed every message", func() bool {
+	wait.Until(b, time.Minute, "the sink got or missed every message", func() bool {
 		return got.Load()+int64(sinkLink.dropped.Load()) >= int64(b.N)
 	})
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
@@ -182,12 +182,12 @@ func TestRSSWith100Peers(t *testing.T) {
 	if addr == "" {
 		t.Fatal("child did not report its address")
 	}
-	baseline := rssOf(t, cmd.Process.Pid)
+	baseline := procmem.MustStatus(t, cmd.Process.Pid, "VmRSS")
 	for i := range peers {
 		dialRawPeer(t, addr, id, []topic.Topic{{0x55, byte(i % 10)}}, nil)
 	}
 	time.Sleep(3 * time.Second) // a few gossip rounds over all links
-	rss := rssOf(t, cmd.Process.Pid)
+	rss := procmem.MustStatus(t, cmd.Process.Pid, "VmRSS")
 	if _, err := stdin.Write([]byte("links?\n")); err != nil {
 		t.Fatal(err)
 	}
@@ -225,26 +225,6 @@ func runRSSChild(t *testing.T) {
 	}
 }
 
-// rssOf reads a process's resident set size from /proc.
-func rssOf(t *testing.T, pid int) int64 {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
-	if err != nil {
-		t.Skipf("no /proc: %v", err)
-	}
-	for line := range strings.Lines(string(b)) {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
-			kb, err := strconv.ParseInt(f[1], 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return kb << 10
-		}
-	}
-	t.Fatal("no VmRSS in /proc status")
-	return 0
-}
-
 // ★ Relay throughput with one stalled peer among ten: a raw peer sends
 // 60 KiB Topic messages to the node, which forwards each to the nine
 // other subscribers (Fanout 9); "1of10" has one of them never read, so
@@ -274,7 +254,7 @@ func benchmarkRelayStalled(b *testing.B, stalled int) {
 		dialStalledPeer(b, n.Addr().String(), n.ID(), tp)
 	}
 	srcID := keys.Public(src.key)
-	waitFor(b, 10*time.Second, "the node forwarding to the nine other raw peers", func() bool {
+	wait.Until(b, 10*time.Second, "the node forwarding to the nine other raw peers", func() bool {
 		return len(n.overlay.forward(tp, srcID)) == 9
 	})
 	sinkID := keys.Public(sink.key)
@@ -295,7 +275,7 @@ func benchmarkRelayStalled(b *testing.B, stalled int) {
 			}
 		}
 	}()
-	waitFor(b, time.Minute, "the sink got or missed every message", func() bool {
+	wait.Until(b, time.Minute, "the sink got or missed every message", func() bool {
 		return got.Load()+int64(sinkLink.dropped.Load()) >= int64(b.N)
 	})
 	b.ReportMetric(float64(b.N)/time.Since(began).Seconds(), "msgs/s")

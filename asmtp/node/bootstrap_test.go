@@ -3,6 +3,8 @@ package node
 import (
 	"testing"
 	"time"
+
+	"github.com/asmtp/asmtp/internal/wait"
 )
 
 // TestBootstrapPeerDownAtStartJoinsLater: A's only known peer B is down
@@ -24,9 +26,9 @@ func TestBootstrapPeerDownAtStartJoinsLater(t *testing.T) {
 		cfg.KnownPeers = []Peer{a.peer()}
 		start(t, cfg, user)
 	}
-	waitFor(t, 10*time.Second, "A linked to the three", func() bool { return a.Stats().Links >= 3 })
+	wait.Until(t, 10*time.Second, "A linked to the three", func() bool { return a.Stats().Links >= 3 })
 
 	cfgB.ListenAddress = bPeer.Address
 	b = start(t, cfgB, userB)
-	waitFor(t, 20*time.Second, "B linked to the network", func() bool { return b.Stats().Links > 0 })
+	wait.Until(t, 20*time.Second, "B linked to the network", func() bool { return b.Stats().Links > 0 })
 }

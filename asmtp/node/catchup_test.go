@@ -7,6 +7,7 @@ import (
 
 	"github.com/asmtp/asmtp/asmtp/node/store"
 	"github.com/asmtp/asmtp/asmtp/topic"
+	"github.com/asmtp/asmtp/internal/wait"
 )
 
 func TestCatchUpStart(t *testing.T) {
@@ -101,7 +102,7 @@ func TestUnfinishedCatchUpSurvivesRestart(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 15*time.Second, "rings", func() bool { return ringsConverged(nodes, nodes, tp) == nil })
+	wait.Until(t, 15*time.Second, "rings", func() bool { return ringsConverged(nodes, nodes, tp) == nil })
 	a.stop(t)
 	c.stop(t)
 
@@ -120,7 +121,7 @@ func TestUnfinishedCatchUpSurvivesRestart(t *testing.T) {
 	// c runs while a is down: it records itself running, but its
 	// catch-up finds nobody to answer.
 	c2 := start(t, c.cfg, c.user)
-	waitFor(t, 10*time.Second, "c to record itself running", func() bool {
+	wait.Until(t, 10*time.Second, "c to record itself running", func() bool {
 		s, err := store.ReadSummary(ctx, c.cfg.StoragePath)
 		return err == nil && s.LastSeen.After(now.Add(-time.Minute))
 	})
@@ -143,7 +144,7 @@ func TestUnfinishedCatchUpSurvivesRestart(t *testing.T) {
 	if d := receive(t, sc, 1, 15*time.Second); string(d[0].Content) != string(missed) {
 		t.Fatalf("got %q, want %q", d[0].Content, missed)
 	}
-	waitFor(t, 15*time.Second, "the catch-up to complete", func() bool {
+	wait.Until(t, 15*time.Second, "the catch-up to complete", func() bool {
 		c3.owed.mu.Lock()
 		defer c3.owed.mu.Unlock()
 		return len(c3.owed.m) == 0

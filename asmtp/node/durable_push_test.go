@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/asmtp/asmtp/asmtp/topic"
+	"github.com/asmtp/asmtp/internal/wait"
 )
 
 // ★ A relayed message is committed without an fsync and pushed at once,
@@ -26,7 +27,7 @@ func TestPushedCursorsAreReserved(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 15*time.Second, "rings", func() bool { return ringsConverged(nodes, nodes, tp) == nil })
+	wait.Until(t, 15*time.Second, "rings", func() bool { return ringsConverged(nodes, nodes, tp) == nil })
 	for i := range 20 {
 		if err := sa.Publish(ctx, tp, fmt.Appendf(nil, "message %d", i)); err != nil {
 			t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/asmtp/asmtp/asmtp/topic"
 	"github.com/asmtp/asmtp/asmtp/wire"
+	"github.com/asmtp/asmtp/internal/wait"
 )
 
 // ★ Hostile peers: random bytes, truncated frames, bad lengths, frames that
@@ -31,7 +32,7 @@ func TestHostilePeers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 15*time.Second, "rings", func() bool { return ringsConverged(nodes, nodes, tp) == nil })
+	wait.Until(t, 15*time.Second, "rings", func() bool { return ringsConverged(nodes, nodes, tp) == nil })
 
 	frame := func(length uint16, body []byte) []byte {
 		return append([]byte{byte(length >> 8), byte(length)}, body...)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/asmtp/asmtp/asmtp/keys"
 	"github.com/asmtp/asmtp/asmtp/wire"
+	"github.com/asmtp/asmtp/internal/wait"
 )
 
 // connTo returns n's connection to peer, nil if there is none yet.
@@ -43,7 +44,7 @@ func TestSimultaneousDialKeepsOneConnection(t *testing.T) {
 		go func() { done <- a.Run(ctx) }()
 		go func() { done <- b.Run(ctx) }()
 
-		waitFor(t, 5*time.Second, "one settled link each way", func() bool {
+		wait.Until(t, 5*time.Second, "one settled link each way", func() bool {
 			ca, cb := connTo(a, b.ID()), connTo(b, a.ID())
 			return ca != nil && cb != nil &&
 				ca.LocalAddr().String() == cb.RemoteAddr().String() &&

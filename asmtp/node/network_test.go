@@ -164,18 +164,6 @@ func startNetwork(t testing.TB, size int, tweak func(*Config)) []*testNode {
 	return nodes
 }
 
-// waitFor polls cond until it holds or the timeout passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // ringsConverged reports whether every subscriber of tp knows its true
 // closest successor and predecessor among the subscribers, and every
 // other node knows at least one subscriber.

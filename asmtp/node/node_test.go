@@ -8,6 +8,7 @@ import (
 
 	"github.com/asmtp/asmtp/asmtp/node/store"
 	"github.com/asmtp/asmtp/asmtp/topic"
+	"github.com/asmtp/asmtp/internal/wait"
 )
 
 func TestPublishReachesSubscribers(t *testing.T) {
@@ -22,7 +23,7 @@ func TestPublishReachesSubscribers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 15*time.Second, "rings", func() bool { return ringsConverged(nodes, subs, tp) == nil })
+	wait.Until(t, 15*time.Second, "rings", func() bool { return ringsConverged(nodes, subs, tp) == nil })
 
 	// A subscriber publishes: the others get it, the publisher does not
 	// get its own message back.
@@ -73,7 +74,7 @@ func TestRestartedSubscriberCatchesUpExactlyOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 15*time.Second, "rings", func() bool { return ringsConverged(subs, subs, tp) == nil })
+	wait.Until(t, 15*time.Second, "rings", func() bool { return ringsConverged(subs, subs, tp) == nil })
 	if err := sa.Publish(ctx, tp, []byte("before")); err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +126,7 @@ func TestRestartWithoutBootstrap(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 15*time.Second, "rings", func() bool { return ringsConverged(subs, subs, tp) == nil })
+	wait.Until(t, 15*time.Second, "rings", func() bool { return ringsConverged(subs, subs, tp) == nil })
 
 	x := subs[0]
 	x.stop(t)
@@ -134,7 +135,7 @@ func TestRestartWithoutBootstrap(t *testing.T) {
 	var sx *Session
 	x2 := startWith(t, cfg, x.user, func(tn *testNode) { sx = tn.session(t) })
 	running := append([]*testNode{x2}, subs[1:]...)
-	waitFor(t, 15*time.Second, "rings after restart", func() bool { return ringsConverged(running, running, tp) == nil })
+	wait.Until(t, 15*time.Second, "rings after restart", func() bool { return ringsConverged(running, running, tp) == nil })
 
 	if err := sessions[2].Publish(ctx, tp, []byte("welcome back")); err != nil {
 		t.Fatal(err)
@@ -159,7 +160,7 @@ func TestLateRegistrationFetchesHistory(t *testing.T) {
 		}
 		pub = s
 	}
-	waitFor(t, 10*time.Second, "rings", func() bool { return ringsConverged(early, early, tp) == nil })
+	wait.Until(t, 10*time.Second, "rings", func() bool { return ringsConverged(early, early, tp) == nil })
 	for i := range 3 {
 		if err := pub.Publish(ctx, tp, fmt.Appendf(nil, "old %d", i)); err != nil {
 			t.Fatal(err)
@@ -218,7 +219,7 @@ func TestRelinkedPeerCatchUp(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 15*time.Second, "rings", func() bool { return ringsConverged(nodes, nodes, tp) == nil })
+	wait.Until(t, 15*time.Second, "rings", func() bool { return ringsConverged(nodes, nodes, tp) == nil })
 	if err := sa.Publish(ctx, tp, []byte("sent")); err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/asmtp/asmtp/asmtp/keys"
 	"github.com/asmtp/asmtp/asmtp/poldercast"
 	"github.com/asmtp/asmtp/asmtp/topic"
+	"github.com/asmtp/asmtp/internal/wait"
 )
 
 // ★ Fifty nodes on real TCP, a third of them subscribed to a topic; some
@@ -51,7 +52,7 @@ func TestFiftyNodesExactlyOnceRelayFree(t *testing.T) {
 		sessions[subs[i]] = s
 	}
 	start := time.Now()
-	waitFor(t, 60*time.Second, "ring convergence", func() bool { return ringsConverged(nodes, subs, tp) == nil })
+	wait.Until(t, 60*time.Second, "ring convergence", func() bool { return ringsConverged(nodes, subs, tp) == nil })
 	t.Logf("rings converged in %v", time.Since(start).Round(time.Millisecond))
 
 	// Three subscribers and three non-subscribers publish.

@@ -10,6 +10,7 @@ import (
 	"github.com/asmtp/asmtp/asmtp/keys"
 	"github.com/asmtp/asmtp/asmtp/passport"
 	"github.com/asmtp/asmtp/asmtp/topic"
+	"github.com/asmtp/asmtp/internal/wait"
 )
 
 // A passport put on one node is fetched by another through the network;
@@ -35,7 +36,7 @@ func TestPassports(t *testing.T) {
 	}
 
 	tp := topic.ForPassport(id)
-	waitFor(t, 10*time.Second, "the far node learns the passport's subscriber", func() bool {
+	wait.Until(t, 10*time.Second, "the far node learns the passport's subscriber", func() bool {
 		return len(far.overlay.handoff(tp)) > 0
 	})
 	got, err := sFar.GetPassport(ctx, id)
@@ -50,7 +51,7 @@ func TestPassports(t *testing.T) {
 	// (Only the two subscribers matter here: in a three-node overlay the
 	// third node's tiny Cyclon view may briefly hold neither.)
 	keepers := []*testNode{home, far}
-	waitFor(t, 10*time.Second, "ring of the passport topic", func() bool {
+	wait.Until(t, 10*time.Second, "ring of the passport topic", func() bool {
 		return ringsConverged(keepers, keepers, tp) == nil
 	})
 	b := p.Next()
@@ -66,7 +67,7 @@ func TestPassports(t *testing.T) {
 	}
 	updated := p.Export()
 	for _, n := range []*testNode{home, far} {
-		waitFor(t, 5*time.Second, "update applied", func() bool {
+		wait.Until(t, 5*time.Second, "update applied", func() bool {
 			got, _, _ := n.store.Passport(ctx, id)
 			return bytes.Equal(got, updated)
 		})

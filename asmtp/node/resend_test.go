@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/asmtp/asmtp/asmtp/topic"
+	"github.com/asmtp/asmtp/internal/wait"
 )
 
 // TestDroppedMessagesResent: a publication larger than a link's queue
@@ -23,7 +24,7 @@ func TestDroppedMessagesResent(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 15*time.Second, "rings", func() bool { return ringsConverged(nodes, nodes, tp) == nil })
+	wait.Until(t, 15*time.Second, "rings", func() bool { return ringsConverged(nodes, nodes, tp) == nil })
 	const count = 300
 	contents := make([][]byte, count)
 	for i := range contents {
@@ -35,7 +36,7 @@ func TestDroppedMessagesResent(t *testing.T) {
 	// Counted in the subscriber's store: its session's channel may drop
 	// pushes under load (Delivery.Missed), which the user fetches by Query.
 	var got map[string]int
-	waitFor(t, 30*time.Second, "every message in the subscriber's store", func() bool {
+	wait.Until(t, 30*time.Second, "every message in the subscriber's store", func() bool {
 		got = storedContents(t, sub, tp)
 		return len(got) >= count
 	})

@@ -10,6 +10,7 @@ import (
 	"github.com/asmtp/asmtp/asmtp/keys"
 	"github.com/asmtp/asmtp/asmtp/topic"
 	"github.com/asmtp/asmtp/asmtp/wire"
+	"github.com/asmtp/asmtp/internal/wait"
 )
 
 func TestAttachOnlyUsers(t *testing.T) {
@@ -50,13 +51,13 @@ func TestSlowConsumer(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 10*time.Second, "rings", func() bool { return ringsConverged(nodes, nodes, tp) == nil })
+	wait.Until(t, 10*time.Second, "rings", func() bool { return ringsConverged(nodes, nodes, tp) == nil })
 	for i := range 5 {
 		if err := pub.Publish(ctx, tp, fmt.Appendf(nil, "m%d", i)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 5*time.Second, "5 stored", func() bool {
+	wait.Until(t, 5*time.Second, "5 stored", func() bool {
 		ms, _ := slow.Query(ctx, tp, 0)
 		return len(ms) == 5
 	})
@@ -98,7 +99,7 @@ func TestWireUser(t *testing.T) {
 	if err := device.WriteMessage(ctx, wire.RegisterTopic{Topic: tp}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "rings", func() bool { return ringsConverged(nodes, nodes, tp) == nil })
+	wait.Until(t, 10*time.Second, "rings", func() bool { return ringsConverged(nodes, nodes, tp) == nil })
 
 	if err := so.Publish(ctx, tp, []byte("to the device")); err != nil {
 		t.Fatal(err)
@@ -236,7 +237,7 @@ func TestPublishBatch(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 10*time.Second, "rings", func() bool { return ringsConverged(nodes, nodes, tp) == nil })
+	wait.Until(t, 10*time.Second, "rings", func() bool { return ringsConverged(nodes, nodes, tp) == nil })
 
 	tooBig := make([]byte, wire.MaxTopicContent+1)
 	if err := pub.PublishBatch(ctx, tp, [][]byte{[]byte("x"), tooBig}); err == nil {
@@ -303,7 +304,7 @@ func TestHolders(t *testing.T) {
 	if err := nodes[1].session(t).Register(ctx, tp); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the other node seen holding the topic", func() bool { return pub.Holders(tp, 4) == 2 })
+	wait.Until(t, 10*time.Second, "the other node seen holding the topic", func() bool { return pub.Holders(tp, 4) == 2 })
 	if n := pub.Holders(tp, 1); n != 1 {
 		t.Errorf("Holders(tp, 1) = %d, want at most 1", n)
 	}

@@ -28,7 +28,7 @@ import (
 
 	"github.com/emersion/go-webdav/carddav"
 
-	"github.com/asmtp/asmtp/bridge/imapserver"
+	"github.com/asmtp/asmtp/bridge/auth"
 	"github.com/asmtp/asmtp/bridge/listen"
 	"github.com/asmtp/asmtp/bridge/loginlimit"
 )
@@ -52,7 +52,7 @@ const (
 
 // Options configure a Server. Authenticator and Book are required.
 type Options struct {
-	Authenticator imapserver.Authenticator
+	Authenticator auth.Authenticator
 	Book          Book
 	// Domain of the pseudo-addresses. Required.
 	Domain string
@@ -205,7 +205,7 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (string, b
 	account, err := s.opts.Authenticator.Authenticate(r.Context(), user, password, remoteAddr(r))
 	var busy *loginlimit.BusyError
 	switch {
-	case errors.Is(err, imapserver.ErrBadCredentials):
+	case errors.Is(err, auth.ErrBadCredentials):
 		s.log.Info("carddav: failed login", "source", loginlimit.Source(remoteAddr(r)))
 		challenge(w)
 		return "", false

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/asmtp/asmtp/bridge/auth"
 	"github.com/asmtp/asmtp/bridge/listen"
 )
 
@@ -84,22 +85,22 @@ func TestImaplibSession(t *testing.T) {
 func TestCurl(t *testing.T) {
 	ts := startServer(t)
 	base := "imap://127.0.0.1:" + ts.port()
-	auth := testUser + ":" + testToken
+	login := testUser + ":" + testToken
 	msg := "From: dave@example.org\r\nSubject: from curl\r\n\r\nuploaded by curl\r\n"
 	file := filepath.Join(t.TempDir(), "msg.eml")
 	os.WriteFile(file, []byte(msg), 0o600)
 
-	if out := runTool(t, 30*time.Second, "curl", "-sS", "-u", auth, base+"/"); !strings.Contains(out, `\Sent) "/" "Sent"`) {
+	if out := runTool(t, 30*time.Second, "curl", "-sS", "-u", login, base+"/"); !strings.Contains(out, `\Sent) "/" "Sent"`) {
 		t.Errorf("curl LIST: %q", out)
 	}
-	runTool(t, 30*time.Second, "curl", "-sS", "-u", auth, "-T", file, base+"/INBOX")
-	if out := runTool(t, 30*time.Second, "curl", "-sS", "-u", auth, base+"/INBOX;UID=1"); out != msg {
+	runTool(t, 30*time.Second, "curl", "-sS", "-u", login, "-T", file, base+"/INBOX")
+	if out := runTool(t, 30*time.Second, "curl", "-sS", "-u", login, base+"/INBOX;UID=1"); out != msg {
 		t.Errorf("curl FETCH UID 1 = %q, want %q", out, msg)
 	}
-	if out := runTool(t, 30*time.Second, "curl", "-sS", "-u", auth, base+"/INBOX", "-X", "UID SEARCH SUBJECT curl"); !strings.Contains(out, "SEARCH 1") {
+	if out := runTool(t, 30*time.Second, "curl", "-sS", "-u", login, base+"/INBOX", "-X", "UID SEARCH SUBJECT curl"); !strings.Contains(out, "SEARCH 1") {
 		t.Errorf("curl UID SEARCH: %q", out)
 	}
-	if out := runTool(t, 30*time.Second, "curl", "-sS", "-u", auth, base+"/", "-X", "STATUS INBOX (MESSAGES)"); !strings.Contains(out, "MESSAGES 1") {
+	if out := runTool(t, 30*time.Second, "curl", "-sS", "-u", login, base+"/", "-X", "STATUS INBOX (MESSAGES)"); !strings.Contains(out, "MESSAGES 1") {
 		t.Errorf("curl STATUS: %q", out)
 	}
 	// Wrong password: curl fails, and says so.
@@ -113,15 +114,15 @@ func TestCurl(t *testing.T) {
 // certificate, verified by curl against the exported PEM file.
 func TestTLS(t *testing.T) {
 	certDir := t.TempDir()
-	cert, certPath, err := LoadOrCreateCertificate(certDir)
+	cert, certPath, err := auth.LoadOrCreateCertificate(certDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, _, err := LoadOrCreateCertificate(certDir)
+	again, _, err := auth.LoadOrCreateCertificate(certDir)
 	if err != nil || !again.Leaf.Equal(cert.Leaf) {
 		t.Fatalf("certificate not reused from %s: %v", certDir, err)
 	}
-	if info, _ := os.Stat(filepath.Join(certDir, KeyFile)); info.Mode().Perm() != 0o600 {
+	if info, _ := os.Stat(filepath.Join(certDir, auth.KeyFile)); info.Mode().Perm() != 0o600 {
 		t.Errorf("key file mode %v", info.Mode().Perm())
 	}
 	ts := startServer(t, func(o *Options) { o.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}} })
@@ -132,12 +133,12 @@ func TestTLS(t *testing.T) {
 	go ts.srv.ServeTLS(implicit)
 	_, implicitPort, _ := strings.Cut(implicit.Addr().String(), ":")
 
-	auth := testUser + ":" + testToken
-	starttls := runTool(t, 30*time.Second, "curl", "-sS", "--ssl-reqd", "--cacert", certPath, "-u", auth, "imap://localhost:"+ts.port()+"/")
+	login := testUser + ":" + testToken
+	starttls := runTool(t, 30*time.Second, "curl", "-sS", "--ssl-reqd", "--cacert", certPath, "-u", login, "imap://localhost:"+ts.port()+"/")
 	if !strings.Contains(starttls, "INBOX") {
 		t.Errorf("curl over STARTTLS: %q", starttls)
 	}
-	imaps := runTool(t, 30*time.Second, "curl", "-sS", "--cacert", certPath, "-u", auth, "imaps://localhost:"+implicitPort+"/")
+	imaps := runTool(t, 30*time.Second, "curl", "-sS", "--cacert", certPath, "-u", login, "imaps://localhost:"+implicitPort+"/")
 	if !strings.Contains(imaps, "INBOX") {
 		t.Errorf("curl over implicit TLS: %q", imaps)
 	}

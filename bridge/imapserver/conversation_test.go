@@ -13,6 +13,7 @@ import (
 
 	"github.com/emersion/go-message/charset"
 
+	"github.com/asmtp/asmtp/bridge/auth"
 	"github.com/asmtp/asmtp/bridge/imapserver/dovecotref"
 	"github.com/asmtp/asmtp/bridge/imapserver/testmail"
 )
@@ -195,7 +196,7 @@ func TestConversationsAgainstDovecot(t *testing.T) {
 	for i := range conversations {
 		users[fmt.Sprintf("conv%d", i)] = testToken
 	}
-	ts.restartWith(t, func(o *Options) { o.Authenticator = NewTokenAuthenticator(users) })
+	ts.restartWith(t, func(o *Options) { o.Authenticator = auth.NewTokenAuthenticator(users) })
 
 	for i, conv := range conversations {
 		t.Run(conv.name, func(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/asmtp/asmtp/bridge/auth"
 	"github.com/asmtp/asmtp/mailstore"
 )
 
@@ -51,7 +52,7 @@ func (ts *testServer) serve(t testing.TB, configure ...func(*Options)) {
 	t.Helper()
 	opts := Options{
 		Store:         ts.store,
-		Authenticator: NewTokenAuthenticator(map[string]string{testUser: testToken}),
+		Authenticator: auth.NewTokenAuthenticator(map[string]string{testUser: testToken}),
 		Logger:        slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 	if testing.Verbose() {

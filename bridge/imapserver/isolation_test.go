@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/asmtp/asmtp/bridge/auth"
 )
 
 // TestStaleSelectionReachesNoOtherAccount plays issue 9's first attack with
@@ -27,7 +29,7 @@ func TestStaleSelectionReachesNoOtherAccount(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ts := startServer(t, func(o *Options) {
-				o.Authenticator = NewTokenAuthenticator(map[string]string{testUser: testToken, tt.victim: "victim-token"})
+				o.Authenticator = auth.NewTokenAuthenticator(map[string]string{testUser: testToken, tt.victim: "victim-token"})
 			})
 			if !tt.createAfter {
 				if err := ts.store.CreateAccount(t.Context(), tt.victim); err != nil {

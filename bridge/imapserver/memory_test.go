@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/asmtp/asmtp/bridge/auth"
+	"github.com/asmtp/asmtp/internal/procmem"
 	"github.com/asmtp/asmtp/mailstore"
 )
 
@@ -73,7 +75,7 @@ func runServerProcess(dir string) error {
 	debug.FreeOSMemory() // the preload's garbage is not part of the baseline
 	srv, err := New(Options{
 		Store:         store,
-		Authenticator: NewTokenAuthenticator(map[string]string{testUser: testToken}),
+		Authenticator: auth.NewTokenAuthenticator(map[string]string{testUser: testToken}),
 		Logger:        slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if err != nil {
@@ -130,26 +132,6 @@ func startServerProcess(t *testing.T, preload int) *serverProcess {
 	return p
 }
 
-// statusKB reads a "Name: N kB" field of /proc/PID/status.
-func (p *serverProcess) statusKB(t *testing.T, field string) int64 {
-	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, field+":"); ok {
-			n, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			if err != nil {
-				t.Fatalf("%s: %v", line, err)
-			}
-			return n
-		}
-	}
-	t.Fatalf("no %s in /proc/%d/status", field, p.cmd.Process.Pid)
-	return 0
-}
-
 // memoryUse is what a load did to the server process's memory, in MiB.
 type memoryUse struct {
 	idle       float64 // resident set before the load
@@ -167,20 +149,17 @@ func (m memoryUse) String() string {
 // before, and the sampled peaks of the anonymous and file-backed parts.
 func (p *serverProcess) measure(t *testing.T, load func()) memoryUse {
 	t.Helper()
-	clear := fmt.Sprintf("/proc/%d/clear_refs", p.cmd.Process.Pid)
-	if err := os.WriteFile(clear, []byte("5"), 0); err != nil {
-		t.Fatalf("reset peak RSS: %v", err)
-	}
+	pid := p.cmd.Process.Pid
 	var m memoryUse
-	before := p.statusKB(t, "VmRSS")
+	before := procmem.MustResetPeak(t, pid)
 	stop, sampled := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(sampled)
 		tick := time.NewTicker(5 * time.Millisecond)
 		defer tick.Stop()
 		for {
-			m.anon = max(m.anon, float64(p.statusKB(t, "RssAnon"))/1024)
-			m.file = max(m.file, float64(p.statusKB(t, "RssFile"))/1024)
+			m.anon = max(m.anon, float64(procmem.MustStatus(t, pid, "RssAnon"))/(1<<20))
+			m.file = max(m.file, float64(procmem.MustStatus(t, pid, "RssFile"))/(1<<20))
 			select {
 			case <-stop:
 				return
@@ -191,8 +170,8 @@ func (p *serverProcess) measure(t *testing.T, load func()) memoryUse {
 	load()
 	close(stop)
 	<-sampled
-	m.idle = float64(before) / 1024
-	m.above = float64(p.statusKB(t, "VmHWM")-before) / 1024
+	m.idle = float64(before) / (1 << 20)
+	m.above = float64(procmem.MustStatus(t, pid, "VmHWM")-before) / (1 << 20)
 	return m
 }
 

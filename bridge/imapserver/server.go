@@ -39,6 +39,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 
+	"github.com/asmtp/asmtp/bridge/auth"
 	"github.com/asmtp/asmtp/bridge/listen"
 	"github.com/asmtp/asmtp/mailstore"
 )
@@ -56,9 +57,9 @@ const (
 // Options configure a Server. Store and Authenticator are required.
 type Options struct {
 	Store         mailstore.Store
-	Authenticator Authenticator
+	Authenticator auth.Authenticator
 	// TLSConfig enables STARTTLS and ServeTLS (implicit TLS); see
-	// LoadOrCreateCertificate for a self-signed one.
+	// auth.LoadOrCreateCertificate for a self-signed one.
 	TLSConfig *tls.Config
 	// AppendLimit is the largest message APPEND accepts, advertised as
 	// APPENDLIMIT. At most mailstore.MaxMessageSize.

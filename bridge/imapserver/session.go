@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/asmtp/asmtp/bridge/auth"
 	"github.com/asmtp/asmtp/bridge/loginlimit"
 	"slices"
 	"strings"
@@ -66,7 +67,7 @@ func (ss *session) Login(username, password string) error {
 	account, err := ss.s.opts.Authenticator.Authenticate(ss.ctx, username, password, ss.wire.RemoteAddr())
 	var busy *loginlimit.BusyError
 	switch {
-	case errors.Is(err, ErrBadCredentials):
+	case errors.Is(err, auth.ErrBadCredentials):
 		ss.s.log.Info("imap: failed login", "source", loginlimit.Source(ss.wire.RemoteAddr()))
 		return imapserver.ErrAuthFailed
 	case errors.As(err, &busy):

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/asmtp/asmtp/bridge/auth"
 	"github.com/asmtp/asmtp/bridge/imapserver/dovecotref"
 	"github.com/asmtp/asmtp/bridge/imapserver/testmail"
 )
@@ -66,7 +67,7 @@ func TestSessionsAgainstDovecot(t *testing.T) {
 	for i := range sessionScripts {
 		users[fmt.Sprintf("multi%d", i)] = testToken
 	}
-	ts.restartWith(t, func(o *Options) { o.Authenticator = NewTokenAuthenticator(users) })
+	ts.restartWith(t, func(o *Options) { o.Authenticator = auth.NewTokenAuthenticator(users) })
 	for i, script := range sessionScripts {
 		t.Run(script.name, func(t *testing.T) {
 			user := fmt.Sprintf("multi%d", i)

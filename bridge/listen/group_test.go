@@ -13,8 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/asmtp/asmtp/bridge/imapserver"
+	"github.com/asmtp/asmtp/bridge/auth"
 	"github.com/asmtp/asmtp/bridge/listen"
+	"github.com/asmtp/asmtp/internal/wait"
 )
 
 // greeter is a protocol server in miniature: it greets each connection and
@@ -156,7 +157,7 @@ func TestGroupLimitsConnectionsAcrossListeners(t *testing.T) {
 		t.Fatalf("login beyond MaxConnections: %v", err)
 	}
 	ac.Close()
-	waitFor(t, func() bool { return g.Authenticated(srv.conn(2)) == nil })
+	wait.Until(t, 10*time.Second, "the connection logged in", func() bool { return g.Authenticated(srv.conn(2)) == nil })
 	cc.Close()
 }
 
@@ -184,21 +185,10 @@ func TestGroupPreAuthTimeout(t *testing.T) {
 	}
 }
 
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in 10 s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // ServeTLS speaks TLS from the first byte, and closes the oldest
 // connection that has not logged in without writing clear text into TLS.
 func TestGroupServeTLS(t *testing.T) {
-	cert, _, err := imapserver.LoadOrCreateCertificate(t.TempDir())
+	cert, _, err := auth.LoadOrCreateCertificate(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

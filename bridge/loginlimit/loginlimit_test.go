@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/asmtp/asmtp/internal/wait"
 )
 
 // clock is a Limiter's time, stopped.
@@ -93,9 +95,7 @@ func TestConcurrentChecksBounded(t *testing.T) {
 	for i := range 50 {
 		wg.Go(func() { l.Check(context.Background(), fmt.Sprint("src", i), "bob", verify) })
 	}
-	for len(l.checks) < 2 { // wait until both slots are taken
-		time.Sleep(time.Millisecond)
-	}
+	wait.Until(t, 10*time.Second, "both slots taken", func() bool { return len(l.checks) >= 2 })
 	close(release)
 	wg.Wait()
 	if p := peak.Load(); p != 2 {

@@ -9,9 +9,9 @@
 // answers 250 to DATA only after Queue.Submit has returned, which must mean
 // the message is durably queued.
 //
-// Logins use the IMAP server's Authenticator (the same account names and
-// bridge passwords, and the same limits on attempts) with SASL PLAIN or
-// LOGIN, and are required before MAIL.
+// Logins use an auth.Authenticator, the one the IMAP server has (the same
+// account names and bridge passwords, and the same limits on attempts),
+// with SASL PLAIN or LOGIN, and are required before MAIL.
 //
 // Security defaults as for IMAP: plain text only on loopback addresses
 // (Listen refuses anything else without TLS, saying why); on other
@@ -31,7 +31,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
-	"github.com/asmtp/asmtp/bridge/imapserver"
+	"github.com/asmtp/asmtp/bridge/auth"
 	"github.com/asmtp/asmtp/bridge/listen"
 )
 
@@ -85,12 +85,12 @@ func (r *Rejection) Error() string { return r.Reason }
 
 // Options configure a Server. Authenticator and Queue are required.
 type Options struct {
-	Authenticator imapserver.Authenticator
+	Authenticator auth.Authenticator
 	Queue         Queue
 	// Domain names the server in its greeting. Default "localhost".
 	Domain string
 	// TLSConfig enables STARTTLS and ServeTLS (implicit TLS); see
-	// imapserver.LoadOrCreateCertificate for a self-signed one.
+	// auth.LoadOrCreateCertificate for a self-signed one.
 	TLSConfig *tls.Config
 	// MaxMessageBytes is the message size limit, advertised as SIZE.
 	// Default DefaultMaxMessageBytes. (go-smtp v0.25.1 refuses a message

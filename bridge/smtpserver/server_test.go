@@ -18,8 +18,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/asmtp/asmtp/bridge/imapserver"
+	"github.com/asmtp/asmtp/bridge/auth"
 	"github.com/asmtp/asmtp/bridge/loginlimit"
+	"github.com/asmtp/asmtp/internal/wait"
 )
 
 func testLogger() *slog.Logger {
@@ -87,7 +88,7 @@ const password = "correct horse"
 func start(t testing.TB, q Queue, tlsCfg *tls.Config, tweak func(*Options)) (*Server, string) {
 	t.Helper()
 	opts := Options{
-		Authenticator: imapserver.NewTokenAuthenticator(map[string]string{"alice": password}),
+		Authenticator: auth.NewTokenAuthenticator(map[string]string{"alice": password}),
 		Queue:         q,
 		TLSConfig:     tlsCfg,
 		Logger:        testLogger(),
@@ -367,13 +368,9 @@ func TestConnectionLimit(t *testing.T) {
 	c.cmd(auth, "454 4.7.0 Too many connections")
 	a.cmd("QUIT", "221")
 	a.c.Close()
-	deadline := time.Now().Add(5 * time.Second)
-	for !strings.HasPrefix(c.cmdAny(auth), "235") { // the slot frees when go-smtp closes a's side
-		if time.Now().After(deadline) {
-			t.Fatal("logged-in slot not given back")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	wait.Until(t, 5*time.Second, "the logged-in slot given back when go-smtp closes a's side", func() bool {
+		return strings.HasPrefix(c.cmdAny(auth), "235")
+	})
 	c.cmd("NOOP", "250")
 
 	idle := dial(t, addr)
@@ -385,13 +382,13 @@ func TestConnectionLimit(t *testing.T) {
 }
 
 func TestTLS(t *testing.T) {
-	cert, certPath, err := imapserver.LoadOrCreateCertificate(t.TempDir())
+	cert, certPath, err := auth.LoadOrCreateCertificate(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := &tls.Config{Certificates: []tls.Certificate{cert}}
 
-	plain, err := New(Options{Authenticator: imapserver.NewTokenAuthenticator(nil), Queue: &fakeQueue{}})
+	plain, err := New(Options{Authenticator: auth.NewTokenAuthenticator(nil), Queue: &fakeQueue{}})
 	if err != nil {
 		t.Fatal(err)
 	}

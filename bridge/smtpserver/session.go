@@ -12,7 +12,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
-	"github.com/asmtp/asmtp/bridge/imapserver"
+	"github.com/asmtp/asmtp/bridge/auth"
 	"github.com/asmtp/asmtp/bridge/loginlimit"
 )
 
@@ -77,7 +77,7 @@ func (ss *session) login(username, password string) error {
 	account, err := ss.s.opts.Authenticator.Authenticate(ctx, username, password, ss.conn.RemoteAddr())
 	var busy *loginlimit.BusyError
 	switch {
-	case errors.Is(err, imapserver.ErrBadCredentials):
+	case errors.Is(err, auth.ErrBadCredentials):
 		ss.s.log.Info("smtp: login failed", "user", username, "remote", ss.conn.RemoteAddr())
 		return smtp.ErrAuthFailed
 	case errors.As(err, &busy):

@@ -8,10 +8,11 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/asmtp/asmtp/internal/procmem"
 )
 
 // diskQueue is a Queue that keeps each message in a file, synced, as the
@@ -78,11 +79,11 @@ func TestConcurrentLargeSubmissions(t *testing.T) {
 	spool := t.TempDir()
 	_, addr := start(t, q, nil, func(o *Options) { o.SpoolDir = spool })
 	debug.FreeOSMemory()
-	idle := resetPeakRSS(t)
+	idle := procmem.MustResetPeak(t, procmem.Self)
 	digest := strings.TrimSpace(runPython(t, concurrentSubmissions, addr, password, "24"))
-	peak := statusKiB(t, "VmHWM")
-	t.Logf("8 concurrent 24 MiB submissions: RSS idle %d MiB, peak %d MiB (+%d MiB)", idle>>10, peak>>10, (peak-idle)>>10)
-	if grow := (peak - idle) >> 10; grow > 64 {
+	peak := procmem.MustStatus(t, procmem.Self, "VmHWM")
+	t.Logf("8 concurrent 24 MiB submissions: RSS idle %d MiB, peak %d MiB (+%d MiB)", idle>>20, peak>>20, (peak-idle)>>20)
+	if grow := (peak - idle) >> 20; grow > 64 {
 		t.Errorf("peak RSS grew by %d MiB, want at most 64", grow)
 	}
 	if len(q.digests) != 8 {
@@ -96,34 +97,4 @@ func TestConcurrentLargeSubmissions(t *testing.T) {
 	if left, _ := filepath.Glob(filepath.Join(spool, "*")); len(left) > 0 {
 		t.Errorf("spool files left: %v", left)
 	}
-}
-
-// resetPeakRSS restarts this process's peak RSS (VmHWM) from its current
-// RSS, and returns that, in KiB.
-func resetPeakRSS(t *testing.T) int {
-	t.Helper()
-	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
-		t.Fatal(err)
-	}
-	return statusKiB(t, "VmRSS")
-}
-
-// statusKiB reads a field of /proc/self/status, in KiB.
-func statusKiB(t *testing.T, field string) int {
-	t.Helper()
-	status, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(status), "\n") {
-		if v, ok := strings.CutPrefix(line, field+":"); ok {
-			n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
-			if err != nil {
-				t.Fatalf("%s: %q", field, line)
-			}
-			return n
-		}
-	}
-	t.Fatalf("no %s in /proc/self/status", field)
-	return 0
 }

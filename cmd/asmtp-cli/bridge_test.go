@@ -21,6 +21,9 @@ import (
 	"github.com/asmtp/asmtp/asmtp/keys"
 	"github.com/asmtp/asmtp/asmtp/node"
 	"github.com/asmtp/asmtp/bridge"
+	"github.com/asmtp/asmtp/bridge/accounts"
+	"github.com/asmtp/asmtp/bridge/mailtext"
+	"github.com/asmtp/asmtp/internal/wait"
 )
 
 // bridgeTestNodeConfig is a node on loopback with fast gossip; the query
@@ -115,12 +118,12 @@ func TestBridgeAccountAndCLIUser(t *testing.T) {
 	// Node A with a bridge and its account carol.
 	bridgeDir := t.TempDir()
 	nodeKeyA := newNodeKey(t)
-	reg, err := bridge.OpenRegistry(ctx, bridgeDir)
+	reg, err := accounts.OpenRegistry(ctx, bridgeDir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { reg.Close() })
-	store, err := bridge.OpenMailstore(ctx, bridgeDir)
+	store, err := accounts.OpenMailstore(ctx, bridgeDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,12 +184,23 @@ func TestBridgeAccountAndCLIUser(t *testing.T) {
 	}
 
 	// Dave's node follows the topic from his first sync; the bridge
-	// registers it once it sees the contact. Then give the overlay time
-	// to form (see settle in the bridge's tests).
+	// registers it once it sees the contact. Then wait for carol's node to
+	// know dave's holds it: what it publishes before would reach dave's
+	// node only at its next catch-up.
 	if out := dave.must("sync"); out != "" {
 		t.Fatalf("dave's first sync printed %q", out)
 	}
-	time.Sleep(2 * time.Second)
+	var holders *node.Session
+	wait.Until(t, 30*time.Second, "node A to know a holder of carol's topic with dave", func() bool {
+		if holders == nil { // the bridge adds carol's user to the node as it starts
+			if holders, err = nodeA.Attach(carol.Device); err != nil {
+				holders = nil
+				return false
+			}
+		}
+		return holders.Holders(daveContact.Topic, 1) > 0
+	})
+	holders.Close()
 	t.Logf("set up in %v", time.Since(start).Round(time.Millisecond))
 
 	// Carol → dave over the bridge's SMTP with AUTH PLAIN.
@@ -199,7 +213,7 @@ func TestBridgeAccountAndCLIUser(t *testing.T) {
 		t.Fatalf("SMTP: %v", err)
 	}
 	var got string
-	eventually(t, 20*time.Second, "carol's mail in dave's sync", func() bool {
+	wait.Until(t, 20*time.Second, "carol's mail in dave's sync", func() bool {
 		got = dave.must("sync")
 		return got != ""
 	})
@@ -227,7 +241,7 @@ func TestBridgeAccountAndCLIUser(t *testing.T) {
 	}
 	imapAddr := br.IMAPAddr().String()
 	var inbox [][]byte
-	eventually(t, 20*time.Second, "dave's mail in carol's INBOX", func() bool {
+	wait.Until(t, 20*time.Second, "dave's mail in carol's INBOX", func() bool {
 		inbox = fetchInbox(t, imapAddr, "carol", carolPW)
 		return len(inbox) > 0
 	})
@@ -246,8 +260,8 @@ func TestBridgeAccountAndCLIUser(t *testing.T) {
 	if from.Address != daveAddr || from.Name != "Dave" {
 		t.Errorf("From: %q, want \"Dave\" <%s>\n%s", m.Header.Get("From"), daveAddr, inbox[0])
 	}
-	if s := m.Header.Get(bridge.HeaderSender); s != davePassport {
-		t.Errorf("%s: %q, want %s", bridge.HeaderSender, s, davePassport)
+	if s := m.Header.Get(mailtext.Sender); s != davePassport {
+		t.Errorf("%s: %q, want %s", mailtext.Sender, s, davePassport)
 	}
 	if s := m.Header.Get("Subject"); s != "Re: Lunch on Friday" {
 		t.Errorf("Subject: %q", s)

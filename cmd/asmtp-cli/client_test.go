@@ -77,6 +77,11 @@ func TestAccept(t *testing.T) {
 		t.Fatalf("%d chunks", len(bigChunks))
 	}
 
+	// Two messages under one id, of different sizes: their chunks disagree.
+	otherID := newID()
+	other := seal(bs.shared, aliceKey, otherID, big)
+	disagreeing := seal(bs.shared, aliceKey, otherID, big+strings.Repeat("y", mail.ChunkDataSize))[1]
+
 	tests := []struct {
 		name    string
 		topic   topic.Topic
@@ -95,6 +100,8 @@ func TestAccept(t *testing.T) {
 		{name: "second chunk first", topic: bobContact.topic, content: bigChunks[1]},
 		{name: "first chunk completes", topic: bobContact.topic, content: bigChunks[0], subject: "big", data: big},
 		{name: "a chunk after completion", topic: bobContact.topic, content: bigChunks[1]},
+		{name: "first of two chunks", topic: bobContact.topic, content: other[0]},
+		{name: "a chunk that disagrees with it", topic: bobContact.topic, content: disagreeing, err: "chunk disagrees"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -16,9 +16,11 @@ import (
 	"github.com/asmtp/asmtp/asmtp/mail"
 	"github.com/asmtp/asmtp/asmtp/passport"
 	"github.com/asmtp/asmtp/asmtp/topic"
+	"github.com/asmtp/asmtp/mailstore/reassembly"
 )
 
-// schema is the local database, version 1 (PRAGMA user_version).
+// schema is the local database, version 1 (PRAGMA user_version);
+// reassemblySchema brings it to version 2.
 //
 // contacts.synced_at is the per-topic sync cursor: the client time at which
 // the last complete sync of the topic started. It only narrows what is
@@ -60,12 +62,36 @@ CREATE TABLE seen (
 PRAGMA user_version = 1;
 `
 
+// reassemblySchema (version 2) moves the chunks of incomplete messages to
+// mailstore/reassembly's tables, the bridge's reassembly, and records the
+// messages held as delivered there. Chunks held in the old table carried
+// no kind, so they are dropped, and the topics they came on are read
+// again from the start, with the record of contents seen, to fetch them
+// anew: nothing waiting is lost, and messages held stay once.
+const reassemblySchema = reassembly.Schema + `
+INSERT INTO inbound_delivered (account, sender, message_id, delivered_at)
+	SELECT '', c.shared_key, m.id, m.received_at * 1000 FROM messages m JOIN contacts c ON c.id = m.contact;
+UPDATE contacts SET synced_at = 0 WHERE id IN (SELECT contact FROM chunks);
+DELETE FROM seen WHERE EXISTS (SELECT 1 FROM chunks);
+DROP TABLE chunks;
+PRAGMA user_version = 2;
+`
+
+// reassemblyScope is the one scope of asmtp-cli's reassembly: chunks are
+// told apart by their sender's key.
+const reassemblyScope = ""
+
+// reassemblyLimits bound the incomplete messages held, as the bridge's
+// defaults do; the messages idle longest give way.
+var reassemblyLimits = reassembly.Limits{MaxMessages: mail.DefaultMaxPending, MaxBytes: mail.DefaultMaxPendingBytes}
+
 // Retention of the bookkeeping tables.
 const (
 	// seenRetention outlives the node's message retention (30 days by
 	// default), so a query can never bring back content we forgot.
 	seenRetention = 90 * 24 * time.Hour
-	// chunkRetention drops the chunks of messages that never completed.
+	// chunkRetention drops the chunks of messages that never completed
+	// (longer than mail.DefaultTimeout: the client syncs when started).
 	chunkRetention = 30 * 24 * time.Hour
 )
 
@@ -125,14 +151,27 @@ func (d *db) migrate(ctx context.Context) error {
 	if err := d.sql.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
 		return err
 	}
-	switch version {
-	case 0:
-		_, err := d.sql.ExecContext(ctx, schema)
-		return err
-	case 1:
-		return nil
+	if version > 2 {
+		return fmt.Errorf("database version %d is newer than this asmtp-cli (2)", version)
 	}
-	return fmt.Errorf("database version %d is newer than this asmtp-cli (1)", version)
+	for v, script := range []string{schema, reassemblySchema}[version:] {
+		if err := d.migrateStep(ctx, script); err != nil {
+			return fmt.Errorf("migrate to version %d: %w", version+v+1, err)
+		}
+	}
+	return nil
+}
+
+func (d *db) migrateStep(ctx context.Context, script string) error {
+	tx, err := d.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, script); err != nil {
+		return err
+	}
+	return tx.Commit()
 }
 
 // addContact stores a new contact; petname and passport must be new.
@@ -378,14 +417,7 @@ func (d *db) addChunk(ctx context.Context, c contact, hash [32]byte, ch mail.Chu
 	if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO seen (hash, seen_at) VALUES (?, ?)`, hash[:], now.Unix()); err != nil {
 		return nil, fmt.Errorf("store chunk: %w", err)
 	}
-	var have int
-	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM messages WHERE contact = ? AND id = ?`, c.id, ch.ID[:]).Scan(&have); err != nil {
-		return nil, fmt.Errorf("store chunk: %w", err)
-	}
-	var m *message
-	if have == 0 {
-		m, err = joinChunk(ctx, tx, c, ch, now)
-	}
+	m, err := joinChunk(ctx, tx, c, ch, now)
 	if err != nil && !errors.Is(err, mail.ErrMalformed) {
 		return nil, fmt.Errorf("store chunk %d/%d of %s: %w", ch.Index+1, ch.Count, ch.ID, err)
 	}
@@ -399,36 +431,30 @@ func (d *db) addChunk(ctx context.Context, c contact, hash [32]byte, ch mail.Chu
 	return m, nil
 }
 
-// joinChunk adds ch to the chunks of its message and, once all are there,
-// stores the message and drops its chunks.
+// joinChunk adds ch to the chunks of its message (mailstore/reassembly)
+// and, once all are there, stores the message, recorded as delivered so
+// that copies are ignored. A chunk that disagrees with the others is
+// mail.ErrMalformed.
 func joinChunk(ctx context.Context, tx *sql.Tx, c contact, ch mail.Chunk, now time.Time) (*message, error) {
 	full := mail.Message{Sender: ch.Sender, ID: ch.ID, Kind: ch.Kind, Data: ch.Data}
 	if ch.Count > 1 {
-		var count, total int
-		err := tx.QueryRowContext(ctx, `SELECT count, total FROM chunks WHERE contact = ? AND id = ? LIMIT 1`, c.id, ch.ID[:]).Scan(&count, &total)
-		switch {
-		case err == nil && (count != int(ch.Count) || total != int(ch.Total)):
-			return nil, fmt.Errorf("%w: %d chunks of %d bytes, earlier chunks said %d of %d", mail.ErrMalformed, ch.Count, ch.Total, count, total)
-		case err != nil && !errors.Is(err, sql.ErrNoRows):
+		res, err := reassembly.Add(ctx, tx, reassemblyScope, reassembly.Chunk{Sender: ch.Sender, ID: ch.ID,
+			Kind: uint8(ch.Kind), Index: ch.Index, Count: ch.Count, Total: ch.Total, Data: ch.Data}, now, reassemblyLimits)
+		if errors.Is(err, reassembly.ErrMismatch) {
+			return nil, fmt.Errorf("%w: %v", mail.ErrMalformed, err)
+		}
+		if err != nil || res.Status != reassembly.ChunkComplete {
 			return nil, err
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO chunks (contact, id, idx, count, total, data, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-			c.id, ch.ID[:], ch.Index, ch.Count, ch.Total, ch.Data, now.Unix()); err != nil {
-			return nil, err
-		}
-		parts, err := storedChunks(ctx, tx, c, ch)
-		if err != nil || len(parts) < int(ch.Count) {
-			return nil, err
-		}
-		if full, err = mail.Join(parts); err != nil {
-			return nil, err
-		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM chunks WHERE contact = ? AND id = ?`, c.id, ch.ID[:]); err != nil {
+		if full, err = joinHeld(ctx, tx, ch); err != nil {
 			return nil, err
 		}
 	}
 	if full.Data == nil {
 		full.Data = []byte{}
+	}
+	if delivered, err := reassembly.MarkDelivered(ctx, tx, reassemblyScope, ch.Sender, ch.ID, now); err != nil || !delivered {
+		return nil, err
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO messages (contact, id, kind, received_at, data) VALUES (?, ?, ?, ?, ?)`,
 		c.id, full.ID[:], int(full.Kind), now.Unix(), full.Data); err != nil {
@@ -437,33 +463,36 @@ func joinChunk(ctx context.Context, tx *sql.Tx, c contact, ch mail.Chunk, now ti
 	return &message{contactID: c.id, petname: c.petname, id: full.ID, kind: full.Kind, receivedAt: time.Unix(now.Unix(), 0), data: full.Data}, nil
 }
 
-// storedChunks reads the chunks held for ch's message.
-func storedChunks(ctx context.Context, tx *sql.Tx, c contact, ch mail.Chunk) ([]mail.Chunk, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT idx, count, total, data FROM chunks WHERE contact = ? AND id = ? ORDER BY idx`, c.id, ch.ID[:])
+// joinHeld joins the chunks held for ch's message.
+func joinHeld(ctx context.Context, tx *sql.Tx, ch mail.Chunk) (mail.Message, error) {
+	held, err := reassembly.Chunks(ctx, tx, reassemblyScope, ch.Sender, ch.ID)
 	if err != nil {
-		return nil, err
+		return mail.Message{}, err
 	}
-	defer rows.Close()
-	var parts []mail.Chunk
-	for rows.Next() {
-		p := mail.Chunk{Sender: ch.Sender, ID: ch.ID, Kind: ch.Kind}
-		if err := rows.Scan(&p.Index, &p.Count, &p.Total, &p.Data); err != nil {
-			return nil, err
+	parts := make([]mail.Chunk, len(held))
+	for i, p := range held {
+		parts[i] = mail.Chunk{Sender: p.Sender, ID: p.ID, Kind: mail.Kind(p.Kind), Index: p.Index, Count: p.Count, Total: p.Total, Data: p.Data}
+		if parts[i].Data == nil {
+			parts[i].Data = []byte{}
 		}
-		if p.Data == nil {
-			p.Data = []byte{}
-		}
-		parts = append(parts, p)
 	}
-	return parts, rows.Err()
+	return mail.Join(parts)
 }
 
 // prune forgets old seen hashes and chunks of messages that never completed.
 func (d *db) prune(ctx context.Context, now time.Time) error {
-	if _, err := d.sql.ExecContext(ctx, `DELETE FROM seen WHERE seen_at < ?`, now.Add(-seenRetention).Unix()); err != nil {
+	tx, err := d.sql.BeginTx(ctx, nil)
+	if err != nil {
 		return fmt.Errorf("prune: %w", err)
 	}
-	if _, err := d.sql.ExecContext(ctx, `DELETE FROM chunks WHERE received_at < ?`, now.Add(-chunkRetention).Unix()); err != nil {
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `DELETE FROM seen WHERE seen_at < ?`, now.Add(-seenRetention).Unix()); err != nil {
+		return fmt.Errorf("prune: %w", err)
+	}
+	if _, err := reassembly.Expire(ctx, tx, reassemblyScope, now.Add(-chunkRetention)); err != nil {
+		return fmt.Errorf("prune: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("prune: %w", err)
 	}
 	return nil

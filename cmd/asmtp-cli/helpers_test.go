@@ -158,15 +158,3 @@ func startNode(t *testing.T, users []keys.PublicKey, peers ...*testNode) *testNo
 	})
 	return tn
 }
-
-// eventually retries f until it returns true or the timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, f func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !f() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}

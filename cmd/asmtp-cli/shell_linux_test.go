@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/asmtp/asmtp/asmtp/keys"
+	"github.com/asmtp/asmtp/internal/wait"
 )
 
 // openPTY opens a pseudo-terminal pair (Linux /dev/ptmx).
@@ -75,19 +76,16 @@ func (s *screen) clean() string {
 // expect waits until want appears after what earlier expects consumed.
 func (s *screen) expect(t *testing.T, want string) string {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		text := s.clean()
-		if i := strings.Index(text[s.read:], want); i >= 0 {
-			seen := text[s.read : s.read+i+len(want)]
-			s.read += i + len(want)
-			return seen
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the terminal never showed %q; it shows:\n%s", want, text[s.read:])
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	var text string
+	i := -1
+	wait.Until(t, 15*time.Second, fmt.Sprintf("the terminal to show %q", want), func() bool {
+		text = s.clean()
+		i = strings.Index(text[s.read:], want)
+		return i >= 0
+	}, func() string { return "it shows:\n" + text[s.read:] })
+	seen := text[s.read : s.read+i+len(want)]
+	s.read += i + len(want)
+	return seen
 }
 
 // The interactive prompt in a pseudo-terminal: info, sync (with a message

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/asmtp/asmtp/asmtp/keys"
+	"github.com/asmtp/asmtp/internal/wait"
 )
 
 func writeFile(t *testing.T, name, content string) string {
@@ -48,7 +49,7 @@ func TestTwoUsersOnTwoNodes(t *testing.T) {
 	}
 
 	var got string
-	eventually(t, 20*time.Second, "Alice's mail in Bob's sync", func() bool {
+	wait.Until(t, 20*time.Second, "Alice's mail in Bob's sync", func() bool {
 		got = bob.must("sync")
 		return got != ""
 	})
@@ -59,7 +60,7 @@ func TestTwoUsersOnTwoNodes(t *testing.T) {
 	// Bob answers in plain text, naming Alice by her passport id.
 	noteFile := writeFile(t, "note.txt", "Hi Alice\nthanks for the mail.\n")
 	bob.must("send", "--to", alicePassport, "--file", noteFile)
-	eventually(t, 20*time.Second, "Bob's note in Alice's sync", func() bool {
+	wait.Until(t, 20*time.Second, "Bob's note in Alice's sync", func() bool {
 		got = alice.must("sync")
 		return got != ""
 	})

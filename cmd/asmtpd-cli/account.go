@@ -14,6 +14,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/asmtp/asmtp/bridge"
+	"github.com/asmtp/asmtp/bridge/accounts"
 	"github.com/asmtp/asmtp/cmd/internal/config"
 )
 
@@ -28,7 +29,7 @@ func bridgeConfig(cfg *config.Config) bridge.Config {
 type bridgeFiles struct {
 	cfg    *config.Config
 	bridge bridge.Config
-	reg    *bridge.Registry
+	reg    *accounts.Registry
 }
 
 // onAccount opens the bridge files of the node at configPath, resolves the
@@ -56,7 +57,7 @@ func openBridgeFiles(ctx context.Context, configPath string) (*bridgeFiles, erro
 		return nil, err
 	}
 	bc := bridgeConfig(cfg)
-	reg, err := bridge.OpenRegistry(ctx, bc.DataDir)
+	reg, err := accounts.OpenRegistry(ctx, bc.DataDir)
 	if err != nil {
 		return nil, err
 	}
@@ -149,7 +150,7 @@ func newAccountAddCmd(configPath *string) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			mail, err := bridge.OpenMailstore(ctx, f.bridge.DataDir)
+			mail, err := accounts.OpenMailstore(ctx, f.bridge.DataDir)
 			if err != nil {
 				return err
 			}
@@ -166,7 +167,7 @@ func newAccountAddCmd(configPath *string) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&name, "name", "", "account name: the IMAP/SMTP user name (letters, digits, '.', '_', '-')")
-	cmd.Flags().StringVar(&bridgePassword, "bridge-password", "", fmt.Sprintf("IMAP/SMTP password, at least %d characters (default: a random 128-bit token)", bridge.MinPasswordLength))
+	cmd.Flags().StringVar(&bridgePassword, "bridge-password", "", fmt.Sprintf("IMAP/SMTP password, at least %d characters (default: a random 128-bit token)", accounts.MinPasswordLength))
 	cmd.Flags().StringVar(&password, "password", "", "node key password (default: $"+passwordEnv+", else a prompt)")
 	return cmd
 }
@@ -248,6 +249,6 @@ func newAccountResetPasswordCmd(configPath *string) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&name, "name", "", "account name")
-	cmd.Flags().StringVar(&bridgePassword, "bridge-password", "", fmt.Sprintf("new IMAP/SMTP password, at least %d characters (default: a random 128-bit token)", bridge.MinPasswordLength))
+	cmd.Flags().StringVar(&bridgePassword, "bridge-password", "", fmt.Sprintf("new IMAP/SMTP password, at least %d characters (default: a random 128-bit token)", accounts.MinPasswordLength))
 	return cmd
 }

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/asmtp/asmtp/asmtp/passport"
-	"github.com/asmtp/asmtp/bridge"
+	"github.com/asmtp/asmtp/bridge/accounts"
 )
 
 // cli runs the built asmtpd-cli binary.
@@ -174,12 +174,12 @@ func TestAccountAndContactCommands(t *testing.T) {
 		t.Fatalf("reset-password: %v", reset)
 	}
 	ctx := context.Background()
-	reg, err := bridge.OpenRegistry(ctx, filepath.Join(dir, "bridge"))
+	reg, err := accounts.OpenRegistry(ctx, filepath.Join(dir, "bridge"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer reg.Close()
-	if _, err := reg.Authenticate(ctx, "alice", alice["password"], "asmtp"); !errors.Is(err, bridge.ErrBadCredentials) {
+	if _, err := reg.Authenticate(ctx, "alice", alice["password"], "asmtp"); !errors.Is(err, accounts.ErrBadCredentials) {
 		t.Errorf("old password after reset-password: %v, want refused", err)
 	}
 	if name, err := reg.Authenticate(ctx, alice["address"], reset["password"], "asmtp"); name != "alice" || err != nil {

@@ -12,7 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/asmtp/asmtp/asmtp/passport"
-	"github.com/asmtp/asmtp/bridge"
+	"github.com/asmtp/asmtp/bridge/accounts"
 )
 
 func newContactCmd() *cobra.Command {
@@ -52,7 +52,7 @@ func newContactAddCmd(configPath *string) *cobra.Command {
 			}
 			ctx := cmd.Context()
 			return onAccount(ctx, *configPath, account, "--account", func(f *bridgeFiles, account string) error {
-				var c bridge.Contact
+				var c accounts.Contact
 				if passportFile != "" {
 					blocks, err := os.ReadFile(passportFile)
 					if err != nil {
@@ -92,7 +92,7 @@ func newContactAddCmd(configPath *string) *cobra.Command {
 // parsePassportID accepts a passport id or a pseudo-address.
 func parsePassportID(s, domain string) (passport.Hash, error) {
 	if strings.Contains(s, "@") {
-		a, err := bridge.ParseAddress(s, domain)
+		a, err := accounts.ParseAddress(s, domain)
 		return a.Passport, err
 	}
 	id, err := passport.ParseHash(s)
@@ -199,7 +199,7 @@ func newContactExportCmd(configPath *string) *cobra.Command {
 					return err
 				}
 				var buf bytes.Buffer
-				if err := bridge.WriteVCards(&buf, contacts, f.bridge.Domain); err != nil {
+				if err := accounts.WriteVCards(&buf, contacts, f.bridge.Domain); err != nil {
 					return err
 				}
 				return writeOutput(cmd.OutOrStdout(), output, buf.Bytes(), false)

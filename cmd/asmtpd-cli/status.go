@@ -17,6 +17,7 @@ import (
 	"github.com/asmtp/asmtp/asmtp/node"
 	"github.com/asmtp/asmtp/asmtp/node/store"
 	"github.com/asmtp/asmtp/bridge"
+	"github.com/asmtp/asmtp/bridge/accounts"
 	"github.com/asmtp/asmtp/cmd/internal/config"
 	"github.com/asmtp/asmtp/mailstore"
 )
@@ -120,31 +121,31 @@ func writeBridgeStatus(ctx context.Context, w io.Writer, cfg *config.Config, now
 		fmt.Fprintln(w, "bridge: disabled in the config")
 	}
 	// Opening would create the files: report their absence instead.
-	if _, err := os.Stat(filepath.Join(bc.DataDir, bridge.RegistryFile)); errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(filepath.Join(bc.DataDir, accounts.RegistryFile)); errors.Is(err, os.ErrNotExist) {
 		fmt.Fprintln(w, "accounts: none (no bridge registry yet)")
 		return nil
 	}
-	reg, err := bridge.OpenRegistry(ctx, bc.DataDir)
+	reg, err := accounts.OpenRegistry(ctx, bc.DataDir)
 	if err != nil {
 		return err
 	}
 	defer reg.Close()
-	accounts, err := reg.Accounts(ctx)
+	all, err := reg.Accounts(ctx)
 	if err != nil {
 		return err
 	}
-	if len(accounts) == 0 {
+	if len(all) == 0 {
 		fmt.Fprintln(w, "accounts: none")
 		return nil
 	}
 	var mail *mailstore.DB
-	if _, err := os.Stat(filepath.Join(bc.DataDir, bridge.MailFile)); err == nil {
-		if mail, err = bridge.OpenMailstore(ctx, bc.DataDir); err != nil {
+	if _, err := os.Stat(filepath.Join(bc.DataDir, accounts.MailFile)); err == nil {
+		if mail, err = accounts.OpenMailstore(ctx, bc.DataDir); err != nil {
 			return err
 		}
 		defer mail.Close()
 	}
-	for _, a := range accounts {
+	for _, a := range all {
 		if err := writeAccountStatus(ctx, w, reg, mail, bc, a, now); err != nil {
 			return err
 		}
@@ -152,7 +153,7 @@ func writeBridgeStatus(ctx context.Context, w io.Writer, cfg *config.Config, now
 	return nil
 }
 
-func writeAccountStatus(ctx context.Context, w io.Writer, reg *bridge.Registry, mail *mailstore.DB, bc bridge.Config, a bridge.Account, now time.Time) error {
+func writeAccountStatus(ctx context.Context, w io.Writer, reg *accounts.Registry, mail *mailstore.DB, bc bridge.Config, a accounts.Account, now time.Time) error {
 	domain := bc.Domain
 	fmt.Fprintf(w, "account %s (%s)\n", a.Name, a.Address(domain))
 	contacts, err := reg.Contacts(ctx, a.Name)
@@ -169,7 +170,7 @@ func writeAccountStatus(ctx context.Context, w io.Writer, reg *bridge.Registry, 
 		if last, err = mail.LastDeliveries(ctx, a.Name); err != nil {
 			return err
 		}
-		// The bridge's delivery status notifications (bridge/dsn.go).
+		// The bridge's delivery status notifications (bridge/outbound/dsn.go).
 		if bounces, err = mail.CountHeaderMatches(ctx, a.Name, mailstore.Inbox, "mailer-daemon@", "report-type=delivery-status"); err != nil {
 			return err
 		}

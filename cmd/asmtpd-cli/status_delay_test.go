@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/asmtp/asmtp/bridge"
+	"github.com/asmtp/asmtp/bridge/accounts"
 	"github.com/asmtp/asmtp/mailstore"
 )
 
@@ -34,7 +34,7 @@ func TestStatusDelayWarnings(t *testing.T) {
 	alice := fields(t, mustRun(t, "account", "add", "--config", cfg, "--name", "alice", "--password", "node pw"),
 		"address", "imap", "smtp", "carddav", "username", "password")["address"]
 
-	mail, err := mailstore.Open(ctx, filepath.Join(dir, "bridge", bridge.MailFile))
+	mail, err := mailstore.Open(ctx, filepath.Join(dir, "bridge", accounts.MailFile))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,7 @@ import (
 	"github.com/asmtp/asmtp/asmtp/gossip"
 	"github.com/asmtp/asmtp/asmtp/node/store"
 	"github.com/asmtp/asmtp/asmtp/topic"
-	"github.com/asmtp/asmtp/bridge"
+	"github.com/asmtp/asmtp/bridge/accounts"
 	"github.com/asmtp/asmtp/mailstore"
 )
 
@@ -90,7 +90,7 @@ func TestStatus(t *testing.T) {
 
 	// Alice's outbox: one message to Bob, one to Carol that failed once;
 	// Bob received one message from Alice.
-	reg, err := bridge.OpenRegistry(ctx, filepath.Join(dir, "bridge"))
+	reg, err := accounts.OpenRegistry(ctx, filepath.Join(dir, "bridge"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +103,7 @@ func TestStatus(t *testing.T) {
 	if err != nil || len(aliceContacts) != 2 {
 		t.Fatalf("alice's contacts: %v, %v", aliceContacts, err)
 	}
-	mail, err := mailstore.Open(ctx, filepath.Join(dir, "bridge", bridge.MailFile))
+	mail, err := mailstore.Open(ctx, filepath.Join(dir, "bridge", accounts.MailFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +138,7 @@ func TestStatus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Shaped like bridge/dsn.go's reports.
+	// Shaped like bridge/outbound/dsn.go's reports.
 	dsn := "From: Mail Delivery System <MAILER-DAEMON@asmtp>\r\nSubject: Undelivered Mail\r\nMIME-Version: 1.0\r\n" +
 		"Content-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\r\n\r\n--b\r\n\r\nfailed\r\n--b--\r\n"
 	if _, err := mail.DeliveryFailed(ctx, mailstore.OutboxItem{OutboxID: id3, Account: "alice", OutboxRecipient: mailstore.OutboxRecipient{Passport: bobC.Passport, Address: bob}}, []byte(dsn), now); err != nil {

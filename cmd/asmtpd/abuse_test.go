@@ -17,6 +17,7 @@ import (
 	"github.com/asmtp/asmtp/asmtp/keys"
 	"github.com/asmtp/asmtp/asmtp/topic"
 	"github.com/asmtp/asmtp/asmtp/wire"
+	"github.com/asmtp/asmtp/internal/wait"
 )
 
 // The node-abuse issue's Must-show, against real asmtpd processes, with
@@ -64,7 +65,7 @@ func TestStrangerFloodIsBounded(t *testing.T) {
 		if !strings.Contains(logOf(t, n.c), "peer="+keys.Public(attacker.key).String()+" why=\"storage quota\"") || r.refusals == 0 {
 			t.Errorf("%s: not quarantined for its quota (%d re-links refused)", c.name, r.refusals)
 		}
-		// Bob's bridge reports the junk it cannot open (bridge/inbound.go).
+		// Bob's bridge reports the junk it cannot open (bridge/inbound).
 		if !strings.Contains(logOf(t, n.c), `msg="message reported as not opening" node=`) ||
 			!strings.Contains(logOf(t, n.c), "peer="+keys.Public(attacker.key).String()+" bytes=") {
 			t.Errorf("%s: bob's bridge reported none of the junk to the node", c.name)
@@ -189,17 +190,14 @@ func TestStoppedPeerDelaysNoOtherLink(t *testing.T) {
 	r.subscribe(ctx, t, x, thread, probes.receive)
 	// The overlay is up once S's user gets X's user's messages and R gets
 	// Q's probes.
-	deadline := time.Now().Add(45 * time.Second)
-	for i := 0; ; i++ {
-		if time.Now().After(deadline) {
-			t.Fatal("overlay of X, S, Q and R not formed within 45 s")
-		}
+	i := 0
+	wait.Until(t, 45*time.Second, "the overlay of X, S, Q and R", func() bool {
+		i++
 		ux.send(ctx, t, wire.Topic{Topic: thread, Content: fmt.Appendf(nil, "hello s %d", i)})
 		sendProbe(ctx, t, qc, thread)
-		if _, ok := us.receive(thread, "hello s", 500*time.Millisecond); ok && probes.count() > 0 {
-			break
-		}
-	}
+		_, ok := us.receive(thread, "hello s", 500*time.Millisecond)
+		return ok && probes.count() > 0
+	})
 	baseline := probeFor(ctx, t, qc, thread, probes, 2*time.Second, nil)
 
 	if err := s.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
@@ -327,10 +325,7 @@ func probeFor(ctx context.Context, t *testing.T, qc *wire.Conn, thread topic.Top
 	tick.Stop()
 	close(stop)
 	wg.Wait()
-	waitUntil := time.Now().Add(time.Second)
-	for time.Now().Before(waitUntil) && !sink.has(sent) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	wait.Poll(time.Second, func() bool { return sink.has(sent) })
 	sink.mu.Lock()
 	defer sink.mu.Unlock()
 	out := make([]time.Duration, len(sent))

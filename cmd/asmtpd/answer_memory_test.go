@@ -18,6 +18,7 @@ import (
 	"github.com/asmtp/asmtp/asmtp/node/store"
 	"github.com/asmtp/asmtp/asmtp/topic"
 	"github.com/asmtp/asmtp/asmtp/wire"
+	"github.com/asmtp/asmtp/internal/procmem"
 )
 
 // TestFiveCatchUpsMemory: a real asmtpd holding 1,000 messages of 64 KiB
@@ -40,7 +41,7 @@ func TestFiveCatchUpsMemory(t *testing.T) {
 	fillStore(t, a, tp, messages, wire.MaxTopicContent)
 	a.start(t)
 	a.waitListening(t)
-	before := peakRSS(t, a)
+	before := procmem.MustStatus(t, a.cmd.Process.Pid, "VmHWM")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -57,7 +58,7 @@ func TestFiveCatchUpsMemory(t *testing.T) {
 			t.Errorf("asker %d: %d messages before Complete, want %d (%v)", i, got[i], messages, errs[i])
 		}
 	}
-	peak := peakRSS(t, a)
+	peak := procmem.MustStatus(t, a.cmd.Process.Pid, "VmHWM")
 	t.Logf("%d answers of %d x %d bytes in %v; node peak RSS %d MiB (%d MiB before the queries)",
 		askers, messages, wire.MaxTopicContent, time.Since(began).Round(time.Millisecond), peak>>20, before>>20)
 	if peak > 256<<20 {

@@ -3,14 +3,14 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"net"
-	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/asmtp/asmtp/internal/procmem"
+	"github.com/asmtp/asmtp/internal/wait"
 )
 
 // The attacks of the bridge security issue on login and connections, run
@@ -58,19 +58,15 @@ func startAttackBridge(t *testing.T) *attackBridge {
 	b.p.start(t)
 	t.Cleanup(func() { b.p.stop(t) })
 	b.p.waitListening(t)
-	deadline := time.Now().Add(30 * time.Second)
 	for _, addr := range []string{b.imap, b.smtp} {
-		for {
-			c, err := net.DialTimeout("tcp", addr, time.Second)
-			if err == nil {
+		var err error
+		wait.Until(t, 30*time.Second, "the bridge listening on "+addr, func() bool {
+			var c net.Conn
+			if c, err = net.DialTimeout("tcp", addr, time.Second); err == nil {
 				c.Close()
-				break
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("bridge not listening on %s within 30 s: %v", addr, err)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+			return err == nil
+		}, func() string { return err.Error() })
 	}
 	return b
 }
@@ -90,52 +86,21 @@ func (b *attackBridge) attack(t *testing.T, out any, args ...string) {
 	}
 }
 
-// resetPeakRSS makes the kernel's peak RSS of the process (VmHWM) start
-// again from its current RSS, and returns that.
-func (b *attackBridge) resetPeakRSS(t *testing.T) int {
-	t.Helper()
-	pid := b.p.cmd.Process.Pid
-	if err := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0); err != nil {
-		t.Fatal(err)
-	}
-	return b.statusKiB(t, "VmRSS")
-}
-
-// statusKiB reads a field of /proc/PID/status, in KiB.
-func (b *attackBridge) statusKiB(t *testing.T, field string) int {
-	t.Helper()
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", b.p.cmd.Process.Pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(status), "\n") {
-		if v, ok := strings.CutPrefix(line, field+":"); ok {
-			n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
-			if err != nil {
-				t.Fatalf("%s: %q", field, line)
-			}
-			return n
-		}
-	}
-	t.Fatalf("no %s in /proc/PID/status", field)
-	return 0
-}
-
 // TestAttackConcurrentWrongLogins: 150 concurrent wrong LOGINs at an
 // account with a chosen password raise the bridge's peak RSS by at most
 // 256 MiB (each Argon2id check takes 19 MiB; they used to run all at once,
 // 1.8-2.9 GiB).
 func TestAttackConcurrentWrongLogins(t *testing.T) {
 	b := startAttackBridge(t)
-	idle := b.resetPeakRSS(t)
+	idle := procmem.MustResetPeak(t, b.p.cmd.Process.Pid)
 	var got map[string]int
 	b.attack(t, &got, "logins", b.imap, "bob", "150")
-	peak := b.statusKiB(t, "VmHWM")
-	t.Logf("150 concurrent wrong LOGINs: %v; RSS idle %d MiB, peak %d MiB (+%d MiB)", got, idle>>10, peak>>10, (peak-idle)>>10)
+	peak := procmem.MustStatus(t, b.p.cmd.Process.Pid, "VmHWM")
+	t.Logf("150 concurrent wrong LOGINs: %v; RSS idle %d MiB, peak %d MiB (+%d MiB)", got, idle>>20, peak>>20, (peak-idle)>>20)
 	if got["failed"]+got["unavailable"] != 150 {
 		t.Errorf("answers %v, want 150 failed or unavailable", got)
 	}
-	if grow := (peak - idle) >> 10; grow > 256 {
+	if grow := (peak - idle) >> 20; grow > 256 {
 		t.Errorf("peak RSS grew by %d MiB, want at most 256", grow)
 	}
 }
@@ -152,18 +117,18 @@ func TestAttackConcurrentWrongLogins(t *testing.T) {
 // delivery edits the header beside the body.
 func TestAttackLargeSubmissions(t *testing.T) {
 	b := startAttackBridge(t)
-	idle := b.resetPeakRSS(t)
+	idle := procmem.MustResetPeak(t, b.p.cmd.Process.Pid)
 	var got struct {
 		Submitted, Inbox int
 		Errors           []string
 	}
 	b.attack(t, &got, "submit", b.smtp, b.imap, "alice", b.pw["alice"], b.address["alice"], "8", "24")
-	peak := b.statusKiB(t, "VmHWM")
-	t.Logf("8 concurrent 24 MiB submissions: %+v; RSS idle %d MiB, peak %d MiB (+%d MiB)", got, idle>>10, peak>>10, (peak-idle)>>10)
+	peak := procmem.MustStatus(t, b.p.cmd.Process.Pid, "VmHWM")
+	t.Logf("8 concurrent 24 MiB submissions: %+v; RSS idle %d MiB, peak %d MiB (+%d MiB)", got, idle>>20, peak>>20, (peak-idle)>>20)
 	if got.Submitted != 8 || got.Inbox != 8 {
 		t.Errorf("%d submitted, %d in the INBOX, want 8 and 8 (errors %v)", got.Submitted, got.Inbox, got.Errors)
 	}
-	if grow := (peak - idle) >> 10; grow > 256 {
+	if grow := (peak - idle) >> 20; grow > 256 {
 		t.Errorf("peak RSS grew by %d MiB, want at most 256", grow)
 	}
 }

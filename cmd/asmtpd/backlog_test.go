@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"database/sql"
 	"encoding/base64"
@@ -14,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/asmtp/asmtp/internal/procmem"
 )
 
 // TestBacklogCatchUp is issue 11's backlog case: bob's node C is down
@@ -59,7 +59,7 @@ func TestBacklogCatchUp(t *testing.T) {
 	} else {
 		t.Logf("%d/%d mails at bob %v after C's restart", want, want, time.Since(restarted).Round(time.Millisecond))
 	}
-	peak := peakRSS(t, n.c)
+	peak := procmem.MustStatus(t, n.c.cmd.Process.Pid, "VmHWM")
 	t.Logf("C's peak RSS: %d MiB", peak>>20)
 	if peak > 512<<20 {
 		t.Errorf("C's peak RSS %d MiB, want at most 512 MiB", peak>>20)
@@ -122,25 +122,4 @@ func waitOutboxOnNode(t *testing.T, p *proc, timeout time.Duration) {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-}
-
-// peakRSS is the running process's peak resident set size (VmHWM).
-func peakRSS(t *testing.T, p *proc) int64 {
-	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return kb << 10
-		}
-	}
-	t.Fatalf("no VmHWM in /proc/%d/status", p.cmd.Process.Pid)
-	return 0
 }

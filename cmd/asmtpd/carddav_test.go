@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/asmtp/asmtp/internal/wait"
 )
 
 // davClient is vdirsyncer syncing one account's address book into a
@@ -119,18 +121,12 @@ func (c *davClient) cardFile(t *testing.T, addr string) string {
 // moment, e.g. to fetch a passport).
 func (c *davClient) syncUntil(t *testing.T, what string, ok func(map[string]string) bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	var got map[string]string
+	wait.Until(t, 30*time.Second, what, func() bool {
 		c.sync(t)
-		got := c.emails(t)
-		if ok(got) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: khard shows %v", what, got)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		got = c.emails(t)
+		return ok(got)
+	}, func() string { return fmt.Sprintf("khard shows %v", got) })
 }
 
 // contactList is `asmtpd-cli contact list` of account on p.
@@ -174,7 +170,7 @@ func TestCardDAVWithVdirsyncerAndKhard(t *testing.T) {
 	}
 	client.sync(t)
 	readyRe := regexp.MustCompile(`(?m)^Carol +` + carol.Address + ` +ready`)
-	waitUntilTrue(t, 60*time.Second, "carol's passport fetched for the client's card", func() bool {
+	wait.Until(t, 60*time.Second, "carol's passport fetched for the client's card", func() bool {
 		return readyRe.MatchString(n.contactList(t, n.a, "alice"))
 	})
 	subject := "to the contact made in the client " + randHex(4)
@@ -254,16 +250,4 @@ password = "%[4]s"
 		t.Fatal(err)
 	}
 	return c
-}
-
-// waitUntilTrue polls ok until it holds or timeout passes.
-func waitUntilTrue(t *testing.T, timeout time.Duration, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, timeout)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
 }

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/asmtp/asmtp/internal/wait"
 )
 
 // The bridge issue's Must-show, with three real asmtpd processes on
@@ -179,34 +181,28 @@ func (n *mailNet) accountAdd(t *testing.T, p *proc, name string) mailAccount {
 // waitBridge waits until the account's IMAP server accepts a login.
 func (n *mailNet) waitBridge(t *testing.T, p *proc, a mailAccount) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if _, err := n.py("count", a.json(), "ALL"); err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			out, err := n.py("count", a.json(), "ALL")
-			t.Fatalf("bridge of %s: no IMAP login within 20 s: %v %s", p.name, err, out)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	var out string
+	var err error
+	wait.Until(t, 20*time.Second, "an IMAP login to the bridge of "+p.name, func() bool {
+		out, err = n.py("count", a.json(), "ALL")
+		return err == nil
+	}, func() string { return fmt.Sprintf("%v %s", err, out) })
 }
 
 // waitOverlay sends probe mails from alice until one reaches bob.
 func (n *mailNet) waitOverlay(t *testing.T, prefix string) {
 	t.Helper()
 	token := prefix + "-" + randHex(4)
-	deadline := time.Now().Add(90 * time.Second)
-	for i := 0; time.Now().Before(deadline); i++ {
+	i := 0
+	wait.Until(t, 90*time.Second, "a probe mail from alice at bob", func() bool {
+		i++
 		raw := plainMail(n.alice.Address, n.bob.Address, fmt.Sprintf("%s-%d", token, i), "probe\r\n")
 		if out, err := n.sendRaw(t, n.alice, n.bob.Address, raw); err != nil {
 			t.Logf("probe %d not submitted: %v %s", i, err, out)
 		}
-		if _, err := n.py("wait", n.bob.json(), token, "1", "4"); err == nil {
-			return
-		}
-	}
-	t.Fatalf("no probe mail reached bob within 90 s")
+		_, err := n.py("wait", n.bob.json(), token, "1", "4")
+		return err == nil
+	})
 }
 
 func (n *mailNet) py(args ...string) (string, error) {
@@ -472,23 +468,17 @@ func TestMailThreeNodes(t *testing.T) {
 	// (bridge.DefaultRetryWindow, 4 days, not configurable), so the test
 	// only checks that A retries it rather than sending it or dropping it.
 	id, _, _ := strings.Cut(unknown, "@")
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	var deferred, sentLine string
+	wait.Until(t, 30*time.Second, "A's log to show the mail to the unknown passport deferred", func() bool {
 		log, _ := os.ReadFile(filepath.Join(n.a.dir, "asmtpd.log"))
-		if line := grepLine(log, "mail deferred", id); line != "" {
-			t.Logf("mail to unknown passport accepted, then deferred by A: %s", line)
-			break
-		}
-		if line := grepLine(log, "mail sent", id); line != "" {
-			t.Errorf("mail to unknown passport reported sent: %s", line)
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Errorf("A's log shows no deferral of the mail to the unknown passport within 30 s")
-			break
-		}
-		time.Sleep(500 * time.Millisecond)
+		deferred, sentLine = grepLine(log, "mail deferred", id), grepLine(log, "mail sent", id)
+		return deferred != "" || sentLine != ""
+	})
+	if sentLine != "" {
+		t.Errorf("mail to unknown passport reported sent: %s", sentLine)
+		return
 	}
+	t.Logf("mail to unknown passport accepted, then deferred by A: %s", deferred)
 }
 
 // grepLine returns the first line of log containing all of subs.
@@ -659,16 +649,12 @@ func TestMuttUnderTmux(t *testing.T) {
 	}
 	t.Cleanup(func() { tmux("kill-server") })
 	waitPane := func(session, want string, timeout time.Duration) (string, bool) {
-		deadline := time.Now().Add(timeout)
 		var last string
-		for time.Now().Before(deadline) {
+		ok := wait.Poll(timeout, func() bool {
 			last, _ = tmux("capture-pane", "-p", "-t", session)
-			if strings.Contains(last, want) {
-				return last, true
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
-		return last, false
+			return strings.Contains(last, want)
+		})
+		return last, ok
 	}
 	env := "HOME=" + dir + " TERM=xterm-256color "
 	if out, err := tmux("new-session", "-d", "-s", "alice", "-x", "200", "-y", "50", env+"mutt -n -F "+aliceRC); err != nil {
@@ -771,51 +757,48 @@ func TestKill9DuringSubmissions(t *testing.T) {
 	n.a.start(t)
 	n.a.waitListening(t)
 
-	deadline := time.Now().Add(120 * time.Second)
+	// counts maps the burst's mail ids at bob to how often each arrived.
 	var counts map[string]int
-	for {
+	countAtBob := func() {
 		counts = map[string]int{}
 		for s, c := range n.subjectCounts(t, n.bob) {
-			if strings.HasPrefix(s, tok+"-") {
-				counts[strings.TrimPrefix(s, tok+"-")] += c
+			if id, ok := strings.CutPrefix(s, tok+"-"); ok {
+				counts[id] += c
 			}
 		}
-		missing := 0
+	}
+	missing := func() string {
+		var ids []string
 		for id := range acked {
 			if counts[id] == 0 {
-				missing++
+				ids = append(ids, id)
 			}
 		}
-		if missing == 0 {
-			t.Logf("all %d acknowledged mails at bob %v after A's restart", len(acked), time.Since(restarted).Round(time.Millisecond))
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Errorf("%d acknowledged mails not at bob 120 s after A's restart", missing)
-			break
-		}
-		time.Sleep(time.Second)
+		return strings.Join(ids, " ")
 	}
-	// Let late duplicates show up before judging "exactly once".
-	time.Sleep(5 * time.Second)
-	counts = map[string]int{}
-	for s, c := range n.subjectCounts(t, n.bob) {
-		if strings.HasPrefix(s, tok+"-") {
-			counts[strings.TrimPrefix(s, tok+"-")] += c
+	wait.Until(t, 120*time.Second, "every acknowledged mail at bob after A's restart", func() bool {
+		countAtBob()
+		return missing() == ""
+	}, func() string { return "missing: " + missing() })
+	t.Logf("all %d acknowledged mails at bob %v after A's restart", len(acked), time.Since(restarted).Round(time.Millisecond))
+	// A late duplicate would show up within seconds of the last mail.
+	twice := func() string {
+		var ids []string
+		for id, c := range counts {
+			if c > 1 {
+				ids = append(ids, fmt.Sprintf("%s (%d times)", id, c))
+			}
 		}
+		return strings.Join(ids, " ")
 	}
+	wait.Never(t, 5*time.Second, "a mail arrived twice", func() bool {
+		countAtBob()
+		return twice() != ""
+	}, twice)
 	extra := 0
-	for id, c := range counts {
-		if c > 1 {
-			t.Errorf("mail %s arrived %d times", id, c)
-		}
+	for id := range counts {
 		if !acked[id] {
 			extra++
-		}
-	}
-	for id := range acked {
-		if counts[id] == 0 {
-			t.Errorf("acknowledged mail %s never arrived", id)
 		}
 	}
 	t.Logf("unacknowledged mails that arrived anyway (allowed, once): %d", extra)
@@ -853,14 +836,21 @@ func TestRecipientOfflineTwoMinutes(t *testing.T) {
 		t.Fatalf("not all 10 mails at bob 120 s after C's restart: %s", out)
 	}
 	t.Logf("all 10 at bob %v after C's restart", time.Since(restarted).Round(time.Millisecond))
-	time.Sleep(5 * time.Second)
-	counts := n.subjectCounts(t, n.bob)
-	for i := range 10 {
-		s := fmt.Sprintf("%s-%02d", tok, i)
-		if counts[s] != 1 {
-			t.Errorf("%s arrived %d times, want once", s, counts[s])
+	// A late duplicate would show up within seconds of the last mail.
+	var counts map[string]int
+	twice := func() string {
+		var subjects []string
+		for i := range 10 {
+			if s := fmt.Sprintf("%s-%02d", tok, i); counts[s] != 1 {
+				subjects = append(subjects, fmt.Sprintf("%s (%d times)", s, counts[s]))
+			}
 		}
+		return strings.Join(subjects, " ")
 	}
+	wait.Never(t, 5*time.Second, "a mail not arrived exactly once", func() bool {
+		counts = n.subjectCounts(t, n.bob)
+		return twice() != ""
+	}, twice)
 }
 
 const mailTool = `

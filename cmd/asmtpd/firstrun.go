@@ -15,6 +15,7 @@ import (
 
 	"github.com/asmtp/asmtp/asmtp/keys"
 	"github.com/asmtp/asmtp/bridge"
+	"github.com/asmtp/asmtp/bridge/accounts"
 	"github.com/asmtp/asmtp/cmd/internal/config"
 )
 
@@ -95,18 +96,18 @@ func firstRun(ctx context.Context, dir string, o *options, stdout, stderr io.Wri
 
 func createAccount(ctx context.Context, cfg *config.Config, key []byte, name string, stdout io.Writer) error {
 	bc := cfg.BridgeConfig(nil)
-	reg, err := bridge.OpenRegistry(ctx, bc.DataDir)
+	reg, err := accounts.OpenRegistry(ctx, bc.DataDir)
 	if err != nil {
 		return err
 	}
 	defer reg.Close()
-	mail, err := bridge.OpenMailstore(ctx, bc.DataDir)
+	mail, err := accounts.OpenMailstore(ctx, bc.DataDir)
 	if err != nil {
 		return err
 	}
 	defer mail.Close()
 	a, token, err := reg.CreateAccount(ctx, mail, key, name, "")
-	if errors.Is(err, bridge.ErrAccountExists) {
+	if errors.Is(err, accounts.ErrAccountExists) {
 		// An earlier first run stopped after making the account: give it a
 		// fresh password, since the first one may never have been seen.
 		if a, err = reg.Account(ctx, name); err == nil {
@@ -127,7 +128,7 @@ func accountName() string {
 		return "me"
 	}
 	name := strings.ToLower(regexp.MustCompile(`[^A-Za-z0-9._-]`).ReplaceAllString(u.Username, ""))
-	if n, err := bridge.CheckAccountName(name); err == nil {
+	if n, err := accounts.CheckAccountName(name); err == nil {
 		return n
 	}
 	return "me"

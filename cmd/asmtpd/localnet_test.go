@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/asmtp/asmtp/internal/wait"
 )
 
 // localNetOffsets are the ports contrib/local-network.sh listens on, above
@@ -90,7 +92,7 @@ func TestLocalNetworkScript(t *testing.T) {
 	}
 	for _, off := range localNetOffsets {
 		addr := fmt.Sprintf("127.0.0.1:%d", base+off)
-		waitUntilTrue(t, 20*time.Second, addr+" listening", func() bool {
+		wait.Until(t, 20*time.Second, addr+" listening", func() bool {
 			c, err := net.DialTimeout("tcp", addr, time.Second)
 			if err == nil {
 				c.Close()

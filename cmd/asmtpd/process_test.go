@@ -24,6 +24,7 @@ import (
 	"github.com/asmtp/asmtp/asmtp/node/store"
 	"github.com/asmtp/asmtp/asmtp/topic"
 	"github.com/asmtp/asmtp/asmtp/wire"
+	"github.com/asmtp/asmtp/internal/wait"
 )
 
 // TestThreeProcesses runs three asmtpd processes on loopback, configured
@@ -337,22 +338,18 @@ func tail(b []byte, lines int) []byte {
 
 func (p *proc) waitListening(t *testing.T) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", p.addr(), time.Second)
-		if err == nil {
-			c.Close()
-			return
-		}
+	wait.Until(t, 15*time.Second, "node "+p.name+" listening on "+p.addr(), func() bool {
 		select {
 		case err := <-p.exited:
 			t.Fatalf("node %s exited: %v", p.name, err)
-		case <-time.After(50 * time.Millisecond):
+		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("node %s does not listen on %s", p.name, p.addr())
+		c, err := net.DialTimeout("tcp", p.addr(), time.Second)
+		if err == nil {
+			c.Close()
 		}
-	}
+		return err == nil
+	})
 }
 
 func (p *proc) kill(t *testing.T) {

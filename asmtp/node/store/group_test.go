@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/asmtp/asmtp/asmtp/topic"
+	"github.com/asmtp/asmtp/internal/wait"
 )
 
 // Durable adds that queue while another holds the writer share one
@@ -43,19 +44,17 @@ func TestGroupCommit(t *testing.T) {
 			results[i], errs[i] = s.AddMessagesDurable(ctx, ms)
 		})
 	}
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+	var queued int
+	allQueued := wait.Poll(5*time.Second, func() bool {
 		s.groupMu.Lock()
-		queued := len(s.group)
+		queued = len(s.group)
 		s.groupMu.Unlock()
-		if queued == callers {
-			break
-		}
-		if time.Now().After(deadline) {
-			s.write.Unlock()
-			t.Fatalf("%d of %d callers queued", queued, callers)
-		}
+		return queued == callers
+	})
+	s.write.Unlock() // before failing: the callers and Close need the writer
+	if !allQueued {
+		t.Fatalf("%d of %d callers queued", queued, callers)
 	}
-	s.write.Unlock()
 	wg.Wait()
 
 	if got := s.commits.Load() - before; got != 1 {
@@ -116,18 +115,15 @@ func TestBackgroundCheckpoint(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+	var size int64
+	wait.Until(t, 5*time.Second, "the WAL checkpointed into the database file", func() bool {
 		fi, err := os.Stat(path)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if fi.Size() >= 2<<20 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("database file %d bytes after 2 MiB of commits: not checkpointed", fi.Size())
-		}
-	}
+		size = fi.Size()
+		return size >= 2<<20
+	}, func() string { return fmt.Sprintf("database file %d bytes after 2 MiB of commits", size) })
 }
 
 const crashChildEnv = "ASMTP_STORE_CRASH_CHILD"

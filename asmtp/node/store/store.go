@@ -19,12 +19,10 @@
 // Durable message writes are group-committed (AddMessagesDurable): callers
 // that arrive while another's commit holds the writer share the next
 // transaction and its one fsync, and each returns only after that commit.
-// The writers never checkpoint the WAL themselves (wal_autocheckpoint is
-// off): SQLite would do it inside whichever commit crossed its threshold,
-// copying megabytes and fsyncing the database file before that commit
-// could return. A third connection checkpoints passively in the background
-// after commits (checkpointLoop); a checkpoint moves data already committed
-// to the WAL, so acknowledged writes do not depend on it.
+// The writers never checkpoint the WAL themselves: a third connection
+// checkpoints passively in the background after commits, so acknowledged
+// writes neither wait for nor depend on it. The connections, the
+// checkpointer and the migrations are internal/sqlitedb's.
 package store
 
 import (
@@ -32,16 +30,14 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
-
 	"github.com/asmtp/asmtp/asmtp/keys"
 	"github.com/asmtp/asmtp/asmtp/passport"
 	"github.com/asmtp/asmtp/asmtp/topic"
+	"github.com/asmtp/asmtp/internal/sqlitedb"
 )
 
 // migrations are applied in order; PRAGMA user_version records how many
@@ -101,8 +97,9 @@ var migrations = []string{
 
 // Store is the node's database. Its methods are safe for concurrent use.
 type Store struct {
-	db      *sql.DB    // synchronous=FULL: acknowledged writes
-	relaxed *sql.DB    // synchronous=NORMAL: writes nobody waits on
+	sql     *sqlitedb.DB
+	db      *sql.DB    // sql.Durable, synchronous=FULL: acknowledged writes
+	relaxed *sql.DB    // sql.Relaxed, synchronous=NORMAL: writes nobody waits on
 	read    *sql.DB    // a pool of read-only connections: reads never wait for the writer
 	write   sync.Mutex // one writer at a time across both connections
 
@@ -120,40 +117,22 @@ type Store struct {
 	// only under write.
 	lastCursor int64
 	reserved   atomic.Int64
-
-	ck     *sql.DB       // runs the WAL checkpoints, off the writers' commits
-	ckWake chan struct{} // a commit happened: checkpoint soon
-	ckStop chan struct{}
-	ckDone chan struct{}
-	ckOnce sync.Once
 }
 
 // Open opens (creating if needed) the database at path and migrates it.
 func Open(ctx context.Context, path string) (*Store, error) {
-	db, err := openConn(path, "FULL", true)
+	sdb, err := sqlitedb.Open(ctx, path, migrations)
 	if err != nil {
-		return nil, fmt.Errorf("open store %s: %w", path, err)
+		return nil, fmt.Errorf("open store: %w", err)
 	}
-	s := &Store{db: db}
-	if err := s.migrate(ctx); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open store %s: %w", path, err)
+	s := &Store{sql: sdb, db: sdb.Durable, relaxed: sdb.Relaxed}
+	if s.read, err = sdb.Readers(ReadConns); err == nil {
+		if err = s.loadSize(ctx); err == nil {
+			err = s.reserveAtOpen(ctx)
+		}
 	}
-	if err := s.openOthers(path); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open store %s: %w", path, err)
-	}
-	if err := s.loadSize(ctx); err != nil {
-		s.read.Close()
-		s.ck.Close()
-		s.relaxed.Close()
-		db.Close()
-		return nil, fmt.Errorf("open store %s: %w", path, err)
-	}
-	s.ckWake, s.ckStop, s.ckDone = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
-	go s.checkpointLoop()
-	if err := s.reserveAtOpen(ctx); err != nil {
-		s.Close()
+	if err != nil {
+		sdb.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	return s, nil
@@ -255,67 +234,10 @@ func (s *Store) noteCursor(c int64) {
 	s.lastCursor = max(s.lastCursor, c)
 }
 
-// openConn opens one connection to the database in WAL mode. A writer
-// never checkpoints (see the package comment).
-func openConn(path, synchronous string, writer bool) (*sql.DB, error) {
-	q := url.Values{}
-	q.Add("_pragma", "busy_timeout(10000)")
-	q.Add("_pragma", "journal_mode(WAL)")
-	q.Add("_pragma", "synchronous("+synchronous+")")
-	if writer {
-		q.Add("_pragma", "wal_autocheckpoint(0)")
-	}
-	q.Add("_txlock", "immediate")
-	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
-	if err != nil {
-		return nil, err
-	}
-	db.SetMaxOpenConns(1)
-	db.SetConnMaxIdleTime(0)
-	return db, db.Ping()
-}
-
-// ReadConns is the size of the read-only connection pool.
+// ReadConns is the size of the read-only connection pool: in WAL mode
+// they read the last commit while the writer writes, so a dedupe lookup
+// or a catch-up answer never queues behind a commit (and its fsync).
 const ReadConns = 4
-
-// openOthers opens the relaxed writer, the checkpointer and the read
-// pool beside the durable writer.
-func (s *Store) openOthers(path string) error {
-	var err error
-	if s.relaxed, err = openConn(path, "NORMAL", true); err != nil {
-		return err
-	}
-	// The checkpointer's synchronous=FULL makes it fsync the WAL before
-	// copying and the database file after (NORMAL would do the same for a
-	// checkpoint; FULL states the intent).
-	if s.ck, err = openConn(path, "FULL", false); err != nil {
-		s.relaxed.Close()
-		return err
-	}
-	if s.read, err = openReadPool(path); err != nil {
-		s.ck.Close()
-		s.relaxed.Close()
-		return err
-	}
-	return nil
-}
-
-// openReadPool opens ReadConns query-only connections: in WAL mode they
-// read the last commit while the writer writes, so a dedupe lookup or a
-// catch-up answer never queues behind a commit (and its fsync).
-func openReadPool(path string) (*sql.DB, error) {
-	q := url.Values{}
-	q.Add("_pragma", "busy_timeout(10000)")
-	q.Add("_pragma", "journal_mode(WAL)")
-	q.Add("_pragma", "query_only(1)")
-	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
-	if err != nil {
-		return nil, err
-	}
-	db.SetMaxOpenConns(ReadConns)
-	db.SetMaxIdleConns(ReadConns)
-	return db, db.Ping()
-}
 
 // loadSize reads the stored content size once; writes keep it current.
 func (s *Store) loadSize(ctx context.Context) error {
@@ -358,80 +280,13 @@ func (s *Store) exec(ctx context.Context, sync Sync, query string, args ...any) 
 	return s.conn(sync).ExecContext(ctx, query, args...)
 }
 
-// committed wakes checkpointLoop after a write transaction (committed or
-// not: a spare checkpoint is cheap).
-func (s *Store) committed() {
-	select {
-	case s.ckWake <- struct{}{}:
-	default:
-	}
-}
-
-// checkpointSpacing is the least time between two checkpoints: each
-// copies what the commits since the previous one appended to the WAL.
-const checkpointSpacing = 50 * time.Millisecond
-
-// checkpointLoop copies the WAL into the database file after commits, at
-// most once per checkpointSpacing, beside the writers: a passive
-// checkpoint takes no write lock, so commits (and their fsyncs) go on
-// while it copies. A checkpoint that cannot finish (a reader still uses
-// old frames) is done again after the next commit; SQLite restarts the
-// WAL from its start once a checkpoint has copied all of it, which keeps
-// the file from growing.
-func (s *Store) checkpointLoop() {
-	defer close(s.ckDone)
-	t := time.NewTimer(0)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.ckStop:
-			return
-		case <-s.ckWake:
-		}
-		// An error (SQLITE_BUSY from a concurrent checkpoint, I/O) loses
-		// nothing: the frames stay in the WAL and the next run copies them.
-		s.ck.Exec(`PRAGMA wal_checkpoint(PASSIVE)`)
-		t.Reset(checkpointSpacing)
-		select {
-		case <-s.ckStop:
-			return
-		case <-t.C:
-		}
-	}
-}
+// committed wakes the checkpointer after a write transaction (committed
+// or not: a spare checkpoint is cheap).
+func (s *Store) committed() { s.sql.Committed() }
 
 // Close closes the database. The last connection to close checkpoints the
 // whole WAL.
-func (s *Store) Close() error {
-	s.ckOnce.Do(func() { close(s.ckStop) })
-	<-s.ckDone
-	return errors.Join(s.read.Close(), s.ck.Close(), s.relaxed.Close(), s.db.Close())
-}
-
-func (s *Store) migrate(ctx context.Context) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	defer tx.Rollback()
-	var version int
-	if err := tx.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&version); err != nil {
-		return fmt.Errorf("migrate: read version: %w", err)
-	}
-	if version > len(migrations) {
-		return fmt.Errorf("migrate: database version %d is newer than this program (%d)", version, len(migrations))
-	}
-	for i := version; i < len(migrations); i++ {
-		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
-			return fmt.Errorf("migrate to version %d: %w", i+1, err)
-		}
-	}
-	// PRAGMA does not take bound parameters; the value is our own integer.
-	if _, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA user_version = %d`, len(migrations))); err != nil {
-		return fmt.Errorf("migrate: write version: %w", err)
-	}
-	return tx.Commit()
-}
+func (s *Store) Close() error { return s.sql.Close() }
 
 // --- node state ---
 

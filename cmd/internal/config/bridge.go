@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/asmtp/asmtp/bridge"
+	"github.com/asmtp/asmtp/bridge/accounts"
 )
 
 // Bridge is the mail bridge: IMAP and SMTP for ordinary mail clients, run
@@ -46,7 +47,7 @@ func defaultBridge() Bridge {
 	return Bridge{
 		Enabled:              true,
 		DataDir:              "bridge",
-		Domain:               bridge.DefaultDomain,
+		Domain:               accounts.DefaultDomain,
 		IMAPListenAddress:    Address{netip.MustParseAddrPort(bridge.DefaultIMAPAddr)},
 		SMTPListenAddress:    Address{netip.MustParseAddrPort(bridge.DefaultSMTPAddr)},
 		CardDAVListenAddress: Address{netip.MustParseAddrPort(bridge.DefaultCardDAVAddr)},
@@ -65,7 +66,7 @@ func (b *Bridge) validate(fail func(key, format string, args ...any)) {
 	if b.DelayWarning <= 0 {
 		fail("bridge.delay_warning", "must be a positive duration such as \"4h\" (at or past retry_window: no delay report)")
 	}
-	if err := bridge.CheckDomain(b.Domain); err != nil {
+	if err := accounts.CheckDomain(b.Domain); err != nil {
 		fail("bridge.domain", "%v", err)
 	}
 	type listener struct {

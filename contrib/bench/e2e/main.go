@@ -24,14 +24,13 @@ import (
 	"unsafe"
 
 	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/asmtp/asmtp/contrib/bench/mailsystem"
 )
 
 // system is one mail system under test.
 type system struct {
-	name                   string
-	smtp, smtpUser, smtpPw string // AUTH PLAIN if smtpUser != ""
-	from, to               string
-	imap, imapUser, imapPw string
+	mailsystem.Endpoints
 
 	smtpConn *smtpConn
 	imapC    *imapclient.Client
@@ -51,21 +50,21 @@ type system struct {
 	notify chan struct{}
 }
 
+// sizeCount is how many mails of one size to measure.
+type sizeCount struct{ size, n int }
+
+// row is one size's latencies: per system, and the reference's delivery
+// into its Maildir (index 2, with -ref-maildir-new).
+type row struct {
+	size, n          int
+	p50, p99, mean   [3]time.Duration
+	minimum, maximum [3]time.Duration
+}
+
 func main() {
 	var ours, ref system
-	flags := func(s *system, p, name string) {
-		flag.StringVar(&s.name, p+"name", name, "display name")
-		flag.StringVar(&s.smtp, p+"smtp", "", "SMTP host:port")
-		flag.StringVar(&s.smtpUser, p+"smtp-user", "", "SMTP AUTH PLAIN user (empty: no AUTH)")
-		flag.StringVar(&s.smtpPw, p+"smtp-pass", "", "SMTP AUTH password")
-		flag.StringVar(&s.from, p+"from", "", "envelope sender")
-		flag.StringVar(&s.to, p+"to", "", "envelope recipient")
-		flag.StringVar(&s.imap, p+"imap", "", "recipient's IMAP host:port")
-		flag.StringVar(&s.imapUser, p+"imap-user", "", "IMAP user")
-		flag.StringVar(&s.imapPw, p+"imap-pass", "", "IMAP password")
-	}
-	flags(&ours, "ours-", "asmtp")
-	flags(&ref, "ref-", "postfix+dovecot")
+	ours.Flags("ours-", "asmtp")
+	ref.Flags("ref-", "postfix+dovecot")
 	flag.StringVar(&ref.watchDir, "ref-maildir-new", "", "reference recipient's Maildir new/ directory, to also time delivery into it")
 	onlyProbe := flag.Bool("probe-only", false, "only connect and run the warm-up mails")
 	sizesFlag := flag.String("sizes", "10240:200,1048576:200", "comma-separated size:count")
@@ -73,96 +72,113 @@ func main() {
 	warmup := flag.Int("warmup", 3, "unmeasured mails per system first")
 	probeTimeout := flag.Duration("probe-timeout", 120*time.Second, "wait for the first (warm-up) mail, while the overlay forms")
 	flag.Parse()
-
-	type sizeCount struct{ size, n int }
-	var sizes []sizeCount
-	for _, f := range strings.Split(*sizesFlag, ",") {
-		a, b, ok := strings.Cut(f, ":")
-		size, err1 := strconv.Atoi(a)
-		n, err2 := strconv.Atoi(b)
-		if !ok || err1 != nil || err2 != nil || n <= 0 {
-			fatal(fmt.Errorf("bad -sizes entry %q", f))
-		}
-		sizes = append(sizes, sizeCount{size, n})
+	sizes, err := parseSizes(*sizesFlag)
+	if err != nil {
+		fatal(err)
 	}
-
 	systems := []*system{&ours, &ref}
 	for _, s := range systems {
 		if err := s.connect(); err != nil {
-			fatal(fmt.Errorf("%s: %w", s.name, err))
+			fatal(fmt.Errorf("%s: %w", s.Name, err))
 		}
 		defer s.close()
-		for i := 0; i < *warmup; i++ {
-			t := *timeout
-			if i == 0 {
-				t = *probeTimeout
-			}
-			if _, err := s.measure(10240, t); err != nil {
-				fatal(fmt.Errorf("%s warmup: %w", s.name, err))
-			}
+		if err := s.warmUp(*warmup, *probeTimeout, *timeout); err != nil {
+			fatal(fmt.Errorf("%s warmup: %w", s.Name, err))
 		}
 	}
-
 	if *onlyProbe {
 		fmt.Println("probe: both systems delivered")
 		return
 	}
-
-	type row struct {
-		size, n          int
-		p50, p99, mean   [3]time.Duration
-		minimum, maximum [3]time.Duration
-	}
 	var rows []row
 	for _, sc := range sizes {
-		lat := [3][]time.Duration{}
-		// Interleave the systems mail by mail so both see the same machine state.
-		for i := 0; i < sc.n; i++ {
-			for k, s := range systems {
-				d, dd, err := s.measure2(sc.size, *timeout)
-				if err != nil {
-					fatal(fmt.Errorf("%s, %d bytes, mail %d: %w", s.name, sc.size, i+1, err))
-				}
-				lat[k] = append(lat[k], d)
-				if k == 1 && ref.watchDir != "" {
-					lat[2] = append(lat[2], dd)
-				}
-			}
-		}
-		r := row{size: sc.size, n: sc.n}
-		for k := range lat {
-			if len(lat[k]) == 0 {
-				continue
-			}
-			sort.Slice(lat[k], func(i, j int) bool { return lat[k][i] < lat[k][j] })
-			r.p50[k] = pct(lat[k], 50)
-			r.p99[k] = pct(lat[k], 99)
-			var sum time.Duration
-			for _, d := range lat[k] {
-				sum += d
-			}
-			r.mean[k] = sum / time.Duration(len(lat[k]))
-			r.minimum[k], r.maximum[k] = lat[k][0], lat[k][len(lat[k])-1]
+		r, err := measureSize(systems, sc, *timeout)
+		if err != nil {
+			fatal(err)
 		}
 		rows = append(rows, r)
 		fmt.Fprintf(os.Stderr, "done: %s × %d\n", human(sc.size), sc.n)
 	}
+	printRows(rows, systems)
+}
 
+// parseSizes reads -sizes: comma-separated size:count.
+func parseSizes(list string) ([]sizeCount, error) {
+	var sizes []sizeCount
+	for _, f := range strings.Split(list, ",") {
+		a, b, ok := strings.Cut(f, ":")
+		size, err1 := strconv.Atoi(a)
+		n, err2 := strconv.Atoi(b)
+		if !ok || err1 != nil || err2 != nil || n <= 0 {
+			return nil, fmt.Errorf("bad -sizes entry %q", f)
+		}
+		sizes = append(sizes, sizeCount{size, n})
+	}
+	return sizes, nil
+}
+
+// warmUp sends n unmeasured mails; the first may wait for the overlay to
+// form, up to probeTimeout.
+func (s *system) warmUp(n int, probeTimeout, timeout time.Duration) error {
+	for i := range n {
+		t := timeout
+		if i == 0 {
+			t = probeTimeout
+		}
+		if _, err := s.measure(10240, t); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// measureSize measures sc.n mails of sc.size on every system, interleaved
+// mail by mail so that both see the same machine state.
+func measureSize(systems []*system, sc sizeCount, timeout time.Duration) (row, error) {
+	lat := [3][]time.Duration{}
+	for i := range sc.n {
+		for k, s := range systems {
+			d, dd, err := s.measure2(sc.size, timeout)
+			if err != nil {
+				return row{}, fmt.Errorf("%s, %d bytes, mail %d: %w", s.Name, sc.size, i+1, err)
+			}
+			lat[k] = append(lat[k], d)
+			if k == 1 && s.watchDir != "" {
+				lat[2] = append(lat[2], dd)
+			}
+		}
+	}
+	r := row{size: sc.size, n: sc.n}
+	for k := range lat {
+		if len(lat[k]) == 0 {
+			continue
+		}
+		sort.Slice(lat[k], func(i, j int) bool { return lat[k][i] < lat[k][j] })
+		r.p50[k] = pct(lat[k], 50)
+		r.p99[k] = pct(lat[k], 99)
+		var sum time.Duration
+		for _, d := range lat[k] {
+			sum += d
+		}
+		r.mean[k] = sum / time.Duration(len(lat[k]))
+		r.minimum[k], r.maximum[k] = lat[k][0], lat[k][len(lat[k])-1]
+	}
+	return r, nil
+}
+
+// printRows prints the table, the ratios and the goals.
+func printRows(rows []row, systems []*system) {
+	watched := systems[1].watchDir != ""
 	fmt.Printf("SMTP DATA 250 → IMAP IDLE EXISTS (sequential sends, latencies in ms)\n")
 	fmt.Printf("%-8s %5s  %-16s %8s %8s %8s %8s %8s\n", "size", "mails", "system", "p50", "p99", "mean", "min", "max")
 	for _, r := range rows {
 		for k, s := range systems {
-			fmt.Printf("%-8s %5d  %-16s %8.2f %8.2f %8.2f %8.2f %8.2f\n", human(r.size), r.n, s.name,
-				ms(r.p50[k]), ms(r.p99[k]), ms(r.mean[k]), ms(r.minimum[k]), ms(r.maximum[k]))
+			printLatencies(r, k, s.Name, "")
 		}
-		fmt.Printf("%-8s %5d  %-16s %7.2fx %7.2fx\n", human(r.size), r.n, "ratio ours/ref",
-			ratio(r.p50[0], r.p50[1]), ratio(r.p99[0], r.p99[1]))
-		if ref.watchDir != "" {
-			k := 2
-			fmt.Printf("%-8s %5d  %-16s %8.2f %8.2f %8.2f %8.2f %8.2f   (250 → file in Maildir new/, no IMAP)\n", human(r.size), r.n, "postfix→maildir",
-				ms(r.p50[k]), ms(r.p99[k]), ms(r.mean[k]), ms(r.minimum[k]), ms(r.maximum[k]))
-			fmt.Printf("%-8s %5d  %-16s %7.2fx %7.2fx\n", human(r.size), r.n, "ratio ours/mdir",
-				ratio(r.p50[0], r.p50[2]), ratio(r.p99[0], r.p99[2]))
+		printRatio(r, 1, "ratio ours/ref")
+		if watched {
+			printLatencies(r, 2, "postfix→maildir", "   (250 → file in Maildir new/, no IMAP)")
+			printRatio(r, 2, "ratio ours/mdir")
 		}
 	}
 	fmt.Println("goals (10 KiB): p50 ≤ 100 ms; p50 within 2× of the reference")
@@ -175,9 +191,20 @@ func main() {
 	}
 }
 
+func printLatencies(r row, k int, name, note string) {
+	fmt.Printf("%-8s %5d  %-16s %8.2f %8.2f %8.2f %8.2f %8.2f%s\n", human(r.size), r.n, name,
+		ms(r.p50[k]), ms(r.p99[k]), ms(r.mean[k]), ms(r.minimum[k]), ms(r.maximum[k]), note)
+}
+
+// printRatio prints ours (index 0) over index k, at p50 and p99.
+func printRatio(r row, k int, name string) {
+	fmt.Printf("%-8s %5d  %-16s %7.2fx %7.2fx\n", human(r.size), r.n, name,
+		ratio(r.p50[0], r.p50[k]), ratio(r.p99[0], r.p99[k]))
+}
+
 func (s *system) connect() error {
 	s.notify = make(chan struct{}, 1)
-	c, err := imapclient.DialInsecure(s.imap, &imapclient.Options{
+	c, err := imapclient.DialInsecure(s.IMAP, &imapclient.Options{
 		UnilateralDataHandler: &imapclient.UnilateralDataHandler{
 			Mailbox: func(data *imapclient.UnilateralDataMailbox) {
 				if data.NumMessages == nil {
@@ -198,7 +225,7 @@ func (s *system) connect() error {
 		return fmt.Errorf("imap dial: %w", err)
 	}
 	s.imapC = c
-	if err := c.Login(s.imapUser, s.imapPw).Wait(); err != nil {
+	if err := c.Login(s.IMAPUser, s.IMAPPass).Wait(); err != nil {
 		return fmt.Errorf("imap login: %w", err)
 	}
 	sel, err := c.Select("INBOX", nil).Wait()
@@ -216,7 +243,7 @@ func (s *system) connect() error {
 	if s.idle, err = c.Idle(); err != nil {
 		return fmt.Errorf("imap idle: %w", err)
 	}
-	s.smtpConn, err = dialSMTP(s.smtp, s.smtpUser, s.smtpPw)
+	s.smtpConn, err = dialSMTP(s.SMTP, s.SMTPUser, s.SMTPPass)
 	if err != nil {
 		return fmt.Errorf("smtp: %w", err)
 	}
@@ -249,8 +276,8 @@ func (s *system) measure2(size int, timeout time.Duration) (time.Duration, time.
 	s.mu.Lock()
 	want, wantDir := s.count+1, s.dirCount+1
 	s.mu.Unlock()
-	msg := message(s.from, s.to, size)
-	t0, err := s.smtpConn.send(s.from, s.to, msg)
+	msg := message(s.From, s.To, size)
+	t0, err := s.smtpConn.send(s.From, s.To, msg)
 	if err != nil {
 		return 0, 0, err
 	}

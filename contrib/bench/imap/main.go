@@ -29,6 +29,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/asmtp/asmtp/bridge/auth"
 	"github.com/asmtp/asmtp/bridge/imapserver"
 	"github.com/asmtp/asmtp/bridge/imapserver/dovecotref"
 	"github.com/asmtp/asmtp/bridge/imapserver/testmail"
@@ -75,7 +76,7 @@ func run(messages, runs, logins int) error {
 	}
 	srv, err := imapserver.New(imapserver.Options{
 		Store:         store,
-		Authenticator: imapserver.NewTokenAuthenticator(map[string]string{user: token}),
+		Authenticator: auth.NewTokenAuthenticator(map[string]string{user: token}),
 		Logger:        slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {

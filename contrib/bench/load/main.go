@@ -26,14 +26,13 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+
+	"github.com/asmtp/asmtp/contrib/bench/mailsystem"
 )
 
 // system is one mail system under test.
 type system struct {
-	name                   string
-	smtp, smtpUser, smtpPw string // AUTH PLAIN if smtpUser != ""
-	from, to               string
-	imap, imapUser, imapPw string
+	mailsystem.Endpoints
 }
 
 // load is how much to send.
@@ -55,19 +54,8 @@ func (r result) rate(mails int) float64 {
 
 func main() {
 	var ours, ref system
-	flags := func(s *system, p, name string) {
-		flag.StringVar(&s.name, p+"name", name, "display name")
-		flag.StringVar(&s.smtp, p+"smtp", "", "SMTP host:port")
-		flag.StringVar(&s.smtpUser, p+"smtp-user", "", "SMTP AUTH PLAIN user (empty: no AUTH)")
-		flag.StringVar(&s.smtpPw, p+"smtp-pass", "", "SMTP AUTH password")
-		flag.StringVar(&s.from, p+"from", "", "envelope sender")
-		flag.StringVar(&s.to, p+"to", "", "envelope recipient")
-		flag.StringVar(&s.imap, p+"imap", "", "recipient's IMAP host:port")
-		flag.StringVar(&s.imapUser, p+"imap-user", "", "IMAP user")
-		flag.StringVar(&s.imapPw, p+"imap-pass", "", "IMAP password")
-	}
-	flags(&ours, "ours-", "asmtp")
-	flags(&ref, "ref-", "postfix+dovecot-lmtp")
+	ours.Flags("ours-", "asmtp")
+	ref.Flags("ref-", "postfix+dovecot-lmtp")
 	var l load
 	flag.IntVar(&l.senders, "senders", 10, "concurrent SMTP sessions")
 	flag.IntVar(&l.mails, "mails", 5000, "mails per system")
@@ -81,17 +69,17 @@ func main() {
 	results := map[*system]result{}
 	for _, s := range []*system{&ours, &ref} {
 		if err := s.probe(ctx, *probe); err != nil {
-			fatal(fmt.Errorf("%s: probe: %w", s.name, err))
+			fatal(fmt.Errorf("%s: probe: %w", s.Name, err))
 		}
 		r, err := s.run(ctx, l)
 		if err != nil {
-			fatal(fmt.Errorf("%s: %w", s.name, err))
+			fatal(fmt.Errorf("%s: %w", s.Name, err))
 		}
 		results[s] = r
 		s.print(r, l)
 	}
 	o, f := results[&ours].rate(l.mails), results[&ref].rate(l.mails)
-	fmt.Printf("ratio %s / %s: %.2f× the mails per second\n", ours.name, ref.name, o/f)
+	fmt.Printf("ratio %s / %s: %.2f× the mails per second\n", ours.Name, ref.Name, o/f)
 	for _, r := range results {
 		if r.delivered != l.mails || r.distinct != l.mails {
 			os.Exit(1)
@@ -101,7 +89,7 @@ func main() {
 
 func (s *system) print(r result, l load) {
 	fmt.Printf("%-22s %7.1f mails/s (first 250 → last EXISTS %v; submissions took %v, %d retried after 4xx); delivered %d, distinct %d, lost %d, duplicated %d\n",
-		s.name, r.rate(l.mails), r.lastExists.Sub(r.first250).Round(time.Millisecond), r.last250.Sub(r.first250).Round(time.Millisecond),
+		s.Name, r.rate(l.mails), r.lastExists.Sub(r.first250).Round(time.Millisecond), r.last250.Sub(r.first250).Round(time.Millisecond),
 		r.retried, r.delivered, r.distinct, l.mails-r.distinct, r.delivered-r.distinct)
 }
 
@@ -192,7 +180,7 @@ func keep(a *atomic.Int64, v int64, better func(old int64) bool) {
 }
 
 func (s *system) dial() (*smtp.Client, error) {
-	c, err := smtp.Dial(s.smtp)
+	c, err := smtp.Dial(s.SMTP)
 	if err != nil {
 		return nil, fmt.Errorf("smtp dial: %w", err)
 	}
@@ -200,8 +188,8 @@ func (s *system) dial() (*smtp.Client, error) {
 		c.Close()
 		return nil, err
 	}
-	if s.smtpUser != "" {
-		if err := c.Auth(sasl.NewPlainClient("", s.smtpUser, s.smtpPw)); err != nil {
+	if s.SMTPUser != "" {
+		if err := c.Auth(sasl.NewPlainClient("", s.SMTPUser, s.SMTPPass)); err != nil {
 			c.Close()
 			return nil, fmt.Errorf("smtp auth: %w", err)
 		}
@@ -210,7 +198,7 @@ func (s *system) dial() (*smtp.Client, error) {
 }
 
 func (s *system) send(c *smtp.Client, subject string, size int) error {
-	return c.SendMail(s.from, []string{s.to}, bytes.NewReader(message(s.from, s.to, subject, size)))
+	return c.SendMail(s.From, []string{s.To}, bytes.NewReader(message(s.From, s.To, subject, size)))
 }
 
 // message is a plain-text mail of about size bytes.
@@ -238,14 +226,14 @@ type watcher struct {
 
 func (s *system) watch() (*watcher, error) {
 	w := &watcher{notify: make(chan struct{}, 1)}
-	c, err := imapclient.DialInsecure(s.imap, &imapclient.Options{
+	c, err := imapclient.DialInsecure(s.IMAP, &imapclient.Options{
 		UnilateralDataHandler: &imapclient.UnilateralDataHandler{Mailbox: w.mailbox},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("imap dial: %w", err)
 	}
 	w.c = c
-	if err := c.Login(s.imapUser, s.imapPw).Wait(); err != nil {
+	if err := c.Login(s.IMAPUser, s.IMAPPass).Wait(); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("imap login: %w", err)
 	}

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/asmtp/asmtp/internal/procmem"
 )
 
 // Node is one asmtpd process, its directory and its place on the fabric.
@@ -270,17 +272,7 @@ func (n *Node) PeakRSS() (int64, error) {
 	if !n.Running() {
 		return 0, errors.New("not running")
 	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", n.cmd.Process.Pid))
-	if err != nil {
-		return 0, err
-	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return kb << 10, err
-		}
-	}
-	return 0, errors.New("no VmHWM")
+	return procmem.Status(n.cmd.Process.Pid, "VmHWM")
 }
 
 // Traffic is what the node sent and received on the fabric, in bytes;

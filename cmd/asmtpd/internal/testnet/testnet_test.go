@@ -6,9 +6,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/asmtp/asmtp/internal/wait"
 )
 
 // needRoot skips a test of the namespaces where they cannot be made: the
@@ -121,37 +124,26 @@ func TestLoopbackFallback(t *testing.T) {
 		t.Errorf("Partition on loopback: %v, want ErrNoPartition", err)
 	}
 	from, to := n.Accounts[0], n.Accounts[1]
-	deadline := time.Now().Add(90 * time.Second)
-	for i := 0; ; i++ {
+	i := 0
+	wait.Until(t, 90*time.Second, "a mail at "+to.Name, func() bool {
+		i++
 		id := fmt.Sprintf("fallback-%d", i)
 		if acks, err := n.Send(ctx, from, []Outgoing{{ID: id, To: to, Size: 100}}, 10*time.Second); err != nil || len(acks) != 1 || acks[0].Err != "" {
 			t.Fatalf("submission: %v %v", acks, err)
 		}
-		if waitSubject(ctx, t, n, to, "fallback-", 5*time.Second) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no mail reached %s within 90 s", to.Name)
-		}
-	}
+		return waitSubject(ctx, t, n, to, "fallback-", 5*time.Second)
+	})
 }
 
 // waitSubject polls a's INBOX until a Subject starts with prefix.
 func waitSubject(ctx context.Context, t *testing.T, n *Network, a *Account, prefix string, timeout time.Duration) bool {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
+	return wait.Poll(timeout, func() bool {
 		msgs, err := n.Inbox(ctx, a, prefix)
 		if err != nil {
 			t.Logf("inbox: %v", err)
 		}
-		for _, m := range msgs {
-			if strings.HasPrefix(m.Subject, prefix) {
-				return true
-			}
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	return false
+		return slices.ContainsFunc(msgs, func(m Received) bool { return strings.HasPrefix(m.Subject, prefix) })
+	})
 }
 
 // TestRemoveStale: namespaces of a harness process that no longer runs
