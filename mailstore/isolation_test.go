@@ -82,7 +82,7 @@ func TestMailboxIDsRefuseOtherAccounts(t *testing.T) {
 // the migration of a store made before it (whose counter starts past the
 // largest id in use: ids freed before cannot be known).
 func TestMailboxIDsNotReused(t *testing.T) {
-	db, path := openTest(t)
+	db, _ := openTest(t)
 	ctx := context.Background()
 	seen := map[int64]bool{}
 	for i := range 5 {
@@ -100,7 +100,7 @@ func TestMailboxIDsNotReused(t *testing.T) {
 	}
 	db.Close()
 	// A store from before the counter, with mailboxes 1 and 2 left of 3.
-	path = filepath.Join(t.TempDir(), "old.db")
+	path := filepath.Join(t.TempDir(), "old.db")
 	old := openSchemaAt(t, path, counterMigration(t))
 	if _, err := old.Exec(`INSERT INTO accounts (id, name) VALUES (1, 'alice');
 		INSERT INTO mailboxes (id, account_id, name, uid_validity) VALUES (1, 1, 'INBOX', 1), (2, 1, 'a', 1), (3, 1, 'b', 1);
