@@ -102,8 +102,9 @@ type cachedSecret struct {
 }
 
 // outboxMemory bounds the bytes of queued messages the workers hold at
-// once: two of the largest, so that eight 25 MiB messages are not all in
-// memory (with their sealed chunks) at the same time.
+// once: one of the largest (which, with the segment it is read in, is
+// more than the budget and so runs alone), so that eight 25 MiB messages
+// are not all in memory (with their sealed chunks) at the same time.
 const outboxMemory = MaxMessageSize
 
 // NewWorker delivers what is queued in outbox, for the accounts in dir,
