@@ -79,10 +79,63 @@ func TestSegmentsRoundTrip(t *testing.T) {
 	if !errors.Is(err, ErrTooBig) {
 		t.Errorf("enqueue of MaxMessageSize+1 bytes: %v, want ErrTooBig", err)
 	}
-	var left int
-	db.r.QueryRow("SELECT count(*) FROM outbox_segments WHERE outbox_id NOT IN (SELECT id FROM outbox)").Scan(&left)
-	if left != 0 {
-		t.Errorf("%d segments left without their queued message", left)
+}
+
+// TestSegmentsGoWithTheirOwner: a body's segments stay while a copy of
+// the message is in some mailbox and go with the last; a queued message's
+// go with its last recipient.
+func TestSegmentsGoWithTheirOwner(t *testing.T) {
+	db, _ := openTest(t)
+	ctx := context.Background()
+	count := func(table segmentTable) (n int) {
+		db.r.QueryRow("SELECT count(*) FROM " + table.name).Scan(&n)
+		return n
+	}
+	inbox, err := db.Mailbox(ctx, "alice", Inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.CreateMailbox(ctx, "alice", "copies", ""); err != nil {
+		t.Fatal(err)
+	}
+	a, err := db.Append(ctx, "alice", Inbox, randomMessage(t, 2*segmentSize+1), []string{`\Deleted`}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	copied, err := db.Copy(ctx, inbox.ID, []UID{a.UID}, "copies")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Expunge(ctx, inbox.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(bodySegments); n != 3 {
+		t.Errorf("%d segments while a copy is left, want 3", n)
+	}
+	if err := db.DeleteMailbox(ctx, "alice", "copies"); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(bodySegments); n != 0 || len(copied.DestUIDs) != 1 {
+		t.Errorf("%d segments after the last copy went (%d copied), want 0", n, len(copied.DestUIDs))
+	}
+
+	now := time.Now()
+	sub := Submission{Account: "alice", Message: bytes.NewReader(randomMessage(t, segmentSize+1)),
+		Recipients: []OutboxRecipient{recipient(1, "one"), recipient(2, "two")}}
+	if _, err := db.Enqueue(ctx, sub, now); err != nil {
+		t.Fatal(err)
+	}
+	due, err := db.DueDeliveries(ctx, now, 10)
+	if err != nil || len(due) != 2 {
+		t.Fatalf("due %v, %v", due, err)
+	}
+	for i, it := range due {
+		if err := db.DeliverySucceeded(ctx, it); err != nil {
+			t.Fatal(err)
+		}
+		if n, want := count(outboxSegments), []int{2, 0}[i]; n != want {
+			t.Errorf("%d segments queued after %d of 2 recipients, want %d", n, i+1, want)
+		}
 	}
 }
 
