@@ -98,7 +98,7 @@ func insertSpooled(ctx context.Context, tx *sql.Tx, account, mailbox string, m *
 	if _, err := m.f.ReadAt(raw, 0); err != nil {
 		return Appended{}, change{}, fmt.Errorf("read spooled message: %w", err)
 	}
-	p, err := prepareMessage(raw, m.Flags, m.InternalDate)
+	p, err := prepareMessage(nil, raw, m.Flags, m.InternalDate)
 	if err != nil {
 		return Appended{}, change{}, err
 	}
