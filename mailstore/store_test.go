@@ -442,7 +442,7 @@ func TestFetchItems(t *testing.T) {
 	var mailbox MailboxID
 	for i, offset := range zones {
 		date := time.Date(2023, 5, 6, 7, 8, 9, 0, time.FixedZone("", offset))
-		a, err := db.Append(ctx, "alice", "INBOX", msg(fmt.Sprint("s", i), "x"), nil, date)
+		a, err := db.Append(ctx, "alice", "INBOX", msg(fmt.Sprint("s", i), "x"), []string{`\Seen`}, date)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -453,14 +453,18 @@ func TestFetchItems(t *testing.T) {
 		items MetaItems
 	}{
 		{"none", MetaItems{}},
+		{"flags", MetaItems{Flags: true}},
 		{"envelope", MetaItems{Envelope: true}},
 		{"structure", MetaItems{Structure: true}},
-		{"both", MetaItems{Envelope: true, Structure: true}},
+		{"all", MetaItems{Flags: true, Envelope: true, Structure: true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			i := 0
 			err := db.FetchItems(ctx, mailbox, uids, tt.items, func(m MessageMeta) error {
+				if tt.items.Flags != (len(m.Flags) == 1 && m.Flags[0] == `\Seen`) {
+					t.Errorf("message %d: flags %q, asked %v", i, m.Flags, tt.items.Flags)
+				}
 				if _, offset := m.InternalDate.Zone(); offset != zones[i] {
 					t.Errorf("message %d: zone offset %d, want %d", i, offset, zones[i])
 				}

@@ -115,7 +115,8 @@ func (ss *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options 
 	}))
 }
 
-// metaItems are the cached columns a FETCH needs from the store.
+// metaItems are the cached columns a FETCH needs from the store: not the
+// flags, which come from the view.
 func metaItems(options *imap.FetchOptions) mailstore.MetaItems {
 	return mailstore.MetaItems{Envelope: options.Envelope, Structure: options.BodyStructure != nil}
 }

@@ -104,16 +104,17 @@ func (enc *Encoder) Quoted(s string) *Encoder {
 	return enc.Special('"')
 }
 
+// quotedContent scans bytes rather than calling strings.IndexAny, which
+// builds its character set on every call.
 func (enc *Encoder) quotedContent(s string) {
-	for {
-		i := strings.IndexAny(s, "\"\\")
-		if i < 0 {
-			enc.writeString(s)
-			return
+	start := 0
+	for i := 0; i < len(s); i++ {
+		if ch := s[i]; ch == '"' || ch == '\\' {
+			enc.writeString(s[start:i]).Special('\\')
+			start = i
 		}
-		enc.writeString(s[:i]).Special('\\').Special(s[i])
-		s = s[i+1:]
 	}
+	enc.writeString(s[start:])
 }
 
 func (enc *Encoder) String(s string) *Encoder {
