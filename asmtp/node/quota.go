@@ -162,8 +162,12 @@ func (q *topicQuotas) take(t topic.Topic, now time.Time, n int, rate, burst int6
 // admitStored charges a message of size bytes on t from l's peer to the
 // quotas and reports whether it may be stored. Over the link's quota the
 // peer earns a strike (at most one a second) and, on its last, is
-// quarantined. Only l's reading goroutine calls it.
+// quarantined. Our own inboxes are metered otherwise (admitInbox). Only
+// l's reading goroutine calls it.
 func (n *Node) admitStored(l *link, t topic.Topic, size int, now time.Time) bool {
+	if n.isInbox(t) {
+		return n.admitInbox(l, t, size, now) // inboxloss.go
+	}
 	// Answers to our queries pass unmetered, except from a stranger: it
 	// could advertise a topic only to be asked for it. Its answers are
 	// metered, but cost no strike: we asked.

@@ -1,0 +1,59 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/asmtp/asmtp/asmtp/topic"
+	"github.com/asmtp/asmtp/internal/wait"
+)
+
+// TestHeldBurstOverQuotaDelivered: a burst of held mail for an inbox
+// larger than the recipient's per-link storage burst (the sender's node
+// hands over everything held at once) is stored in full at the recipient,
+// at the quota's pace, and the sender is not quarantined for it
+// (PROTOCOL.md §16.6). Without the recovery the chunks over the quota were
+// dropped for good, and the sender struck out.
+func TestHeldBurstOverQuotaDelivered(t *testing.T) {
+	ctx := context.Background()
+	snd := startNetwork(t, 1, nil)[0]
+	cfg, user := testConfig(t, t.TempDir())
+	cfg.PeerStoreRate = 1 << 20
+	cfg.PeerStoreBurst = 256 << 10
+	cfg.KnownPeers = []Peer{snd.peer()}
+	rcv := start(t, cfg, user)
+	rs := rcv.session(t)
+	inbox := topic.Inbox(topic.InboxSeed{0xb5}, topic.InboxDay(time.Now()))
+	if err := rs.RegisterInbox(ctx, inbox); err != nil {
+		t.Fatal(err)
+	}
+	card := &PeerAddr{ID: rcv.ID(), Addr: rcv.Addr().String()}
+	ss := snd.session(t)
+	// 48 chunks of about 60 KiB: 2.8 MiB, eleven times the burst, in
+	// mails of 8 chunks published back to back.
+	const mails, chunks = 6, 8
+	for m := range mails {
+		contents := make([][]byte, chunks)
+		for c := range contents {
+			contents[c] = fmt.Appendf(nil, "m%03d-c%05d %0*d", m, c, 60<<10, c)
+		}
+		if err := ss.PublishTo(ctx, inbox, card, contents...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got map[string]int
+	wait.Until(t, 40*time.Second, "every chunk stored at the recipient", func() bool {
+		got = storedContents(t, rs, inbox)
+		return len(got) >= mails*chunks
+	})
+	st := rcv.Stats()
+	if st.OverQuota == 0 {
+		t.Errorf("recipient stats %+v: the test needs the quota to drop chunks", st)
+	}
+	if rcv.strikes.blocked(snd.ID(), time.Now()) {
+		t.Error("the recipient quarantined the sender for its held burst")
+	}
+	t.Logf("over quota %d, stored %d", st.OverQuota, st.Stored)
+}
