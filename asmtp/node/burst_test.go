@@ -57,3 +57,36 @@ func TestHeldBurstOverQuotaDelivered(t *testing.T) {
 	}
 	t.Logf("over quota %d, stored %d", st.OverQuota, st.Stored)
 }
+
+// TestHeldHandOverPastQueryLimit: what a sender's node holds for an inbox
+// whose node was down is handed over in full when it comes back, however
+// many messages: the hand-over pages through the store instead of sending
+// one QueryLimit's worth. Without paging the recipient got the first
+// QueryLimit messages and nothing ever brought the rest.
+func TestHeldHandOverPastQueryLimit(t *testing.T) {
+	ctx := context.Background()
+	snd := startNetwork(t, 1, func(c *Config) { c.QueryLimit = 10 })[0]
+	cfg, user := testConfig(t, t.TempDir())
+	rcv := start(t, cfg, user)
+	inbox := topic.Inbox(topic.InboxSeed{0xb6}, topic.InboxDay(time.Now()))
+	if err := rcv.session(t).RegisterInbox(ctx, inbox); err != nil {
+		t.Fatal(err)
+	}
+	rcv.stop(t)
+	card := &PeerAddr{ID: rcv.ID(), Addr: rcv.Addr().String()}
+	ss := snd.session(t)
+	const count = 35
+	for i := range count {
+		if err := ss.PublishTo(ctx, inbox, card, fmt.Appendf(nil, "held %05d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg.ListenAddress = card.Addr
+	var rs *Session
+	startWith(t, cfg, user, func(tn *testNode) { rs = tn.session(t) })
+	var got map[string]int
+	wait.Until(t, 20*time.Second, "every held message stored at the recipient", func() bool {
+		got = storedContents(t, rs, inbox)
+		return len(got) >= count
+	})
+}
