@@ -1,11 +1,13 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"testing"
 	"time"
 
+	"github.com/asmtp/asmtp/asmtp/node/store"
 	"github.com/asmtp/asmtp/asmtp/topic"
 	"github.com/asmtp/asmtp/internal/wait"
 )
@@ -89,4 +91,42 @@ func TestHeldHandOverPastQueryLimit(t *testing.T) {
 		got = storedContents(t, rs, inbox)
 		return len(got) >= count
 	})
+}
+
+// TestHeldMailLostWithLinkHandedOverAgain: held mail handed over on a
+// link that then closed in a way that may have lost it (queued, or on the
+// wire) is handed over again when the recipient's node links back. The
+// mail was held for an hour: the recipient's relink catch-up, which asks
+// from shortly before the last message it read, does not reach it, so
+// without the sender's own retry it was lost.
+func TestHeldMailLostWithLinkHandedOverAgain(t *testing.T) {
+	ctx := context.Background()
+	nodes := startNetwork(t, 2, nil)
+	snd, rcv := nodes[0], nodes[1]
+	rs := rcv.session(t)
+	inbox := topic.Inbox(topic.InboxSeed{0xb7}, topic.InboxDay(time.Now()))
+	if err := rs.RegisterInbox(ctx, inbox); err != nil {
+		t.Fatal(err)
+	}
+	wait.Until(t, 10*time.Second, "a link between the two, connected", func() bool {
+		l, ok := snd.linkIfAny(rcv.ID())
+		return ok && l.hasConn()
+	})
+	// Held an hour ago and handed over on the link (as sendHeld records
+	// it), but lost on the way.
+	held := time.Now().Add(-time.Hour)
+	content := []byte("held an hour, lost on the way")
+	to := &PeerAddr{ID: rcv.ID(), Addr: rcv.Addr().String()}
+	if err := errors2(
+		snd.store.PutHeld(ctx, store.Held{Topic: inbox, Node: to.ID, Addr: to.Addr, Since: held}),
+		firstErr(snd.store.AddMessagesDurable(ctx, []store.NewMessage{{Topic: inbox, Hash: messageHash(inbox, content), Content: content, ReceivedAt: held}})),
+	); err != nil {
+		t.Fatal(err)
+	}
+	l, _ := snd.linkIfAny(rcv.ID())
+	l.noteHandedOver(inbox, pendingTopic{to: to, since: held})
+	snd.closeLink(l) // a close that may have lost messages
+	if d := receive(t, rs, 1, 15*time.Second); !bytes.Equal(d[0].Content, content) {
+		t.Fatalf("got %q", d[0].Content)
+	}
 }

@@ -158,7 +158,43 @@ func (n *Node) sendHinted(ctx context.Context, t topic.Topic, to *PeerAddr, cont
 		}
 	}
 	if enqueueAll(ctx, l, t, contents) {
-		n.takePending(t, to.ID)
+		if p, ok := n.takePending(t, to.ID); ok {
+			l.noteHandedOver(t, p)
+		}
+	}
+}
+
+// noteHandedOver records on l that t's held messages since p.since were
+// queued for its peer. Links carry no acknowledgements: if l closes in a
+// way that may have lost them, t pends again (pendHandedOver). Bounded
+// like the pending topics.
+func (l *link) noteHandedOver(t topic.Topic, p pendingTopic) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if old, ok := l.handedOver[t]; ok {
+		p.since = minTime(old.since, p.since)
+	} else if len(l.handedOver) >= maxHeldPending {
+		return
+	}
+	if l.handedOver == nil {
+		l.handedOver = make(map[topic.Topic]pendingTopic)
+	}
+	l.handedOver[t] = p
+}
+
+// pendHandedOver makes the held topics handed over on l pending again
+// from where their hand-overs began: l closed in a way that may have lost
+// what was queued or in flight, and the recipient's relink catch-up only
+// reaches back a little before the last message it read, not to mail held
+// for hours. Its next gossip on a new link brings everything again;
+// duplicates die at the recipient.
+func (n *Node) pendHandedOver(l *link) {
+	l.mu.Lock()
+	ho := l.handedOver
+	l.handedOver = nil
+	l.mu.Unlock()
+	for t, p := range ho {
+		n.addPending(t, p.to, p.since)
 	}
 }
 
@@ -233,6 +269,9 @@ func (n *Node) pushHeld(ctx context.Context, l *link, g gossip.Gossip) {
 func (n *Node) sendHeld(ctx context.Context, t topic.Topic, p pendingTopic, links []*link) {
 	q := wire.QueryTopicMessages{Topic: t, Since: gossip.FromTime(p.since)}
 	for _, l := range links {
+		if p.to != nil {
+			l.noteHandedOver(t, p)
+		}
 		sent, ok := n.streamStored(ctx, l, q)
 		n.stats.handedOff.Add(uint64(sent))
 		if !ok && ctx.Err() == nil {
