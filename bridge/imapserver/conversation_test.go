@@ -168,6 +168,8 @@ var conversations = []conversation{
 	{name: "copy-move", cmds: append(fixture()[:4], "SELECT INBOX",
 		"COPY 1:2 Archive", "UID COPY 3 Archive", "COPY 1 Nope", "MOVE 2 Trash", "UID MOVE 3:4 Trash", "FETCH 1:* (UID FLAGS)",
 		"STATUS Archive (MESSAGES)", "SELECT Trash", "FETCH 1:* (UID FLAGS)")},
+	{name: "copy-into-selected", cmds: append(fixture()[:4], "SELECT INBOX", "COPY 1:4 INBOX", "UID COPY 2:3 INBOX",
+		appendCmd("INBOX", "", testmail.Message(4)), "FETCH 1:* (UID FLAGS)", "NOOP")},
 	{name: "expunge", cmds: append(fixture()[:5], "SELECT INBOX",
 		`STORE 2,4 +FLAGS.SILENT (\Deleted)`, "EXPUNGE", "FETCH 1:* UID", `STORE 1:3 +FLAGS.SILENT (\Deleted)`, "UID EXPUNGE 1:2",
 		"FETCH 1:* UID", "CLOSE", "STATUS INBOX (MESSAGES)")},

@@ -259,21 +259,9 @@ func (st *sessionTracker) poll(w *imapserver.UpdateWriter, allowExpunge, vanishe
 			st.mu.Unlock()
 			return st.announceBehindExpunges(w)
 		}
-		u := st.queue[0]
-		n := 1
-		var err error
-		if u.expunge != 0 && vanished {
-			var uids imap.UIDSet
-			for n = 0; n < len(st.queue) && st.queue[n].expunge != 0; n++ {
-				uids.AddNum(st.queue[n].expungeUID)
-			}
-			st.mu.Unlock()
-			err = w.WriteVanished(uids)
-		} else {
-			st.mu.Unlock()
-			err = st.writeUpdate(w, u)
-		}
-		if err != nil {
+		n, write := st.nextBatchLocked(vanished)
+		st.mu.Unlock()
+		if err := write(w); err != nil {
 			return err
 		}
 		// Dequeue only once written, so the number mapping keeps the
@@ -289,6 +277,60 @@ func (st *sessionTracker) poll(w *imapserver.UpdateWriter, allowExpunge, vanishe
 		}
 		st.queue = st.queue[n:]
 		st.mu.Unlock()
+	}
+}
+
+// nextBatchLocked returns how many queued updates go out together and the
+// function that writes them: a run of expunges is one VANISHED once QRESYNC
+// is enabled, and a run of EXISTS and RECENT is the last of each, as Dovecot
+// reports a COPY of many messages (or updates queued while the client was
+// busy) in one EXISTS and one RECENT; other updates go one by one.
+func (st *sessionTracker) nextBatchLocked(vanished bool) (int, func(*imapserver.UpdateWriter) error) {
+	u := st.queue[0]
+	n := 1
+	switch {
+	case u.expunge != 0 && vanished:
+		var uids imap.UIDSet
+		for n = 0; n < len(st.queue) && st.queue[n].expunge != 0; n++ {
+			uids.AddNum(st.queue[n].expungeUID)
+		}
+		return n, func(w *imapserver.UpdateWriter) error { return w.WriteVanished(uids) }
+	case u.numMessages != 0 || u.recent:
+		var exists, recent *trackerUpdate
+		for n = 0; n < len(st.queue); n++ {
+			switch next := &st.queue[n]; {
+			case next.numMessages != 0:
+				exists = next
+			case next.recent:
+				recent = next
+			default:
+				return n, writeCounts(exists, recent)
+			}
+		}
+		return n, writeCounts(exists, recent)
+	}
+	return n, func(w *imapserver.UpdateWriter) error { return st.writeUpdate(w, u) }
+}
+
+// writeCounts writes EXISTS then RECENT, those of the two that are set.
+func writeCounts(exists, recent *trackerUpdate) func(*imapserver.UpdateWriter) error {
+	var numMessages, numRecent uint32
+	if exists != nil {
+		numMessages = exists.numMessages
+	}
+	if recent != nil {
+		numRecent = recent.numRecent
+	}
+	return func(w *imapserver.UpdateWriter) error {
+		if exists != nil {
+			if err := w.WriteNumMessages(numMessages); err != nil {
+				return err
+			}
+		}
+		if recent != nil {
+			return w.WriteNumRecent(numRecent)
+		}
+		return nil
 	}
 }
 

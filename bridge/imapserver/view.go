@@ -108,6 +108,10 @@ func (v *mailboxView) apply(c mailstore.Change) {
 			v.flags = append(v.flags, flags)
 			v.modSeqs = append(v.modSeqs, c.ModSeq)
 			v.uidNext = max(v.uidNext, uid+1)
+		}
+		// One EXISTS for the whole change (a COPY of thousands of
+		// messages), as Dovecot sends.
+		if len(c.UIDs) > 0 {
 			v.tracker.queueNumMessages(uint32(len(v.uids)))
 		}
 		// A read-write session has taken every earlier message at its
