@@ -106,6 +106,27 @@ var modSeqConversations = []conversation{
 		"SELECT INBOX (QRESYNC (${uv} ${start} 1:5 (1:2 1:3)))",
 		"SELECT INBOX (QRESYNC (${uv} ${start} 1:5 (1,2 3,5)))",
 	)},
+	// RFC 7162 §3.2.10: with QRESYNC, a command after which the mailbox's
+	// HIGHESTMODSEQ moved past what the client was told (by FETCH MODSEQ)
+	// reports it, in the tagged OK when that has no code, else untagged.
+	{name: "qresync-highestmodseq", cmds: append(fixture()[:4],
+		"ENABLE QRESYNC",
+		"SELECT INBOX", "#save start",
+		`STORE 1 +FLAGS (\Seen)`, "#mark seen",
+		`STORE 2 +FLAGS.SILENT (\Seen)`,
+		"COPY 1:2 INBOX", "#mark copied",
+		"COPY 1 Archive",
+		`STORE 1 +FLAGS.SILENT (\Deleted)`,
+		"EXPUNGE", "#mark expunged",
+		"NOOP",
+		`UID STORE 3 +FLAGS.SILENT (\Deleted)`,
+		"UID EXPUNGE 3", "#mark uidexpunged",
+		"MOVE 1 Trash", "#mark moved",
+		appendCmd("INBOX", "", testmail.Message(4)), "#mark appended",
+		"UID FETCH 1:* (MODSEQ)",
+		`STORE 2 (UNCHANGEDSINCE 1) +FLAGS (\Flagged)`,
+		"NOOP",
+	)},
 	{name: "qresync-not-enabled", cmds: append(fixture()[:2],
 		"SELECT INBOX (QRESYNC (1 1))",
 		"SELECT INBOX",
@@ -263,9 +284,11 @@ func modSeqStatusLines(lines []string) []string {
 }
 
 func modSeqStatusLine(line string) string {
-	if i := strings.Index(line, "[MODIFIED-SET "); i >= 0 {
-		end := strings.IndexByte(line[i:], ']')
-		return "OK MODIFIED " + line[i+len("[MODIFIED-SET "):i+end]
+	for _, code := range []string{"MODIFIED-SET", "MODSEQ-HIGHEST"} {
+		if i := strings.Index(line, "["+code+" "); i >= 0 {
+			end := strings.IndexByte(line[i:], ']')
+			return "OK " + code + " " + line[i+len(code)+2:i+end]
+		}
 	}
 	return line
 }

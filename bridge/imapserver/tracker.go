@@ -50,12 +50,14 @@ type trackerFetch struct {
 }
 
 // newSession registers a session that was just told the mailbox has
-// t.numMessages messages, of which it holds \Recent for recent; the caller
+// t.numMessages messages, of which it holds \Recent for recent, and
+// HIGHESTMODSEQ highestModSeq; the caller
 // must close it.
-func (t *mailboxTracker) newSession(readOnly bool, recent []imap.UID) *sessionTracker {
+func (t *mailboxTracker) newSession(readOnly bool, recent []imap.UID, highestModSeq uint64) *sessionTracker {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	st := &sessionTracker{mailbox: t, known: t.numMessages, readOnly: readOnly, recent: recent}
+	st := &sessionTracker{mailbox: t, known: t.numMessages, readOnly: readOnly, recent: recent,
+		syncedModSeq: highestModSeq}
 	t.sessions[st] = struct{}{}
 	return st
 }
@@ -109,6 +111,11 @@ type sessionTracker struct {
 	// §2.3.2: one session per message), ascending; guarded by mailbox.mu.
 	recent   []imap.UID
 	readOnly bool
+
+	// For HIGHESTMODSEQ under QRESYNC (see pollSelected), guarded by mu:
+	// the mod-sequence the client was last synced to, and the highest
+	// MODSEQ it was sent in FETCH responses since.
+	syncedModSeq, fetchedModSeq uint64
 }
 
 // claimRecent gives newly appended messages \Recent in one read-write
@@ -373,8 +380,10 @@ func (st *sessionTracker) writeUpdate(w *imapserver.UpdateWriter, u trackerUpdat
 	case u.mailboxFlags != nil:
 		return st.writeMailboxFlags(w, u.mailboxFlags)
 	case u.fetch.modSeqOnly:
+		st.noteFetchedModSeq(u.fetch.modSeq)
 		return w.WriteMessageModSeq(u.fetch.seqNum, u.fetch.uid, u.fetch.modSeq)
 	default:
+		st.noteFetchedModSeq(u.fetch.modSeq) // written once CONDSTORE is enabled
 		return w.WriteMessageFlagsModSeq(u.fetch.seqNum, u.fetch.uid, u.fetch.flags, u.fetch.modSeq)
 	}
 }
@@ -392,8 +401,8 @@ func (st *sessionTracker) writeMailboxFlags(w *imapserver.UpdateWriter, flags []
 	return w.WritePermanentFlags(append(slices.Clone(flags), imap.FlagWildcard))
 }
 
-// idle writes updates as they are queued until stop is closed.
-func (st *sessionTracker) idle(w *imapserver.UpdateWriter, stop <-chan struct{}, vanished bool) error {
+// idle writes updates with poll as they are queued until stop is closed.
+func (st *sessionTracker) idle(stop <-chan struct{}, poll func() error) error {
 	updates := make(chan struct{}, 1)
 	st.mu.Lock()
 	st.updates = updates
@@ -404,7 +413,7 @@ func (st *sessionTracker) idle(w *imapserver.UpdateWriter, stop <-chan struct{},
 		st.mu.Unlock()
 	}()
 	for {
-		if err := st.poll(w, true, vanished); err != nil {
+		if err := poll(); err != nil {
 			return err
 		}
 		select {

@@ -194,10 +194,10 @@ func (v *mailboxView) selectData(readOnly bool) (*imap.SelectData, *sessionTrack
 	recent := v.unclaimedLocked()
 	data.NumRecent = uint32(len(recent))
 	if readOnly {
-		return data, v.tracker.newSession(true, nil), nil
+		return data, v.tracker.newSession(true, nil, v.highestMod), nil
 	}
 	v.firstRecent = v.uidNext
-	return data, v.tracker.newSession(false, recent), nil
+	return data, v.tracker.newSession(false, recent, v.highestMod), nil
 }
 
 // unclaimedLocked are the messages no session has taken \Recent for.
