@@ -11,9 +11,10 @@ import (
 // next QRESYNC SELECT. The bridge follows Dovecot's rule (imap-sync.c): the
 // value is sent when it is above the last one the session was synced to and
 // above every MODSEQ the client was just sent in FETCH responses (which
-// told it already); while expunges wait to be sent (FETCH, STORE, SEARCH),
-// the client may only learn the highest MODSEQ it was sent minus one, as
-// the waiting expunges are older.
+// told it already). While expunges wait to be sent (FETCH, STORE, SEARCH)
+// and the client was sent a MODSEQ beyond the last sync, it is told that
+// sync's value again: a client that took the higher MODSEQ as its
+// HIGHESTMODSEQ would otherwise never learn of the waiting expunges.
 
 // pollSelected writes the selected mailbox's pending updates and then,
 // with QRESYNC, its HIGHESTMODSEQ if the client must learn it.
@@ -56,7 +57,7 @@ func (st *sessionTracker) reportModSeq(w *imapserver.UpdateWriter, highest uint6
 	var send uint64
 	switch {
 	case delayed && st.fetchedModSeq > st.syncedModSeq:
-		send = st.fetchedModSeq - 1
+		send = st.syncedModSeq
 	case !delayed && highest > st.syncedModSeq && highest > st.fetchedModSeq:
 		send = highest
 	}

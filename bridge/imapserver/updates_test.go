@@ -2,6 +2,7 @@ package imapserver
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -67,5 +68,43 @@ func checkOneExists(t *testing.T, who string, untagged []string, want string) {
 		}
 		t.Errorf("%s: %d EXISTS %q and %d RECENT responses; want one %q and at most one RECENT",
 			who, len(exists), shown, recent, want)
+	}
+}
+
+// TestQResyncIdleHighestModSeq checks that a QRESYNC session in IDLE is told
+// the new HIGHESTMODSEQ right after another session's expunge (an untagged
+// OK, as no tagged response is near), and not after a flag change, whose
+// FETCH carries its MODSEQ already.
+func TestQResyncIdleHighestModSeq(t *testing.T) {
+	ts := startServer(t)
+	a, b := dialRaw(t, ts.addr), dialRaw(t, ts.addr)
+	a.login()
+	b.login()
+	for range 3 {
+		b.cmd(appendCmd("INBOX", "", []byte("Subject: idle\r\n\r\nbody\r\n")))
+	}
+	a.cmd("ENABLE QRESYNC")
+	a.cmd("SELECT INBOX")
+	b.cmd("SELECT INBOX")
+	a.send("i1 IDLE\r\n")
+	if line := a.readLine(); !strings.HasPrefix(line, "+") {
+		t.Fatalf("IDLE: %q", line)
+	}
+	b.cmd(`STORE 1 +FLAGS (\Flagged)`)
+	b.cmd(`STORE 2 +FLAGS.SILENT (\Deleted)`)
+	b.cmd("EXPUNGE")
+	var got []string
+	for len(got) == 0 || !strings.HasPrefix(got[len(got)-1], "* OK [HIGHESTMODSEQ ") {
+		got = append(got, strings.TrimRight(a.readLine(), "\r\n")) // fails after 20 s without it
+	}
+	if want := "* VANISHED 2"; !slices.Contains(got, want) {
+		t.Errorf("IDLE after another session's expunge: want %q before HIGHESTMODSEQ:\n%s", want, strings.Join(got, "\n"))
+	}
+	if n := strings.Count(strings.Join(got, "\n"), "HIGHESTMODSEQ"); n != 1 {
+		t.Errorf("IDLE: %d HIGHESTMODSEQ responses, want 1 (none for the flag changes):\n%s", n, strings.Join(got, "\n"))
+	}
+	a.send("DONE\r\n")
+	if _, st := a.readUntil("i1"); !strings.HasPrefix(st, "i1 OK") {
+		t.Errorf("IDLE ended with %q", st)
 	}
 }
