@@ -230,7 +230,7 @@ func converseModSeq(t *testing.T, addr, user, password string, cmds []string) []
 	vars := map[string]string{}
 	var raw [][]string
 	var other *rawClient // a second session, for the commands written "B:command"
-	var seen uint64 // the highest mod-sequence in any answer so far
+	var seen uint64      // the highest mod-sequence in any answer so far
 	for _, cmd := range cmds {
 		if name, ok := strings.CutPrefix(cmd, "#save "); ok {
 			vars[name] = vars["hms"]
