@@ -57,7 +57,7 @@ func (t *mailboxTracker) newSession(readOnly bool, recent []imap.UID, highestMod
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	st := &sessionTracker{mailbox: t, known: t.numMessages, readOnly: readOnly, recent: recent,
-		syncedModSeq: highestModSeq}
+		toldRecent: uint32(len(recent)), syncedModSeq: highestModSeq}
 	t.sessions[st] = struct{}{}
 	return st
 }
@@ -111,6 +111,10 @@ type sessionTracker struct {
 	// §2.3.2: one session per message), ascending; guarded by mailbox.mu.
 	recent   []imap.UID
 	readOnly bool
+	// toldRecent is the RECENT count the client was last told, guarded by
+	// mu: as Dovecot, the bridge repeats no unchanged count (a MOVE into
+	// the selected mailbox trades one \Recent message for another).
+	toldRecent uint32
 
 	// For HIGHESTMODSEQ under QRESYNC (see pollSelected), guarded by mu:
 	// the mod-sequence the client was last synced to, and the highest
@@ -311,22 +315,27 @@ func (st *sessionTracker) nextBatchLocked(vanished bool) (int, func(*imapserver.
 			case next.recent:
 				recent = next
 			default:
-				return n, writeCounts(exists, recent)
+				return n, st.writeCountsLocked(exists, recent)
 			}
 		}
-		return n, writeCounts(exists, recent)
+		return n, st.writeCountsLocked(exists, recent)
 	}
 	return n, func(w *imapserver.UpdateWriter) error { return st.writeUpdate(w, u) }
 }
 
-// writeCounts writes EXISTS then RECENT, those of the two that are set.
-func writeCounts(exists, recent *trackerUpdate) func(*imapserver.UpdateWriter) error {
+// writeCountsLocked writes EXISTS then RECENT, those of the two that are
+// set, RECENT only if the count changed.
+func (st *sessionTracker) writeCountsLocked(exists, recent *trackerUpdate) func(*imapserver.UpdateWriter) error {
 	var numMessages, numRecent uint32
 	if exists != nil {
 		numMessages = exists.numMessages
 	}
+	if recent != nil && recent.numRecent == st.toldRecent {
+		recent = nil
+	}
 	if recent != nil {
 		numRecent = recent.numRecent
+		st.toldRecent = numRecent
 	}
 	return func(w *imapserver.UpdateWriter) error {
 		if exists != nil {
@@ -371,8 +380,6 @@ func (st *sessionTracker) announceBehindExpunges(w *imapserver.UpdateWriter) err
 
 func (st *sessionTracker) writeUpdate(w *imapserver.UpdateWriter, u trackerUpdate) error {
 	switch {
-	case u.recent:
-		return w.WriteNumRecent(u.numRecent)
 	case u.expunge != 0:
 		return w.WriteExpunge(u.expunge)
 	case u.numMessages != 0:
