@@ -37,6 +37,11 @@ type mailboxView struct {
 	// restart, or when its idle view was dropped) has every message recent
 	// to the next session that selects it.
 	firstRecent imap.UID
+	// ordered caches SORT orders and THREAD trees of the whole mailbox,
+	// by command (see wholeMailbox); generation counts the appends and
+	// expunges that void them.
+	ordered    map[string]any
+	generation uint64
 
 	users int // sessions holding the view; guarded by viewCache.mu
 }
@@ -96,6 +101,10 @@ func (v *mailboxView) mailboxFlagsLocked() []imap.Flag {
 func (v *mailboxView) apply(c mailstore.Change) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	if c.Kind != mailstore.ChangeFlags {
+		v.generation++
+		v.ordered = nil
+	}
 	v.highestMod = max(v.highestMod, c.ModSeq)
 	switch c.Kind {
 	case mailstore.ChangeAppended:
@@ -110,7 +119,7 @@ func (v *mailboxView) apply(c mailstore.Change) {
 			v.uidNext = max(v.uidNext, uid+1)
 		}
 		// One EXISTS for the whole change (a COPY of thousands of
-		// messages), as Dovecot sends.
+		// messages, a MULTIAPPEND), as Dovecot sends.
 		if len(c.UIDs) > 0 {
 			v.tracker.queueNumMessages(uint32(len(v.uids)))
 		}
