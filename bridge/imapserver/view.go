@@ -37,6 +37,11 @@ type mailboxView struct {
 	// restart, or when its idle view was dropped) has every message recent
 	// to the next session that selects it.
 	firstRecent imap.UID
+	// ordered caches SORT orders and THREAD trees of the whole mailbox,
+	// by command (see wholeMailbox); generation counts the appends and
+	// expunges that void them.
+	ordered    map[string]any
+	generation uint64
 
 	users int // sessions holding the view; guarded by viewCache.mu
 }
@@ -96,6 +101,10 @@ func (v *mailboxView) mailboxFlagsLocked() []imap.Flag {
 func (v *mailboxView) apply(c mailstore.Change) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	if c.Kind != mailstore.ChangeFlags {
+		v.generation++
+		v.ordered = nil
+	}
 	v.highestMod = max(v.highestMod, c.ModSeq)
 	switch c.Kind {
 	case mailstore.ChangeAppended:
@@ -108,6 +117,10 @@ func (v *mailboxView) apply(c mailstore.Change) {
 			v.flags = append(v.flags, flags)
 			v.modSeqs = append(v.modSeqs, c.ModSeq)
 			v.uidNext = max(v.uidNext, uid+1)
+		}
+		// One EXISTS for the whole change (a COPY of thousands of
+		// messages, a MULTIAPPEND), as Dovecot sends.
+		if len(c.UIDs) > 0 {
 			v.tracker.queueNumMessages(uint32(len(v.uids)))
 		}
 		// A read-write session has taken every earlier message at its
@@ -190,10 +203,10 @@ func (v *mailboxView) selectData(readOnly bool) (*imap.SelectData, *sessionTrack
 	recent := v.unclaimedLocked()
 	data.NumRecent = uint32(len(recent))
 	if readOnly {
-		return data, v.tracker.newSession(true, nil), nil
+		return data, v.tracker.newSession(true, nil, v.highestMod), nil
 	}
 	v.firstRecent = v.uidNext
-	return data, v.tracker.newSession(false, recent), nil
+	return data, v.tracker.newSession(false, recent, v.highestMod), nil
 }
 
 // unclaimedLocked are the messages no session has taken \Recent for.
