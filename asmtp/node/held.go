@@ -166,13 +166,16 @@ func (n *Node) sendHinted(ctx context.Context, t topic.Topic, to *PeerAddr, cont
 
 // noteHandedOver records on l that t's held messages since p.since were
 // queued for its peer. Links carry no acknowledgements: if l closes in a
-// way that may have lost them, t pends again (pendHandedOver). Bounded
-// like the pending topics.
+// way that may have lost them, t pends again (pendHandedOver) from the
+// earliest hand-over still within pendingLife (an older one would be
+// given up at once). Bounded like the pending topics.
 func (l *link) noteHandedOver(t topic.Topic, p pendingTopic) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if old, ok := l.handedOver[t]; ok {
-		p.since = minTime(old.since, p.since)
+		if time.Since(old.since) < pendingLife {
+			p.since = minTime(old.since, p.since)
+		}
 	} else if len(l.handedOver) >= maxHeldPending {
 		return
 	}
