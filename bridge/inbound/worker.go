@@ -186,12 +186,21 @@ func (w *Worker) sweep(ctx context.Context, force bool) {
 	if err != nil {
 		w.log.Error("bridge: read rotated contacts", "err", err)
 	}
+	var topics []topic.Topic
 	for _, c := range append(contacts, rotated...) {
-		if c.Pending() || (w.swept[c.Topic] && !w.stuck[c.Topic] && !force) {
+		if !c.Pending() {
+			topics = append(topics, c.Topic)
+		}
+	}
+	if w.cfg.Naming != nil {
+		topics = append(topics, w.cfg.Naming.Topics()...)
+	}
+	for _, t := range topics {
+		if w.swept[t] && !w.stuck[t] && !force {
 			continue
 		}
-		if err := w.sweepTopic(ctx, c.Topic); err != nil {
-			w.log.Debug("bridge: topic not read", "passport", c.Passport, "err", err)
+		if err := w.sweepTopic(ctx, t); err != nil {
+			w.log.Debug("bridge: topic not read", "topic", t, "err", err)
 		}
 	}
 	w.saveCursors(ctx)
@@ -263,17 +272,36 @@ func (w *Worker) report(ctx context.Context, m node.Stored) {
 // from the topic's contact are dropped and logged (nil); an error means
 // the message could not be stored and should be read again later.
 func (w *Worker) handle(ctx context.Context, m node.Stored) error {
+	c, ch, ok, err := w.open(ctx, m)
+	if err != nil || !ok {
+		return err
+	}
+	return w.take(ctx, c, m, ch)
+}
+
+// open reads m: a content on one of the account's inboxes or its intro
+// bucket (naming v2, naming.go), or on a v1 contact's topic. ok is false
+// for content to drop (and for a card, taken here).
+func (w *Worker) open(ctx context.Context, m node.Stored) (accounts.Contact, mail.Chunk, bool, error) {
+	if n := w.cfg.Naming; n != nil {
+		switch {
+		case n.IsInbox(m.Topic):
+			return w.openInbox(ctx, n, m)
+		case n.IsBucket(m.Topic):
+			return accounts.Contact{}, mail.Chunk{}, false, w.tryCard(ctx, n, m)
+		}
+	}
 	c, err := w.contactOn(ctx, m.Topic)
 	if errors.Is(err, accounts.ErrNoContact) {
 		w.log.Debug("bridge: content on a topic of no contact dropped", "topic", m.Topic)
-		return nil
+		return c, mail.Chunk{}, false, nil
 	}
 	if err != nil {
-		return err
+		return c, mail.Chunk{}, false, err
 	}
 	secret, err := w.sharedSecret(ctx)
 	if err != nil {
-		return err
+		return c, mail.Chunk{}, false, err
 	}
 	ch, err := mail.Open(*secret, c.SharedKey, m.Content)
 	switch {
@@ -281,12 +309,17 @@ func (w *Worker) handle(ctx context.Context, m node.Stored) error {
 		w.log.Warn("bridge: content sealed by another key than the topic's contact dropped",
 			"topic", m.Topic, "contact", c.Passport, "err", err)
 		w.report(ctx, m)
-		return nil
+		return c, ch, false, nil
 	case err != nil: // also the account's own publications on the topic
 		w.log.Debug("bridge: unreadable content dropped", "topic", m.Topic, "contact", c.Passport, "err", err)
 		w.report(ctx, m)
-		return nil
+		return c, ch, false, nil
 	}
+	return c, ch, true, nil
+}
+
+// take delivers or holds chunk ch of contact c, read from m.
+func (w *Worker) take(ctx context.Context, c accounts.Contact, m node.Stored, ch mail.Chunk) error {
 	if ch.Kind == mail.KindLegacyText || ch.Count == 1 {
 		return w.deliver(ctx, c, mail.Message{Sender: ch.Sender, ID: ch.ID, Kind: ch.Kind, Data: ch.Data}, m.ReceivedAt)
 	}

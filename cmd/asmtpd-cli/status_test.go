@@ -157,10 +157,10 @@ func TestStatus(t *testing.T) {
 		`(?m)^topics: 1 registered \(by 1 user\), 1 message stored \(oldest 2026-11-25 10:20:01 UTC`,
 		`(?m)^account alice \(` + alice + `\)\n  outbox: 1 pending, 1 retrying, 1 bounce reports in INBOX\n`,
 		`(?m)^    to 00112233445566778899aabbccddeeff@asmtp: 1 attempt since .*, next .*, last error: passport not found yet$`,
-		`(?m)^    Bob ` + bob + `  last delivery in: none on record  queued out: 1$`,
+		`(?m)^    Bob ` + bob + `  naming awaiting card  last delivery in: none on record  queued out: 1$`,
 		`(?m)^    Carol 00112233445566778899aabbccddeeff@asmtp  passport pending  queued out: 1$`,
 		`(?m)^account bob \(` + bob + `\)\n  outbox: 0 pending, 0 retrying, 0 bounce reports in INBOX\n  contacts: 1\n` +
-			`    Alice Liddell ` + alice + `  last delivery in: 2026-11-25 11:19:00 UTC$`,
+			`    Alice Liddell ` + alice + `  naming awaiting card  last delivery in: 2026-11-25 11:19:00 UTC$`,
 	} {
 		if !regexp.MustCompile(re).MatchString(out) {
 			t.Errorf("status does not match %s:\n%s", re, out)
