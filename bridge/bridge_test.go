@@ -18,6 +18,7 @@ import (
 	"github.com/asmtp/asmtp/asmtp/topic"
 	"github.com/asmtp/asmtp/bridge/accounts"
 	"github.com/asmtp/asmtp/bridge/accounts/accountstest"
+	"github.com/asmtp/asmtp/internal/wait"
 )
 
 // startNode runs a node on 127.0.0.1 with short intervals until the test ends.
@@ -71,17 +72,6 @@ func startBridge(t testing.TB, e *accountstest.Env, peers ...node.Peer) (*node.N
 	return n, b
 }
 
-func eventually(t testing.TB, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within 15 s: %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // imapLogin reports whether the IMAP server at addr accepts LOGIN user pw.
 func imapLogin(t testing.TB, addr net.Addr, user, pw string) bool {
 	t.Helper()
@@ -131,7 +121,7 @@ func TestBridgeFollowsTheRegistry(t *testing.T) {
 	if imapLogin(t, b.IMAPAddr(), "alice", pw+"x") {
 		t.Fatal("IMAP login with a wrong password accepted")
 	}
-	eventually(t, "alice's passport on the node", func() bool {
+	wait.Until(t, 15*time.Second, "alice's passport on the node", func() bool {
 		s, err := n.Attach(alice.Device)
 		if err != nil {
 			return false
@@ -146,7 +136,7 @@ func TestBridgeFollowsTheRegistry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "carol's topic registered", func() bool { return registered(t, n, alice.Device, c.Topic) })
+	wait.Until(t, 15*time.Second, "carol's topic registered", func() bool { return registered(t, n, alice.Device, c.Topic) })
 
 	// A contact added by id is resolved from the node (here: bob is
 	// another account of the bridge, whose passport it uploaded).
@@ -155,12 +145,12 @@ func TestBridgeFollowsTheRegistry(t *testing.T) {
 		t.Fatal(err)
 	}
 	var pendingTopic topic.Topic
-	eventually(t, "bob's passport fetched", func() bool {
+	wait.Until(t, 15*time.Second, "bob's passport fetched", func() bool {
 		got, err := e.Reg.Contact(ctx, "alice", bob.Passport)
 		pendingTopic = got.Topic
 		return err == nil && !got.Pending()
 	})
-	eventually(t, "bob's topic registered", func() bool { return registered(t, n, alice.Device, pendingTopic) })
+	wait.Until(t, 15*time.Second, "bob's topic registered", func() bool { return registered(t, n, alice.Device, pendingTopic) })
 
 	// Carol rotates her shared key; the update reaches the node (as it
 	// would on her passport topic) and the bridge follows it.
@@ -174,11 +164,11 @@ func TestBridgeFollowsTheRegistry(t *testing.T) {
 		t.Fatal(err)
 	}
 	var rotated accounts.Contact
-	eventually(t, "carol's new shared key taken", func() bool {
+	wait.Until(t, 15*time.Second, "carol's new shared key taken", func() bool {
 		rotated, err = e.Reg.Contact(ctx, "alice", carol.Passport.ID())
 		return err == nil && rotated.SharedKey == carol.SharedKey()
 	})
-	eventually(t, "carol's new topic registered", func() bool { return registered(t, n, alice.Device, rotated.Topic) })
+	wait.Until(t, 15*time.Second, "carol's new topic registered", func() bool { return registered(t, n, alice.Device, rotated.Topic) })
 	// The old one is kept for the grace period (RotationGrace).
 	time.Sleep(time.Second) // a few reconciles and refreshes
 	if !registered(t, n, alice.Device, c.Topic) {
@@ -189,10 +179,10 @@ func TestBridgeFollowsTheRegistry(t *testing.T) {
 	if err := e.Reg.RemoveContact(ctx, "alice", "Carol"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "carol's topics dropped after removal", func() bool {
+	wait.Until(t, 15*time.Second, "carol's topics dropped after removal", func() bool {
 		return !registered(t, n, alice.Device, rotated.Topic) && !registered(t, n, alice.Device, c.Topic)
 	})
-	eventually(t, "the retired topics forgotten", func() bool {
+	wait.Until(t, 15*time.Second, "the retired topics forgotten", func() bool {
 		retired, err := e.Reg.RetiredTopics(ctx, "alice", time.Now().Add(time.Hour))
 		return err == nil && len(retired) == 0
 	})
@@ -231,11 +221,11 @@ func TestContactAcrossNodes(t *testing.T) {
 	if _, err := e.Reg.AddPendingContact(ctx, "alice", "Carol", carol.Passport.ID()); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "carol's passport fetched from her node", func() bool {
+	wait.Until(t, 15*time.Second, "carol's passport fetched from her node", func() bool {
 		c, err := e.Reg.Contact(ctx, "alice", carol.Passport.ID())
 		return err == nil && !c.Pending() && c.Topic == shared
 	})
-	eventually(t, "carol's earlier message fetched", func() bool {
+	wait.Until(t, 15*time.Second, "carol's earlier message fetched", func() bool {
 		s, err := n.Attach(alice.Device)
 		if err != nil {
 			return false

@@ -19,6 +19,7 @@ import (
 	"github.com/asmtp/asmtp/bridge/accounts"
 	"github.com/asmtp/asmtp/bridge/accounts/accountstest"
 	"github.com/asmtp/asmtp/bridge/outbound"
+	"github.com/asmtp/asmtp/internal/wait"
 	"github.com/asmtp/asmtp/mailstore"
 )
 
@@ -71,7 +72,7 @@ func TestRecipientNodeOffline(t *testing.T) {
 	a.waitHolder(t, "alice", "Bob")
 	from, to := alice.Address("asmtp").String(), bob.Address("asmtp").String()
 	sendMails(t, a, pw, from, to, "hi\n", "before")
-	waitUntil(t, 30*time.Second, "the first mail", func() bool { return c.inboxCount("bob") == 1 }, a.stats, c.stats)
+	wait.Until(t, 30*time.Second, "the first mail", func() bool { return c.inboxCount("bob") == 1 }, a.stats, c.stats)
 
 	c.stop()
 	big := strings.Repeat("Forty-two bytes of text in every line.\r\n", 11500) // 8 chunks, two batches
@@ -80,14 +81,14 @@ func TestRecipientNodeOffline(t *testing.T) {
 	for s, raw := range sendMails(t, a, pw, from, to, big, "offline big") {
 		sent[s] = raw
 	}
-	waitUntil(t, 10*time.Second, "alice's outbox empty", func() bool {
+	wait.Until(t, 10*time.Second, "alice's outbox empty", func() bool {
 		q, err := a.Mail.Outbox(context.Background(), "alice")
 		return err == nil && len(q) == 0
 	})
 
 	c.start()
 	want := 1 + len(sent)
-	waitUntil(t, 30*time.Second, "the mail sent while bob was offline", func() bool { return c.inboxCount("bob") >= want },
+	wait.Until(t, 30*time.Second, "the mail sent while bob was offline", func() bool { return c.inboxCount("bob") >= want },
 		func() string { return subjects2(t, c) }, a.stats, c.stats)
 	time.Sleep(time.Second) // anything extra would arrive now
 	msgs := c.inbox("bob")
@@ -257,7 +258,7 @@ func TestOutboxSurvivesCrash(t *testing.T) {
 			sent, _ := os.ReadFile(filepath.Join(out, "0.eml"))
 			h.next(t, "crash point")
 			if cp.stage == "sent" { // bob has it already; the retry after the crash is a replay
-				waitUntil(t, 30*time.Second, "bob's copy before the crash", func() bool { return c.inboxCount("bob") == 1 })
+				wait.Until(t, 30*time.Second, "bob's copy before the crash", func() bool { return c.inboxCount("bob") == 1 })
 			}
 			h.kill()
 
@@ -265,16 +266,16 @@ func TestOutboxSurvivesCrash(t *testing.T) {
 				t.Fatalf("after the crash the outbox holds %+v, %v; want the acknowledged mail", q, err)
 			}
 			a.start()
-			waitUntil(t, 30*time.Second, "alice's outbox empty after the restart", func() bool {
+			wait.Until(t, 30*time.Second, "alice's outbox empty after the restart", func() bool {
 				q, err := a.Mail.Outbox(ctx, "alice")
 				return err == nil && len(q) == 0
 			}, a.stats, c.stats)
 			tp := topic.Derive(accountstest.OwnSharedKey(t, alice), accountstest.OwnSharedKey(t, bob))
 			published := map[string]int{"start": 8, "published": 8 + outbound.PublishBatchChunks, "sent": 16}[cp.stage]
-			waitUntil(t, 30*time.Second, "bob's mail", func() bool { return c.inboxCount("bob") >= 1 && storedOn(t, c, bob, tp) >= published-cp.chunk },
+			wait.Until(t, 30*time.Second, "bob's mail", func() bool { return c.inboxCount("bob") >= 1 && storedOn(t, c, bob, tp) >= published-cp.chunk },
 				func() string { return fmt.Sprintf("%d chunks stored", storedOn(t, c, bob, tp)) }, a.stats, c.stats)
 			if cp.stage == "sent" {
-				waitUntil(t, 30*time.Second, "the repeated chunks at bob's node", func() bool { return storedOn(t, c, bob, tp) == published })
+				wait.Until(t, 30*time.Second, "the repeated chunks at bob's node", func() bool { return storedOn(t, c, bob, tp) == published })
 			}
 			time.Sleep(time.Second) // a duplicate would arrive now
 			msgs := c.inbox("bob")

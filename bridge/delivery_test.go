@@ -26,6 +26,7 @@ import (
 	"github.com/asmtp/asmtp/bridge/mailtext"
 	"github.com/asmtp/asmtp/bridge/outbound"
 	"github.com/asmtp/asmtp/bridge/outbound/dsntest"
+	"github.com/asmtp/asmtp/internal/wait"
 	"github.com/asmtp/asmtp/mailstore"
 )
 
@@ -152,8 +153,8 @@ type site struct {
 
 // testDelivery retries fast and gives up after a few seconds.
 func testDelivery() DeliveryConfig {
-	return DeliveryConfig{RetryWindow: 6 * time.Second, FirstRetry: 200 * time.Millisecond, MaxRetry: time.Second,
-		LookupInterval: 20 * time.Millisecond}
+	return DeliveryConfig{Pacing: outbound.Pacing{RetryWindow: 6 * time.Second, FirstRetry: 200 * time.Millisecond,
+		MaxRetry: time.Second, LookupInterval: 20 * time.Millisecond}}
 }
 
 func newSite(t testing.TB, peers ...node.Peer) *site {
@@ -289,23 +290,6 @@ func (s *site) inboxCount(account string) int {
 	return int(st.Messages)
 }
 
-// waitUntil polls ok; on timeout it fails with what and the state
-// described by the optional state function.
-func waitUntil(t testing.TB, timeout time.Duration, what string, ok func() bool, state ...func() string) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !ok() {
-		if time.Now().After(deadline) {
-			var s string
-			for _, f := range state {
-				s += "\n" + f()
-			}
-			t.Fatalf("not within %v: %s%s", timeout, what, s)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // waitHolder waits until s's node knows a holder of the topic account
 // shares with its contact petname (node.Session.Holders): a node that
 // publishes before it knows the topic's other subscribers keeps the
@@ -331,7 +315,7 @@ func (s *site) waitHolder(t testing.TB, account, petname string) {
 			sess.Close()
 		}
 	}()
-	waitUntil(t, 30*time.Second, fmt.Sprintf("a holder of %s's topic with %s", account, petname), func() bool {
+	wait.Until(t, 30*time.Second, fmt.Sprintf("a holder of %s's topic with %s", account, petname), func() bool {
 		if sess == nil { // the bridge adds the account's user to the node as it starts
 			if sess, err = s.node.Attach(acct.Device); err != nil {
 				sess = nil
@@ -346,7 +330,7 @@ func (s *site) waitHolder(t testing.TB, account, petname string) {
 // overlay it joins is then reachable.
 func (s *site) waitLinked(t testing.TB) {
 	t.Helper()
-	waitUntil(t, 30*time.Second, "a link to another node", func() bool { return s.node.Stats().Links > 0 }, s.stats)
+	wait.Until(t, 30*time.Second, "a link to another node", func() bool { return s.node.Stats().Links > 0 }, s.stats)
 }
 
 // subjects lists the subjects of msgs, for failure messages.
@@ -431,7 +415,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 	python(t, "send", smtpHost, smtpPort, "alice", alicePW, spec(map[string]any{
 		"envelope": aliceAddr, "from": aliceAddr, "to": []string{bobAddr}, "subject": "warm-up"}), t.TempDir())
-	waitUntil(t, 30*time.Second, "the warm-up mail at bob", func() bool { return c.inboxCount("bob") == 1 }, a.stats, c.stats)
+	wait.Until(t, 30*time.Second, "the warm-up mail at bob", func() bool { return c.inboxCount("bob") == 1 }, a.stats, c.stats)
 
 	// SMTP DATA → IMAP EXISTS, measured by a client in IDLE.
 	_, imapPort := hostPort(c.bridge.IMAPAddr())
@@ -517,7 +501,7 @@ func TestEndToEnd(t *testing.T) {
 	// bob: warm-up + 10 latency + plain, html, 2 UTF-8, attachment,
 	// twenty, forged, petname, swaks.
 	const want = 1 + 10 + 9
-	waitUntil(t, 60*time.Second, "bob's mail", func() bool { return c.inboxCount("bob") >= want }, func() string { return subjects(t, c.inbox("bob")) }, a.stats, c.stats)
+	wait.Until(t, 60*time.Second, "bob's mail", func() bool { return c.inboxCount("bob") >= want }, func() string { return subjects(t, c.inbox("bob")) }, a.stats, c.stats)
 	t.Logf("%d mails (one of 5 MiB, one to 20 people) sent and received in %v", len(specs)-2+1, time.Since(start).Round(time.Millisecond))
 
 	// Read bob's INBOX as a mail client does.
@@ -585,7 +569,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	// The unknown passport bounces into alice's INBOX.
-	waitUntil(t, 30*time.Second, "the bounce", func() bool { return a.inboxCount("alice") == 1 })
+	wait.Until(t, 30*time.Second, "the bounce", func() bool { return a.inboxCount("alice") == 1 })
 	bounce := a.inbox("alice")[0]
 	dsntest.CheckBounce(t, bounce, unknown, "5.1.1")
 	if !strings.Contains(string(bounce), "could not be found") {
@@ -608,7 +592,7 @@ func TestLargestMessage(t *testing.T) {
 	bob, _ := s.AddAccount(t, "bob")
 	befriend(t, s, "alice", "Alice", s, "bob", "Bob")
 	s.start()
-	waitUntil(t, 10*time.Second, "the contacts' topic registered", func() bool {
+	wait.Until(t, 10*time.Second, "the contacts' topic registered", func() bool {
 		c, err := s.Reg.Contact(context.Background(), "bob", alice.Passport)
 		return err == nil && registered(t, s.node, bob.Device, c.Topic) && registered(t, s.node, alice.Device, c.Topic)
 	})
@@ -652,7 +636,7 @@ with smtplib.SMTP(host, int(port), timeout=120) as s:
         assert e.smtp_code == 552, e
 `, host, port, "alice", pw, alice.Address("asmtp").String(), bob.Address("asmtp").String(), file)
 	sent := time.Since(start)
-	waitUntil(t, 60*time.Second, "the largest message at bob", func() bool { return s.inboxCount("bob") == 1 })
+	wait.Until(t, 60*time.Second, "the largest message at bob", func() bool { return s.inboxCount("bob") == 1 })
 	got := s.inbox("bob")[0]
 	if !bytes.Equal(body(got), body(msg)) {
 		t.Fatalf("the %d-byte body changed on the way", len(body(msg)))

@@ -15,6 +15,8 @@
 //     and bridge/loginlimit bound their connections and login attempts.
 //   - bridge/outbound: outbox to node (sealing, publishing, bounces).
 //   - bridge/inbound: node to INBOX (opening, sender check, reassembly).
+//   - bridge/presence: the accounts on the node (presence.Roster): node
+//     users, their passports, contacts' topics, followed passports.
 //   - bridge/mailtext: the header edits and notices on the mail path.
 //
 // # The mail path
@@ -51,9 +53,9 @@
 //
 // asmtpd-cli writes the registry directly; the running Bridge notices
 // within accounts.ChangePollInterval (accounts.Registry.Changes) and
-// reconciles: new accounts become node users with their passport
-// uploaded, new contacts' topics are registered (the node then fetches
-// what they already sent from other nodes), retired topics deregistered
-// (those a contact's key rotation replaced only after RotationGrace; see
-// package inbound).
+// reconciles (presence.Roster.Reconcile): new accounts become node users
+// with their passport uploaded, new contacts' topics are registered (the
+// node then fetches what they already sent from other nodes), retired
+// topics deregistered (those a contact's key rotation replaced only after
+// RotationGrace; see package inbound).
 package bridge

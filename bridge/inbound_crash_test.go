@@ -14,6 +14,7 @@ import (
 	"github.com/asmtp/asmtp/asmtp/topic"
 	"github.com/asmtp/asmtp/bridge/accounts/accountstest"
 	"github.com/asmtp/asmtp/bridge/inbound"
+	"github.com/asmtp/asmtp/internal/wait"
 )
 
 // TestInboundHeldChunksSurviveCrash kills bob's asmtpd (SIGKILL) while
@@ -72,7 +73,7 @@ func TestInboundHeldChunksSurviveCrash(t *testing.T) {
 	b.waitHolder(t, "bob", "Carol")
 	carol.waitHolder(t)
 	carol.publish(t, chunks[1])
-	waitUntil(t, 30*time.Second, "the message at bob", func() bool { return b.inboxCount("bob") == 1 }, b.stats)
+	wait.Until(t, 30*time.Second, "the message at bob", func() bool { return b.inboxCount("bob") == 1 }, b.stats)
 	carol.publish(t, carol.seal(t, id, msg)...) // a replay
 	time.Sleep(time.Second)
 	msgs := b.inbox("bob")
@@ -98,7 +99,7 @@ func TestInboundHeldOverflow(t *testing.T) {
 	if _, err := s.Reg.AddContact(ctx, "alice", "Carol", carol.o.Passport.Export()); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 10*time.Second, "carol's topic registered", func() bool { return registered(t, s.node, alice.Device, carol.topic) })
+	wait.Until(t, 10*time.Second, "carol's topic registered", func() bool { return registered(t, s.node, alice.Device, carol.topic) })
 
 	text := strings.Repeat("A message in five parts. ", 12000)
 	id := newID(t)
@@ -107,12 +108,12 @@ func TestInboundHeldOverflow(t *testing.T) {
 		t.Fatalf("%d chunks, want 5", len(chunks))
 	}
 	carol.publish(t, chunks[:4]...)
-	waitUntil(t, 10*time.Second, "four chunks in the buffer", func() bool {
+	wait.Until(t, 10*time.Second, "four chunks in the buffer", func() bool {
 		held, err := s.Mail.Chunks(ctx, "alice", carol.o.SharedKey(), id)
 		return err == nil && len(held) == 4
 	})
 	carol.publish(t, chunks[4], chunks[0])
-	waitUntil(t, 10*time.Second, "the message", func() bool { return s.inboxCount("alice") == 1 })
+	wait.Until(t, 10*time.Second, "the message", func() bool { return s.inboxCount("alice") == 1 })
 	time.Sleep(200 * time.Millisecond)
 	msgs := s.inbox("alice")
 	if len(msgs) != 1 {

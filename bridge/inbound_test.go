@@ -17,6 +17,7 @@ import (
 	"github.com/asmtp/asmtp/bridge/accounts"
 	"github.com/asmtp/asmtp/bridge/accounts/accountstest"
 	"github.com/asmtp/asmtp/bridge/mailtext"
+	"github.com/asmtp/asmtp/internal/wait"
 )
 
 // writer is someone writing to an account from a device attached to the
@@ -81,7 +82,7 @@ func (w *writer) publish(t testing.TB, contents ...[]byte) {
 // catch-up.
 func (w *writer) waitHolder(t testing.TB) {
 	t.Helper()
-	waitUntil(t, 30*time.Second, "a holder of the writer's topic", func() bool { return w.s.Holders(w.topic, 1) > 0 })
+	wait.Until(t, 30*time.Second, "a holder of the writer's topic", func() bool { return w.s.Holders(w.topic, 1) > 0 })
 }
 
 func newID(t testing.TB) mail.MessageID {
@@ -110,7 +111,7 @@ func TestInboundChecksTheSender(t *testing.T) {
 	if _, err := s.Reg.AddContact(context.Background(), "alice", "Carol", carol.o.Passport.Export()); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 10*time.Second, "carol's topic registered", func() bool { return registered(t, s.node, alice.Device, carol.topic) })
+	wait.Until(t, 10*time.Second, "carol's topic registered", func() bool { return registered(t, s.node, alice.Device, carol.topic) })
 
 	// Mallory seals to alice and publishes on carol's topic.
 	mallory := newWriter(t, s, alice)
@@ -118,7 +119,7 @@ func TestInboundChecksTheSender(t *testing.T) {
 	carol.publish(t, forged...)
 	carol.publish(t, carol.seal(t, newID(t), "X-ASMTP-Sender: "+alice.Passport.String()+"\r\nFrom: Alice <"+
 		alice.Address("asmtp").String()+">\r\nSubject: from carol\r\n\r\nreally carol\r\n")...)
-	waitUntil(t, 10*time.Second, "carol's mail", func() bool { return s.inboxCount("alice") >= 1 })
+	wait.Until(t, 10*time.Second, "carol's mail", func() bool { return s.inboxCount("alice") >= 1 })
 	time.Sleep(200 * time.Millisecond)
 	msgs := s.inbox("alice")
 	if len(msgs) != 1 || header(t, msgs[0], "Subject") != "from carol" {
@@ -145,7 +146,7 @@ func TestInboundReassembly(t *testing.T) {
 	if _, err := s.Reg.AddContact(ctx, "alice", "Carol", carol.o.Passport.Export()); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 10*time.Second, "carol's topic registered", func() bool { return registered(t, s.node, alice.Device, carol.topic) })
+	wait.Until(t, 10*time.Second, "carol's topic registered", func() bool { return registered(t, s.node, alice.Device, carol.topic) })
 
 	msg := "Subject: big\r\n\r\n" + strings.Repeat("0123456789abcdef", 9000) // 3 chunks
 	id := newID(t)
@@ -156,7 +157,7 @@ func TestInboundReassembly(t *testing.T) {
 	carol.publish(t, chunks[2], chunks[0])
 	carol.publish(t, carol.seal(t, id, msg)[2]) // the same chunk sealed again
 	sender := carol.o.SharedKey()
-	waitUntil(t, 10*time.Second, "two chunks held", func() bool {
+	wait.Until(t, 10*time.Second, "two chunks held", func() bool {
 		held, err := s.Mail.Chunks(ctx, "alice", sender, id)
 		return err == nil && len(held) == 2
 	})
@@ -171,7 +172,7 @@ func TestInboundReassembly(t *testing.T) {
 	}
 	defer carol.s.Close()
 	carol.publish(t, chunks[1])
-	waitUntil(t, 10*time.Second, "the message", func() bool { return s.inboxCount("alice") == 1 })
+	wait.Until(t, 10*time.Second, "the message", func() bool { return s.inboxCount("alice") == 1 })
 
 	// Replays: the same message sealed again, whole; the same contents.
 	carol.publish(t, carol.seal(t, id, msg)...)
@@ -192,7 +193,7 @@ func TestInboundReassembly(t *testing.T) {
 	small := newID(t)
 	carol.publish(t, carol.seal(t, small, "Subject: small\r\n\r\nonce\r\n")...)
 	carol.publish(t, carol.seal(t, small, "Subject: small\r\n\r\nonce\r\n")...)
-	waitUntil(t, 10*time.Second, "the small message", func() bool { return s.inboxCount("alice") == 2 })
+	wait.Until(t, 10*time.Second, "the small message", func() bool { return s.inboxCount("alice") == 2 })
 	time.Sleep(500 * time.Millisecond)
 	if n := s.inboxCount("alice"); n != 2 {
 		t.Fatalf("alice has %d mails after a one-chunk message was sent twice, want 2", n)
@@ -205,10 +206,10 @@ func TestInboundIncompleteMessageExpires(t *testing.T) {
 	if _, err := s.Reg.AddContact(context.Background(), "alice", "Carol", carol.o.Passport.Export()); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 10*time.Second, "carol's topic registered", func() bool { return registered(t, s.node, alice.Device, carol.topic) })
+	wait.Until(t, 10*time.Second, "carol's topic registered", func() bool { return registered(t, s.node, alice.Device, carol.topic) })
 	id := newID(t)
 	carol.publish(t, carol.seal(t, id, strings.Repeat("x", 100000))[0])
-	waitUntil(t, 10*time.Second, "the notice", func() bool { return s.inboxCount("alice") == 1 })
+	wait.Until(t, 10*time.Second, "the notice", func() bool { return s.inboxCount("alice") == 1 })
 	notice := s.inbox("alice")[0]
 	if subj := header(t, notice, "Subject"); !strings.Contains(subj, "Incomplete message from") || !strings.Contains(subj, "Carol") {
 		t.Errorf("notice subject %q", subj)
@@ -227,13 +228,13 @@ func TestInboundLegacyText(t *testing.T) {
 	if _, err := s.Reg.AddContact(context.Background(), "alice", "Carol", carol.o.Passport.Export()); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 10*time.Second, "carol's topic registered", func() bool { return registered(t, s.node, alice.Device, carol.topic) })
+	wait.Until(t, 10*time.Second, "carol's topic registered", func() bool { return registered(t, s.node, alice.Device, carol.topic) })
 	sealed, err := noise.Seal(rand.Reader, carol.secret, carol.to, []byte("Hello from v0.1.0\nsecond line"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	carol.publish(t, sealed)
-	waitUntil(t, 10*time.Second, "the legacy text", func() bool { return s.inboxCount("alice") == 1 })
+	wait.Until(t, 10*time.Second, "the legacy text", func() bool { return s.inboxCount("alice") == 1 })
 	m := s.inbox("alice")[0]
 	if header(t, m, "Subject") != "Hello from v0.1.0" || !strings.Contains(header(t, m, "From"), "Carol") ||
 		header(t, m, mailtext.Sender) != carol.o.Passport.ID().String() {
@@ -254,14 +255,14 @@ func TestInboundReadsWhatCameBeforeTheContact(t *testing.T) {
 	if _, err := s.Reg.AddContact(context.Background(), "alice", "Carol", carol.o.Passport.Export()); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 10*time.Second, "the early mail", func() bool { return s.inboxCount("alice") == 1 })
+	wait.Until(t, 10*time.Second, "the early mail", func() bool { return s.inboxCount("alice") == 1 })
 }
 
 func TestSendToSelf(t *testing.T) {
 	s, alice, pw := oneSite(t, nil)
 	addr := alice.Address("asmtp").String()
 	sendMails(t, s, pw, addr, addr, "note to self\n", "to myself")
-	waitUntil(t, 10*time.Second, "the mail to self", func() bool { return s.inboxCount("alice") == 1 })
+	wait.Until(t, 10*time.Second, "the mail to self", func() bool { return s.inboxCount("alice") == 1 })
 	time.Sleep(300 * time.Millisecond)
 	msgs := s.inbox("alice")
 	if len(msgs) != 1 || header(t, msgs[0], mailtext.Sender) != alice.Passport.String() || !strings.Contains(header(t, msgs[0], "From"), addr) {

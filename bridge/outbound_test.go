@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/asmtp/asmtp/asmtp/passport"
+	"github.com/asmtp/asmtp/internal/wait"
 	"github.com/asmtp/asmtp/mailstore"
 )
 
@@ -27,7 +28,7 @@ with smtplib.SMTP(sys.argv[1], int(sys.argv[2]), timeout=30) as s:
 	// The look-up fails at once ("no peer to ask"), so attempts follow
 	// each other FirstRetry apart: the first one seen may be the second.
 	var first mailstore.OutboxItem
-	waitUntil(t, 10*time.Second, "a failed attempt", func() bool {
+	wait.Until(t, 10*time.Second, "a failed attempt", func() bool {
 		q, err := s.Mail.Outbox(context.Background(), "alice")
 		if err == nil && len(q) == 1 && q[0].Attempts >= 1 {
 			first = q[0]
@@ -37,7 +38,7 @@ with smtplib.SMTP(sys.argv[1], int(sys.argv[2]), timeout=30) as s:
 	if !strings.Contains(first.LastError, "not found") {
 		t.Errorf("last error %q, want the passport look-up failure", first.LastError)
 	}
-	waitUntil(t, 20*time.Second, "a further failed attempt", func() bool {
+	wait.Until(t, 20*time.Second, "a further failed attempt", func() bool {
 		q, err := s.Mail.Outbox(context.Background(), "alice")
 		return err == nil && len(q) == 1 && q[0].Attempts > first.Attempts && q[0].MessageID == first.MessageID
 	})

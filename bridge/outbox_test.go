@@ -18,6 +18,7 @@ import (
 	"github.com/asmtp/asmtp/bridge/accounts"
 	"github.com/asmtp/asmtp/bridge/accounts/accountstest"
 	"github.com/asmtp/asmtp/bridge/outbound/dsntest"
+	"github.com/asmtp/asmtp/internal/wait"
 	"github.com/asmtp/asmtp/mailstore"
 )
 
@@ -42,13 +43,13 @@ func TestUnlinkedAccountBounces(t *testing.T) {
 		}
 	}
 	s.start()
-	if s.bridge.session("alice") != nil {
+	if s.bridge.roster.Session("alice") != nil {
 		t.Fatal("alice is on the node: the test needs her refused")
 	}
 	from, to := alice.Address("asmtp").String(), bob.Address("asmtp").String()
 	sent := time.Now()
 	sendMails(t, s, pw, from, to, "hi\n", "never linked")
-	waitUntil(t, s.delivery.RetryWindow+20*time.Second, "the bounce in alice's INBOX", func() bool { return s.inboxCount("alice") == 1 },
+	wait.Until(t, s.delivery.RetryWindow+20*time.Second, "the bounce in alice's INBOX", func() bool { return s.inboxCount("alice") == 1 },
 		func() string {
 			q, _ := s.Mail.Outbox(ctx, "alice")
 			return "outbox: " + strings.TrimSpace(strings.Repeat("entry ", len(q)))
@@ -107,15 +108,15 @@ func TestOutboxStoreFailureDoesNotSpin(t *testing.T) {
 		hookErr = errors.Join(hookErr, err)
 	}
 	s.start()
-	waitUntil(t, 10*time.Second, "alice on the node", func() bool { return s.bridge.session("alice") != nil })
+	wait.Until(t, 10*time.Second, "alice on the node", func() bool { return s.bridge.roster.Session("alice") != nil })
 	from, to := alice.Address("asmtp").String(), bob.Address("asmtp").String()
 	big := strings.Repeat("Forty-two bytes of text in every line.\r\n", 11500) // 8 chunks
 	sendMails(t, s, pw, from, to, big, "handed over once")
-	waitUntil(t, 60*time.Second, "alice's outbox empty", func() bool {
+	wait.Until(t, 60*time.Second, "alice's outbox empty", func() bool {
 		q, err := s.Mail.Outbox(ctx, "alice")
 		return err == nil && len(q) == 0
 	})
-	waitUntil(t, 10*time.Second, "the mail at bob", func() bool { return s.inboxCount("bob") == 1 })
+	wait.Until(t, 10*time.Second, "the mail at bob", func() bool { return s.inboxCount("bob") == 1 })
 	mu.Lock()
 	defer mu.Unlock()
 	if hookErr != nil {
@@ -151,13 +152,13 @@ func TestDelayedMailWarning(t *testing.T) {
 	bob, _ := s.AddAccount(t, "bob")
 	befriend(t, s, "alice", "Alice", s, "bob", "Bob")
 	s.start()
-	waitUntil(t, 10*time.Second, "alice on the node", func() bool { return s.bridge.session("alice") != nil })
+	wait.Until(t, 10*time.Second, "alice on the node", func() bool { return s.bridge.roster.Session("alice") != nil })
 	from := alice.Address("asmtp").String()
 	offline := passport.Hash{0xde, 0xad, 0xbe, 0xef}.String() + "@asmtp"
 	sent := time.Now()
 	sendMails(t, s, pw, from, offline, "hi\n", "to an offline node")
 	sendMails(t, s, pw, from, bob.Address("asmtp").String(), "hi\n", "delivered at once")
-	waitUntil(t, s.delivery.RetryWindow+20*time.Second, "the delay report and the bounce", func() bool { return s.inboxCount("alice") >= 2 })
+	wait.Until(t, s.delivery.RetryWindow+20*time.Second, "the delay report and the bounce", func() bool { return s.inboxCount("alice") >= 2 })
 	took := time.Since(sent)
 
 	out := t.TempDir()
@@ -217,7 +218,7 @@ func TestMailWaitsForTheRecipientsNode(t *testing.T) {
 	sent := time.Now()
 	sendMails(t, a, pw, from, bob.Address("asmtp").String(), "hi\n", "to bob")
 	sendMails(t, a, pw, from, carol.Address("asmtp").String(), "hi\n", "to carol")
-	waitUntil(t, 20*time.Second, "two delay reports", func() bool { return a.inboxCount("alice") == 2 }, a.stats, c.stats)
+	wait.Until(t, 20*time.Second, "two delay reports", func() bool { return a.inboxCount("alice") == 2 }, a.stats, c.stats)
 	warned := time.Since(sent)
 	for i, r := range []accounts.Account{bob, carol} {
 		dsntest.CheckReport(t, a.inbox("alice")[i], r.Address("asmtp").String(), "delayed", "4.4.4")
@@ -230,12 +231,12 @@ func TestMailWaitsForTheRecipientsNode(t *testing.T) {
 	if _, err := c.Reg.AddContact(ctx, "bob", "Alice", alice.Blocks); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 20*time.Second, "the mail at bob", func() bool { return c.inboxCount("bob") == 1 }, a.stats, c.stats)
-	waitUntil(t, 10*time.Second, "bob's entry out of alice's outbox", func() bool {
+	wait.Until(t, 20*time.Second, "the mail at bob", func() bool { return c.inboxCount("bob") == 1 }, a.stats, c.stats)
+	wait.Until(t, 10*time.Second, "bob's entry out of alice's outbox", func() bool {
 		q, err := a.Mail.Outbox(ctx, "alice")
 		return err == nil && len(q) == 1 && q[0].Passport == carol.Passport
 	})
-	waitUntil(t, a.delivery.RetryWindow+20*time.Second, "carol's bounce", func() bool { return a.inboxCount("alice") == 3 })
+	wait.Until(t, a.delivery.RetryWindow+20*time.Second, "carol's bounce", func() bool { return a.inboxCount("alice") == 3 })
 	bounced := time.Since(sent)
 	bounce := a.inbox("alice")[2]
 	dsntest.CheckBounce(t, bounce, carol.Address("asmtp").String(), "5.4.4")

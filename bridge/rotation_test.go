@@ -10,6 +10,7 @@ import (
 	"github.com/asmtp/asmtp/asmtp/topic"
 	"github.com/asmtp/asmtp/bridge/accounts"
 	"github.com/asmtp/asmtp/bridge/mailtext"
+	"github.com/asmtp/asmtp/internal/wait"
 )
 
 // rotateWriter makes w's owner rotate its shared key, hands the new
@@ -24,7 +25,7 @@ func rotatedContact(t testing.TB, s *site, a accounts.Account) (carol, old *writ
 	if _, err := s.Reg.AddContact(context.Background(), a.Name, "Carol", carol.o.Passport.Export()); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 10*time.Second, "carol's topic registered", func() bool { return registered(t, s.node, a.Device, carol.topic) })
+	wait.Until(t, 10*time.Second, "carol's topic registered", func() bool { return registered(t, s.node, a.Device, carol.topic) })
 	return carol, rotateWriter(t, s, a, carol)
 }
 
@@ -50,11 +51,11 @@ func rotateWriter(t testing.TB, s *site, a accounts.Account, w *writer) *writer 
 	if _, err := as.PutPassport(ctx, w.o.Passport.Export()); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 10*time.Second, "the rotation followed", func() bool {
+	wait.Until(t, 10*time.Second, "the rotation followed", func() bool {
 		c, err := s.Reg.Contact(ctx, a.Name, w.o.Passport.ID())
 		return err == nil && c.SharedKey == w.o.SharedKey()
 	})
-	waitUntil(t, 10*time.Second, "the new topic registered", func() bool { return registered(t, s.node, a.Device, w.topic) })
+	wait.Until(t, 10*time.Second, "the new topic registered", func() bool { return registered(t, s.node, a.Device, w.topic) })
 	return &old
 }
 
@@ -73,13 +74,13 @@ func TestInboundOnRotatedTopic(t *testing.T) {
 	id := newID(t)
 	late := old.seal(t, id, "From: Carol <carol@example.org>\r\nSubject: sent before rotating\r\n\r\nlate\r\n")
 	old.publish(t, late...)
-	waitUntil(t, 10*time.Second, "the mail sealed with the old key", func() bool { return s.inboxCount("alice") == 1 })
+	wait.Until(t, 10*time.Second, "the mail sealed with the old key", func() bool { return s.inboxCount("alice") == 1 })
 	old.publish(t, late...) // a replay
 	// The new key on the old topic is not the key that topic belongs to.
 	forged := carol.seal(t, newID(t), "Subject: new key, old topic\r\n\r\nx\r\n")
 	old.publish(t, forged...)
 	carol.publish(t, carol.seal(t, newID(t), "Subject: after rotating\r\n\r\nnew\r\n")...)
-	waitUntil(t, 10*time.Second, "the mail sealed with the new key", func() bool { return s.inboxCount("alice") >= 2 })
+	wait.Until(t, 10*time.Second, "the mail sealed with the new key", func() bool { return s.inboxCount("alice") >= 2 })
 	time.Sleep(300 * time.Millisecond)
 
 	msgs := s.inbox("alice")
@@ -101,7 +102,7 @@ func TestInboundOnRotatedTopic(t *testing.T) {
 	// After a restart the old topic is still registered and read.
 	s.stop()
 	s.start()
-	waitUntil(t, 10*time.Second, "the old topic registered again", func() bool { return registered(t, s.node, alice.Device, old.topic) })
+	wait.Until(t, 10*time.Second, "the old topic registered again", func() bool { return registered(t, s.node, alice.Device, old.topic) })
 }
 
 // Past the grace period the old topic is deregistered and forgotten, and
@@ -115,10 +116,10 @@ func TestRotatedTopicGraceEnds(t *testing.T) {
 	carol, old := rotatedContact(t, s, alice)
 
 	old.publish(t, old.seal(t, newID(t), "Subject: within the grace period\r\n\r\nx\r\n")...)
-	waitUntil(t, 10*time.Second, "the mail within the grace period", func() bool { return s.inboxCount("alice") == 1 })
+	wait.Until(t, 10*time.Second, "the mail within the grace period", func() bool { return s.inboxCount("alice") == 1 })
 
-	waitUntil(t, 15*time.Second, "the old topic deregistered", func() bool { return !registered(t, s.node, alice.Device, old.topic) })
-	waitUntil(t, 5*time.Second, "the old topic forgotten", func() bool {
+	wait.Until(t, 15*time.Second, "the old topic deregistered", func() bool { return !registered(t, s.node, alice.Device, old.topic) })
+	wait.Until(t, 5*time.Second, "the old topic forgotten", func() bool {
 		retired, err := s.Reg.RetiredTopics(ctx, "alice", time.Now().Add(time.Hour))
 		return err == nil && len(retired) == 0
 	})
@@ -127,7 +128,7 @@ func TestRotatedTopicGraceEnds(t *testing.T) {
 	}
 	old.publish(t, old.seal(t, newID(t), "Subject: too late\r\n\r\nx\r\n")...)
 	carol.publish(t, carol.seal(t, newID(t), "Subject: new key\r\n\r\nx\r\n")...)
-	waitUntil(t, 10*time.Second, "the mail sealed with the new key", func() bool { return s.inboxCount("alice") >= 2 })
+	wait.Until(t, 10*time.Second, "the mail sealed with the new key", func() bool { return s.inboxCount("alice") >= 2 })
 	time.Sleep(500 * time.Millisecond)
 	if msgs := s.inbox("alice"); len(msgs) != 2 || header(t, msgs[1], "Subject") != "new key" {
 		t.Fatalf("alice's INBOX: %s; want no mail sealed with the old key after the grace period", subjects(t, msgs))

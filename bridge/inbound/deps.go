@@ -12,23 +12,13 @@ import (
 	"github.com/asmtp/asmtp/mailstore"
 )
 
-// Config configures a Worker. bridge.DeliveryConfig documents the limits
-// and sets their defaults; a zero value here is taken as it is.
+// Config configures a Worker.
 type Config struct {
+	Limits
 	// Domain of the pseudo-addresses, for the From the INBOX copy gets.
 	Domain string
 	// NodeKey unseals the account's shared secret (accounts.Registry.Secrets).
 	NodeKey ed25519.PrivateKey
-	// ReassemblyTimeout drops an incomplete message that got no chunk for
-	// this long.
-	ReassemblyTimeout time.Duration
-	// MaxPendingMessages and MaxPendingBytes bound the incomplete messages
-	// held for the account.
-	MaxPendingMessages int
-	MaxPendingBytes    int64
-	// ReplayMemory is how many delivered message ids are remembered, to
-	// ignore replays.
-	ReplayMemory int
 	// RotationGrace is how long mail sealed with a contact's replaced
 	// shared key is still taken on its old topic.
 	RotationGrace time.Duration

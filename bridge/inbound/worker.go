@@ -84,6 +84,7 @@ type heldMessage struct {
 // NewWorker delivers to account's INBOX in mailbox what the node pushes
 // on s, from the account's contacts in dir. Run runs it.
 func NewWorker(cfg Config, account string, dir Directory, mailbox Mailbox, s Subscription) *Worker {
+	cfg.SetDefaults()
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()

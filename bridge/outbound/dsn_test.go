@@ -16,7 +16,7 @@ import (
 func TestBounce(t *testing.T) {
 	e := accountstest.NewEnv(t)
 	alice, _ := e.AddAccount(t, "alice")
-	b := NewWorker(Config{Domain: "asmtp", RetryWindow: 4 * 24 * time.Hour}, e.Reg, e.Mail, nil)
+	b := NewWorker(Config{Domain: "asmtp", Pacing: Pacing{RetryWindow: 4 * 24 * time.Hour}}, e.Reg, e.Mail, nil)
 	queued := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	it := mailstore.OutboxItem{OutboxID: 7, Account: "alice", QueuedAt: queued, Attempts: 11,
 		OutboxRecipient: mailstore.OutboxRecipient{Address: "dead00000000000000000000000000ff@asmtp"}}
@@ -47,7 +47,7 @@ func TestBounce(t *testing.T) {
 func TestDelayReport(t *testing.T) {
 	e := accountstest.NewEnv(t)
 	alice, _ := e.AddAccount(t, "alice")
-	b := NewWorker(Config{Domain: "asmtp", RetryWindow: 4 * 24 * time.Hour}, e.Reg, e.Mail, nil)
+	b := NewWorker(Config{Domain: "asmtp", Pacing: Pacing{RetryWindow: 4 * 24 * time.Hour}}, e.Reg, e.Mail, nil)
 	queued := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	it := mailstore.OutboxItem{OutboxID: 7, Account: "alice", QueuedAt: queued, Attempts: 5,
 		OutboxRecipient: mailstore.OutboxRecipient{Address: "dead00000000000000000000000000ff@asmtp"}}

@@ -37,41 +37,19 @@ var errNotLinked = errors.New("the account is not on the node yet")
 // been seen, so it has not left this node yet.
 var errNoHolder = errors.New("stored on the sender's node; no node holding the recipient's topic seen yet")
 
-// Config configures a Worker. bridge.DeliveryConfig documents the timing
-// fields and sets their defaults; a zero value here is taken as it is.
+// Config configures a Worker.
 type Config struct {
+	Pacing
 	// Domain of the pseudo-addresses, for the delivery status reports.
 	Domain string
 	// NodeKey unseals the accounts' shared secrets (accounts.Registry.Secrets).
 	NodeKey ed25519.PrivateKey
-	// RetryWindow is how long a message is retried before it bounces.
-	RetryWindow time.Duration
-	// DelayWarning is how long after submission a message still in the
-	// outbox gets the sender a delay report, once.
-	DelayWarning time.Duration
-	// FirstRetry is the wait after the first failed attempt; it doubles
-	// with each further failure up to MaxRetry.
-	FirstRetry time.Duration
-	MaxRetry   time.Duration
-	// Workers bounds deliveries in progress at once.
-	Workers int
-	// LookupInterval is the least time between two passport look-ups on
-	// the network.
-	LookupInterval time.Duration
 	// Hook, when set, is called at stages of a delivery attempt ("start",
 	// "published", "sent", "unrecorded"), with the chunks the node has: the
 	// crash tests stop the process there.
 	Hook func(stage string, it mailstore.OutboxItem, chunk int)
 	// Logger receives the worker's logs. Default slog.Default().
 	Logger *slog.Logger
-}
-
-// backoff is the wait after attempts failed attempts.
-func (c *Config) backoff(attempts int) time.Duration {
-	if attempts >= 30 {
-		return c.MaxRetry
-	}
-	return min(c.MaxRetry, c.FirstRetry<<attempts)
 }
 
 // Worker is the outbound delivery worker: it takes due entries from the
@@ -131,6 +109,7 @@ const outboxMemory = MaxMessageSize
 // NewWorker delivers what is queued in outbox, for the accounts in dir,
 // through their node sessions. Run runs it.
 func NewWorker(cfg Config, dir Directory, outbox Outbox, sessions Sessions) *Worker {
+	cfg.SetDefaults()
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()

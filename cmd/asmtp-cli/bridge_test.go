@@ -23,6 +23,7 @@ import (
 	"github.com/asmtp/asmtp/bridge"
 	"github.com/asmtp/asmtp/bridge/accounts"
 	"github.com/asmtp/asmtp/bridge/mailtext"
+	"github.com/asmtp/asmtp/bridge/outbound"
 	"github.com/asmtp/asmtp/internal/wait"
 )
 
@@ -139,8 +140,8 @@ func TestBridgeAccountAndCLIUser(t *testing.T) {
 	runInTest(t, "node A", nodeA.Run)
 	br, err := bridge.New(bridge.Config{DataDir: bridgeDir, IMAPAddr: "127.0.0.1:0", SMTPAddr: "127.0.0.1:0",
 		RefreshInterval: 200 * time.Millisecond,
-		Delivery: bridge.DeliveryConfig{RetryWindow: 20 * time.Second, FirstRetry: 200 * time.Millisecond, MaxRetry: time.Second,
-			LookupInterval: 20 * time.Millisecond},
+		Delivery: bridge.DeliveryConfig{Pacing: outbound.Pacing{RetryWindow: 20 * time.Second, FirstRetry: 200 * time.Millisecond,
+			MaxRetry: time.Second, LookupInterval: 20 * time.Millisecond}},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, nodeA, nodeKeyA)
 	if err != nil {
 		t.Fatal(err)

@@ -465,7 +465,7 @@ func TestMailThreeNodes(t *testing.T) {
 		return
 	}
 	// Accepted: the bounce comes only after the retry window
-	// (bridge.DefaultRetryWindow, 4 days, not configurable), so the test
+	// (outbound.DefaultRetryWindow, 4 days, not configurable), so the test
 	// only checks that A retries it rather than sending it or dropping it.
 	id, _, _ := strings.Cut(unknown, "@")
 	var deferred, sentLine string

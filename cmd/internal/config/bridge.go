@@ -7,6 +7,7 @@ import (
 
 	"github.com/asmtp/asmtp/bridge"
 	"github.com/asmtp/asmtp/bridge/accounts"
+	"github.com/asmtp/asmtp/bridge/outbound"
 )
 
 // Bridge is the mail bridge: IMAP and SMTP for ordinary mail clients, run
@@ -51,8 +52,8 @@ func defaultBridge() Bridge {
 		IMAPListenAddress:    Address{netip.MustParseAddrPort(bridge.DefaultIMAPAddr)},
 		SMTPListenAddress:    Address{netip.MustParseAddrPort(bridge.DefaultSMTPAddr)},
 		CardDAVListenAddress: Address{netip.MustParseAddrPort(bridge.DefaultCardDAVAddr)},
-		RetryWindow:          Duration(bridge.DefaultRetryWindow),
-		DelayWarning:         Duration(bridge.DefaultDelayWarning),
+		RetryWindow:          Duration(outbound.DefaultRetryWindow),
+		DelayWarning:         Duration(outbound.DefaultDelayWarning),
 	}
 }
 

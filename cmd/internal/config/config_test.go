@@ -14,6 +14,7 @@ import (
 
 	"github.com/asmtp/asmtp/asmtp/keys"
 	"github.com/asmtp/asmtp/bridge"
+	"github.com/asmtp/asmtp/bridge/outbound"
 	"gopkg.in/yaml.v3"
 )
 
@@ -306,7 +307,7 @@ func TestBridgeRetryWindow(t *testing.T) {
 		src  string
 		want time.Duration
 	}{
-		{"", bridge.DefaultRetryWindow},
+		{"", outbound.DefaultRetryWindow},
 		{"bridge:\n  retry_window: \"15s\"\n", 15 * time.Second},
 		{"bridge:\n  retry_window: {secs: 3600, nanos: 0}\n", time.Hour},
 	} {
@@ -321,7 +322,7 @@ func TestBridgeDelayWarning(t *testing.T) {
 		src  string
 		want time.Duration
 	}{
-		{"", bridge.DefaultDelayWarning},
+		{"", outbound.DefaultDelayWarning},
 		{"bridge:\n  delay_warning: \"30m\"\n", 30 * time.Minute},
 	} {
 		if got := mustParse(t, tt.src).BridgeConfig(nil).Delivery.DelayWarning; got != tt.want {
