@@ -150,6 +150,23 @@ ALTER TABLE outbox_recipients ADD COLUMN handed_at INTEGER NOT NULL DEFAULT 0;
 -- the counter starts past the largest in use.
 CREATE TABLE mailbox_ids (last INTEGER NOT NULL);
 INSERT INTO mailbox_ids (last) SELECT coalesce(max(id), 0) FROM mailboxes;
+`, `
+-- CONDSTORE and QRESYNC (modseq.go): every message has the mod-sequence of
+-- its last change and every mailbox the highest it handed out; existing
+-- messages and mailboxes start at 1. Expunged messages leave a tombstone
+-- with the mod-sequence of their expunge, at most MaxTombstones a mailbox;
+-- vanished_floor is the highest mod-sequence of a tombstone dropped to keep
+-- that bound (0: none dropped), below which VANISHED is answered
+-- conservatively.
+ALTER TABLE mailboxes ADD COLUMN highest_modseq INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE mailboxes ADD COLUMN vanished_floor INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE messages ADD COLUMN modseq INTEGER NOT NULL DEFAULT 1;
+CREATE TABLE expunged (
+	mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+	modseq INTEGER NOT NULL,
+	uid INTEGER NOT NULL,
+	PRIMARY KEY (mailbox_id, modseq, uid)
+) WITHOUT ROWID;
 `}
 
 // Open opens (creating if needed) the store in the SQLite file at path and
@@ -214,6 +231,9 @@ func (db *DB) writeOn(ctx context.Context, conn *sql.DB, fn func(tx *sql.Tx) ([]
 		return err
 	}
 	changes, err := fn(tx)
+	if err == nil {
+		err = stampModSeqs(ctx, tx, changes)
+	}
 	if err != nil {
 		tx.Rollback()
 		return err
@@ -248,7 +268,7 @@ func (db *DB) Watch(ctx context.Context, id MailboxID, fn func(Change)) (Snapsho
 	}
 	snap.Mailbox = mb
 	mailboxID := id.row
-	rows, err := db.r.QueryContext(ctx, "SELECT uid, flags FROM messages WHERE mailbox_id = ? ORDER BY uid", mailboxID)
+	rows, err := db.r.QueryContext(ctx, "SELECT uid, flags, modseq FROM messages WHERE mailbox_id = ? ORDER BY uid", mailboxID)
 	if err != nil {
 		return snap, nil, fmt.Errorf("watch mailbox %d: %w", mailboxID, err)
 	}
@@ -256,11 +276,13 @@ func (db *DB) Watch(ctx context.Context, id MailboxID, fn func(Change)) (Snapsho
 	for rows.Next() {
 		var uid UID
 		var flags string
-		if err := rows.Scan(&uid, &flags); err != nil {
+		var modSeq uint64
+		if err := rows.Scan(&uid, &flags, &modSeq); err != nil {
 			return snap, nil, fmt.Errorf("watch mailbox %d: %w", mailboxID, err)
 		}
 		snap.UIDs = append(snap.UIDs, uid)
 		snap.Flags = append(snap.Flags, splitFlags(flags))
+		snap.ModSeqs = append(snap.ModSeqs, modSeq)
 	}
 	if err := rows.Err(); err != nil {
 		return snap, nil, fmt.Errorf("watch mailbox %d: %w", mailboxID, err)

@@ -104,7 +104,10 @@ func TestMailboxIDsNotReused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := old.Exec(fmt.Sprintf("DROP TABLE mailbox_ids; PRAGMA user_version = %d", counterMigration(t))); err != nil {
+	// The later migrations are undone too, so that they can run again.
+	undoLater := "DROP TABLE expunged; ALTER TABLE mailboxes DROP COLUMN highest_modseq; " +
+		"ALTER TABLE mailboxes DROP COLUMN vanished_floor; ALTER TABLE messages DROP COLUMN modseq; "
+	if _, err := old.Exec(fmt.Sprintf("DROP TABLE mailbox_ids; %sPRAGMA user_version = %d", undoLater, counterMigration(t))); err != nil {
 		t.Fatal(err)
 	}
 	old.Close()

@@ -133,11 +133,11 @@ func NormalizeName(name string) (string, error) {
 	return name, nil
 }
 
-const mailboxColumns = "m.id, a.name, m.name, m.special_use, m.uid_validity, m.uid_next, m.subscribed"
+const mailboxColumns = "m.id, a.name, m.name, m.special_use, m.uid_validity, m.uid_next, m.subscribed, m.highest_modseq"
 
 func scanMailbox(row interface{ Scan(...any) error }) (Mailbox, error) {
 	var mb Mailbox
-	err := row.Scan(&mb.ID.row, &mb.Account, &mb.Name, &mb.SpecialUse, &mb.UIDValidity, &mb.UIDNext, &mb.Subscribed)
+	err := row.Scan(&mb.ID.row, &mb.Account, &mb.Name, &mb.SpecialUse, &mb.UIDValidity, &mb.UIDNext, &mb.Subscribed, &mb.HighestModSeq)
 	mb.ID.account = mb.Account
 	return mb, err
 }
@@ -368,13 +368,19 @@ func renameInbox(ctx context.Context, tx *sql.Tx, accountID int64, inbox Mailbox
 	if err != nil {
 		return nil, err
 	}
-	if _, _, err := moveMessages(ctx, tx, inbox.ID.row, uids, destID); err != nil {
+	_, moved, err := moveMessages(ctx, tx, inbox.ID.row, uids, destID)
+	if err != nil {
 		return nil, err
 	}
 	if len(uids) == 0 {
 		return nil, nil
 	}
-	return []change{{mailboxID: inbox.ID.row, Change: Change{Kind: ChangeExpunged, UIDs: uids}}}, nil
+	// The new mailbox's change only stamps the moved messages with its
+	// mod-sequences (stampModSeqs); no one can watch a mailbox this new.
+	return []change{
+		{mailboxID: inbox.ID.row, Change: Change{Kind: ChangeExpunged, UIDs: uids}},
+		{mailboxID: destID, Change: Change{Kind: ChangeAppended, UIDs: moved}},
+	}, nil
 }
 
 // SetSubscribed subscribes to or unsubscribes from a mailbox.

@@ -323,14 +323,24 @@ func (db *DB) WithRaw(ctx context.Context, id MailboxID, uid UID, fn func(raw []
 // StoreFlags changes the flags of the given messages (sorted ascending);
 // messages that no longer exist are skipped.
 func (db *DB) StoreFlags(ctx context.Context, id MailboxID, uids []UID, op imap.StoreFlagsOp, flags []string) error {
+	_, err := db.StoreFlagsUnchangedSince(ctx, id, uids, op, flags, 0)
+	return err
+}
+
+// StoreFlagsUnchangedSince is StoreFlags for CONDSTORE's UNCHANGEDSINCE
+// (RFC 7162 §3.1.3): messages whose mod-sequence is above unchangedSince
+// are left alone and returned, checked in the transaction that changes the
+// others. 0 means no condition.
+func (db *DB) StoreFlagsUnchangedSince(ctx context.Context, id MailboxID, uids []UID, op imap.StoreFlagsOp, flags []string, unchangedSince uint64) ([]UID, error) {
 	arg, err := canonicalFlags(flags)
 	if err != nil {
-		return fmt.Errorf("store flags: %w", err)
+		return nil, fmt.Errorf("store flags: %w", err)
 	}
 	if len(uids) == 0 {
-		return nil
+		return nil, nil
 	}
 	mailboxID := id.row
+	var modified []UID
 	err = db.write(ctx, func(tx *sql.Tx) ([]change, error) {
 		if _, err := ownedMailbox(ctx, tx, id); err != nil {
 			return nil, err
@@ -345,7 +355,12 @@ func (db *DB) StoreFlags(ctx context.Context, id MailboxID, uids []UID, op imap.
 		}
 		defer update.Close()
 		c := Change{Kind: ChangeFlags}
+		modified = nil // a retried transaction starts over
 		for _, m := range cur {
+			if unchangedSince != 0 && m.modSeq > unchangedSince {
+				modified = append(modified, m.uid)
+				continue
+			}
 			next, err := applyFlags(m.flags, op, arg)
 			if err != nil {
 				return nil, err
@@ -368,19 +383,20 @@ func (db *DB) StoreFlags(ctx context.Context, id MailboxID, uids []UID, op imap.
 		return []change{{mailboxID: mailboxID, Change: c}}, nil
 	})
 	if err != nil {
-		return fmt.Errorf("store flags in mailbox %s: %w", id, err)
+		return nil, fmt.Errorf("store flags in mailbox %s: %w", id, err)
 	}
-	return nil
+	return modified, nil
 }
 
 type uidFlags struct {
-	uid   UID
-	flags []string
+	uid    UID
+	flags  []string
+	modSeq uint64
 }
 
 // flagsOf reads the flags of the existing messages among uids (ascending).
 func flagsOf(ctx context.Context, q querier, mailboxID int64, uids []UID) ([]uidFlags, error) {
-	rows, err := q.QueryContext(ctx, "SELECT uid, flags FROM messages WHERE mailbox_id = ? AND uid BETWEEN ? AND ? ORDER BY uid",
+	rows, err := q.QueryContext(ctx, "SELECT uid, flags, modseq FROM messages WHERE mailbox_id = ? AND uid BETWEEN ? AND ? ORDER BY uid",
 		mailboxID, uids[0], uids[len(uids)-1])
 	if err != nil {
 		return nil, err
@@ -391,7 +407,7 @@ func flagsOf(ctx context.Context, q querier, mailboxID int64, uids []UID) ([]uid
 	for rows.Next() {
 		var m uidFlags
 		var flags string
-		if err := rows.Scan(&m.uid, &flags); err != nil {
+		if err := rows.Scan(&m.uid, &flags, &m.modSeq); err != nil {
 			return nil, err
 		}
 		for i < len(uids) && uids[i] < m.uid {

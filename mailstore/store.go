@@ -139,10 +139,16 @@ type Store interface {
 	WithRaw(ctx context.Context, mailbox MailboxID, uid UID, fn func(raw []byte) error) error
 	Search(ctx context.Context, mailbox MailboxID, criteria *imap.SearchCriteria) ([]UID, error)
 	StoreFlags(ctx context.Context, mailbox MailboxID, uids []UID, op imap.StoreFlagsOp, flags []string) error
+	// StoreFlagsUnchangedSince is StoreFlags leaving alone, and returning,
+	// the messages changed after mod-sequence unchangedSince (if not 0).
+	StoreFlagsUnchangedSince(ctx context.Context, mailbox MailboxID, uids []UID, op imap.StoreFlagsOp, flags []string, unchangedSince uint64) ([]UID, error)
 	// Copy and Move take dest from the account of the source mailbox.
 	Copy(ctx context.Context, mailbox MailboxID, uids []UID, dest string) (Copied, error)
 	Move(ctx context.Context, mailbox MailboxID, uids []UID, dest string) (Copied, error)
 	Expunge(ctx context.Context, mailbox MailboxID, uids []UID) ([]UID, error)
+	// Vanished returns the UIDs expunged after mod-sequence since
+	// (ascending) and whether that answer is complete; see modseq.go.
+	Vanished(ctx context.Context, mailbox MailboxID, since uint64) ([]UID, bool, error)
 }
 
 var _ Store = (*DB)(nil)
@@ -156,6 +162,9 @@ type Mailbox struct {
 	UIDValidity uint32
 	UIDNext     UID
 	Subscribed  bool
+	// HighestModSeq is the mod-sequence of the mailbox's latest change
+	// (RFC 7162 HIGHESTMODSEQ); see modseq.go.
+	HighestModSeq uint64
 }
 
 // MailboxStatus is a Mailbox with its counters.
@@ -199,6 +208,7 @@ type Snapshot struct {
 	Mailbox Mailbox
 	UIDs    []UID
 	Flags   [][]string
+	ModSeqs []uint64 // the mod-sequence of each message's last change
 }
 
 // ChangeKind says what a Change did.
@@ -216,6 +226,9 @@ type Change struct {
 	Kind  ChangeKind
 	UIDs  []UID      // ascending
 	Flags [][]string // for ChangeAppended and ChangeFlags, parallel to UIDs
+	// ModSeq is the mod-sequence the change gave its messages (and, for
+	// ChangeExpunged, their tombstones); the mailbox's new HIGHESTMODSEQ.
+	ModSeq uint64
 	// Origin is the value given to WithOrigin in the context of the call
 	// that made the change, so a session can skip echoing its own changes.
 	Origin any

@@ -25,7 +25,7 @@ func TestImaplibSession(t *testing.T) {
 	}
 	caps, _ := got["capabilities"].([]any)
 	for _, c := range []string{"IDLE", "UIDPLUS", "MOVE", "UNSELECT", "NAMESPACE", "SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS",
-		"ESEARCH", "LITERAL+", "APPENDLIMIT=26214400", "ENABLE", "ID", "SASL-IR", "BINARY"} {
+		"ESEARCH", "LITERAL+", "APPENDLIMIT=26214400", "ENABLE", "ID", "SASL-IR", "BINARY", "CONDSTORE", "QRESYNC"} {
 		if !slices.Contains(caps, any(c)) {
 			t.Errorf("capability %s missing from %v", c, caps)
 		}

@@ -49,8 +49,22 @@ func (ss *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options 
 		return err
 	}
 	targets, err := sel.view.resolve(sel.tracker, numSet)
-	if err != nil || len(targets) == 0 {
+	if err != nil {
 		return err
+	}
+	if options.Vanished { // UID FETCH ... (CHANGEDSINCE m VANISHED), QRESYNC
+		if err := ss.writeVanished(w, numSet.(imap.UIDSet), options.ChangedSince); err != nil {
+			return err
+		}
+	}
+	if options.ChangedSince != 0 {
+		targets = sel.view.keepChangedSince(targets, options.ChangedSince)
+	}
+	if ss.enabled(imap.CapQResync) {
+		options.UID = true // in every FETCH response (RFC 7162 §3.2.4)
+	}
+	if len(targets) == 0 {
+		return nil
 	}
 	var seen map[imap.UID]bool // messages this FETCH marks \Seen
 	if !sel.readOnly && setsSeen(options) {
@@ -144,6 +158,9 @@ func (ss *session) writeFetch(w *imapserver.FetchWriter, t target, meta *mailsto
 	}
 	if options.Flags || seenNow {
 		rw.WriteFlags(ss.sel.tracker.withRecent(t.uid, flags))
+	}
+	if options.ModSeq || seenNow && ss.enabled(imap.CapCondStore) {
+		rw.WriteModSeq(ss.sel.view.modSeqOf(t.uid))
 	}
 	if meta != nil {
 		if options.InternalDate {
@@ -340,15 +357,21 @@ func (ss *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria
 	if err != nil {
 		return nil, err
 	}
+	var data imap.SearchData
+	withModSeq := usesModSeq(criteria)
 	if err := ss.seqToUIDCriteria(criteria); err != nil {
 		return nil, err
 	}
-	uids, err := ss.store().Search(ss.ctx, sel.view.id, criteria)
-	if err != nil {
+	var uids []imap.UID
+	if inViewOnly(criteria) {
+		uids = sel.view.search(criteria)
+	} else if uids, err = ss.store().Search(ss.ctx, sel.view.id, criteria); err != nil {
 		return nil, storeError(err)
 	}
+	if withModSeq {
+		data.ModSeq = sel.view.highestModSeqOf(uids)
+	}
 	var (
-		data   imap.SearchData
 		seqSet imap.SeqSet
 		uidSet imap.UIDSet
 	)
@@ -401,6 +424,7 @@ func (ss *session) seqToUIDCriteria(c *imap.SearchCriteria) error {
 		c.UID[i] = ss.sel.view.staticUIDs(set)
 	}
 	ss.recentToUIDCriteria(c)
+	ss.modSeqToUIDCriteria(c)
 	for i := range c.Not {
 		if err := ss.seqToUIDCriteria(&c.Not[i]); err != nil {
 			return err
@@ -434,7 +458,7 @@ func (ss *session) recentToUIDCriteria(c *imap.SearchCriteria) {
 // Store changes flags; other sessions get FETCH FLAGS through the view, this
 // one gets them here for the messages that changed, unless .SILENT (or
 // after the poll, when the change announced a new keyword).
-func (ss *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, _ *imap.StoreOptions) error {
+func (ss *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, options *imap.StoreOptions) error {
 	sel, err := ss.selected()
 	if err != nil {
 		return err
@@ -451,23 +475,42 @@ func (ss *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *i
 		before[i], _ = sel.view.flagsOf(t.uid)
 	}
 	ctx := mailstore.WithOrigin(ss.ctx, sel.tracker)
-	if err := ss.store().StoreFlags(ctx, sel.view.id, uidsOf(targets), flags.Op, flagStrings(flags.Flags)); err != nil {
+	modified, err := ss.store().StoreFlagsUnchangedSince(ctx, sel.view.id, uidsOf(targets), flags.Op, flagStrings(flags.Flags),
+		options.UnchangedSince)
+	if err != nil {
 		return storeError(err)
 	}
-	if flags.Silent {
+	_, byUID := numSet.(imap.UIDSet)
+	if err := ss.writeStored(w, targets, before, flags.Silent, byUID); err != nil {
+		return err
+	}
+	if len(modified) > 0 {
+		return modifiedError(targets, modified, byUID)
+	}
+	return nil
+}
+
+// writeStored answers STORE with the new flags of the messages it changed,
+// unless .SILENT, and with their mod-sequences once CONDSTORE is enabled
+// (then also after .SILENT, RFC 7162 §3.1.3, as Dovecot does).
+func (ss *session) writeStored(w *imapserver.FetchWriter, targets []target, before [][]imap.Flag, silent, byUID bool) error {
+	withModSeq := ss.enabled(imap.CapCondStore)
+	if silent && !withModSeq {
 		return nil
 	}
+	byUID = byUID || ss.enabled(imap.CapQResync)
+	sel := ss.sel
 	var changed []trackerFetch
 	for i, t := range targets {
 		cur, ok := sel.view.flagsOf(t.uid)
 		if ok && !slices.Equal(cur, before[i]) { // like Dovecot, report only changes
-			changed = append(changed, trackerFetch{seqNum: t.seq, uid: t.uid, flags: sel.tracker.withRecent(t.uid, cur)})
+			changed = append(changed, trackerFetch{seqNum: t.seq, uid: t.uid, flags: sel.tracker.withRecent(t.uid, cur),
+				modSeq: sel.view.modSeqOf(t.uid)})
 		}
 	}
-	if sel.tracker.queueAfterFlags(changed) {
+	if !silent && sel.tracker.queueAfterFlags(queuedStored(changed, byUID)) {
 		return nil // written by the poll after the command, behind * FLAGS
 	}
-	_, byUID := numSet.(imap.UIDSet)
 	ss.wire.hold()
 	defer ss.wire.release()
 	for _, f := range changed {
@@ -475,7 +518,12 @@ func (ss *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *i
 		if byUID {
 			rw.WriteUID(f.uid)
 		}
-		rw.WriteFlags(f.flags)
+		if !silent {
+			rw.WriteFlags(f.flags)
+		}
+		if withModSeq {
+			rw.WriteModSeq(f.modSeq)
+		}
 		if err := rw.Close(); err != nil {
 			return err
 		}
@@ -519,6 +567,19 @@ func (ss *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest strin
 		return w.WriteCopyData(data)
 	}
 	return nil
+}
+
+// queuedStored are STORE's own FETCH responses as the poll writes them:
+// with UID only when the command was UID STORE (or QRESYNC is enabled).
+func queuedStored(changed []trackerFetch, byUID bool) []trackerFetch {
+	if byUID {
+		return changed
+	}
+	out := slices.Clone(changed)
+	for i := range out {
+		out[i].uid = 0
+	}
+	return out
 }
 
 func destError(err error) error {

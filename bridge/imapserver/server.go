@@ -7,7 +7,11 @@
 // (through one shared view per mailbox, view.go). It advertises IMAP4rev1
 // with IDLE, UIDPLUS, MOVE, UNSELECT, NAMESPACE, SPECIAL-USE,
 // LIST-EXTENDED, LIST-STATUS, ESEARCH, BINARY, LITERAL+, APPENDLIMIT,
-// SASL-IR, ENABLE and ID (the last added by wire.go, which go-imap lacks).
+// SASL-IR, ENABLE, CONDSTORE, QRESYNC and ID (the last added by wire.go,
+// which go-imap lacks). Mod-sequences come from the store (package
+// mailstore's modseq.go), one per change, and are kept in the view with
+// the flags, so CHANGEDSINCE, SEARCH MODSEQ and QRESYNC's FETCHes read no
+// SQLite; only VANISHED reads the store's tombstones.
 //
 // Message numbers follow each client's view (tracker.go): a message
 // expunged by another session stays addressable until the client is sent
@@ -180,6 +184,8 @@ var capabilities = imap.CapSet{
 	imap.CapStatusSize:       {},
 	imap.CapCreateSpecialUse: {},
 	imap.CapBinary:           {},
+	imap.CapCondStore:        {},
+	imap.CapQResync:          {},
 }
 
 // Close stops all listeners and connections and the store watches.

@@ -38,6 +38,8 @@ type selection struct {
 var (
 	_ imapserver.SessionIMAP4rev2   = (*session)(nil)
 	_ imapserver.SessionAppendLimit = (*session)(nil)
+	_ imapserver.SessionQResync     = (*session)(nil)
+	_ imapserver.SessionCondStore   = (*session)(nil)
 )
 
 func (s *Server) newSession(conn *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
@@ -56,6 +58,10 @@ func (ss *session) Close() error {
 }
 
 func (ss *session) store() mailstore.Store { return ss.s.opts.Store }
+
+// enabled reports whether the client has enabled an extension (ENABLE, or
+// for CONDSTORE one of the commands that enable it).
+func (ss *session) enabled(c imap.Cap) bool { return ss.conn.EnabledCaps().Has(c) }
 
 // AppendLimit implements imapserver.SessionAppendLimit.
 func (ss *session) AppendLimit() uint32 { return ss.s.opts.AppendLimit }
@@ -288,6 +294,9 @@ func (ss *session) Status(name string, options *imap.StatusOptions) (*imap.Statu
 		limit := ss.s.opts.AppendLimit
 		data.AppendLimit = &limit
 	}
+	if options.HighestModSeq {
+		data.HighestModSeq = st.HighestModSeq
+	}
 	return data, nil
 }
 
@@ -333,7 +342,7 @@ func (ss *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 	}
 	ss.wire.hold()
 	defer ss.wire.release()
-	return ss.sel.tracker.poll(w, allowExpunge)
+	return ss.sel.tracker.poll(w, allowExpunge, ss.enabled(imap.CapQResync))
 }
 
 // Idle writes updates as they arrive until stop is closed. The store tells
@@ -343,7 +352,7 @@ func (ss *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error 
 	if ss.sel == nil {
 		return nil
 	}
-	return ss.sel.tracker.idle(w, stop)
+	return ss.sel.tracker.idle(w, stop, ss.enabled(imap.CapQResync))
 }
 
 // responseCodeUseAttr is RFC 6154's code for an unsupported special use.

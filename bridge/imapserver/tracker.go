@@ -31,6 +31,7 @@ func newMailboxTracker(numMessages uint32) *mailboxTracker {
 // trackerUpdate is one queued response; exactly one field is set.
 type trackerUpdate struct {
 	expunge      uint32
+	expungeUID   imap.UID // with expunge, for VANISHED once QRESYNC is enabled
 	numMessages  uint32
 	recent       bool // numRecent is set, possibly to 0
 	numRecent    uint32
@@ -42,6 +43,7 @@ type trackerFetch struct {
 	seqNum uint32
 	uid    imap.UID
 	flags  []imap.Flag
+	modSeq uint64 // written once CONDSTORE is enabled
 }
 
 // newSession registers a session that was just told the mailbox has
@@ -74,7 +76,9 @@ func (t *mailboxTracker) queue(u trackerUpdate, source *sessionTracker) {
 	}
 }
 
-func (t *mailboxTracker) queueExpunge(seqNum uint32) { t.queue(trackerUpdate{expunge: seqNum}, nil) }
+func (t *mailboxTracker) queueExpunge(seqNum uint32, uid imap.UID) {
+	t.queue(trackerUpdate{expunge: seqNum, expungeUID: uid}, nil)
+}
 
 func (t *mailboxTracker) queueNumMessages(n uint32) { t.queue(trackerUpdate{numMessages: n}, nil) }
 
@@ -84,8 +88,8 @@ func (t *mailboxTracker) queueMailboxFlags(flags []imap.Flag) {
 
 // queueMessageFlags queues a FETCH FLAGS for every session but source,
 // which answers its own STORE.
-func (t *mailboxTracker) queueMessageFlags(seqNum uint32, uid imap.UID, flags []imap.Flag, source *sessionTracker) {
-	t.queue(trackerUpdate{fetch: &trackerFetch{seqNum: seqNum, uid: uid, flags: flags}}, source)
+func (t *mailboxTracker) queueMessageFlags(seqNum uint32, uid imap.UID, flags []imap.Flag, modSeq uint64, source *sessionTracker) {
+	t.queue(trackerUpdate{fetch: &trackerFetch{seqNum: seqNum, uid: uid, flags: flags, modSeq: modSeq}}, source)
 }
 
 // sessionTracker is one session's queue and its client's view of the
@@ -240,7 +244,8 @@ func (st *sessionTracker) push(u trackerUpdate) {
 
 // poll writes the pending updates; without allowExpunge it stops before
 // the first EXPUNGE (RFC 3501 §7.4.1: not during FETCH, STORE or SEARCH).
-func (st *sessionTracker) poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
+// With vanished (QRESYNC enabled) a run of expunges is one VANISHED.
+func (st *sessionTracker) poll(w *imapserver.UpdateWriter, allowExpunge, vanished bool) error {
 	for {
 		st.mu.Lock()
 		if len(st.queue) == 0 {
@@ -252,20 +257,34 @@ func (st *sessionTracker) poll(w *imapserver.UpdateWriter, allowExpunge bool) er
 			return st.announceBehindExpunges(w)
 		}
 		u := st.queue[0]
-		st.mu.Unlock()
-		if err := st.writeUpdate(w, u); err != nil {
+		n := 1
+		var err error
+		if u.expunge != 0 && vanished {
+			var uids imap.UIDSet
+			for n = 0; n < len(st.queue) && st.queue[n].expunge != 0; n++ {
+				uids.AddNum(st.queue[n].expungeUID)
+			}
+			st.mu.Unlock()
+			err = w.WriteVanished(uids)
+		} else {
+			st.mu.Unlock()
+			err = st.writeUpdate(w, u)
+		}
+		if err != nil {
 			return err
 		}
 		// Dequeue only once written, so the number mapping keeps the
-		// update until the client has it.
+		// updates until the client has them.
 		st.mu.Lock()
-		st.queue = st.queue[1:]
-		switch {
-		case u.expunge != 0:
-			st.known--
-		case u.numMessages != 0:
-			st.known = u.numMessages
+		for _, u := range st.queue[:n] {
+			switch {
+			case u.expunge != 0:
+				st.known--
+			case u.numMessages != 0:
+				st.known = u.numMessages
+			}
 		}
+		st.queue = st.queue[n:]
 		st.mu.Unlock()
 	}
 }
@@ -309,12 +328,12 @@ func (st *sessionTracker) writeUpdate(w *imapserver.UpdateWriter, u trackerUpdat
 	case u.mailboxFlags != nil:
 		return w.WriteMailboxFlags(u.mailboxFlags)
 	default:
-		return w.WriteMessageFlags(u.fetch.seqNum, u.fetch.uid, u.fetch.flags)
+		return w.WriteMessageFlagsModSeq(u.fetch.seqNum, u.fetch.uid, u.fetch.flags, u.fetch.modSeq)
 	}
 }
 
 // idle writes updates as they are queued until stop is closed.
-func (st *sessionTracker) idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
+func (st *sessionTracker) idle(w *imapserver.UpdateWriter, stop <-chan struct{}, vanished bool) error {
 	updates := make(chan struct{}, 1)
 	st.mu.Lock()
 	st.updates = updates
@@ -325,7 +344,7 @@ func (st *sessionTracker) idle(w *imapserver.UpdateWriter, stop <-chan struct{})
 		st.mu.Unlock()
 	}()
 	for {
-		if err := st.poll(w, true); err != nil {
+		if err := st.poll(w, true, vanished); err != nil {
 			return err
 		}
 		select {

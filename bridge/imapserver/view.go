@@ -26,6 +26,8 @@ type mailboxView struct {
 	mu          sync.Mutex
 	uids        []imap.UID
 	flags       [][]imap.Flag
+	modSeqs     []uint64             // of each message's last change (CONDSTORE)
+	highestMod  uint64               // the mailbox's HIGHESTMODSEQ
 	keywords    map[string]imap.Flag // by lower case; only grows while the view lives
 	uidValidity uint32
 	uidNext     imap.UID
@@ -55,6 +57,8 @@ func newView(ctx context.Context, store mailstore.Store, id mailstore.MailboxID)
 	for i, f := range snap.Flags {
 		v.flags[i], _ = v.toIMAP(f)
 	}
+	v.modSeqs = snap.ModSeqs
+	v.highestMod = snap.Mailbox.HighestModSeq
 	v.uidValidity = snap.Mailbox.UIDValidity
 	v.uidNext = snap.Mailbox.UIDNext
 	v.tracker = newMailboxTracker(uint32(len(v.uids)))
@@ -92,6 +96,7 @@ func (v *mailboxView) mailboxFlagsLocked() []imap.Flag {
 func (v *mailboxView) apply(c mailstore.Change) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	v.highestMod = max(v.highestMod, c.ModSeq)
 	switch c.Kind {
 	case mailstore.ChangeAppended:
 		for i, uid := range c.UIDs {
@@ -101,6 +106,7 @@ func (v *mailboxView) apply(c mailstore.Change) {
 			}
 			v.uids = append(v.uids, uid)
 			v.flags = append(v.flags, flags)
+			v.modSeqs = append(v.modSeqs, c.ModSeq)
 			v.uidNext = max(v.uidNext, uid+1)
 			v.tracker.queueNumMessages(uint32(len(v.uids)))
 		}
@@ -119,7 +125,8 @@ func (v *mailboxView) apply(c mailstore.Change) {
 					v.tracker.queueMailboxFlags(v.mailboxFlagsLocked())
 				}
 				v.flags[at] = flags
-				v.tracker.queueMessageFlags(uint32(at+1), uid, flags, source)
+				v.modSeqs[at] = c.ModSeq
+				v.tracker.queueMessageFlags(uint32(at+1), uid, flags, c.ModSeq, source)
 			}
 		}
 	case mailstore.ChangeExpunged:
@@ -138,18 +145,18 @@ func (v *mailboxView) expungeLocked(uids []imap.UID) {
 	for i := len(uids) - 1; i >= 0; i-- {
 		if at, ok := slices.BinarySearch(v.uids, uids[i]); ok && !gone[at] {
 			gone[at] = true
-			v.tracker.queueExpunge(uint32(at + 1))
+			v.tracker.queueExpunge(uint32(at+1), uids[i])
 		}
 	}
 	keep := 0
 	for i := range v.uids {
 		if !gone[i] {
-			v.uids[keep], v.flags[keep] = v.uids[i], v.flags[i]
+			v.uids[keep], v.flags[keep], v.modSeqs[keep] = v.uids[i], v.flags[i], v.modSeqs[i]
 			keep++
 		}
 	}
 	clear(v.flags[keep:])
-	v.uids, v.flags = v.uids[:keep], v.flags[:keep]
+	v.uids, v.flags, v.modSeqs = v.uids[:keep], v.flags[:keep], v.modSeqs[:keep]
 }
 
 // selectData answers SELECT and registers the session's tracker in the same
@@ -167,6 +174,7 @@ func (v *mailboxView) selectData(readOnly bool) (*imap.SelectData, *sessionTrack
 		NumMessages:    uint32(len(v.uids)),
 		UIDNext:        v.uidNext,
 		UIDValidity:    v.uidValidity,
+		HighestModSeq:  v.highestMod,
 	}
 	if readOnly {
 		data.PermanentFlags = []imap.Flag{} // EXAMINE: nothing can be changed
@@ -291,6 +299,64 @@ func staticRange(start, stop, max uint32) (uint32, uint32) {
 		start, stop = stop, start
 	}
 	return start, stop
+}
+
+// modSeqOf returns the mod-sequence of a message's last change, or 0 if
+// it is gone.
+func (v *mailboxView) modSeqOf(uid imap.UID) uint64 {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if at, ok := slices.BinarySearch(v.uids, uid); ok {
+		return v.modSeqs[at]
+	}
+	return 0
+}
+
+// changedSince returns the UIDs, among those in set (nil: all), of the
+// messages changed after mod-sequence modSeq.
+func (v *mailboxView) changedSince(modSeq uint64, set imap.UIDSet) imap.UIDSet {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	out := imap.UIDSet{}
+	for i, m := range v.modSeqs {
+		if m > modSeq && (set == nil || set.Contains(v.uids[i])) {
+			out.AddNum(v.uids[i])
+		}
+	}
+	return out
+}
+
+// missingFrom returns the UIDs of set, up to the highest UID handed out,
+// that name no message now: what may have vanished, when the store's
+// record of expunges does not reach back far enough.
+func (v *mailboxView) missingFrom(set imap.UIDSet) imap.UIDSet {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	out := imap.UIDSet{}
+	last := uint32(v.uidNext - 1)
+	for _, r := range set {
+		start, stop := staticRange(uint32(r.Start), uint32(r.Stop), last)
+		stop = min(stop, last)
+		if start == 0 || start > stop {
+			continue
+		}
+		at, _ := slices.BinarySearch(v.uids, imap.UID(start))
+		for next := start; next <= stop; at++ { // the gaps between the messages
+			end := stop
+			present := at < len(v.uids) && uint32(v.uids[at]) <= stop
+			if present {
+				end = uint32(v.uids[at]) - 1
+			}
+			if next <= end {
+				out.AddRange(imap.UID(next), imap.UID(end))
+			}
+			if !present {
+				break
+			}
+			next = uint32(v.uids[at]) + 1
+		}
+	}
+	return out
 }
 
 // flagsOf returns the current flags of a message, or nil if it is gone.

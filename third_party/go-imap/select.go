@@ -4,6 +4,25 @@ package imap
 type SelectOptions struct {
 	ReadOnly  bool
 	CondStore bool // requires CONDSTORE
+
+	QResync *SelectQResync // requires QRESYNC
+}
+
+// SelectQResync is the QRESYNC parameter of SELECT and EXAMINE: what the
+// client knew of the mailbox when it last synchronised (RFC 7162 section
+// 3.2.5).
+type SelectQResync struct {
+	UIDValidity uint32
+	ModSeq      uint64
+	KnownUIDs   UIDSet          // optional
+	SeqMatch    *SelectSeqMatch // optional
+}
+
+// SelectSeqMatch pairs message sequence numbers with the UIDs the client
+// believes they have.
+type SelectSeqMatch struct {
+	SeqNums SeqSet
+	UIDs    UIDSet
 }
 
 // SelectData is the data returned by a SELECT command.

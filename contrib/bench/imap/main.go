@@ -4,7 +4,8 @@
 //
 // Both servers get the same 10,000 messages by pipelined APPEND, then:
 // SELECT of the 10,000-message INBOX, FETCH 1:* (FLAGS ENVELOPE), UID SEARCH
-// TEXT, IDLE push latency (APPEND on one connection to EXISTS on another)
+// TEXT, SEARCH MODSEQ and SELECT with QRESYNC after 1% of the flags
+// changed (condstore.go), IDLE push latency (APPEND on one connection to EXISTS on another)
 // and logins per second (connect, LOGIN, LOGOUT). Each row reports the
 // median of several warm runs; ratio = bridge time / Dovecot time, so below
 // 1 means the bridge is faster.
@@ -120,6 +121,9 @@ func run(messages, runs, logins int) error {
 	if err := measure("UID SEARCH TEXT "+testmail.Needle, func(t target) ([]time.Duration, error) {
 		return repeat(t, runs+1, "EXAMINE INBOX", "UID SEARCH TEXT "+testmail.Needle)
 	}); err != nil {
+		return err
+	}
+	if err := measureCondStore(measure, messages, runs); err != nil {
 		return err
 	}
 	if err := measure("IDLE push latency (APPEND → EXISTS)", func(t target) ([]time.Duration, error) {

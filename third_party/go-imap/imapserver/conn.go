@@ -299,6 +299,11 @@ func (c *Conn) readCommand(dec *imapwire.Decoder) error {
 	)
 	if errors.As(err, &imapErr) {
 		resp = (*imap.StatusResponse)(imapErr)
+		if resp.Type == imap.StatusResponseTypeOK { // a success with a code, e.g. MODIFIED
+			if err := c.poll(name); err != nil {
+				return err
+			}
+		}
 	} else if errors.As(err, &decErr) {
 		resp = &imap.StatusResponse{
 			Type: imap.StatusResponseTypeBad,

@@ -75,12 +75,22 @@ func (c *Conn) handleFetch(dec *imapwire.Decoder, numKind NumKind) error {
 		}
 	}
 
+	if dec.SP() {
+		if err := c.readFetchModifiers(dec, numKind, &options); err != nil {
+			return err
+		}
+	}
 	if !dec.ExpectCRLF() {
 		return dec.Err()
 	}
 
 	if err := c.checkState(imap.ConnStateSelected); err != nil {
 		return err
+	}
+	if options.ModSeq {
+		if err := c.enableCondStore(); err != nil {
+			return err
+		}
 	}
 
 	if numKind == NumKindUID {
@@ -108,6 +118,8 @@ func handleFetchAtt(dec *imapwire.Decoder, attName string, options *imap.FetchOp
 		options.RFC822Size = true
 	case "UID":
 		options.UID = true
+	case "MODSEQ":
+		options.ModSeq = true
 	case "RFC822": // equivalent to BODY[]
 		bs := &imap.FetchItemBodySection{}
 		writerOptions.obsolete[bs] = attName

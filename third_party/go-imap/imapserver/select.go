@@ -9,7 +9,16 @@ import (
 
 func (c *Conn) handleSelect(tag string, dec *imapwire.Decoder, readOnly bool) error {
 	var mailbox string
-	if !dec.ExpectSP() || !dec.ExpectMailbox(&mailbox) || !dec.ExpectCRLF() {
+	options := imap.SelectOptions{ReadOnly: readOnly}
+	if !dec.ExpectSP() || !dec.ExpectMailbox(&mailbox) {
+		return dec.Err()
+	}
+	if dec.SP() {
+		if err := c.readSelectParams(dec, &options); err != nil {
+			return err
+		}
+	}
+	if !dec.ExpectCRLF() {
 		return dec.Err()
 	}
 
@@ -32,12 +41,43 @@ func (c *Conn) handleSelect(tag string, dec *imapwire.Decoder, readOnly bool) er
 		}
 	}
 
-	options := imap.SelectOptions{ReadOnly: readOnly}
 	data, err := c.session.Select(mailbox, &options)
 	if err != nil {
 		return err
 	}
 
+	if err := c.writeSelectData(data); err != nil {
+		return err
+	}
+	if sess, ok := c.session.(SessionQResync); ok && options.QResync != nil {
+		if err := sess.Resync(&FetchWriter{conn: c}, options.QResync); err != nil {
+			return err
+		}
+	}
+
+	c.state = imap.ConnStateSelected
+	// TODO: forbid write commands in read-only mode
+
+	var (
+		cmdName string
+		code    imap.ResponseCode
+	)
+	if readOnly {
+		cmdName = "EXAMINE"
+		code = "READ-ONLY"
+	} else {
+		cmdName = "SELECT"
+		code = "READ-WRITE"
+	}
+	return c.writeStatusResp(tag, &imap.StatusResponse{
+		Type: imap.StatusResponseTypeOK,
+		Code: code,
+		Text: fmt.Sprintf("%v completed", cmdName),
+	})
+}
+
+// writeSelectData writes the untagged responses of SELECT and EXAMINE.
+func (c *Conn) writeSelectData(data *imap.SelectData) error {
 	if err := c.writeExists(data.NumMessages); err != nil {
 		return err
 	}
@@ -68,26 +108,12 @@ func (c *Conn) handleSelect(tag string, dec *imapwire.Decoder, readOnly bool) er
 			return err
 		}
 	}
-
-	c.state = imap.ConnStateSelected
-	// TODO: forbid write commands in read-only mode
-
-	var (
-		cmdName string
-		code    imap.ResponseCode
-	)
-	if readOnly {
-		cmdName = "EXAMINE"
-		code = "READ-ONLY"
-	} else {
-		cmdName = "SELECT"
-		code = "READ-WRITE"
+	if data.HighestModSeq != 0 && c.isEnabled(imap.CapCondStore) {
+		if err := c.writeHighestModSeq(data.HighestModSeq); err != nil {
+			return err
+		}
 	}
-	return c.writeStatusResp(tag, &imap.StatusResponse{
-		Type: imap.StatusResponseTypeOK,
-		Code: code,
-		Text: fmt.Sprintf("%v completed", cmdName),
-	})
+	return nil
 }
 
 func (c *Conn) handleUnselect(dec *imapwire.Decoder, expunge bool) error {
