@@ -76,30 +76,8 @@ func run(messages, runs, logins int) error {
 	}
 	defer dove.Stop()
 
-	targets := []target{bridge, {"dovecot", dove.Addr, bridge.user, dovecotref.Password}}
-	var rows []row
-	measure := func(name string, fn func(t target) ([]time.Duration, error)) error {
-		r := row{name: name, unit: "time"}
-		for i, t := range targets {
-			samples, err := fn(t)
-			if err != nil {
-				return fmt.Errorf("%s on %s: %w", name, t.name, err)
-			}
-			r.cold[i] = samples[0]
-			warm := samples
-			if len(samples) > 1 {
-				warm = samples[1:]
-			}
-			med := median(warm)
-			if i == 0 {
-				r.bridge = med
-			} else {
-				r.dove = med
-			}
-		}
-		rows = append(rows, r)
-		return nil
-	}
+	tb := &table{targets: []target{bridge, {"dovecot", dove.Addr, bridge.user, dovecotref.Password}}}
+	measure := tb.measure
 
 	fmt.Fprintf(os.Stderr, "loading %d messages into each server...\n", messages)
 	if err := measure(fmt.Sprintf("APPEND %d (pipelined, per message)", messages), func(t target) ([]time.Duration, error) {
@@ -138,7 +116,38 @@ func run(messages, runs, logins int) error {
 		return err
 	}
 
-	printRows(rows)
+	printRows(tb.rows)
+	return nil
+}
+
+// table is the rows measured on both targets, bridge first.
+type table struct {
+	targets []target
+	rows    []row
+}
+
+// measure adds the row name: fn's samples on each target, the first run
+// cold and the median of the others.
+func (tb *table) measure(name string, fn func(t target) ([]time.Duration, error)) error {
+	r := row{name: name, unit: "time"}
+	for i, t := range tb.targets {
+		samples, err := fn(t)
+		if err != nil {
+			return fmt.Errorf("%s on %s: %w", name, t.name, err)
+		}
+		r.cold[i] = samples[0]
+		warm := samples
+		if len(samples) > 1 {
+			warm = samples[1:]
+		}
+		med := median(warm)
+		if i == 0 {
+			r.bridge = med
+		} else {
+			r.dove = med
+		}
+	}
+	tb.rows = append(tb.rows, r)
 	return nil
 }
 
