@@ -4,10 +4,15 @@
 // uses gossips lives elsewhere; this package only builds, signs, encodes,
 // decodes and verifies them.
 //
+// Info bits 10–14 are flags a node signs with its gossip (PROTOCOL.md
+// §16.2): bit 10 says the node speaks naming v2 (FlagNamingV2); bits 11–14
+// are unassigned. Decode keeps every flag as received, known or not, so
+// that a gossip passed on re-encodes to the bytes its signature covers.
+//
 // Layout (integers big-endian):
 //
 //	offset  size    field
-//	0       2       info: bit 15 = IPv4, bits 10–14 zero, bits 0–9 = n
+//	0       2       info: bit 15 = IPv4, bits 10–14 flags, bits 0–9 = n
 //	2       32      node id (Ed25519 public key)
 //	34      4       time, seconds since 2020-01-01T00:00:00Z
 //	38      4|16    IPv4 or IPv6 address
@@ -51,9 +56,9 @@ const (
 	// MaxSize is an IPv6 gossip with MaxSubscriptions subscriptions.
 	MaxSize = MinSizeIPv6 + MaxSubscriptions*SubscriptionSize // 33879
 
-	infoIPv4     = 1 << 15
-	infoReserved = 0x7c00 // bits 10–14
-	infoCount    = 0x03ff // bits 0–9
+	infoIPv4  = 1 << 15
+	infoFlags = 0x7c00 // bits 10–14
+	infoCount = 0x03ff // bits 0–9
 
 	// EpochUnix is keynesis' time origin, 2020-01-01T00:00:00Z, in Unix seconds.
 	EpochUnix = 1577836800
@@ -69,8 +74,16 @@ type Subscription struct {
 	Interest uint8
 }
 
+// FlagNamingV2 is info bit 10: the node speaks naming scheme v2 (inbox
+// topics and intro buckets, PROTOCOL.md §16). A gossip without it comes
+// from a v1 node (upstream or an earlier release).
+const FlagNamingV2 uint16 = 1 << 10
+
 // Gossip is a decoded or freshly signed gossip.
 type Gossip struct {
+	// Flags are info bits 10–14 as signed (FlagNamingV2; the others are
+	// unassigned and kept as received).
+	Flags         uint16
 	ID            keys.PublicKey
 	Time          uint32 // seconds since Epoch
 	Addr          netip.AddrPort
@@ -78,13 +91,21 @@ type Gossip struct {
 	Signature     [SignatureSize]byte
 }
 
-// New builds the gossip of the node whose key is priv and signs it.
-// An IPv4 address (not an IPv4-mapped IPv6 one) is encoded in 4 bytes.
+// New builds the gossip of the node whose key is priv and signs it, with
+// no flag set (a v1 node's gossip). An IPv4 address (not an IPv4-mapped
+// IPv6 one) is encoded in 4 bytes.
 func New(priv ed25519.PrivateKey, now uint32, addr netip.AddrPort, subs []Subscription) (Gossip, error) {
+	return NewFlagged(priv, 0, now, addr, subs)
+}
+
+// NewFlagged is New with info flags (FlagNamingV2); flags outside bits
+// 10–14 are an error.
+func NewFlagged(priv ed25519.PrivateKey, flags uint16, now uint32, addr netip.AddrPort, subs []Subscription) (Gossip, error) {
 	if len(priv) != ed25519.PrivateKeySize {
 		return Gossip{}, fmt.Errorf("new gossip: key is %d bytes, want %d", len(priv), ed25519.PrivateKeySize)
 	}
 	g := Gossip{
+		Flags:         flags,
 		ID:            keys.Public(priv),
 		Time:          now,
 		Addr:          addr,
@@ -97,6 +118,9 @@ func New(priv ed25519.PrivateKey, now uint32, addr netip.AddrPort, subs []Subscr
 	copy(g.Signature[:], ed25519.Sign(priv, b))
 	return g, nil
 }
+
+// NamingV2 reports whether the node that signed g speaks naming v2.
+func (g Gossip) NamingV2() bool { return g.Flags&FlagNamingV2 != 0 }
 
 // Size is the encoded length of g.
 func (g Gossip) Size() int {
@@ -120,7 +144,7 @@ func (g Gossip) Append(dst []byte) []byte {
 
 // appendSigned appends everything but the signature.
 func (g Gossip) appendSigned(dst []byte) []byte {
-	info := uint16(len(g.Subscriptions)) & infoCount
+	info := uint16(len(g.Subscriptions))&infoCount | g.Flags&infoFlags
 	ip := g.Addr.Addr()
 	if ip.Is4() {
 		info |= infoIPv4
@@ -145,6 +169,9 @@ func (g Gossip) appendSigned(dst []byte) []byte {
 
 // check validates what the encoding cannot represent.
 func (g Gossip) check() error {
+	if g.Flags&^infoFlags != 0 {
+		return fmt.Errorf("flags %#04x outside info bits 10–14", g.Flags)
+	}
 	if len(g.Subscriptions) > MaxSubscriptions {
 		return fmt.Errorf("%d subscriptions, maximum %d", len(g.Subscriptions), MaxSubscriptions)
 	}
@@ -168,20 +195,20 @@ func (g Gossip) Verify() error {
 	return nil
 }
 
-// Decode parses and verifies a gossip. It checks, in order: the reserved
-// info bits are zero, the length is exactly what the info field implies
+// Decode parses and verifies a gossip. It checks, in order: the length is
+// exactly what the info field implies
 // (108 + 33n for IPv4, 120 + 33n for IPv6), and the signature is valid
-// under the embedded id. It does not judge freshness, the address or
-// duplicate topics. The result does not alias b.
+// under the embedded id. Info bits 10–14 are kept in Flags, unassigned
+// ones included (a later release may sign them; an earlier one of this
+// implementation rejected them). It does not judge freshness, the address
+// or duplicate topics. The result does not alias b.
 func Decode(b []byte) (Gossip, error) {
 	var g Gossip
 	if len(b) < InfoSize {
 		return g, fmt.Errorf("decode gossip: %d bytes, too short for the info field", len(b))
 	}
 	info := binary.BigEndian.Uint16(b)
-	if info&infoReserved != 0 {
-		return g, fmt.Errorf("decode gossip: reserved bits set in info %#04x", info)
-	}
+	g.Flags = info & infoFlags
 	n := int(info & infoCount)
 	ipSize, size := IPv6Size, MinSizeIPv6
 	if info&infoIPv4 != 0 {

@@ -75,7 +75,9 @@ func TestUpstreamVectorBitFlips(t *testing.T) {
 			case pos == 0 && bit == 7:
 				want = "but info 0x0000 (0 subscriptions) means 120" // IPv4 flag cleared
 			case pos == 0 && bit >= 2:
-				want = "reserved bits"
+				// A flag bit (10–14): the length still fits, but the
+				// signature covers the flags.
+				want = "invalid signature for node"
 			case pos < InfoSize:
 				want = "subscriptions) means"
 			default:
@@ -173,7 +175,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"info only", []byte{0x80, 0x00}, "means 108"},
 		{"truncated", good[:len(good)-1], "means 141"},
 		{"extended", append(bytes.Clone(good), 0), "means 141"},
-		{"reserved bit", append([]byte{0x84, 0x01}, good[2:]...), "reserved"},
+		{"flag bit not signed", append([]byte{0x84, 0x01}, good[2:]...), "invalid signature"},
 		{"signature by another key", otherKey, "invalid signature"},
 	} {
 		if _, err := Decode(c.b); err == nil || !strings.Contains(err.Error(), c.want) {
@@ -184,6 +186,59 @@ func TestDecodeErrors(t *testing.T) {
 	g.Time++
 	if err := g.Verify(); err == nil {
 		t.Error("verify accepted a changed time")
+	}
+}
+
+// TestFlags: bit 10 (naming v2) is signed and decoded; unassigned bits
+// 11–14 are accepted, not rejected, and kept, so a gossip passed on
+// re-encodes to the bytes its signature covers; a v1 gossip has none.
+func TestFlags(t *testing.T) {
+	k := gossipTestKey(5)
+	addr := netip.MustParseAddrPort("192.0.2.7:9800")
+	subs := []Subscription{{topic.Topic{7}, 63}}
+	for _, c := range []struct {
+		name  string
+		flags uint16
+		v2    bool
+		info0 byte // first info byte: IPv4 bit and flags
+	}{
+		{"v1", 0, false, 0x80},
+		{"v2", FlagNamingV2, true, 0x84},
+		{"v2 and unassigned bits 11–14", 0x7c00, true, 0xfc},
+		{"unassigned bit 14 only", 1 << 14, false, 0xc0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			g, err := NewFlagged(k, c.flags, 100, addr, subs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := g.Encode()
+			if b[0] != c.info0 || b[1] != 1 {
+				t.Fatalf("info = %02x%02x, want %02x01", b[0], b[1], c.info0)
+			}
+			d, err := Decode(b)
+			if err != nil {
+				t.Fatalf("decode: %v", err)
+			}
+			if d.Flags != c.flags || d.NamingV2() != c.v2 {
+				t.Errorf("decoded flags %#04x (v2 %v), want %#04x (v2 %v)", d.Flags, d.NamingV2(), c.flags, c.v2)
+			}
+			if !bytes.Equal(d.Encode(), b) {
+				t.Error("re-encoded gossip differs from the signed bytes")
+			}
+			// The flags are covered by the signature: clearing them
+			// after signing is caught.
+			if c.flags != 0 {
+				stripped := bytes.Clone(b)
+				stripped[0] &^= byte(c.flags >> 8)
+				if _, err := Decode(stripped); err == nil || !strings.Contains(err.Error(), "invalid signature") {
+					t.Errorf("flags cleared after signing: %v, want an invalid signature", err)
+				}
+			}
+		})
+	}
+	if _, err := NewFlagged(k, 1<<15, 100, addr, nil); err == nil {
+		t.Error("NewFlagged accepted a flag outside bits 10–14")
 	}
 }
 
@@ -231,6 +286,28 @@ func FuzzDecodeGossip(f *testing.F) {
 // of seed 07×32 (Ed25519 signatures are deterministic). Its signature was
 // checked with an independent Ed25519 implementation (pyca/cryptography).
 const computedVector = "0002ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c0221561d20010db800000000000000000000000126481111111111111111111111111111111111111111111111111111111111111111fc000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f3f232e5d5d27d96d06c294605cb131f9a543d5c131cdff62140561bbb5c08d77ed04a3616692e8ff5ad0440a3894cbab64877c82108c14047803b465f5dc2de30f"
+
+// computedVectorV2 is computedVector signed with info bit 10 (naming v2),
+// PROTOCOL.md §16.2; checked with Python's cryptography (Ed25519).
+const computedVectorV2 = "0402ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c0221561d20010db800000000000000000000000126481111111111111111111111111111111111111111111111111111111111111111fc000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f3ff03d4882d0dae8cbbf8b5919d76272cef03f187e2d542874b3004e593745cf735f290fc156122c11a533537f55d5b0a98183d81b5cb2f93ca2c870dfc4d42d05"
+
+func TestComputedVectorV2(t *testing.T) {
+	var t1, t2 topic.Topic
+	for i := range t1 {
+		t1[i], t2[i] = 0x11, byte(i)
+	}
+	g, err := NewFlagged(gossipTestKey(7), FlagNamingV2, 0x0221561d, netip.MustParseAddrPort("[2001:db8::1]:9800"), []Subscription{{t1, 252}, {t2, 63}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := hex.EncodeToString(g.Encode()); got != computedVectorV2 {
+		t.Fatalf("encoded %s", got)
+	}
+	d, err := Decode(gossipTestHex(t, computedVectorV2))
+	if err != nil || !d.NamingV2() {
+		t.Fatalf("decoded v2 %v, %v", d.NamingV2(), err)
+	}
+}
 
 func TestComputedVector(t *testing.T) {
 	var t1, t2 topic.Topic

@@ -193,6 +193,56 @@ func TestStrangerStorageQuota(t *testing.T) {
 	}
 }
 
+// ★ Mail on an inbox comes from senders' nodes that dial in for it and are
+// never ring neighbours (an inbox ring is empty by design): they get a
+// link's full storage quota, where a stranger on an ordinary topic gets an
+// eighth. A 25 MiB mail is 400 such messages: at a stranger's share its
+// sender was struck and quarantined after the first 4 MiB. The full quota
+// still bounds a flood (TestStrangerStorageQuota's strikes apply beyond).
+func TestInboxSendersGetFullQuota(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		inbox bool
+		want  uint64
+	}{
+		{"ordinary topic: a stranger's eighth", false, 2},
+		{"inbox: a link's quota", true, 6},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg, user := testConfig(t, t.TempDir())
+			cfg.GossipInterval = time.Hour
+			cfg.PeerStoreBurst = 16 * 60 << 10 // a stranger: two 60 KiB messages
+			cfg.PeerStoreRate = 8
+			n := start(t, cfg, user)
+			ctx := context.Background()
+			s := n.session(t)
+			tp := topic.Inbox(topic.InboxSeed{8}, topic.InboxDay(time.Now()))
+			register := s.Register
+			if c.inbox {
+				register = s.RegisterInbox
+			}
+			if err := register(ctx, tp); err != nil {
+				t.Fatal(err)
+			}
+			src := dialRawPeer(t, n.Addr().String(), n.ID(), nil, nil)
+			content := make([]byte, 60<<10)
+			for i := range 6 {
+				binary.BigEndian.PutUint64(content, uint64(i))
+				if err := src.wc.WriteMessage(ctx, wire.Topic{Topic: tp, Content: content}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			wait.Until(t, 5*time.Second, "the messages handled", func() bool {
+				st := n.Stats()
+				return st.Stored+st.OverQuota >= 6
+			})
+			if st := n.Stats(); st.Stored != c.want {
+				t.Errorf("stored %d of 6 (over quota %d), want %d", st.Stored, st.OverQuota, c.want)
+			}
+		})
+	}
+}
+
 // Under the storage cap, messages from peers that the user has not
 // fetched stay and newer ones are refused; once the user says it fetched
 // them (Session.Fetched), they make room for new ones.

@@ -40,17 +40,35 @@ const (
 
 // answerQueue holds a link's queries waiting for their answer; its
 // goroutine starts with the first query.
-type answerQueue chan wire.QueryTopicMessages
+type answerQueue chan answerJob
 
-// answerNodeQuery accepts a node peer's QueryTopicMessages: only for a
-// topic the peer advertises in its own gossip on this link (unless
-// OpenQueries), and while the link has room for it. It runs on the
-// link's reader, which owns l.answers.
+// answerJob is a query waiting for its answer; an empty one is answered
+// with no message whatever is stored (the peer may not read the topic).
+type answerJob struct {
+	q     wire.QueryTopicMessages
+	empty bool
+}
+
+// answerNodeQuery accepts a node peer's QueryTopicMessages while the link
+// has room for it, for a topic the peer may read (mayRead, §16.7: as
+// §15.4, a topic its own gossip on this link advertises unless
+// OpenQueries, but never an own inbox, and mail held for another node
+// only to that node). A v2 node gives every other query the same answer
+// as a topic it keeps with nothing since: Begins, then Complete, in the
+// queue's order, so that a probe learns nothing from the bytes or their
+// order; a v1 node (Config.NamingV1) refuses it, as v1 did. It runs on
+// the link's reader, which owns l.answers.
 func (n *Node) answerNodeQuery(ctx context.Context, l *link, q wire.QueryTopicMessages) {
-	if !n.cfg.OpenQueries && !l.advertises(q.Topic) {
-		n.log.Debug("query refused: peer does not advertise the topic", "peer", l.remote, "topic", q.Topic)
+	job := answerJob{q: q}
+	switch {
+	case n.mayRead(ctx, l, q.Topic):
+	case n.cfg.NamingV1:
+		n.log.Debug("query refused: the peer may not read the topic", "peer", l.remote, "topic", q.Topic)
 		n.sendMarker(ctx, l, q, wire.AnswerRefused)
 		return
+	default:
+		n.log.Debug("query answered empty: the peer may not read the topic", "peer", l.remote, "topic", q.Topic)
+		job.empty = true
 	}
 	if l.answers == nil {
 		ch := make(answerQueue, maxQueuedAnswers)
@@ -67,7 +85,7 @@ func (n *Node) answerNodeQuery(ctx context.Context, l *link, q wire.QueryTopicMe
 	// Begins goes out now, before the answers queued ahead are done, so
 	// that the peer knows at once that this node frames its answers.
 	if n.sendMarker(ctx, l, q, wire.AnswerBegins) {
-		l.answers <- q // never blocks: only this goroutine sends
+		l.answers <- job // never blocks: only this goroutine sends
 	}
 }
 
@@ -91,9 +109,9 @@ func (n *Node) answerLoop(ctx context.Context, l *link, queries answerQueue) {
 			return
 		case <-l.done:
 			return
-		case q := <-queries:
-			if n.streamAnswer(ctx, l, q) {
-				n.sendMarker(ctx, l, q, wire.AnswerComplete)
+		case job := <-queries:
+			if job.empty || n.streamAnswer(ctx, l, job.q) {
+				n.sendMarker(ctx, l, job.q, wire.AnswerComplete)
 			}
 		}
 	}

@@ -29,6 +29,9 @@ import (
 // for what it stored since shortly before the last message read on the
 // old link (lostMargin).
 //
+// A peer that sent mail for our inboxes holds it without subscribing to
+// them (§16.6): on a relink, it is asked for them too (a direct catch-up).
+//
 // The last-seen time only says when the node was running, not what it
 // fetched: a node killed after it recorded being up, but before its
 // start-up catch-up was answered, would start the next time from the newer
@@ -64,6 +67,10 @@ type catchUp struct {
 	since    time.Time
 	peer     keys.PublicKey // ask this peer only; zero: any known subscribers
 	attempts int
+	// direct: a user named peer (Session.CatchUp). It is asked whether or
+	// not it subscribes (it may hold what it sent, §16.6), and the
+	// catch-up is asked again until an answer completes, but not owed.
+	direct bool
 }
 
 // owed reports whether c is tracked until it completes (see above).
@@ -196,6 +203,9 @@ func catchUpStart(now, lastSeen, owed time.Time, skew, retention time.Duration) 
 // are owed before the last-seen time moves.
 func (n *Node) startCatchUps(now time.Time) {
 	for _, t := range n.registeredTopics() {
+		if n.isInbox(t) {
+			continue // no other subscriber: its users catch up from named nodes
+		}
 		since := catchUpStart(now, n.lastSeen, n.owedAtStart[t], n.cfg.MaxClockSkew, n.cfg.Retention)
 		n.scheduleCatchUp(catchUp{topic: t, since: since})
 	}
@@ -269,6 +279,12 @@ func (n *Node) catchUpRelinked(g gossip.Gossip) {
 			n.scheduleCatchUp(catchUp{topic: s.Topic, since: since, peer: g.ID})
 		}
 	}
+	// The peer may hold mail for our inboxes (PublishTo, §16.6) without
+	// subscribing to them: ask it too. A node that holds none for us
+	// answers empty, as it answers anyone (§16.7).
+	for _, t := range n.inboxTopics() {
+		n.scheduleCatchUp(catchUp{topic: t, since: since, peer: g.ID, direct: true})
+	}
 }
 
 // scheduleCatchUp queues c for catchUpLoop. An owed catch-up is recorded
@@ -301,6 +317,8 @@ func (n *Node) catchUpLoop(ctx context.Context) {
 			waiting = queueCatchUp(waiting, c)
 		case m := <-n.answerMarks:
 			applyMark(sent, m)
+		case s := <-n.directCatchUps:
+			sent = append(sent, s)
 		case now := <-t.C:
 			waiting, sent = n.settleCatchUps(waiting, sent, now)
 			var out []sentCatchUp
@@ -358,7 +376,7 @@ func (n *Node) catchUpRound(ctx context.Context, waiting []catchUp, perRound int
 				sent[p]++
 			}
 			switch {
-			case !c.owed():
+			case !c.owed() && !c.direct:
 			case len(links) == 0:
 				still = n.retryCatchUp(still, c, "no link to a subscriber")
 			default:
@@ -401,8 +419,10 @@ func (n *Node) settleCatchUps(waiting []catchUp, sent []sentCatchUp, now time.Ti
 			still = append(still, s) // read, not committed yet
 			continue
 		}
-		done := n.owed.paid(s.topic, s.since, s.sentAt)
-		n.log.Debug("catch-up complete", "topic", s.topic, "since", s.since, "topic owes nothing", done)
+		if s.owed() {
+			done := n.owed.paid(s.topic, s.since, s.sentAt)
+			n.log.Debug("catch-up complete", "topic", s.topic, "since", s.since, "topic owes nothing", done)
+		}
 	}
 	clear(sent[len(still):]) // drop the links for the garbage collector
 	return waiting, still
@@ -506,7 +526,7 @@ func (n *Node) catchUpPeers(c catchUp) []keys.PublicKey {
 	if c.peer == (keys.PublicKey{}) {
 		return n.overlay.subscribers(c.topic, CatchUpPeers)
 	}
-	if n.overlay.subscribes(c.peer, c.topic) {
+	if c.direct || n.overlay.subscribes(c.peer, c.topic) {
 		return []keys.PublicKey{c.peer}
 	}
 	return nil

@@ -110,6 +110,17 @@ type Config struct {
 	// topics they registered, other nodes the topics they advertise in
 	// their own gossip.
 	OpenQueries bool
+	// NamingV1 makes the node gossip as a v1 node (info bit 10 clear), as
+	// upstream and earlier releases do: for tests of mixed networks and
+	// for operators who must look like an older release. Its users may
+	// still register inbox topics; peers then treat the node as v1
+	// (PROTOCOL.md §16.8). Default false: the node speaks naming v2.
+	NamingV1 bool
+	// BucketWindow and BucketHold pace the intro-bucket width (§16.4): the
+	// network-size estimate is smoothed over BucketWindow, and the width
+	// moves once the estimate has called for it for BucketHold. Defaults
+	// a day each.
+	BucketWindow, BucketHold time.Duration
 	// PassportTimeout bounds how long GetPassport waits for the network.
 	// Default 10 s.
 	PassportTimeout time.Duration
@@ -183,6 +194,8 @@ func (c *Config) setDefaults() {
 	setDefault(&c.QueryLimit, DefaultQueryLimit)
 	setDefault(&c.PassportTimeout, DefaultPassportTimeout)
 	setDefault(&c.PersistInterval, DefaultPersistInterval)
+	setDefault(&c.BucketWindow, BucketWindow)
+	setDefault(&c.BucketHold, BucketHold)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -239,6 +252,8 @@ func (c *Config) validate() error {
 		{"query limit", c.QueryLimit > 0},
 		{"passport timeout", c.PassportTimeout > 0},
 		{"persist interval", c.PersistInterval > 0},
+		{"bucket window", c.BucketWindow > 0},
+		{"bucket hold", c.BucketHold > 0},
 	}
 	for _, p := range positive {
 		if !p.ok {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/asmtp/asmtp/asmtp/gossip"
 	"github.com/asmtp/asmtp/asmtp/keys"
+	"github.com/asmtp/asmtp/asmtp/passport"
 	"github.com/asmtp/asmtp/asmtp/topic"
 	"github.com/asmtp/asmtp/asmtp/wire"
 )
@@ -54,13 +55,21 @@ type link struct {
 	stored     byteBucket
 	lastStrike time.Time
 
-	// Owned by the link's reading goroutine.
-	greeted    bool                     // the peer's own gossip came on this link
-	advertised map[topic.Topic]struct{} // the peer's topics, from its own gossip
+	// advertised are the peer's topics, from its own gossip on this link,
+	// and peerV2 its naming flag: written by the reader, read by Holders
+	// too (under mu).
+	advertised map[topic.Topic]struct{}
 	advertTime uint32
-	requests   tokenBucket
-	pages      map[topic.Topic]queryPage // user links: where full answers stopped (userlink.go)
-	answers    answerQueue               // node links: queries waiting for their answer (answer.go)
+	peerV2     bool
+
+	// Owned by the link's reading goroutine.
+	greeted  bool // the peer's own gossip came on this link
+	requests tokenBucket
+	pages    map[topic.Topic]queryPage // user links: where full answers stopped (userlink.go)
+	// User links: OpPublishTo hints and OpKeepPassport ids (userlink.go).
+	publishTo map[topic.Topic]*PeerAddr
+	keep      map[passport.Hash]struct{}
+	answers   answerQueue // node links: queries waiting for their answer (answer.go)
 
 	// idleClosed is set when the reader closes the link for the idle
 	// timeout: nothing can have been lost on it (catchup.go).
@@ -144,21 +153,34 @@ func (l *link) enqueue(ctx context.Context, m wire.Message, wait time.Duration) 
 	return false
 }
 
-// setAdvertised records the topics the peer advertises in its own gossip.
+// setAdvertised records the topics the peer advertises in its own gossip,
+// and whether it speaks naming v2.
 func (l *link) setAdvertised(g gossip.Gossip) {
+	adv := make(map[topic.Topic]struct{}, len(g.Subscriptions))
+	for _, s := range g.Subscriptions {
+		adv[s.Topic] = struct{}{}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if g.Time < l.advertTime {
 		return
 	}
-	l.advertTime = g.Time
-	l.advertised = make(map[topic.Topic]struct{}, len(g.Subscriptions))
-	for _, s := range g.Subscriptions {
-		l.advertised[s.Topic] = struct{}{}
-	}
+	l.advertTime, l.advertised, l.peerV2 = g.Time, adv, g.NamingV2()
 }
 
 func (l *link) advertises(t topic.Topic) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	_, ok := l.advertised[t]
 	return ok
+}
+
+// speaksV2 reports whether the peer's own gossip on this link set the
+// naming-v2 flag; false before its gossip came.
+func (l *link) speaksV2() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.peerV2
 }
 
 // tokenBucket rate-limits a link's requests (queries, passport requests).

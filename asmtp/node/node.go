@@ -107,6 +107,18 @@
 // never makes the node reuse one a user has seen. Passports are served to
 // any peer that asks for one by id (ids are unguessable, passports hold public keys
 // only), and updates on their topics are applied and persisted.
+//
+// # Naming v2
+//
+// The node sets gossip info bit 10 (Config.NamingV1 clears it) and gives
+// users what inbox topics and intro buckets need (naming.go, PROTOCOL.md
+// §16): RegisterInbox (a topic only this node subscribes to, outside the
+// settled test), PublishTo (publish for a named node without subscribing;
+// the mail is held for it), CatchUp from a named node, KeepPassport
+// (no passport topic), PeerNaming and BucketBits (the intro-bucket width,
+// from an estimate of the network size, buckets.go). Queries are answered
+// only for topics the asker may read, and every other one gets the same
+// empty answer. Device links carry these as wire.UserOp messages.
 package node
 
 import (
@@ -187,8 +199,11 @@ type Node struct {
 	owedAtStart map[topic.Topic]time.Time
 
 	catchUps chan catchUp
-	owed     owedCatchUps          // catch-ups not complete yet, saved by persist
-	toStore  chan store.NewMessage // relayed messages for storeLoop
+	// directCatchUps hands catchUpLoop the queries Session.CatchUp sent,
+	// to follow until their answers complete.
+	directCatchUps chan sentCatchUp
+	owed           owedCatchUps          // catch-ups not complete yet, saved by persist
+	toStore        chan store.NewMessage // relayed messages for storeLoop
 	// storeQueued counts messages handed to storeLoop, storeDone those it
 	// committed: a catch-up completes only once what it read is stored.
 	storeQueued, storeDone atomic.Uint64
@@ -219,6 +234,11 @@ type Node struct {
 	// lost holds node peers whose link closed, with the time from which
 	// what they stored may not have reached us (catchup.go).
 	lost map[keys.PublicKey]time.Time
+	// naming is the naming-v2 state (naming.go), under its own lock:
+	// gossip handling touches it for every gossip.
+	naming namingState
+	// buckets is the intro-bucket width and the estimate behind it.
+	buckets bucketWidth
 
 	passports passportState
 }
@@ -232,24 +252,26 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{
-		ready:    make(chan struct{}),
-		cfg:      cfg,
-		id:       keys.Public(cfg.Key),
-		log:      cfg.Logger,
-		seen:     newSeenCache(cfg.KnownMessageCacheSize),
-		strikes:  newQuarantine(cfg.QuarantineDuration),
-		catchUps: make(chan catchUp, poldercast.MaxSubscriptions),
-		toStore:  make(chan store.NewMessage, MaxStoreBatch),
-		links:    make(map[keys.PublicKey]*link),
-		users:    make(map[keys.PublicKey]struct{}),
-		sessions: make(map[keys.PublicKey]map[*Session]struct{}),
-		regs:     make(map[topic.Topic]map[keys.PublicKey]struct{}),
-		lost:     make(map[keys.PublicKey]time.Time),
-		owed:     owedCatchUps{m: make(map[topic.Topic][]owedEntry)},
+		ready:          make(chan struct{}),
+		cfg:            cfg,
+		id:             keys.Public(cfg.Key),
+		log:            cfg.Logger,
+		seen:           newSeenCache(cfg.KnownMessageCacheSize),
+		strikes:        newQuarantine(cfg.QuarantineDuration),
+		catchUps:       make(chan catchUp, poldercast.MaxSubscriptions),
+		directCatchUps: make(chan sentCatchUp, maxDirectCatchUps),
+		toStore:        make(chan store.NewMessage, MaxStoreBatch),
+		links:          make(map[keys.PublicKey]*link),
+		users:          make(map[keys.PublicKey]struct{}),
+		sessions:       make(map[keys.PublicKey]map[*Session]struct{}),
+		regs:           make(map[topic.Topic]map[keys.PublicKey]struct{}),
+		lost:           make(map[keys.PublicKey]time.Time),
+		owed:           owedCatchUps{m: make(map[topic.Topic][]owedEntry)},
 	}
 	n.answerMarks, n.answerSlots = make(chan answerMark, maxAnswerMarks), newAnswerSlots()
 	n.log = n.log.With("node", n.id.String()[:8])
 	n.passports.init()
+	n.naming.init()
 	for _, u := range cfg.Users {
 		n.users[u] = struct{}{}
 	}
@@ -306,7 +328,19 @@ func (n *Node) restore(ctx context.Context) error {
 		return err
 	}
 	for _, r := range regs {
+		if r.Inbox {
+			if err := n.overlay.subscribeInbox(r.Topic, now); err != nil {
+				return err
+			}
+			n.markInbox(r.Topic)
+		}
 		n.addRegistration(r.User, r.Topic)
+	}
+	if err := n.restorePending(ctx, now); err != nil {
+		return err
+	}
+	if n.buckets.bits, err = n.store.BucketBits(ctx); err != nil {
+		return err
 	}
 	ids, err := n.store.PassportIDs(ctx)
 	if err != nil {
@@ -537,6 +571,10 @@ func (n *Node) persistLoop(ctx context.Context) {
 		case now := <-t.C:
 			if err := n.persist(ctx, now); err != nil && ctx.Err() == nil {
 				n.log.Error("persist", "err", err)
+			}
+			n.updateBucketWidth(ctx, now)
+			if err := n.store.DeleteHeldBefore(ctx, now.Add(-n.cfg.Retention)); err != nil && ctx.Err() == nil {
+				n.log.Error("expire held topics", "err", err)
 			}
 			removed, err := n.store.DeleteMessagesBefore(ctx, now.Add(-n.cfg.Retention))
 			if err != nil && ctx.Err() == nil {

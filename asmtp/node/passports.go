@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -17,6 +18,11 @@ import (
 // MaxPendingPassports bounds the passports being fetched from the network
 // at once.
 const MaxPendingPassports = 64
+
+// maxBucketAsked bounds the members of one intro bucket a passport lookup
+// asks: our ring neighbours on it first (at width 0 every v2 node with an
+// account is a member), then the most recent others we know.
+const maxBucketAsked = 16
 
 // passportState tracks stored passports and GetPassport requests in flight.
 // The node subscribes to the topic of every stored passport, so updates
@@ -56,9 +62,22 @@ func (p *passportState) add(id passport.Hash) {
 	p.ids[id] = struct{}{}
 }
 
+func (p *passportState) remove(id passport.Hash) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.ids, id)
+}
+
 // putPassport validates blocks, merges them into the stored copy and
-// stores the result durably.
+// stores the result durably, subscribing to the passport's topic.
 func (n *Node) putPassport(ctx context.Context, blocks []byte) (passport.Hash, error) {
+	return n.storePassport(ctx, blocks, false)
+}
+
+// storePassport is putPassport; a quiet passport is stored without
+// subscribing to its topic (naming v2), and one subscribed before is
+// unsubscribed.
+func (n *Node) storePassport(ctx context.Context, blocks []byte, quiet bool) (passport.Hash, error) {
 	now := time.Now()
 	p, err := passport.Import(blocks, now)
 	if err != nil {
@@ -81,10 +100,18 @@ func (n *Node) putPassport(ctx context.Context, blocks []byte) (passport.Hash, e
 		}
 		p = have
 	}
-	if err := n.store.PutPassport(ctx, id, p.Export(), now); err != nil {
+	put := n.store.PutPassport
+	if quiet {
+		put = n.store.PutQuietPassport
+	}
+	if err := put(ctx, id, p.Export(), now); err != nil {
 		return id, err
 	}
-	if !n.passports.known(id) {
+	switch {
+	case quiet && n.passports.known(id):
+		n.passports.remove(id)
+		n.unsubscribeUnused(topic.ForPassport(id))
+	case !quiet && !n.passports.known(id):
 		n.passports.add(id)
 		n.subscribe(topic.ForPassport(id))
 	}
@@ -180,9 +207,22 @@ func (n *Node) getPassport(ctx context.Context, id passport.Hash) ([]byte, error
 }
 
 // passportPeers returns whom to ask for a passport: known subscribers of
-// its topic, then random connected nodes, up to Fanout in all.
+// its topic (v1 nodes), known members of its intro bucket (the account's
+// node is one: naming v2 holds passports without advertising them), then
+// random connected nodes, up to Fanout more.
 func (n *Node) passportPeers(id passport.Hash) []keys.PublicKey {
 	peers := n.overlay.handoff(topic.ForPassport(id))
+	// The account's width may differ from ours by one across a change
+	// (§16.4): its node is a member at one of the three.
+	b := n.bucketBits()
+	for w := max(0, b-1); w <= min(topic.MaxBucketBits, b+1); w++ {
+		for _, p := range n.overlay.subscribers(topic.IntroBucket(id, w), maxBucketAsked) {
+			if !slices.Contains(peers, p) {
+				peers = append(peers, p)
+			}
+		}
+	}
+	want := len(peers) + n.cfg.Fanout
 	n.mu.Lock()
 	var connected []keys.PublicKey
 	for k, l := range n.links {
@@ -193,7 +233,7 @@ func (n *Node) passportPeers(id passport.Hash) []keys.PublicKey {
 	n.mu.Unlock()
 	rand.Shuffle(len(connected), func(i, j int) { connected[i], connected[j] = connected[j], connected[i] })
 	for _, k := range connected {
-		if len(peers) >= n.cfg.Fanout {
+		if len(peers) >= want {
 			break
 		}
 		dup := false
@@ -241,7 +281,10 @@ func (n *Node) passportAnswer(ctx context.Context, m wire.PutPassport) bool {
 	if late {
 		return true
 	}
-	id, err := n.putPassport(ctx, m.Blocks)
+	// A v2 node keeps what it looked up without subscribing to it (its
+	// user subscribes with PutPassport, for a v1 contact).
+	quiet := !n.cfg.NamingV1 && !n.passports.known(m.ID)
+	id, err := n.storePassport(ctx, m.Blocks, quiet)
 	if err != nil || id != m.ID {
 		n.log.Debug("passport answer rejected", "passport", m.ID, "err", err)
 		return false

@@ -15,9 +15,11 @@ import (
 
 // A passport put on one node is fetched by another through the network;
 // an update published on the passport topic is applied and persisted by
-// both; re-uploading an older copy merges instead of failing.
+// both; re-uploading an older copy merges instead of failing. This is the
+// v1 path (passport topics, §16.8): a v2 node keeps what it looks up
+// without subscribing (TestPassportLookupWithoutPassportTopics).
 func TestPassports(t *testing.T) {
-	nodes := startNetwork(t, 3, nil)
+	nodes := startNetwork(t, 3, func(c *Config) { c.NamingV1 = true })
 	ctx := context.Background()
 	home, far := nodes[1], nodes[2]
 	sHome, sFar := home.session(t), far.session(t)

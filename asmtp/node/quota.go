@@ -127,8 +127,12 @@ func (l *link) spendSolicited(t topic.Topic, n int, now time.Time) bool {
 // strangerFor reports whether l gets a stranger's quota for messages on
 // t: an inbound link younger than StrangerPeriod whose peer is not one of
 // our ring neighbours on t (the peers the overlay chose to hear t from).
+// On an inbox (RegisterInbox) nobody is a stranger: its ring is empty by
+// design, and its mail comes straight from the senders' nodes, which
+// dial in for it (§16.3). The link, topic and total quotas still bound
+// what a crawler that copied the inbox from gossip can make us store.
 func (n *Node) strangerFor(l *link, t topic.Topic, now time.Time) bool {
-	if l.dialledByUs() || now.Sub(l.created) >= StrangerPeriod {
+	if l.dialledByUs() || now.Sub(l.created) >= StrangerPeriod || n.isInbox(t) {
 		return false
 	}
 	succ, pred := n.overlay.ring(t)

@@ -311,6 +311,9 @@ func (n *Node) reroute(ctx context.Context, l *link) {
 			n.stats.relayed.Add(uint64(n.sendTo(ctx, n.overlay.forward(tm.Topic, l.remote), tm)))
 			continue
 		}
+		if _, held := n.heldFor(ctx, tm.Topic); held {
+			continue // for its named node only: handed over when it is back (held.go)
+		}
 		var others []keys.PublicKey
 		for _, p := range n.overlay.handoff(tm.Topic) {
 			if p != l.remote {

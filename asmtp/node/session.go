@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -204,7 +205,7 @@ func (s *Session) Register(ctx context.Context, t topic.Topic) error {
 		n.unsubscribeUnused(t)
 		return err
 	}
-	if n.addRegistration(s.user, t) {
+	if n.addRegistration(s.user, t) && !n.isInbox(t) {
 		n.scheduleCatchUp(catchUp{topic: t, since: time.Now().Add(-n.cfg.Retention)})
 	}
 	return nil
@@ -221,6 +222,7 @@ func (s *Session) Deregister(ctx context.Context, t topic.Topic) error {
 		return err
 	}
 	if s.n.removeRegistration(s.user, t) {
+		s.n.unmarkInbox(t)
 		s.n.unsubscribeUnused(t)
 	}
 	return nil
@@ -300,10 +302,13 @@ func (s *Session) Query(ctx context.Context, t topic.Topic, since Cursor) ([]Sto
 }
 
 // Holders counts, up to limit, who else is known to keep t: other local
-// users who registered it, then nodes the overlay knows subscribe to it.
-// Zero means that what the user publishes on t is, for now, on this node
-// only: it stays there (Config.Retention) for a subscriber to appear and
-// catch up, which is all a sender can know of the message's way on.
+// users who registered it, then nodes the overlay knows subscribe to it
+// and linked nodes whose own gossip on the link does. For a topic held
+// for a named node (PublishTo), only that node counts, once its own
+// gossip on a link shows t. Zero means that what the user publishes on t
+// is, for now, on this node only: it stays there (Config.Retention) for
+// a subscriber to appear and catch up, which is all a sender can know of
+// the message's way on.
 func (s *Session) Holders(t topic.Topic, limit int) int {
 	n := s.n
 	held := 0
@@ -317,7 +322,52 @@ func (s *Session) Holders(t topic.Topic, limit int) int {
 	if held >= limit {
 		return limit
 	}
-	return held + len(n.overlay.subscribers(t, limit-held))
+	if node, ok := n.heldFor(context.Background(), t); ok {
+		// Held for one node (PublishTo): only it counts, once its own
+		// gossip on a link shows t.
+		if l, ok := n.linkIfLive(node); ok && l.advertises(t) {
+			held++
+		}
+		return held
+	}
+	subs := n.overlay.subscribers(t, limit-held)
+	for _, id := range n.linkAdvertisers(t) {
+		if len(subs) >= limit-held {
+			break
+		}
+		if !slices.Contains(subs, id) {
+			subs = append(subs, id)
+		}
+	}
+	return held + len(subs)
+}
+
+// linkIfLive returns the node link to peer, if there is one.
+func (n *Node) linkIfLive(peer keys.PublicKey) (*link, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	l, ok := n.links[peer]
+	return l, ok && !l.user
+}
+
+// linkAdvertisers returns the node peers whose own gossip on a live link
+// subscribes to t.
+func (n *Node) linkAdvertisers(t topic.Topic) []keys.PublicKey {
+	n.mu.Lock()
+	links := make([]*link, 0, len(n.links))
+	for _, l := range n.links {
+		if !l.user {
+			links = append(links, l)
+		}
+	}
+	n.mu.Unlock()
+	var out []keys.PublicKey
+	for _, l := range links {
+		if l.advertises(t) {
+			out = append(out, l.remote)
+		}
+	}
+	return out
 }
 
 // querySince is Query by receive time, for wire QueryTopicMessages: up to

@@ -165,16 +165,20 @@ func TestNodeQueryAuthorisation(t *testing.T) {
 		name       string
 		advertises bool
 		open       bool
+		v1         bool
 		want       int
+		last       wire.AnswerStatus
 	}{
-		{"advertises the topic", true, false, 3},
-		{"does not advertise it", false, false, 0},
-		{"does not advertise it, open queries", false, true, 3},
+		{"advertises the topic", true, false, false, 3, wire.AnswerComplete},
+		// §16.7: the same answer as a kept topic with nothing since.
+		{"does not advertise it", false, false, false, 0, wire.AnswerComplete},
+		{"does not advertise it, v1 node", false, false, true, 0, wire.AnswerRefused},
+		{"does not advertise it, open queries", false, true, false, 3, wire.AnswerComplete},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			cfg, user := testConfig(t, t.TempDir())
-			cfg.OpenQueries = c.open
+			cfg.OpenQueries, cfg.NamingV1 = c.open, c.v1
 			cfg.GossipInterval = time.Hour // no gossip: only the answers reach the peer
 			n := start(t, cfg, user)
 			ctx := context.Background()
@@ -215,8 +219,8 @@ func TestNodeQueryAuthorisation(t *testing.T) {
 			if count != c.want {
 				t.Fatalf("peer got %d answers, want %d", count, c.want)
 			}
-			if want := map[bool]wire.AnswerStatus{true: wire.AnswerComplete, false: wire.AnswerRefused}[c.want > 0]; last != want {
-				t.Fatalf("last answer marker %d, want %d", last, want)
+			if last != c.last {
+				t.Fatalf("last answer marker %d, want %d", last, c.last)
 			}
 		})
 	}

@@ -2,9 +2,12 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/asmtp/asmtp/asmtp/gossip"
+	"github.com/asmtp/asmtp/asmtp/keys"
+	"github.com/asmtp/asmtp/asmtp/passport"
 	"github.com/asmtp/asmtp/asmtp/poldercast"
 	"github.com/asmtp/asmtp/asmtp/topic"
 	"github.com/asmtp/asmtp/asmtp/wire"
@@ -80,13 +83,18 @@ func (n *Node) handleUser(ctx context.Context, l *link, m wire.Message) error {
 	case wire.Gossip:
 		// A device is not part of the overlay.
 	case wire.Topic:
-		err = s.Publish(ctx, m.Topic, m.Content)
+		err = n.userPublish(ctx, l, s, m)
 	case wire.RegisterTopic:
 		err = s.Register(ctx, m.Topic)
 	case wire.DeregisterTopic:
 		err = s.Deregister(ctx, m.Topic)
 	case wire.PutPassport:
-		id, perr := s.PutPassport(ctx, m.Blocks)
+		put := s.PutPassport
+		if _, ok := l.keep[m.ID]; ok {
+			delete(l.keep, m.ID)
+			put = s.KeepPassport
+		}
+		id, perr := put(ctx, m.Blocks)
 		if err = perr; err == nil && id != m.ID {
 			n.log.Warn("user put a passport under another id", "user", l.remote, "claimed", m.ID, "id", id)
 		}
@@ -107,6 +115,79 @@ func (n *Node) handleUser(ctx context.Context, l *link, m wire.Message) error {
 	if err != nil {
 		n.log.Debug("user request failed", "user", l.remote, "type", m.Type(), "err", err)
 	}
+	return nil
+}
+
+// userPublish publishes a user's Topic message: a user operation on
+// wire.UserOpTopic is done instead, and a topic the link has a
+// PublishTo hint for goes through Session.PublishTo.
+func (n *Node) userPublish(ctx context.Context, l *link, s *Session, m wire.Topic) error {
+	op, ok, err := wire.ParseUserOp(m)
+	switch {
+	case err != nil:
+		return err
+	case ok:
+		return n.userOp(ctx, l, s, op)
+	}
+	if hint, ok := l.publishTo[m.Topic]; ok {
+		return s.PublishTo(ctx, m.Topic, hint, m.Content)
+	}
+	return s.Publish(ctx, m.Topic, m.Content)
+}
+
+// userOp does a user operation (wire.UserOp, PROTOCOL.md §16.11). It runs
+// on the link's reader, which owns l.publishTo and l.keep.
+func (n *Node) userOp(ctx context.Context, l *link, s *Session, op wire.UserOp) error {
+	peer := PeerAddr{ID: op.Node, Addr: op.Addr}
+	switch op.Code {
+	case wire.OpRegisterInbox:
+		return s.RegisterInbox(ctx, op.Topic)
+	case wire.OpPublishTo:
+		var hint *PeerAddr
+		if op.Node != (keys.PublicKey{}) {
+			hint = &peer
+		}
+		if _, ok := l.publishTo[op.Topic]; !ok && len(l.publishTo) >= maxQueryPages {
+			clear(l.publishTo) // more than a user can publish to at once
+		}
+		if l.publishTo == nil {
+			l.publishTo = make(map[topic.Topic]*PeerAddr)
+		}
+		l.publishTo[op.Topic] = hint
+	case wire.OpCatchUp:
+		if !n.waitRequest(ctx, l) {
+			return nil
+		}
+		return s.CatchUp(ctx, op.Topic, peer, gossip.ToTime(op.Since))
+	case wire.OpKeepPassport:
+		if l.keep == nil || len(l.keep) >= maxQueryPages {
+			l.keep = make(map[passport.Hash]struct{})
+		}
+		l.keep[op.Passport] = struct{}{}
+	case wire.OpPeerNaming:
+		v2, known := s.PeerNaming(op.Node)
+		status := map[bool]uint8{false: 1, true: 2}[v2]
+		if !known {
+			status = 0
+		}
+		return n.answerUserOp(ctx, l, wire.UserOp{Code: op.Code | wire.OpAnswer, Node: op.Node, Value: status})
+	case wire.OpHolders:
+		count := s.Holders(op.Topic, int(op.Value))
+		return n.answerUserOp(ctx, l, wire.UserOp{Code: op.Code | wire.OpAnswer, Topic: op.Topic, Value: uint8(count)})
+	case wire.OpBucketBits:
+		return n.answerUserOp(ctx, l, wire.UserOp{Code: op.Code | wire.OpAnswer, Value: uint8(s.BucketBits())})
+	default:
+		return fmt.Errorf("user op %d: not a request", op.Code)
+	}
+	return nil
+}
+
+func (n *Node) answerUserOp(ctx context.Context, l *link, op wire.UserOp) error {
+	m, err := op.Message()
+	if err != nil {
+		return err
+	}
+	l.enqueue(ctx, m, n.cfg.WriteTimeout)
 	return nil
 }
 

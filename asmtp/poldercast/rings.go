@@ -12,6 +12,7 @@ import (
 type ring struct {
 	topic Topic
 	since time.Time // when we subscribed
+	inbox bool      // SubscribeInbox: empty by design, not in Settled
 	succ  []ringSlot
 	pred  []ringSlot
 }

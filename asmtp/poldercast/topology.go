@@ -132,6 +132,19 @@ func (t *Topology) Subscribed(tp Topic) bool { return t.byTopic[tp] != nil }
 // Subscribe adds tp to our subscriptions, live: the ring is filled from the
 // peers we already know and our profile is re-stamped.
 func (t *Topology) Subscribe(tp Topic, now time.Time) error {
+	return t.subscribe(tp, now, false)
+}
+
+// SubscribeInbox subscribes to tp as Subscribe does, for a topic whose
+// ring stays empty by design: a naming-v2 inbox, which only its owner's
+// node subscribes to (PROTOCOL.md §16.3). Settled leaves it out, so that
+// its daily renaming does not make the node tick fast for JoinWindow.
+// Subscribing to a topic already subscribed keeps how it was subscribed.
+func (t *Topology) SubscribeInbox(tp Topic, now time.Time) error {
+	return t.subscribe(tp, now, true)
+}
+
+func (t *Topology) subscribe(tp Topic, now time.Time, inbox bool) error {
 	if t.byTopic[tp] != nil {
 		return nil
 	}
@@ -139,7 +152,7 @@ func (t *Topology) Subscribe(tp Topic, now time.Time) error {
 		return fmt.Errorf("poldercast: subscribe %s: %w", tp, ErrTooManySubscriptions)
 	}
 	r := newRing(tp, t.cfg.RingSize/2)
-	r.since = now
+	r.since, r.inbox = now, inbox
 	for _, pe := range t.peers {
 		if pe.Subscribes(tp) {
 			pe.shared = append(pe.shared, r)
@@ -359,9 +372,12 @@ func (t *Topology) Tick(now time.Time) []ID {
 // cycles instead of being missing from the rings, and missing events, for
 // several gossip periods; and two first subscribers of a new topic meet
 // sooner. JoinWindow bounds the fast ticking for a topic nobody else
-// subscribes to.
+// subscribes to. Inbox topics (SubscribeInbox) do not count.
 func (t *Topology) Settled(now time.Time) bool {
 	for _, r := range t.rings {
+		if r.inbox {
+			continue
+		}
 		succ, pred := r.first()
 		if succ == nil && now.Sub(r.since) < t.cfg.JoinWindow {
 			return false

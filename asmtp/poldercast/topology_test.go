@@ -424,6 +424,47 @@ func TestSettled(t *testing.T) {
 	}
 }
 
+// TestSettledLeavesInboxesOut: an inbox ring (SubscribeInbox) stays empty
+// by design and does not keep the node unsettled, even within JoinWindow;
+// the same topic subscribed the ordinary way does (PROTOCOL.md §16.3).
+func TestSettledLeavesInboxesOut(t *testing.T) {
+	tA, inbox := topic(0xa0), topic(0xb0)
+	cfg := poldercast.Config{JoinWindow: time.Minute}
+	for _, tt := range []struct {
+		name  string
+		inbox bool
+		want  bool
+	}{
+		{"inbox", true, true},
+		{"ordinary topic", false, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			top := newTopology(t, 0x50, cfg, tA)
+			if err := top.Add(profile(0x60, t0, tA), t0); err != nil {
+				t.Fatal(err)
+			}
+			top.Tick(t0.Add(2 * time.Minute)) // introduced to the tA neighbour
+			now := t0.Add(2 * time.Minute)
+			if !top.Settled(now) {
+				t.Fatal("not settled before the inbox")
+			}
+			subscribe := top.Subscribe
+			if tt.inbox {
+				subscribe = top.SubscribeInbox
+			}
+			if err := subscribe(inbox, now); err != nil {
+				t.Fatal(err)
+			}
+			if !top.Subscribed(inbox) {
+				t.Fatal("not subscribed")
+			}
+			if got := top.Settled(now.Add(time.Second)); got != tt.want {
+				t.Errorf("Settled within JoinWindow of the new ring = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
 // A subscription made within the second of the profile a peer already
 // holds must reach that peer as newer: the gossip time has one-second
 // resolution and an equal time is ignored.

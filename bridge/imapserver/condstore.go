@@ -38,7 +38,7 @@ func (ss *session) Resync(w *imapserver.FetchWriter, q *imap.SelectQResync) erro
 	if known == nil {
 		known = imap.UIDSet{imap.UIDRange{Start: 1, Stop: 0}} // 1:*
 	}
-	if err := ss.writeVanished(w, known, q.ModSeq); err != nil {
+	if err := ss.writeVanished(w, known, q.ModSeq, q.SeqMatch); err != nil {
 		return err
 	}
 	targets, err := sel.view.resolve(sel.tracker, sel.view.changedSince(q.ModSeq, nil))
@@ -66,15 +66,17 @@ func (ss *session) Resync(w *imapserver.FetchWriter, q *imap.SelectQResync) erro
 // writeVanished writes VANISHED (EARLIER) for the UIDs of set expunged
 // after mod-sequence since. When the store no longer remembers that far
 // back (mailstore.MaxTombstones), it names every UID of set that is not in
-// the mailbox now, as RFC 7162 §3.2.5.1 allows.
-func (ss *session) writeVanished(w *imapserver.FetchWriter, set imap.UIDSet, since uint64) error {
+// the mailbox now, as RFC 7162 §3.2.5.1 allows, except those below where
+// the client's sequence match data still holds (§3.2.5.2): it knows those
+// are gone.
+func (ss *session) writeVanished(w *imapserver.FetchWriter, set imap.UIDSet, since uint64, match *imap.SelectSeqMatch) error {
 	view := ss.sel.view
 	gone, complete, err := ss.store().Vanished(ss.ctx, view.id, since)
 	if err != nil {
 		return storeError(err)
 	}
 	if !complete {
-		return w.WriteVanished(view.missingFrom(set))
+		return w.WriteVanished(above(view.missingFrom(set), view.matchedUpTo(ss.sel.tracker, match)))
 	}
 	set = view.upToUIDNext(set)
 	var out imap.UIDSet
@@ -84,6 +86,79 @@ func (ss *session) writeVanished(w *imapserver.FetchWriter, set imap.UIDSet, sin
 		}
 	}
 	return w.WriteVanished(out)
+}
+
+// matchedUpTo checks QRESYNC's sequence match data as Dovecot does: it
+// takes the first and last UID of each range of the client's known UIDs
+// with the sequence number the client gives it, and returns the UID of the
+// last of these pairs, in order, that the mailbox still has at that
+// sequence number. No message at or below it vanished unknown to the
+// client. It returns 0 without match data or when the first pair fails.
+func (v *mailboxView) matchedUpTo(st *sessionTracker, match *imap.SelectSeqMatch) imap.UID {
+	if match == nil {
+		return 0
+	}
+	seqs := seqCursor{set: match.SeqNums}
+	var upTo imap.UID
+	for _, r := range match.UIDs {
+		first, last := min(r.Start, r.Stop), max(r.Start, r.Stop)
+		if !v.hasAt(st, seqs.next(0), first) {
+			return upTo
+		}
+		upTo = first
+		if last != first {
+			if !v.hasAt(st, seqs.next(uint64(last-first)-1), last) {
+				return upTo
+			}
+			upTo = last
+		}
+	}
+	return upTo
+}
+
+// hasAt reports whether message seq, in st's numbering, has UID uid.
+func (v *mailboxView) hasAt(st *sessionTracker, seq uint32, uid imap.UID) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if seq == 0 || seq > v.knownLocked(st) {
+		return false
+	}
+	at := int(st.decodeSeqNum(seq)) - 1
+	return at >= 0 && v.uids[at] == uid
+}
+
+// seqCursor walks a sequence set's numbers in order without expanding it:
+// the client chooses its size.
+type seqCursor struct {
+	set  imap.SeqSet
+	i    int    // current range
+	done uint64 // numbers of set[i] already passed
+}
+
+// next skips skip numbers and returns the one after them, 0 past the end.
+func (c *seqCursor) next(skip uint64) uint32 {
+	for ; c.i < len(c.set); c.i, c.done = c.i+1, 0 {
+		r := c.set[c.i]
+		first, last := min(r.Start, r.Stop), max(r.Start, r.Stop)
+		size := uint64(last-first) + 1
+		if c.done+skip < size {
+			c.done += skip + 1
+			return first + uint32(c.done-1)
+		}
+		skip -= size - c.done
+	}
+	return 0
+}
+
+// above is set without the UIDs up to floor.
+func above(set imap.UIDSet, floor imap.UID) imap.UIDSet {
+	out := imap.UIDSet{}
+	for _, r := range set {
+		if r.Stop > floor {
+			out = append(out, imap.UIDRange{Start: max(r.Start, floor+1), Stop: r.Stop})
+		}
+	}
+	return out
 }
 
 // keepChangedSince drops the targets not changed after modSeq (FETCH

@@ -13,6 +13,7 @@ import (
 
 	"github.com/asmtp/asmtp/bridge/auth"
 	"github.com/asmtp/asmtp/bridge/imapserver/dovecotref"
+	"github.com/asmtp/asmtp/bridge/imapserver/testmail"
 )
 
 // modSeqConversations exercise CONDSTORE and QRESYNC. A command may name
@@ -38,10 +39,7 @@ var modSeqConversations = []conversation{
 		"STATUS Sent (HIGHESTMODSEQ MESSAGES)",
 		"EXAMINE INBOX (CONDSTORE)",
 		"FETCH 1:* (UID MODSEQ) (CHANGEDSINCE ${start})",
-	), known: map[string]string{
-		`STORE 5 (UNCHANGEDSINCE ${start}) +FLAGS ($Done)`: "a new keyword: go-imap's UpdateWriter cannot write * OK [PERMANENTFLAGS ...], " +
-			"as in TestConversationsAgainstDovecot",
-	}},
+	)},
 	{name: "condstore-store-edges", cmds: append(fixture()[:4],
 		"SELECT INBOX (CONDSTORE)", "#save start",
 		`STORE 2 (UNCHANGEDSINCE ${start}) +FLAGS.SILENT (\Flagged)`,
@@ -51,12 +49,35 @@ var modSeqConversations = []conversation{
 		`STORE 1 (UNCHANGEDSINCE ${hms}) +FLAGS (\Seen)`,
 		"FETCH 1:* (FLAGS) (CHANGEDSINCE ${hms})",
 		"FETCH 1:* (FLAGS) (CHANGEDSINCE 1)",
-	), known: map[string]string{
-		`STORE 1 (UNCHANGEDSINCE 0) +FLAGS (\Seen)`: "go-imap's StoreOptions.UnchangedSince cannot tell 0 from absent, so the " +
-			"bridge stores where Dovecot fails every message (RFC 7162 §3.1.3); no client is known to send 0",
-		"FETCH 1:* (FLAGS) (CHANGEDSINCE ${hms})": "follows from UNCHANGEDSINCE 0 above (\\Seen on message 1)",
-		"FETCH 1:* (FLAGS) (CHANGEDSINCE 1)":      "as above",
-	}},
+		`UID STORE 2:4 (UNCHANGEDSINCE 0) -FLAGS (\Answered)`,
+		`STORE 1:* (UNCHANGEDSINCE 0) +FLAGS.SILENT (\Draft)`,
+		"FETCH 1:* (FLAGS) (CHANGEDSINCE 1)",
+	)},
+	{name: "esearch-min-max-modseq", cmds: append(fixture()[:6],
+		"SELECT INBOX (CONDSTORE)", "#save start",
+		`STORE 1 +FLAGS (\Flagged)`, "#mark first",
+		`STORE 3 +FLAGS (\Deleted)`, "#mark middle",
+		`STORE 6 +FLAGS (\Flagged)`, "#mark last",
+		`STORE 4 +FLAGS (\Flagged)`,
+		"SEARCH RETURN (MIN) MODSEQ ${start+1}",
+		"SEARCH RETURN (MAX) MODSEQ ${start+1}",
+		"SEARCH RETURN (MIN MAX) MODSEQ ${start+1}",
+		"UID SEARCH RETURN (MIN MAX) MODSEQ ${start+1}",
+		"SEARCH RETURN (MIN COUNT) MODSEQ ${start+1}",
+		"SEARCH RETURN (MAX COUNT) MODSEQ ${start+1}",
+		"SEARCH RETURN (ALL) MODSEQ ${start+1}",
+		"SEARCH RETURN (MIN MAX) MODSEQ ${start+1} NOT UID 4",
+		"SEARCH RETURN (MIN) FLAGGED",
+		"SEARCH RETURN (MIN MAX) MODSEQ ${last}",
+	)},
+	{name: "new-keyword-announced", cmds: append(fixture()[:2],
+		"SELECT INBOX (CONDSTORE)",
+		appendCmd("INBOX", "$Fresh", testmail.Message(3)),
+		`STORE 1 (UNCHANGEDSINCE ${hms}) +FLAGS ($Stored)`,
+		`STORE 2 +FLAGS.SILENT ($Silent)`,
+		`UID STORE 1:2 +FLAGS.SILENT ($Quiet)`,
+		"FETCH 1:* (FLAGS MODSEQ)",
+	)},
 	{name: "condstore-enabled-by-fetch", cmds: append(fixture()[:3],
 		"SELECT INBOX", "#save start",
 		"FETCH 1 (MODSEQ)",
@@ -81,6 +102,9 @@ var modSeqConversations = []conversation{
 		"SELECT INBOX (QRESYNC (1 ${start}))",
 		"SELECT INBOX (QRESYNC (${uv} ${hms}))",
 		"FETCH 1 (FLAGS) (CHANGEDSINCE 1 VANISHED)",
+		"SELECT INBOX (QRESYNC (${uv} ${start} 1:5 (1:3 1,2)))",
+		"SELECT INBOX (QRESYNC (${uv} ${start} 1:5 (1:2 1:3)))",
+		"SELECT INBOX (QRESYNC (${uv} ${start} 1:5 (1,2 3,5)))",
 	)},
 	{name: "qresync-not-enabled", cmds: append(fixture()[:2],
 		"SELECT INBOX (QRESYNC (1 1))",
@@ -142,9 +166,15 @@ func converseModSeq(t *testing.T, addr, user, password string, cmds []string) []
 	}
 	vars := map[string]string{}
 	var raw [][]string
+	var seen uint64 // the highest mod-sequence in any answer so far
 	for _, cmd := range cmds {
 		if name, ok := strings.CutPrefix(cmd, "#save "); ok {
 			vars[name] = vars["hms"]
+			raw = append(raw, nil)
+			continue
+		}
+		if name, ok := strings.CutPrefix(cmd, "#mark "); ok {
+			vars[name] = strconv.FormatUint(seen, 10)
 			raw = append(raw, nil)
 			continue
 		}
@@ -158,6 +188,10 @@ func converseModSeq(t *testing.T, addr, user, password string, cmds []string) []
 		})
 		untagged, status := c.cmd(cmd)
 		for _, line := range untagged {
+			for _, m := range modSeqValue.FindAllStringSubmatch(line, -1) {
+				v, _ := strconv.ParseUint(m[2], 10, 64)
+				seen = max(seen, v)
+			}
 			if m := modSeqValue.FindStringSubmatch(line); m != nil && m[1] == "HIGHESTMODSEQ " {
 				vars["hms"] = m[2]
 			}
@@ -368,5 +402,30 @@ func TestQResyncAcrossRestart(t *testing.T) {
 	}
 	if strings.Count(answer, "FETCH") != 1 {
 		t.Errorf("QRESYNC SELECT after a restart sent more than the changed message:\n%s", answer)
+	}
+}
+
+// TestNewKeywordReadOnly checks what an EXAMINE session is told of a
+// keyword another session adds: the new FLAGS and, as Dovecot sends it,
+// an empty PERMANENTFLAGS, since it may set no flag.
+func TestNewKeywordReadOnly(t *testing.T) {
+	ts := startServer(t)
+	raw := []byte("From: a@example.org\r\nSubject: k\r\n\r\nbody\r\n")
+	if _, err := ts.store.Append(context.Background(), testUser, "INBOX", raw, nil, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	ro, rw := dialRaw(t, ts.addr), dialRaw(t, ts.addr)
+	ro.login()
+	rw.login()
+	ro.cmd("EXAMINE INBOX")
+	rw.cmd("SELECT INBOX")
+	if _, st := rw.cmd(`STORE 1 +FLAGS ($Brandnew)`); !strings.Contains(st, "OK") {
+		t.Fatalf("STORE: %s", st)
+	}
+	untagged, _ := ro.cmd("NOOP")
+	flags := slices.IndexFunc(untagged, func(l string) bool { return strings.HasPrefix(l, "* FLAGS (") && strings.Contains(l, "$Brandnew") })
+	if flags < 0 || flags+1 >= len(untagged) || !strings.HasPrefix(untagged[flags+1], "* OK [PERMANENTFLAGS ()]") {
+		t.Errorf("read-only session after a new keyword: want * FLAGS with it, then * OK [PERMANENTFLAGS ()]:\n%s",
+			strings.Join(untagged, "\n"))
 	}
 }

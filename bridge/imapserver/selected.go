@@ -53,7 +53,7 @@ func (ss *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options 
 		return err
 	}
 	if options.Vanished { // UID FETCH ... (CHANGEDSINCE m VANISHED), QRESYNC
-		if err := ss.writeVanished(w, numSet.(imap.UIDSet), options.ChangedSince); err != nil {
+		if err := ss.writeVanished(w, numSet.(imap.UIDSet), options.ChangedSince, nil); err != nil {
 			return err
 		}
 	}
@@ -368,12 +368,10 @@ func (ss *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria
 	} else if uids, err = ss.store().Search(ss.ctx, sel.view.id, criteria); err != nil {
 		return nil, storeError(err)
 	}
-	if withModSeq {
-		data.ModSeq = sel.view.highestModSeqOf(uids)
-	}
 	var (
-		seqSet imap.SeqSet
-		uidSet imap.UIDSet
+		seqSet         imap.SeqSet
+		uidSet         imap.UIDSet
+		minUID, maxUID imap.UID
 	)
 	for _, uid := range uids {
 		num := uint32(uid)
@@ -388,10 +386,15 @@ func (ss *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria
 			uidSet.AddNum(uid)
 		}
 		if data.Min == 0 || num < data.Min {
-			data.Min = num
+			data.Min, minUID = num, uid
 		}
-		data.Max = max(data.Max, num)
+		if num > data.Max {
+			data.Max, maxUID = num, uid
+		}
 		data.Count++
+	}
+	if withModSeq {
+		data.ModSeq = sel.view.highestModSeqOf(modSeqReturned(uids, minUID, maxUID, options))
 	}
 	if kind == imapserver.NumKindSeq {
 		data.All = seqSet
@@ -399,6 +402,23 @@ func (ss *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria
 		data.All = uidSet
 	}
 	return &data, nil
+}
+
+// modSeqReturned are the messages whose highest mod-sequence a SEARCH
+// with MODSEQ reports: all it found, except that an ESEARCH returning only
+// MIN and/or MAX reports those messages' (RFC 7162 §3.1.10), as Dovecot.
+func modSeqReturned(found []imap.UID, minUID, maxUID imap.UID, options *imap.SearchOptions) []imap.UID {
+	if options == nil || options.ReturnAll || options.ReturnCount || options.ReturnSave {
+		return found
+	}
+	var out []imap.UID
+	if options.ReturnMin && minUID != 0 {
+		out = append(out, minUID)
+	}
+	if options.ReturnMax && maxUID != 0 {
+		out = append(out, maxUID)
+	}
+	return out
 }
 
 func (ss *session) seqToUIDCriteria(c *imap.SearchCriteria) error {
@@ -470,6 +490,12 @@ func (ss *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *i
 	if err != nil || len(targets) == 0 {
 		return err
 	}
+	_, byUID := numSet.(imap.UIDSet)
+	if options.HasUnchangedSince && options.UnchangedSince == 0 {
+		// Every message has changed since 0: nothing is stored
+		// (RFC 7162 §3.1.3). The store reads 0 as no condition.
+		return modifiedError(targets, uidsOf(targets), byUID)
+	}
 	before := make([][]imap.Flag, len(targets))
 	for i, t := range targets {
 		before[i], _ = sel.view.flagsOf(t.uid)
@@ -480,7 +506,6 @@ func (ss *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *i
 	if err != nil {
 		return storeError(err)
 	}
-	_, byUID := numSet.(imap.UIDSet)
 	if err := ss.writeStored(w, targets, before, flags.Silent, byUID); err != nil {
 		return err
 	}
@@ -508,7 +533,7 @@ func (ss *session) writeStored(w *imapserver.FetchWriter, targets []target, befo
 				modSeq: sel.view.modSeqOf(t.uid)})
 		}
 	}
-	if !silent && sel.tracker.queueAfterFlags(queuedStored(changed, byUID)) {
+	if sel.tracker.queueAfterFlags(queuedStored(changed, byUID, silent)) {
 		return nil // written by the poll after the command, behind * FLAGS
 	}
 	ss.wire.hold()
@@ -570,14 +595,15 @@ func (ss *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest strin
 }
 
 // queuedStored are STORE's own FETCH responses as the poll writes them:
-// with UID only when the command was UID STORE (or QRESYNC is enabled).
-func queuedStored(changed []trackerFetch, byUID bool) []trackerFetch {
-	if byUID {
-		return changed
-	}
+// with UID only when the command was UID STORE (or QRESYNC is enabled),
+// and for .SILENT only the MODSEQ.
+func queuedStored(changed []trackerFetch, byUID, silent bool) []trackerFetch {
 	out := slices.Clone(changed)
 	for i := range out {
-		out[i].uid = 0
+		if !byUID {
+			out[i].uid = 0
+		}
+		out[i].modSeqOnly = silent
 	}
 	return out
 }

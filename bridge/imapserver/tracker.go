@@ -44,6 +44,9 @@ type trackerFetch struct {
 	uid    imap.UID
 	flags  []imap.Flag
 	modSeq uint64 // written once CONDSTORE is enabled
+	// modSeqOnly is STORE .SILENT's own answer under CONDSTORE: MODSEQ
+	// without FLAGS.
+	modSeqOnly bool
 }
 
 // newSession registers a session that was just told the mailbox has
@@ -326,10 +329,25 @@ func (st *sessionTracker) writeUpdate(w *imapserver.UpdateWriter, u trackerUpdat
 	case u.numMessages != 0:
 		return w.WriteNumMessages(u.numMessages)
 	case u.mailboxFlags != nil:
-		return w.WriteMailboxFlags(u.mailboxFlags)
+		return st.writeMailboxFlags(w, u.mailboxFlags)
+	case u.fetch.modSeqOnly:
+		return w.WriteMessageModSeq(u.fetch.seqNum, u.fetch.uid, u.fetch.modSeq)
 	default:
 		return w.WriteMessageFlagsModSeq(u.fetch.seqNum, u.fetch.uid, u.fetch.flags, u.fetch.modSeq)
 	}
+}
+
+// writeMailboxFlags announces a new keyword: FLAGS, then, as Dovecot does,
+// PERMANENTFLAGS with the keyword, so the client knows it may set it too;
+// a read-only session is told again that it can set nothing.
+func (st *sessionTracker) writeMailboxFlags(w *imapserver.UpdateWriter, flags []imap.Flag) error {
+	if err := w.WriteMailboxFlags(flags); err != nil {
+		return err
+	}
+	if st.readOnly {
+		return w.WritePermanentFlags([]imap.Flag{})
+	}
+	return w.WritePermanentFlags(append(slices.Clone(flags), imap.FlagWildcard))
 }
 
 // idle writes updates as they are queued until stop is closed.

@@ -93,6 +93,21 @@ var migrations = []string{
 		cursor INTEGER NOT NULL,
 		PRIMARY KEY (user, topic)
 	);`,
+	// Naming v2 (PROTOCOL.md §16): inbox marks a registration of an inbox
+	// topic (RegisterInbox), which the node subscribes to outside the
+	// settled test and catches up only from named nodes; quiet marks a
+	// passport kept without subscribing to its topic (KeepPassport).
+	// held names, per topic a local user published on without the node
+	// subscribing (PublishTo), the node it is for: the only node the
+	// stored messages are pushed and answered to (§16.6, §16.7).
+	`ALTER TABLE registrations ADD COLUMN inbox INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE passports ADD COLUMN quiet INTEGER NOT NULL DEFAULT 0;
+	CREATE TABLE held (
+		topic BLOB PRIMARY KEY,
+		node  BLOB NOT NULL,
+		addr  TEXT NOT NULL,
+		since INTEGER NOT NULL
+	);`,
 }
 
 // Store is the node's database. Its methods are safe for concurrent use.
@@ -317,6 +332,32 @@ func (s *Store) SetLastSeen(ctx context.Context, t time.Time) error {
 	return nil
 }
 
+const bucketBitsKey = "bucket_bits"
+
+// BucketBits returns the recorded intro-bucket width, 0 if none.
+func (s *Store) BucketBits(ctx context.Context) (int, error) {
+	var b int
+	err := s.read.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, bucketBitsKey).Scan(&b)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read bucket width: %w", err)
+	}
+	return b, nil
+}
+
+// SetBucketBits records the intro-bucket width.
+func (s *Store) SetBucketBits(ctx context.Context, b int) error {
+	_, err := s.exec(ctx, Durable,
+		`INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`,
+		bucketBitsKey, b)
+	if err != nil {
+		return fmt.Errorf("write bucket width: %w", err)
+	}
+	return nil
+}
+
 // PendingCatchUp is a topic whose catch-up from Since on has not
 // completed.
 type PendingCatchUp struct {
@@ -459,12 +500,23 @@ func (s *Store) Gossips(ctx context.Context) ([]Gossip, error) {
 type Registration struct {
 	User  keys.PublicKey
 	Topic topic.Topic
+	Inbox bool // registered as a naming-v2 inbox (RegisterInbox)
 }
 
-// Register records that user registered t. Registering twice is not an error.
+// Register records that user registered t. Registering twice is not an
+// error; it keeps the registration's kind (Inbox) as first recorded.
 func (s *Store) Register(ctx context.Context, user keys.PublicKey, t topic.Topic) error {
+	return s.register(ctx, user, t, false)
+}
+
+// RegisterInbox is Register for an inbox topic (Registration.Inbox).
+func (s *Store) RegisterInbox(ctx context.Context, user keys.PublicKey, t topic.Topic) error {
+	return s.register(ctx, user, t, true)
+}
+
+func (s *Store) register(ctx context.Context, user keys.PublicKey, t topic.Topic, inbox bool) error {
 	_, err := s.exec(ctx, Durable,
-		`INSERT INTO registrations (user, topic) VALUES (?, ?) ON CONFLICT DO NOTHING`, user[:], t[:])
+		`INSERT INTO registrations (user, topic, inbox) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`, user[:], t[:], inbox)
 	if err != nil {
 		return fmt.Errorf("register %s for %s: %w", t, user, err)
 	}
@@ -482,7 +534,7 @@ func (s *Store) Deregister(ctx context.Context, user keys.PublicKey, t topic.Top
 
 // Registrations returns every registration.
 func (s *Store) Registrations(ctx context.Context) ([]Registration, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT user, topic FROM registrations ORDER BY user, topic`)
+	rows, err := s.read.QueryContext(ctx, `SELECT user, topic, inbox FROM registrations ORDER BY user, topic`)
 	if err != nil {
 		return nil, fmt.Errorf("read registrations: %w", err)
 	}
@@ -491,7 +543,7 @@ func (s *Store) Registrations(ctx context.Context) ([]Registration, error) {
 	for rows.Next() {
 		var r Registration
 		var user, t []byte
-		if err := rows.Scan(&user, &t); err != nil {
+		if err := rows.Scan(&user, &t, &r.Inbox); err != nil {
 			return nil, fmt.Errorf("read registrations: %w", err)
 		}
 		if err := errors.Join(fixed(r.User[:], user, "user"), fixed(r.Topic[:], t, "topic")); err != nil {
@@ -904,15 +956,105 @@ func (s *Store) Origin(ctx context.Context, cursor int64) (keys.PublicKey, int, 
 	return id, size, true, nil
 }
 
+// --- held publications (naming v2) ---
+
+// Held is a topic a local user publishes on for one node: the recipient's,
+// named by the user (a contact card).
+type Held struct {
+	Topic topic.Topic
+	Node  keys.PublicKey
+	Addr  string    // where to dial Node
+	Since time.Time // the first publication since the record was made
+}
+
+// PutHeld records (durably) whom t's publications are for; a record for t
+// already there is replaced, keeping the earlier Since.
+func (s *Store) PutHeld(ctx context.Context, h Held) error {
+	_, err := s.exec(ctx, Durable, `INSERT INTO held (topic, node, addr, since) VALUES (?, ?, ?, ?)
+		ON CONFLICT (topic) DO UPDATE SET node = excluded.node, addr = excluded.addr, since = min(since, excluded.since)`,
+		h.Topic[:], h.Node[:], h.Addr, h.Since.Unix())
+	if err != nil {
+		return fmt.Errorf("record held topic %x: %w", h.Topic[:4], err)
+	}
+	return nil
+}
+
+// HeldFor returns the record of t, if any.
+func (s *Store) HeldFor(ctx context.Context, t topic.Topic) (Held, bool, error) {
+	h := Held{Topic: t}
+	var node []byte
+	var since int64
+	err := s.read.QueryRowContext(ctx, `SELECT node, addr, since FROM held WHERE topic = ?`, t[:]).Scan(&node, &h.Addr, &since)
+	if errors.Is(err, sql.ErrNoRows) {
+		return h, false, nil
+	}
+	if err == nil {
+		err = fixed(h.Node[:], node, "held node")
+	}
+	if err != nil {
+		return h, false, fmt.Errorf("read held topic %x: %w", t[:4], err)
+	}
+	h.Since = time.Unix(since, 0)
+	return h, true, nil
+}
+
+// HeldSince returns the records made at or after since, oldest first.
+func (s *Store) HeldSince(ctx context.Context, since time.Time) ([]Held, error) {
+	rows, err := s.read.QueryContext(ctx, `SELECT topic, node, addr, since FROM held WHERE since >= ? ORDER BY since`, since.Unix())
+	if err != nil {
+		return nil, fmt.Errorf("read held topics: %w", err)
+	}
+	defer rows.Close()
+	var out []Held
+	for rows.Next() {
+		var h Held
+		var t, node []byte
+		var at int64
+		if err := rows.Scan(&t, &node, &h.Addr, &at); err != nil {
+			return nil, fmt.Errorf("read held topics: %w", err)
+		}
+		if err := errors.Join(fixed(h.Topic[:], t, "held topic"), fixed(h.Node[:], node, "held node")); err != nil {
+			return nil, err
+		}
+		h.Since = time.Unix(at, 0)
+		out = append(out, h)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read held topics: %w", err)
+	}
+	return out, nil
+}
+
+// DeleteHeldBefore forgets the records made before t (their messages have
+// expired).
+func (s *Store) DeleteHeldBefore(ctx context.Context, t time.Time) error {
+	if _, err := s.exec(ctx, Relaxed, `DELETE FROM held WHERE since < ?`, t.Unix()); err != nil {
+		return fmt.Errorf("expire held topics: %w", err)
+	}
+	return nil
+}
+
 // --- passports ---
 
-// PutPassport stores (or replaces) the PassportBlocks of passport id. The
-// caller validates and merges the blocks.
+// PutPassport stores (or replaces) the PassportBlocks of passport id, as
+// one whose topic the node subscribes to (PassportIDs). The caller
+// validates and merges the blocks.
 func (s *Store) PutPassport(ctx context.Context, id passport.Hash, blocks []byte, now time.Time) error {
+	return s.putPassport(ctx, id, blocks, now, false)
+}
+
+// PutQuietPassport is PutPassport for a passport kept without subscribing
+// to its topic (naming v2). A passport stored either way takes the kind of
+// the latest put.
+func (s *Store) PutQuietPassport(ctx context.Context, id passport.Hash, blocks []byte, now time.Time) error {
+	return s.putPassport(ctx, id, blocks, now, true)
+}
+
+func (s *Store) putPassport(ctx context.Context, id passport.Hash, blocks []byte, now time.Time, quiet bool) error {
 	_, err := s.exec(ctx, Durable,
-		`INSERT INTO passports (id, blocks, updated_at) VALUES (?, ?, ?)
-		 ON CONFLICT (id) DO UPDATE SET blocks = excluded.blocks, updated_at = excluded.updated_at`,
-		id[:], blocks, now.Unix())
+		`INSERT INTO passports (id, blocks, updated_at, quiet) VALUES (?, ?, ?, ?)
+		 ON CONFLICT (id) DO UPDATE SET blocks = excluded.blocks, updated_at = excluded.updated_at, quiet = excluded.quiet`,
+		id[:], blocks, now.Unix(), quiet)
 	if err != nil {
 		return fmt.Errorf("store passport %s: %w", id, err)
 	}
@@ -932,9 +1074,14 @@ func (s *Store) Passport(ctx context.Context, id passport.Hash) ([]byte, bool, e
 	return blocks, true, nil
 }
 
-// PassportIDs returns the ids of every stored passport.
+// PassportIDs returns the ids of the stored passports whose topic the node
+// subscribes to: all but the quiet ones (PutQuietPassport).
 func (s *Store) PassportIDs(ctx context.Context) ([]passport.Hash, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT id FROM passports ORDER BY id`)
+	return s.passportIDs(ctx, `SELECT id FROM passports WHERE quiet = 0 ORDER BY id`)
+}
+
+func (s *Store) passportIDs(ctx context.Context, query string) ([]passport.Hash, error) {
+	rows, err := s.read.QueryContext(ctx, query)
 	if err != nil {
 		return nil, fmt.Errorf("read passport ids: %w", err)
 	}
@@ -955,6 +1102,11 @@ func (s *Store) PassportIDs(ctx context.Context) ([]passport.Hash, error) {
 		return nil, fmt.Errorf("read passport ids: %w", err)
 	}
 	return ids, nil
+}
+
+// AllPassportIDs returns the ids of every stored passport, quiet or not.
+func (s *Store) AllPassportIDs(ctx context.Context) ([]passport.Hash, error) {
+	return s.passportIDs(ctx, `SELECT id FROM passports ORDER BY id`)
 }
 
 // fixed copies a fixed-size column value, refusing a wrong length (a

@@ -3,7 +3,9 @@ package store
 import (
 	"bytes"
 	"context"
+	"errors"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -215,7 +217,7 @@ func TestPersistsAcrossReopen(t *testing.T) {
 
 	s = open(t, path) // runs the migrations again: must be a no-op
 	rs, err := s.Registrations(ctx)
-	if err != nil || len(rs) != 1 || rs[0] != (Registration{user, tp}) {
+	if err != nil || len(rs) != 1 || rs[0] != (Registration{User: user, Topic: tp}) {
 		t.Errorf("registrations: %+v, %v", rs, err)
 	}
 	blocks, ok, err := s.Passport(ctx, pid)
@@ -232,6 +234,29 @@ func TestPersistsAcrossReopen(t *testing.T) {
 	got, err := s.LastSeen(ctx)
 	if err != nil || !got.Equal(seen) {
 		t.Errorf("last seen: %v %v, want %v", got, err, seen)
+	}
+
+	// Naming v2: an inbox registration and a quiet passport keep their
+	// kind; a quiet passport is not among the subscribed ones until a
+	// plain put.
+	inbox, quiet := topic.Topic{0xbb}, passport.Hash{7}
+	if err := errors.Join(s.RegisterInbox(ctx, user, inbox), s.PutQuietPassport(ctx, quiet, []byte("q"), seen)); err != nil {
+		t.Fatal(err)
+	}
+	if rs, err := s.Registrations(ctx); err != nil || !slices.Contains(rs, Registration{User: user, Topic: inbox, Inbox: true}) {
+		t.Errorf("registrations after RegisterInbox: %+v, %v", rs, err)
+	}
+	if ids, err := s.PassportIDs(ctx); err != nil || slices.Contains(ids, quiet) {
+		t.Errorf("passport ids with a quiet one: %v %v", ids, err)
+	}
+	if b, ok, err := s.Passport(ctx, quiet); err != nil || !ok || string(b) != "q" {
+		t.Errorf("quiet passport: %q %v %v", b, ok, err)
+	}
+	if err := s.PutPassport(ctx, quiet, []byte("q"), seen); err != nil {
+		t.Fatal(err)
+	}
+	if ids, err := s.PassportIDs(ctx); err != nil || !slices.Contains(ids, quiet) {
+		t.Errorf("passport ids after a plain put: %v %v", ids, err)
 	}
 }
 

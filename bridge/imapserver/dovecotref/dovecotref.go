@@ -104,11 +104,13 @@ namespace inbox {
     auto = subscribe
   }
 }
-`))
+{{range .Settings}}{{.}}
+{{end}}`))
 
 // Start writes a configuration under dir and starts Dovecot in the
-// foreground on a free loopback port. Stop must be called.
-func Start(ctx context.Context, dir string) (*Server, error) {
+// foreground on a free loopback port. Stop must be called. Settings are
+// extra configuration lines, for a test that needs Dovecot tuned.
+func Start(ctx context.Context, dir string, settings ...string) (*Server, error) {
 	binary, err := exec.LookPath("dovecot")
 	if err != nil {
 		if _, statErr := os.Stat("/usr/sbin/dovecot"); statErr != nil {
@@ -147,7 +149,7 @@ func Start(ctx context.Context, dir string) (*Server, error) {
 	var conf bytes.Buffer
 	err = configTemplate.Execute(&conf, map[string]any{
 		"Dir": dir, "MailDir": mailDir, "MailUID": mailUID, "MailGID": mailGID, "Port": port, "Password": Password, "UID": me.Uid, "GID": me.Gid,
-		"User": me.Username, "Group": group.Name, "LoginUser": loginUser,
+		"User": me.Username, "Group": group.Name, "LoginUser": loginUser, "Settings": settings,
 	})
 	if err != nil {
 		return nil, err

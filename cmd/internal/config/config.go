@@ -67,6 +67,7 @@ type Network struct {
 	KnownGossips          []Gossip  `yaml:"known_gossips"`
 	Fanout                int       `yaml:"fanout"`
 	OpenQueries           bool      `yaml:"open_queries"`
+	NamingV1              bool      `yaml:"naming_v1"`
 	MaxOpenedConnections  int       `yaml:"max_opened_connections"`
 	MessageQueueSize      int       `yaml:"message_queue_size"`
 	KnownMessageCacheSize int       `yaml:"known_message_cache_size"`

@@ -114,6 +114,7 @@ func TestNodeConfigOfUpstreamConfig(t *testing.T) {
 		{"Fanout", n.Fanout, 3},
 		{"Retention", n.Retention, 30 * 24 * time.Hour},
 		{"OpenQueries", n.OpenQueries, false},
+		{"NamingV1", n.NamingV1, false},
 		{"PeerStoreBurst (not upstream: default)", n.PeerStoreBurst, int64(32 << 20)},
 		{"MaxStorageSize (not upstream: default)", n.MaxStorageSize, int64(4 << 30)},
 	}

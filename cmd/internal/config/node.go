@@ -26,6 +26,7 @@ func (c *Config) NodeConfig(key ed25519.PrivateKey, log *slog.Logger) node.Confi
 		KnownMessageCacheSize: n.KnownMessageCacheSize,
 		LinkQueueSize:         n.MessageQueueSize,
 		OpenQueries:           n.OpenQueries,
+		NamingV1:              n.NamingV1,
 		PersistInterval:       time.Duration(c.Storage.GossipRefreshRate),
 		PeerStoreRate:         int64(n.PeerStoreRate),
 		PeerStoreBurst:        int64(n.PeerStoreBurst),

@@ -109,6 +109,9 @@ func readQResyncParams(dec *imapwire.Decoder, q *imap.SelectQResync) error {
 				return dec.Err()
 			}
 			q.SeqMatch.SeqNums = seqNums.(imap.SeqSet)
+			if !sameSize(q.SeqMatch.SeqNums, q.SeqMatch.UIDs) {
+				return newClientBugError("QRESYNC sequence match sets differ in size")
+			}
 		}
 	}
 	if !dec.ExpectSpecial(')') {
@@ -118,6 +121,33 @@ func readQResyncParams(dec *imapwire.Decoder, q *imap.SelectQResync) error {
 		return newClientBugError("QRESYNC needs a non-zero UIDVALIDITY and mod-sequence")
 	}
 	return nil
+}
+
+// sameSize reports whether the two sets of QRESYNC's sequence match data
+// have as many numbers each, as RFC 7162 section 3.2.5.2 requires, without
+// "*". It counts ranges, not numbers: the sets are the client's to size.
+func sameSize(seqs imap.SeqSet, uids imap.UIDSet) bool {
+	var nSeqs, nUIDs uint64
+	for _, r := range seqs {
+		if r.Start == 0 || r.Stop == 0 {
+			return false
+		}
+		nSeqs += rangeSize(r.Start, r.Stop)
+	}
+	for _, r := range uids {
+		if r.Start == 0 || r.Stop == 0 {
+			return false
+		}
+		nUIDs += rangeSize(uint32(r.Start), uint32(r.Stop))
+	}
+	return nSeqs == nUIDs
+}
+
+func rangeSize(start, stop uint32) uint64 {
+	if start > stop {
+		start, stop = stop, start
+	}
+	return uint64(stop-start) + 1
 }
 
 // readFetchModifiers reads FETCH's optional modifier list:
@@ -166,7 +196,7 @@ func (c *Conn) readStoreModifiers(dec *imapwire.Decoder, options *imap.StoreOpti
 		if !dec.ExpectSP() || !dec.ExpectModSeq(&modSeq) {
 			return dec.Err()
 		}
-		options.UnchangedSince = modSeq
+		options.UnchangedSince, options.HasUnchangedSince = modSeq, true
 		return c.enableCondStore()
 	})
 	if err != nil || !isList {
@@ -260,5 +290,17 @@ func (w *UpdateWriter) WriteMessageFlagsModSeq(seqNum uint32, uid imap.UID, flag
 	if modSeq != 0 && w.conn.isEnabled(imap.CapCondStore) {
 		respWriter.WriteModSeq(modSeq)
 	}
+	return respWriter.Close()
+}
+
+// WriteMessageModSeq writes a FETCH response with only MODSEQ (and UID if
+// not zero): the answer to STORE .SILENT once CONDSTORE is enabled, when
+// the session writes it after the command's unsolicited updates.
+func (w *UpdateWriter) WriteMessageModSeq(seqNum uint32, uid imap.UID, modSeq uint64) error {
+	respWriter := (&FetchWriter{conn: w.conn}).CreateMessage(seqNum)
+	if uid != 0 {
+		respWriter.WriteUID(uid)
+	}
+	respWriter.WriteModSeq(modSeq)
 	return respWriter.Close()
 }

@@ -79,10 +79,15 @@ func TestCondStoreQResync(t *testing.T) {
 		{"UID FETCH 1:* (FLAGS) (CHANGEDSINCE 3 VANISHED)", imap.FetchOptions{Flags: true, UID: true, ModSeq: true, ChangedSince: 3, Vanished: true},
 			"* 1 FETCH (MODSEQ (5))", "OK"},
 		{"FETCH 1 (MODSEQ)", imap.FetchOptions{ModSeq: true}, "* 1 FETCH (MODSEQ (5))", "OK"},
-		{`STORE 1 (UNCHANGEDSINCE 4) +FLAGS (\Seen)`, imap.StoreOptions{UnchangedSince: 4}, "", "OK [MODIFIED 1]"},
+		{`STORE 1 (UNCHANGEDSINCE 4) +FLAGS (\Seen)`, imap.StoreOptions{UnchangedSince: 4, HasUnchangedSince: true}, "", "OK [MODIFIED 1]"},
+		{`STORE 1 (UNCHANGEDSINCE 0) +FLAGS (\Seen)`, imap.StoreOptions{HasUnchangedSince: true}, "", "OK"},
+		{`STORE 1 +FLAGS (\Seen)`, imap.StoreOptions{}, "", "OK"},
 		{`SEARCH MODSEQ "/flags/\\Seen" all 6`, imap.SearchCriteriaModSeq{ModSeq: 6, MetadataName: `/flags/\Seen`,
 			MetadataType: imap.SearchCriteriaMetadataAll}, "* SEARCH 1 (MODSEQ 6)", "OK"},
 		{"STATUS INBOX (HIGHESTMODSEQ)", imap.StatusOptions{HighestModSeq: true}, "* STATUS INBOX (HIGHESTMODSEQ 7)", "OK"},
+		{"SELECT INBOX (QRESYNC (5 9 1:4 (1:3 3,4)))", nil, "", "BAD"}, // sequence match sets of different sizes
+		{"SELECT INBOX (QRESYNC (5 9 1:4 (1:* 3:4)))", nil, "", "BAD"},
+		{"SELECT INBOX", nil, "", "OK"},
 		{"FETCH 1 (FLAGS) (VANISHED)", nil, "", "BAD"}, // VANISHED needs UID FETCH and CHANGEDSINCE
 		{"FETCH 1 (FLAGS) (CHANGEDSINCE)", nil, "", "BAD"},
 	} {

@@ -611,6 +611,14 @@ func (w *UpdateWriter) WriteMailboxFlags(flags []imap.Flag) error {
 	return w.conn.writeFlags(flags)
 }
 
+// WritePermanentFlags writes an OK response with the PERMANENTFLAGS code,
+// which follows the FLAGS response (UpdateWriter.WriteMailboxFlags) of a
+// read-write mailbox when a keyword is added, so that a client knows it
+// may set the new keyword too.
+func (w *UpdateWriter) WritePermanentFlags(flags []imap.Flag) error {
+	return w.conn.writePermanentFlags(flags)
+}
+
 // WriteMessageFlags writes a FETCH response with FLAGS.
 func (w *UpdateWriter) WriteMessageFlags(seqNum uint32, uid imap.UID, flags []imap.Flag) error {
 	fetchWriter := &FetchWriter{conn: w.conn}
