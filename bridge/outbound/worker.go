@@ -576,6 +576,6 @@ func (w *Worker) deliverToSelf(ctx context.Context, a accounts.Account, it mails
 		return passport.ErrNoSharedKey
 	}
 	self := accounts.Contact{Account: a.Name, Name: a.Name, Passport: a.Passport}
-	_, _, err = w.outbox.DeliverInbound(ctx, a.Name, key, it.MessageID, mailtext.InboundCopy(raw, self, w.cfg.Domain), time.Now())
+	_, _, err = w.outbox.AppendInbound(ctx, a.Name, key, it.MessageID, mailtext.InboundCopy(raw, self, w.cfg.Domain), time.Now())
 	return err
 }
