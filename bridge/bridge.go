@@ -50,6 +50,12 @@ type Bridge struct {
 	// accounts' node sessions.
 	roster  *presence.Roster
 	workers sync.WaitGroup // the delivery worker, FollowLoop and the inbound workers (goWorker)
+	// node is where the accounts are users: its id and address go in
+	// their contact cards.
+	node *node.Node
+
+	mu      sync.Mutex
+	namings map[string]*accountNaming // naming-v2 state, by account name (naming.go)
 }
 
 // New opens the registry and the mailstore in cfg.DataDir, checks that
@@ -75,9 +81,10 @@ func New(cfg Config, n *node.Node, nodeKey ed25519.PrivateKey) (*Bridge, error) 
 	if err != nil {
 		return nil, fmt.Errorf("bridge: %w", err)
 	}
-	b := &Bridge{cfg: cfg, log: cfg.Logger, reg: reg, nodeKey: nodeKey}
+	b := &Bridge{cfg: cfg, log: cfg.Logger, reg: reg, nodeKey: nodeKey, node: n, namings: make(map[string]*accountNaming)}
 	b.roster = presence.New(presence.Config{Domain: cfg.Domain, RefreshInterval: cfg.RefreshInterval,
-		RotationGrace: cfg.rotationGrace, Attached: b.attached, Logger: cfg.Logger}, reg, n)
+		RotationGrace: cfg.rotationGrace, Attached: b.attached, NamingV1: cfg.NamingV1, Reconciled: b.reconciled,
+		Logger: cfg.Logger}, reg, n)
 	if err := b.open(ctx, nodeKey); err != nil {
 		b.close()
 		return nil, fmt.Errorf("bridge: %w", err)
@@ -356,7 +363,11 @@ func (n nodeSessions) Publisher(account string) outbound.Publisher {
 // (presence.Config.Attached), and wakes the delivery worker for the mail
 // queued while it was not.
 func (b *Bridge) attached(ctx context.Context, a accounts.Account, s *node.Session) (wake func()) {
-	in := inbound.NewWorker(b.cfg.inbound(b.nodeKey), a.Name, b.reg, b.mailstore, s)
+	icfg := b.cfg.inbound(b.nodeKey)
+	if n := b.startNaming(ctx, a, s); n != nil {
+		icfg.Naming = n
+	}
+	in := inbound.NewWorker(icfg, a.Name, b.reg, b.mailstore, s)
 	b.goWorker(func() { in.Run(ctx) })
 	b.out.Wake()
 	return in.Wake

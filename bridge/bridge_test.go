@@ -64,7 +64,9 @@ func run(t testing.TB, what string, fn func(context.Context) error) {
 func startBridge(t testing.TB, e *accountstest.Env, peers ...node.Peer) (*node.Node, *Bridge) {
 	t.Helper()
 	n := startNode(t, e.Dir, e.NodeKey, peers...)
-	b, err := New(Config{DataDir: e.Dir, IMAPAddr: "127.0.0.1:0", SMTPAddr: "127.0.0.1:0", RefreshInterval: 200 * time.Millisecond, Logger: accountstest.Logger()}, n, e.NodeKey)
+	// These tests check the v1 paths (pair topics); naming_test.go checks v2.
+	b, err := New(Config{DataDir: e.Dir, IMAPAddr: "127.0.0.1:0", SMTPAddr: "127.0.0.1:0", RefreshInterval: 200 * time.Millisecond, Logger: accountstest.Logger(),
+		NamingV1: true}, n, e.NodeKey)
 	if err != nil {
 		t.Fatal(err)
 	}

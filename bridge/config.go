@@ -69,6 +69,19 @@ type Config struct {
 	RefreshInterval time.Duration
 	// Delivery tunes the outbound queue and inbound reassembly.
 	Delivery DeliveryConfig
+	// NamingV1 speaks naming v1 only (PROTOCOL.md §11): every contact on
+	// its pair topic, every passport on its passport topic, no cards. The
+	// release before naming v2 did this; it is kept to measure v2 against
+	// and to run as a v1 peer (asmtpd: network.naming_v1, with the node).
+	NamingV1 bool
+	// CardWait is how long mail to a new contact waits for the contact's
+	// card before the contact is taken for a v1 one (naming.go). Default
+	// DefaultCardWait.
+	CardWait time.Duration
+	// CatchUpDays is how many past days of the accounts' inboxes are
+	// caught up from their contacts' nodes on start. Default
+	// DefaultCatchUpDays.
+	CatchUpDays int
 	// Logger receives the bridge's logs. Default slog.Default().
 	Logger *slog.Logger
 
@@ -99,6 +112,12 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.CardWait <= 0 {
+		c.CardWait = DefaultCardWait
+	}
+	if c.CatchUpDays <= 0 {
+		c.CatchUpDays = DefaultCatchUpDays
+	}
 	if c.rotationGrace <= 0 {
 		c.rotationGrace = RotationGrace
 	}
@@ -123,7 +142,8 @@ func (c *DeliveryConfig) setDefaults() {
 
 // outbound is the delivery worker's configuration.
 func (c *Config) outbound(nodeKey ed25519.PrivateKey) outbound.Config {
-	return outbound.Config{Pacing: c.Delivery.Pacing, Domain: c.Domain, NodeKey: nodeKey, Hook: c.Delivery.hook, Logger: c.Logger}
+	return outbound.Config{Pacing: c.Delivery.Pacing, Domain: c.Domain, NodeKey: nodeKey, NamingV1: c.NamingV1, Hook: c.Delivery.hook,
+		Logger: c.Logger}
 }
 
 // inbound is the configuration of the accounts' inbound workers.
@@ -166,4 +186,14 @@ func cardDAVURL(cfg Config) string {
 		return ""
 	}
 	return carddav.URL(cfg.CardDAVAddr, cfg.TLS)
+}
+
+// Scheme is how a bridge with this configuration reaches a contact whose
+// naming record is nm: as recorded, or v1 for every contact when it speaks
+// only v1. asmtpd-cli shows it in `contact list` and `status`.
+func (c Config) Scheme(nm accounts.Naming) accounts.Scheme {
+	if c.NamingV1 {
+		return accounts.SchemeV1
+	}
+	return nm.Scheme
 }

@@ -146,9 +146,13 @@ type site struct {
 	// beforeBridge, when set, is called with the running node before the
 	// bridge is made.
 	beforeBridge func(*node.Node)
-	node         *node.Node
-	bridge       *Bridge
-	halt         func()
+	// namingV2 runs the bridge with naming v2 (the default of asmtpd);
+	// the tests of the v1 paths leave it off. cardWait is Config.CardWait.
+	namingV2 bool
+	cardWait time.Duration
+	node     *node.Node
+	bridge   *Bridge
+	halt     func()
 }
 
 // testDelivery retries fast and gives up after a few seconds.
@@ -221,7 +225,7 @@ func (s *site) start() {
 		s.beforeBridge(n)
 	}
 	b, err := New(Config{DataDir: s.Dir, IMAPAddr: "127.0.0.1:0", SMTPAddr: "127.0.0.1:0", RefreshInterval: 200 * time.Millisecond,
-		Delivery: s.delivery, Logger: accountstest.Logger(), rotationGrace: s.rotationGrace}, n, s.NodeKey)
+		Delivery: s.delivery, Logger: accountstest.Logger(), rotationGrace: s.rotationGrace, NamingV1: !s.namingV2, CardWait: s.cardWait}, n, s.NodeKey)
 	if err != nil {
 		stopNode()
 		t.Fatal(err)

@@ -10,7 +10,10 @@
 # N+31, N+32, N+33 on C. B only relays: its bridge is off and it listens
 # on its ASMTP port alone. N defaults to $ASMTP_BASE_PORT, else to what a
 # previous run in DIR used, else 19800. It prints each account's settings
-# and runs until Ctrl-C.
+# and runs until Ctrl-C. ASMTP_NAMING_V1=1 runs the three nodes as
+# naming-v1 nodes (network.naming_v1: pair and passport topics, as before
+# naming v2), to compare the two (contrib/bench/e2e/naming.sh).
+# ASMTP_LOG_LEVEL=debug makes the nodes log at that level.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 base=${ASMTP_BASE_PORT:-}
@@ -30,6 +33,8 @@ if [ "$base" -lt 1024 ] || [ "$base" -gt 65500 ]; then
 fi
 echo "$base" > "$dir/base-port"
 export ASMTPD_KEY_PASSWORD=${ASMTPD_KEY_PASSWORD:-local-network}
+naming_v1=false
+[ "${ASMTP_NAMING_V1:-}" = 1 ] && naming_v1=true
 
 echo "building into $dir/bin ..." >&2
 (cd "$root" && go build -o "$dir/bin/" ./cmd/asmtpd ./cmd/asmtpd-cli)
@@ -62,6 +67,7 @@ node() {
     "${bridge[@]}" \
     -e "s|gossip_refresh_rate: \"30s\"|gossip_refresh_rate: \"2s\"|" \
     -e "s|minimum_time_elapsed: \"10s\"|minimum_time_elapsed: \"1s\"|" \
+    -e "s|naming_v1: false|naming_v1: ${naming_v1}|" \
     > "$d/config.yaml"
 }
 
@@ -94,7 +100,7 @@ pids=()
 trap 'kill "${pids[@]}" 2>/dev/null; wait; echo "stopped; state kept in $dir" >&2' EXIT
 trap 'exit 130' INT TERM # through the EXIT trap, which stops the nodes
 for n in b a c; do
-  "$dir/bin/asmtpd" --config "$dir/$n/config.yaml" 2> "$dir/$n/asmtpd.log" &
+  "$dir/bin/asmtpd" --log-level "${ASMTP_LOG_LEVEL:-info}" --config "$dir/$n/config.yaml" 2> "$dir/$n/asmtpd.log" &
   pids+=($!)
 done
 

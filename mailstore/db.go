@@ -167,6 +167,64 @@ CREATE TABLE expunged (
 	uid INTEGER NOT NULL,
 	PRIMARY KEY (mailbox_id, modseq, uid)
 ) WITHOUT ROWID;
+`, `
+-- Message bodies and queued messages in segments of at most 1 MiB
+-- (segment.go): SQLite copies a value it binds or reads in full, so whole
+-- 25 MiB blobs cost 25 MiB of its memory per write and per read. Existing
+-- blobs are cut into segments here; the outbox keeps the size it can no
+-- longer take from length(raw).
+CREATE TABLE body_segments (
+	body_id INTEGER NOT NULL REFERENCES bodies(id) ON DELETE CASCADE,
+	n INTEGER NOT NULL,
+	data BLOB NOT NULL,
+	PRIMARY KEY (body_id, n)
+);
+CREATE TABLE outbox_segments (
+	outbox_id INTEGER NOT NULL REFERENCES outbox(id) ON DELETE CASCADE,
+	n INTEGER NOT NULL,
+	data BLOB NOT NULL,
+	PRIMARY KEY (outbox_id, n)
+);
+WITH RECURSIVE seg(id, n, size) AS (
+	SELECT body_id, 0, length(raw) FROM body_data WHERE length(raw) > 0
+	UNION ALL SELECT id, n + 1, size FROM seg WHERE (n + 1) * 1048576 < size
+)
+INSERT INTO body_segments (body_id, n, data)
+SELECT seg.id, seg.n, substr(d.raw, seg.n * 1048576 + 1, 1048576) FROM seg JOIN body_data d ON d.body_id = seg.id;
+ALTER TABLE body_data DROP COLUMN raw;
+ALTER TABLE outbox ADD COLUMN size INTEGER NOT NULL DEFAULT 0;
+UPDATE outbox SET size = length(raw);
+WITH RECURSIVE seg(id, n, size) AS (
+	SELECT id, 0, size FROM outbox WHERE size > 0
+	UNION ALL SELECT id, n + 1, size FROM seg WHERE (n + 1) * 1048576 < size
+)
+INSERT INTO outbox_segments (outbox_id, n, data)
+SELECT seg.id, seg.n, substr(o.raw, seg.n * 1048576 + 1, 1048576) FROM seg JOIN outbox o ON o.id = seg.id;
+ALTER TABLE outbox DROP COLUMN raw;
+`, `
+-- SORT and THREAD keys of each body (sortkeys.go), computed at insert; the
+-- bodies stored before this step get theirs at Open (backfillSortKeys).
+CREATE TABLE IF NOT EXISTS sort_keys (
+	body_id INTEGER PRIMARY KEY REFERENCES bodies(id) ON DELETE CASCADE,
+	sent_date INTEGER,          -- Date: as unix seconds, NULL if absent or unparsable
+	subject TEXT NOT NULL,      -- base subject (RFC 5256), ASCII upper case
+	reply INTEGER NOT NULL,     -- the subject marks a reply or forward
+	from_key TEXT NOT NULL,     -- first From mailbox (local part), ASCII upper case
+	to_key TEXT NOT NULL,
+	cc_key TEXT NOT NULL,
+	message_id TEXT NOT NULL,   -- lower case, without <>; '' if none
+	refs TEXT NOT NULL          -- References (else the first In-Reply-To), lower case, space separated
+);
+`, `
+-- Subscriptions are names, not mailboxes: deleting a subscribed mailbox
+-- keeps its subscription (RFC 3501 §6.3.9), and LIST shows it \NonExistent.
+-- mailboxes.subscribed is no longer read.
+CREATE TABLE IF NOT EXISTS subscriptions (
+	account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+	name TEXT NOT NULL,
+	PRIMARY KEY (account_id, name)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO subscriptions (account_id, name) SELECT account_id, name FROM mailboxes WHERE subscribed;
 `}
 
 // Open opens (creating if needed) the store in the SQLite file at path and
@@ -185,6 +243,10 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	if err != nil {
 		sdb.Close()
 		return nil, fmt.Errorf("mailstore: %w", err)
+	}
+	if err := db.backfillSortKeys(ctx); err != nil {
+		sdb.Close()
+		return nil, fmt.Errorf("mailstore: open %s: %w", path, err)
 	}
 	return db, nil
 }

@@ -97,3 +97,24 @@ func IntroBucket(id passport.Hash, b int) Topic {
 	buf = append(buf, prefix...)
 	return Topic(sha256.Sum256(buf))
 }
+
+// InboxOverlap is how long before and after midnight UTC an account's node
+// also subscribes to the neighbouring day's inbox topic (§16.3), so that a
+// sender whose clock is a little off (§15 allows two minutes) still
+// publishes on a topic the owner reads.
+const InboxOverlap = time.Hour
+
+// InboxDays are the days whose inbox topics an account's node subscribes
+// to at t: today, and the neighbouring day within InboxOverlap of
+// midnight. Today comes first.
+func InboxDays(t time.Time) []uint32 {
+	today := InboxDay(t)
+	days := []uint32{today}
+	switch {
+	case InboxDay(t.Add(InboxOverlap)) != today:
+		days = append(days, today+1)
+	case today > 0 && InboxDay(t.Add(-InboxOverlap)) != today:
+		days = append(days, today-1)
+	}
+	return days
+}

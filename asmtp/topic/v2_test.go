@@ -117,3 +117,25 @@ func TestBucketBits(t *testing.T) {
 		}
 	}
 }
+
+func TestInboxDays(t *testing.T) {
+	midnight := time.Date(2025, 12, 7, 0, 0, 0, 0, time.UTC)
+	day := InboxDay(midnight)
+	for _, tc := range []struct {
+		at   time.Time
+		want []uint32
+	}{
+		{midnight.Add(12 * time.Hour), []uint32{day}},
+		{midnight, []uint32{day, day - 1}},
+		{midnight.Add(InboxOverlap - time.Second), []uint32{day, day - 1}},
+		{midnight.Add(InboxOverlap), []uint32{day}},
+		{midnight.Add(-time.Second), []uint32{day - 1, day}},
+		{midnight.Add(-InboxOverlap), []uint32{day - 1, day}},
+		{midnight.Add(-InboxOverlap - time.Second), []uint32{day - 1}},
+	} {
+		got := InboxDays(tc.at)
+		if len(got) != len(tc.want) || got[0] != tc.want[0] || (len(got) == 2 && got[1] != tc.want[1]) {
+			t.Errorf("InboxDays(%s) = %v, want %v", tc.at, got, tc.want)
+		}
+	}
+}

@@ -6,7 +6,9 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/asmtp/asmtp/asmtp/keys"
 	"github.com/asmtp/asmtp/asmtp/node"
+	"github.com/asmtp/asmtp/asmtp/noise"
 	"github.com/asmtp/asmtp/asmtp/topic"
 	"github.com/asmtp/asmtp/bridge/accounts"
 	"github.com/asmtp/asmtp/mailstore"
@@ -22,8 +24,28 @@ type Config struct {
 	// RotationGrace is how long mail sealed with a contact's replaced
 	// shared key is still taken on its old topic.
 	RotationGrace time.Duration
+	// Naming is the account's naming-v2 state; nil when the bridge speaks
+	// only v1.
+	Naming Naming
 	// Logger receives the worker's logs. Default slog.Default().
 	Logger *slog.Logger
+}
+
+// Naming is an account's naming-v2 state (PROTOCOL.md §16), kept by the
+// bridge: which topics are its inboxes and its intro bucket, the key that
+// opens what comes on them, and what to do with a contact card.
+type Naming interface {
+	IsInbox(t topic.Topic) bool
+	IsBucket(t topic.Topic) bool
+	// Topics are the subscribed inboxes and the bucket, to read from the
+	// node's store.
+	Topics() []topic.Topic
+	// Key is the account's current shared secret.
+	Key() noise.XKey
+	// TakeCard takes an opened card (plaintext p, sealed by sender):
+	// verifies it against the passport it names, records it and answers
+	// it. forged reports a card sealed by another key than that passport's.
+	TakeCard(ctx context.Context, sender keys.SharedKey, p []byte) (forged bool, err error)
 }
 
 // Directory is what the worker reads of the account registry (an
@@ -47,7 +69,7 @@ type Mailbox interface {
 	MessageState(ctx context.Context, account string, sender [32]byte, id [16]byte) (appended bool, held int, err error)
 	CompleteMessages(ctx context.Context, account string) ([]mailstore.PendingMessage, error)
 	ExpireChunks(ctx context.Context, account string, idleSince time.Time) ([]mailstore.PendingMessage, error)
-	AppendInbound(ctx context.Context, account string, sender [32]byte, id [16]byte, raw []byte, now time.Time) (mailstore.Appended, bool, error)
+	AppendInbound(ctx context.Context, account string, sender [32]byte, id [16]byte, head, body []byte, now time.Time) (mailstore.Appended, bool, error)
 	ForgetAppended(ctx context.Context, account string, keep int) (int64, error)
 	Append(ctx context.Context, account, mailbox string, raw []byte, flags []string, internalDate time.Time) (mailstore.Appended, error)
 	InboundCursor(ctx context.Context, account string, topic []byte) (int64, error)

@@ -79,6 +79,10 @@ type heldMessage struct {
 	have     []bool
 	n        int // chunks held
 	bytes    int64
+	// joined is the message once every chunk came. The chunks' data is
+	// let go then, so that a large message is not in memory twice while
+	// it is delivered; it is kept for a retry if delivery fails.
+	joined *mail.Message
 }
 
 // NewWorker delivers to account's INBOX in mailbox what the node pushes
@@ -186,12 +190,21 @@ func (w *Worker) sweep(ctx context.Context, force bool) {
 	if err != nil {
 		w.log.Error("bridge: read rotated contacts", "err", err)
 	}
+	var topics []topic.Topic
 	for _, c := range append(contacts, rotated...) {
-		if c.Pending() || (w.swept[c.Topic] && !w.stuck[c.Topic] && !force) {
+		if !c.Pending() {
+			topics = append(topics, c.Topic)
+		}
+	}
+	if w.cfg.Naming != nil {
+		topics = append(topics, w.cfg.Naming.Topics()...)
+	}
+	for _, t := range topics {
+		if w.swept[t] && !w.stuck[t] && !force {
 			continue
 		}
-		if err := w.sweepTopic(ctx, c.Topic); err != nil {
-			w.log.Debug("bridge: topic not read", "passport", c.Passport, "err", err)
+		if err := w.sweepTopic(ctx, t); err != nil {
+			w.log.Debug("bridge: topic not read", "topic", t, "err", err)
 		}
 	}
 	w.saveCursors(ctx)
@@ -263,17 +276,36 @@ func (w *Worker) report(ctx context.Context, m node.Stored) {
 // from the topic's contact are dropped and logged (nil); an error means
 // the message could not be stored and should be read again later.
 func (w *Worker) handle(ctx context.Context, m node.Stored) error {
+	c, ch, ok, err := w.open(ctx, m)
+	if err != nil || !ok {
+		return err
+	}
+	return w.take(ctx, c, m, ch)
+}
+
+// open reads m: a content on one of the account's inboxes or its intro
+// bucket (naming v2, naming.go), or on a v1 contact's topic. ok is false
+// for content to drop (and for a card, taken here).
+func (w *Worker) open(ctx context.Context, m node.Stored) (accounts.Contact, mail.Chunk, bool, error) {
+	if n := w.cfg.Naming; n != nil {
+		switch {
+		case n.IsInbox(m.Topic):
+			return w.openInbox(ctx, n, m)
+		case n.IsBucket(m.Topic):
+			return accounts.Contact{}, mail.Chunk{}, false, w.tryCard(ctx, n, m)
+		}
+	}
 	c, err := w.contactOn(ctx, m.Topic)
 	if errors.Is(err, accounts.ErrNoContact) {
 		w.log.Debug("bridge: content on a topic of no contact dropped", "topic", m.Topic)
-		return nil
+		return c, mail.Chunk{}, false, nil
 	}
 	if err != nil {
-		return err
+		return c, mail.Chunk{}, false, err
 	}
 	secret, err := w.sharedSecret(ctx)
 	if err != nil {
-		return err
+		return c, mail.Chunk{}, false, err
 	}
 	ch, err := mail.Open(*secret, c.SharedKey, m.Content)
 	switch {
@@ -281,12 +313,17 @@ func (w *Worker) handle(ctx context.Context, m node.Stored) error {
 		w.log.Warn("bridge: content sealed by another key than the topic's contact dropped",
 			"topic", m.Topic, "contact", c.Passport, "err", err)
 		w.report(ctx, m)
-		return nil
+		return c, ch, false, nil
 	case err != nil: // also the account's own publications on the topic
 		w.log.Debug("bridge: unreadable content dropped", "topic", m.Topic, "contact", c.Passport, "err", err)
 		w.report(ctx, m)
-		return nil
+		return c, ch, false, nil
 	}
+	return c, ch, true, nil
+}
+
+// take delivers or holds chunk ch of contact c, read from m.
+func (w *Worker) take(ctx context.Context, c accounts.Contact, m node.Stored, ch mail.Chunk) error {
 	if ch.Kind == mail.KindLegacyText || ch.Count == 1 {
 		return w.deliver(ctx, c, mail.Message{Sender: ch.Sender, ID: ch.ID, Kind: ch.Kind, Data: ch.Data}, m.ReceivedAt)
 	}
@@ -336,13 +373,17 @@ func (w *Worker) holdChunk(ctx context.Context, c accounts.Contact, m node.Store
 		}
 		return nil
 	}
-	msg, err := mail.Join(hm.chunks)
-	if err != nil { // cannot get better by trying again
-		w.log.Error("bridge: chunks do not join", "contact", c.Passport, "err", err)
-		w.dropHeld(heldKey{ch.Sender, ch.ID})
-		return nil
+	if hm.joined == nil {
+		msg, err := mail.Join(hm.chunks)
+		if err != nil { // cannot get better by trying again
+			w.log.Error("bridge: chunks do not join", "contact", c.Passport, "err", err)
+			w.dropHeld(heldKey{ch.Sender, ch.ID})
+			return nil
+		}
+		hm.joined = &msg
+		clear(hm.chunks)
 	}
-	if err := w.deliver(ctx, c, msg, hm.received); err != nil {
+	if err := w.deliver(ctx, c, *hm.joined, hm.received); err != nil {
 		return err // kept: reading the chunk again retries
 	}
 	w.dropHeld(heldKey{ch.Sender, ch.ID})
@@ -376,8 +417,18 @@ func (w *Worker) flushHeld(ctx context.Context, since time.Time) {
 }
 
 func (w *Worker) flushMessage(ctx context.Context, hm *heldMessage) error {
+	chunks := hm.chunks
+	if hm.joined != nil { // cut again as its sender did: the same chunks
+		var err error
+		if chunks, err = mail.Split(hm.joined.ID, hm.joined.Kind, hm.joined.Data); err != nil {
+			return err
+		}
+		for i := range chunks {
+			chunks[i].Sender = hm.joined.Sender
+		}
+	}
 	var c accounts.Contact
-	for i, ch := range hm.chunks {
+	for i, ch := range chunks {
 		if !hm.have[i] {
 			continue
 		}
@@ -450,7 +501,8 @@ func (w *Worker) deliver(ctx context.Context, c accounts.Contact, msg mail.Messa
 			return err
 		}
 	}
-	a, delivered, err := w.mailbox.AppendInbound(ctx, w.account, msg.Sender, msg.ID, mailtext.InboundCopy(data, c, w.cfg.Domain), time.Now())
+	head, body := mailtext.SplitHead(data)
+	a, delivered, err := w.mailbox.AppendInbound(ctx, w.account, msg.Sender, msg.ID, mailtext.InboundCopy(head, c, w.cfg.Domain), body, time.Now())
 	if err != nil {
 		return err
 	}

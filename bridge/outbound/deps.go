@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"time"
 
+	"github.com/asmtp/asmtp/asmtp/node"
 	"github.com/asmtp/asmtp/asmtp/passport"
 	"github.com/asmtp/asmtp/asmtp/topic"
 	"github.com/asmtp/asmtp/bridge/accounts"
@@ -21,6 +22,8 @@ type Directory interface {
 	Contact(ctx context.Context, account string, id passport.Hash) (accounts.Contact, error)
 	AddContact(ctx context.Context, account, petname string, blocks []byte) (accounts.Contact, error)
 	UpdateContactPassport(ctx context.Context, account string, id passport.Hash, blocks []byte) (accounts.Contact, bool, error)
+	// ContactNaming is how the account reaches the contact (naming v2).
+	ContactNaming(ctx context.Context, account string, id passport.Hash) (accounts.Naming, error)
 }
 
 // Outbox is the mailstore's outbox (a *mailstore.DB): submissions go in,
@@ -37,7 +40,7 @@ type Outbox interface {
 	DeliveryPostponed(ctx context.Context, it mailstore.OutboxItem, next time.Time) error
 	DeliveryHanded(ctx context.Context, it mailstore.OutboxItem, now, next time.Time, cause string) error
 	DeliveryDeferred(ctx context.Context, it mailstore.OutboxItem, next time.Time, cause string) error
-	AppendInbound(ctx context.Context, account string, sender [32]byte, id [16]byte, raw []byte, now time.Time) (mailstore.Appended, bool, error)
+	AppendInbound(ctx context.Context, account string, sender [32]byte, id [16]byte, head, body []byte, now time.Time) (mailstore.Appended, bool, error)
 }
 
 // Publisher is an account's node session (a *node.Session) as delivery
@@ -47,6 +50,9 @@ type Publisher interface {
 	Register(ctx context.Context, t topic.Topic) error
 	// PublishBatch returns once the node has stored contents durably.
 	PublishBatch(ctx context.Context, t topic.Topic, contents [][]byte) error
+	// PublishTo returns once the node has stored contents on t, a topic it
+	// does not subscribe to, for the node hint names (a v2 contact's inbox).
+	PublishTo(ctx context.Context, t topic.Topic, hint *node.PeerAddr, contents ...[]byte) error
 	// Holders counts the other holders of t seen, up to limit.
 	Holders(t topic.Topic, limit int) int
 	// GetPassport fetches a passport from the network.

@@ -142,6 +142,9 @@ func delayReason(cause error) (status, why string) {
 	case errors.Is(cause, errNoHolder):
 		return "4.4.4", "Your node has stored the message, but no node of the recipient's has been seen to take it so far: " +
 			"their node may be offline, or they may not have added you as a contact (ASMTP carries mail only between contacts)."
+	case errors.Is(cause, errAwaitingCard):
+		return "4.4.4", "The recipient's node has not answered your contact card so far: their node may be offline, " +
+			"or they may not have added you as a contact (ASMTP carries mail only between contacts)."
 	case errors.Is(cause, errNotLinked):
 		return "4.4.7", "Your account is not on the ASMTP node yet: the node has refused it so far (see the node's log)."
 	}

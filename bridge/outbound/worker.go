@@ -44,6 +44,9 @@ type Config struct {
 	Domain string
 	// NodeKey unseals the accounts' shared secrets (accounts.Registry.Secrets).
 	NodeKey ed25519.PrivateKey
+	// NamingV1 sends every mail on the pair topic (naming v1); otherwise a
+	// v2 contact's mail goes to its inbox (route.go).
+	NamingV1 bool
 	// Hook, when set, is called at stages of a delivery attempt ("start",
 	// "published", "sent", "unrecorded"), with the chunks the node has: the
 	// crash tests stop the process there.
@@ -102,8 +105,9 @@ type cachedSecret struct {
 }
 
 // outboxMemory bounds the bytes of queued messages the workers hold at
-// once: two of the largest, so that eight 25 MiB messages are not all in
-// memory (with their sealed chunks) at the same time.
+// once: one of the largest (which, with the segment it is read in, is
+// more than the budget and so runs alone), so that eight 25 MiB messages
+// are not all in memory (with their sealed chunks) at the same time.
 const outboxMemory = MaxMessageSize
 
 // NewWorker delivers what is queued in outbox, for the accounts in dir,
@@ -278,8 +282,11 @@ func (w *Worker) record(ctx context.Context, it mailstore.OutboxItem, raw []byte
 	now := time.Now()
 	deadline := it.QueuedAt.Add(w.cfg.RetryWindow)
 	next := now.Add(w.cfg.backoff(it.Attempts))
-	if errors.Is(cause, errNotLinked) {
+	switch {
+	case errors.Is(cause, errNotLinked):
 		next = now.Add(notLinkedWait)
+	case errors.Is(cause, errAwaitingCard):
+		next = now.Add(awaitingCardWait)
 	}
 	if next.After(deadline) {
 		next = deadline
@@ -296,7 +303,7 @@ func (w *Worker) record(ctx context.Context, it mailstore.OutboxItem, raw []byte
 		log.Warn("bridge: mail bounced", "attempts", it.Attempts+1, "err", cause)
 		_, err := w.outbox.DeliveryFailed(ctx, it, w.bounce(ctx, it, raw, cause, now), now)
 		return true, err
-	case errors.Is(cause, errNotLinked):
+	case errors.Is(cause, errNotLinked), errors.Is(cause, errAwaitingCard):
 		return false, w.outbox.DeliveryPostponed(ctx, it, next)
 	case errors.Is(cause, errNoHolder):
 		log.Info("bridge: mail on the node, waiting for the recipient's", "chunks", chunks, "attempt", it.Attempts+1,
@@ -355,36 +362,44 @@ func (w *Worker) attempt(ctx context.Context, it mailstore.OutboxItem, raw []byt
 	if err != nil {
 		return 0, err
 	}
+	r, err := w.route(ctx, it, c)
+	if err != nil {
+		return 0, err
+	}
 	chunks := 0
 	if it.HandedAt.IsZero() {
-		if chunks, err = w.handOverAll(ctx, s, acct, it, c, raw); err != nil {
+		if chunks, err = w.handOverAll(ctx, s, acct, it, c, r, raw); err != nil {
 			return chunks, err
 		}
 	}
-	if s.Holders(c.Topic, 1) == 0 {
+	if s.Holders(r.topic, 1) == 0 {
 		return chunks, errNoHolder
 	}
 	return chunks, nil
 }
 
 // handOverAll publishes the chunks of raw the node does not have yet on
-// the contact's topic, and returns how many chunks the node has.
-func (w *Worker) handOverAll(ctx context.Context, s Publisher, acct accounts.Account, it mailstore.OutboxItem, c accounts.Contact, raw []byte) (int, error) {
+// the route's topic, and returns how many chunks the node has.
+func (w *Worker) handOverAll(ctx context.Context, s Publisher, acct accounts.Account, it mailstore.OutboxItem, c accounts.Contact, r route, raw []byte) (int, error) {
 	secret, err := w.sharedSecret(ctx, acct)
 	if err != nil {
 		return 0, err
 	}
-	// Registering (idempotent) makes the node keep what is published, so
-	// the recipient's node can fetch it later.
-	if err := s.Register(ctx, c.Topic); err != nil {
-		return 0, err
+	// Registering (idempotent) makes the node keep what is published on a
+	// v1 pair topic, so the recipient's node can fetch it later. A v2
+	// inbox is published to without registering: the node holds it for
+	// the named node all the same (PROTOCOL.md §16.6).
+	if r.hint == nil {
+		if err := s.Register(ctx, r.topic); err != nil {
+			return 0, err
+		}
 	}
 	chunks, err := mail.Split(mail.MessageID(it.MessageID), mail.KindMail, raw)
 	if err != nil {
 		return 0, err
 	}
-	if err := w.publish(ctx, s, it, c, secret, chunks); err != nil {
-		return w.handedChunks(it, c.Topic), err
+	if err := w.publish(ctx, s, it, c, r, secret, chunks); err != nil {
+		return w.handedChunks(it, r.topic), err
 	}
 	w.hook("sent", it, len(chunks))
 	return len(chunks), nil
@@ -392,8 +407,8 @@ func (w *Worker) handOverAll(ctx context.Context, s Publisher, acct accounts.Acc
 
 // publish seals and publishes the chunks the node does not have yet
 // (handedChunks), in batches, recording each batch the node stored.
-func (w *Worker) publish(ctx context.Context, s Publisher, it mailstore.OutboxItem, c accounts.Contact, secret keys.SharedSecret, chunks []mail.Chunk) error {
-	from := w.handedChunks(it, c.Topic)
+func (w *Worker) publish(ctx context.Context, s Publisher, it mailstore.OutboxItem, c accounts.Contact, r route, secret keys.SharedSecret, chunks []mail.Chunk) error {
+	from := w.handedChunks(it, r.topic)
 	if from >= len(chunks) {
 		return nil
 	}
@@ -408,10 +423,10 @@ func (w *Worker) publish(ctx context.Context, s Publisher, it mailstore.OutboxIt
 		if batch = append(batch, content); len(batch) < PublishBatchChunks && i < len(chunks)-1 {
 			continue
 		}
-		if err := s.PublishBatch(ctx, c.Topic, batch); err != nil {
+		if err := r.publish(ctx, s, batch); err != nil {
 			return fmt.Errorf("publish chunks %d-%d of %d: %w", i+2-len(batch), i+1, len(chunks), err)
 		}
-		w.handOver(it, c.Topic, i+1)
+		w.handOver(it, r.topic, i+1)
 		batch = batch[:0]
 		w.hook("published", it, i+1)
 	}
@@ -576,6 +591,7 @@ func (w *Worker) deliverToSelf(ctx context.Context, a accounts.Account, it mails
 		return passport.ErrNoSharedKey
 	}
 	self := accounts.Contact{Account: a.Name, Name: a.Name, Passport: a.Passport}
-	_, _, err = w.outbox.AppendInbound(ctx, a.Name, key, it.MessageID, mailtext.InboundCopy(raw, self, w.cfg.Domain), time.Now())
+	head, body := mailtext.SplitHead(raw)
+	_, _, err = w.outbox.AppendInbound(ctx, a.Name, key, it.MessageID, mailtext.InboundCopy(head, self, w.cfg.Domain), body, time.Now())
 	return err
 }

@@ -28,11 +28,13 @@ import (
 // *accounts.Registry).
 type Registry interface {
 	Accounts(ctx context.Context) ([]accounts.Account, error)
+	Account(ctx context.Context, name string) (accounts.Account, error)
 	Contacts(ctx context.Context, account string) ([]accounts.Contact, error)
 	RotatedContacts(ctx context.Context, account string, graceStart time.Time) ([]accounts.Contact, error)
 	RetiredTopics(ctx context.Context, account string, graceStart time.Time) ([]topic.Topic, error)
 	ForgetRetiredTopic(ctx context.Context, account string, t topic.Topic) error
 	UpdateContactPassport(ctx context.Context, account string, id passport.Hash, blocks []byte) (accounts.Contact, bool, error)
+	Namings(ctx context.Context, account string) (map[passport.Hash]accounts.Naming, error)
 }
 
 // Node is the node the accounts are users of (a *node.Node).
@@ -56,6 +58,16 @@ type Config struct {
 	// it returns what wakes the account's reader of that session
 	// (WakeAll), or nil.
 	Attached func(ctx context.Context, a accounts.Account, s *node.Session) (wake func())
+	// NamingV1 keeps every contact on naming v1 (PROTOCOL.md §11): the
+	// passports are uploaded with their topics and every contact's pair
+	// topic is registered. Otherwise (naming v2, §16) passports are kept
+	// without their topics and only v1 contacts' pair topics are
+	// registered.
+	NamingV1 bool
+	// Reconciled, when set, is called after each account's reconcile and
+	// RetireAll, with its session: the bridge's naming-v2 step (inboxes,
+	// intro bucket, contact cards).
+	Reconciled func(ctx context.Context, a accounts.Account, s *node.Session)
 	// Logger receives the logs. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -114,6 +126,9 @@ func (p *Roster) Reconcile(ctx context.Context) {
 			p.log.Warn("bridge: account not on the node yet", "account", a.Name, "err", err)
 			continue
 		}
+		if p.cfg.Reconciled != nil {
+			p.cfg.Reconciled(ctx, a, l.session)
+		}
 		p.registerContacts(ctx, a.Name, l)
 		p.retireTopics(ctx, a.Name, l)
 	}
@@ -129,6 +144,9 @@ func (p *Roster) RetireAll(ctx context.Context) {
 	p.mu.Unlock()
 	for name, l := range onNode {
 		p.retireTopics(ctx, name, l)
+		if a, err := p.reg.Account(ctx, name); err == nil && p.cfg.Reconciled != nil {
+			p.cfg.Reconciled(ctx, a, l.session) // the day's inbox, cards not answered
+		}
 	}
 }
 
@@ -146,7 +164,7 @@ func (p *Roster) attach(ctx context.Context, a accounts.Account) (*attached, err
 	if err != nil {
 		return nil, err
 	}
-	if _, err := s.PutPassport(ctx, a.Blocks); err != nil {
+	if err := p.keepPassport(ctx, s, a.Blocks); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("upload passport: %w", err)
 	}
@@ -172,8 +190,18 @@ func (p *Roster) registerContacts(ctx context.Context, account string, l *attach
 		p.log.Error("bridge: read contacts", "account", account, "err", err)
 		return
 	}
+	namings, err := p.reg.Namings(ctx, account)
+	if err != nil {
+		p.log.Error("bridge: read contact naming", "account", account, "err", err)
+		return
+	}
 	for _, c := range contacts {
-		if c.Pending() || l.registered[c.Topic] {
+		// Only a v1 contact has a pair topic and a passport topic (§16.8).
+		v1 := p.scheme(namings[c.Passport]) == accounts.SchemeV1
+		if !v1 && l.registered[c.Topic] {
+			p.dropPairTopic(ctx, account, l, c) // a v1 contact whose card came late
+		}
+		if c.Pending() || l.registered[c.Topic] || !v1 {
 			continue
 		}
 		if _, err := l.session.PutPassport(ctx, c.Blocks); err != nil {
@@ -196,7 +224,7 @@ func (p *Roster) registerContacts(ctx context.Context, account string, l *attach
 		return
 	}
 	for _, c := range rotated {
-		if l.registered[c.Topic] {
+		if l.registered[c.Topic] || p.scheme(namings[c.Passport]) != accounts.SchemeV1 {
 			continue
 		}
 		if err := l.session.Register(ctx, c.Topic); err != nil {
@@ -310,4 +338,36 @@ func (p *Roster) WakeAll() {
 	for _, l := range p.accounts {
 		l.wake()
 	}
+}
+
+// scheme is how the account reaches a contact whose naming record is nm.
+func (p *Roster) scheme(nm accounts.Naming) accounts.Scheme {
+	if p.cfg.NamingV1 {
+		return accounts.SchemeV1
+	}
+	return nm.Scheme
+}
+
+// keepPassport uploads the account's passport: in v2 without subscribing
+// to its passport topic (no passport id in gossip, §16.3).
+func (p *Roster) keepPassport(ctx context.Context, s *node.Session, blocks []byte) error {
+	var err error
+	if p.cfg.NamingV1 {
+		_, err = s.PutPassport(ctx, blocks)
+	} else {
+		_, err = s.KeepPassport(ctx, blocks)
+	}
+	return err
+}
+
+// dropPairTopic deregisters the pair topic of a contact that became a v2
+// contact (its card came after the fallback to v1), so that gossip stops
+// showing the pair.
+func (p *Roster) dropPairTopic(ctx context.Context, account string, l *attached, c accounts.Contact) {
+	if err := l.session.Deregister(ctx, c.Topic); err != nil {
+		p.log.Warn("bridge: deregister the pair topic of a contact now on v2", "account", account, "err", err)
+		return
+	}
+	delete(l.registered, c.Topic)
+	p.log.Info("bridge: contact now on v2; pair topic dropped", "account", account, "passport", c.Passport)
 }

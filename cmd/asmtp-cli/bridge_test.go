@@ -140,6 +140,9 @@ func TestBridgeAccountAndCLIUser(t *testing.T) {
 	runInTest(t, "node A", nodeA.Run)
 	br, err := bridge.New(bridge.Config{DataDir: bridgeDir, IMAPAddr: "127.0.0.1:0", SMTPAddr: "127.0.0.1:0",
 		RefreshInterval: 200 * time.Millisecond,
+		// asmtp-cli speaks naming v1: the bridge's card goes unanswered and
+		// the bridge falls back to the pair topic after CardWait.
+		CardWait: 2 * time.Second,
 		Delivery: bridge.DeliveryConfig{Pacing: outbound.Pacing{RetryWindow: 20 * time.Second, FirstRetry: 200 * time.Millisecond,
 			MaxRetry: time.Second, LookupInterval: 20 * time.Millisecond}},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, nodeA, nodeKeyA)

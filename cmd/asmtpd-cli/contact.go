@@ -115,14 +115,18 @@ func newContactListCmd(configPath *string) *cobra.Command {
 				if err != nil {
 					return err
 				}
+				namings, err := f.reg.Namings(ctx, account)
+				if err != nil {
+					return err
+				}
 				w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-				fmt.Fprintln(w, "NAME\tADDRESS\tSTATUS\tADDED")
+				fmt.Fprintln(w, "NAME\tADDRESS\tSTATUS\tNAMING\tADDED")
 				for _, c := range contacts {
-					status := "ready"
+					status, naming := "ready", f.bridge.Scheme(namings[c.Passport]).String()
 					if c.Pending() {
-						status = "pending"
+						status, naming = "pending", "-"
 					}
-					fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", c.Name, c.Address(f.bridge.Domain), status, c.AddedAt.Format(time.RFC3339))
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", c.Name, c.Address(f.bridge.Domain), status, naming, c.AddedAt.Format(time.RFC3339))
 				}
 				return w.Flush()
 			})

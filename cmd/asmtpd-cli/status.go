@@ -206,6 +206,10 @@ func writeAccountStatus(ctx context.Context, w io.Writer, reg *accounts.Registry
 	for _, it := range items {
 		queued[it.Passport]++
 	}
+	namings, err := reg.Namings(ctx, a.Name)
+	if err != nil {
+		return err
+	}
 	fmt.Fprintf(w, "  contacts: %d\n", len(contacts))
 	for _, c := range contacts {
 		line := fmt.Sprintf("    %s %s", c.Name, c.Address(domain))
@@ -213,6 +217,7 @@ func writeAccountStatus(ctx context.Context, w io.Writer, reg *accounts.Registry
 		case c.Pending():
 			line += "  passport pending"
 		default:
+			line += "  naming " + bc.Scheme(namings[c.Passport]).String()
 			in := "none on record"
 			if t, ok := last[c.SharedKey]; ok {
 				in = fmtTime(t)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"os"
@@ -109,7 +110,7 @@ func TestStatus(t *testing.T) {
 	defer mailboxes.Close()
 	now := time.Now()
 	for _, c := range aliceContacts {
-		_, err := mailboxes.Enqueue(ctx, mailstore.Submission{Account: "alice", From: alice, Raw: []byte("Subject: hi\r\n\r\nhi\r\n"),
+		_, err := mailboxes.Enqueue(ctx, mailstore.Submission{Account: "alice", From: alice, Message: bytes.NewReader([]byte("Subject: hi\r\n\r\nhi\r\n")),
 			Recipients: []mailstore.OutboxRecipient{{Passport: c.Passport, Address: c.Address("asmtp").String(), MessageID: [16]byte{byte(len(c.Name))}}}}, now)
 		if err != nil {
 			t.Fatal(err)
@@ -132,7 +133,7 @@ func TestStatus(t *testing.T) {
 		bobC = aliceContacts[1]
 	}
 	// A third message, to Bob, given up: its bounce goes to Alice's INBOX.
-	id3, err := mailboxes.Enqueue(ctx, mailstore.Submission{Account: "alice", From: alice, Raw: []byte("Subject: lost\r\n\r\nlost\r\n"),
+	id3, err := mailboxes.Enqueue(ctx, mailstore.Submission{Account: "alice", From: alice, Message: bytes.NewReader([]byte("Subject: lost\r\n\r\nlost\r\n")),
 		Recipients: []mailstore.OutboxRecipient{{Passport: bobC.Passport, Address: bob, MessageID: [16]byte{3}}}}, now)
 	if err != nil {
 		t.Fatal(err)
@@ -144,7 +145,7 @@ func TestStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	delivered := time.Date(2026, 11, 25, 11, 19, 0, 0, time.UTC)
-	if _, ok, err := mailboxes.AppendInbound(ctx, "bob", bobContacts[0].SharedKey, [16]byte{9}, []byte("Subject: hello\r\n\r\nhello\r\n"), delivered); err != nil || !ok {
+	if _, ok, err := mailboxes.AppendInbound(ctx, "bob", bobContacts[0].SharedKey, [16]byte{9}, nil, []byte("Subject: hello\r\n\r\nhello\r\n"), delivered); err != nil || !ok {
 		t.Fatalf("deliver inbound: %v, %v", ok, err)
 	}
 
@@ -157,10 +158,10 @@ func TestStatus(t *testing.T) {
 		`(?m)^topics: 1 registered \(by 1 user\), 1 message stored \(oldest 2026-11-25 10:20:01 UTC`,
 		`(?m)^account alice \(` + alice + `\)\n  outbox: 1 pending, 1 retrying, 1 bounce reports in INBOX\n`,
 		`(?m)^    to 00112233445566778899aabbccddeeff@asmtp: 1 attempt since .*, next .*, last error: passport not found yet$`,
-		`(?m)^    Bob ` + bob + `  last delivery in: none on record  queued out: 1$`,
+		`(?m)^    Bob ` + bob + `  naming awaiting card  last delivery in: none on record  queued out: 1$`,
 		`(?m)^    Carol 00112233445566778899aabbccddeeff@asmtp  passport pending  queued out: 1$`,
 		`(?m)^account bob \(` + bob + `\)\n  outbox: 0 pending, 0 retrying, 0 bounce reports in INBOX\n  contacts: 1\n` +
-			`    Alice Liddell ` + alice + `  last delivery in: 2026-11-25 11:19:00 UTC$`,
+			`    Alice Liddell ` + alice + `  naming awaiting card  last delivery in: 2026-11-25 11:19:00 UTC$`,
 	} {
 		if !regexp.MustCompile(re).MatchString(out) {
 			t.Errorf("status does not match %s:\n%s", re, out)

@@ -126,6 +126,7 @@ func (c *Config) BridgeConfig(log *slog.Logger) bridge.Config {
 	cfg.CardDAVAddr = optionalAddress(c.Bridge.CardDAVListenAddress)
 	cfg.Delivery.RetryWindow = time.Duration(c.Bridge.RetryWindow)
 	cfg.Delivery.DelayWarning = time.Duration(c.Bridge.DelayWarning)
+	cfg.NamingV1 = c.Network.NamingV1 // the node gossips v1 too: contacts could not reach a v2 account
 	if log != nil {
 		cfg.Logger = log
 	}
