@@ -67,9 +67,9 @@ type link struct {
 	requests tokenBucket
 	pages    map[topic.Topic]queryPage // user links: where full answers stopped (userlink.go)
 	// User links: OpPublishTo hints and OpKeepPassport ids (userlink.go).
-	publishTo map[topic.Topic]*PeerAddr
-	keep      map[passport.Hash]struct{}
-	answers   answerQueue // node links: queries waiting for their answer (answer.go)
+	publishTo     map[topic.Topic]*PeerAddr
+	keepPassports map[passport.Hash]struct{}
+	answers       answerQueue // node links: queries waiting for their answer (answer.go)
 
 	// idleClosed is set when the reader closes the link for the idle
 	// timeout: nothing can have been lost on it (catchup.go).

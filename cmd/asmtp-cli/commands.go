@@ -22,7 +22,7 @@ func newSyncCmd(a *app) *cobra.Command {
 }
 
 func (a *app) sync(ctx context.Context) error {
-	p, c, err := a.session(ctx)
+	p, c, err := a.openClient(ctx)
 	if err != nil {
 		return err
 	}
@@ -70,7 +70,7 @@ func (a *app) send(ctx context.Context, to, file string) error {
 	if err != nil {
 		return err
 	}
-	p, c, err := a.session(ctx)
+	p, c, err := a.openClient(ctx)
 	if err != nil {
 		return err
 	}

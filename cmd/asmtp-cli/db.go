@@ -64,7 +64,7 @@ PRAGMA user_version = 1;
 
 // reassemblySchema (version 2) moves the chunks of incomplete messages to
 // mailstore/reassembly's tables, the bridge's reassembly, and records the
-// messages held as delivered there. Chunks held in the old table carried
+// messages held as appended there. Chunks held in the old table carried
 // no kind, so they are dropped, and the topics they came on are read
 // again from the start, with the record of contents seen, to fetch them
 // anew: nothing waiting is lost, and messages held stay once.
@@ -432,7 +432,7 @@ func (d *db) addChunk(ctx context.Context, c contact, hash [32]byte, ch mail.Chu
 }
 
 // joinChunk adds ch to the chunks of its message (mailstore/reassembly)
-// and, once all are there, stores the message, recorded as delivered so
+// and, once all are there, stores the message, recorded as appended so
 // that copies are ignored. A chunk that disagrees with the others is
 // mail.ErrMalformed.
 func joinChunk(ctx context.Context, tx *sql.Tx, c contact, ch mail.Chunk, now time.Time) (*message, error) {
@@ -453,7 +453,7 @@ func joinChunk(ctx context.Context, tx *sql.Tx, c contact, ch mail.Chunk, now ti
 	if full.Data == nil {
 		full.Data = []byte{}
 	}
-	if delivered, err := reassembly.MarkDelivered(ctx, tx, reassemblyScope, ch.Sender, ch.ID, now); err != nil || !delivered {
+	if appended, err := reassembly.MarkAppended(ctx, tx, reassemblyScope, ch.Sender, ch.ID, now); err != nil || !appended {
 		return nil, err
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO messages (contact, id, kind, received_at, data) VALUES (?, ?, ?, ?, ?)`,

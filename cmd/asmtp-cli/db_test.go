@@ -11,7 +11,7 @@ import (
 )
 
 // A version 1 database moves to the shared reassembly: the messages it
-// holds are recorded as delivered (copies stay ignored), and chunks held
+// holds are recorded as appended (copies stay ignored), and chunks held
 // in the old table, which carried no kind, are fetched anew: their topic
 // is read again from the start, with the record of contents seen.
 func TestMigrateToSharedReassembly(t *testing.T) {
@@ -58,8 +58,8 @@ func TestMigrateToSharedReassembly(t *testing.T) {
 		t.Errorf("version %d, %d seen, synced at %d and %d; want 2, 0, 0 and 1700000000", version, seen, bobSynced, carolSynced)
 	}
 	id := [16]byte{0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff}
-	if ok, err := reassembly.Delivered(ctx, d.sql, reassemblyScope, sender, id); err != nil || !ok {
-		t.Errorf("the message held before: delivered %v, %v; want true", ok, err)
+	if ok, err := reassembly.Appended(ctx, d.sql, reassemblyScope, sender, id); err != nil || !ok {
+		t.Errorf("the message held before: appended %v, %v; want true", ok, err)
 	}
 	if err := d.prune(ctx, time.Now()); err != nil {
 		t.Errorf("prune after the migration: %v", err)

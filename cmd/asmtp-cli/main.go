@@ -195,9 +195,9 @@ func readPassword(w io.Writer, f *os.File, prompt string) (string, error) {
 	return string(b), nil
 }
 
-// session opens the profile, unlocks it and prepares a client of the
+// openClient opens the profile, unlocks it and prepares a client of the
 // node. The caller closes both.
-func (a *app) session(ctx context.Context) (*profile, *client, error) {
+func (a *app) openClient(ctx context.Context) (*profile, *client, error) {
 	node, err := a.node()
 	if err != nil {
 		return nil, nil, err
