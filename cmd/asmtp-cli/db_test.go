@@ -54,8 +54,8 @@ func TestMigrateToSharedReassembly(t *testing.T) {
 			t.Fatalf("%s: %v", q, err)
 		}
 	}
-	if version != 2 || seen != 0 || bobSynced != 0 || carolSynced != 1700000000 {
-		t.Errorf("version %d, %d seen, synced at %d and %d; want 2, 0, 0 and 1700000000", version, seen, bobSynced, carolSynced)
+	if version != 3 || seen != 0 || bobSynced != 0 || carolSynced != 1700000000 {
+		t.Errorf("version %d, %d seen, synced at %d and %d; want 3, 0, 0 and 1700000000", version, seen, bobSynced, carolSynced)
 	}
 	id := [16]byte{0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff}
 	if ok, err := reassembly.Delivered(ctx, d.sql, reassemblyScope, sender, id); err != nil || !ok {

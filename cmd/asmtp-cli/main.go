@@ -207,6 +207,7 @@ func (a *app) session(ctx context.Context) (*profile, *client, error) {
 		return nil, nil, err
 	}
 	c := &client{
+		cards:     make(chan struct{}, 1),
 		p:         p,
 		s:         s,
 		node:      node,

@@ -79,6 +79,7 @@ func (a *app) interactive(ctx context.Context) error {
 	// Everything the commands print goes through the shell from now on.
 	a.stdout, a.stderr = sh, sh
 	sh.c = &client{
+		cards:   make(chan struct{}, 1),
 		p:       p,
 		s:       s,
 		node:    node,

@@ -23,9 +23,10 @@ func writeFile(t *testing.T, name, content string) string {
 
 // Two people, each using asmtp-cli as a user of their own node, exchange
 // mail both ways over two nodes on loopback: a whole RFC 5322 message one
-// way, sent while the recipient's node did not follow the topic yet (so it
-// arrives by the node's catch-up, then the client's query), and plain text
-// the other way. Each message is printed once however often one syncs,
+// way, sent while the recipient's device was not connected (so it
+// arrives by the client's query of its inbox), and plain text the other
+// way, both on the recipients' inboxes (naming v2) after the exchange of
+// contact cards. Each message is printed once however often one syncs,
 // reads back with the sender verified, and keeps the body.
 //
 // (The same exchange with a bridge account is TestBridgeAccountAndCLIUser.)
@@ -39,9 +40,15 @@ func TestTwoUsersOnTwoNodes(t *testing.T) {
 	bob.useNode(nodeB)
 	introduce(t, alice, "alice", bob, "bob")
 
-	// Alice's node follows the topic from her first sync; she writes while
-	// Bob has not synced yet.
+	// Naming v2: Alice's first sync sends her card to Bob's intro bucket;
+	// Bob's syncs take it and answer it on Alice's inbox; Alice's sync
+	// takes the answer. Both then show the other as a v2 contact.
 	alice.must("sync")
+	awaitV2(t, bob, "alice")
+	awaitV2(t, alice, "bob")
+
+	// Alice writes while Bob's device is not connected: his node keeps
+	// the mail on his inbox until his sync asks.
 	mailFile := writeFile(t, "hello.eml", "From: Alice <alice@example.com>\r\nSubject: Hello Bob\r\n"+
 		"Content-Type: text/plain; charset=utf-8\r\n\r\nGrüße from Alice.\r\n")
 	if out := alice.must("send", "--to", "bob", "--file", mailFile); !strings.HasPrefix(out, "sent ") {
@@ -98,7 +105,7 @@ func TestTwoUsersOnTwoNodes(t *testing.T) {
 			t.Errorf("Alice's copy of the note lacks %q:\n%s", want, note)
 		}
 	}
-	if contacts := alice.must("contacts"); contacts != "bob "+bobPassport+" 1\n" {
+	if contacts := alice.must("contacts"); contacts != "bob "+bobPassport+" 1 v2\n" {
 		t.Errorf("contacts = %q", contacts)
 	}
 
@@ -112,4 +119,19 @@ func TestTwoUsersOnTwoNodes(t *testing.T) {
 			t.Errorf("prompt output lacks %q:\n%s", want, out)
 		}
 	}
+}
+
+// awaitV2 syncs d until its contact name shows as a v2 contact: its card
+// came.
+func awaitV2(t *testing.T, d *device, name string) {
+	t.Helper()
+	wait.Until(t, 30*time.Second, filepath.Base(d.dir)+"'s contact "+name+" becoming v2", func() bool {
+		d.must("sync")
+		for _, line := range strings.Split(d.must("contacts"), "\n") {
+			if f := strings.Fields(line); len(f) == 4 && f[0] == name && f[3] == "v2" {
+				return true
+			}
+		}
+		return false
+	})
 }
