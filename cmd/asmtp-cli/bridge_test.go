@@ -20,6 +20,7 @@ import (
 
 	"github.com/asmtp/asmtp/asmtp/keys"
 	"github.com/asmtp/asmtp/asmtp/node"
+	"github.com/asmtp/asmtp/asmtp/topic"
 	"github.com/asmtp/asmtp/bridge"
 	"github.com/asmtp/asmtp/bridge/accounts"
 	"github.com/asmtp/asmtp/bridge/mailtext"
@@ -140,9 +141,6 @@ func TestBridgeAccountAndCLIUser(t *testing.T) {
 	runInTest(t, "node A", nodeA.Run)
 	br, err := bridge.New(bridge.Config{DataDir: bridgeDir, IMAPAddr: "127.0.0.1:0", SMTPAddr: "127.0.0.1:0",
 		RefreshInterval: 200 * time.Millisecond,
-		// asmtp-cli speaks naming v1: the bridge's card goes unanswered and
-		// the bridge falls back to the pair topic after CardWait.
-		CardWait: 2 * time.Second,
 		Delivery: bridge.DeliveryConfig{Pacing: outbound.Pacing{RetryWindow: 20 * time.Second, FirstRetry: 200 * time.Millisecond,
 			MaxRetry: time.Second, LookupInterval: 20 * time.Millisecond}},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, nodeA, nodeKeyA)
@@ -183,28 +181,25 @@ func TestBridgeAccountAndCLIUser(t *testing.T) {
 	}
 	dave.must("--import-passport", carolFile, "--name", "carol")
 	carolID := carol.Passport.String()
-	if contacts := dave.must("contacts"); !strings.HasPrefix(contacts, "carol "+carolID+" ") {
+	if contacts := dave.must("contacts"); contacts != "carol "+carolID+" 0 awaiting-card\n" {
 		t.Fatalf("dave's contacts = %q", contacts)
 	}
 
-	// Dave's node follows the topic from his first sync; the bridge
-	// registers it once it sees the contact. Then wait for carol's node to
-	// know dave's holds it: what it publishes before would reach dave's
-	// node only at its next catch-up.
-	if out := dave.must("sync"); out != "" {
-		t.Fatalf("dave's first sync printed %q", out)
-	}
-	var holders *node.Session
-	wait.Until(t, 30*time.Second, "node A to know a holder of carol's topic with dave", func() bool {
-		if holders == nil { // the bridge adds carol's user to the node as it starts
-			if holders, err = nodeA.Attach(carol.Device); err != nil {
-				holders = nil
-				return false
-			}
+	// Naming v2 both ways, with no fallback to the pair topic (CardWait
+	// is the default day): the bridge sends carol's card to dave's intro
+	// bucket, dave's sync sends his to carol's; each side takes the
+	// other's and answers it. Both then see the other as a v2 contact.
+	awaitV2(t, dave, "carol")
+	wait.Until(t, 30*time.Second, "the bridge to take dave's card", func() bool {
+		n, err := reg.ContactNaming(ctx, "carol", daveContact.Passport)
+		if err != nil {
+			t.Fatal(err)
 		}
-		return holders.Holders(daveContact.Topic, 1) > 0
+		return n.Scheme == accounts.SchemeV2
 	})
-	holders.Close()
+	if n, _ := reg.ContactNaming(ctx, "carol", daveContact.Passport); n.Card == nil || n.Card.Node != nodeC.ID() || n.Card.Addr != nodeC.Addr().String() {
+		t.Fatalf("carol's record of dave's card: %+v, want node C %s at %s", n.Card, nodeC.ID(), nodeC.Addr())
+	}
 	t.Logf("set up in %v", time.Since(start).Round(time.Millisecond))
 
 	// Carol → dave over the bridge's SMTP with AUTH PLAIN.
@@ -277,6 +272,16 @@ func TestBridgeAccountAndCLIUser(t *testing.T) {
 	// own From does not travel.
 	if strings.Contains(string(inbox[0]), "dave@example.com") {
 		t.Errorf("the file's From travelled:\n%s", inbox[0])
+	}
+	// Neither node's gossip shows the pair: no pair topic, no passport
+	// topic of carol or dave (§16.8: only a v1 contact shows them).
+	for name, n := range map[string]*node.Node{"A": nodeA, "C": nodeC} {
+		for _, sub := range n.Gossip().Subscriptions {
+			switch sub.Topic {
+			case daveContact.Topic, topic.ForPassport(carol.Passport), topic.ForPassport(daveContact.Passport):
+				t.Errorf("node %s's gossip lists %s", name, sub.Topic)
+			}
+		}
 	}
 	t.Logf("total %v", time.Since(start).Round(time.Millisecond))
 }
