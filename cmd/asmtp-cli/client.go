@@ -46,6 +46,7 @@ type client struct {
 	s         secrets
 	node      nodeAddress
 	timeout   time.Duration
+	cardWait  time.Duration // before a contact that sent no card is a v1 one
 	onMessage func(message)
 	onWarning func(string)
 
@@ -424,7 +425,7 @@ func (c *client) send(ctx context.Context, to contact, text []byte) (mail.Messag
 // holds (messages it brings are stored and announced as by any sync),
 // then the answer is waited for up to the timeout (the node pushes it to
 // our inbox); without it the mail is not sent, unless the card went out
-// cardWait ago, which makes the contact a v1 one.
+// --card-wait ago, which makes the contact a v1 one.
 func (c *client) route(ctx context.Context, l *nodeLink, ct contact) (contact, error) {
 	if ct.naming == schemeUnknown && c.nodeV2() {
 		if err := c.sync(ctx); err != nil {
@@ -439,7 +440,7 @@ func (c *client) route(ctx context.Context, l *nodeLink, ct contact) (contact, e
 	deadline := time.NewTimer(c.timeout)
 	defer deadline.Stop()
 	for ct.naming == schemeUnknown {
-		if !c.nodeV2() || (!ct.cardSentAt.IsZero() && time.Since(ct.cardSentAt) >= cardWait) {
+		if !c.nodeV2() || (!ct.cardSentAt.IsZero() && time.Since(ct.cardSentAt) >= c.cardWait) {
 			if err := c.toV1(ctx, l, ct); err != nil {
 				return ct, err
 			}
@@ -448,7 +449,7 @@ func (c *client) route(ctx context.Context, l *nodeLink, ct contact) (contact, e
 			case <-c.cards:
 			case <-deadline.C:
 				return ct, fmt.Errorf("%s has not answered your contact card yet (sent %s); the mail was not sent, try again later "+
-					"(after %v without an answer, %s becomes a v1 contact)", ct.petname, ct.cardSentAt.Format(time.RFC3339), cardWait, ct.petname)
+					"(after %v without an answer, %s becomes a v1 contact)", ct.petname, ct.cardSentAt.Format(time.RFC3339), c.cardWait, ct.petname)
 			case <-ctx.Done():
 				return ct, ctx.Err()
 			}

@@ -66,6 +66,7 @@ type options struct {
 	passphraseFile string
 	alias          string
 	timeout        time.Duration
+	cardWait       time.Duration
 	exportPassport string
 	importPassport string
 	name           string
@@ -122,6 +123,7 @@ func newRootCmd(getenv func(string) string) *cobra.Command {
 	pf.StringVar(&a.opts.passphraseFile, "passphrase-file", "", "read the passphrase from `FILE` (default $"+envPassphrase+", else a prompt)")
 	pf.StringVar(&a.opts.alias, "alias", "", "first run: the device's name in the passport (default: the host name)")
 	pf.DurationVar(&a.opts.timeout, "timeout", defaultTimeout, "give up on the node after this long without an answer")
+	pf.DurationVar(&a.opts.cardWait, "card-wait", defaultCardWait, "take a contact that has not answered your contact card for this long for a naming-v1 contact")
 	f := root.Flags()
 	f.StringVar(&a.opts.exportPassport, "export-passport", "", "write your passport (or --name's) to `FILE`, to give to a contact, and exit")
 	f.StringVar(&a.opts.importPassport, "import-passport", "", "add the passport in `FILE` as a contact named --name, and exit")
@@ -212,6 +214,7 @@ func (a *app) session(ctx context.Context) (*profile, *client, error) {
 		s:         s,
 		node:      node,
 		timeout:   a.opts.timeout,
+		cardWait:  a.opts.cardWait,
 		onMessage: func(message) {},
 		onWarning: func(w string) { fmt.Fprintln(a.stderr, "warning:", w) },
 	}

@@ -30,15 +30,16 @@ import (
 // yet (again every cardResend). A card that comes back makes the contact
 // a v2 contact: mail to it goes to its inbox of the day, published for
 // its node (the card's node id and address). A contact whose card never
-// came within cardWait of ours, or any contact when the node does not
+// came within --card-wait of ours, or any contact when the node does not
 // speak v2, becomes a v1 contact: the pair topic, as before. Sending to a
 // contact whose card is awaited waits for it up to --timeout, then fails
 // without sending: the pair topic would show the pair in gossip.
 
 const (
-	// cardWait is how long a contact may leave our card unanswered before
-	// it is taken for a v1 contact, as the bridge's DefaultCardWait.
-	cardWait = 24 * time.Hour
+	// defaultCardWait is how long a contact may leave our card
+	// unanswered before it is taken for a v1 contact (--card-wait), as
+	// the bridge's DefaultCardWait.
+	defaultCardWait = 24 * time.Hour
 	// cardResend is how often our card goes again to the bucket of a
 	// contact that did not answer, as the bridge's.
 	cardResend = 6 * time.Hour
@@ -172,7 +173,7 @@ func (c *client) sendOwedCards(ctx context.Context, l *nodeLink, now time.Time) 
 			continue
 		}
 		switch {
-		case !ct.cardSentAt.IsZero() && now.Sub(ct.cardSentAt) >= cardWait:
+		case !ct.cardSentAt.IsZero() && now.Sub(ct.cardSentAt) >= c.cardWait:
 			err = c.toV1(ctx, l, ct)
 			c.onWarning(fmt.Sprintf("%s never answered your contact card: mail to them now uses the v1 pair topic", ct.petname))
 		case ct.cardSentAt.IsZero() || now.Sub(ct.cardSentAt) >= cardResend:
