@@ -34,8 +34,9 @@ const (
 
 // nodeAddress says where the device's node is.
 type nodeAddress struct {
-	addr string
-	id   keys.PublicKey
+	addr   string
+	id     keys.PublicKey
+	public string // where other nodes reach it (--card-address), for the contact card
 }
 
 // client is an unlocked profile talking to its node. Received messages are

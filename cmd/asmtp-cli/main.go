@@ -67,6 +67,7 @@ type options struct {
 	alias          string
 	timeout        time.Duration
 	cardWait       time.Duration
+	cardAddress    string
 	exportPassport string
 	importPassport string
 	name           string
@@ -123,6 +124,7 @@ func newRootCmd(getenv func(string) string) *cobra.Command {
 	pf.StringVar(&a.opts.passphraseFile, "passphrase-file", "", "read the passphrase from `FILE` (default $"+envPassphrase+", else a prompt)")
 	pf.StringVar(&a.opts.alias, "alias", "", "first run: the device's name in the passport (default: the host name)")
 	pf.DurationVar(&a.opts.timeout, "timeout", defaultTimeout, "give up on the node after this long without an answer")
+	pf.StringVar(&a.opts.cardAddress, "card-address", "", "where other nodes reach your node, \"host:port\", as your contact card tells your contacts (default: --remote-address)")
 	pf.DurationVar(&a.opts.cardWait, "card-wait", defaultCardWait, "take a contact that has not answered your contact card for this long for a naming-v1 contact")
 	f := root.Flags()
 	f.StringVar(&a.opts.exportPassport, "export-passport", "", "write your passport (or --name's) to `FILE`, to give to a contact, and exit")
@@ -148,7 +150,11 @@ func (a *app) node() (nodeAddress, error) {
 	if err != nil {
 		return nodeAddress{}, fmt.Errorf("--remote-id: %w", err)
 	}
-	return nodeAddress{addr: a.opts.remoteAddress, id: id}, nil
+	public := a.opts.cardAddress
+	if public == "" {
+		public = a.opts.remoteAddress
+	}
+	return nodeAddress{addr: a.opts.remoteAddress, id: id, public: public}, nil
 }
 
 // passphrase returns the passphrase from --passphrase-file, the

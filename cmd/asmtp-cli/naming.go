@@ -192,7 +192,7 @@ func (c *client) ownCard(answer bool, now time.Time) card.Card {
 	seed := c.naming.seed
 	c.mu.Unlock()
 	return card.Card{Scheme: card.SchemeV2, Answer: answer, Issued: now, Passport: c.p.own.ID(),
-		Seed: seed, Node: c.node.id, Addr: c.node.addr}
+		Seed: seed, Node: c.node.id, Addr: c.node.public}
 }
 
 // sendCard seals our card to ct and publishes it: to ct's intro bucket,
