@@ -1,13 +1,16 @@
 package bridge
 
 import (
+	"bytes"
 	"context"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/asmtp/asmtp/asmtp/passport"
+	"github.com/asmtp/asmtp/bridge/mailtext"
 	"github.com/asmtp/asmtp/internal/wait"
 	"github.com/asmtp/asmtp/mailstore"
 )
@@ -54,5 +57,40 @@ func runPy(t testing.TB, script string, args ...string) {
 	defer cancel()
 	if out, err := exec.CommandContext(ctx, "python3", append([]string{"-c", script}, args...)...).CombinedOutput(); err != nil {
 		t.Fatalf("python: %v\n%s", err, out)
+	}
+}
+
+// A message whose header goes on past mailtext.MaxHeadBytes (the part
+// submission reads into memory to edit) is refused for good with a
+// sentence saying so, and nothing is queued; one just under the limit
+// goes through with its body intact.
+func TestSubmissionHeaderLimit(t *testing.T) {
+	s, alice, pw := oneSite(t, nil)
+	addr := alice.Address("asmtp").String()
+	host, port := hostPort(s.bridge.SMTPAddr())
+	runPy(t, `
+import smtplib, sys
+host, port, user, pw, limit = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
+field = b"X-Filler: " + b"y" * 60 + b"\r\n"
+def message(header_bytes):
+    return b"Subject: big header\r\n" + field * (header_bytes // len(field)) + b"\r\n" + b"body\r\n" * 1000
+with smtplib.SMTP(host, port, timeout=60) as s:
+    s.login(user, pw)
+    try:
+        s.sendmail(user, [user], message(limit + 1000))
+        sys.exit("a header over the limit was accepted")
+    except smtplib.SMTPDataError as e:
+        assert e.smtp_code == 554 and b"header is over" in e.smtp_error, e
+    s.sendmail(user, [user], message(limit - 1000))
+`, host, port, addr, pw, strconv.Itoa(mailtext.MaxHeadBytes))
+	wait.Until(t, 20*time.Second, "alice's outbox empty and a message in her INBOX", func() bool {
+		q, err := s.Mail.Outbox(context.Background(), "alice")
+		return err == nil && len(q) == 0 && s.inboxCount("alice") > 0
+	})
+	if n := s.inboxCount("alice"); n != 1 {
+		t.Fatalf("%d messages delivered, want only the one under the limit", n)
+	}
+	if got := s.inbox("alice")[0]; !bytes.HasSuffix(got, bytes.Repeat([]byte("body\r\n"), 1000)) {
+		t.Errorf("the delivered message ends %q", got[max(0, len(got)-40):])
 	}
 }

@@ -23,7 +23,7 @@ func BenchmarkAppend(b *testing.B) {
 func BenchmarkIndexMessage(b *testing.B) {
 	raw := []byte(fmt.Sprintf("Subject: x\r\nContent-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n%s\r\n--b--\r\n", "hello world"))
 	for i := 0; i < b.N; i++ {
-		indexMessage(raw)
+		indexMessage(nil, raw)
 	}
 }
 
@@ -42,7 +42,7 @@ func BenchmarkIndexMessage1MiB(b *testing.B) {
 	raw := bigMessage(1 << 20)
 	b.SetBytes(int64(len(raw)))
 	for b.Loop() {
-		indexMessage(raw)
+		indexMessage(nil, raw)
 	}
 }
 
@@ -73,5 +73,26 @@ func BenchmarkSearchBody(b *testing.B) {
 		if err != nil || len(uids) != 1 {
 			b.Fatal(uids, err)
 		}
+	}
+}
+
+// BenchmarkWithRaw reads a stored message whole, as FETCH BODY[] does, for
+// a small message, one of a segment and one of the largest size.
+func BenchmarkWithRaw(b *testing.B) {
+	for _, size := range []int{4 << 10, 1 << 20, 24 << 20} {
+		b.Run(fmt.Sprintf("%dKiB", size>>10), func(b *testing.B) {
+			db, _ := openTest(b)
+			ctx := context.Background()
+			a, err := db.Append(ctx, "alice", "INBOX", bigMessage(size), nil, time.Time{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.SetBytes(int64(size))
+			for b.Loop() {
+				if err := db.WithRaw(ctx, a.MailboxID, a.UID, func([]byte) error { return nil }); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

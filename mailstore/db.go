@@ -167,6 +167,40 @@ CREATE TABLE expunged (
 	uid INTEGER NOT NULL,
 	PRIMARY KEY (mailbox_id, modseq, uid)
 ) WITHOUT ROWID;
+`, `
+-- Message bodies and queued messages in segments of at most 1 MiB
+-- (segment.go): SQLite copies a value it binds or reads in full, so whole
+-- 25 MiB blobs cost 25 MiB of its memory per write and per read. Existing
+-- blobs are cut into segments here; the outbox keeps the size it can no
+-- longer take from length(raw).
+CREATE TABLE body_segments (
+	body_id INTEGER NOT NULL REFERENCES bodies(id) ON DELETE CASCADE,
+	n INTEGER NOT NULL,
+	data BLOB NOT NULL,
+	PRIMARY KEY (body_id, n)
+);
+CREATE TABLE outbox_segments (
+	outbox_id INTEGER NOT NULL REFERENCES outbox(id) ON DELETE CASCADE,
+	n INTEGER NOT NULL,
+	data BLOB NOT NULL,
+	PRIMARY KEY (outbox_id, n)
+);
+WITH RECURSIVE seg(id, n, size) AS (
+	SELECT body_id, 0, length(raw) FROM body_data WHERE length(raw) > 0
+	UNION ALL SELECT id, n + 1, size FROM seg WHERE (n + 1) * 1048576 < size
+)
+INSERT INTO body_segments (body_id, n, data)
+SELECT seg.id, seg.n, substr(d.raw, seg.n * 1048576 + 1, 1048576) FROM seg JOIN body_data d ON d.body_id = seg.id;
+ALTER TABLE body_data DROP COLUMN raw;
+ALTER TABLE outbox ADD COLUMN size INTEGER NOT NULL DEFAULT 0;
+UPDATE outbox SET size = length(raw);
+WITH RECURSIVE seg(id, n, size) AS (
+	SELECT id, 0, size FROM outbox WHERE size > 0
+	UNION ALL SELECT id, n + 1, size FROM seg WHERE (n + 1) * 1048576 < size
+)
+INSERT INTO outbox_segments (outbox_id, n, data)
+SELECT seg.id, seg.n, substr(o.raw, seg.n * 1048576 + 1, 1048576) FROM seg JOIN outbox o ON o.id = seg.id;
+ALTER TABLE outbox DROP COLUMN raw;
 `}
 
 // Open opens (creating if needed) the store in the SQLite file at path and

@@ -38,15 +38,34 @@ type indexed struct {
 	bodyText   string
 }
 
-// indexMessage parses raw once: envelope, body structure (with the MIME
-// defaults of RFC 2045 for parts that lack a Content-Type) and lower-cased
-// decoded text for SEARCH. It accepts any bytes: a message that is not MIME
-// at all becomes one text/plain part.
-func indexMessage(raw []byte) indexed {
-	h, body, err := splitHeader(raw)
+// indexMessage parses a message once: envelope, body structure (with the
+// MIME defaults of RFC 2045 for parts that lack a Content-Type) and
+// lower-cased decoded text for SEARCH. The message is head followed by
+// body, where head is nil or its header section (ending with the blank
+// line), so that a caller that rewrote the header need not join the two.
+// It accepts any bytes: a message that is not MIME at all becomes one
+// text/plain part.
+func indexMessage(head, body []byte) indexed {
+	var h textproto.Header
+	var err error
+	if head == nil {
+		var rest []byte
+		if h, rest, err = splitHeader(body); err == nil {
+			body = rest
+		}
+	} else {
+		var rest []byte
+		h, rest, err = splitHeader(head)
+		switch {
+		case err != nil:
+			body = append(head[:len(head):len(head)], body...)
+		case len(rest) > 0: // head held more than the header: rare, so copied
+			body = append(rest[:len(rest):len(rest)], body...)
+		}
+	}
 	if err != nil {
 		// No parsable header: treat everything as the body.
-		h, body = textproto.Header{}, raw
+		h = textproto.Header{}
 	}
 	ix := indexed{envelope: envelopeOf(h)}
 	ix.sentDate = ix.envelope.Date

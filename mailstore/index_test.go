@@ -46,7 +46,7 @@ func TestIndexMessageShapes(t *testing.T) {
 			"message/rfc822[multipart/mixed(text/plain)]"},
 	}
 	for _, tt := range tests {
-		ix := indexMessage([]byte(tt.raw))
+		ix := indexMessage(nil, []byte(tt.raw))
 		if got := shape(ix.structure); got != tt.shape {
 			t.Errorf("%s: %s, want %s", tt.name, got, tt.shape)
 		}
@@ -59,7 +59,7 @@ func TestIndexMessageLimits(t *testing.T) {
 	for i := range 2000 {
 		fmt.Fprintf(&b, "Content-Type: multipart/mixed; boundary=b%d\r\n\r\n--b%d\r\n", i, i)
 	}
-	ix := indexMessage([]byte(b.String()))
+	ix := indexMessage(nil, []byte(b.String()))
 	if depth := strings.Count(shape(ix.structure), "("); depth != MaxMIMEDepth+1 {
 		t.Errorf("nesting depth %d, want %d", depth, MaxMIMEDepth+1)
 	}
@@ -69,13 +69,13 @@ func TestIndexMessageLimits(t *testing.T) {
 	for range 20000 {
 		b.WriteString("--p\r\n\r\nx\r\n")
 	}
-	ix = indexMessage([]byte(b.String()))
+	ix = indexMessage(nil, []byte(b.String()))
 	if n := strings.Count(shape(ix.structure), "text/plain"); n >= maxMIMEParts {
 		t.Errorf("%d parts kept, limit %d", n, maxMIMEParts)
 	}
 	// Search text is bounded.
 	big := "Subject: big\r\n\r\n" + strings.Repeat("word ", 3<<20)
-	if n := len(indexMessage([]byte(big)).bodyText); n > maxSearchText+1 {
+	if n := len(indexMessage(nil, []byte(big)).bodyText); n > maxSearchText+1 {
 		t.Errorf("search text %d bytes, limit %d", n, maxSearchText)
 	}
 }
@@ -83,7 +83,7 @@ func TestIndexMessageLimits(t *testing.T) {
 func TestIndexEnvelope(t *testing.T) {
 	raw := "Date: Tue, 5 Mar 2024 01:02:03 -0800\r\nSubject: =?iso-8859-1?q?Caf=E9?=\r\n  folded\r\n" +
 		"From: =?iso-8859-1?q?J=FCrgen?= <j@example.de>\r\nTo: a@b.c, \"Doe, J\" <d@e.f>\r\nIn-Reply-To: <x@y>\r\nMessage-ID: <m@h>\r\n\r\nbody"
-	env := indexMessage([]byte(raw)).envelope
+	env := indexMessage(nil, []byte(raw)).envelope
 	if env.Subject != "=?iso-8859-1?q?Caf=E9?= folded" {
 		t.Errorf("subject %q (kept as written, unfolded)", env.Subject)
 	}
@@ -104,7 +104,7 @@ func FuzzIndexMessage(f *testing.F) {
 	f.Add([]byte("Subject: x\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\nhi\r\n--b--\r\n"))
 	f.Add([]byte("Content-Type: message/rfc822\r\n\r\nSubject: in\r\n\r\nx"))
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		ix := indexMessage(raw)
+		ix := indexMessage(nil, raw)
 		env, err := encodeEnvelope(ix.envelope)
 		if err != nil {
 			t.Fatal(err)
@@ -166,7 +166,7 @@ func FuzzDecodeStructure(f *testing.F) {
 // FuzzDecodeEnvelope: a corrupt cached envelope is an error, never a panic
 // or a huge allocation; a valid one survives a round trip.
 func FuzzDecodeEnvelope(f *testing.F) {
-	good, _ := encodeEnvelope(indexMessage([]byte("Date: Tue, 5 Mar 2024 01:02:03 -0800\r\nFrom: A <a@b.c>\r\nIn-Reply-To: <x@y>\r\nSubject: s\r\n\r\n")).envelope)
+	good, _ := encodeEnvelope(indexMessage(nil, []byte("Date: Tue, 5 Mar 2024 01:02:03 -0800\r\nFrom: A <a@b.c>\r\nIn-Reply-To: <x@y>\r\nSubject: s\r\n\r\n")).envelope)
 	f.Add(good)
 	f.Add([]byte{envelopeVersion, 0, 0, 255, 255, 255, 255, 15})
 	f.Fuzz(func(t *testing.T, b []byte) {

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -81,7 +82,7 @@ func TestMailboxIDsRefuseOtherAccounts(t *testing.T) {
 // the migration of a store made before it (whose counter starts past the
 // largest id in use: ids freed before cannot be known).
 func TestMailboxIDsNotReused(t *testing.T) {
-	db, path := openTest(t)
+	db, _ := openTest(t)
 	ctx := context.Background()
 	seen := map[int64]bool{}
 	for i := range 5 {
@@ -97,21 +98,17 @@ func TestMailboxIDsNotReused(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// A store from before the counter: drop it and set the version back to
-	// just before the migration that makes it.
 	db.Close()
-	old, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The later migrations are undone too, so that they can run again.
-	undoLater := "DROP TABLE expunged; ALTER TABLE mailboxes DROP COLUMN highest_modseq; " +
-		"ALTER TABLE mailboxes DROP COLUMN vanished_floor; ALTER TABLE messages DROP COLUMN modseq; "
-	if _, err := old.Exec(fmt.Sprintf("DROP TABLE mailbox_ids; %sPRAGMA user_version = %d", undoLater, counterMigration(t))); err != nil {
+	// A store from before the counter, with mailboxes 1 and 2 left of 3.
+	path := filepath.Join(t.TempDir(), "old.db")
+	old := openSchemaAt(t, path, counterMigration(t))
+	if _, err := old.Exec(`INSERT INTO accounts (id, name) VALUES (1, 'alice');
+		INSERT INTO mailboxes (id, account_id, name, uid_validity) VALUES (1, 1, 'INBOX', 1), (2, 1, 'a', 1), (3, 1, 'b', 1);
+		DELETE FROM mailboxes WHERE id = 3`); err != nil {
 		t.Fatal(err)
 	}
 	old.Close()
-	db, err = Open(ctx, path)
+	db, err := Open(ctx, path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,6 +122,27 @@ func TestMailboxIDsNotReused(t *testing.T) {
 	if mb.ID.row <= maxID {
 		t.Errorf("after migration the new mailbox got id %d (largest other %d)", mb.ID.row, maxID)
 	}
+}
+
+// openSchemaAt makes a store at path with only the first version
+// migrations applied, as an older program left it, and opens it without
+// migrating further.
+func openSchemaAt(t *testing.T, path string, version int) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("sqlite", path+"?_pragma=foreign_keys(1)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.SetMaxOpenConns(1)
+	for _, m := range migrations[:version] {
+		if _, err := db.Exec(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.Exec(fmt.Sprintf("PRAGMA user_version = %d", version)); err != nil {
+		t.Fatal(err)
+	}
+	return db
 }
 
 // counterMigration is the index of the migration that makes mailbox_ids.

@@ -31,9 +31,10 @@ func (db *DB) Append(ctx context.Context, account, mailbox string, raw []byte, f
 }
 
 // appendCost is what parsing and storing a message of size bytes holds in
-// memory: the message, its decoded text, and the copies SQLite makes of
-// both while it writes them.
-func appendCost(size int64) int64 { return 2*size + 64<<10 }
+// memory: the message, its decoded text (at most maxSearchText) and
+// SQLite's copy of that text, and one segment (SQLite's copy of the
+// message is one segment at a time).
+func appendCost(size int64) int64 { return size + 2*min(size, maxSearchText) + segmentSize }
 
 // spoolPattern names AppendFrom's files in the store's directory; Open
 // removes any left by a crash.
@@ -82,7 +83,7 @@ func removeSpooled(dir string) {
 
 // appendHeld is Append once the message's memory is accounted for.
 func (db *DB) appendHeld(ctx context.Context, account, mailbox string, raw []byte, flags []string, internalDate time.Time) (Appended, error) {
-	p, err := prepareMessage(raw, flags, internalDate)
+	p, err := prepareMessage(nil, raw, flags, internalDate)
 	if err != nil {
 		return Appended{}, fmt.Errorf("append to %q: %w", mailbox, err)
 	}
@@ -103,9 +104,9 @@ func (db *DB) appendHeld(ctx context.Context, account, mailbox string, raw []byt
 }
 
 // preparedMessage is a message parsed for insertion before the write lock
-// is taken.
+// is taken: head followed by body (see indexMessage).
 type preparedMessage struct {
-	raw                  []byte
+	head, body           []byte
 	flags                []string
 	date                 time.Time
 	sentDay              any
@@ -113,10 +114,11 @@ type preparedMessage struct {
 	headerText, bodyText string
 }
 
-// prepareMessage does the parsing part of Append.
-func prepareMessage(raw []byte, flags []string, date time.Time) (preparedMessage, error) {
-	if len(raw) > MaxMessageSize {
-		return preparedMessage{}, fmt.Errorf("%w (%d bytes)", ErrTooBig, len(raw))
+// prepareMessage does the parsing part of Append, for the message head
+// followed by body; head may be nil.
+func prepareMessage(head, body []byte, flags []string, date time.Time) (preparedMessage, error) {
+	if size := len(head) + len(body); size > MaxMessageSize {
+		return preparedMessage{}, fmt.Errorf("%w (%d bytes)", ErrTooBig, size)
 	}
 	flags, err := canonicalFlags(flags)
 	if err != nil {
@@ -125,8 +127,8 @@ func prepareMessage(raw []byte, flags []string, date time.Time) (preparedMessage
 	if date.IsZero() {
 		date = time.Now()
 	}
-	ix := indexMessage(raw)
-	p := preparedMessage{raw: raw, flags: flags, date: date, sentDay: dayOrNull(ix.sentDate), headerText: ix.headerText, bodyText: ix.bodyText}
+	ix := indexMessage(head, body)
+	p := preparedMessage{head: head, body: body, flags: flags, date: date, sentDay: dayOrNull(ix.sentDate), headerText: ix.headerText, bodyText: ix.bodyText}
 	if p.envelope, err = encodeEnvelope(ix.envelope); err != nil {
 		return preparedMessage{}, err
 	}
@@ -144,7 +146,7 @@ func insertMessage(ctx context.Context, tx *sql.Tx, account, mailbox string, p p
 		return Appended{}, change{}, err
 	}
 	res, err := tx.ExecContext(ctx, "INSERT INTO bodies (size, sent_day, envelope, structure) VALUES (?, ?, ?, ?)",
-		len(p.raw), p.sentDay, p.envelope, p.structure)
+		len(p.head)+len(p.body), p.sentDay, p.envelope, p.structure)
 	if err != nil {
 		return Appended{}, change{}, err
 	}
@@ -152,8 +154,11 @@ func insertMessage(ctx context.Context, tx *sql.Tx, account, mailbox string, p p
 	if err != nil {
 		return Appended{}, change{}, err
 	}
-	if _, err := tx.ExecContext(ctx, "INSERT INTO body_data (body_id, header_text, body_text, raw) VALUES (?, ?, ?, ?)",
-		bodyID, p.headerText, p.bodyText, p.raw); err != nil {
+	if _, err := tx.ExecContext(ctx, "INSERT INTO body_data (body_id, header_text, body_text) VALUES (?, ?, ?)",
+		bodyID, p.headerText, p.bodyText); err != nil {
+		return Appended{}, change{}, err
+	}
+	if err := writeBody(ctx, tx, bodyID, p.head, p.body); err != nil {
 		return Appended{}, change{}, err
 	}
 	uid, err := allocateUIDs(ctx, tx, mb.ID.row, 1)
@@ -167,6 +172,20 @@ func insertMessage(ctx context.Context, tx *sql.Tx, account, mailbox string, p p
 	}
 	c := change{mailboxID: mb.ID.row, Change: Change{Kind: ChangeAppended, UIDs: []UID{uid}, Flags: [][]string{p.flags}}}
 	return Appended{MailboxID: mb.ID, UIDValidity: mb.UIDValidity, UID: uid}, c, nil
+}
+
+// writeBody stores head followed by body as the segments of bodyID.
+func writeBody(ctx context.Context, tx *sql.Tx, bodyID int64, head, body []byte) error {
+	w, err := newSegmentWriter(ctx, tx, bodySegments, bodyID, MaxMessageSize)
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	if _, err := w.Write(head); err != nil {
+		return err
+	}
+	_, err = w.Write(body)
+	return err
 }
 
 // Deliver stores a message and returns its UID; see Append.
@@ -265,20 +284,8 @@ func (m *MessageMeta) BodyStructure() (imap.BodyStructure, error) {
 
 // Raw returns a message exactly as it was stored.
 func (db *DB) Raw(ctx context.Context, id MailboxID, uid UID) ([]byte, error) {
-	if _, err := ownedMailbox(ctx, db.r, id); err != nil {
-		return nil, fmt.Errorf("read message %d in mailbox %s: %w", uid, id, err)
-	}
-	mailboxID := id.row
-	var raw []byte
-	err := db.r.QueryRowContext(ctx, `SELECT d.raw FROM messages m JOIN body_data d ON d.body_id = m.body_id
-		WHERE m.mailbox_id = ? AND m.uid = ?`, mailboxID, uid).Scan(&raw)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("read message %d in mailbox %d: %w", uid, mailboxID, ErrNoMessage)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read message %d in mailbox %d: %w", uid, mailboxID, err)
-	}
-	return raw, nil
+	raw, _, err := db.readMessage(ctx, id, uid, nil)
+	return raw, err
 }
 
 // ErrNoMessage is returned for a UID that names no message (any more).
@@ -287,37 +294,33 @@ var ErrNoMessage = errors.New("mailstore: no such message")
 // WithRaw calls fn with a message exactly as it was stored, holding the
 // message's share of the memory budget until fn returns: fn should copy
 // out what it needs (to a file for large messages) rather than write to a
-// client that may read slowly. The message is read on a connection that
-// does not map the database, so reading it costs the bytes once.
+// client that may read slowly. The message is read a segment at a time on
+// a connection that does not map the database, so reading it costs the
+// bytes once, and a segment.
 func (db *DB) WithRaw(ctx context.Context, id MailboxID, uid UID, fn func(raw []byte) error) error {
-	if _, err := ownedMailbox(ctx, db.r, id); err != nil {
-		return fmt.Errorf("read message %d in mailbox %s: %w", uid, id, err)
-	}
-	var size int64
-	err := db.r.QueryRowContext(ctx, `SELECT b.size FROM messages m JOIN bodies b ON b.id = m.body_id
-		WHERE m.mailbox_id = ? AND m.uid = ?`, id.row, uid).Scan(&size)
-	if errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("read message %d in mailbox %s: %w", uid, id, ErrNoMessage)
-	}
+	admit := func(size int64) (func(), error) { return db.budget.Acquire(ctx, size+min(size, segmentSize)) }
+	raw, release, err := db.readMessage(ctx, id, uid, admit)
 	if err != nil {
-		return fmt.Errorf("read message %d in mailbox %s: %w", uid, id, err)
-	}
-	// SQLite's copy and ours.
-	release, err := db.budget.Acquire(ctx, 2*size)
-	if err != nil {
-		return fmt.Errorf("read message %d in mailbox %s: %w", uid, id, err)
+		return err
 	}
 	defer release()
-	var raw []byte
-	err = db.text.QueryRowContext(ctx, `SELECT d.raw FROM messages m JOIN body_data d ON d.body_id = m.body_id
-		WHERE m.mailbox_id = ? AND m.uid = ?`, id.row, uid).Scan(&raw)
+	return fn(raw)
+}
+
+// readMessage reads a message's segments; see readSegments for admit.
+func (db *DB) readMessage(ctx context.Context, id MailboxID, uid UID, admit func(int64) (func(), error)) ([]byte, func(), error) {
+	if _, err := ownedMailbox(ctx, db.r, id); err != nil {
+		return nil, nil, fmt.Errorf("read message %d in mailbox %s: %w", uid, id, err)
+	}
+	raw, release, err := readSegments(ctx, db.text, admit, `SELECT b.size, s.data FROM messages m JOIN bodies b ON b.id = m.body_id
+		LEFT JOIN body_segments s ON s.body_id = b.id WHERE m.mailbox_id = ? AND m.uid = ? ORDER BY s.n`, id.row, uid)
 	if errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("read message %d in mailbox %s: %w", uid, id, ErrNoMessage)
+		err = ErrNoMessage
 	}
 	if err != nil {
-		return fmt.Errorf("read message %d in mailbox %s: %w", uid, id, err)
+		return nil, nil, fmt.Errorf("read message %d in mailbox %s: %w", uid, id, err)
 	}
-	return fn(raw)
+	return raw, release, nil
 }
 
 // StoreFlags changes the flags of the given messages (sorted ascending);

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 )
 
@@ -44,9 +45,12 @@ type OutboxRecipient struct {
 
 // Submission is a message handed to Enqueue.
 type Submission struct {
-	Account    string
-	From       string // envelope sender, as the client gave it
-	Raw        []byte // the copy every recipient gets
+	Account string
+	From    string // envelope sender, as the client gave it
+	// Message is the copy every recipient gets, read once by Enqueue
+	// inside its transaction and stored as it is read, so that a message
+	// spooled to a file is never whole in memory.
+	Message    io.Reader
 	Recipients []OutboxRecipient
 }
 
@@ -76,20 +80,20 @@ func (db *DB) Enqueue(ctx context.Context, s Submission, now time.Time) (int64, 
 	if len(s.Recipients) > MaxOutboxRecipients {
 		return 0, fmt.Errorf("enqueue for %s: %d recipients, the limit is %d", s.Account, len(s.Recipients), MaxOutboxRecipients)
 	}
-	if len(s.Raw) > MaxMessageSize {
-		return 0, fmt.Errorf("enqueue for %s: %w (%d bytes)", s.Account, ErrTooBig, len(s.Raw))
-	}
 	var id int64
 	err := db.write(ctx, func(tx *sql.Tx) ([]change, error) {
 		if _, err := accountID(ctx, tx, s.Account); err != nil {
 			return nil, err
 		}
-		res, err := tx.ExecContext(ctx, "INSERT INTO outbox (account, envelope_from, raw, queued_at) VALUES (?, ?, ?, ?)",
-			s.Account, s.From, s.Raw, now.UnixMilli())
+		res, err := tx.ExecContext(ctx, "INSERT INTO outbox (account, envelope_from, queued_at) VALUES (?, ?, ?)",
+			s.Account, s.From, now.UnixMilli())
 		if err != nil {
 			return nil, err
 		}
 		if id, err = res.LastInsertId(); err != nil {
+			return nil, err
+		}
+		if err := writeOutboxMessage(ctx, tx, id, s.Message); err != nil {
 			return nil, err
 		}
 		ins, err := tx.PrepareContext(ctx, `INSERT INTO outbox_recipients (outbox_id, passport, address, message_id, next_attempt)
@@ -109,6 +113,21 @@ func (db *DB) Enqueue(ctx context.Context, s Submission, now time.Time) (int64, 
 		return 0, fmt.Errorf("enqueue for %s: %w", s.Account, err)
 	}
 	return id, nil
+}
+
+// writeOutboxMessage stores the message of outbox id from r, and its size.
+func writeOutboxMessage(ctx context.Context, tx *sql.Tx, id int64, r io.Reader) error {
+	w, err := newSegmentWriter(ctx, tx, outboxSegments, id, MaxMessageSize)
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	size, err := w.ReadFrom(r)
+	if err != nil {
+		return fmt.Errorf("message: %w", err)
+	}
+	_, err = tx.ExecContext(ctx, "UPDATE outbox SET size = ? WHERE id = ?", size, id)
+	return err
 }
 
 const outboxItemColumns = `o.id, o.account, o.envelope_from, o.queued_at, r.passport, r.address, r.message_id,
@@ -194,37 +213,32 @@ func (db *DB) NextDelivery(ctx context.Context) (next time.Time, ok bool, err er
 
 // OutboxMessage returns the queued message with the given outbox id.
 func (db *DB) OutboxMessage(ctx context.Context, outboxID int64) ([]byte, error) {
-	var raw []byte
-	err := db.r.QueryRowContext(ctx, "SELECT raw FROM outbox WHERE id = ?", outboxID).Scan(&raw)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("outbox message %d: %w", outboxID, ErrNotQueued)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("outbox message %d: %w", outboxID, err)
-	}
-	return raw, nil
+	raw, _, err := db.readOutboxMessage(ctx, outboxID, nil)
+	return raw, err
 }
 
 // OutboxMessageHeld is OutboxMessage under budget: the caller holds the
-// message's size of it until it calls release, so that a queue of large
-// messages is delivered a few at a time instead of all at once in memory.
-// It fails with ErrBusy when the budget stays spent.
+// message's size of it (and a segment, SQLite's copy while reading) until
+// it calls release, so that a queue of large messages is delivered a few
+// at a time instead of all at once in memory. It fails with ErrBusy when
+// the budget stays spent. The message is read a segment at a time on a
+// connection that does not map the database.
 func (db *DB) OutboxMessageHeld(ctx context.Context, budget *MemoryBudget, outboxID int64) (raw []byte, release func(), err error) {
-	var size int64
-	// length() of a blob reads its record header, not the blob.
-	err = db.r.QueryRowContext(ctx, "SELECT length(raw) FROM outbox WHERE id = ?", outboxID).Scan(&size)
+	return db.readOutboxMessage(ctx, outboxID, func(size int64) (func(), error) {
+		return budget.Acquire(ctx, size+min(size, segmentSize))
+	})
+}
+
+// readOutboxMessage reads a queued message's segments; see readSegments
+// for admit.
+func (db *DB) readOutboxMessage(ctx context.Context, outboxID int64, admit func(int64) (func(), error)) ([]byte, func(), error) {
+	raw, release, err := readSegments(ctx, db.text, admit, `SELECT o.size, s.data FROM outbox o
+		LEFT JOIN outbox_segments s ON s.outbox_id = o.id WHERE o.id = ? ORDER BY s.n`, outboxID)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil, fmt.Errorf("outbox message %d: %w", outboxID, ErrNotQueued)
+		err = ErrNotQueued
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("outbox message %d: %w", outboxID, err)
-	}
-	if release, err = budget.Acquire(ctx, size); err != nil {
-		return nil, nil, fmt.Errorf("outbox message %d: %w", outboxID, err)
-	}
-	if raw, err = db.OutboxMessage(ctx, outboxID); err != nil {
-		release()
-		return nil, nil, err
 	}
 	return raw, release, nil
 }
@@ -299,7 +313,7 @@ func (db *DB) DeliverySucceeded(ctx context.Context, it OutboxItem) error {
 // removed and bounce (a delivery status notification) is appended to the
 // account's INBOX, so the sender hears of the failure exactly once.
 func (db *DB) DeliveryFailed(ctx context.Context, it OutboxItem, bounce []byte, now time.Time) (Appended, error) {
-	p, err := prepareMessage(bounce, nil, now)
+	p, err := prepareMessage(nil, bounce, nil, now)
 	if err != nil {
 		return Appended{}, fmt.Errorf("bounce delivery %d to %s: %w", it.OutboxID, it.Address, err)
 	}
@@ -327,7 +341,7 @@ func (db *DB) DeliveryFailed(ctx context.Context, it OutboxItem, bounce []byte, 
 // notification) is appended to the account's INBOX. A recipient warned
 // before, or no longer queued, gets no second report: ErrNotQueued.
 func (db *DB) DeliveryDelayed(ctx context.Context, it OutboxItem, report []byte, now time.Time) (Appended, error) {
-	p, err := prepareMessage(report, nil, now)
+	p, err := prepareMessage(nil, report, nil, now)
 	if err != nil {
 		return Appended{}, fmt.Errorf("delay report for %d to %s: %w", it.OutboxID, it.Address, err)
 	}

@@ -1,6 +1,7 @@
 package mailstore
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -19,7 +20,7 @@ func TestOutboxLifecycle(t *testing.T) {
 	ctx := context.Background()
 	now := time.UnixMilli(1_700_000_000_000)
 	raw := msg("queued", "body")
-	sub := Submission{Account: "alice", From: "alice@asmtp", Raw: raw,
+	sub := Submission{Account: "alice", From: "alice@asmtp", Message: bytes.NewReader(raw),
 		Recipients: []OutboxRecipient{recipient(1, "one@asmtp"), recipient(2, "two@asmtp")}}
 	id, err := db.Enqueue(ctx, sub, now)
 	if err != nil {
@@ -119,11 +120,11 @@ func TestEnqueueRefuses(t *testing.T) {
 		name string
 		s    Submission
 	}{
-		{"no recipients", Submission{Account: "alice", Raw: msg("a", "b")}},
-		{"unknown account", Submission{Account: "nobody", Raw: msg("a", "b"), Recipients: []OutboxRecipient{recipient(1, "x")}}},
-		{"too many recipients", Submission{Account: "alice", Raw: msg("a", "b"), Recipients: many}},
-		{"same recipient twice", Submission{Account: "alice", Raw: msg("a", "b"), Recipients: []OutboxRecipient{recipient(1, "x"), recipient(1, "y")}}},
-		{"too big", Submission{Account: "alice", Raw: make([]byte, MaxMessageSize+1), Recipients: []OutboxRecipient{recipient(1, "x")}}},
+		{"no recipients", Submission{Account: "alice", Message: bytes.NewReader(msg("a", "b"))}},
+		{"unknown account", Submission{Account: "nobody", Message: bytes.NewReader(msg("a", "b")), Recipients: []OutboxRecipient{recipient(1, "x")}}},
+		{"too many recipients", Submission{Account: "alice", Message: bytes.NewReader(msg("a", "b")), Recipients: many}},
+		{"same recipient twice", Submission{Account: "alice", Message: bytes.NewReader(msg("a", "b")), Recipients: []OutboxRecipient{recipient(1, "x"), recipient(1, "y")}}},
+		{"too big", Submission{Account: "alice", Message: bytes.NewReader(make([]byte, MaxMessageSize+1)), Recipients: []OutboxRecipient{recipient(1, "x")}}},
 	} {
 		if _, err := db.Enqueue(ctx, c.s, time.Now()); err == nil {
 			t.Errorf("%s: Enqueue succeeded", c.name)
@@ -140,7 +141,7 @@ func TestDeliveryDelayed(t *testing.T) {
 	ctx := context.Background()
 	db, _ := openTest(t)
 	now := time.UnixMilli(1_700_000_000_000)
-	sub := Submission{Account: "alice", From: "alice@asmtp", Raw: msg("late", "body"), Recipients: []OutboxRecipient{recipient(1, "one@asmtp")}}
+	sub := Submission{Account: "alice", From: "alice@asmtp", Message: bytes.NewReader(msg("late", "body")), Recipients: []OutboxRecipient{recipient(1, "one@asmtp")}}
 	if _, err := db.Enqueue(ctx, sub, now); err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +185,7 @@ func TestNextDeliveryIgnoresOrphans(t *testing.T) {
 	ctx := context.Background()
 	db, path := openTest(t)
 	now := time.UnixMilli(1_700_000_000_000)
-	if _, err := db.Enqueue(ctx, Submission{Account: "alice", Raw: msg("gone", "body"), Recipients: []OutboxRecipient{recipient(1, "one@asmtp")}}, now); err != nil {
+	if _, err := db.Enqueue(ctx, Submission{Account: "alice", Message: bytes.NewReader(msg("gone", "body")), Recipients: []OutboxRecipient{recipient(1, "one@asmtp")}}, now); err != nil {
 		t.Fatal(err)
 	}
 	shell, err := sql.Open("sqlite", path+"?_pragma=foreign_keys(0)")

@@ -98,14 +98,17 @@ func (db *DB) ExpireChunks(ctx context.Context, account string, idleSince time.T
 // transaction; IDLE sessions hear of it after the commit. If the message was
 // delivered before, nothing changes and delivered is false. Parsing and
 // storing hold the message's share of the memory budget (ErrBusy when it
-// stays spent).
-func (db *DB) DeliverInbound(ctx context.Context, account string, sender [32]byte, id [16]byte, raw []byte, now time.Time) (a Appended, delivered bool, err error) {
-	release, err := db.budget.Acquire(ctx, appendCost(int64(len(raw))))
+// stays spent). The message is head followed by body, head nil or its
+// header section ending with the blank line: a caller that rewrote the
+// header passes it beside the body it left alone instead of joining them
+// in a copy of the message.
+func (db *DB) DeliverInbound(ctx context.Context, account string, sender [32]byte, id [16]byte, head, body []byte, now time.Time) (a Appended, delivered bool, err error) {
+	release, err := db.budget.Acquire(ctx, appendCost(int64(len(head)+len(body))))
 	if err != nil {
 		return Appended{}, false, fmt.Errorf("deliver %x to %s: %w", id, account, err)
 	}
 	defer release()
-	p, err := prepareMessage(raw, nil, now)
+	p, err := prepareMessage(head, body, nil, now)
 	if err != nil {
 		return Appended{}, false, fmt.Errorf("deliver %x to %s: %w", id, account, err)
 	}

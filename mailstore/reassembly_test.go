@@ -62,14 +62,14 @@ func TestReassemblyStatuses(t *testing.T) {
 	}
 
 	raw := msg("reassembled", string(joined))
-	a, delivered, err := db.DeliverInbound(ctx, "alice", done[0].Sender, done[0].ID, raw, now)
+	a, delivered, err := db.DeliverInbound(ctx, "alice", done[0].Sender, done[0].ID, nil, raw, now)
 	if err != nil || !delivered {
 		t.Fatalf("DeliverInbound = %v, %v", delivered, err)
 	}
 	if got, _ := db.Raw(ctx, a.MailboxID, a.UID); !bytes.Equal(got, raw) {
 		t.Fatalf("INBOX holds %q", got)
 	}
-	if _, delivered, err := db.DeliverInbound(ctx, "alice", done[0].Sender, done[0].ID, raw, now); err != nil || delivered {
+	if _, delivered, err := db.DeliverInbound(ctx, "alice", done[0].Sender, done[0].ID, nil, raw, now); err != nil || delivered {
 		t.Fatalf("second DeliverInbound = %v, %v; want nothing done", delivered, err)
 	}
 	if res, err := db.AddChunk(ctx, "alice", chunk(1, 1, 0, 3, "aa"), now, roomy); err != nil || res.Status != ChunkReplay {
@@ -124,7 +124,7 @@ func TestDeliveredMemoryAndCursors(t *testing.T) {
 	t0 := time.Now()
 	for i := range 5 {
 		c := chunk(1, byte(i), 0, 1, "x")
-		if _, ok, err := db.DeliverInbound(ctx, "alice", c.Sender, c.ID, msg("m", "x"), t0.Add(time.Duration(i)*time.Second)); err != nil || !ok {
+		if _, ok, err := db.DeliverInbound(ctx, "alice", c.Sender, c.ID, nil, msg("m", "x"), t0.Add(time.Duration(i)*time.Second)); err != nil || !ok {
 			t.Fatal(ok, err)
 		}
 	}

@@ -14,8 +14,10 @@
 // Bodies are stored as SQLite blobs rather than files: the body, its metadata
 // and its UID then commit in one transaction, so a crash can leave neither an
 // orphan file nor a row pointing at a missing file, and there is no second
-// fsync discipline (file, directory, database) to get right. Messages are at
-// most a few tens of MiB, well within what SQLite blobs handle.
+// fsync discipline (file, directory, database) to get right. A body is
+// stored in segments of at most 1 MiB (segment.go), written as it is read
+// and read back a segment at a time, so that SQLite, which copies every
+// value it binds or returns, never holds more than a segment of a message.
 //
 // Accounts are isolated by construction: calls on a selected mailbox take a
 // [MailboxID], which carries its account, can only come from a lookup by

@@ -79,6 +79,10 @@ type heldMessage struct {
 	have     []bool
 	n        int // chunks held
 	bytes    int64
+	// joined is the message once every chunk came. The chunks' data is
+	// let go then, so that a large message is not in memory twice while
+	// it is delivered; it is kept for a retry if delivery fails.
+	joined *mail.Message
 }
 
 // NewWorker delivers to account's INBOX in mailbox what the node pushes
@@ -369,13 +373,17 @@ func (w *Worker) holdChunk(ctx context.Context, c accounts.Contact, m node.Store
 		}
 		return nil
 	}
-	msg, err := mail.Join(hm.chunks)
-	if err != nil { // cannot get better by trying again
-		w.log.Error("bridge: chunks do not join", "contact", c.Passport, "err", err)
-		w.dropHeld(heldKey{ch.Sender, ch.ID})
-		return nil
+	if hm.joined == nil {
+		msg, err := mail.Join(hm.chunks)
+		if err != nil { // cannot get better by trying again
+			w.log.Error("bridge: chunks do not join", "contact", c.Passport, "err", err)
+			w.dropHeld(heldKey{ch.Sender, ch.ID})
+			return nil
+		}
+		hm.joined = &msg
+		clear(hm.chunks)
 	}
-	if err := w.deliver(ctx, c, msg, hm.received); err != nil {
+	if err := w.deliver(ctx, c, *hm.joined, hm.received); err != nil {
 		return err // kept: reading the chunk again retries
 	}
 	w.dropHeld(heldKey{ch.Sender, ch.ID})
@@ -409,8 +417,18 @@ func (w *Worker) flushHeld(ctx context.Context, since time.Time) {
 }
 
 func (w *Worker) flushMessage(ctx context.Context, hm *heldMessage) error {
+	chunks := hm.chunks
+	if hm.joined != nil { // cut again as its sender did: the same chunks
+		var err error
+		if chunks, err = mail.Split(hm.joined.ID, hm.joined.Kind, hm.joined.Data); err != nil {
+			return err
+		}
+		for i := range chunks {
+			chunks[i].Sender = hm.joined.Sender
+		}
+	}
 	var c accounts.Contact
-	for i, ch := range hm.chunks {
+	for i, ch := range chunks {
 		if !hm.have[i] {
 			continue
 		}
@@ -483,7 +501,8 @@ func (w *Worker) deliver(ctx context.Context, c accounts.Contact, msg mail.Messa
 			return err
 		}
 	}
-	a, delivered, err := w.mailbox.DeliverInbound(ctx, w.account, msg.Sender, msg.ID, mailtext.InboundCopy(data, c, w.cfg.Domain), time.Now())
+	head, body := mailtext.SplitHead(data)
+	a, delivered, err := w.mailbox.DeliverInbound(ctx, w.account, msg.Sender, msg.ID, mailtext.InboundCopy(head, c, w.cfg.Domain), body, time.Now())
 	if err != nil {
 		return err
 	}

@@ -21,14 +21,15 @@ const (
 	OriginalFrom = "X-ASMTP-Original-From"
 )
 
-// OutgoingCopy is what every recipient gets: msg without Bcc and
+// OutgoingCopy is the header every recipient gets, from head (see
+// SplitHead) of a message whose body is bodySize bytes: without Bcc and
 // Resent-Bcc fields (each recipient has an envelope of its own, so Bcc
 // recipients are not revealed to anyone), and with a Date and a Message-ID
 // at domain when the client gave none (RFC 6409 §8.2-8.3), as long as the
 // message still fits in mail.MaxMessageSize. Everything else is kept byte
 // for byte.
-func OutgoingCopy(msg []byte, now time.Time, domain string) []byte {
-	fields, rest := splitMessage(msg)
+func OutgoingCopy(head []byte, bodySize int64, now time.Time, domain string) []byte {
+	fields, rest := splitMessage(head)
 	fields = withoutFields(fields, "Bcc", "Resent-Bcc")
 	var added []headerField
 	if !hasField(fields, "Date") {
@@ -39,13 +40,14 @@ func OutgoingCopy(msg []byte, now time.Time, domain string) []byte {
 		rand.Read(id[:])
 		added = append(added, newField("Message-ID", "<"+hex.EncodeToString(id[:])+"@"+domain+">"))
 	}
-	if out := joinMessage(append(added, fields...), rest); len(out) <= mail.MaxMessageSize {
+	if out := joinMessage(append(added, fields...), rest); int64(len(out))+bodySize <= mail.MaxMessageSize {
 		return out
 	}
 	return joinMessage(fields, rest)
 }
 
-// InboundCopy is msg as the account's INBOX gets it from contact c: From:
+// InboundCopy is msg, or the head of one (SplitHead), as the account's
+// INBOX gets it from contact c: From:
 // is the contact's address with the petname from the address book, the
 // sender's own From fields kept as X-ASMTP-Original-From, and
 // X-ASMTP-Sender names the verified passport. Those fields written by the

@@ -1,6 +1,9 @@
 package mailtext
 
 import (
+	"bufio"
+	"bytes"
+	"errors"
 	"regexp"
 	"strings"
 	"testing"
@@ -83,7 +86,7 @@ func TestOutgoingCopy(t *testing.T) {
 			dated + "Bcc: c@asmtp\nSubject: s\n\nbody\n",
 			dated + "Subject: s\n\nbody\n"},
 	} {
-		got := generatedID.ReplaceAllString(string(OutgoingCopy([]byte(c.in), now, "asmtp")), "<ID@asmtp>")
+		got := generatedID.ReplaceAllString(string(outgoingMessage(t, []byte(c.in), now)), "<ID@asmtp>")
 		if got != c.want {
 			t.Errorf("%s:\n got %q\nwant %q", c.name, got, c.want)
 		}
@@ -92,7 +95,49 @@ func TestOutgoingCopy(t *testing.T) {
 	// Near the size limit nothing is added that would push it over.
 	big := make([]byte, mail.MaxMessageSize-10)
 	copy(big, "Subject: s\r\n\r\n")
-	if got := OutgoingCopy(big, now, "asmtp"); len(got) != len(big) {
+	if got := outgoingMessage(t, big, now); len(got) != len(big) {
 		t.Errorf("a message at the limit grew to %d bytes", len(got))
+	}
+}
+
+// outgoingMessage is what the outbound queue stores of msg: the header
+// read from a stream and edited, then the body.
+func outgoingMessage(t *testing.T, msg []byte, now time.Time) []byte {
+	t.Helper()
+	head, err := ReadHead(bufio.NewReader(bytes.NewReader(msg)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(OutgoingCopy(head, int64(len(msg)-len(head)), now, "asmtp"), msg[len(head):]...)
+}
+
+// TestHeadSplit: the header read from a stream (ReadHead) is the one cut
+// from memory (SplitHead), and editing only it gives what editing the
+// whole message gave, for messages of every shape.
+func TestHeadSplit(t *testing.T) {
+	long := "X-Long: " + strings.Repeat("y", 10000) + "\r\n"
+	c := accounts.Contact{Name: "Bob", Passport: passport.Hash{7}}
+	for _, msg := range []string{
+		"Subject: s\r\n\r\nbody\r\n\r\nmore",
+		"Subject: s\n\nbody",
+		"Subject: all header\r\nFrom: a@b\r\n",
+		"\r\nbody only",
+		"not a header line\r\nmore\r\n\r\nbody",
+		long + "Subject: s\r\n\r\nbody",
+		"Subject: s\r\n" + long + "\r\n" + long,
+		"",
+	} {
+		head, body := SplitHead([]byte(msg))
+		read, err := ReadHead(bufio.NewReaderSize(strings.NewReader(msg), 16))
+		if err != nil || string(read) != string(head) || string(head)+string(body) != msg {
+			t.Errorf("%.40q: ReadHead %.40q, %v; SplitHead %.40q + %.40q", msg, read, err, head, body)
+		}
+		if whole, split := InboundCopy([]byte(msg), c, "asmtp"), append(InboundCopy(head, c, "asmtp"), body...); string(whole) != string(split) {
+			t.Errorf("%.40q: inbound copy of the head and body\n%q, of the whole\n%q", msg, split, whole)
+		}
+	}
+	huge := "Subject: s\r\n" + strings.Repeat("To: a@b\r\n", MaxHeadBytes/9) + "\r\nbody"
+	if _, err := ReadHead(bufio.NewReader(strings.NewReader(huge))); !errors.Is(err, ErrHeadTooLarge) {
+		t.Errorf("a %d-byte header: %v, want ErrHeadTooLarge", len(huge), err)
 	}
 }

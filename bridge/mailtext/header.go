@@ -15,7 +15,10 @@
 package mailtext
 
 import (
+	"bufio"
 	"bytes"
+	"errors"
+	"io"
 	"strings"
 )
 
@@ -62,6 +65,59 @@ func splitMessage(msg []byte) (fields []headerField, rest []byte) {
 		msg = msg[end:]
 	}
 	return fields, nil
+}
+
+// SplitHead cuts msg after the empty line that ends its header, without
+// copying: the header edits (OutgoingCopy, InboundCopy) need only head,
+// and the body goes on as it is. A message without an empty line is all
+// head.
+func SplitHead(msg []byte) (head, body []byte) {
+	for i := 0; i < len(msg); {
+		end := bytes.IndexByte(msg[i:], '\n') + 1
+		if end == 0 {
+			break
+		}
+		if isBlankLine(msg[i : i+end]) {
+			return msg[:i+end], msg[i+end:]
+		}
+		i += end
+	}
+	return msg, nil
+}
+
+// ErrHeadTooLarge: a message whose header goes on past MaxHeadBytes.
+var ErrHeadTooLarge = errors.New("message header too large")
+
+// MaxHeadBytes bounds the header ReadHead reads: a submitted message's,
+// read into memory to edit while the body goes to the outbox as it is
+// read. Postfix stops treating lines as header after 100 KiB
+// (header_size_limit); a header this large is refused instead, since a
+// Bcc field past the point where editing stopped would go to everyone.
+const MaxHeadBytes = 256 << 10
+
+// ReadHead reads from br what SplitHead would cut as head: every line up
+// to and including the first empty one, or all there is.
+func ReadHead(br *bufio.Reader) ([]byte, error) {
+	var head []byte
+	lineStart := true
+	for {
+		line, err := br.ReadSlice('\n')
+		if head = append(head, line...); len(head) > MaxHeadBytes {
+			return nil, ErrHeadTooLarge
+		}
+		switch {
+		case errors.Is(err, bufio.ErrBufferFull): // the line goes on
+			lineStart = false
+			continue
+		case errors.Is(err, io.EOF):
+			return head, nil
+		case err != nil:
+			return nil, err
+		case lineStart && isBlankLine(line):
+			return head, nil
+		}
+		lineStart = true
+	}
 }
 
 func isBlankLine(line []byte) bool {

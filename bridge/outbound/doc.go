@@ -16,7 +16,11 @@
 // with one entry per recipient, and only then does the client get its 250.
 // The copy stored is the one every recipient gets: Bcc and Resent-Bcc
 // removed (each recipient has an envelope of its own), Date and Message-ID
-// added if the client gave none; To and Cc are kept.
+// added if the client gave none; To and Cc are kept. Only the header
+// (at most mailtext.MaxHeadBytes; a larger one is refused with a 554) is
+// read into memory to be edited: the body goes from the SMTP server's
+// spool file into the outbox as it is read, in segments, so submissions
+// of any size hold no more than a segment each.
 //
 // # Delivery
 //

@@ -1,10 +1,13 @@
 package outbound
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -49,15 +52,25 @@ func (q *Queue) Recipient(ctx context.Context, account, address string) error {
 
 // Submit writes the copy every recipient gets (Bcc removed, Date and
 // Message-ID added when missing) to the outbox with one entry per
-// recipient, each with its own message id kept for every retry. It returns
-// once the outbox transaction is durably committed, and wakes the delivery
-// worker.
-func (q *Queue) Submit(ctx context.Context, account, from string, recipients []string, msg []byte) error {
-	if len(msg) > MaxMessageSize {
-		return &smtpserver.Rejection{Status: [3]int{5, 3, 4},
-			Reason: fmt.Sprintf("The message is %d bytes; ASMTP carries at most %d", len(msg), MaxMessageSize)}
+// recipient, each with its own message id kept for every retry. Only the
+// header is read into memory, to be edited; the body goes from msg to the
+// outbox as it is read. It returns once the outbox transaction is durably
+// committed, and wakes the delivery worker.
+func (q *Queue) Submit(ctx context.Context, account, from string, recipients []string, msg io.Reader, size int64) error {
+	if size > MaxMessageSize {
+		return errTooBig(size)
 	}
-	sub := mailstore.Submission{Account: account, From: from, Raw: mailtext.OutgoingCopy(msg, time.Now(), q.domain)}
+	br := bufio.NewReader(msg)
+	head, err := mailtext.ReadHead(br)
+	if errors.Is(err, mailtext.ErrHeadTooLarge) {
+		return &smtpserver.Rejection{Status: [3]int{5, 6, 0},
+			Reason: fmt.Sprintf("The message header is over %d KiB; send less in the header (long lists of recipients belong in the envelope)", mailtext.MaxHeadBytes>>10)}
+	}
+	if err != nil {
+		return fmt.Errorf("read the message header: %w", err)
+	}
+	head = mailtext.OutgoingCopy(head, size-int64(len(head)), time.Now(), q.domain)
+	sub := mailstore.Submission{Account: account, From: from, Message: io.MultiReader(bytes.NewReader(head), br)}
 	seen := make(map[passport.Hash]bool)
 	for _, r := range recipients {
 		id, err := q.resolveRecipient(ctx, account, r)
@@ -75,10 +88,19 @@ func (q *Queue) Submit(ctx context.Context, account, from string, recipients []s
 		sub.Recipients = append(sub.Recipients, mailstore.OutboxRecipient{Passport: id, Address: strings.ToLower(r), MessageID: mid})
 	}
 	if _, err := q.outbox.Enqueue(ctx, sub, time.Now()); err != nil {
+		if errors.Is(err, mailstore.ErrTooBig) {
+			return errTooBig(size)
+		}
 		return err
 	}
 	q.worker.Wake()
 	return nil
+}
+
+// errTooBig refuses a message of size bytes for good.
+func errTooBig(size int64) error {
+	return &smtpserver.Rejection{Status: [3]int{5, 3, 4},
+		Reason: fmt.Sprintf("The message is %d bytes; ASMTP carries at most %d", size, MaxMessageSize)}
 }
 
 // resolveRecipient finds the passport an RCPT TO address names for

@@ -105,8 +105,9 @@ type cachedSecret struct {
 }
 
 // outboxMemory bounds the bytes of queued messages the workers hold at
-// once: two of the largest, so that eight 25 MiB messages are not all in
-// memory (with their sealed chunks) at the same time.
+// once: one of the largest (which, with the segment it is read in, is
+// more than the budget and so runs alone), so that eight 25 MiB messages
+// are not all in memory (with their sealed chunks) at the same time.
 const outboxMemory = MaxMessageSize
 
 // NewWorker delivers what is queued in outbox, for the accounts in dir,
@@ -590,6 +591,7 @@ func (w *Worker) deliverToSelf(ctx context.Context, a accounts.Account, it mails
 		return passport.ErrNoSharedKey
 	}
 	self := accounts.Contact{Account: a.Name, Name: a.Name, Passport: a.Passport}
-	_, _, err = w.outbox.DeliverInbound(ctx, a.Name, key, it.MessageID, mailtext.InboundCopy(raw, self, w.cfg.Domain), time.Now())
+	head, body := mailtext.SplitHead(raw)
+	_, _, err = w.outbox.DeliverInbound(ctx, a.Name, key, it.MessageID, mailtext.InboundCopy(head, self, w.cfg.Domain), body, time.Now())
 	return err
 }

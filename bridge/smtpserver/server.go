@@ -49,8 +49,7 @@ const (
 	// this long; a whole DATA transfer must also fit in it.
 	DefaultReadTimeout  = 10 * time.Minute
 	DefaultWriteTimeout = time.Minute
-	// DefaultSubmitTimeout bounds Queue.Submit and Queue.Recipient, and
-	// the wait for the memory budget.
+	// DefaultSubmitTimeout bounds Queue.Submit and Queue.Recipient.
 	DefaultSubmitTimeout = time.Minute
 )
 
@@ -65,11 +64,14 @@ type Queue interface {
 	// *Rejection refuses it with its reason; another error is a
 	// temporary failure.
 	Recipient(ctx context.Context, account, address string) error
-	// Submit queues msg from account to the recipients Recipient accepted
-	// (each once). It must return only once the message is durably
-	// stored: the client is then told 250. A *Rejection refuses the
-	// message for good; another error is a temporary failure.
-	Submit(ctx context.Context, account, from string, recipients []string, msg []byte) error
+	// Submit queues the message of size bytes read from msg (a spool
+	// file) from account to the recipients Recipient accepted (each
+	// once). It should read msg as it stores it rather than hold it whole:
+	// the server bounds what it holds itself, not what Submit does. It
+	// must return only once the message is durably stored: the client is
+	// then told 250. A *Rejection refuses the message for good; another
+	// error is a temporary failure.
+	Submit(ctx context.Context, account, from string, recipients []string, msg io.Reader, size int64) error
 }
 
 // Rejection is a permanent refusal, with a sentence that tells the user what
@@ -110,24 +112,18 @@ type Options struct {
 	ReadTimeout    time.Duration // default DefaultReadTimeout
 	WriteTimeout   time.Duration // default DefaultWriteTimeout
 	SubmitTimeout  time.Duration // default DefaultSubmitTimeout
-	// SpoolDir holds messages while they arrive, as unlinked files.
-	// Default os.TempDir().
+	// SpoolDir holds messages while they arrive, as unlinked files, until
+	// Queue.Submit has read them. Default os.TempDir().
 	SpoolDir string
-	// MemoryBudget bounds the bytes of messages in memory at once, all
-	// sessions together: a message waits, on disk, for its size, and is
-	// refused with a temporary error after SubmitTimeout. Default (and
-	// minimum) MaxMessageBytes: one message at a time.
-	MemoryBudget int64
-	Logger       *slog.Logger
+	Logger   *slog.Logger
 }
 
 // Server is the submission server. One Server may serve several listeners.
 type Server struct {
-	opts   Options
-	log    *slog.Logger
-	group  *listen.Group
-	budget *memoryBudget
-	ctx    context.Context // done at Close
+	opts  Options
+	log   *slog.Logger
+	group *listen.Group
+	ctx   context.Context // done at Close
 }
 
 // New checks opts and returns a Server.
@@ -159,7 +155,6 @@ func New(opts Options) (*Server, error) {
 	if opts.SpoolDir == "" {
 		opts.SpoolDir = os.TempDir()
 	}
-	opts.MemoryBudget = max(opts.MemoryBudget, opts.MaxMessageBytes)
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -171,13 +166,7 @@ func New(opts Options) (*Server, error) {
 		PreAuthTimeout: opts.PreAuthTimeout,
 		Refusal:        "421 4.7.0 Too many connections, closing the oldest\r\n",
 	})
-	return &Server{
-		opts:   opts,
-		log:    opts.Logger,
-		group:  group,
-		budget: newMemoryBudget(opts.MemoryBudget),
-		ctx:    group.Context(),
-	}, nil
+	return &Server{opts: opts, log: opts.Logger, group: group, ctx: group.Context()}, nil
 }
 
 // Listen opens a TCP listener for Serve or ServeTLS, refusing a

@@ -55,7 +55,11 @@ func (q *fakeQueue) Recipient(_ context.Context, _, address string) error {
 	return nil
 }
 
-func (q *fakeQueue) Submit(ctx context.Context, account, from string, rcpts []string, msg []byte) error {
+func (q *fakeQueue) Submit(ctx context.Context, account, from string, rcpts []string, r io.Reader, size int64) error {
+	msg, err := io.ReadAll(r)
+	if err != nil || int64(len(msg)) != size {
+		return fmt.Errorf("read %d of %d bytes: %v", len(msg), size, err)
+	}
 	if q.release != nil {
 		select {
 		case <-q.release:

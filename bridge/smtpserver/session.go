@@ -26,8 +26,6 @@ var (
 		Message: "Authentication failed: logging in on behalf of another user is not supported"}
 	errTooManyConnections = &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
 		Message: "Too many connections are logged in, try again later"}
-	errBudgetSpent = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 1},
-		Message: "Too many large messages are being submitted at once; nothing was sent, try again later"}
 	errNotQueued = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0},
 		Message: "Temporary failure: the message was not queued and nothing was sent; try again later"}
 	errRecipientTemporary = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0},
@@ -120,8 +118,8 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 }
 
 // Data spools the message to a file, so that clients sending large
-// messages at once hold disk, not memory, then reads it back for
-// Queue.Submit once the memory budget grants its size.
+// messages at once hold disk, not memory, then hands the file to
+// Queue.Submit, which reads it as it stores it.
 func (ss *session) Data(r io.Reader) error {
 	if ss.account == "" {
 		return errAuthRequired
@@ -133,17 +131,7 @@ func (ss *session) Data(r io.Reader) error {
 	defer spool.Close()
 	ctx, cancel := context.WithTimeout(ss.s.ctx, ss.s.opts.SubmitTimeout)
 	defer cancel()
-	if err := ss.s.budget.acquire(ctx, size); err != nil {
-		ss.s.log.Warn("smtp: memory budget spent, message refused for now", "account", ss.account, "bytes", size)
-		return errBudgetSpent
-	}
-	defer ss.s.budget.release(size)
-	msg := make([]byte, size)
-	if _, err := spool.ReadAt(msg, 0); err != nil {
-		ss.s.log.Error("smtp: reading the spooled message", "err", err)
-		return errNotQueued
-	}
-	if err := ss.s.opts.Queue.Submit(ctx, ss.account, ss.from, ss.rcpts, msg); err != nil {
+	if err := ss.s.opts.Queue.Submit(ctx, ss.account, ss.from, ss.rcpts, io.NewSectionReader(spool, 0, size), size); err != nil {
 		return ss.reply(err, 554, errNotQueued, "message")
 	}
 	ss.s.log.Info("smtp: message queued", "account", ss.account, "recipients", len(ss.rcpts), "bytes", size)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -43,7 +44,7 @@ func TestStatusDelayWarnings(t *testing.T) {
 		t.Helper()
 		r := mailstore.OutboxRecipient{Address: to + "@asmtp", MessageID: [16]byte{b}}
 		r.Passport[0] = b
-		if _, err := mail.Enqueue(ctx, mailstore.Submission{Account: "alice", From: alice, Raw: []byte("Subject: hi\r\n\r\nhi\r\n"),
+		if _, err := mail.Enqueue(ctx, mailstore.Submission{Account: "alice", From: alice, Message: bytes.NewReader([]byte("Subject: hi\r\n\r\nhi\r\n")),
 			Recipients: []mailstore.OutboxRecipient{r}}, queued); err != nil {
 			t.Fatal(err)
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"os"
@@ -109,7 +110,7 @@ func TestStatus(t *testing.T) {
 	defer mail.Close()
 	now := time.Now()
 	for _, c := range aliceContacts {
-		_, err := mail.Enqueue(ctx, mailstore.Submission{Account: "alice", From: alice, Raw: []byte("Subject: hi\r\n\r\nhi\r\n"),
+		_, err := mail.Enqueue(ctx, mailstore.Submission{Account: "alice", From: alice, Message: bytes.NewReader([]byte("Subject: hi\r\n\r\nhi\r\n")),
 			Recipients: []mailstore.OutboxRecipient{{Passport: c.Passport, Address: c.Address("asmtp").String(), MessageID: [16]byte{byte(len(c.Name))}}}}, now)
 		if err != nil {
 			t.Fatal(err)
@@ -132,7 +133,7 @@ func TestStatus(t *testing.T) {
 		bobC = aliceContacts[1]
 	}
 	// A third message, to Bob, given up: its bounce goes to Alice's INBOX.
-	id3, err := mail.Enqueue(ctx, mailstore.Submission{Account: "alice", From: alice, Raw: []byte("Subject: lost\r\n\r\nlost\r\n"),
+	id3, err := mail.Enqueue(ctx, mailstore.Submission{Account: "alice", From: alice, Message: bytes.NewReader([]byte("Subject: lost\r\n\r\nlost\r\n")),
 		Recipients: []mailstore.OutboxRecipient{{Passport: bobC.Passport, Address: bob, MessageID: [16]byte{3}}}}, now)
 	if err != nil {
 		t.Fatal(err)
@@ -144,7 +145,7 @@ func TestStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	delivered := time.Date(2026, 11, 25, 11, 19, 0, 0, time.UTC)
-	if _, ok, err := mail.DeliverInbound(ctx, "bob", bobContacts[0].SharedKey, [16]byte{9}, []byte("Subject: hello\r\n\r\nhello\r\n"), delivered); err != nil || !ok {
+	if _, ok, err := mail.DeliverInbound(ctx, "bob", bobContacts[0].SharedKey, [16]byte{9}, nil, []byte("Subject: hello\r\n\r\nhello\r\n"), delivered); err != nil || !ok {
 		t.Fatalf("deliver inbound: %v, %v", ok, err)
 	}
 

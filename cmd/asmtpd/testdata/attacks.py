@@ -206,9 +206,10 @@ def still_open(c):
         return False
 
 
-def cmd_submit(smtp_addr, imap_addr, user, pw, address, n, mib):
-    """n concurrent submissions of mib MiB from user to its own address,
-    then waits until all n are in its INBOX."""
+def cmd_submit(smtp_addr, imap_addr, user, pw, n, mib, to_user, to_pw, address):
+    """n concurrent submissions of mib MiB from user to address, the
+    address of account to_user (password to_pw) of the same bridge, then
+    waits until all n are in its INBOX."""
     body = ("x" * 76 + "\r\n") * (mib * 1024 * 1024 // 78)
     errors = []
 
@@ -232,7 +233,7 @@ def cmd_submit(smtp_addr, imap_addr, user, pw, address, n, mib):
     count = 0
     while time.time() < deadline:
         c = imaplib.IMAP4(host, port)
-        c.login(user, pw)
+        c.login(to_user, to_pw)
         typ, data = c.status("INBOX", "(MESSAGES)")
         c.logout()
         count = int(data[0].split()[-1].strip(b")"))
@@ -251,7 +252,7 @@ def main(argv):
     elif cmd == "timing":
         out = cmd_timing(args[0], args[1].split(","), int(args[2]))
     elif cmd == "submit":
-        out = cmd_submit(args[0], args[1], args[2], args[3], args[4], int(args[5]), int(args[6]))
+        out = cmd_submit(args[0], args[1], args[2], args[3], int(args[4]), int(args[5]), args[6], args[7], args[8])
     elif cmd == "idle":
         out = cmd_idle(args[0], args[1], int(args[2]), args[3], args[4])
     else:
