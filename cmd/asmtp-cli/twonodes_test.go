@@ -135,3 +135,40 @@ func awaitV2(t *testing.T, d *device, name string) {
 		return false
 	})
 }
+
+// Naming v2 to a recipient whose node is down: Alice's mail goes to Bob's
+// inbox for his node, which her node holds (PublishTo, PROTOCOL.md §16.6)
+// until his node, started again on its address, subscribes the inbox;
+// Bob's next sync prints it once.
+func TestV2MailToAnOfflineNode(t *testing.T) {
+	alice, bob := newDevice(t, "alice"), newDevice(t, "bob")
+	aliceKey, _ := alice.identity()
+	bobKey, _ := bob.identity()
+	nodeA := startNode(t, []keys.PublicKey{aliceKey})
+	nodeB := startNode(t, []keys.PublicKey{bobKey}, nodeA)
+	alice.useNode(nodeA)
+	bob.useNode(nodeB)
+	introduce(t, alice, "alice", bob, "bob")
+	alice.must("sync")
+	awaitV2(t, bob, "alice")
+	awaitV2(t, alice, "bob")
+
+	nodeB.stop(t)
+	note := writeFile(t, "note.txt", "While you were away\nAlice\n")
+	if out := alice.must("send", "--to", "bob", "--file", note); !strings.HasPrefix(out, "sent ") {
+		t.Fatalf("send printed %q", out)
+	}
+	nodeB = nodeB.restart(t)
+	bob.useNode(nodeB)
+	var got string
+	wait.Until(t, 30*time.Second, "Alice's mail in Bob's sync after his node came back", func() bool {
+		got = bob.must("sync")
+		return got != ""
+	})
+	if !regexp.MustCompile(`^\S+ alice While you were away\n$`).MatchString(got) {
+		t.Fatalf("Bob's sync printed %q, want one line <time> alice While you were away", got)
+	}
+	if again := bob.must("sync"); again != "" {
+		t.Errorf("a second sync printed %q", again)
+	}
+}
