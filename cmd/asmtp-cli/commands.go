@@ -76,6 +76,9 @@ func (a *app) send(ctx context.Context, to, file string) error {
 	}
 	defer p.close()
 	defer c.close()
+	// Sending to a contact awaiting a card syncs first (client.route):
+	// what that brings is told, or the next sync would not.
+	c.onMessage = func(m message) { fmt.Fprintln(a.stderr, "new message:", summaryLine(m)) }
 	ct, err := p.db.findContact(ctx, to)
 	if err != nil {
 		return err

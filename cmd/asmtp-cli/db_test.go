@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/asmtp/asmtp/asmtp/topic"
 	"github.com/asmtp/asmtp/mailstore/reassembly"
 )
 
@@ -64,8 +65,42 @@ func TestMigrateToSharedReassembly(t *testing.T) {
 	if err := d.prune(ctx, time.Now()); err != nil {
 		t.Errorf("prune after the migration: %v", err)
 	}
+	// Naming v2 (version 3): the contacts held await a card.
+	var scheme, sentAt int
+	if err := d.sql.QueryRow(`SELECT scheme, card_sent_at FROM contacts WHERE id = 1`).Scan(&scheme, &sentAt); err != nil || scheme != 0 || sentAt != 0 {
+		t.Errorf("bob's naming after the migration: scheme %d, card sent %d, %v; want 0, 0", scheme, sentAt, err)
+	}
 	d.close()
-	if d, err = openDB(ctx, path); err != nil { // version 2 opens as it is
+	if d, err = openDB(ctx, path); err != nil { // version 3 opens as it is
 		t.Fatal(err)
+	}
+	d.close()
+}
+
+// The inbox seed is drawn once, random, and kept across openings.
+func TestInboxSeedKept(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "asmtp.db")
+	var seeds [3]topic.InboxSeed
+	for i := range seeds {
+		d, err := openDB(ctx, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seeds[i], err = d.inboxSeed(ctx); err != nil {
+			t.Fatal(err)
+		}
+		d.close()
+	}
+	if seeds[0] == (topic.InboxSeed{}) || seeds[1] != seeds[0] || seeds[2] != seeds[0] {
+		t.Errorf("seeds %x", seeds)
+	}
+	other, err := openDB(ctx, filepath.Join(t.TempDir(), "other.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.close()
+	if s, err := other.inboxSeed(ctx); err != nil || s == seeds[0] {
+		t.Errorf("another profile's seed %x, %v", s, err)
 	}
 }

@@ -18,6 +18,18 @@
 // both in --dir. Messages are RFC 5322 mail in package mail's payload
 // format, as the bridge's, and only a message sealed by the contact whose
 // topic it came on is accepted.
+//
+// Naming v2 (asmtp/PROTOCOL.md §16, naming.go): the device receives on
+// daily inbox topics derived from a seed kept in its database, and only
+// its contacts learn the seed, in its contact card. Importing a passport
+// adds a contact "awaiting-card"; the next connection sends the card to
+// the contact's intro bucket, and the contact's card, coming back on an
+// inbox (or found in the own bucket, then answered), makes it "v2": mail
+// goes to its inbox of the day, published by the node for the contact's
+// node named in the card. A contact that sends no card within --card-wait
+// (a day), or any contact when the node speaks only v1, becomes "v1": the
+// pair topic, as upstream. `contacts` and `info` show which. The card
+// gives the node's address as --card-address, by default --remote-address.
 package main
 
 import (
