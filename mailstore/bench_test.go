@@ -76,6 +76,25 @@ func BenchmarkSearchBody(b *testing.B) {
 	}
 }
 
+// BenchmarkSort is SORT (SUBJECT) over 10,000 messages.
+func BenchmarkSort(b *testing.B) {
+	db, _ := openTest(b)
+	ctx := context.Background()
+	for i := range 10000 {
+		if _, err := db.Append(ctx, "alice", "INBOX", msg(fmt.Sprintf("s%d re %d", i%97, i), "x"), nil, time.Time{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	inbox, _ := db.Mailbox(ctx, "alice", "INBOX")
+	b.ResetTimer()
+	for range b.N {
+		uids, err := db.Sort(ctx, inbox.ID, &imap.SearchCriteria{}, []imap.SortCriterion{{Key: imap.SortKeySubject}})
+		if err != nil || len(uids) != 10000 {
+			b.Fatal(len(uids), err)
+		}
+	}
+}
+
 // BenchmarkWithRaw reads a stored message whole, as FETCH BODY[] does, for
 // a small message, one of a segment and one of the largest size.
 func BenchmarkWithRaw(b *testing.B) {

@@ -201,6 +201,30 @@ WITH RECURSIVE seg(id, n, size) AS (
 INSERT INTO outbox_segments (outbox_id, n, data)
 SELECT seg.id, seg.n, substr(o.raw, seg.n * 1048576 + 1, 1048576) FROM seg JOIN outbox o ON o.id = seg.id;
 ALTER TABLE outbox DROP COLUMN raw;
+`, `
+-- SORT and THREAD keys of each body (sortkeys.go), computed at insert; the
+-- bodies stored before this step get theirs at Open (backfillSortKeys).
+CREATE TABLE IF NOT EXISTS sort_keys (
+	body_id INTEGER PRIMARY KEY REFERENCES bodies(id) ON DELETE CASCADE,
+	sent_date INTEGER,          -- Date: as unix seconds, NULL if absent or unparsable
+	subject TEXT NOT NULL,      -- base subject (RFC 5256), ASCII upper case
+	reply INTEGER NOT NULL,     -- the subject marks a reply or forward
+	from_key TEXT NOT NULL,     -- first From mailbox (local part), ASCII upper case
+	to_key TEXT NOT NULL,
+	cc_key TEXT NOT NULL,
+	message_id TEXT NOT NULL,   -- lower case, without <>; '' if none
+	refs TEXT NOT NULL          -- References (else the first In-Reply-To), lower case, space separated
+);
+`, `
+-- Subscriptions are names, not mailboxes: deleting a subscribed mailbox
+-- keeps its subscription (RFC 3501 §6.3.9), and LIST shows it \NonExistent.
+-- mailboxes.subscribed is no longer read.
+CREATE TABLE IF NOT EXISTS subscriptions (
+	account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+	name TEXT NOT NULL,
+	PRIMARY KEY (account_id, name)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO subscriptions (account_id, name) SELECT account_id, name FROM mailboxes WHERE subscribed;
 `}
 
 // Open opens (creating if needed) the store in the SQLite file at path and
@@ -219,6 +243,10 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	if err != nil {
 		sdb.Close()
 		return nil, fmt.Errorf("mailstore: %w", err)
+	}
+	if err := db.backfillSortKeys(ctx); err != nil {
+		sdb.Close()
+		return nil, fmt.Errorf("mailstore: open %s: %w", path, err)
 	}
 	return db, nil
 }

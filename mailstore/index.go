@@ -36,6 +36,7 @@ type indexed struct {
 	sentDate   time.Time // zero when Date: is absent or unparsable
 	headerText string
 	bodyText   string
+	references []string // References message ids, for THREAD
 }
 
 // indexMessage parses a message once: envelope, body structure (with the
@@ -73,6 +74,8 @@ func indexMessage(head, body []byte) indexed {
 	parts := 0
 	ix.structure = structureOf(h, newBodyReader(body), "", 0, &parts, &text)
 	ix.headerText = headerSearchText(h)
+	mh := mail.Header{Header: gomessage.Header{Header: h}}
+	ix.references, _ = mh.MsgIDList("References")
 	ix.bodyText = text.String()
 	return ix
 }

@@ -102,10 +102,15 @@ func insertMailbox(ctx context.Context, tx *sql.Tx, accountID int64, name, speci
 	if err := tx.QueryRowContext(ctx, "UPDATE mailbox_ids SET last = last + 1 RETURNING last").Scan(&id); err != nil {
 		return 0, fmt.Errorf("allocate mailbox id: %w", err)
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO mailboxes (id, account_id, name, special_use, uid_validity, subscribed)
-		VALUES (?, ?, ?, ?, ?, ?)`, id, accountID, name, specialUse, uidValidity, subscribed)
+	_, err = tx.ExecContext(ctx, `INSERT INTO mailboxes (id, account_id, name, special_use, uid_validity)
+		VALUES (?, ?, ?, ?, ?)`, id, accountID, name, specialUse, uidValidity)
 	if err != nil {
 		return 0, fmt.Errorf("insert mailbox %q: %w", name, err)
+	}
+	if subscribed {
+		if _, err := tx.ExecContext(ctx, "INSERT OR IGNORE INTO subscriptions (account_id, name) VALUES (?, ?)", accountID, name); err != nil {
+			return 0, fmt.Errorf("subscribe %q: %w", name, err)
+		}
 	}
 	return id, nil
 }
@@ -133,7 +138,8 @@ func NormalizeName(name string) (string, error) {
 	return name, nil
 }
 
-const mailboxColumns = "m.id, a.name, m.name, m.special_use, m.uid_validity, m.uid_next, m.subscribed, m.highest_modseq"
+const mailboxColumns = "m.id, a.name, m.name, m.special_use, m.uid_validity, m.uid_next, " +
+	"EXISTS (SELECT 1 FROM subscriptions s WHERE s.account_id = m.account_id AND s.name = m.name), m.highest_modseq"
 
 func scanMailbox(row interface{ Scan(...any) error }) (Mailbox, error) {
 	var mb Mailbox
@@ -383,20 +389,59 @@ func renameInbox(ctx context.Context, tx *sql.Tx, accountID int64, inbox Mailbox
 	}, nil
 }
 
-// SetSubscribed subscribes to or unsubscribes from a mailbox.
+// SetSubscribed subscribes to an existing mailbox, or unsubscribes from a
+// name whether or not a mailbox has it (it may have been deleted) and
+// whether or not it was subscribed, as Dovecot does. Subscriptions are
+// names: they stay when their mailbox is deleted or renamed.
 func (db *DB) SetSubscribed(ctx context.Context, account, name string, subscribed bool) error {
 	err := db.write(ctx, func(tx *sql.Tx) ([]change, error) {
+		acct, err := accountID(ctx, tx, account)
+		if err != nil {
+			return nil, err
+		}
+		if !subscribed {
+			return nil, unsubscribe(ctx, tx, acct, name)
+		}
 		mb, err := mailboxByName(ctx, tx, account, name)
 		if err != nil {
 			return nil, err
 		}
-		_, err = tx.ExecContext(ctx, "UPDATE mailboxes SET subscribed = ? WHERE id = ?", subscribed, mb.ID.row)
+		_, err = tx.ExecContext(ctx, "INSERT OR IGNORE INTO subscriptions (account_id, name) VALUES (?, ?)", acct, mb.Name)
 		return nil, err
 	})
 	if err != nil {
 		return fmt.Errorf("subscribe %q: %w", name, err)
 	}
 	return nil
+}
+
+func unsubscribe(ctx context.Context, tx *sql.Tx, accountID int64, name string) error {
+	name, err := NormalizeName(name)
+	if err != nil {
+		return ErrNoMailbox
+	}
+	_, err = tx.ExecContext(ctx, "DELETE FROM subscriptions WHERE account_id = ? AND name = ?", accountID, name)
+	return err
+}
+
+// Subscriptions lists an account's subscribed names, ordered, including
+// those whose mailbox no longer exists.
+func (db *DB) Subscriptions(ctx context.Context, account string) ([]string, error) {
+	rows, err := db.r.QueryContext(ctx, `SELECT s.name FROM subscriptions s JOIN accounts a ON a.id = s.account_id
+		WHERE a.name = ? ORDER BY s.name`, account)
+	if err != nil {
+		return nil, fmt.Errorf("list subscriptions of %q: %w", account, err)
+	}
+	defer rows.Close()
+	var names []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return nil, fmt.Errorf("list subscriptions of %q: %w", account, err)
+		}
+		names = append(names, name)
+	}
+	return names, rows.Err()
 }
 
 // Status returns a mailbox with its message counters.

@@ -112,6 +112,7 @@ type preparedMessage struct {
 	sentDay              any
 	envelope, structure  []byte
 	headerText, bodyText string
+	sortKeys             sortKeys
 }
 
 // prepareMessage does the parsing part of Append, for the message head
@@ -128,7 +129,8 @@ func prepareMessage(head, body []byte, flags []string, date time.Time) (prepared
 		date = time.Now()
 	}
 	ix := indexMessage(head, body)
-	p := preparedMessage{head: head, body: body, flags: flags, date: date, sentDay: dayOrNull(ix.sentDate), headerText: ix.headerText, bodyText: ix.bodyText}
+	p := preparedMessage{head: head, body: body, flags: flags, date: date, sentDay: dayOrNull(ix.sentDate), headerText: ix.headerText, bodyText: ix.bodyText,
+		sortKeys: sortKeysOf(ix.envelope, ix.references)}
 	if p.envelope, err = encodeEnvelope(ix.envelope); err != nil {
 		return preparedMessage{}, err
 	}
@@ -159,6 +161,9 @@ func insertMessage(ctx context.Context, tx *sql.Tx, account, mailbox string, p p
 		return Appended{}, change{}, err
 	}
 	if err := writeBody(ctx, tx, bodyID, p.head, p.body); err != nil {
+		return Appended{}, change{}, err
+	}
+	if err := insertSortKeys(ctx, tx, bodyID, p.sortKeys); err != nil {
 		return Appended{}, change{}, err
 	}
 	uid, err := allocateUIDs(ctx, tx, mb.ID.row, 1)
@@ -275,10 +280,37 @@ func (db *DB) Fetch(ctx context.Context, id MailboxID, uids []UID, fn func(Messa
 }
 
 // Envelope decodes the cached envelope.
-func (m *MessageMeta) Envelope() (*imap.Envelope, error) { return decodeEnvelope(m.envelope) }
+func (m *MessageMeta) Envelope() (*imap.Envelope, error) {
+	if m.decodedEnvelope != nil {
+		return m.decodedEnvelope, nil
+	}
+	return decodeEnvelope(m.envelope)
+}
+
+// Detach decodes the envelope and body structure asked for and lets go of
+// the store's bytes, so that m stays valid after the Fetch callback
+// returns: a caller may then write it from another goroutine.
+func (m *MessageMeta) Detach(envelope, structure bool) error {
+	var err error
+	if envelope {
+		if m.decodedEnvelope, err = decodeEnvelope(m.envelope); err != nil {
+			return err
+		}
+	}
+	if structure {
+		if m.decodedStructure, err = decodeStructure(m.structure); err != nil {
+			return err
+		}
+	}
+	m.envelope, m.structure = nil, nil
+	return nil
+}
 
 // BodyStructure decodes the cached body structure.
 func (m *MessageMeta) BodyStructure() (imap.BodyStructure, error) {
+	if m.decodedStructure != nil {
+		return m.decodedStructure, nil
+	}
 	return decodeStructure(m.structure)
 }
 

@@ -33,6 +33,15 @@
 // holds no share; text search and [DB.WithRaw] read on connections that do
 // not map the database file.
 //
+// [DB.AppendSpooled] stores several messages spooled the same way in one
+// transaction, all or none (IMAP MULTIAPPEND).
+//
+// SORT and THREAD (RFC 5256) read keys computed once at insert (base
+// subject, first addresses, sent date, Message-ID and References; see
+// sortkeys.go) from their own table, so ordering a large mailbox parses no
+// message. Subscriptions are names in their own table, kept when their
+// mailbox is deleted.
+//
 // The package opens no sockets and knows nothing about ASMTP. It uses
 // go-imap's data types (envelope, body structure, search criteria) because
 // its job is to hold mail in the shape IMAP serves it.
@@ -123,6 +132,7 @@ type Store interface {
 	DeleteMailbox(ctx context.Context, account, name string) error
 	RenameMailbox(ctx context.Context, account, oldName, newName string) error
 	SetSubscribed(ctx context.Context, account, name string, subscribed bool) error
+	Subscriptions(ctx context.Context, account string) ([]string, error)
 	Status(ctx context.Context, account, name string) (MailboxStatus, error)
 
 	// Append stores a message and returns where it went.
@@ -130,6 +140,10 @@ type Store interface {
 	// AppendFrom is Append for a message of size bytes read from r; the
 	// store spools it to disk as it arrives.
 	AppendFrom(ctx context.Context, account, mailbox string, r io.Reader, size int64, flags []string, internalDate time.Time) (Appended, error)
+	// NewSpool and AppendSpooled store several messages, written to disk
+	// first, in one transaction: all or none.
+	NewSpool() (*Spool, error)
+	AppendSpooled(ctx context.Context, account, mailbox string, msgs []*Spool) ([]Appended, error)
 	// Deliver is Append for callers that need only the UID.
 	Deliver(ctx context.Context, account, mailbox string, raw []byte, flags []string, internalDate time.Time) (UID, error)
 
@@ -140,6 +154,10 @@ type Store interface {
 	// store's memory budget, which it holds until fn returns.
 	WithRaw(ctx context.Context, mailbox MailboxID, uid UID, fn func(raw []byte) error) error
 	Search(ctx context.Context, mailbox MailboxID, criteria *imap.SearchCriteria) ([]UID, error)
+	// Sort and Thread are SORT and THREAD (RFC 5256) on the messages
+	// matching criteria, which take UIDs as in Search.
+	Sort(ctx context.Context, mailbox MailboxID, criteria *imap.SearchCriteria, keys []imap.SortCriterion) ([]UID, error)
+	Thread(ctx context.Context, mailbox MailboxID, criteria *imap.SearchCriteria, algorithm imap.ThreadAlgorithm) ([]Thread, error)
 	StoreFlags(ctx context.Context, mailbox MailboxID, uids []UID, op imap.StoreFlagsOp, flags []string) error
 	// StoreFlagsUnchangedSince is StoreFlags leaving alone, and returning,
 	// the messages changed after mod-sequence unchangedSince (if not 0).
@@ -202,6 +220,8 @@ type MessageMeta struct {
 	Size         int64
 
 	envelope, structure []byte
+	decodedEnvelope     *imap.Envelope     // set by Detach
+	decodedStructure    imap.BodyStructure // set by Detach
 }
 
 // Snapshot is the state of a mailbox when a watch started: UIDs ascending,

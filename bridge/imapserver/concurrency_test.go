@@ -23,6 +23,9 @@ type clientView struct {
 // what the client was told before.
 func (cv *clientView) apply(line string) error {
 	fields := strings.Fields(line)
+	if len(fields) >= 2 && fields[0] == "*" && (fields[1] == "SORT" || fields[1] == "THREAD") {
+		return cv.numbered(line)
+	}
 	if len(fields) < 3 || fields[0] != "*" {
 		return nil
 	}
@@ -71,6 +74,20 @@ func (cv *clientView) fetched(n int, line string) error {
 	return nil
 }
 
+// numbered checks that a SORT or THREAD answer names each message the
+// client knows at most once, and no other.
+func (cv *clientView) numbered(line string) error {
+	seen := make(map[int]bool)
+	for _, f := range strings.Fields(strings.NewReplacer("(", " ", ")", " ").Replace(line))[2:] {
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 || n > len(cv.uids) || seen[n] {
+			return fmt.Errorf("message %q of %d in %s", f, len(cv.uids), line)
+		}
+		seen[n] = true
+	}
+	return nil
+}
+
 // randomCommand picks a valid command for a client that knows n messages.
 func randomCommand(r *rand.Rand, n int) string {
 	if n == 0 {
@@ -78,7 +95,14 @@ func randomCommand(r *rand.Rand, n int) string {
 	}
 	a := r.IntN(n) + 1
 	b := a + r.IntN(n-a+1)
-	switch r.IntN(8) {
+	switch r.IntN(11) {
+	case 7:
+		return "SORT (REVERSE DATE SUBJECT) UTF-8 ALL"
+	case 8:
+		return "THREAD REFERENCES UTF-8 ALL"
+	case 9:
+		m := testmail.Message(r.IntN(5))
+		return fmt.Sprintf("APPEND INBOX {%d+}\r\n%s {%d+}\r\n%s", len(m), m, len(m), m)
 	case 0:
 		return appendCmd("INBOX", "", testmail.Message(r.IntN(5)))
 	case 1:

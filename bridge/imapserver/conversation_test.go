@@ -123,8 +123,15 @@ var conversations = []conversation{
 	}},
 	{name: "subscribe", cmds: []string{
 		"CREATE Sub", `LSUB "" "*"`, "SUBSCRIBE Sub", `LSUB "" "S*"`, `LIST (SUBSCRIBED) "" "S*"`, "UNSUBSCRIBE Sub", `LSUB "" "S*"`,
-	}, known: map[string]string{
-		`LIST (SUBSCRIBED) "" "S*"`: "go-imap passes LSUB and LIST (SUBSCRIBED) identical options; both are answered as Dovecot answers LSUB (with special use)",
+	}},
+	{name: "subscriptions", cmds: []string{
+		"CREATE a", "CREATE a/b", "CREATE a/b/c", "CREATE a/x", "CREATE gone", "CREATE gone/kid", "SUBSCRIBE a/b/c", "SUBSCRIBE gone/kid", "SUBSCRIBE gone",
+		"DELETE gone/kid", `LSUB "" "*"`, `LSUB "" "%"`, `LSUB "" "a/%"`, `LSUB "a/" "%"`, `LIST (SUBSCRIBED) "" "*"`,
+		`LIST (SUBSCRIBED) "" "%"`, `LIST (SUBSCRIBED RECURSIVEMATCH) "" "%"`, `LIST (SUBSCRIBED RECURSIVEMATCH) "" "a/%"`,
+		`LIST (SUBSCRIBED RECURSIVEMATCH) "" "*"`, `LIST (SUBSCRIBED) "" "*" RETURN (CHILDREN)`, `LIST "" "*" RETURN (SUBSCRIBED)`,
+		`LIST (SUBSCRIBED) "" "g*" RETURN (STATUS (MESSAGES))`, `LIST (RECURSIVEMATCH) "" "%"`, `LIST "" "*"`,
+		"SUBSCRIBE nope", "UNSUBSCRIBE gone/kid", "UNSUBSCRIBE gone/kid", "CREATE gone/kid", `LSUB "" "gone*"`,
+		"SUBSCRIBE a/x", "RENAME a/x a/y", `LSUB "" "a/*"`, "DELETE gone/kid", "DELETE gone", `LIST (SUBSCRIBED) "" "gone*"`,
 	}},
 	{name: "special-use", cmds: []string{`LIST (SPECIAL-USE) "" "*"`, `LIST "" "*" RETURN (SPECIAL-USE)`}},
 	{name: "status", cmds: append(fixture()[:3],
@@ -173,6 +180,49 @@ var conversations = []conversation{
 		"FETCH 1:* UID", "CLOSE", "STATUS INBOX (MESSAGES)")},
 	{name: "invalid-names", cmds: []string{`CREATE "&Jjo"`, `CREATE "a&-b&AGE-"`, `SELECT "x&AOk"`, `RENAME INBOX "&AOk-&AOk-"`,
 		`STATUS "&Jjo" (MESSAGES)`, `LIST "" "&Jjo"`, "NOOP"}},
+	{name: "sort", cmds: append(append(sortFixture(), threadFixture()...), "SELECT INBOX",
+		"SORT (SUBJECT) UTF-8 ALL", "SORT (REVERSE DATE) UTF-8 ALL", "SORT (DATE) US-ASCII ALL", "SORT (ARRIVAL) UTF-8 ALL",
+		"SORT (REVERSE ARRIVAL) UTF-8 ALL", "SORT (FROM) UTF-8 ALL", "SORT (TO) UTF-8 ALL", "SORT (CC REVERSE SIZE) UTF-8 ALL",
+		"SORT (SIZE) UTF-8 ALL", "SORT (REVERSE SUBJECT DATE) UTF-8 SEEN", "UID SORT (DATE) UTF-8 2:9",
+		"SORT (SUBJECT) UTF-8 OR FROM bob SUBJECT hello", "SORT (DATE) KOI8-R ALL", "SORT () UTF-8 ALL", "SORT (BOGUS) UTF-8 ALL",
+		"SORT RETURN (MIN MAX COUNT ALL) (DATE) UTF-8 ALL", "UID SORT RETURN (ALL) (REVERSE ARRIVAL) UTF-8 ALL",
+		"SORT RETURN () (SUBJECT) UTF-8 ALL", "SORT RETURN (COUNT) (SUBJECT) UTF-8 NOT ALL", "SORT RETURN (MAX) (SIZE) UTF-8 SEEN",
+		// The bridge keeps whole-mailbox orders until messages come or go.
+		"SORT (SUBJECT) UTF-8 ALL", appendAt(1, threadMessage("<s@x>", "AAA first", "Mon, 1 Jan 2024 09:00:00 +0000", "", ""), ""), "SORT (SUBJECT) UTF-8 ALL",
+		`STORE 1,3 +FLAGS.SILENT (\Deleted)`, "EXPUNGE", "SORT (SUBJECT) UTF-8 ALL", "SORT (REVERSE DATE) UTF-8 ALL"),
+		known: map[string]string{
+			"SORT (DATE) KOI8-R ALL": "the bridge takes UTF-8 and US-ASCII only (NO [BADCHARSET]), as in SEARCH; Dovecot converts any charset iconv knows",
+		}},
+	{name: "thread", cmds: append(threadFixture(), "SELECT INBOX",
+		"THREAD ORDEREDSUBJECT UTF-8 ALL", "THREAD REFERENCES UTF-8 ALL", "UID THREAD REFERENCES UTF-8 ALL",
+		"THREAD REFERENCES UTF-8 SEEN", "UID THREAD ORDEREDSUBJECT UTF-8 UNSEEN", "THREAD REFERENCES UTF-8 2:4", "THREAD BOGUS UTF-8 ALL",
+		// The bridge keeps whole-mailbox threads until messages come or go.
+		"THREAD REFERENCES UTF-8 ALL", appendAt(1, threadMessage("<t@x>", "Re: Other", "Sat, 6 Jan 2024 09:00:00 +0000", "<f@x>", ""), ""),
+		"THREAD REFERENCES UTF-8 ALL", `STORE 1:2 +FLAGS.SILENT (\Deleted)`, "EXPUNGE", "THREAD REFERENCES UTF-8 ALL")},
+	{name: "multiappend", cmds: []string{
+		`APPEND INBOX (\Seen) "05-Mar-2024 10:20:30 +0100" ` + lit(plainA) + ` ($Work) ` + lit(plainB) + " " + lit(multi),
+		"STATUS INBOX (MESSAGES)",
+		"APPEND Nope " + lit(plainA) + " " + lit(plainB),
+		"APPEND INBOX " + lit(plainA) + " " + lit(""),
+		"STATUS INBOX (MESSAGES)",
+		"SELECT INBOX", "FETCH 1:* (FLAGS RFC822.SIZE BODY.PEEK[])", "FETCH 1 INTERNALDATE", // the others are dated by the clock
+		"APPEND INBOX " + lit(plainB) + " " + lit(plainA), "FETCH 4:* (UID BODY.PEEK[HEADER])",
+	}},
+	{name: "catenate", cmds: []string{
+		appendCmd("INBOX", `\Seen`, []byte(plainA)), appendCmd("INBOX", "", []byte(multi)),
+		"APPEND INBOX CATENATE (TEXT " + lit("Subject: built\r\n\r\n") + ` URL "/INBOX/;UID=1/;SECTION=TEXT")`,
+		`APPEND INBOX (\Flagged) CATENATE (URL "/INBOX/;UID=2/;SECTION=1" TEXT ` + lit("\r\n--tail\r\n") + ` URL "/INBOX/;UID=2/;SECTION=2.MIME")`,
+		`APPEND INBOX CATENATE (URL "/INBOX/;UID=2")`,
+		`APPEND INBOX CATENATE (URL "/INBOX/;UID=2/;SECTION=HEADER" TEXT ` + lit("\r\npartial:") + ` URL "/INBOX/;UID=1/;SECTION=TEXT/;PARTIAL=2.5")`,
+		`APPEND INBOX CATENATE (URL "/INBOX/;UID=99")`,
+		`APPEND INBOX CATENATE (URL "/Nope/;UID=1")`,
+		`APPEND INBOX CATENATE (URL "/INBOX;UIDVALIDITY=1/;UID=1")`,
+		`APPEND INBOX CATENATE (TEXT ` + lit("Subject: x\r\n\r\n") + ` URL "/INBOX/;UID=1/;SECTION=HEADER.FIELDS%20(FROM)")`,
+		"APPEND INBOX " + lit(plainB) + " CATENATE (TEXT " + lit("Subject: two in one\r\n\r\n") + ` URL "/INBOX/;UID=1/;SECTION=TEXT")`,
+		"STATUS INBOX (MESSAGES)",
+		"SELECT INBOX", `APPEND INBOX CATENATE (URL ";UID=1/;SECTION=HEADER" TEXT ` + lit("\r\nrelative\r\n") + ")",
+		"FETCH 1:* (FLAGS BODY.PEEK[])",
+	}},
 	{name: "idle", cmds: append(fixture()[:1], "SELECT INBOX", "IDLE", "NOOP")},
 	{name: "state-errors", cmds: []string{"FETCH 1 FLAGS", "EXPUNGE", "STORE 1 +FLAGS (\\Seen)", "LOGIN x y", "SELECT"}},
 }
@@ -350,7 +400,7 @@ func normalizeLine(line string) string {
 		if tokens[1].atom == "LSUB" && tokens[2].isList { // the bridge also marks LSUB lines \Subscribed
 			tokens[2].list = slices.DeleteFunc(tokens[2].list, func(a imapToken) bool { return a.atom == `\Subscribed` })
 		}
-		tokens[len(tokens)-1].isString = false // a mailbox name, quoted or not
+		tokens[4].isString = false // a mailbox name, quoted or not
 	}
 	if len(tokens) == 4 && tokens[1].atom == "STATUS" && tokens[3].isList {
 		tokens[2].isString = false

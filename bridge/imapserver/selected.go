@@ -100,6 +100,9 @@ func (ss *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options 
 		}
 		return nil
 	}
+	if len(targets) >= minPipelinedFetch {
+		return ss.fetchPipelined(targets, options, write)
+	}
 	i := 0
 	return storeError(ss.store().Fetch(ss.ctx, sel.view.id, uidsOf(targets), func(m mailstore.MessageMeta) error {
 		for i < len(targets) && targets[i].uid != m.UID {

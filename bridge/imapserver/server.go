@@ -7,11 +7,21 @@
 // (through one shared view per mailbox, view.go). It advertises IMAP4rev1
 // with IDLE, UIDPLUS, MOVE, UNSELECT, NAMESPACE, SPECIAL-USE,
 // LIST-EXTENDED, LIST-STATUS, ESEARCH, BINARY, LITERAL+, APPENDLIMIT,
-// SASL-IR, ENABLE, CONDSTORE, QRESYNC and ID (the last added by wire.go,
-// which go-imap lacks). Mod-sequences come from the store (package
-// mailstore's modseq.go), one per change, and are kept in the view with
-// the flags, so CHANGEDSINCE, SEARCH MODSEQ and QRESYNC's FETCHes read no
-// SQLite; only VANISHED reads the store's tombstones.
+// SASL-IR, ENABLE, CONDSTORE, QRESYNC, SORT, ESORT, THREAD=ORDEREDSUBJECT,
+// THREAD=REFERENCES, MULTIAPPEND, CATENATE and ID (the last added by
+// wire.go, which go-imap lacks; the others go-imap beta.8 lacks are parsed
+// by its fork in third_party/go-imap). Mod-sequences come from the store
+// (package mailstore's modseq.go), one per change, and are kept in the
+// view with the flags, so CHANGEDSINCE, SEARCH MODSEQ and QRESYNC's
+// FETCHes read no SQLite; only VANISHED reads the store's tombstones.
+//
+// SORT and THREAD read sort keys the store cached per message at insert
+// (sort.go); the sort order or thread tree of a whole mailbox stays in its
+// view until a message is added or expunged. An APPEND of one or more messages
+// (MULTIAPPEND), each a literal or built with CATENATE from text and parts
+// of this account's messages, is spooled to disk and stored in one
+// transaction, all or nothing (append.go). Subscriptions are names: a
+// deleted mailbox's subscription stays, listed \NonExistent (list.go).
 //
 // Message numbers follow each client's view (tracker.go): a message
 // expunged by another session stays addressable until the client is sent
@@ -184,8 +194,14 @@ var capabilities = imap.CapSet{
 	imap.CapStatusSize:       {},
 	imap.CapCreateSpecialUse: {},
 	imap.CapBinary:           {},
-	imap.CapCondStore:        {},
-	imap.CapQResync:          {},
+	imap.CapSort:             {},
+	imap.CapESort:            {},
+	imap.CapMultiAppend:      {},
+	imap.CapCatenate:         {},
+	imap.Cap("THREAD=" + imap.ThreadOrderedSubject): {},
+	imap.Cap("THREAD=" + imap.ThreadReferences):     {},
+	imap.CapCondStore: {},
+	imap.CapQResync:   {},
 }
 
 // Close stops all listeners and connections and the store watches.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"github.com/asmtp/asmtp/bridge/auth"
 	"github.com/asmtp/asmtp/bridge/loginlimit"
-	"slices"
 	"strings"
 
 	"github.com/emersion/go-imap/v2"
@@ -204,64 +203,6 @@ func (ss *session) Namespace() (*imap.NamespaceData, error) {
 	return &imap.NamespaceData{Personal: []imap.NamespaceDescriptor{{Delim: mailstore.Delim}}}, nil
 }
 
-// List answers LIST and LSUB, with the LIST-EXTENDED selection and return
-// options, SPECIAL-USE attributes always (as Dovecot does) and children
-// attributes.
-func (ss *session) List(w *imapserver.ListWriter, ref string, patterns []string, options *imap.ListOptions) error {
-	if len(patterns) == 0 { // LIST "" "": just the hierarchy delimiter
-		return w.WriteList(&imap.ListData{Attrs: []imap.MailboxAttr{imap.MailboxAttrNoSelect}, Delim: mailstore.Delim})
-	}
-	mbs, err := ss.store().Mailboxes(ss.ctx, ss.account)
-	if err != nil {
-		return storeError(err)
-	}
-	slices.SortFunc(mbs, func(a, b mailstore.Mailbox) int { // INBOX first, then by name
-		return strings.Compare(strings.Replace(a.Name, mailstore.Inbox, "\x00", 1), strings.Replace(b.Name, mailstore.Inbox, "\x00", 1))
-	})
-	// Like Dovecot, children attributes come with plain LIST, or when asked
-	// for (RETURN (CHILDREN)); an extended LIST or LSUB otherwise omits them.
-	extended := options.SelectSubscribed || options.SelectSpecialUse || options.SelectRecursiveMatch ||
-		options.ReturnSubscribed || options.ReturnStatus != nil || options.ReturnSpecialUse
-	withChildren := !extended || options.ReturnChildren
-	hasChildren := make(map[string]bool)
-	for _, mb := range mbs {
-		if i := strings.LastIndexByte(mb.Name, mailstore.Delim); i >= 0 {
-			hasChildren[mb.Name[:i]] = true
-		}
-	}
-	for _, mb := range mbs {
-		if !slices.ContainsFunc(patterns, func(p string) bool { return imapserver.MatchList(mb.Name, mailstore.Delim, ref, p) }) {
-			continue
-		}
-		if options.SelectSubscribed && !mb.Subscribed || options.SelectSpecialUse && mb.SpecialUse == "" {
-			continue
-		}
-		data := imap.ListData{Mailbox: mb.Name, Delim: mailstore.Delim}
-		switch {
-		case !withChildren:
-		case hasChildren[mb.Name]:
-			data.Attrs = append(data.Attrs, imap.MailboxAttrHasChildren)
-		default:
-			data.Attrs = append(data.Attrs, imap.MailboxAttrHasNoChildren)
-		}
-		if mb.Subscribed && (options.SelectSubscribed || options.ReturnSubscribed) {
-			data.Attrs = append(data.Attrs, imap.MailboxAttrSubscribed)
-		}
-		if mb.SpecialUse != "" {
-			data.Attrs = append(data.Attrs, imap.MailboxAttr(mb.SpecialUse))
-		}
-		if options.ReturnStatus != nil {
-			if data.Status, err = ss.Status(mb.Name, options.ReturnStatus); err != nil {
-				return err
-			}
-		}
-		if err := w.WriteList(&data); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 func (ss *session) Status(name string, options *imap.StatusOptions) (*imap.StatusData, error) {
 	st, err := ss.store().Status(ss.ctx, ss.account, name)
 	if err != nil {
@@ -302,7 +243,8 @@ func (ss *session) Status(name string, options *imap.StatusOptions) (*imap.Statu
 
 // Append hands the literal to the store as it arrives: the store spools it
 // to disk and parses it under its memory budget, so concurrent large
-// APPENDs cost disk, not memory.
+// APPENDs cost disk, not memory. go-imap calls it only for sessions
+// without BeginAppend (append.go), which takes every APPEND here.
 func (ss *session) Append(mailbox string, r imap.LiteralReader, options *imap.AppendOptions) (*imap.AppendData, error) {
 	if r.Size() > int64(ss.s.opts.AppendLimit) {
 		return nil, storeError(mailstore.ErrTooBig)

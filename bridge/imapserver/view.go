@@ -37,6 +37,11 @@ type mailboxView struct {
 	// restart, or when its idle view was dropped) has every message recent
 	// to the next session that selects it.
 	firstRecent imap.UID
+	// ordered caches SORT orders and THREAD trees of the whole mailbox,
+	// by command (see wholeMailbox); generation counts the appends and
+	// expunges that void them.
+	ordered    map[string]any
+	generation uint64
 
 	users int // sessions holding the view; guarded by viewCache.mu
 }
@@ -96,6 +101,10 @@ func (v *mailboxView) mailboxFlagsLocked() []imap.Flag {
 func (v *mailboxView) apply(c mailstore.Change) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	if c.Kind != mailstore.ChangeFlags {
+		v.generation++
+		v.ordered = nil
+	}
 	v.highestMod = max(v.highestMod, c.ModSeq)
 	switch c.Kind {
 	case mailstore.ChangeAppended:
@@ -108,8 +117,8 @@ func (v *mailboxView) apply(c mailstore.Change) {
 			v.flags = append(v.flags, flags)
 			v.modSeqs = append(v.modSeqs, c.ModSeq)
 			v.uidNext = max(v.uidNext, uid+1)
-			v.tracker.queueNumMessages(uint32(len(v.uids)))
 		}
+		v.tracker.queueNumMessages(uint32(len(v.uids))) // one EXISTS for a MULTIAPPEND, as from Dovecot
 		// A read-write session has taken every earlier message at its
 		// SELECT, so firstRecent can move past these.
 		origin, _ := c.Origin.(*sessionTracker)

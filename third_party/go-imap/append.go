@@ -15,4 +15,14 @@ type AppendData struct {
 	// requires UIDPLUS or IMAP4rev2
 	UID         UID
 	UIDValidity uint32
+	// UIDs are all the messages' UIDs, in order, for an APPEND of several
+	// (MULTIAPPEND); UID is then unused.
+	UIDs UIDSet
+}
+
+// CatenatePart is one part of a message an APPEND builds with CATENATE
+// (RFC 4469): literal text, or an IMAP URL naming a message or part.
+type CatenatePart struct {
+	Text LiteralReader // nil for a URL part
+	URL  string
 }

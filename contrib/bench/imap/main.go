@@ -4,8 +4,9 @@
 //
 // Both servers get the same 10,000 messages by pipelined APPEND, then:
 // SELECT of the 10,000-message INBOX, FETCH 1:* (FLAGS ENVELOPE), UID SEARCH
-// TEXT, SEARCH MODSEQ and SELECT with QRESYNC after 1% of the flags
-// changed (condstore.go), IDLE push latency (APPEND on one connection to EXISTS on another)
+// TEXT, SORT (REVERSE DATE), SORT (SUBJECT), THREAD REFERENCES, SEARCH
+// MODSEQ and SELECT with QRESYNC after 1% of the flags changed
+// (condstore.go), IDLE push latency (APPEND on one connection to EXISTS on another)
 // and logins per second (connect, LOGIN, LOGOUT). Each row reports the
 // median of several warm runs; ratio = bridge time / Dovecot time, so below
 // 1 means the bridge is faster.
@@ -145,6 +146,13 @@ func run(messages, runs, logins int) error {
 		return repeat(t, runs+1, "EXAMINE INBOX", "UID SEARCH TEXT "+testmail.Needle)
 	}); err != nil {
 		return err
+	}
+	for _, cmd := range []string{"SORT (REVERSE DATE) UTF-8 ALL", "SORT (SUBJECT) UTF-8 ALL", "THREAD REFERENCES UTF-8 ALL"} {
+		if err := measure(cmd, func(t target) ([]time.Duration, error) {
+			return repeat(t, runs+1, "EXAMINE INBOX", cmd)
+		}); err != nil {
+			return err
+		}
 	}
 	if err := measureCondStore(measure, messages, runs); err != nil {
 		return err

@@ -5,22 +5,21 @@ import (
 	"github.com/emersion/go-imap/v2/internal/imapwire"
 )
 
-type SortKey string
+// SortKey is an alias for imap.SortKey.
+type SortKey = imap.SortKey
 
 const (
-	SortKeyArrival SortKey = "ARRIVAL"
-	SortKeyCc      SortKey = "CC"
-	SortKeyDate    SortKey = "DATE"
-	SortKeyFrom    SortKey = "FROM"
-	SortKeySize    SortKey = "SIZE"
-	SortKeySubject SortKey = "SUBJECT"
-	SortKeyTo      SortKey = "TO"
+	SortKeyArrival = imap.SortKeyArrival
+	SortKeyCc      = imap.SortKeyCc
+	SortKeyDate    = imap.SortKeyDate
+	SortKeyFrom    = imap.SortKeyFrom
+	SortKeySize    = imap.SortKeySize
+	SortKeySubject = imap.SortKeySubject
+	SortKeyTo      = imap.SortKeyTo
 )
 
-type SortCriterion struct {
-	Key     SortKey
-	Reverse bool
-}
+// SortCriterion is an alias for imap.SortCriterion.
+type SortCriterion = imap.SortCriterion
 
 // SortOptions contains options for the SORT command.
 type SortOptions struct {

@@ -14,37 +14,17 @@ import (
 const defaultAppendLimit = 100 * 1024 * 1024 // 100MiB
 
 func (c *Conn) handleAppend(tag string, dec *imapwire.Decoder) error {
-	var (
-		mailbox string
-		options imap.AppendOptions
-	)
+	var mailbox string
 	if !dec.ExpectSP() || !dec.ExpectMailbox(&mailbox) || !dec.ExpectSP() {
 		return dec.Err()
 	}
-
-	hasFlagList, err := dec.List(func() error {
-		flag, err := internal.ExpectFlag(dec)
-		if err != nil {
-			return err
-		}
-		options.Flags = append(options.Flags, flag)
-		return nil
-	})
+	if session, ok := c.session.(SessionMultiAppend); ok {
+		return c.handleMultiAppend(tag, dec, mailbox, session)
+	}
+	options, err := readAppendOptions(dec)
 	if err != nil {
 		return err
 	}
-	if hasFlagList && !dec.ExpectSP() {
-		return dec.Err()
-	}
-
-	t, err := internal.DecodeDateTime(dec)
-	if err != nil {
-		return err
-	}
-	if !t.IsZero() && !dec.ExpectSP() {
-		return dec.Err()
-	}
-	options.Time = t
 
 	var dataExt string
 	if !dec.Special('~') && dec.Atom(&dataExt) { // ignore literal8 prefix if any for BINARY
@@ -64,19 +44,7 @@ func (c *Conn) handleAppend(tag string, dec *imapwire.Decoder) error {
 		return err
 	}
 
-	appendLimit := int64(defaultAppendLimit)
-	if appendLimitSession, ok := c.session.(SessionAppendLimit); ok {
-		appendLimit = int64(appendLimitSession.AppendLimit())
-	}
-
-	if lit.Size() > appendLimit {
-		return &imap.Error{
-			Type: imap.StatusResponseTypeNo,
-			Code: imap.ResponseCodeTooBig,
-			Text: fmt.Sprintf("Literals are limited to %v bytes for this command", appendLimit),
-		}
-	}
-	if err := c.acceptLiteral(lit.Size(), nonSync); err != nil {
+	if err := c.checkAppendLiteral(lit, nonSync); err != nil {
 		return err
 	}
 
@@ -89,7 +57,7 @@ func (c *Conn) handleAppend(tag string, dec *imapwire.Decoder) error {
 		return err
 	}
 
-	data, appendErr := c.session.Append(mailbox, lit, &options)
+	data, appendErr := c.session.Append(mailbox, lit, options)
 	if _, discardErr := io.Copy(io.Discard, lit); discardErr != nil {
 		return err
 	}
@@ -108,12 +76,63 @@ func (c *Conn) handleAppend(tag string, dec *imapwire.Decoder) error {
 	return c.writeAppendOK(tag, data)
 }
 
+// checkAppendLiteral refuses a literal over the APPEND limit and accepts
+// the others (a continuation request for a synchronizing one).
+func (c *Conn) checkAppendLiteral(lit imap.LiteralReader, nonSync bool) error {
+	appendLimit := int64(defaultAppendLimit)
+	if appendLimitSession, ok := c.session.(SessionAppendLimit); ok {
+		appendLimit = int64(appendLimitSession.AppendLimit())
+	}
+	if lit.Size() > appendLimit {
+		return &imap.Error{
+			Type: imap.StatusResponseTypeNo,
+			Code: imap.ResponseCodeTooBig,
+			Text: fmt.Sprintf("Literals are limited to %v bytes for this command", appendLimit),
+		}
+	}
+	return c.acceptLiteral(lit.Size(), nonSync)
+}
+
+// readAppendOptions reads the optional flag list and date-time before an
+// APPEND message, with the space after each.
+func readAppendOptions(dec *imapwire.Decoder) (*imap.AppendOptions, error) {
+	var options imap.AppendOptions
+	hasFlagList, err := dec.List(func() error {
+		flag, err := internal.ExpectFlag(dec)
+		if err != nil {
+			return err
+		}
+		options.Flags = append(options.Flags, flag)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if hasFlagList && !dec.ExpectSP() {
+		return nil, dec.Err()
+	}
+
+	t, err := internal.DecodeDateTime(dec)
+	if err != nil {
+		return nil, err
+	}
+	if !t.IsZero() && !dec.ExpectSP() {
+		return nil, dec.Err()
+	}
+	options.Time = t
+	return &options, nil
+}
+
 func (c *Conn) writeAppendOK(tag string, data *imap.AppendData) error {
 	enc := newResponseEncoder(c)
 	defer enc.end()
 
 	enc.Atom(tag).SP().Atom("OK").SP()
-	if data != nil {
+	if data != nil && len(data.UIDs) > 0 {
+		enc.Special('[')
+		enc.Atom("APPENDUID").SP().Number(data.UIDValidity).SP().NumSet(data.UIDs)
+		enc.Special(']').SP()
+	} else if data != nil {
 		enc.Special('[')
 		enc.Atom("APPENDUID").SP().Number(data.UIDValidity).SP().UID(data.UID)
 		enc.Special(']').SP()

@@ -95,6 +95,12 @@ func (c *Conn) availableCaps() []imap.Cap {
 			imap.CapUnauthenticate,
 			imap.CapCondStore,
 			imap.CapQResync,
+			imap.CapSort, // SORT, ESORT, THREAD, MULTIAPPEND, CATENATE: RFC 5256, 5267, 3502, 4469
+			imap.CapESort,
+			imap.Cap("THREAD=" + imap.ThreadOrderedSubject),
+			imap.Cap("THREAD=" + imap.ThreadReferences),
+			imap.CapMultiAppend,
+			imap.CapCatenate,
 		})
 
 		if appendLimitSession, ok := c.session.(SessionAppendLimit); ok {

@@ -254,6 +254,11 @@ type ListWriter struct {
 	lsub    bool
 }
 
+// LSub reports whether the writer answers LSUB rather than LIST: both
+// reach Session.List with SelectSubscribed, but they differ in attributes
+// (LSUB's \Noselect for unsubscribed parents, RFC 3501 §6.3.9).
+func (w *ListWriter) LSub() bool { return w.lsub }
+
 // WriteList writes a single LIST response for a mailbox.
 func (w *ListWriter) WriteList(data *imap.ListData) error {
 	if w.lsub {
