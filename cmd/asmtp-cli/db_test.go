@@ -65,10 +65,11 @@ func TestMigrateToSharedReassembly(t *testing.T) {
 	if err := d.prune(ctx, time.Now()); err != nil {
 		t.Errorf("prune after the migration: %v", err)
 	}
-	// Naming v2 (version 3): the contacts held await a card.
+	// Naming v2 (version 3): the contacts held are v1 contacts, to whom
+	// no card went yet.
 	var scheme, sentAt int
-	if err := d.sql.QueryRow(`SELECT scheme, card_sent_at FROM contacts WHERE id = 1`).Scan(&scheme, &sentAt); err != nil || scheme != 0 || sentAt != 0 {
-		t.Errorf("bob's naming after the migration: scheme %d, card sent %d, %v; want 0, 0", scheme, sentAt, err)
+	if err := d.sql.QueryRow(`SELECT scheme, card_sent_at FROM contacts WHERE id = 1`).Scan(&scheme, &sentAt); err != nil || scheme != 1 || sentAt != 0 {
+		t.Errorf("bob's naming after the migration: scheme %d, card sent %d, %v; want 1, 0", scheme, sentAt, err)
 	}
 	d.close()
 	if d, err = openDB(ctx, path); err != nil { // version 3 opens as it is

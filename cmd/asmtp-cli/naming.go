@@ -161,18 +161,20 @@ func (c *client) toV1(ctx context.Context, l *nodeLink, ct contact) error {
 	return l.send(ctx, wire.RegisterTopic{Topic: ct.topic})
 }
 
-// sendOwedCards sends our card to each contact awaiting one, and makes
-// v1 contacts of those that never answered within cardWait.
+// sendOwedCards sends our card to each contact awaiting one (and once to
+// a v1 contact from before v2), and makes v1 contacts of those that never
+// answered within --card-wait.
 func (c *client) sendOwedCards(ctx context.Context, l *nodeLink, now time.Time) error {
 	contacts, err := c.p.db.contacts(ctx)
 	if err != nil {
 		return err
 	}
 	for _, ct := range contacts {
-		if ct.naming != schemeUnknown {
-			continue
-		}
 		switch {
+		case ct.naming == schemeV1 && ct.cardSentAt.IsZero():
+			// A contact from before naming v2: offered v2 once.
+			err = c.sendCard(ctx, l, ct, nil, now)
+		case ct.naming != schemeUnknown:
 		case !ct.cardSentAt.IsZero() && now.Sub(ct.cardSentAt) >= c.cardWait:
 			err = c.toV1(ctx, l, ct)
 			c.onWarning(fmt.Sprintf("%s never answered your contact card: mail to them now uses the v1 pair topic", ct.petname))
@@ -306,6 +308,12 @@ func (c *client) takeCard(ctx context.Context, l *nodeLink, sender keys.SharedKe
 	recorded, err := c.p.db.takeCard(ctx, cd)
 	if err != nil || !recorded {
 		return err
+	}
+	if ct.naming == schemeV1 && l != nil {
+		// A v1 contact that now speaks v2: its pair topic leaves gossip.
+		if err := l.send(ctx, wire.DeregisterTopic{Topic: ct.topic}); err != nil {
+			return err
+		}
 	}
 	select {
 	case c.cards <- struct{}{}:

@@ -19,7 +19,9 @@ import (
 // newest card. The seed is stored in clear like the messages: the
 // database is the user's own (mode 0600). synced_at is the sync cursor of
 // the own inboxes and intro bucket, as contacts.synced_at is of a pair
-// topic.
+// topic. The contacts held before are v1 contacts, whose pair topic shows
+// in gossip already: mail keeps flowing with a peer that never answers a
+// card, and one card offers them v2.
 const namingSchema = `
 CREATE TABLE own_naming (
 	id         INTEGER PRIMARY KEY CHECK (id = 1),
@@ -32,6 +34,7 @@ ALTER TABLE contacts ADD COLUMN card_node BLOB;
 ALTER TABLE contacts ADD COLUMN card_addr TEXT;
 ALTER TABLE contacts ADD COLUMN card_issued INTEGER;
 ALTER TABLE contacts ADD COLUMN card_sent_at INTEGER NOT NULL DEFAULT 0;
+UPDATE contacts SET scheme = 1;
 PRAGMA user_version = 3;
 `
 

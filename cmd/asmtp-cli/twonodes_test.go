@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/asmtp/asmtp/asmtp/keys"
+	"github.com/asmtp/asmtp/asmtp/topic"
 	"github.com/asmtp/asmtp/internal/wait"
 )
 
@@ -170,5 +172,61 @@ func TestV2MailToAnOfflineNode(t *testing.T) {
 	}
 	if again := bob.must("sync"); again != "" {
 		t.Errorf("a second sync printed %q", again)
+	}
+}
+
+// Contacts from before naming v2 (the migration makes them v1 contacts)
+// are offered v2 once: when both sides speak it they become v2 contacts,
+// their pair topic leaves both nodes' gossip, and mail flows on the
+// inboxes.
+func TestV1ContactsMoveToV2(t *testing.T) {
+	alice, bob := newDevice(t, "alice"), newDevice(t, "bob")
+	aliceKey, _ := alice.identity()
+	bobKey, _ := bob.identity()
+	nodeA := startNode(t, []keys.PublicKey{aliceKey})
+	nodeB := startNode(t, []keys.PublicKey{bobKey}, nodeA)
+	alice.useNode(nodeA)
+	bob.useNode(nodeB)
+	introduce(t, alice, "alice", bob, "bob")
+	var pair topic.Topic
+	for _, d := range []*device{alice, bob} {
+		p, _ := unlockedProfile(t, d)
+		if _, err := p.db.sql.Exec(`UPDATE contacts SET scheme = 1`); err != nil {
+			t.Fatal(err)
+		}
+		cs, err := p.db.contacts(context.Background())
+		if err != nil || len(cs) != 1 {
+			t.Fatalf("contacts %v, %v", cs, err)
+		}
+		pair = cs[0].topic
+		p.close()
+	}
+	alice.must("sync")
+	bob.must("sync")
+	listsPair := func() bool {
+		for _, n := range []*testNode{nodeA, nodeB} {
+			for _, sub := range n.Gossip().Subscriptions {
+				if sub.Topic == pair {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	if !listsPair() {
+		t.Fatal("the v1 contacts' pair topic is in no node's gossip")
+	}
+	awaitV2(t, bob, "alice")
+	awaitV2(t, alice, "bob")
+	wait.Until(t, 10*time.Second, "the pair topic to leave both nodes' gossip", func() bool { return !listsPair() })
+
+	alice.must("send", "--to", "bob", "--file", writeFile(t, "n.txt", "Now on v2\n"))
+	var got string
+	wait.Until(t, 20*time.Second, "Alice's mail in Bob's sync", func() bool {
+		got = bob.must("sync")
+		return got != ""
+	})
+	if !regexp.MustCompile(`^\S+ alice Now on v2\n$`).MatchString(got) {
+		t.Fatalf("Bob's sync printed %q", got)
 	}
 }
