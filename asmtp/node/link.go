@@ -69,9 +69,9 @@ type link struct {
 	requests tokenBucket
 	pages    map[topic.Topic]queryPage // user links: where full answers stopped (userlink.go)
 	// User links: OpPublishTo hints and OpKeepPassport ids (userlink.go).
-	publishTo map[topic.Topic]*PeerAddr
-	keep      map[passport.Hash]struct{}
-	answers   answerQueue // node links: queries waiting for their answer (answer.go)
+	publishTo     map[topic.Topic]*PeerAddr
+	keepPassports map[passport.Hash]struct{}
+	answers       answerQueue // node links: queries waiting for their answer (answer.go)
 
 	// idleClosed is set when the reader closes the link for the idle
 	// timeout: nothing can have been lost on it (catchup.go).
@@ -577,10 +577,10 @@ func (n *Node) dial(ctx context.Context, l *link) {
 	if err == nil {
 		wc, err = wire.Dial(dctx, raw, n.cfg.Key, l.remote)
 	}
+	if err != nil && n.lostDialRace(ctx, l, err) {
+		return // the peer's connection was adopted: l keeps its queue
+	}
 	if err != nil {
-		if l.hasConn() {
-			return
-		}
 		n.closeLink(l)
 		if ctx.Err() == nil {
 			n.log.Debug("dial failed", "peer", l.remote, "addr", l.addr, "err", err)
@@ -591,6 +591,33 @@ func (n *Node) dial(ctx context.Context, l *link) {
 	if !n.attach(ctx, l, wc, true) {
 		wc.Close()
 	}
+}
+
+// lostDialRace reports whether l got the peer's connection after our dial
+// failed with err. A peer with the smaller id refuses our handshake while
+// its own dial to us is pending (admitLocked), and its connection arrives
+// after our refusal, by up to a handshake: closing l at the refusal would
+// send its queued messages to other peers instead (reroute), drop the
+// peer from the overlay, and lose for it what was queued to it. So after
+// such a refusal we wait for the peer's connection as long as its dial
+// may take.
+func (n *Node) lostDialRace(ctx context.Context, l *link, err error) bool {
+	if l.hasConn() {
+		return true
+	}
+	if !errors.Is(err, wire.ErrWrongRemote) || bytes.Compare(l.remote[:], n.id[:]) >= 0 {
+		return false
+	}
+	t := time.NewTimer(n.cfg.HandshakeTimeout)
+	defer t.Stop()
+	select {
+	case <-l.up:
+		return true
+	case <-l.done:
+	case <-ctx.Done():
+	case <-t.C:
+	}
+	return false
 }
 
 // readLoop is a link's reading goroutine.
