@@ -28,6 +28,8 @@ import (
 //     within seconds. Answers to our own catch-up queries do not count
 //     (solicited): up to QueryLimit full messages per query, for
 //     solicitTime; a stranger's answers are metered, without strikes.
+//     On our own inboxes everything is metered, answers included, a drop
+//     costs no strike and is asked for again (inboxloss.go).
 //   - per topic, all links together: TopicStoreRate and TopicStoreBurst,
 //     against many identities flooding one topic. Over it, messages are
 //     dropped without a strike (no one peer is to blame).
