@@ -44,7 +44,7 @@
 //  7. Inbound: bridge/inbound, Worker.handle, opens each chunk, checks
 //     that the contact sealed it, and reassembles the message
 //     (Worker.holdChunk, Worker.assemble).
-//  8. Mailstore: mailstore, DB.DeliverInbound, appends it to INBOX with
+//  8. Mailstore: mailstore, DB.AppendInbound, appends it to INBOX with
 //     the header mailtext.InboundCopy writes, once per message id.
 //  9. IMAP: bridge/imapserver, session.Idle tells the client, and
 //     session.Fetch serves the message.

@@ -12,8 +12,8 @@ import (
 
 // The reassembly buffer holds the chunks of inbound messages that are not
 // complete yet, per account, in mailstore/reassembly's tables (migration
-// 2); DeliverInbound appends a finished message to INBOX and records it
-// delivered in one transaction, so a message is delivered once and later
+// 2); AppendInbound appends a finished message to INBOX and records it
+// appended in one transaction, so a message is appended once and later
 // copies are ignored. The store treats keys, ids and topics as opaque
 // bytes; the bridge decides what they mean.
 
@@ -39,12 +39,12 @@ var ErrChunkMismatch = reassembly.ErrMismatch
 
 // AddChunk stores one chunk of a multi-chunk message received at now
 // (reassembly.Add). When the status is ChunkComplete the caller reads the
-// chunks and calls DeliverInbound.
+// chunks and calls AppendInbound.
 //
 // The chunk is committed without waiting for the disk (see writeRelaxed):
 // it survives a crash of the process, and of the machine once any later
 // write of the store has committed, such as SetInboundCursors or
-// DeliverInbound. A caller that reads chunks from a durable source must not
+// AppendInbound. A caller that reads chunks from a durable source must not
 // record its progress past a chunk by other means than such a write.
 func (db *DB) AddChunk(ctx context.Context, account string, c InboundChunk, now time.Time, lim ReassemblyLimits) (ChunkResult, error) {
 	var out ChunkResult
@@ -69,7 +69,7 @@ func (db *DB) Chunks(ctx context.Context, account string, sender [32]byte, id [1
 }
 
 // CompleteMessages lists the messages whose chunks are all held but which
-// were not delivered (a crash between the last chunk and DeliverInbound).
+// were not appended (a crash between the last chunk and AppendInbound).
 func (db *DB) CompleteMessages(ctx context.Context, account string) ([]PendingMessage, error) {
 	msgs, err := reassembly.Complete(ctx, db.r, account)
 	if err != nil {
@@ -93,28 +93,28 @@ func (db *DB) ExpireChunks(ctx context.Context, account string, idleSince time.T
 	return out, nil
 }
 
-// DeliverInbound appends a finished inbound message to the account's INBOX,
-// records (sender, id) as delivered and drops its chunks, in one
+// AppendInbound appends a finished inbound message to the account's INBOX,
+// records (sender, id) as appended and drops its chunks, in one
 // transaction; IDLE sessions hear of it after the commit. If the message was
-// delivered before, nothing changes and delivered is false. Parsing and
+// appended before, nothing changes and appended is false. Parsing and
 // storing hold the message's share of the memory budget (ErrBusy when it
 // stays spent). The message is head followed by body, head nil or its
 // header section ending with the blank line: a caller that rewrote the
 // header passes it beside the body it left alone instead of joining them
 // in a copy of the message.
-func (db *DB) DeliverInbound(ctx context.Context, account string, sender [32]byte, id [16]byte, head, body []byte, now time.Time) (a Appended, delivered bool, err error) {
+func (db *DB) AppendInbound(ctx context.Context, account string, sender [32]byte, id [16]byte, head, body []byte, now time.Time) (a Appended, appended bool, err error) {
 	release, err := db.budget.Acquire(ctx, appendCost(int64(len(head)+len(body))))
 	if err != nil {
-		return Appended{}, false, fmt.Errorf("deliver %x to %s: %w", id, account, err)
+		return Appended{}, false, fmt.Errorf("append %x to %s: %w", id, account, err)
 	}
 	defer release()
 	p, err := prepareMessage(head, body, nil, now)
 	if err != nil {
-		return Appended{}, false, fmt.Errorf("deliver %x to %s: %w", id, account, err)
+		return Appended{}, false, fmt.Errorf("append %x to %s: %w", id, account, err)
 	}
 	err = db.write(ctx, func(tx *sql.Tx) ([]change, error) {
-		a, delivered = Appended{}, false
-		done, err := reassembly.Delivered(ctx, tx, account, sender, id)
+		a, appended = Appended{}, false
+		done, err := reassembly.Appended(ctx, tx, account, sender, id)
 		if err != nil || done {
 			return nil, err
 		}
@@ -122,51 +122,51 @@ func (db *DB) DeliverInbound(ctx context.Context, account string, sender [32]byt
 		if a, c, err = insertMessage(ctx, tx, account, Inbox, p); err != nil {
 			return nil, err
 		}
-		if delivered, err = reassembly.MarkDelivered(ctx, tx, account, sender, id, now); err != nil {
+		if appended, err = reassembly.MarkAppended(ctx, tx, account, sender, id, now); err != nil {
 			return nil, err
 		}
 		return []change{c}, nil
 	})
 	if err != nil {
-		return Appended{}, false, fmt.Errorf("deliver %x to %s: %w", id, account, err)
+		return Appended{}, false, fmt.Errorf("append %x to %s: %w", id, account, err)
 	}
-	return a, delivered, nil
+	return a, appended, nil
 }
 
-// MessageState reports whether DeliverInbound delivered (sender, id) (as
-// IsDelivered) and how many of its chunks the buffer holds.
-func (db *DB) MessageState(ctx context.Context, account string, sender [32]byte, id [16]byte) (delivered bool, held int, err error) {
-	delivered, err = reassembly.Delivered(ctx, db.r, account, sender, id)
-	if err == nil && !delivered {
+// MessageState reports whether AppendInbound appended (sender, id) (as
+// IsAppended) and how many of its chunks the buffer holds.
+func (db *DB) MessageState(ctx context.Context, account string, sender [32]byte, id [16]byte) (appended bool, held int, err error) {
+	appended, err = reassembly.Appended(ctx, db.r, account, sender, id)
+	if err == nil && !appended {
 		held, err = reassembly.Held(ctx, db.r, account, sender, id)
 	}
 	if err != nil {
 		return false, 0, fmt.Errorf("state of %x for %s: %w", id, account, err)
 	}
-	return delivered, held, nil
+	return appended, held, nil
 }
 
-// IsDelivered reports whether DeliverInbound delivered (sender, id) and the
-// record is still kept (ForgetDelivered).
-func (db *DB) IsDelivered(ctx context.Context, account string, sender [32]byte, id [16]byte) (bool, error) {
-	ok, err := reassembly.Delivered(ctx, db.r, account, sender, id)
+// IsAppended reports whether AppendInbound appended (sender, id) and the
+// record is still kept (ForgetAppended).
+func (db *DB) IsAppended(ctx context.Context, account string, sender [32]byte, id [16]byte) (bool, error) {
+	ok, err := reassembly.Appended(ctx, db.r, account, sender, id)
 	if err != nil {
-		return false, fmt.Errorf("delivered %x to %s: %w", id, account, err)
+		return false, fmt.Errorf("appended %x to %s: %w", id, account, err)
 	}
 	return ok, nil
 }
 
-// ForgetDelivered bounds the record of delivered messages: it keeps the
+// ForgetAppended bounds the record of appended messages: it keeps the
 // newest keep entries of the account and returns how many it forgot.
-func (db *DB) ForgetDelivered(ctx context.Context, account string, keep int) (int64, error) {
+func (db *DB) ForgetAppended(ctx context.Context, account string, keep int) (int64, error) {
 	var n int64
 	err := db.write(ctx, func(tx *sql.Tx) ([]change, error) {
 		var err error
-		n, err = reassembly.ForgetDelivered(ctx, tx, account, keep)
+		n, err = reassembly.ForgetAppended(ctx, tx, account, keep)
 		return nil, err
 	})
 	if err != nil {
-		return 0, fmt.Errorf("forget delivered messages of %s: %w", account, err)
+		return 0, fmt.Errorf("forget appended messages of %s: %w", account, err)
 	}
 	return n, nil
 }

@@ -62,15 +62,15 @@ func TestReassemblyStatuses(t *testing.T) {
 	}
 
 	raw := msg("reassembled", string(joined))
-	a, delivered, err := db.DeliverInbound(ctx, "alice", done[0].Sender, done[0].ID, nil, raw, now)
+	a, delivered, err := db.AppendInbound(ctx, "alice", done[0].Sender, done[0].ID, nil, raw, now)
 	if err != nil || !delivered {
-		t.Fatalf("DeliverInbound = %v, %v", delivered, err)
+		t.Fatalf("AppendInbound = %v, %v", delivered, err)
 	}
 	if got, _ := db.Raw(ctx, a.MailboxID, a.UID); !bytes.Equal(got, raw) {
 		t.Fatalf("INBOX holds %q", got)
 	}
-	if _, delivered, err := db.DeliverInbound(ctx, "alice", done[0].Sender, done[0].ID, nil, raw, now); err != nil || delivered {
-		t.Fatalf("second DeliverInbound = %v, %v; want nothing done", delivered, err)
+	if _, delivered, err := db.AppendInbound(ctx, "alice", done[0].Sender, done[0].ID, nil, raw, now); err != nil || delivered {
+		t.Fatalf("second AppendInbound = %v, %v; want nothing done", delivered, err)
 	}
 	if res, err := db.AddChunk(ctx, "alice", chunk(1, 1, 0, 3, "aa"), now, roomy); err != nil || res.Status != ChunkReplay {
 		t.Fatalf("chunk after delivery: %+v, %v; want a replay", res, err)
@@ -124,17 +124,17 @@ func TestDeliveredMemoryAndCursors(t *testing.T) {
 	t0 := time.Now()
 	for i := range 5 {
 		c := chunk(1, byte(i), 0, 1, "x")
-		if _, ok, err := db.DeliverInbound(ctx, "alice", c.Sender, c.ID, nil, msg("m", "x"), t0.Add(time.Duration(i)*time.Second)); err != nil || !ok {
+		if _, ok, err := db.AppendInbound(ctx, "alice", c.Sender, c.ID, nil, msg("m", "x"), t0.Add(time.Duration(i)*time.Second)); err != nil || !ok {
 			t.Fatal(ok, err)
 		}
 	}
-	n, err := db.ForgetDelivered(ctx, "alice", 2)
+	n, err := db.ForgetAppended(ctx, "alice", 2)
 	if err != nil || n != 3 {
-		t.Fatalf("ForgetDelivered = %d, %v; want the 3 oldest forgotten", n, err)
+		t.Fatalf("ForgetAppended = %d, %v; want the 3 oldest forgotten", n, err)
 	}
 	for i, want := range []bool{false, false, false, true, true} {
 		c := chunk(1, byte(i), 0, 1, "x")
-		if got, err := db.IsDelivered(ctx, "alice", c.Sender, c.ID); err != nil || got != want {
+		if got, err := db.IsAppended(ctx, "alice", c.Sender, c.ID); err != nil || got != want {
 			t.Errorf("message %d remembered: %v, %v; want %v", i, got, err, want)
 		}
 	}

@@ -6,14 +6,14 @@ import (
 	"time"
 )
 
-// LastDeliveries returns, for each sender key of the account's delivered
-// inbound messages still on record (ForgetDelivered bounds the record),
-// when the latest of them was delivered.
-func (db *DB) LastDeliveries(ctx context.Context, account string) (map[[32]byte]time.Time, error) {
+// LastAppended returns, for each sender key of the account's appended
+// inbound messages still on record (ForgetAppended bounds the record),
+// when the latest of them was appended.
+func (db *DB) LastAppended(ctx context.Context, account string) (map[[32]byte]time.Time, error) {
 	rows, err := db.r.QueryContext(ctx,
 		"SELECT sender, max(delivered_at) FROM inbound_delivered WHERE account = ? GROUP BY sender", account)
 	if err != nil {
-		return nil, fmt.Errorf("last deliveries to %s: %w", account, err)
+		return nil, fmt.Errorf("last appended to %s: %w", account, err)
 	}
 	defer rows.Close()
 	out := make(map[[32]byte]time.Time)
@@ -21,17 +21,17 @@ func (db *DB) LastDeliveries(ctx context.Context, account string) (map[[32]byte]
 		var sender []byte
 		var ms int64
 		if err := rows.Scan(&sender, &ms); err != nil {
-			return nil, fmt.Errorf("last deliveries to %s: %w", account, err)
+			return nil, fmt.Errorf("last appended to %s: %w", account, err)
 		}
 		var k [32]byte
 		if len(sender) != len(k) {
-			return nil, fmt.Errorf("last deliveries to %s: malformed sender (%d bytes)", account, len(sender))
+			return nil, fmt.Errorf("last appended to %s: malformed sender (%d bytes)", account, len(sender))
 		}
 		copy(k[:], sender)
 		out[k] = time.UnixMilli(ms)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("last deliveries to %s: %w", account, err)
+		return nil, fmt.Errorf("last appended to %s: %w", account, err)
 	}
 	return out, nil
 }

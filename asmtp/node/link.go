@@ -59,6 +59,8 @@ type link struct {
 	// and peerV2 its naming flag: written by the reader, read by Holders
 	// too (under mu).
 	advertised map[topic.Topic]struct{}
+	// handedOver is the held mail sent on the link, per topic (held.go).
+	handedOver map[topic.Topic]pendingTopic
 	advertTime uint32
 	peerV2     bool
 
@@ -67,9 +69,9 @@ type link struct {
 	requests tokenBucket
 	pages    map[topic.Topic]queryPage // user links: where full answers stopped (userlink.go)
 	// User links: OpPublishTo hints and OpKeepPassport ids (userlink.go).
-	publishTo map[topic.Topic]*PeerAddr
-	keep      map[passport.Hash]struct{}
-	answers   answerQueue // node links: queries waiting for their answer (answer.go)
+	publishTo     map[topic.Topic]*PeerAddr
+	keepPassports map[passport.Hash]struct{}
+	answers       answerQueue // node links: queries waiting for their answer (answer.go)
 
 	// idleClosed is set when the reader closes the link for the idle
 	// timeout: nothing can have been lost on it (catchup.go).
@@ -518,10 +520,14 @@ func (n *Node) closeLink(l *link) {
 	if n.links[l.remote] == l {
 		delete(n.links, l.remote)
 	}
-	if c != nil && !l.user && l.mayHaveLost() {
+	lost := c != nil && !l.user && l.mayHaveLost()
+	if lost {
 		n.noteLostLocked(l.remote, time.Unix(0, l.lastRead.Load()))
 	}
 	n.mu.Unlock()
+	if lost {
+		n.pendHandedOver(l)
+	}
 }
 
 // writeLoop is a link's writing goroutine: it dials an outbound link, then
@@ -571,10 +577,10 @@ func (n *Node) dial(ctx context.Context, l *link) {
 	if err == nil {
 		wc, err = wire.Dial(dctx, raw, n.cfg.Key, l.remote)
 	}
+	if err != nil && n.lostDialRace(ctx, l, err) {
+		return // the peer's connection was adopted: l keeps its queue
+	}
 	if err != nil {
-		if l.hasConn() {
-			return
-		}
 		n.closeLink(l)
 		if ctx.Err() == nil {
 			n.log.Debug("dial failed", "peer", l.remote, "addr", l.addr, "err", err)
@@ -585,6 +591,33 @@ func (n *Node) dial(ctx context.Context, l *link) {
 	if !n.attach(ctx, l, wc, true) {
 		wc.Close()
 	}
+}
+
+// lostDialRace reports whether l got the peer's connection after our dial
+// failed with err. A peer with the smaller id refuses our handshake while
+// its own dial to us is pending (admitLocked), and its connection arrives
+// after our refusal, by up to a handshake: closing l at the refusal would
+// send its queued messages to other peers instead (reroute), drop the
+// peer from the overlay, and lose for it what was queued to it. So after
+// such a refusal we wait for the peer's connection as long as its dial
+// may take.
+func (n *Node) lostDialRace(ctx context.Context, l *link, err error) bool {
+	if l.hasConn() {
+		return true
+	}
+	if !errors.Is(err, wire.ErrWrongRemote) || bytes.Compare(l.remote[:], n.id[:]) >= 0 {
+		return false
+	}
+	t := time.NewTimer(n.cfg.HandshakeTimeout)
+	defer t.Stop()
+	select {
+	case <-l.up:
+		return true
+	case <-l.done:
+	case <-ctx.Done():
+	case <-t.C:
+	}
+	return false
 }
 
 // readLoop is a link's reading goroutine.

@@ -99,9 +99,10 @@ func profileOf(g gossip.Gossip) poldercast.Profile {
 	return p
 }
 
-// keep records g's signature if the topology now holds g's profile, and
-// bounds the record to about the topology's size. Callers hold mu.
-func (o *overlay) keep(g gossip.Gossip) {
+// recordSignature records g's signature if the topology now holds g's
+// profile, and bounds the record to about the topology's size. Callers
+// hold mu.
+func (o *overlay) recordSignature(g gossip.Gossip) {
 	if p, ok := o.topo.Profile(poldercast.ID(g.ID)); ok && gossip.FromTime(p.Time) == g.Time {
 		o.signed[g.ID] = g
 	}
@@ -125,7 +126,7 @@ func (o *overlay) add(g gossip.Gossip, now time.Time) error {
 	if err := o.topo.Add(profileOf(g), now); err != nil {
 		return err
 	}
-	o.keep(g)
+	o.recordSignature(g)
 	return nil
 }
 
@@ -135,7 +136,7 @@ func (o *overlay) receive(from keys.PublicKey, g gossip.Gossip, now time.Time) (
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	answer, err := o.topo.Receive(poldercast.ID(from), []poldercast.Profile{profileOf(g)}, now)
-	o.keep(g)
+	o.recordSignature(g)
 	return answer, err
 }
 

@@ -112,7 +112,7 @@ func (n *Node) relay(ctx context.Context, from origin, t topic.Topic, contents .
 	}
 	if len(fresh) > 0 && n.registered(t) {
 		var err error
-		if fresh, err = n.keep(ctx, from, t, fresh); err != nil {
+		if fresh, err = n.storeFresh(ctx, from, t, fresh); err != nil {
 			return err
 		}
 	}
@@ -146,15 +146,15 @@ type freshMessage struct {
 	content []byte
 }
 
-// keep stores the first-seen messages of a registered topic and returns
+// storeFresh stores the first-seen messages of a registered topic and returns
 // those new to the store, in order. A local publication is committed
 // durably (one group commit for all of them, store.AddMessagesDurable) and
-// pushed before keep returns: Publish returning acknowledges it. A relayed
-// one acknowledges nothing: keep only checks it is not stored yet and
+// pushed before storeFresh returns: Publish returning acknowledges it. A relayed
+// one acknowledges nothing: storeFresh only checks it is not stored yet and
 // hands it to storeLoop, which commits in batches and then pushes it, so
 // relaying does not wait for SQLite. A message already stored (before the
 // dedupe cache forgot it, or before a restart) is not a first receipt.
-func (n *Node) keep(ctx context.Context, from origin, t topic.Topic, fresh []freshMessage) ([]freshMessage, error) {
+func (n *Node) storeFresh(ctx context.Context, from origin, t topic.Topic, fresh []freshMessage) ([]freshMessage, error) {
 	now := time.Now()
 	first := fresh[:0] // filtered in place: written at or before where it is read
 	if from.local() {

@@ -90,8 +90,8 @@ func (n *Node) handleUser(ctx context.Context, l *link, m wire.Message) error {
 		err = s.Deregister(ctx, m.Topic)
 	case wire.PutPassport:
 		put := s.PutPassport
-		if _, ok := l.keep[m.ID]; ok {
-			delete(l.keep, m.ID)
+		if _, ok := l.keepPassports[m.ID]; ok {
+			delete(l.keepPassports, m.ID)
 			put = s.KeepPassport
 		}
 		id, perr := put(ctx, m.Blocks)
@@ -136,7 +136,7 @@ func (n *Node) userPublish(ctx context.Context, l *link, s *Session, m wire.Topi
 }
 
 // userOp does a user operation (wire.UserOp, PROTOCOL.md §16.11). It runs
-// on the link's reader, which owns l.publishTo and l.keep.
+// on the link's reader, which owns l.publishTo and l.keepPassports.
 func (n *Node) userOp(ctx context.Context, l *link, s *Session, op wire.UserOp) error {
 	peer := PeerAddr{ID: op.Node, Addr: op.Addr}
 	switch op.Code {
@@ -160,10 +160,10 @@ func (n *Node) userOp(ctx context.Context, l *link, s *Session, op wire.UserOp) 
 		}
 		return s.CatchUp(ctx, op.Topic, peer, gossip.ToTime(op.Since))
 	case wire.OpKeepPassport:
-		if l.keep == nil || len(l.keep) >= maxQueryPages {
-			l.keep = make(map[passport.Hash]struct{})
+		if l.keepPassports == nil || len(l.keepPassports) >= maxQueryPages {
+			l.keepPassports = make(map[passport.Hash]struct{})
 		}
-		l.keep[op.Passport] = struct{}{}
+		l.keepPassports[op.Passport] = struct{}{}
 	case wire.OpPeerNaming:
 		v2, known := s.PeerNaming(op.Node)
 		status := map[bool]uint8{false: 1, true: 2}[v2]

@@ -55,7 +55,9 @@ func (ss *session) Resync(w *imapserver.FetchWriter, q *imap.SelectQResync) erro
 		rw := w.CreateMessage(t.seq)
 		rw.WriteUID(t.uid)
 		rw.WriteFlags(sel.tracker.withRecent(t.uid, flags))
-		rw.WriteModSeq(sel.view.modSeqOf(t.uid))
+		modSeq := sel.view.modSeqOf(t.uid)
+		sel.tracker.noteFetchedModSeq(modSeq)
+		rw.WriteModSeq(modSeq)
 		if err := rw.Close(); err != nil {
 			return err
 		}

@@ -169,7 +169,9 @@ func (ss *session) writeFetch(w *imapserver.FetchWriter, t target, meta *mailsto
 		rw.WriteFlags(ss.sel.tracker.withRecent(t.uid, flags))
 	}
 	if options.ModSeq || seenNow && ss.enabled(imap.CapCondStore) {
-		rw.WriteModSeq(ss.sel.view.modSeqOf(t.uid))
+		modSeq := ss.sel.view.modSeqOf(t.uid)
+		ss.sel.tracker.noteFetchedModSeq(modSeq)
+		rw.WriteModSeq(modSeq)
 	}
 	if meta != nil {
 		if options.InternalDate {
@@ -556,6 +558,7 @@ func (ss *session) writeStored(w *imapserver.FetchWriter, targets []target, befo
 			rw.WriteFlags(f.flags)
 		}
 		if withModSeq {
+			sel.tracker.noteFetchedModSeq(f.modSeq)
 			rw.WriteModSeq(f.modSeq)
 		}
 		if err := rw.Close(); err != nil {

@@ -284,7 +284,7 @@ func (ss *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 	}
 	ss.wire.hold()
 	defer ss.wire.release()
-	return ss.sel.tracker.poll(w, allowExpunge, ss.enabled(imap.CapQResync))
+	return ss.pollSelected(w, allowExpunge)
 }
 
 // Idle writes updates as they arrive until stop is closed. The store tells
@@ -294,7 +294,7 @@ func (ss *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error 
 	if ss.sel == nil {
 		return nil
 	}
-	return ss.sel.tracker.idle(w, stop, ss.enabled(imap.CapQResync))
+	return ss.sel.tracker.idle(stop, func() error { return ss.pollSelected(w, true) })
 }
 
 // responseCodeUseAttr is RFC 6154's code for an unsupported special use.

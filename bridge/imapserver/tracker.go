@@ -50,12 +50,14 @@ type trackerFetch struct {
 }
 
 // newSession registers a session that was just told the mailbox has
-// t.numMessages messages, of which it holds \Recent for recent; the caller
+// t.numMessages messages, of which it holds \Recent for recent, and
+// HIGHESTMODSEQ highestModSeq; the caller
 // must close it.
-func (t *mailboxTracker) newSession(readOnly bool, recent []imap.UID) *sessionTracker {
+func (t *mailboxTracker) newSession(readOnly bool, recent []imap.UID, highestModSeq uint64) *sessionTracker {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	st := &sessionTracker{mailbox: t, known: t.numMessages, readOnly: readOnly, recent: recent}
+	st := &sessionTracker{mailbox: t, known: t.numMessages, readOnly: readOnly, recent: recent,
+		toldRecent: uint32(len(recent)), syncedModSeq: highestModSeq}
 	t.sessions[st] = struct{}{}
 	return st
 }
@@ -109,6 +111,15 @@ type sessionTracker struct {
 	// §2.3.2: one session per message), ascending; guarded by mailbox.mu.
 	recent   []imap.UID
 	readOnly bool
+	// toldRecent is the RECENT count the client was last told, guarded by
+	// mu: as Dovecot, the bridge repeats no unchanged count (a MOVE into
+	// the selected mailbox trades one \Recent message for another).
+	toldRecent uint32
+
+	// For HIGHESTMODSEQ under QRESYNC (see pollSelected), guarded by mu:
+	// the mod-sequence the client was last synced to, and the highest
+	// MODSEQ it was sent in FETCH responses since.
+	syncedModSeq, fetchedModSeq uint64
 }
 
 // claimRecent gives newly appended messages \Recent in one read-write
@@ -259,21 +270,9 @@ func (st *sessionTracker) poll(w *imapserver.UpdateWriter, allowExpunge, vanishe
 			st.mu.Unlock()
 			return st.announceBehindExpunges(w)
 		}
-		u := st.queue[0]
-		n := 1
-		var err error
-		if u.expunge != 0 && vanished {
-			var uids imap.UIDSet
-			for n = 0; n < len(st.queue) && st.queue[n].expunge != 0; n++ {
-				uids.AddNum(st.queue[n].expungeUID)
-			}
-			st.mu.Unlock()
-			err = w.WriteVanished(uids)
-		} else {
-			st.mu.Unlock()
-			err = st.writeUpdate(w, u)
-		}
-		if err != nil {
+		n, write := st.nextBatchLocked(vanished)
+		st.mu.Unlock()
+		if err := write(w); err != nil {
 			return err
 		}
 		// Dequeue only once written, so the number mapping keeps the
@@ -289,6 +288,65 @@ func (st *sessionTracker) poll(w *imapserver.UpdateWriter, allowExpunge, vanishe
 		}
 		st.queue = st.queue[n:]
 		st.mu.Unlock()
+	}
+}
+
+// nextBatchLocked returns how many queued updates go out together and the
+// function that writes them: a run of expunges is one VANISHED once QRESYNC
+// is enabled, and a run of EXISTS and RECENT is the last of each, as Dovecot
+// reports a COPY of many messages (or updates queued while the client was
+// busy) in one EXISTS and one RECENT; other updates go one by one.
+func (st *sessionTracker) nextBatchLocked(vanished bool) (int, func(*imapserver.UpdateWriter) error) {
+	u := st.queue[0]
+	n := 1
+	switch {
+	case u.expunge != 0 && vanished:
+		var uids imap.UIDSet
+		for n = 0; n < len(st.queue) && st.queue[n].expunge != 0; n++ {
+			uids.AddNum(st.queue[n].expungeUID)
+		}
+		return n, func(w *imapserver.UpdateWriter) error { return w.WriteVanished(uids) }
+	case u.numMessages != 0 || u.recent:
+		var exists, recent *trackerUpdate
+		for n = 0; n < len(st.queue); n++ {
+			switch next := &st.queue[n]; {
+			case next.numMessages != 0:
+				exists = next
+			case next.recent:
+				recent = next
+			default:
+				return n, st.writeCountsLocked(exists, recent)
+			}
+		}
+		return n, st.writeCountsLocked(exists, recent)
+	}
+	return n, func(w *imapserver.UpdateWriter) error { return st.writeUpdate(w, u) }
+}
+
+// writeCountsLocked writes EXISTS then RECENT, those of the two that are
+// set, RECENT only if the count changed.
+func (st *sessionTracker) writeCountsLocked(exists, recent *trackerUpdate) func(*imapserver.UpdateWriter) error {
+	var numMessages, numRecent uint32
+	if exists != nil {
+		numMessages = exists.numMessages
+	}
+	if recent != nil && recent.numRecent == st.toldRecent {
+		recent = nil
+	}
+	if recent != nil {
+		numRecent = recent.numRecent
+		st.toldRecent = numRecent
+	}
+	return func(w *imapserver.UpdateWriter) error {
+		if exists != nil {
+			if err := w.WriteNumMessages(numMessages); err != nil {
+				return err
+			}
+		}
+		if recent != nil {
+			return w.WriteNumRecent(numRecent)
+		}
+		return nil
 	}
 }
 
@@ -322,8 +380,6 @@ func (st *sessionTracker) announceBehindExpunges(w *imapserver.UpdateWriter) err
 
 func (st *sessionTracker) writeUpdate(w *imapserver.UpdateWriter, u trackerUpdate) error {
 	switch {
-	case u.recent:
-		return w.WriteNumRecent(u.numRecent)
 	case u.expunge != 0:
 		return w.WriteExpunge(u.expunge)
 	case u.numMessages != 0:
@@ -331,8 +387,10 @@ func (st *sessionTracker) writeUpdate(w *imapserver.UpdateWriter, u trackerUpdat
 	case u.mailboxFlags != nil:
 		return st.writeMailboxFlags(w, u.mailboxFlags)
 	case u.fetch.modSeqOnly:
+		st.noteFetchedModSeq(u.fetch.modSeq)
 		return w.WriteMessageModSeq(u.fetch.seqNum, u.fetch.uid, u.fetch.modSeq)
 	default:
+		st.noteFetchedModSeq(u.fetch.modSeq) // written once CONDSTORE is enabled
 		return w.WriteMessageFlagsModSeq(u.fetch.seqNum, u.fetch.uid, u.fetch.flags, u.fetch.modSeq)
 	}
 }
@@ -350,8 +408,8 @@ func (st *sessionTracker) writeMailboxFlags(w *imapserver.UpdateWriter, flags []
 	return w.WritePermanentFlags(append(slices.Clone(flags), imap.FlagWildcard))
 }
 
-// idle writes updates as they are queued until stop is closed.
-func (st *sessionTracker) idle(w *imapserver.UpdateWriter, stop <-chan struct{}, vanished bool) error {
+// idle writes updates with poll as they are queued until stop is closed.
+func (st *sessionTracker) idle(stop <-chan struct{}, poll func() error) error {
 	updates := make(chan struct{}, 1)
 	st.mu.Lock()
 	st.updates = updates
@@ -362,7 +420,7 @@ func (st *sessionTracker) idle(w *imapserver.UpdateWriter, stop <-chan struct{},
 		st.mu.Unlock()
 	}()
 	for {
-		if err := st.poll(w, true, vanished); err != nil {
+		if err := poll(); err != nil {
 			return err
 		}
 		select {

@@ -118,7 +118,11 @@ func (v *mailboxView) apply(c mailstore.Change) {
 			v.modSeqs = append(v.modSeqs, c.ModSeq)
 			v.uidNext = max(v.uidNext, uid+1)
 		}
-		v.tracker.queueNumMessages(uint32(len(v.uids))) // one EXISTS for a MULTIAPPEND, as from Dovecot
+		// One EXISTS for the whole change (a COPY of thousands of
+		// messages, a MULTIAPPEND), as Dovecot sends.
+		if len(c.UIDs) > 0 {
+			v.tracker.queueNumMessages(uint32(len(v.uids)))
+		}
 		// A read-write session has taken every earlier message at its
 		// SELECT, so firstRecent can move past these.
 		origin, _ := c.Origin.(*sessionTracker)
@@ -199,10 +203,10 @@ func (v *mailboxView) selectData(readOnly bool) (*imap.SelectData, *sessionTrack
 	recent := v.unclaimedLocked()
 	data.NumRecent = uint32(len(recent))
 	if readOnly {
-		return data, v.tracker.newSession(true, nil), nil
+		return data, v.tracker.newSession(true, nil, v.highestMod), nil
 	}
 	v.firstRecent = v.uidNext
-	return data, v.tracker.newSession(false, recent), nil
+	return data, v.tracker.newSession(false, recent, v.highestMod), nil
 }
 
 // unclaimedLocked are the messages no session has taken \Recent for.

@@ -66,11 +66,11 @@ type Directory interface {
 type Mailbox interface {
 	AddChunk(ctx context.Context, account string, c mailstore.InboundChunk, now time.Time, lim mailstore.ReassemblyLimits) (mailstore.ChunkResult, error)
 	Chunks(ctx context.Context, account string, sender [32]byte, id [16]byte) ([]mailstore.InboundChunk, error)
-	MessageState(ctx context.Context, account string, sender [32]byte, id [16]byte) (delivered bool, held int, err error)
+	MessageState(ctx context.Context, account string, sender [32]byte, id [16]byte) (appended bool, held int, err error)
 	CompleteMessages(ctx context.Context, account string) ([]mailstore.PendingMessage, error)
 	ExpireChunks(ctx context.Context, account string, idleSince time.Time) ([]mailstore.PendingMessage, error)
-	DeliverInbound(ctx context.Context, account string, sender [32]byte, id [16]byte, head, body []byte, now time.Time) (mailstore.Appended, bool, error)
-	ForgetDelivered(ctx context.Context, account string, keep int) (int64, error)
+	AppendInbound(ctx context.Context, account string, sender [32]byte, id [16]byte, head, body []byte, now time.Time) (mailstore.Appended, bool, error)
+	ForgetAppended(ctx context.Context, account string, keep int) (int64, error)
 	Append(ctx context.Context, account, mailbox string, raw []byte, flags []string, internalDate time.Time) (mailstore.Appended, error)
 	InboundCursor(ctx context.Context, account string, topic []byte) (int64, error)
 	SetInboundCursors(ctx context.Context, account string, cursors map[string]int64) error

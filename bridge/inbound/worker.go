@@ -502,7 +502,7 @@ func (w *Worker) deliver(ctx context.Context, c accounts.Contact, msg mail.Messa
 		}
 	}
 	head, body := mailtext.SplitHead(data)
-	a, delivered, err := w.mailbox.DeliverInbound(ctx, w.account, msg.Sender, msg.ID, mailtext.InboundCopy(head, c, w.cfg.Domain), body, time.Now())
+	a, delivered, err := w.mailbox.AppendInbound(ctx, w.account, msg.Sender, msg.ID, mailtext.InboundCopy(head, c, w.cfg.Domain), body, time.Now())
 	if err != nil {
 		return err
 	}
@@ -545,7 +545,7 @@ func (w *Worker) expire(ctx context.Context) {
 		w.log.Warn("bridge: incomplete message dropped after the reassembly timeout", "sender", keys.SharedKey(p.Sender), "chunks", p.Held, "of", p.Count)
 		w.noticeDropped(ctx, p, fmt.Sprintf("The parts were dropped after waiting %s for the rest.", mailtext.Duration(cfg.ReassemblyTimeout)))
 	}
-	if _, err := w.mailbox.ForgetDelivered(ctx, w.account, cfg.ReplayMemory); err != nil {
+	if _, err := w.mailbox.ForgetAppended(ctx, w.account, cfg.ReplayMemory); err != nil {
 		w.log.Error("bridge: trim delivered ids", "err", err)
 	}
 }

@@ -40,7 +40,7 @@ type Outbox interface {
 	DeliveryPostponed(ctx context.Context, it mailstore.OutboxItem, next time.Time) error
 	DeliveryHanded(ctx context.Context, it mailstore.OutboxItem, now, next time.Time, cause string) error
 	DeliveryDeferred(ctx context.Context, it mailstore.OutboxItem, next time.Time, cause string) error
-	DeliverInbound(ctx context.Context, account string, sender [32]byte, id [16]byte, head, body []byte, now time.Time) (mailstore.Appended, bool, error)
+	AppendInbound(ctx context.Context, account string, sender [32]byte, id [16]byte, head, body []byte, now time.Time) (mailstore.Appended, bool, error)
 }
 
 // Publisher is an account's node session (a *node.Session) as delivery

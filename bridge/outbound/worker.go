@@ -592,6 +592,6 @@ func (w *Worker) deliverToSelf(ctx context.Context, a accounts.Account, it mails
 	}
 	self := accounts.Contact{Account: a.Name, Name: a.Name, Passport: a.Passport}
 	head, body := mailtext.SplitHead(raw)
-	_, _, err = w.outbox.DeliverInbound(ctx, a.Name, key, it.MessageID, mailtext.InboundCopy(head, self, w.cfg.Domain), body, time.Now())
+	_, _, err = w.outbox.AppendInbound(ctx, a.Name, key, it.MessageID, mailtext.InboundCopy(head, self, w.cfg.Domain), body, time.Now())
 	return err
 }

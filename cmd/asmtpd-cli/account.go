@@ -150,12 +150,12 @@ func newAccountAddCmd(configPath *string) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			mail, err := accounts.OpenMailstore(ctx, f.bridge.DataDir)
+			mailboxes, err := accounts.OpenMailstore(ctx, f.bridge.DataDir)
 			if err != nil {
 				return err
 			}
-			defer mail.Close()
-			a, secret, err := f.reg.CreateAccount(ctx, mail, nodeKey, name, bridgePassword)
+			defer mailboxes.Close()
+			a, secret, err := f.reg.CreateAccount(ctx, mailboxes, nodeKey, name, bridgePassword)
 			if err != nil {
 				return err
 			}

@@ -138,22 +138,22 @@ func writeBridgeStatus(ctx context.Context, w io.Writer, cfg *config.Config, now
 		fmt.Fprintln(w, "accounts: none")
 		return nil
 	}
-	var mail *mailstore.DB
+	var mailboxes *mailstore.DB
 	if _, err := os.Stat(filepath.Join(bc.DataDir, accounts.MailFile)); err == nil {
-		if mail, err = accounts.OpenMailstore(ctx, bc.DataDir); err != nil {
+		if mailboxes, err = accounts.OpenMailstore(ctx, bc.DataDir); err != nil {
 			return err
 		}
-		defer mail.Close()
+		defer mailboxes.Close()
 	}
 	for _, a := range all {
-		if err := writeAccountStatus(ctx, w, reg, mail, bc, a, now); err != nil {
+		if err := writeAccountStatus(ctx, w, reg, mailboxes, bc, a, now); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func writeAccountStatus(ctx context.Context, w io.Writer, reg *accounts.Registry, mail *mailstore.DB, bc bridge.Config, a accounts.Account, now time.Time) error {
+func writeAccountStatus(ctx context.Context, w io.Writer, reg *accounts.Registry, mailboxes *mailstore.DB, bc bridge.Config, a accounts.Account, now time.Time) error {
 	domain := bc.Domain
 	fmt.Fprintf(w, "account %s (%s)\n", a.Name, a.Address(domain))
 	contacts, err := reg.Contacts(ctx, a.Name)
@@ -163,15 +163,15 @@ func writeAccountStatus(ctx context.Context, w io.Writer, reg *accounts.Registry
 	var items []mailstore.OutboxItem
 	var last map[[32]byte]time.Time
 	bounces := 0
-	if mail != nil {
-		if items, err = mail.Outbox(ctx, a.Name); err != nil {
+	if mailboxes != nil {
+		if items, err = mailboxes.Outbox(ctx, a.Name); err != nil {
 			return err
 		}
-		if last, err = mail.LastDeliveries(ctx, a.Name); err != nil {
+		if last, err = mailboxes.LastAppended(ctx, a.Name); err != nil {
 			return err
 		}
 		// The bridge's delivery status notifications (bridge/outbound/dsn.go).
-		if bounces, err = mail.CountHeaderMatches(ctx, a.Name, mailstore.Inbox, "mailer-daemon@", "report-type=delivery-status"); err != nil {
+		if bounces, err = mailboxes.CountHeaderMatches(ctx, a.Name, mailstore.Inbox, "mailer-daemon@", "report-type=delivery-status"); err != nil {
 			return err
 		}
 	}

@@ -34,36 +34,36 @@ func TestStatusDelayWarnings(t *testing.T) {
 	alice := fields(t, mustRun(t, "account", "add", "--config", cfg, "--name", "alice", "--password", "node pw"),
 		"address", "imap", "smtp", "carddav", "username", "password")["address"]
 
-	mail, err := mailstore.Open(ctx, filepath.Join(dir, "bridge", accounts.MailFile))
+	mailboxes, err := mailstore.Open(ctx, filepath.Join(dir, "bridge", accounts.MailFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer mail.Close()
+	defer mailboxes.Close()
 	now := time.Now()
 	enqueue := func(to string, b byte, queued time.Time) mailstore.OutboxItem {
 		t.Helper()
 		r := mailstore.OutboxRecipient{Address: to + "@asmtp", MessageID: [16]byte{b}}
 		r.Passport[0] = b
-		if _, err := mail.Enqueue(ctx, mailstore.Submission{Account: "alice", From: alice, Message: bytes.NewReader([]byte("Subject: hi\r\n\r\nhi\r\n")),
+		if _, err := mailboxes.Enqueue(ctx, mailstore.Submission{Account: "alice", From: alice, Message: bytes.NewReader([]byte("Subject: hi\r\n\r\nhi\r\n")),
 			Recipients: []mailstore.OutboxRecipient{r}}, queued); err != nil {
 			t.Fatal(err)
 		}
-		q, err := mail.Outbox(ctx, "alice")
+		q, err := mailboxes.Outbox(ctx, "alice")
 		if err != nil {
 			t.Fatal(err)
 		}
 		return q[len(q)-1]
 	}
 	lost := enqueue("01000000000000000000000000000000", 1, now.Add(-5*time.Hour))
-	if err := mail.DeliveryDeferred(ctx, lost, now.Add(time.Hour), "passport not found on the ASMTP network"); err != nil {
+	if err := mailboxes.DeliveryDeferred(ctx, lost, now.Add(time.Hour), "passport not found on the ASMTP network"); err != nil {
 		t.Fatal(err)
 	}
 	waiting := enqueue("02000000000000000000000000000000", 2, now.Add(-3*time.Hour))
-	if err := mail.DeliveryHanded(ctx, waiting, now.Add(-3*time.Hour), now.Add(time.Hour), "no holder"); err != nil {
+	if err := mailboxes.DeliveryHanded(ctx, waiting, now.Add(-3*time.Hour), now.Add(time.Hour), "no holder"); err != nil {
 		t.Fatal(err)
 	}
 	young := enqueue("03000000000000000000000000000000", 3, now.Add(-10*time.Minute))
-	if err := mail.DeliveryHanded(ctx, young, now.Add(-10*time.Minute), now.Add(time.Minute), "no holder"); err != nil {
+	if err := mailboxes.DeliveryHanded(ctx, young, now.Add(-10*time.Minute), now.Add(time.Minute), "no holder"); err != nil {
 		t.Fatal(err)
 	}
 

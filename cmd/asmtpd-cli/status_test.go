@@ -103,27 +103,27 @@ func TestStatus(t *testing.T) {
 	if err != nil || len(aliceContacts) != 2 {
 		t.Fatalf("alice's contacts: %v, %v", aliceContacts, err)
 	}
-	mail, err := mailstore.Open(ctx, filepath.Join(dir, "bridge", accounts.MailFile))
+	mailboxes, err := mailstore.Open(ctx, filepath.Join(dir, "bridge", accounts.MailFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer mail.Close()
+	defer mailboxes.Close()
 	now := time.Now()
 	for _, c := range aliceContacts {
-		_, err := mail.Enqueue(ctx, mailstore.Submission{Account: "alice", From: alice, Message: bytes.NewReader([]byte("Subject: hi\r\n\r\nhi\r\n")),
+		_, err := mailboxes.Enqueue(ctx, mailstore.Submission{Account: "alice", From: alice, Message: bytes.NewReader([]byte("Subject: hi\r\n\r\nhi\r\n")),
 			Recipients: []mailstore.OutboxRecipient{{Passport: c.Passport, Address: c.Address("asmtp").String(), MessageID: [16]byte{byte(len(c.Name))}}}}, now)
 		if err != nil {
 			t.Fatal(err)
 		}
 	}
-	items, err := mail.Outbox(ctx, "alice")
+	items, err := mailboxes.Outbox(ctx, "alice")
 	if err != nil || len(items) != 2 {
 		t.Fatalf("outbox: %v, %v", items, err)
 	}
 	for _, it := range items {
 		if it.Address == aliceContacts[1].Address("asmtp").String() && aliceContacts[1].Name == "Carol" ||
 			it.Address == aliceContacts[0].Address("asmtp").String() && aliceContacts[0].Name == "Carol" {
-			if err := mail.DeliveryDeferred(ctx, it, now.Add(5*time.Minute), "passport not found\nyet"); err != nil {
+			if err := mailboxes.DeliveryDeferred(ctx, it, now.Add(5*time.Minute), "passport not found\nyet"); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -133,7 +133,7 @@ func TestStatus(t *testing.T) {
 		bobC = aliceContacts[1]
 	}
 	// A third message, to Bob, given up: its bounce goes to Alice's INBOX.
-	id3, err := mail.Enqueue(ctx, mailstore.Submission{Account: "alice", From: alice, Message: bytes.NewReader([]byte("Subject: lost\r\n\r\nlost\r\n")),
+	id3, err := mailboxes.Enqueue(ctx, mailstore.Submission{Account: "alice", From: alice, Message: bytes.NewReader([]byte("Subject: lost\r\n\r\nlost\r\n")),
 		Recipients: []mailstore.OutboxRecipient{{Passport: bobC.Passport, Address: bob, MessageID: [16]byte{3}}}}, now)
 	if err != nil {
 		t.Fatal(err)
@@ -141,11 +141,11 @@ func TestStatus(t *testing.T) {
 	// Shaped like bridge/outbound/dsn.go's reports.
 	dsn := "From: Mail Delivery System <MAILER-DAEMON@asmtp>\r\nSubject: Undelivered Mail\r\nMIME-Version: 1.0\r\n" +
 		"Content-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\r\n\r\n--b\r\n\r\nfailed\r\n--b--\r\n"
-	if _, err := mail.DeliveryFailed(ctx, mailstore.OutboxItem{OutboxID: id3, Account: "alice", OutboxRecipient: mailstore.OutboxRecipient{Passport: bobC.Passport, Address: bob}}, []byte(dsn), now); err != nil {
+	if _, err := mailboxes.DeliveryFailed(ctx, mailstore.OutboxItem{OutboxID: id3, Account: "alice", OutboxRecipient: mailstore.OutboxRecipient{Passport: bobC.Passport, Address: bob}}, []byte(dsn), now); err != nil {
 		t.Fatal(err)
 	}
 	delivered := time.Date(2026, 11, 25, 11, 19, 0, 0, time.UTC)
-	if _, ok, err := mail.DeliverInbound(ctx, "bob", bobContacts[0].SharedKey, [16]byte{9}, nil, []byte("Subject: hello\r\n\r\nhello\r\n"), delivered); err != nil || !ok {
+	if _, ok, err := mailboxes.AppendInbound(ctx, "bob", bobContacts[0].SharedKey, [16]byte{9}, nil, []byte("Subject: hello\r\n\r\nhello\r\n"), delivered); err != nil || !ok {
 		t.Fatalf("deliver inbound: %v, %v", ok, err)
 	}
 

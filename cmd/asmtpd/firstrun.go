@@ -101,12 +101,12 @@ func createAccount(ctx context.Context, cfg *config.Config, key []byte, name str
 		return err
 	}
 	defer reg.Close()
-	mail, err := accounts.OpenMailstore(ctx, bc.DataDir)
+	mailboxes, err := accounts.OpenMailstore(ctx, bc.DataDir)
 	if err != nil {
 		return err
 	}
-	defer mail.Close()
-	a, token, err := reg.CreateAccount(ctx, mail, key, name, "")
+	defer mailboxes.Close()
+	a, token, err := reg.CreateAccount(ctx, mailboxes, key, name, "")
 	if errors.Is(err, accounts.ErrAccountExists) {
 		// An earlier first run stopped after making the account: give it a
 		// fresh password, since the first one may never have been seen.

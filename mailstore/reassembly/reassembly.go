@@ -7,16 +7,22 @@
 // (sender key, message id, index), so a restart loses none and a
 // duplicate chunk is stored once. Once a message is complete the caller
 // reads its chunks (Chunks), joins them, stores the message and calls
-// MarkDelivered in the same transaction: the (sender, id) pair is recorded
-// as delivered and its chunks dropped, so a message is delivered once,
+// MarkAppended in the same transaction: the (sender, id) pair is recorded
+// as appended and its chunks dropped, so a message is appended once,
 // and chunks or copies arriving later (replays, retries after a crash on
 // the sender's side) are recognised and ignored (Add's ChunkReplay).
 // Limits bound what one scope holds; the messages idle longest give way.
 //
+// Appended means stored where the user reads it (the mailstore's INBOX,
+// asmtp-cli's messages); the table keeping that record is
+// inbound_delivered, its name from before the word was settled. Node
+// deliveries (asmtp/node's pushes to a session) and outbound delivery
+// (mailstore's outbox) are other things.
+//
 // The package owns the SQL, not the schema: the caller's database has the
 // two tables of Schema (the mailstore adds foreign keys to its accounts),
 // and every function runs on the caller's connection or transaction, so
-// that storing a finished message and recording it delivered commit
+// that storing a finished message and recording it appended commit
 // together. Keys, ids and data are opaque bytes here; the message format
 // (asmtp/mail) gives them their meaning.
 package reassembly
@@ -55,7 +61,7 @@ CREATE INDEX inbound_delivered_age ON inbound_delivered(account, delivered_at);
 `
 
 // Querier is what both *sql.DB and *sql.Tx offer. Functions that change
-// more than one row need a transaction (Add, Expire, MarkDelivered).
+// more than one row need a transaction (Add, Expire, MarkAppended).
 type Querier interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
@@ -90,7 +96,7 @@ const (
 	ChunkHeld      Status = iota + 1 // stored; the message is not complete
 	ChunkComplete                    // every chunk of the message is held: read them with Chunks
 	ChunkDuplicate                   // already held, message still incomplete; ignored
-	ChunkReplay                      // the message was already delivered; ignored
+	ChunkReplay                      // the message was already appended; ignored
 )
 
 // Pending describes an incomplete message in the buffer.
@@ -114,16 +120,16 @@ type Result struct {
 var ErrMismatch = errors.New("chunk disagrees with the chunks held for its message")
 
 // Add stores one chunk of a multi-chunk message received at now, in tx.
-// A chunk of a message already delivered is a replay and a chunk already
+// A chunk of a message already appended is a replay and a chunk already
 // held a duplicate; neither is stored. When the chunk completes the
-// message (or the message was complete but not yet delivered, after a
+// message (or the message was complete but not yet appended, after a
 // crash), the status is ChunkComplete and the caller reads the chunks and
-// delivers the message (MarkDelivered).
+// appends the message (MarkAppended).
 func Add(ctx context.Context, tx Querier, scope string, c Chunk, now time.Time, lim Limits) (Result, error) {
 	if lim.MaxMessages < 1 || lim.MaxBytes < int64(len(c.Data)) {
 		return Result{}, fmt.Errorf("add chunk: limits %+v cannot hold a %d-byte chunk", lim, len(c.Data))
 	}
-	if delivered, err := Delivered(ctx, tx, scope, c.Sender, c.ID); err != nil || delivered {
+	if appended, err := Appended(ctx, tx, scope, c.Sender, c.ID); err != nil || appended {
 		return Result{Status: ChunkReplay}, err
 	}
 	held, err := heldChunks(ctx, tx, scope, c.Sender, c.ID)
@@ -275,7 +281,7 @@ func Chunks(ctx context.Context, q Querier, scope string, sender [32]byte, id [1
 }
 
 // Complete lists the messages whose chunks are all held but which were
-// not delivered (a crash between the last chunk and MarkDelivered).
+// not appended (a crash between the last chunk and MarkAppended).
 func Complete(ctx context.Context, q Querier, scope string) ([]Pending, error) {
 	return pendingMessages(ctx, q, scope, "held >= count")
 }
@@ -295,10 +301,10 @@ func Expire(ctx context.Context, tx Querier, scope string, idleSince time.Time) 
 	return out, nil
 }
 
-// MarkDelivered records (sender, id) as delivered at now and drops its
+// MarkAppended records (sender, id) as appended at now and drops its
 // chunks; the caller stores the message in the same transaction tx. It
-// reports false, and changes nothing, if it was delivered before.
-func MarkDelivered(ctx context.Context, tx Querier, scope string, sender [32]byte, id [16]byte, now time.Time) (bool, error) {
+// reports false, and changes nothing, if it was appended before.
+func MarkAppended(ctx context.Context, tx Querier, scope string, sender [32]byte, id [16]byte, now time.Time) (bool, error) {
 	res, err := tx.ExecContext(ctx, `INSERT INTO inbound_delivered (account, sender, message_id, delivered_at) VALUES (?, ?, ?, ?)
 		ON CONFLICT DO NOTHING`, scope, sender[:], id[:], now.UnixMilli())
 	if err != nil {
@@ -316,9 +322,9 @@ func Held(ctx context.Context, q Querier, scope string, sender [32]byte, id [16]
 	return h.n, err
 }
 
-// Delivered reports whether (sender, id) was delivered and the record is
-// still kept (ForgetDelivered).
-func Delivered(ctx context.Context, q Querier, scope string, sender [32]byte, id [16]byte) (bool, error) {
+// Appended reports whether (sender, id) was appended and the record is
+// still kept (ForgetAppended).
+func Appended(ctx context.Context, q Querier, scope string, sender [32]byte, id [16]byte) (bool, error) {
 	var one int
 	err := q.QueryRowContext(ctx, "SELECT 1 FROM inbound_delivered WHERE account = ? AND sender = ? AND message_id = ?",
 		scope, sender[:], id[:]).Scan(&one)
@@ -328,9 +334,9 @@ func Delivered(ctx context.Context, q Querier, scope string, sender [32]byte, id
 	return err == nil, err
 }
 
-// ForgetDelivered bounds the record of delivered messages: it keeps the
+// ForgetAppended bounds the record of appended messages: it keeps the
 // scope's newest keep entries and returns how many it forgot.
-func ForgetDelivered(ctx context.Context, tx Querier, scope string, keep int) (int64, error) {
+func ForgetAppended(ctx context.Context, tx Querier, scope string, keep int) (int64, error) {
 	res, err := tx.ExecContext(ctx, `DELETE FROM inbound_delivered WHERE account = ? AND delivered_at <
 		(SELECT delivered_at FROM inbound_delivered WHERE account = ? ORDER BY delivered_at DESC LIMIT 1 OFFSET ?)`,
 		scope, scope, max(keep-1, 0))

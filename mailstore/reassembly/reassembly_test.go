@@ -11,7 +11,7 @@ import (
 )
 
 // On a database that has only Schema (as asmtp-cli's), a message is
-// reassembled, delivered once, its copies ignored as replays, and chunks
+// reassembled, appended once, its copies ignored as replays, and chunks
 // of a message that never completes expire. The mailstore's tests cover
 // the limits.
 func TestOnSchemaAlone(t *testing.T) {
@@ -51,21 +51,21 @@ func TestOnSchemaAlone(t *testing.T) {
 		t.Fatalf("Chunks: %+v, %v", cs, err)
 	}
 	for i, want := range []bool{true, false} {
-		if ok, err := MarkDelivered(ctx, db, "", [32]byte{1}, [16]byte{1}, t0); err != nil || ok != want {
-			t.Fatalf("MarkDelivered #%d: %v, %v; want %v", i+1, ok, err, want)
+		if ok, err := MarkAppended(ctx, db, "", [32]byte{1}, [16]byte{1}, t0); err != nil || ok != want {
+			t.Fatalf("MarkAppended #%d: %v, %v; want %v", i+1, ok, err, want)
 		}
 	}
 	if n, err := Held(ctx, db, "", [32]byte{1}, [16]byte{1}); err != nil || n != 0 {
-		t.Fatalf("chunks held after delivery: %d, %v", n, err)
+		t.Fatalf("chunks held once appended: %d, %v", n, err)
 	}
 	if res, err := Add(ctx, db, "", chunk(1, 1), t0, lim); err != nil || res.Status != ChunkReplay {
-		t.Fatalf("a copy after delivery: %+v, %v; want a replay", res, err)
+		t.Fatalf("a copy once appended: %+v, %v; want a replay", res, err)
 	}
 	dropped, err := Expire(ctx, db, "", t0.Add(time.Second))
 	if err != nil || len(dropped) != 1 || dropped[0].ID[0] != 2 || dropped[0].Held != 1 {
 		t.Fatalf("Expire: %+v, %v; want message 2", dropped, err)
 	}
-	if n, err := ForgetDelivered(ctx, db, "", 1); err != nil || n != 0 {
-		t.Fatalf("ForgetDelivered keeping 1 of 1: %d, %v", n, err)
+	if n, err := ForgetAppended(ctx, db, "", 1); err != nil || n != 0 {
+		t.Fatalf("ForgetAppended keeping 1 of 1: %d, %v", n, err)
 	}
 }

@@ -66,64 +66,19 @@ func run(messages, runs, logins int) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-
-	store, err := mailstore.Open(ctx, filepath.Join(dir, "bridge.db"))
+	bridge, stop, err := startBridge(ctx, dir)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
-	const user, token = "bench", "bench-token-0123456789"
-	if err := store.CreateAccount(ctx, user); err != nil {
-		return err
-	}
-	srv, err := imapserver.New(imapserver.Options{
-		Store:         store,
-		Authenticator: auth.NewTokenAuthenticator(map[string]string{user: token}),
-		Logger:        slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	if err != nil {
-		return err
-	}
-	ln, err := srv.Listen("127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	go srv.Serve(ln)
-	defer srv.Close()
-
+	defer stop()
 	dove, err := dovecotref.Start(ctx, filepath.Join(dir, "dovecot"))
 	if err != nil {
 		return err
 	}
 	defer dove.Stop()
 
-	targets := []target{
-		{"bridge", ln.Addr().String(), user, token},
-		{"dovecot", dove.Addr, user, dovecotref.Password},
-	}
-	var rows []row
-	measure := func(name string, fn func(t target) ([]time.Duration, error)) error {
-		r := row{name: name, unit: "time"}
-		for i, t := range targets {
-			samples, err := fn(t)
-			if err != nil {
-				return fmt.Errorf("%s on %s: %w", name, t.name, err)
-			}
-			r.cold[i] = samples[0]
-			warm := samples
-			if len(samples) > 1 {
-				warm = samples[1:]
-			}
-			med := median(warm)
-			if i == 0 {
-				r.bridge = med
-			} else {
-				r.dove = med
-			}
-		}
-		rows = append(rows, r)
-		return nil
-	}
+	tb := &table{targets: []target{bridge, {"dovecot", dove.Addr, bridge.user, dovecotref.Password}}}
+	measure := tb.measure
 
 	fmt.Fprintf(os.Stderr, "loading %d messages into each server...\n", messages)
 	if err := measure(fmt.Sprintf("APPEND %d (pipelined, per message)", messages), func(t target) ([]time.Duration, error) {
@@ -169,6 +124,73 @@ func run(messages, runs, logins int) error {
 		return err
 	}
 
+	printRows(tb.rows)
+	return nil
+}
+
+// table is the rows measured on both targets, bridge first.
+type table struct {
+	targets []target
+	rows    []row
+}
+
+// measure adds the row name: fn's samples on each target, the first run
+// cold and the median of the others.
+func (tb *table) measure(name string, fn func(t target) ([]time.Duration, error)) error {
+	r := row{name: name, unit: "time"}
+	for i, t := range tb.targets {
+		samples, err := fn(t)
+		if err != nil {
+			return fmt.Errorf("%s on %s: %w", name, t.name, err)
+		}
+		r.cold[i] = samples[0]
+		warm := samples
+		if len(samples) > 1 {
+			warm = samples[1:]
+		}
+		med := median(warm)
+		if i == 0 {
+			r.bridge = med
+		} else {
+			r.dove = med
+		}
+	}
+	tb.rows = append(tb.rows, r)
+	return nil
+}
+
+// startBridge runs the bridge's IMAP server over a new store in dir, with
+// one account, until stop.
+func startBridge(ctx context.Context, dir string) (t target, stop func(), err error) {
+	store, err := mailstore.Open(ctx, filepath.Join(dir, "bridge.db"))
+	if err != nil {
+		return t, nil, err
+	}
+	const user, token = "bench", "bench-token-0123456789"
+	if err := store.CreateAccount(ctx, user); err != nil {
+		store.Close()
+		return t, nil, err
+	}
+	srv, err := imapserver.New(imapserver.Options{
+		Store:         store,
+		Authenticator: auth.NewTokenAuthenticator(map[string]string{user: token}),
+		Logger:        slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		store.Close()
+		return t, nil, err
+	}
+	ln, err := srv.Listen("127.0.0.1:0")
+	if err != nil {
+		store.Close()
+		return t, nil, err
+	}
+	go srv.Serve(ln)
+	return target{"bridge", ln.Addr().String(), user, token}, func() { srv.Close(); store.Close() }, nil
+}
+
+// printRows prints the table of rows with their ratios.
+func printRows(rows []row) {
 	fmt.Printf("\n%-52s %14s %14s %8s\n", "row (median of warm runs)", "bridge", "dovecot", "ratio")
 	for _, r := range rows {
 		ratio := float64(r.bridge) / float64(r.dove)
@@ -182,7 +204,6 @@ func run(messages, runs, logins int) error {
 		fmt.Println()
 	}
 	fmt.Println("\nratio = bridge / dovecot time; below 1.00 the bridge is faster. Goal: at most 1.5 on every row, IDLE below 1.")
-	return nil
 }
 
 func fmtDur(d time.Duration) string {

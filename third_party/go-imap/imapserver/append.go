@@ -127,6 +127,9 @@ func (c *Conn) writeAppendOK(tag string, data *imap.AppendData) error {
 	enc := newResponseEncoder(c)
 	defer enc.end()
 
+	if err := c.writePendingHighestModSeq(enc.Encoder); err != nil {
+		return err
+	}
 	enc.Atom(tag).SP().Atom("OK").SP()
 	if data != nil && len(data.UIDs) > 0 {
 		enc.Special('[')

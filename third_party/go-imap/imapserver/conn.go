@@ -46,6 +46,8 @@ type Conn struct {
 
 	state   imap.ConnState
 	session Session
+
+	highestModSeq uint64 // for the tagged response; see UpdateWriter.WriteHighestModSeq
 }
 
 func newConn(c net.Conn, server *Server) *Conn {
@@ -329,7 +331,7 @@ func (c *Conn) readCommand(dec *imapwire.Decoder) error {
 			Text: fmt.Sprintf("%v completed", name),
 		}
 	}
-	return c.writeStatusResp(tag, resp)
+	return c.writeTaggedStatus(tag, resp)
 }
 
 func (c *Conn) handleNoop(dec *imapwire.Decoder) error {
@@ -490,7 +492,7 @@ func (c *Conn) poll(cmd string) error {
 		allowExpunge = false
 	}
 
-	w := &UpdateWriter{conn: c, allowExpunge: allowExpunge}
+	w := &UpdateWriter{conn: c, allowExpunge: allowExpunge, deferModSeq: true}
 	return c.session.Poll(w, allowExpunge)
 }
 
@@ -587,6 +589,7 @@ func newClientBugError(text string) error {
 type UpdateWriter struct {
 	conn         *Conn
 	allowExpunge bool
+	deferModSeq  bool // a command's poll, not IDLE: see WriteHighestModSeq
 }
 
 // WriteExpunge writes an EXPUNGE response.

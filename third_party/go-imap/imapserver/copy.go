@@ -35,6 +35,8 @@ func (c *Conn) writeCopyOK(tag string, data *imap.CopyData) error {
 
 	if tag == "" {
 		tag = "*"
+	} else if err := c.writePendingHighestModSeq(enc.Encoder); err != nil {
+		return err
 	}
 
 	enc.Atom(tag).SP().Atom("OK").SP()
