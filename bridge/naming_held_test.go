@@ -1,0 +1,87 @@
+package bridge
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/asmtp/asmtp/asmtp/mail"
+	"github.com/asmtp/asmtp/bridge/accounts/accountstest"
+	"github.com/asmtp/asmtp/bridge/outbound"
+	"github.com/asmtp/asmtp/internal/wait"
+	"github.com/asmtp/asmtp/mailstore"
+)
+
+// TestNamingV2HeldChunksFlushed: a naming-v2 mail (on bob's inbox, which
+// names no contact) whose chunks leave the bridge's memory for the
+// reassembly buffer before its last chunk comes still arrives, once,
+// byte for byte: when the last chunk is late (HeldFlushAfter), also with
+// bob's site restarted while the chunks wait in the buffer, and when the
+// held chunks overflow the memory for incomplete messages.
+func TestNamingV2HeldChunksFlushed(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		late     bool // alice's bridge publishes the last chunk only once bob's buffer holds the others
+		restart  bool // bob's site restarts before the last chunk comes
+		maxBytes int64
+	}{
+		{name: "late last chunk", late: true},
+		{name: "late last chunk across a restart", late: true, restart: true},
+		{name: "held memory overflow", maxBytes: 3 * mail.ChunkDataSize},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			relay := startRelay(t)
+			a, c := newSite(t, relay), newSite(t, relay)
+			a.namingV2, c.namingV2 = true, true
+			a.delivery.RetryWindow = time.Minute
+			c.delivery.MaxPendingBytes = tc.maxBytes
+			alice, pw := a.AddAccount(t, "alice")
+			bob, _ := c.AddAccount(t, "bob")
+			befriend(t, a, "alice", "Alice", c, "bob", "Bob")
+			var once sync.Once
+			fourOut, release := make(chan [16]byte, 1), make(chan struct{})
+			if tc.late {
+				a.delivery.hook = func(stage string, it mailstore.OutboxItem, chunk int) {
+					if stage == "published" && chunk == outbound.PublishBatchChunks {
+						fourOut <- it.MessageID
+						<-release
+					}
+				}
+			}
+			a.start()
+			c.start()
+			t.Cleanup(func() { once.Do(func() { close(release) }) }) // before the sites stop
+			from, to := alice.Address("asmtp").String(), bob.Address("asmtp").String()
+
+			text := strings.Repeat("Forty-two bytes of text in every line.\r\n", 6900) // 5 chunks
+			sent := sendMails(t, a, pw, from, to, text, "five parts")
+			if tc.late {
+				id := <-fourOut
+				wait.Until(t, 10*time.Second, "four chunks in bob's reassembly buffer", func() bool {
+					held, err := c.Mail.Chunks(context.Background(), "bob", accountstest.OwnSharedKey(t, alice), id)
+					return err == nil && len(held) == outbound.PublishBatchChunks
+				}, c.stats)
+				if tc.restart {
+					c.stop()
+					c.start()
+				}
+				once.Do(func() { close(release) })
+			}
+			wait.Until(t, 30*time.Second, "the mail at bob", func() bool { return c.inboxCount("bob") == 1 }, a.stats, c.stats)
+			wait.Until(t, 10*time.Second, "alice's outbox empty", func() bool {
+				q, err := a.Mail.Outbox(context.Background(), "alice")
+				return err == nil && len(q) == 0
+			})
+			msgs := c.inbox("bob")
+			if len(msgs) != 1 {
+				t.Fatalf("bob has %d mails, want 1: %s", len(msgs), subjects(t, msgs))
+			}
+			if want := body(sent["five parts"]); !bytes.Equal(body(msgs[0]), want) {
+				t.Errorf("body changed on the way: %d bytes, sent %d", len(body(msgs[0])), len(want))
+			}
+		})
+	}
+}
