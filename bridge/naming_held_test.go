@@ -149,3 +149,53 @@ func TestNamingV2BufferedChunksSurviveCrash(t *testing.T) {
 		t.Errorf("%d chunks left in the buffer after delivery", n)
 	}
 }
+
+// logBuffer collects a bridge's logs for a test to look through.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) has(s string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return bytes.Contains(b.buf.Bytes(), []byte(s))
+}
+
+// TestNamingV2HeldChunksOfRemovedContact: bob removes alice while chunks
+// of her mail are held in memory; when they are due for the reassembly
+// buffer they are dropped, and the bridge says so.
+func TestNamingV2HeldChunksOfRemovedContact(t *testing.T) {
+	relay := startRelay(t)
+	a, c := newSite(t, relay), newSite(t, relay)
+	a.namingV2, c.namingV2 = true, true
+	a.delivery.RetryWindow = time.Minute
+	logs := &logBuffer{}
+	c.logs = logs
+	alice, pw := a.AddAccount(t, "alice")
+	bob, _ := c.AddAccount(t, "bob")
+	befriend(t, a, "alice", "Alice", c, "bob", "Bob")
+	_, release := lastChunkHeldBack(t, a)
+	a.start()
+	c.start()
+	t.Cleanup(release) // before the sites stop
+
+	text := strings.Repeat("Forty-two bytes of text in every line.\r\n", 6900) // 5 chunks
+	sendMails(t, a, pw, alice.Address("asmtp").String(), bob.Address("asmtp").String(), text, "five parts")
+	wait.Until(t, 30*time.Second, "chunks held at bob", func() bool { return logs.has("chunks of a message held in memory") }, c.stats)
+	if err := c.Reg.RemoveContact(context.Background(), "bob", "Alice"); err != nil {
+		t.Fatal(err)
+	}
+	wait.Until(t, 10*time.Second, "a warning that the held chunks were dropped", func() bool {
+		return logs.has(`level=WARN msg="bridge: held chunks of a sender no longer a contact dropped"`)
+	})
+	if n := c.inboxCount("bob"); n != 0 {
+		t.Errorf("bob has %d mails from a removed contact", n)
+	}
+}

@@ -340,6 +340,7 @@ func (w *Worker) take(ctx context.Context, c accounts.Contact, m node.Stored, ch
 		hm := &heldMessage{topic: m.Topic, first: m.Cursor, since: time.Now(), kind: ch.Kind, total: ch.Total,
 			chunks: make([]mail.Chunk, ch.Count), have: make([]bool, ch.Count)}
 		w.held[heldKey{ch.Sender, ch.ID}] = hm
+		w.log.Debug("bridge: chunks of a message held in memory", "sender", ch.Sender, "chunks", ch.Count)
 		if len(w.held) == 1 {
 			w.flushT.Reset(HeldFlushAfter)
 		}
