@@ -302,13 +302,14 @@ func (n *Node) scheduleCatchUp(c catchUp) {
 
 // catchUpLoop runs the catch-ups once per gossip round, so that the first
 // exchanges have found subscribers. It paces queries per peer below the
-// peer's request rate (assuming it runs our defaults).
+// peer's request rate (assuming it runs our defaults): a peer drops the
+// queries over its rate and quarantines a node that keeps sending them,
+// which would cut it off from what the peer holds for it (mayQuery).
 func (n *Node) catchUpLoop(ctx context.Context) {
 	t := time.NewTicker(n.cfg.GossipInterval)
 	defer t.Stop()
 	var waiting []catchUp
 	var sent []sentCatchUp
-	perRound := max(1, n.cfg.QueryBurst/2)
 	for {
 		select {
 		case <-ctx.Done():
@@ -317,15 +318,13 @@ func (n *Node) catchUpLoop(ctx context.Context) {
 			waiting = queueCatchUp(waiting, c)
 		case m := <-n.answerMarks:
 			applyMark(sent, m)
-		case s := <-n.directCatchUps:
-			sent = append(sent, s)
 		case now := <-t.C:
 			waiting, sent = n.settleCatchUps(waiting, sent, now)
 			for _, c := range n.dueInboxLosses(now) {
 				waiting = queueCatchUp(waiting, c)
 			}
 			var out []sentCatchUp
-			waiting, out = n.catchUpRound(ctx, waiting, perRound, now)
+			waiting, out = n.catchUpRound(ctx, waiting, now)
 			sent = append(sent, out...)
 		}
 	}
@@ -352,7 +351,7 @@ func queueCatchUp(waiting []catchUp, c catchUp) []catchUp {
 
 // catchUpRound sends the queries it can this round. It returns the
 // catch-ups still waiting and the owed ones it sent (to settle).
-func (n *Node) catchUpRound(ctx context.Context, waiting []catchUp, perRound int, now time.Time) ([]catchUp, []sentCatchUp) {
+func (n *Node) catchUpRound(ctx context.Context, waiting []catchUp, now time.Time) ([]catchUp, []sentCatchUp) {
 	sent := make(map[keys.PublicKey]int) // bounded by the waiting list × CatchUpPeers
 	var still []catchUp
 	var out []sentCatchUp
@@ -363,7 +362,7 @@ func (n *Node) catchUpRound(ctx context.Context, waiting []catchUp, perRound int
 		peers := n.catchUpPeers(c)
 		busy := false
 		for _, p := range peers {
-			busy = busy || sent[p] >= perRound
+			busy = busy || !n.mayQuery(p, now)
 		}
 		switch {
 		case busy:
@@ -535,6 +534,19 @@ func (n *Node) catchUpPeers(c catchUp) []keys.PublicKey {
 	return nil
 }
 
+// mayQuery reports whether a query to p now stays under p's request
+// rate. The link's queries bucket mirrors the peer's requests bucket for
+// it (both start with the link) with half its burst, leaving the peer's
+// other requests (GetPassport) and network jitter a margin. A peer
+// without a link gets a fresh link and bucket. Called by catchUpLoop only,
+// which owns the buckets.
+func (n *Node) mayQuery(p keys.PublicKey, now time.Time) bool {
+	n.mu.Lock()
+	l := n.links[p]
+	n.mu.Unlock()
+	return l == nil || l.queries.ready(now)
+}
+
 // queryPeer asks p for c's messages and returns the link the query was
 // queued on (nil if it was not). Our own gossip goes first on the same
 // link (when first is set), so that p knows we subscribe to the topic
@@ -544,6 +556,9 @@ func (n *Node) queryPeer(ctx context.Context, p keys.PublicKey, c catchUp, first
 	if err != nil {
 		n.log.Debug("catch-up: no link", "peer", p, "err", err)
 		return nil
+	}
+	if ok, _ := l.queries.take(time.Now()); !ok {
+		return nil // a new link replaced the one mayQuery judged: next round
 	}
 	if first && !l.enqueue(ctx, wire.Gossip{Gossip: n.overlay.ownGossip()}, n.cfg.WriteTimeout) {
 		return nil

@@ -67,7 +67,10 @@ type link struct {
 	// Owned by the link's reading goroutine.
 	greeted  bool // the peer's own gossip came on this link
 	requests tokenBucket
-	pages    map[topic.Topic]queryPage // user links: where full answers stopped (userlink.go)
+	// queries paces our catch-up queries on the link below the peer's
+	// requests bucket for it (owned by catchUpLoop, catchup.go).
+	queries tokenBucket
+	pages   map[topic.Topic]queryPage // user links: where full answers stopped (userlink.go)
 	// User links: OpPublishTo hints and OpKeepPassport ids (userlink.go).
 	publishTo     map[topic.Topic]*PeerAddr
 	keepPassports map[passport.Hash]struct{}
@@ -88,6 +91,7 @@ func newLink(n *Node, remote keys.PublicKey, user bool, addr string) *link {
 		up:         make(chan struct{}),
 		done:       make(chan struct{}),
 		requests:   newTokenBucket(n.cfg.QueryRate, n.cfg.QueryBurst, time.Now()),
+		queries:    newTokenBucket(n.cfg.QueryRate, max(1, n.cfg.QueryBurst/2), time.Now()),
 		created:    time.Now(),
 		solicitMax: n.solicitBytes(),
 	}
@@ -195,6 +199,11 @@ type tokenBucket struct {
 
 func newTokenBucket(rate float64, burst int, now time.Time) tokenBucket {
 	return tokenBucket{rate: rate, burst: float64(burst), tokens: float64(burst), last: now}
+}
+
+// ready reports whether take would spend a token at now, without spending it.
+func (b *tokenBucket) ready(now time.Time) bool {
+	return min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate) >= 1
 }
 
 // take spends one token if there is one; otherwise it returns how long

@@ -6,7 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/asmtp/asmtp/asmtp/gossip"
 	"github.com/asmtp/asmtp/asmtp/keys"
 	"github.com/asmtp/asmtp/asmtp/passport"
 	"github.com/asmtp/asmtp/asmtp/topic"
@@ -52,8 +51,6 @@ const (
 	// maxHeldPending bounds the held topics the node still tries to hand
 	// over; beyond it a new one is left to the recipient's catch-up.
 	maxHeldPending = 4096
-	// maxDirectCatchUps bounds the CatchUp queries waiting to be followed.
-	maxDirectCatchUps = 64
 )
 
 // RegisterInbox registers t for the user as an inbox topic (§16.3): the
@@ -145,19 +142,17 @@ func (s *Session) CatchUp(ctx context.Context, t topic.Topic, from PeerAddr, sin
 		return fmt.Errorf("catch up %s: %s is this node", t, from.ID)
 	}
 	n.noteDialHint(from)
-	c := catchUp{topic: t, since: since, peer: from.ID, direct: true}
-	l := n.queryPeer(ctx, from.ID, c, true)
-	if l == nil {
-		return fmt.Errorf("catch up %s from %s: no link", t, from.ID)
-	}
-	// Followed until an answer completes, and asked again if the link
-	// goes first (catchup.go); too many at once are only sent.
-	q := wire.QueryTopicMessages{Topic: t, Since: gossip.FromTime(since)}
+	// Queued for catchUpLoop, which paces the queries below from's
+	// request rate: a bridge asks for every inbox of every contact at
+	// start, and sent at once they would get this node quarantined by
+	// the very nodes holding its mail. The loop follows the query until
+	// an answer completes and asks again if the link goes first.
 	select {
-	case n.directCatchUps <- sentCatchUp{catchUp: c, query: q, links: []*link{l}, marks: make([]wire.AnswerStatus, 1), sentAt: time.Now()}:
+	case n.catchUps <- catchUp{topic: t, since: since, peer: from.ID, direct: true}:
+		return nil
 	default:
+		return fmt.Errorf("catch up %s from %s: too many catch-ups waiting", t, from.ID)
 	}
-	return nil
 }
 
 // KeepPassport stores a passport like PutPassport but without subscribing

@@ -199,11 +199,8 @@ type Node struct {
 	owedAtStart map[topic.Topic]time.Time
 
 	catchUps chan catchUp
-	// directCatchUps hands catchUpLoop the queries Session.CatchUp sent,
-	// to follow until their answers complete.
-	directCatchUps chan sentCatchUp
-	owed           owedCatchUps          // catch-ups not complete yet, saved by persist
-	toStore        chan store.NewMessage // relayed messages for storeLoop
+	owed     owedCatchUps          // catch-ups not complete yet, saved by persist
+	toStore  chan store.NewMessage // relayed messages for storeLoop
 	// storeQueued counts messages handed to storeLoop, storeDone those it
 	// committed: a catch-up completes only once what it read is stored.
 	storeQueued, storeDone atomic.Uint64
@@ -255,21 +252,20 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{
-		ready:          make(chan struct{}),
-		cfg:            cfg,
-		id:             keys.Public(cfg.Key),
-		log:            cfg.Logger,
-		seen:           newSeenCache(cfg.KnownMessageCacheSize),
-		strikes:        newQuarantine(cfg.QuarantineDuration),
-		catchUps:       make(chan catchUp, poldercast.MaxSubscriptions),
-		directCatchUps: make(chan sentCatchUp, maxDirectCatchUps),
-		toStore:        make(chan store.NewMessage, MaxStoreBatch),
-		links:          make(map[keys.PublicKey]*link),
-		users:          make(map[keys.PublicKey]struct{}),
-		sessions:       make(map[keys.PublicKey]map[*Session]struct{}),
-		regs:           make(map[topic.Topic]map[keys.PublicKey]struct{}),
-		lost:           make(map[keys.PublicKey]time.Time),
-		owed:           owedCatchUps{m: make(map[topic.Topic][]owedEntry)},
+		ready:    make(chan struct{}),
+		cfg:      cfg,
+		id:       keys.Public(cfg.Key),
+		log:      cfg.Logger,
+		seen:     newSeenCache(cfg.KnownMessageCacheSize),
+		strikes:  newQuarantine(cfg.QuarantineDuration),
+		catchUps: make(chan catchUp, poldercast.MaxSubscriptions),
+		toStore:  make(chan store.NewMessage, MaxStoreBatch),
+		links:    make(map[keys.PublicKey]*link),
+		users:    make(map[keys.PublicKey]struct{}),
+		sessions: make(map[keys.PublicKey]map[*Session]struct{}),
+		regs:     make(map[topic.Topic]map[keys.PublicKey]struct{}),
+		lost:     make(map[keys.PublicKey]time.Time),
+		owed:     owedCatchUps{m: make(map[topic.Topic][]owedEntry)},
 	}
 	n.answerMarks, n.answerSlots = make(chan answerMark, maxAnswerMarks), newAnswerSlots()
 	n.log = n.log.With("node", n.id.String()[:8])
