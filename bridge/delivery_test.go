@@ -150,9 +150,11 @@ type site struct {
 	// the tests of the v1 paths leave it off. cardWait is Config.CardWait.
 	namingV2 bool
 	cardWait time.Duration
-	node     *node.Node
-	bridge   *Bridge
-	halt     func()
+	// refresh is Config.RefreshInterval; zero: 200 ms.
+	refresh time.Duration
+	node    *node.Node
+	bridge  *Bridge
+	halt    func()
 }
 
 // testDelivery retries fast and gives up after a few seconds.
@@ -224,7 +226,11 @@ func (s *site) start() {
 	if s.beforeBridge != nil {
 		s.beforeBridge(n)
 	}
-	b, err := New(Config{DataDir: s.Dir, IMAPAddr: "127.0.0.1:0", SMTPAddr: "127.0.0.1:0", RefreshInterval: 200 * time.Millisecond,
+	refresh := s.refresh
+	if refresh == 0 {
+		refresh = 200 * time.Millisecond
+	}
+	b, err := New(Config{DataDir: s.Dir, IMAPAddr: "127.0.0.1:0", SMTPAddr: "127.0.0.1:0", RefreshInterval: refresh,
 		Delivery: s.delivery, Logger: accountstest.Logger(), rotationGrace: s.rotationGrace, NamingV1: !s.namingV2, CardWait: s.cardWait}, n, s.NodeKey)
 	if err != nil {
 		stopNode()

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -96,11 +97,27 @@ type Account struct {
 	mu       sync.Mutex
 	caughtUp bool        // the past days' inboxes were caught up since the start
 	key      noise.XKey  // the account's shared secret: opens cards and inbox mail
+	oldKey   *noise.XKey // the secret before the last rotation: opens what contacts sealed before they learned of it
 	blocks   []byte      // the passport the key was read with
 	bucket   topic.Topic // the account's own intro bucket, subscribed
 	previous topic.Topic // the bucket at the width before the last change, kept until prevEnd
 	prevEnd  time.Time
 	inboxes  map[topic.Topic]time.Time // subscribed inbox topics, with the end of their day (+ overlap)
+}
+
+// Seed is the account's inbox seed.
+func (n *Account) Seed() topic.InboxSeed {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.seed
+}
+
+// told is what a card sent now tells a contact: the seed, and the passport
+// whose key seals it.
+func (n *Account) told() (topic.InboxSeed, []byte) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.seed, n.blocks
 }
 
 // IsInbox reports whether t is one of the account's subscribed inboxes.
@@ -139,6 +156,21 @@ func (n *Account) Key() noise.XKey {
 	return n.key
 }
 
+// Open opens a content sealed to the account's current shared key or, a
+// contact not having learned of the last rotation yet, to the one before.
+func (n *Account) Open(sealed []byte) (keys.SharedKey, []byte, error) {
+	n.mu.Lock()
+	key, old := n.key, n.oldKey
+	n.mu.Unlock()
+	sender, p, err := key.Open(sealed)
+	if err != nil && old != nil {
+		if s, q, oldErr := old.Open(sealed); oldErr == nil {
+			return s, q, nil
+		}
+	}
+	return sender, p, err
+}
+
 // Start reads the account's seed (drawn the first time) and key when it
 // comes on the node (presence.Config.Attached); nil when the seed cannot
 // be read (logged: the account then receives only from v1 contacts until
@@ -172,10 +204,13 @@ func (b *Accounts) Reconciled(ctx context.Context, a accounts.Account, _ *node.S
 }
 
 // refreshKey reads the account's shared secret again when its passport
-// changed (a rotation).
+// changed (a rotation), keeping the one before to open what contacts
+// sealed before they learned of the rotation, and gives the node the new
+// passport, which answers lookups with it.
 func (n *Account) refreshKey(ctx context.Context, a accounts.Account) error {
 	n.mu.Lock()
-	same := n.blocks != nil && string(n.blocks) == string(a.Blocks)
+	first := n.blocks == nil
+	same := !first && string(n.blocks) == string(a.Blocks)
 	n.mu.Unlock()
 	if same {
 		return nil
@@ -184,7 +219,16 @@ func (n *Account) refreshKey(ctx context.Context, a accounts.Account) error {
 	if err != nil {
 		return err
 	}
+	if !first {
+		if _, err := n.session.KeepPassport(ctx, a.Blocks); err != nil {
+			return fmt.Errorf("keep the rotated passport: %w", err)
+		}
+	}
 	n.mu.Lock()
+	if !first {
+		old := n.key
+		n.oldKey = &old
+	}
 	n.key, n.blocks = noise.NewXKey(s.SharedSecret), append([]byte(nil), a.Blocks...)
 	n.mu.Unlock()
 	return nil
@@ -221,11 +265,20 @@ func (b *Accounts) reconcileNaming(ctx context.Context, a accounts.Account, n *A
 		b.log.Error("bridge: read contacts", "account", a.Name, "err", err)
 		return
 	}
+	sent, err := b.reg.SentTo(ctx, a.Name)
+	if err != nil {
+		b.log.Error("bridge: read what the contacts were told", "account", a.Name, "err", err)
+		return
+	}
 	for _, c := range contacts {
 		if c.Pending() {
 			continue
 		}
 		nm := namings[c.Passport]
+		if nm.Scheme == accounts.SchemeV2 {
+			told, known := sent[c.Passport]
+			b.tellChanges(ctx, s, n, c, nm.Card, told, known, now)
+		}
 		switch {
 		case nm.Scheme == accounts.SchemeV2 && first:
 			b.catchUp(ctx, s, n, c, nm, days)
@@ -359,7 +412,7 @@ func (b *Accounts) ownCard(n *Account, answer bool, now time.Time) card.Card {
 		Answer:   answer,
 		Issued:   now,
 		Passport: n.passport,
-		Seed:     n.seed,
+		Seed:     n.Seed(),
 		Node:     b.node.ID(),
 		Addr:     b.node.Gossip().Addr.String(),
 	}
@@ -383,6 +436,12 @@ func (b *Accounts) sendCard(ctx context.Context, s *node.Session, n *Account, c 
 		return
 	}
 	if err := b.reg.CardSent(ctx, n.account, c.Passport, now); err != nil {
+		b.log.Error("bridge: record contact card sent", "account", n.account, "err", err)
+	}
+	// The card went sealed with the key of the passport the contact
+	// verified it against: that passport is the one it holds.
+	seed, blocks := n.told()
+	if err := b.reg.RecordSent(ctx, n.account, c.Passport, &seed, blocks); err != nil {
 		b.log.Error("bridge: record contact card sent", "account", n.account, "err", err)
 	}
 	b.log.Info("bridge: contact card sent", "account", n.account, "to", c.Passport, "answer", to != nil)
