@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/asmtp/asmtp/asmtp/topic"
 	"github.com/asmtp/asmtp/bridge/accounts"
 	"github.com/asmtp/asmtp/bridge/accounts/accountstest"
 	"github.com/asmtp/asmtp/internal/wait"
@@ -57,4 +58,57 @@ func TestNamingV2PassportUpdate(t *testing.T) {
 	wait.Until(t, 30*time.Second, "alice's mail after her rotation at bob", func() bool { return c.inboxCount("bob") == 2 }, a.stats, c.stats)
 	sendAs(t, c, "bob", bobPW, bobAddr, aliceAddr, "to the new key")
 	wait.Until(t, 30*time.Second, "bob's mail to alice's new key", func() bool { return a.inboxCount("alice") == 2 }, a.stats, c.stats)
+}
+
+// TestNamingV2RemoveContactNewSeed: alice removes carol; her node draws a
+// new inbox seed, stops subscribing to the inbox carol computes from the
+// old one, and sends the new seed to bob only, whose mail still arrives.
+func TestNamingV2RemoveContactNewSeed(t *testing.T) {
+	a, c, alice, bob, _, bobPW := v2Pair(t)
+	d := newSite(t, a.peers...)
+	d.namingV2, d.refresh = true, time.Hour
+	carol, carolPW := d.AddAccount(t, "carol")
+	befriend(t, a, "alice", "Alice", d, "carol", "Carol")
+	d.start()
+	sendAs(t, d, "carol", carolPW, carol.Address("asmtp").String(), alice.Address("asmtp").String(), "from carol")
+	wait.Until(t, 30*time.Second, "carol's mail at alice", func() bool { return a.inboxCount("alice") == 2 }, a.stats, d.stats)
+
+	ctx := context.Background()
+	oldSeed, err := a.Reg.InboxSeed(ctx, a.NodeKey, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	carolsCard := d.naming("carol", alice.Passport).Card
+	if carolsCard == nil || carolsCard.Seed != oldSeed {
+		t.Fatalf("carol's card of alice: %v, want alice's seed", carolsCard)
+	}
+	carolsView := topic.Inbox(carolsCard.Seed, topic.InboxDay(time.Now()))
+	if !subscribes(a.node, carolsView) {
+		t.Fatal("alice's node does not subscribe to her inbox before the removal")
+	}
+
+	if err := a.Reg.RemoveContact(ctx, "alice", "Carol"); err != nil {
+		t.Fatal(err)
+	}
+	wait.Until(t, 30*time.Second, "alice's node leaves the inbox carol computes", func() bool { return !subscribes(a.node, carolsView) }, a.stats)
+	newSeed, err := a.Reg.InboxSeed(ctx, a.NodeKey, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if newSeed == oldSeed {
+		t.Fatal("the removal kept the inbox seed")
+	}
+	wait.Until(t, 30*time.Second, "alice's node on her new inbox", func() bool {
+		return subscribes(a.node, topic.Inbox(newSeed, topic.InboxDay(time.Now())))
+	}, a.stats)
+	wait.Until(t, 30*time.Second, "bob holds alice's new seed", func() bool {
+		cd := c.naming("bob", alice.Passport).Card
+		return cd != nil && cd.Seed == newSeed
+	}, a.stats, c.stats)
+
+	sendAs(t, c, "bob", bobPW, bob.Address("asmtp").String(), alice.Address("asmtp").String(), "after carol left")
+	wait.Until(t, 30*time.Second, "bob's mail on alice's new inbox", func() bool { return a.inboxCount("alice") == 3 }, a.stats, c.stats)
+	if got := d.naming("carol", alice.Passport).Card.Seed; got != oldSeed {
+		t.Error("carol, removed, was sent alice's new seed")
+	}
 }

@@ -91,16 +91,16 @@ type Account struct {
 	b        *Accounts
 	account  string
 	session  *node.Session
-	seed     topic.InboxSeed
 	passport passport.Hash
 
 	mu       sync.Mutex
-	caughtUp bool        // the past days' inboxes were caught up since the start
-	key      noise.XKey  // the account's shared secret: opens cards and inbox mail
-	oldKey   *noise.XKey // the secret before the last rotation: opens what contacts sealed before they learned of it
-	blocks   []byte      // the passport the key was read with
-	bucket   topic.Topic // the account's own intro bucket, subscribed
-	previous topic.Topic // the bucket at the width before the last change, kept until prevEnd
+	seed     topic.InboxSeed // a new one after a contact was removed (refreshSeed)
+	caughtUp bool            // the past days' inboxes were caught up since the start
+	key      noise.XKey      // the account's shared secret: opens cards and inbox mail
+	oldKey   *noise.XKey     // the secret before the last rotation: opens what contacts sealed before they learned of it
+	blocks   []byte          // the passport the key was read with
+	bucket   topic.Topic     // the account's own intro bucket, subscribed
+	previous topic.Topic     // the bucket at the width before the last change, kept until prevEnd
 	prevEnd  time.Time
 	inboxes  map[topic.Topic]time.Time // subscribed inbox topics, with the end of their day (+ overlap)
 }
@@ -244,6 +244,10 @@ func (b *Accounts) reconcileNaming(ctx context.Context, a accounts.Account, n *A
 		return
 	}
 	s := n.session
+	if err := b.refreshSeed(ctx, s, n); err != nil {
+		b.log.Warn("bridge: naming v2 inbox seed not read", "account", a.Name, "err", err)
+		return
+	}
 	now := time.Now()
 	n.mu.Lock()
 	first := !n.caughtUp
@@ -291,6 +295,38 @@ func (b *Accounts) reconcileNaming(ctx context.Context, a accounts.Account, n *A
 	}
 }
 
+// refreshSeed reads the account's inbox seed again: a removed contact
+// dropped it (accounts.Registry.RemoveContact), and InboxSeed draws a new
+// one. The old seed's inboxes are deregistered at once, so the removed
+// contact, which can still compute them, no longer finds the account's
+// node subscribed; subscribeInboxes then subscribes the new ones and
+// tellChanges sends the remaining contacts a card with the new seed.
+func (b *Accounts) refreshSeed(ctx context.Context, s *node.Session, n *Account) error {
+	seed, err := b.reg.InboxSeed(ctx, b.cfg.NodeKey, n.account)
+	if err != nil || seed == n.Seed() {
+		return err
+	}
+	n.mu.Lock()
+	old := make([]topic.Topic, 0, len(n.inboxes))
+	for t := range n.inboxes {
+		old = append(old, t)
+	}
+	n.mu.Unlock()
+	for _, t := range old {
+		if err := s.Deregister(ctx, t); err != nil {
+			return fmt.Errorf("deregister an inbox of the old seed: %w", err)
+		}
+		n.mu.Lock()
+		delete(n.inboxes, t)
+		n.mu.Unlock()
+	}
+	n.mu.Lock()
+	n.seed = seed
+	n.mu.Unlock()
+	b.log.Info("bridge: new inbox seed (a contact was removed)", "account", n.account)
+	return nil
+}
+
 // catchUpDays are the days from days ago to today's neighbour.
 func catchUpDays(now time.Time, days int) []uint32 {
 	today := topic.InboxDay(now)
@@ -305,7 +341,7 @@ func catchUpDays(now time.Time, days int) []uint32 {
 // whose day (and overlap) is over.
 func (b *Accounts) subscribeInboxes(ctx context.Context, account string, s *node.Session, n *Account, days []uint32, now time.Time) {
 	for _, d := range days {
-		t := topic.Inbox(n.seed, d)
+		t := topic.Inbox(n.Seed(), d)
 		if n.IsInbox(t) {
 			continue
 		}
@@ -388,7 +424,7 @@ func (b *Accounts) catchUp(ctx context.Context, s *node.Session, n *Account, c a
 	}
 	since := time.Unix(int64(oldest)*int64(topic.InboxPeriod/time.Second), 0)
 	for _, d := range days {
-		if err := s.CatchUp(ctx, topic.Inbox(n.seed, d), from, since); err != nil {
+		if err := s.CatchUp(ctx, topic.Inbox(n.Seed(), d), from, since); err != nil {
 			b.log.Debug("bridge: catch up an inbox", "account", c.Account, "from", from.ID, "err", err)
 		}
 	}
