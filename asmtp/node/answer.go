@@ -130,6 +130,13 @@ func newAnswerSlots() chan struct{} {
 // a time, and reports whether it got to the end. A link that stays full
 // for WriteTimeout is stuck and closed.
 func (n *Node) streamAnswer(ctx context.Context, l *link, q wire.QueryTopicMessages) bool {
+	_, ok := n.streamStored(ctx, l, q)
+	return ok
+}
+
+// streamStored is streamAnswer, also reporting how many messages it
+// queued.
+func (n *Node) streamStored(ctx context.Context, l *link, q wire.QueryTopicMessages) (int, bool) {
 	since := gossip.ToTime(q.Since)
 	var after int64
 	sent := 0
@@ -139,7 +146,7 @@ func (n *Node) streamAnswer(ctx context.Context, l *link, q wire.QueryTopicMessa
 			if ctx.Err() == nil && !l.isClosed() {
 				n.log.Error("answer query", "peer", l.remote, "topic", q.Topic, "err", err)
 			}
-			return false
+			return sent, false
 		}
 		for _, m := range page {
 			if !l.enqueue(ctx, wire.Topic{Topic: m.Topic, Content: m.Content}, n.cfg.WriteTimeout) {
@@ -147,14 +154,14 @@ func (n *Node) streamAnswer(ctx context.Context, l *link, q wire.QueryTopicMessa
 					n.log.Debug("answer: link stuck; closed", "peer", l.remote)
 					n.closeLink(l)
 				}
-				return false
+				return sent, false
 			}
 			after = m.Cursor
+			sent++
 		}
-		sent += len(page)
 		if !store.PageFull(page, n.cfg.QueryLimit, answerPageBytes) {
 			n.log.Debug("query answered", "peer", l.remote, "topic", q.Topic, "messages", sent)
-			return true
+			return sent, true
 		}
 	}
 }

@@ -321,6 +321,9 @@ func (n *Node) catchUpLoop(ctx context.Context) {
 			sent = append(sent, s)
 		case now := <-t.C:
 			waiting, sent = n.settleCatchUps(waiting, sent, now)
+			for _, c := range n.dueInboxLosses(now) {
+				waiting = queueCatchUp(waiting, c)
+			}
 			var out []sentCatchUp
 			waiting, out = n.catchUpRound(ctx, waiting, perRound, now)
 			sent = append(sent, out...)

@@ -74,12 +74,17 @@ func (n *Node) hold(ctx context.Context, t topic.Topic, to *PeerAddr, contents [
 }
 
 // addPending makes t pending from since, and reports whether it was
-// already (its earlier since is kept).
+// already (the earlier since and the later end are kept: a hand-over cut
+// short pends again from its own since).
 func (n *Node) addPending(t topic.Topic, to *PeerAddr, since time.Time) bool {
 	n.naming.mu.Lock()
 	defer n.naming.mu.Unlock()
 	if p, ok := n.naming.pending[t]; ok {
-		p.to, p.until = to, since.Add(pendingLife)
+		p.to = to
+		p.since = minTime(p.since, since)
+		if end := since.Add(pendingLife); end.After(p.until) {
+			p.until = end
+		}
 		n.naming.pending[t] = p
 		return true
 	}
@@ -148,12 +153,51 @@ func (n *Node) sendHinted(ctx context.Context, t topic.Topic, to *PeerAddr, cont
 	}
 	if wasPending {
 		if p, ok := n.takePending(t, to.ID); ok {
-			n.spawn(func() { n.sendHeld(ctx, t, p.since, []*link{l}) })
+			n.spawn(func() { n.sendHeld(ctx, t, p, []*link{l}) })
 			return
 		}
 	}
 	if enqueueAll(ctx, l, t, contents) {
-		n.takePending(t, to.ID)
+		if p, ok := n.takePending(t, to.ID); ok {
+			l.noteHandedOver(t, p)
+		}
+	}
+}
+
+// noteHandedOver records on l that t's held messages since p.since were
+// queued for its peer. Links carry no acknowledgements: if l closes in a
+// way that may have lost them, t pends again (pendHandedOver) from the
+// earliest hand-over still within pendingLife (an older one would be
+// given up at once). Bounded like the pending topics.
+func (l *link) noteHandedOver(t topic.Topic, p pendingTopic) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if old, ok := l.handedOver[t]; ok {
+		if time.Since(old.since) < pendingLife {
+			p.since = minTime(old.since, p.since)
+		}
+	} else if len(l.handedOver) >= maxHeldPending {
+		return
+	}
+	if l.handedOver == nil {
+		l.handedOver = make(map[topic.Topic]pendingTopic)
+	}
+	l.handedOver[t] = p
+}
+
+// pendHandedOver makes the held topics handed over on l pending again
+// from where their hand-overs began: l closed in a way that may have lost
+// what was queued or in flight, and the recipient's relink catch-up only
+// reaches back a little before the last message it read, not to mail held
+// for hours. Its next gossip on a new link brings everything again;
+// duplicates die at the recipient.
+func (n *Node) pendHandedOver(l *link) {
+	l.mu.Lock()
+	ho := l.handedOver
+	l.handedOver = nil
+	l.mu.Unlock()
+	for t, p := range ho {
+		n.addPending(t, p.to, p.since)
 	}
 }
 
@@ -203,10 +247,10 @@ func (n *Node) pushHeld(ctx context.Context, l *link, g gossip.Gossip) {
 		return
 	}
 	var due []topic.Topic
-	var since []time.Time
+	var held []pendingTopic
 	for _, s := range g.Subscriptions {
 		if p, ok := n.takePending(s.Topic, l.remote); ok {
-			due, since = append(due, s.Topic), append(since, p.since)
+			due, held = append(due, s.Topic), append(held, p)
 		}
 	}
 	if len(due) == 0 {
@@ -214,21 +258,29 @@ func (n *Node) pushHeld(ctx context.Context, l *link, g gossip.Gossip) {
 	}
 	n.spawn(func() {
 		for i, t := range due {
-			n.sendHeld(ctx, t, since[i], []*link{l})
+			n.sendHeld(ctx, t, held[i], []*link{l})
 		}
 	})
 }
 
-// sendHeld queues t's held messages since then to each link.
-func (n *Node) sendHeld(ctx context.Context, t topic.Topic, since time.Time, links []*link) {
-	ms, err := n.store.MessagesSince(ctx, t, since, n.cfg.QueryLimit)
-	if err != nil {
-		n.log.Error("hand over held messages", "topic", t, "err", err)
-		return
-	}
+// sendHeld queues t's held messages since p.since to each link, all of
+// them a page at a time with back-pressure (streamStored; the link closes
+// if it stays stuck). A hand-over that did not get to the end makes t
+// pending again, so it is handed over anew when the peer's gossip comes
+// back (on this link or the next): nothing held is left behind because a
+// queue filled up or a link closed (§16.6).
+func (n *Node) sendHeld(ctx context.Context, t topic.Topic, p pendingTopic, links []*link) {
+	q := wire.QueryTopicMessages{Topic: t, Since: gossip.FromTime(p.since)}
 	for _, l := range links {
-		n.sendStored(ctx, l, ms)
-		n.stats.handedOff.Add(uint64(len(ms)))
+		if p.to != nil {
+			l.noteHandedOver(t, p)
+		}
+		sent, ok := n.streamStored(ctx, l, q)
+		n.stats.handedOff.Add(uint64(sent))
+		if !ok && ctx.Err() == nil {
+			n.log.Debug("hand-over of held messages cut short; pending again", "topic", t, "peer", l.remote)
+			n.addPending(t, p.to, p.since)
+		}
 	}
 }
 
@@ -291,7 +343,7 @@ func (n *Node) handOverPending(ctx context.Context, t topic.Topic, since time.Ti
 		return
 	}
 	n.pendingDone(t)
-	n.sendHeld(ctx, t, since, links)
+	n.sendHeld(ctx, t, pendingTopic{since: since}, links)
 }
 
 // restorePending reloads the held topics for named nodes still in their

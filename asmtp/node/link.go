@@ -59,6 +59,8 @@ type link struct {
 	// and peerV2 its naming flag: written by the reader, read by Holders
 	// too (under mu).
 	advertised map[topic.Topic]struct{}
+	// handedOver is the held mail sent on the link, per topic (held.go).
+	handedOver map[topic.Topic]pendingTopic
 	advertTime uint32
 	peerV2     bool
 
@@ -518,10 +520,14 @@ func (n *Node) closeLink(l *link) {
 	if n.links[l.remote] == l {
 		delete(n.links, l.remote)
 	}
-	if c != nil && !l.user && l.mayHaveLost() {
+	lost := c != nil && !l.user && l.mayHaveLost()
+	if lost {
 		n.noteLostLocked(l.remote, time.Unix(0, l.lastRead.Load()))
 	}
 	n.mu.Unlock()
+	if lost {
+		n.pendHandedOver(l)
+	}
 }
 
 // writeLoop is a link's writing goroutine: it dials an outbound link, then

@@ -241,6 +241,9 @@ type Node struct {
 	buckets bucketWidth
 
 	passports passportState
+	// inboxLosses are inbox messages dropped over a quota, to ask for
+	// again (inboxloss.go).
+	inboxLosses inboxLosses
 }
 
 // New validates cfg, opens the database, binds the listener and restores

@@ -28,6 +28,8 @@ import (
 //     within seconds. Answers to our own catch-up queries do not count
 //     (solicited): up to QueryLimit full messages per query, for
 //     solicitTime; a stranger's answers are metered, without strikes.
+//     On our own inboxes everything is metered, answers included, a drop
+//     costs no strike and is asked for again (inboxloss.go).
 //   - per topic, all links together: TopicStoreRate and TopicStoreBurst,
 //     against many identities flooding one topic. Over it, messages are
 //     dropped without a strike (no one peer is to blame).
@@ -162,8 +164,12 @@ func (q *topicQuotas) take(t topic.Topic, now time.Time, n int, rate, burst int6
 // admitStored charges a message of size bytes on t from l's peer to the
 // quotas and reports whether it may be stored. Over the link's quota the
 // peer earns a strike (at most one a second) and, on its last, is
-// quarantined. Only l's reading goroutine calls it.
+// quarantined. Our own inboxes are metered otherwise (admitInbox). Only
+// l's reading goroutine calls it.
 func (n *Node) admitStored(l *link, t topic.Topic, size int, now time.Time) bool {
+	if n.isInbox(t) {
+		return n.admitInbox(l, t, size, now) // inboxloss.go
+	}
 	// Answers to our queries pass unmetered, except from a stranger: it
 	// could advertise a topic only to be asked for it. Its answers are
 	// metered, but cost no strike: we asked.

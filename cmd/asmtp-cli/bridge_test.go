@@ -20,6 +20,7 @@ import (
 
 	"github.com/asmtp/asmtp/asmtp/keys"
 	"github.com/asmtp/asmtp/asmtp/node"
+	"github.com/asmtp/asmtp/asmtp/topic"
 	"github.com/asmtp/asmtp/bridge"
 	"github.com/asmtp/asmtp/bridge/accounts"
 	"github.com/asmtp/asmtp/bridge/mailtext"
@@ -107,15 +108,24 @@ func seqRange(n uint32) []uint32 {
 	return s
 }
 
-// An asmtp-cli user (dave, a user of node C) and a bridge account (carol,
-// on node A's bridge) exchange mail both ways: carol's mail, sent with an
-// SMTP client, shows in dave's sync and read with its subject and body;
-// dave's reaches carol's INBOX, read with an IMAP client, from dave's
-// pseudo-address under carol's petname for him.
-func TestBridgeAccountAndCLIUser(t *testing.T) {
-	ctx := context.Background()
-	start := time.Now()
+// bridgeWorld is node A with a bridge and its account carol, and node C
+// with dave, an asmtp-cli user; carol and dave hold each other's
+// passport.
+type bridgeWorld struct {
+	reg          *accounts.Registry
+	br           *bridge.Bridge
+	nodeA, nodeC *node.Node
+	carol        accounts.Account
+	carolPW      string
+	dave         *device
+	davePassport string
+	daveContact  accounts.Contact // dave as carol's contact
+}
 
+// startBridgeWorld starts the nodes and the bridge (speaking only naming
+// v1 when namingV1) and introduces carol and dave.
+func startBridgeWorld(t *testing.T, namingV1 bool) *bridgeWorld {
+	ctx := context.Background()
 	// Node A with a bridge and its account carol.
 	bridgeDir := t.TempDir()
 	nodeKeyA := newNodeKey(t)
@@ -129,6 +139,7 @@ func TestBridgeAccountAndCLIUser(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
+	w := &bridgeWorld{}
 	carol, carolPW, err := reg.CreateAccount(ctx, store, nodeKeyA, "carol", "")
 	if err != nil {
 		t.Fatal(err)
@@ -139,10 +150,7 @@ func TestBridgeAccountAndCLIUser(t *testing.T) {
 	}
 	runInTest(t, "node A", nodeA.Run)
 	br, err := bridge.New(bridge.Config{DataDir: bridgeDir, IMAPAddr: "127.0.0.1:0", SMTPAddr: "127.0.0.1:0",
-		RefreshInterval: 200 * time.Millisecond,
-		// asmtp-cli speaks naming v1: the bridge's card goes unanswered and
-		// the bridge falls back to the pair topic after CardWait.
-		CardWait: 2 * time.Second,
+		RefreshInterval: 200 * time.Millisecond, NamingV1: namingV1,
 		Delivery: bridge.DeliveryConfig{Pacing: outbound.Pacing{RetryWindow: 20 * time.Second, FirstRetry: 200 * time.Millisecond,
 			MaxRetry: time.Second, LookupInterval: 20 * time.Millisecond}},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, nodeA, nodeKeyA)
@@ -183,30 +191,95 @@ func TestBridgeAccountAndCLIUser(t *testing.T) {
 	}
 	dave.must("--import-passport", carolFile, "--name", "carol")
 	carolID := carol.Passport.String()
-	if contacts := dave.must("contacts"); !strings.HasPrefix(contacts, "carol "+carolID+" ") {
+	if contacts := dave.must("contacts"); contacts != "carol "+carolID+" 0 awaiting-card\n" {
 		t.Fatalf("dave's contacts = %q", contacts)
 	}
+	*w = bridgeWorld{reg: reg, br: br, nodeA: nodeA, nodeC: nodeC, carol: carol, carolPW: carolPW,
+		dave: dave, davePassport: davePassport, daveContact: daveContact}
+	return w
 
-	// Dave's node follows the topic from his first sync; the bridge
-	// registers it once it sees the contact. Then wait for carol's node to
-	// know dave's holds it: what it publishes before would reach dave's
-	// node only at its next catch-up.
-	if out := dave.must("sync"); out != "" {
-		t.Fatalf("dave's first sync printed %q", out)
+}
+
+// An asmtp-cli user (dave, a user of node C) and a bridge account (carol,
+// on node A's bridge) exchange mail both ways on naming v2: carol's mail,
+// sent with an SMTP client, shows in dave's sync and read with its subject
+// and body; dave's reaches carol's INBOX, read with an IMAP client, from
+// dave's pseudo-address under carol's petname for him.
+func TestBridgeAccountAndCLIUser(t *testing.T) {
+	ctx := context.Background()
+	start := time.Now()
+	w := startBridgeWorld(t, false)
+	reg, nodeC, dave, daveContact := w.reg, w.nodeC, w.dave, w.daveContact
+
+	// Naming v2 both ways, with no fallback to the pair topic (CardWait
+	// is the default day): the bridge sends carol's card to dave's intro
+	// bucket, dave's sync sends his to carol's; each side takes the
+	// other's and answers it. Both then see the other as a v2 contact.
+	awaitV2(t, dave, "carol")
+	wait.Until(t, 30*time.Second, "the bridge to take dave's card", func() bool {
+		n, err := reg.ContactNaming(ctx, "carol", daveContact.Passport)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n.Scheme == accounts.SchemeV2
+	})
+	if n, _ := reg.ContactNaming(ctx, "carol", daveContact.Passport); n.Card == nil || n.Card.Node != nodeC.ID() || n.Card.Addr != nodeC.Addr().String() {
+		t.Fatalf("carol's record of dave's card: %+v, want node C %s at %s", n.Card, nodeC.ID(), nodeC.Addr())
 	}
+	t.Logf("set up in %v", time.Since(start).Round(time.Millisecond))
+	exchangeMail(t, w)
+	if contacts := dave.must("contacts"); contacts != "carol "+w.carol.Passport.String()+" 1 v2\n" {
+		t.Errorf("dave's contacts = %q", contacts)
+	}
+
+	// Neither node's gossip shows the pair: no pair topic, no passport
+	// topic of carol or dave (§16.8: only a v1 contact shows them).
+	for name, n := range map[string]*node.Node{"A": w.nodeA, "C": nodeC} {
+		for _, sub := range n.Gossip().Subscriptions {
+			switch sub.Topic {
+			case daveContact.Topic, topic.ForPassport(w.carol.Passport), topic.ForPassport(daveContact.Passport):
+				t.Errorf("node %s's gossip lists %s", name, sub.Topic)
+			}
+		}
+	}
+	t.Logf("total %v", time.Since(start).Round(time.Millisecond))
+}
+
+// An asmtp-cli user whose contact never answers its card (a bridge that
+// speaks only naming v1) takes it for a v1 contact after --card-wait:
+// `contacts` says v1, and mail goes both ways on the pair topic.
+func TestCLIFallsBackToV1(t *testing.T) {
+	w := startBridgeWorld(t, true)
+	wait.Until(t, 30*time.Second, "dave to take carol for a v1 contact", func() bool {
+		w.dave.must("--card-wait", "1s", "sync")
+		return strings.HasSuffix(w.dave.must("contacts"), " v1\n")
+	})
+	// The bridge registers the pair topic once it sees the contact: wait
+	// for carol's node to know dave's holds it, or what it publishes
+	// before would reach dave's node only at its next catch-up.
 	var holders *node.Session
 	wait.Until(t, 30*time.Second, "node A to know a holder of carol's topic with dave", func() bool {
+		var err error
 		if holders == nil { // the bridge adds carol's user to the node as it starts
-			if holders, err = nodeA.Attach(carol.Device); err != nil {
+			if holders, err = w.nodeA.Attach(w.carol.Device); err != nil {
 				holders = nil
 				return false
 			}
 		}
-		return holders.Holders(daveContact.Topic, 1) > 0
+		return holders.Holders(w.daveContact.Topic, 1) > 0
 	})
 	holders.Close()
-	t.Logf("set up in %v", time.Since(start).Round(time.Millisecond))
+	exchangeMail(t, w)
+	if contacts := w.dave.must("contacts"); contacts != "carol "+w.carol.Passport.String()+" 1 v1\n" {
+		t.Errorf("dave's contacts = %q", contacts)
+	}
+}
 
+// exchangeMail sends carol's mail to dave and dave's answer to carol, and
+// checks what each reads.
+func exchangeMail(t *testing.T, w *bridgeWorld) {
+	carol, carolPW, dave, davePassport, br := w.carol, w.carolPW, w.dave, w.davePassport, w.br
+	carolID := carol.Passport.String()
 	// Carol → dave over the bridge's SMTP with AUTH PLAIN.
 	sent := time.Now()
 	carolAddr, daveAddr := carol.Address("asmtp").String(), davePassport+"@asmtp"
@@ -278,5 +351,4 @@ func TestBridgeAccountAndCLIUser(t *testing.T) {
 	if strings.Contains(string(inbox[0]), "dave@example.com") {
 		t.Errorf("the file's From travelled:\n%s", inbox[0])
 	}
-	t.Logf("total %v", time.Since(start).Round(time.Millisecond))
 }

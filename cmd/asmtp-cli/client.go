@@ -34,8 +34,9 @@ const (
 
 // nodeAddress says where the device's node is.
 type nodeAddress struct {
-	addr string
-	id   keys.PublicKey
+	addr   string
+	id     keys.PublicKey
+	public string // where other nodes reach it (--card-address), for the contact card
 }
 
 // client is an unlocked profile talking to its node. Received messages are
@@ -46,12 +47,16 @@ type client struct {
 	s         secrets
 	node      nodeAddress
 	timeout   time.Duration
+	cardWait  time.Duration // before a contact that sent no card is a v1 one
 	onMessage func(message)
 	onWarning func(string)
+
+	cards chan struct{} // a contact's card was recorded (capacity 1)
 
 	mu      sync.Mutex
 	link    *nodeLink
 	syncing *syncCounts // while a sync runs
+	naming  *naming     // of the current link
 }
 
 // syncCounts counts, per topic, the Topic messages that arrive during one
@@ -105,6 +110,10 @@ func (c *client) connected(ctx context.Context) (*nodeLink, error) {
 		l.close()
 		return nil, err
 	}
+	if err := c.startNaming(ctx, l, time.Now()); err != nil {
+		l.close()
+		return nil, err
+	}
 	c.mu.Lock()
 	c.link = l
 	c.mu.Unlock()
@@ -139,12 +148,17 @@ func (c *client) close() {
 	}
 }
 
+// registerAll registers the pair topic of every v1 contact; v2 contacts
+// and those awaiting a card write to our inboxes (naming.go).
 func (c *client) registerAll(ctx context.Context, l *nodeLink) error {
 	contacts, err := c.p.db.contacts(ctx)
 	if err != nil {
 		return err
 	}
 	for _, ct := range contacts {
+		if ct.naming != schemeV1 {
+			continue
+		}
 		if err := l.send(ctx, wire.RegisterTopic{Topic: ct.topic}); err != nil {
 			return err
 		}
@@ -167,17 +181,47 @@ func contentHash(m wire.Topic) [32]byte {
 // a query: content seen before is skipped; otherwise it must open with our
 // shared secret and be sealed by the contact the topic belongs to, or it
 // is rejected (upstream only warned about a wrong sender).
-func (c *client) receive(ctx context.Context, m wire.Topic) {
+func (c *client) receive(ctx context.Context, l *nodeLink, m wire.Topic) {
+	if op, ok, err := wire.ParseUserOp(m); ok {
+		c.takeUserOp(op, err)
+		return
+	}
 	c.mu.Lock()
 	if c.syncing != nil {
 		c.syncing.add(m)
 	}
 	c.mu.Unlock()
-	if msg, err := c.accept(ctx, m, time.Now()); err != nil {
+	var (
+		msg *message
+		err error
+	)
+	if inbox, bucket := c.isNaming(m.Topic); inbox || bucket {
+		msg, err = c.acceptNaming(ctx, l, m, bucket, time.Now())
+	} else {
+		msg, err = c.accept(ctx, m, time.Now())
+	}
+	if err != nil {
 		c.onWarning(err.Error())
 	} else if msg != nil {
 		c.onMessage(*msg)
 	}
+}
+
+// takeUserOp takes the node's answer to a user operation: only
+// BucketBits is asked for.
+func (c *client) takeUserOp(op wire.UserOp, err error) {
+	if err != nil {
+		c.onWarning(fmt.Sprintf("the node sent a malformed user operation: %v", err))
+		return
+	}
+	if op.Code != wire.OpBucketBits|wire.OpAnswer {
+		return
+	}
+	c.mu.Lock()
+	if c.naming != nil {
+		c.naming.bits = int(op.Value)
+	}
+	c.mu.Unlock()
 }
 
 // accept stores what m brings: a new message, nothing (a duplicate, a
@@ -211,10 +255,71 @@ func (c *client) accept(ctx context.Context, m wire.Topic, now time.Time) (*mess
 	return msg, err
 }
 
-// sync registers every contact's topic, asks the node for what it stored
-// since each topic's cursor, and returns once the answers are in (the
-// messages themselves go through onMessage as they arrive). Cursors move
-// only after a complete answer.
+// syncTopic is one topic a sync asks the node for: a v1 contact's pair
+// topic, one of our inboxes or our intro bucket.
+type syncTopic struct {
+	t     topic.Topic
+	since uint32
+	label string                                 // for warnings
+	done  func(context.Context, time.Time) error // a complete answer came: move the cursor
+}
+
+// syncTopics are the topics a sync asks for, with their cursors, after
+// registering them (and asking the v2 contacts' nodes for our past
+// inboxes).
+func (c *client) syncTopics(ctx context.Context, l *nodeLink, now time.Time) ([]syncTopic, error) {
+	contacts, err := c.p.db.contacts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []syncTopic
+	for _, ct := range contacts {
+		if ct.naming != schemeV1 {
+			continue
+		}
+		if err := l.send(ctx, wire.RegisterTopic{Topic: ct.topic}); err != nil {
+			return nil, err
+		}
+		id := ct.id
+		out = append(out, syncTopic{t: ct.topic, since: sinceOf(ct.syncedAt), label: ct.petname + "'s topic",
+			done: func(ctx context.Context, start time.Time) error { return c.p.db.setSyncedAt(ctx, id, start) }})
+	}
+	naming, err := c.syncNaming(ctx, l, contacts, now)
+	if err != nil {
+		return nil, err
+	}
+	synced, err := c.p.db.namingSyncedAt(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for i, t := range naming {
+		label := "your inbox"
+		if i == 0 {
+			label = "your intro bucket"
+		}
+		out = append(out, syncTopic{t: t, since: sinceOf(synced), label: label})
+	}
+	if len(naming) > 0 {
+		// The cursor of our inboxes and bucket moves once all of them
+		// were answered completely: the last one's done.
+		out[len(out)-1].done = func(ctx context.Context, start time.Time) error { return c.p.db.setNamingSyncedAt(ctx, start) }
+	}
+	return out, nil
+}
+
+// sinceOf is the query time of a cursor: 0 (everything) for none.
+func sinceOf(synced time.Time) uint32 {
+	if synced.IsZero() {
+		return 0
+	}
+	return gossip.FromTime(synced.Add(-cursorMargin))
+}
+
+// sync registers every topic we read (the v1 contacts' pair topics, our
+// inboxes and bucket), asks the node for what it stored since each
+// topic's cursor, and returns once the answers are in (the messages
+// themselves go through onMessage as they arrive). Cursors move only
+// after a complete answer.
 //
 // The node answers at most nodeQueryLimit messages per query. An answer
 // that long may have left some out, so the sync sends the same query
@@ -230,7 +335,7 @@ func (c *client) sync(ctx context.Context) error {
 		return err
 	}
 	start := time.Now()
-	contacts, err := c.p.db.contacts(ctx)
+	topics, err := c.syncTopics(ctx, l, start)
 	if err != nil {
 		return err
 	}
@@ -243,58 +348,65 @@ func (c *client) sync(ctx context.Context) error {
 		c.syncing = nil
 		c.mu.Unlock()
 	}()
-	since := make(map[topic.Topic]uint32, len(contacts))
-	for _, ct := range contacts {
-		if !ct.syncedAt.IsZero() {
-			since[ct.topic] = gossip.FromTime(ct.syncedAt.Add(-cursorMargin))
-		}
-		if err := l.send(ctx, wire.RegisterTopic{Topic: ct.topic}); err != nil {
+	for page := 1; len(topics) > 0; page++ {
+		if topics, err = c.syncPage(ctx, l, counts, topics, page, start); err != nil {
 			return err
 		}
-	}
-	for page := 1; len(contacts) > 0; page++ {
-		c.mu.Lock()
-		counts.next()
-		c.mu.Unlock()
-		for _, ct := range contacts {
-			if err := l.send(ctx, wire.QueryTopicMessages{Topic: ct.topic, Since: since[ct.topic]}); err != nil {
-				return err
-			}
-		}
-		if err := l.barrier(ctx); err != nil {
-			return fmt.Errorf("sync: %w", err)
-		}
-		c.mu.Lock()
-		all, fresh := counts.all, counts.fresh
-		c.mu.Unlock()
-		var more []contact // topics whose answer may have left messages out
-		for _, ct := range contacts {
-			switch {
-			case all[ct.topic] < nodeQueryLimit:
-				if err := c.p.db.setSyncedAt(ctx, ct.id, start); err != nil {
-					return err
-				}
-			case page > 1 && fresh[ct.topic] == 0:
-				c.onWarning(fmt.Sprintf("%s's topic has more messages than the node returns at once, and the node sent the same ones again "+
-					"(it does not page its answers); the rest cannot be fetched from it", ct.petname))
-			case page >= maxSyncPages:
-				c.onWarning(fmt.Sprintf("%s's topic has more than %d messages waiting; sync again for the rest", ct.petname, maxSyncPages*nodeQueryLimit))
-			default:
-				more = append(more, ct)
-			}
-		}
-		contacts = more
 	}
 	return c.p.db.prune(ctx, start)
 }
 
-// send seals text (plain text or an RFC 5322 message) to contact to,
-// publishes it on their topic and checks that the node stored it: the
-// node is asked for the topic's recent messages and ours must be among
-// them. It returns the message id.
+// syncPage asks for one page of each topic and returns the topics whose
+// answer may have left messages out.
+func (c *client) syncPage(ctx context.Context, l *nodeLink, counts *syncCounts, topics []syncTopic, page int, start time.Time) ([]syncTopic, error) {
+	c.mu.Lock()
+	counts.next()
+	c.mu.Unlock()
+	for _, st := range topics {
+		if err := l.send(ctx, wire.QueryTopicMessages{Topic: st.t, Since: st.since}); err != nil {
+			return nil, err
+		}
+	}
+	if err := l.barrier(ctx); err != nil {
+		return nil, fmt.Errorf("sync: %w", err)
+	}
+	c.mu.Lock()
+	all, fresh := counts.all, counts.fresh
+	c.mu.Unlock()
+	var more []syncTopic
+	for _, st := range topics {
+		switch {
+		case all[st.t] < nodeQueryLimit:
+			if st.done != nil {
+				if err := st.done(ctx, start); err != nil {
+					return nil, err
+				}
+			}
+		case page > 1 && fresh[st.t] == 0:
+			c.onWarning(fmt.Sprintf("%s has more messages than the node returns at once, and the node sent the same ones again "+
+				"(it does not page its answers); the rest cannot be fetched from it", st.label))
+		case page >= maxSyncPages:
+			c.onWarning(fmt.Sprintf("%s has more than %d messages waiting; sync again for the rest", st.label, maxSyncPages*nodeQueryLimit))
+		default:
+			more = append(more, st)
+		}
+	}
+	return more, nil
+}
+
+// send seals text (plain text or an RFC 5322 message) to contact to and
+// publishes it: to a v2 contact's inbox of the day, for its node, or on
+// a v1 contact's pair topic. It returns the message id.
 func (c *client) send(ctx context.Context, to contact, text []byte) (mail.MessageID, error) {
 	id, err := mail.NewMessageID(rand.Reader)
 	if err != nil {
+		return id, err
+	}
+	l, err := c.connected(ctx)
+	if err != nil {
+		return id, err
+	}
+	if to, err = c.route(ctx, l, to); err != nil {
 		return id, err
 	}
 	now := time.Now()
@@ -303,36 +415,101 @@ func (c *client) send(ctx context.Context, to contact, text []byte) (mail.Messag
 	if err != nil {
 		return id, fmt.Errorf("send to %s: %w", to.petname, err)
 	}
+	if to.naming == schemeV2 {
+		return id, c.sendInbox(ctx, l, to, contents, now)
+	}
+	return id, c.sendPair(ctx, l, to, contents, now)
+}
+
+// route returns ct as it is to be written to: a v2 or v1 contact. For a
+// contact awaiting our card's answer, a sync takes an answer the node
+// holds (messages it brings are stored and announced as by any sync),
+// then the answer is waited for up to the timeout (the node pushes it to
+// our inbox); without it the mail is not sent, unless the card went out
+// --card-wait ago, which makes the contact a v1 one.
+func (c *client) route(ctx context.Context, l *nodeLink, ct contact) (contact, error) {
+	if ct.naming == schemeUnknown && c.nodeV2() {
+		if err := c.sync(ctx); err != nil {
+			return ct, err
+		}
+		next, _, err := c.p.db.contactByPassport(ctx, ct.passport)
+		if err != nil {
+			return ct, err
+		}
+		ct = next
+	}
+	deadline := time.NewTimer(c.timeout)
+	defer deadline.Stop()
+	for ct.naming == schemeUnknown {
+		if !c.nodeV2() || (!ct.cardSentAt.IsZero() && time.Since(ct.cardSentAt) >= c.cardWait) {
+			if err := c.toV1(ctx, l, ct); err != nil {
+				return ct, err
+			}
+		} else {
+			select {
+			case <-c.cards:
+			case <-deadline.C:
+				return ct, fmt.Errorf("%s has not answered your contact card yet (sent %s); the mail was not sent, try again later "+
+					"(after %v without an answer, %s becomes a v1 contact)", ct.petname, ct.cardSentAt.Format(time.RFC3339), c.cardWait, ct.petname)
+			case <-ctx.Done():
+				return ct, ctx.Err()
+			}
+		}
+		next, ok, err := c.p.db.contactByPassport(ctx, ct.passport)
+		if err != nil || !ok {
+			return ct, fmt.Errorf("contact %s: %v", ct.petname, err)
+		}
+		ct = next
+	}
+	return ct, nil
+}
+
+// sendInbox publishes contents on to's inbox of the day for to's node.
+// The node stores them durably before publishing (PublishTo, §16.6) and
+// handles a user's messages in order, so the barrier after them says they
+// are stored; a node failure is in the node's log only, as the link has
+// no errors (§15.2).
+func (c *client) sendInbox(ctx context.Context, l *nodeLink, to contact, contents [][]byte, now time.Time) error {
+	op := wire.UserOp{Code: wire.OpPublishTo, Topic: topic.Inbox(to.card.Seed, topic.InboxDay(now)), Node: to.card.Node, Addr: to.card.Addr}
+	if err := c.publishTo(ctx, l, op, contents, now); err != nil {
+		return fmt.Errorf("send to %s: %w", to.petname, err)
+	}
+	if err := l.barrier(ctx); err != nil {
+		return fmt.Errorf("send to %s: %w", to.petname, err)
+	}
+	return nil
+}
+
+// sendPair publishes contents on to's pair topic and checks that the
+// node stored them: the node is asked for the topic's recent messages
+// and ours must be among them.
+func (c *client) sendPair(ctx context.Context, l *nodeLink, to contact, contents [][]byte, now time.Time) error {
 	hashes := make([][32]byte, len(contents))
 	for i, content := range contents {
 		hashes[i] = contentHash(wire.Topic{Topic: to.topic, Content: content})
 	}
 	// Our copy comes back with the next query: it is ours, not news.
 	if err := c.p.db.markSeen(ctx, now, hashes...); err != nil {
-		return id, err
-	}
-	l, err := c.connected(ctx)
-	if err != nil {
-		return id, err
+		return err
 	}
 	l.watch(hashes)
 	defer l.unwatch(hashes)
 	if err := l.send(ctx, wire.RegisterTopic{Topic: to.topic}); err != nil {
-		return id, err
+		return err
 	}
 	for _, content := range contents {
 		if err := l.send(ctx, wire.Topic{Topic: to.topic, Content: content}); err != nil {
-			return id, err
+			return err
 		}
 	}
 	if err := l.send(ctx, wire.QueryTopicMessages{Topic: to.topic, Since: gossip.FromTime(now.Add(-cursorMargin))}); err != nil {
-		return id, err
+		return err
 	}
 	if err := l.barrier(ctx); err != nil {
-		return id, fmt.Errorf("send to %s: %w", to.petname, err)
+		return fmt.Errorf("send to %s: %w", to.petname, err)
 	}
 	if got := l.unwatch(hashes); got != len(hashes) {
-		return id, fmt.Errorf("send to %s: the node stored %d of the message's %d parts; see the node's log", to.petname, got, len(hashes))
+		return fmt.Errorf("send to %s: the node stored %d of the message's %d parts; see the node's log", to.petname, got, len(hashes))
 	}
-	return id, nil
+	return nil
 }

@@ -76,6 +76,9 @@ func (a *app) send(ctx context.Context, to, file string) error {
 	}
 	defer p.close()
 	defer c.close()
+	// Sending to a contact awaiting a card syncs first (client.route):
+	// what that brings is told, or the next sync would not.
+	c.onMessage = func(m message) { fmt.Fprintln(a.stderr, "new message:", summaryLine(m)) }
 	ct, err := p.db.findContact(ctx, to)
 	if err != nil {
 		return err
@@ -180,7 +183,7 @@ func newListCmd(a *app) *cobra.Command {
 func newContactsCmd(a *app) *cobra.Command {
 	return &cobra.Command{
 		Use:   "contacts",
-		Short: "List contacts: <petname> <passport id> <messages>",
+		Short: "List contacts: <petname> <passport id> <messages> <naming: v2, v1 or awaiting-card>",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -198,7 +201,7 @@ func newContactsCmd(a *app) *cobra.Command {
 				return err
 			}
 			for _, c := range cs {
-				fmt.Fprintf(a.stdout, "%s %s %d\n", c.petname, c.passport, counts[c.id])
+				fmt.Fprintf(a.stdout, "%s %s %d %s\n", c.petname, c.passport, counts[c.id], c.naming)
 			}
 			return nil
 		},
@@ -245,7 +248,7 @@ func (a *app) info(ctx context.Context, p *profile, c *client) error {
 	}
 	fmt.Fprintf(a.stdout, "contacts:   %d\n", len(cs))
 	for _, ct := range cs {
-		fmt.Fprintf(a.stdout, "  %-16s %s  %d message(s)\n", ct.petname, ct.passport, counts[ct.id])
+		fmt.Fprintf(a.stdout, "  %-16s %s  %d message(s)  %s\n", ct.petname, ct.passport, counts[ct.id], ct.naming)
 	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
+	"github.com/asmtp/asmtp/asmtp/card"
 	"github.com/asmtp/asmtp/asmtp/keys"
 	"github.com/asmtp/asmtp/asmtp/mail"
 	"github.com/asmtp/asmtp/asmtp/passport"
@@ -20,7 +21,8 @@ import (
 )
 
 // schema is the local database, version 1 (PRAGMA user_version);
-// reassemblySchema brings it to version 2.
+// reassemblySchema brings it to version 2 and namingSchema (naming.go) to
+// version 3.
 //
 // contacts.synced_at is the per-topic sync cursor: the client time at which
 // the last complete sync of the topic started. It only narrows what is
@@ -108,6 +110,10 @@ type contact struct {
 	sharedKey keys.SharedKey
 	topic     topic.Topic // derived from our shared key and theirs
 	syncedAt  time.Time   // zero: never synced
+
+	naming     scheme     // how we reach them (naming.go)
+	card       *card.Card // their newest card; nil before one came
+	cardSentAt time.Time  // zero: our card never went to them
 }
 
 // message is a received message, reassembled.
@@ -151,10 +157,11 @@ func (d *db) migrate(ctx context.Context) error {
 	if err := d.sql.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
 		return err
 	}
-	if version > 2 {
-		return fmt.Errorf("database version %d is newer than this asmtp-cli (2)", version)
+	steps := []string{schema, reassemblySchema, namingSchema}
+	if version > len(steps) {
+		return fmt.Errorf("database version %d is newer than this asmtp-cli (%d)", version, len(steps))
 	}
-	for v, script := range []string{schema, reassemblySchema}[version:] {
+	for v, script := range steps[version:] {
 		if err := d.migrateStep(ctx, script); err != nil {
 			return fmt.Errorf("migrate to version %d: %w", version+v+1, err)
 		}
@@ -184,17 +191,21 @@ func (d *db) addContact(ctx context.Context, c contact) error {
 	return nil
 }
 
-const contactColumns = `id, petname, passport_id, blocks, shared_key, topic, synced_at`
+const contactColumns = `id, petname, passport_id, blocks, shared_key, topic, synced_at,
+	scheme, card_seed, card_node, card_addr, card_issued, card_sent_at`
 
 func scanContact(row interface{ Scan(...any) error }) (contact, error) {
 	var (
 		c                      contact
 		id, shared, topicBytes []byte
 		synced                 int64
+		n                      namingRow
 	)
-	if err := row.Scan(&c.id, &c.petname, &id, &c.blocks, &shared, &topicBytes, &synced); err != nil {
+	if err := row.Scan(&c.id, &c.petname, &id, &c.blocks, &shared, &topicBytes, &synced,
+		&n.scheme, &n.seed, &n.node, &n.addr, &n.issued, &n.sentAt); err != nil {
 		return c, err
 	}
+	n.fill(&c)
 	if len(id) != passport.HashSize || len(shared) != keys.PublicKeySize || len(topicBytes) != topic.Size {
 		return c, fmt.Errorf("contact %s: corrupt row", c.petname)
 	}

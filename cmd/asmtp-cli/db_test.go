@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/asmtp/asmtp/asmtp/topic"
 	"github.com/asmtp/asmtp/mailstore/reassembly"
 )
 
@@ -54,8 +55,8 @@ func TestMigrateToSharedReassembly(t *testing.T) {
 			t.Fatalf("%s: %v", q, err)
 		}
 	}
-	if version != 2 || seen != 0 || bobSynced != 0 || carolSynced != 1700000000 {
-		t.Errorf("version %d, %d seen, synced at %d and %d; want 2, 0, 0 and 1700000000", version, seen, bobSynced, carolSynced)
+	if version != 3 || seen != 0 || bobSynced != 0 || carolSynced != 1700000000 {
+		t.Errorf("version %d, %d seen, synced at %d and %d; want 3, 0, 0 and 1700000000", version, seen, bobSynced, carolSynced)
 	}
 	id := [16]byte{0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff}
 	if ok, err := reassembly.Appended(ctx, d.sql, reassemblyScope, sender, id); err != nil || !ok {
@@ -64,8 +65,43 @@ func TestMigrateToSharedReassembly(t *testing.T) {
 	if err := d.prune(ctx, time.Now()); err != nil {
 		t.Errorf("prune after the migration: %v", err)
 	}
+	// Naming v2 (version 3): the contacts held are v1 contacts, to whom
+	// no card went yet.
+	var scheme, sentAt int
+	if err := d.sql.QueryRow(`SELECT scheme, card_sent_at FROM contacts WHERE id = 1`).Scan(&scheme, &sentAt); err != nil || scheme != 1 || sentAt != 0 {
+		t.Errorf("bob's naming after the migration: scheme %d, card sent %d, %v; want 1, 0", scheme, sentAt, err)
+	}
 	d.close()
-	if d, err = openDB(ctx, path); err != nil { // version 2 opens as it is
+	if d, err = openDB(ctx, path); err != nil { // version 3 opens as it is
 		t.Fatal(err)
+	}
+	d.close()
+}
+
+// The inbox seed is drawn once, random, and kept across openings.
+func TestInboxSeedKept(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "asmtp.db")
+	var seeds [3]topic.InboxSeed
+	for i := range seeds {
+		d, err := openDB(ctx, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seeds[i], err = d.inboxSeed(ctx); err != nil {
+			t.Fatal(err)
+		}
+		d.close()
+	}
+	if seeds[0] == (topic.InboxSeed{}) || seeds[1] != seeds[0] || seeds[2] != seeds[0] {
+		t.Errorf("seeds %x", seeds)
+	}
+	other, err := openDB(ctx, filepath.Join(t.TempDir(), "other.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.close()
+	if s, err := other.inboxSeed(ctx); err != nil || s == seeds[0] {
+		t.Errorf("another profile's seed %x, %v", s, err)
 	}
 }

@@ -108,8 +108,32 @@ func introduce(t *testing.T, a *device, aName string, b *device, bName string) {
 // testNode is an asmtp node running in the test process on loopback.
 type testNode struct {
 	*node.Node
+	cfg    node.Config
 	cancel context.CancelFunc
-	done   chan error
+	done   chan struct{} // closed when Run returned, with its error in err
+	err    error
+}
+
+// stop stops the node and waits for it.
+func (tn *testNode) stop(t *testing.T) {
+	t.Helper()
+	tn.cancel()
+	select {
+	case <-tn.done:
+		if tn.err != nil {
+			t.Logf("node %s: %v", tn.ID(), tn.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("node %s: still shutting down after 10 s", tn.ID())
+	}
+}
+
+// restart runs a stopped node again: same key, storage and address.
+func (tn *testNode) restart(t *testing.T) *testNode {
+	t.Helper()
+	cfg := tn.cfg
+	cfg.ListenAddress = tn.Addr().String()
+	return runNode(t, cfg)
 }
 
 func newNodeKey(t *testing.T) ed25519.PrivateKey {
@@ -138,20 +162,26 @@ func startNode(t *testing.T, users []keys.PublicKey, peers ...*testNode) *testNo
 	for _, p := range peers {
 		cfg.KnownPeers = append(cfg.KnownPeers, node.Peer{ID: p.ID(), Address: p.Addr().String()})
 	}
+	return runNode(t, cfg)
+}
+
+// runNode runs a node until the test's cleanup (or stop).
+func runNode(t *testing.T, cfg node.Config) *testNode {
+	t.Helper()
 	n, err := node.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	tn := &testNode{Node: n, cancel: cancel, done: make(chan error, 1)}
-	go func() { tn.done <- n.Run(ctx) }()
+	tn := &testNode{Node: n, cfg: cfg, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		tn.err = n.Run(ctx)
+		close(tn.done)
+	}()
 	t.Cleanup(func() {
 		tn.cancel()
 		select {
-		case err := <-tn.done:
-			if err != nil {
-				t.Logf("node %s: %v", tn.ID(), err)
-			}
+		case <-tn.done:
 		case <-time.After(10 * time.Second):
 			t.Logf("node %s: still shutting down after 10 s", tn.ID())
 		}

@@ -71,7 +71,7 @@ func dialNode(ctx context.Context, addr string, node keys.PublicKey, device ed25
 
 // startLink starts reading conn: Topic messages go to handle, in order,
 // on the reading goroutine; PutPassport answers release barriers.
-func startLink(ctx context.Context, conn *wire.Conn, addr string, own passport.Hash, idle time.Duration, handle func(context.Context, wire.Topic)) *nodeLink {
+func startLink(ctx context.Context, conn *wire.Conn, addr string, own passport.Hash, idle time.Duration, handle func(context.Context, *nodeLink, wire.Topic)) *nodeLink {
 	l := &nodeLink{
 		conn:     conn,
 		addr:     addr,
@@ -86,7 +86,7 @@ func startLink(ctx context.Context, conn *wire.Conn, addr string, own passport.H
 	return l
 }
 
-func (l *nodeLink) read(ctx context.Context, handle func(context.Context, wire.Topic)) {
+func (l *nodeLink) read(ctx context.Context, handle func(context.Context, *nodeLink, wire.Topic)) {
 	defer close(l.done)
 	for {
 		m, err := l.conn.ReadMessage(ctx)
@@ -106,7 +106,7 @@ func (l *nodeLink) read(ctx context.Context, handle func(context.Context, wire.T
 				l.watched[h] = true
 			}
 			l.mu.Unlock()
-			handle(ctx, m)
+			handle(ctx, l, m)
 		case wire.PutPassport:
 			if m.ID == l.own {
 				l.releaseBarrier()
@@ -229,7 +229,14 @@ func (l *nodeLink) unwatch(hashes [][32]byte) int {
 
 // probeUser uploads the own passport and waits for the barrier: a node
 // that does not take the device as a user never answers it.
+//
+// The passport is kept without its topic (KeepPassport, §16.8): in
+// naming v2 no node advertises a passport topic. A node that does not
+// know the operation drops it and subscribes the topic, as in v1.
 func (l *nodeLink) probeUser(ctx context.Context, device keys.PublicKey, own *passport.Passport) error {
+	if err := l.userOp(ctx, wire.UserOp{Code: wire.OpKeepPassport, Passport: own.ID()}); err != nil {
+		return err
+	}
 	if err := l.send(ctx, wire.PutPassport{ID: own.ID(), Blocks: own.Export()}); err != nil {
 		return err
 	}

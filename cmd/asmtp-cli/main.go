@@ -18,6 +18,18 @@
 // both in --dir. Messages are RFC 5322 mail in package mail's payload
 // format, as the bridge's, and only a message sealed by the contact whose
 // topic it came on is accepted.
+//
+// Naming v2 (asmtp/PROTOCOL.md §16, naming.go): the device receives on
+// daily inbox topics derived from a seed kept in its database, and only
+// its contacts learn the seed, in its contact card. Importing a passport
+// adds a contact "awaiting-card"; the next connection sends the card to
+// the contact's intro bucket, and the contact's card, coming back on an
+// inbox (or found in the own bucket, then answered), makes it "v2": mail
+// goes to its inbox of the day, published by the node for the contact's
+// node named in the card. A contact that sends no card within --card-wait
+// (a day), or any contact when the node speaks only v1, becomes "v1": the
+// pair topic, as upstream. `contacts` and `info` show which. The card
+// gives the node's address as --card-address, by default --remote-address.
 package main
 
 import (
@@ -66,6 +78,8 @@ type options struct {
 	passphraseFile string
 	alias          string
 	timeout        time.Duration
+	cardWait       time.Duration
+	cardAddress    string
 	exportPassport string
 	importPassport string
 	name           string
@@ -122,6 +136,8 @@ func newRootCmd(getenv func(string) string) *cobra.Command {
 	pf.StringVar(&a.opts.passphraseFile, "passphrase-file", "", "read the passphrase from `FILE` (default $"+envPassphrase+", else a prompt)")
 	pf.StringVar(&a.opts.alias, "alias", "", "first run: the device's name in the passport (default: the host name)")
 	pf.DurationVar(&a.opts.timeout, "timeout", defaultTimeout, "give up on the node after this long without an answer")
+	pf.StringVar(&a.opts.cardAddress, "card-address", "", "where other nodes reach your node, \"host:port\", as your contact card tells your contacts (default: --remote-address)")
+	pf.DurationVar(&a.opts.cardWait, "card-wait", defaultCardWait, "take a contact that has not answered your contact card for this long for a naming-v1 contact")
 	f := root.Flags()
 	f.StringVar(&a.opts.exportPassport, "export-passport", "", "write your passport (or --name's) to `FILE`, to give to a contact, and exit")
 	f.StringVar(&a.opts.importPassport, "import-passport", "", "add the passport in `FILE` as a contact named --name, and exit")
@@ -146,7 +162,11 @@ func (a *app) node() (nodeAddress, error) {
 	if err != nil {
 		return nodeAddress{}, fmt.Errorf("--remote-id: %w", err)
 	}
-	return nodeAddress{addr: a.opts.remoteAddress, id: id}, nil
+	public := a.opts.cardAddress
+	if public == "" {
+		public = a.opts.remoteAddress
+	}
+	return nodeAddress{addr: a.opts.remoteAddress, id: id, public: public}, nil
 }
 
 // passphrase returns the passphrase from --passphrase-file, the
@@ -207,10 +227,12 @@ func (a *app) openClient(ctx context.Context) (*profile, *client, error) {
 		return nil, nil, err
 	}
 	c := &client{
+		cards:     make(chan struct{}, 1),
 		p:         p,
 		s:         s,
 		node:      node,
 		timeout:   a.opts.timeout,
+		cardWait:  a.opts.cardWait,
 		onMessage: func(message) {},
 		onWarning: func(w string) { fmt.Fprintln(a.stderr, "warning:", w) },
 	}

@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/asmtp/asmtp/asmtp/keys"
 	"github.com/asmtp/asmtp/asmtp/mail"
+	"github.com/asmtp/asmtp/asmtp/topic"
 )
 
-// ★ More messages wait on one topic than the node returns for one query:
+// ★ More messages wait on one topic (Bob's inbox of the day) than the
+// node returns for one query:
 // one sync fetches them all, page by page over the device's link, prints
 // each once and warns about nothing; the next sync finds nothing new.
 func TestSyncPagesLargeBacklog(t *testing.T) {
@@ -22,7 +25,7 @@ func TestSyncPagesLargeBacklog(t *testing.T) {
 	introduce(t, alice, "alice", bob, "bob")
 	home := startNode(t, []keys.PublicKey{bobKey})
 	bob.useNode(home)
-	bob.must("sync") // Bob's node keeps Alice's topic from now on
+	bob.must("sync") // Bob's node keeps his inbox of the day from now on
 
 	// Alice's mail reaches Bob's node while Bob is away; it is published
 	// there through a session (what a peer's relay would store).
@@ -32,6 +35,13 @@ func TestSyncPagesLargeBacklog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	bp, _ := unlockedProfile(t, bob)
+	seed, err := bp.db.inboxSeed(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bp.close()
+	bobInbox := topic.Inbox(seed, topic.InboxDay(time.Now()))
 	publisher := keys.Public(newNodeKey(t))
 	home.AddUser(publisher)
 	s, err := home.Attach(publisher)
@@ -48,7 +58,7 @@ func TestSyncPagesLargeBacklog(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := s.Publish(ctx, toBob.topic, contents[0]); err != nil {
+		if err := s.Publish(ctx, bobInbox, contents[0]); err != nil {
 			t.Fatal(err)
 		}
 	}

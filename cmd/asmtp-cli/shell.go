@@ -79,10 +79,12 @@ func (a *app) interactive(ctx context.Context) error {
 	// Everything the commands print goes through the shell from now on.
 	a.stdout, a.stderr = sh, sh
 	sh.c = &client{
-		p:       p,
-		s:       s,
-		node:    node,
-		timeout: a.opts.timeout,
+		cards:    make(chan struct{}, 1),
+		p:        p,
+		s:        s,
+		node:     node,
+		timeout:  a.opts.timeout,
+		cardWait: a.opts.cardWait,
 		onMessage: func(m message) {
 			sh.arrived.Add(1)
 			sh.println(summaryLine(m))

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/asmtp/asmtp/asmtp/keys"
+	"github.com/asmtp/asmtp/asmtp/topic"
 	"github.com/asmtp/asmtp/internal/wait"
 )
 
@@ -23,9 +25,10 @@ func writeFile(t *testing.T, name, content string) string {
 
 // Two people, each using asmtp-cli as a user of their own node, exchange
 // mail both ways over two nodes on loopback: a whole RFC 5322 message one
-// way, sent while the recipient's node did not follow the topic yet (so it
-// arrives by the node's catch-up, then the client's query), and plain text
-// the other way. Each message is printed once however often one syncs,
+// way, sent while the recipient's device was not connected (so it
+// arrives by the client's query of its inbox), and plain text the other
+// way, both on the recipients' inboxes (naming v2) after the exchange of
+// contact cards. Each message is printed once however often one syncs,
 // reads back with the sender verified, and keeps the body.
 //
 // (The same exchange with a bridge account is TestBridgeAccountAndCLIUser.)
@@ -39,9 +42,15 @@ func TestTwoUsersOnTwoNodes(t *testing.T) {
 	bob.useNode(nodeB)
 	introduce(t, alice, "alice", bob, "bob")
 
-	// Alice's node follows the topic from her first sync; she writes while
-	// Bob has not synced yet.
+	// Naming v2: Alice's first sync sends her card to Bob's intro bucket;
+	// Bob's syncs take it and answer it on Alice's inbox; Alice's sync
+	// takes the answer. Both then show the other as a v2 contact.
 	alice.must("sync")
+	awaitV2(t, bob, "alice")
+	awaitV2(t, alice, "bob")
+
+	// Alice writes while Bob's device is not connected: his node keeps
+	// the mail on his inbox until his sync asks.
 	mailFile := writeFile(t, "hello.eml", "From: Alice <alice@example.com>\r\nSubject: Hello Bob\r\n"+
 		"Content-Type: text/plain; charset=utf-8\r\n\r\nGrüße from Alice.\r\n")
 	if out := alice.must("send", "--to", "bob", "--file", mailFile); !strings.HasPrefix(out, "sent ") {
@@ -98,7 +107,7 @@ func TestTwoUsersOnTwoNodes(t *testing.T) {
 			t.Errorf("Alice's copy of the note lacks %q:\n%s", want, note)
 		}
 	}
-	if contacts := alice.must("contacts"); contacts != "bob "+bobPassport+" 1\n" {
+	if contacts := alice.must("contacts"); contacts != "bob "+bobPassport+" 1 v2\n" {
 		t.Errorf("contacts = %q", contacts)
 	}
 
@@ -111,5 +120,113 @@ func TestTwoUsersOnTwoNodes(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("prompt output lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// awaitV2 syncs d until its contact name shows as a v2 contact: its card
+// came.
+func awaitV2(t *testing.T, d *device, name string) {
+	t.Helper()
+	wait.Until(t, 30*time.Second, filepath.Base(d.dir)+"'s contact "+name+" becoming v2", func() bool {
+		d.must("sync")
+		for _, line := range strings.Split(d.must("contacts"), "\n") {
+			if f := strings.Fields(line); len(f) == 4 && f[0] == name && f[3] == "v2" {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// Naming v2 to a recipient whose node is down: Alice's mail goes to Bob's
+// inbox for his node, which her node holds (PublishTo, PROTOCOL.md §16.6)
+// until his node, started again on its address, subscribes the inbox;
+// Bob's next sync prints it once.
+func TestV2MailToAnOfflineNode(t *testing.T) {
+	alice, bob := newDevice(t, "alice"), newDevice(t, "bob")
+	aliceKey, _ := alice.identity()
+	bobKey, _ := bob.identity()
+	nodeA := startNode(t, []keys.PublicKey{aliceKey})
+	nodeB := startNode(t, []keys.PublicKey{bobKey}, nodeA)
+	alice.useNode(nodeA)
+	bob.useNode(nodeB)
+	introduce(t, alice, "alice", bob, "bob")
+	alice.must("sync")
+	awaitV2(t, bob, "alice")
+	awaitV2(t, alice, "bob")
+
+	nodeB.stop(t)
+	note := writeFile(t, "note.txt", "While you were away\nAlice\n")
+	if out := alice.must("send", "--to", "bob", "--file", note); !strings.HasPrefix(out, "sent ") {
+		t.Fatalf("send printed %q", out)
+	}
+	nodeB = nodeB.restart(t)
+	bob.useNode(nodeB)
+	var got string
+	wait.Until(t, 30*time.Second, "Alice's mail in Bob's sync after his node came back", func() bool {
+		got = bob.must("sync")
+		return got != ""
+	})
+	if !regexp.MustCompile(`^\S+ alice While you were away\n$`).MatchString(got) {
+		t.Fatalf("Bob's sync printed %q, want one line <time> alice While you were away", got)
+	}
+	if again := bob.must("sync"); again != "" {
+		t.Errorf("a second sync printed %q", again)
+	}
+}
+
+// Contacts from before naming v2 (the migration makes them v1 contacts)
+// are offered v2 once: when both sides speak it they become v2 contacts,
+// their pair topic leaves both nodes' gossip, and mail flows on the
+// inboxes.
+func TestV1ContactsMoveToV2(t *testing.T) {
+	alice, bob := newDevice(t, "alice"), newDevice(t, "bob")
+	aliceKey, _ := alice.identity()
+	bobKey, _ := bob.identity()
+	nodeA := startNode(t, []keys.PublicKey{aliceKey})
+	nodeB := startNode(t, []keys.PublicKey{bobKey}, nodeA)
+	alice.useNode(nodeA)
+	bob.useNode(nodeB)
+	introduce(t, alice, "alice", bob, "bob")
+	var pair topic.Topic
+	for _, d := range []*device{alice, bob} {
+		p, _ := unlockedProfile(t, d)
+		if _, err := p.db.sql.Exec(`UPDATE contacts SET scheme = 1`); err != nil {
+			t.Fatal(err)
+		}
+		cs, err := p.db.contacts(context.Background())
+		if err != nil || len(cs) != 1 {
+			t.Fatalf("contacts %v, %v", cs, err)
+		}
+		pair = cs[0].topic
+		p.close()
+	}
+	alice.must("sync")
+	bob.must("sync")
+	listsPair := func() bool {
+		for _, n := range []*testNode{nodeA, nodeB} {
+			for _, sub := range n.Gossip().Subscriptions {
+				if sub.Topic == pair {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	if !listsPair() {
+		t.Fatal("the v1 contacts' pair topic is in no node's gossip")
+	}
+	awaitV2(t, bob, "alice")
+	awaitV2(t, alice, "bob")
+	wait.Until(t, 10*time.Second, "the pair topic to leave both nodes' gossip", func() bool { return !listsPair() })
+
+	alice.must("send", "--to", "bob", "--file", writeFile(t, "n.txt", "Now on v2\n"))
+	var got string
+	wait.Until(t, 20*time.Second, "Alice's mail in Bob's sync", func() bool {
+		got = bob.must("sync")
+		return got != ""
+	})
+	if !regexp.MustCompile(`^\S+ alice Now on v2\n$`).MatchString(got) {
+		t.Fatalf("Bob's sync printed %q", got)
 	}
 }
