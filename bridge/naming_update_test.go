@@ -5,6 +5,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/asmtp/asmtp/asmtp/card"
+	"github.com/asmtp/asmtp/asmtp/keys"
+	"github.com/asmtp/asmtp/asmtp/node"
+	"github.com/asmtp/asmtp/asmtp/noise"
 	"github.com/asmtp/asmtp/asmtp/topic"
 	"github.com/asmtp/asmtp/bridge/accounts"
 	"github.com/asmtp/asmtp/bridge/accounts/accountstest"
@@ -110,5 +114,54 @@ func TestNamingV2RemoveContactNewSeed(t *testing.T) {
 	wait.Until(t, 30*time.Second, "bob's mail on alice's new inbox", func() bool { return a.inboxCount("alice") == 3 }, a.stats, c.stats)
 	if got := d.naming("carol", alice.Passport).Card.Seed; got != oldSeed {
 		t.Error("carol, removed, was sent alice's new seed")
+	}
+}
+
+// TestNamingV2PassportUpdateRollback: whoever stole alice's old shared
+// secret (the reason she rotated) sends bob her old passport sealed with
+// it, to roll him back to the old key; bob drops it as forged and keeps
+// the new key.
+func TestNamingV2PassportUpdateRollback(t *testing.T) {
+	a, c, alice, bob, _, _ := v2Pair(t)
+	ctx := context.Background()
+	stolen, err := a.Reg.Secrets(ctx, a.NodeKey, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rotated, err := a.Reg.RotateSharedKey(ctx, a.NodeKey, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	newKey := accountstest.OwnSharedKey(t, rotated)
+	holds := func(k keys.SharedKey) func() bool {
+		return func() bool {
+			ct, err := c.Reg.Contact(ctx, "bob", alice.Passport)
+			return err == nil && ct.SharedKey == k
+		}
+	}
+	wait.Until(t, 30*time.Second, "bob holds alice's new passport", holds(newKey), a.stats, c.stats)
+
+	ab, err := a.Reg.Contact(ctx, "alice", bob.Passport)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged, err := card.SealUpdate(nil, noise.NewXKey(stolen.SharedSecret), ab.SharedKey, alice.Blocks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bobsCard := a.naming("alice", bob.Passport).Card
+	s, err := a.node.Attach(alice.Device)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	reported := c.node.Stats().Reported
+	inbox := topic.Inbox(bobsCard.Seed, topic.InboxDay(time.Now()))
+	if err := s.PublishTo(ctx, inbox, &node.PeerAddr{ID: bobsCard.Node, Addr: bobsCard.Addr}, forged); err != nil {
+		t.Fatal(err)
+	}
+	wait.Until(t, 30*time.Second, "bob's bridge reports the forged update", func() bool { return c.node.Stats().Reported > reported }, a.stats, c.stats)
+	if !holds(newKey)() {
+		t.Fatal("bob took alice's old passport back")
 	}
 }
