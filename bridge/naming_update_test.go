@@ -165,3 +165,33 @@ func TestNamingV2PassportUpdateRollback(t *testing.T) {
 		t.Fatal("bob took alice's old passport back")
 	}
 }
+
+// TestNamingV2PassportUpdateOffline: alice rotates while bob's node is
+// down; her node holds the update (§16.6), alice's bridge restarts, and
+// bob takes the update when his node is back; then mail flows both ways.
+func TestNamingV2PassportUpdateOffline(t *testing.T) {
+	a, c, alice, bob, alicePW, bobPW := v2Pair(t)
+	ctx := context.Background()
+	c.stop()
+	rotated, err := a.Reg.RotateSharedKey(ctx, a.NodeKey, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait.Until(t, 30*time.Second, "alice's node stored the update for bob", func() bool {
+		sent, err := a.Reg.SentTo(ctx, "alice")
+		return err == nil && sent[bob.Passport].Passport == accounts.PassportHash(rotated.Blocks)
+	}, a.stats)
+	a.stop()
+	a.start()
+	c.start()
+	newKey := accountstest.OwnSharedKey(t, rotated)
+	wait.Until(t, 30*time.Second, "bob holds alice's new passport", func() bool {
+		ct, err := c.Reg.Contact(ctx, "bob", alice.Passport)
+		return err == nil && ct.SharedKey == newKey
+	}, a.stats, c.stats)
+	aliceAddr, bobAddr := alice.Address("asmtp").String(), bob.Address("asmtp").String()
+	sendAs(t, a, "alice", alicePW, aliceAddr, bobAddr, "after rotating")
+	wait.Until(t, 30*time.Second, "alice's mail at bob", func() bool { return c.inboxCount("bob") == 2 }, a.stats, c.stats)
+	sendAs(t, c, "bob", bobPW, bobAddr, aliceAddr, "to the new key")
+	wait.Until(t, 30*time.Second, "bob's mail at alice", func() bool { return a.inboxCount("alice") == 2 }, a.stats, c.stats)
+}
