@@ -64,10 +64,21 @@ func TestNamingV2PassportUpdate(t *testing.T) {
 	wait.Until(t, 30*time.Second, "bob's mail to alice's new key", func() bool { return a.inboxCount("alice") == 2 }, a.stats, c.stats)
 }
 
-// TestNamingV2RemoveContactNewSeed: alice removes carol; her node draws a
-// new inbox seed, stops subscribing to the inbox carol computes from the
-// old one, and sends the new seed to bob only, whose mail still arrives.
+// TestNamingV2RemoveContactNewSeed: alice removes carol, with her daemon
+// running or stopped; her node draws a new inbox seed, stops subscribing
+// to the inbox carol computes from the old one, and sends the new seed to
+// bob only, whose mail still arrives.
 func TestNamingV2RemoveContactNewSeed(t *testing.T) {
+	for _, stopped := range []bool{false, true} {
+		name := "running"
+		if stopped {
+			name = "stopped"
+		}
+		t.Run(name, func(t *testing.T) { removeContactNewSeed(t, stopped) })
+	}
+}
+
+func removeContactNewSeed(t *testing.T, stopped bool) {
 	a, c, alice, bob, _, bobPW := v2Pair(t)
 	d := newSite(t, a.peers...)
 	d.namingV2, d.refresh = true, time.Hour
@@ -91,8 +102,14 @@ func TestNamingV2RemoveContactNewSeed(t *testing.T) {
 		t.Fatal("alice's node does not subscribe to her inbox before the removal")
 	}
 
+	if stopped {
+		a.stop()
+	}
 	if err := a.Reg.RemoveContact(ctx, "alice", "Carol"); err != nil {
 		t.Fatal(err)
+	}
+	if stopped {
+		a.start()
 	}
 	wait.Until(t, 30*time.Second, "alice's node leaves the inbox carol computes", func() bool { return !subscribes(a.node, carolsView) }, a.stats)
 	newSeed, err := a.Reg.InboxSeed(ctx, a.NodeKey, "alice")

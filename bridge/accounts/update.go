@@ -33,6 +33,19 @@ CREATE TABLE contact_sent (
 ) WITHOUT ROWID;
 `
 
+// retiredSeedsMigration keeps the inbox seeds that a removed contact knew
+// until the daemon deregistered their inboxes from the node, which keeps
+// registrations across restarts: a contact removed while the daemon is
+// down must not leave the old inboxes registered.
+const retiredSeedsMigration = `
+CREATE TABLE retired_inbox_seeds (
+	account TEXT NOT NULL REFERENCES accounts(name) ON DELETE CASCADE,
+	sealed_seed BLOB NOT NULL,              -- as inbox_seeds.sealed_seed
+	retired_at INTEGER NOT NULL,            -- unix seconds
+	PRIMARY KEY (account, sealed_seed)
+) WITHOUT ROWID;
+`
+
 // Sent is what a contact was last told of the account: hashes (SHA-256)
 // of the inbox seed its last card carried and of the passport it holds.
 // A zero hash: nothing recorded.
@@ -134,9 +147,66 @@ func (r *Registry) RotateSharedKey(ctx context.Context, nodeKey ed25519.PrivateK
 	return a, nil
 }
 
-// dropInboxSeed forgets the account's inbox seed, so that the next
+// dropInboxSeed retires the account's inbox seed, so that the next
 // InboxSeed draws a new one (a contact was removed, §16.3).
 func dropInboxSeed(ctx context.Context, tx *sql.Tx, account string) error {
-	_, err := tx.ExecContext(ctx, "DELETE FROM inbox_seeds WHERE account = ?", account)
+	_, err := tx.ExecContext(ctx, `INSERT INTO retired_inbox_seeds (account, sealed_seed, retired_at)
+		SELECT account, sealed_seed, ? FROM inbox_seeds WHERE account = ? ON CONFLICT DO NOTHING`, time.Now().Unix(), account)
+	if err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, "DELETE FROM inbox_seeds WHERE account = ?", account)
 	return err
+}
+
+// RetiredInboxSeed is an inbox seed a removed contact knew, whose inboxes
+// may still be registered on the node.
+type RetiredInboxSeed struct {
+	Seed      topic.InboxSeed
+	RetiredAt time.Time
+	sealed    []byte
+}
+
+// RetiredInboxSeeds lists the account's retired inbox seeds.
+func (r *Registry) RetiredInboxSeeds(ctx context.Context, nodeKey ed25519.PrivateKey, account string) ([]RetiredInboxSeed, error) {
+	fail := func(err error) ([]RetiredInboxSeed, error) {
+		return nil, fmt.Errorf("retired inbox seeds of %s: %w", account, err)
+	}
+	s, err := newSealer(nodeKey)
+	if err != nil {
+		return fail(err)
+	}
+	rows, err := r.db.QueryContext(ctx, "SELECT sealed_seed, retired_at FROM retired_inbox_seeds WHERE account = ?", account)
+	if err != nil {
+		return fail(err)
+	}
+	defer rows.Close()
+	var out []RetiredInboxSeed
+	for rows.Next() {
+		var rs RetiredInboxSeed
+		var at int64
+		if err := rows.Scan(&rs.sealed, &at); err != nil {
+			return fail(err)
+		}
+		plain, err := s.open(account, fieldInboxSeed, rs.sealed)
+		if err != nil || len(plain) != len(rs.Seed) {
+			return fail(fmt.Errorf("unseal: %d bytes, %v", len(plain), err))
+		}
+		copy(rs.Seed[:], plain)
+		rs.RetiredAt = unixTime(at)
+		out = append(out, rs)
+	}
+	if err := rows.Err(); err != nil {
+		return fail(err)
+	}
+	return out, nil
+}
+
+// ForgetRetiredInboxSeed forgets rs once its inboxes are deregistered.
+func (r *Registry) ForgetRetiredInboxSeed(ctx context.Context, account string, rs RetiredInboxSeed) error {
+	_, err := r.db.ExecContext(ctx, "DELETE FROM retired_inbox_seeds WHERE account = ? AND sealed_seed = ?", account, rs.sealed)
+	if err != nil {
+		return fmt.Errorf("forget a retired inbox seed of %s: %w", account, err)
+	}
+	return nil
 }

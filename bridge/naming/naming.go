@@ -281,7 +281,7 @@ func (b *Accounts) reconcileNaming(ctx context.Context, a accounts.Account, n *A
 		nm := namings[c.Passport]
 		if nm.Scheme == accounts.SchemeV2 {
 			told, known := sent[c.Passport]
-			b.tellChanges(ctx, s, n, c, nm.Card, told, known, now)
+			b.tellChanges(ctx, s, n, c, nm, told, known, now)
 		}
 		switch {
 		case nm.Scheme == accounts.SchemeV2 && first:
@@ -296,16 +296,30 @@ func (b *Accounts) reconcileNaming(ctx context.Context, a accounts.Account, n *A
 }
 
 // refreshSeed reads the account's inbox seed again: a removed contact
-// dropped it (accounts.Registry.RemoveContact), and InboxSeed draws a new
+// retired it (accounts.Registry.RemoveContact), and InboxSeed draws a new
 // one. The old seed's inboxes are deregistered at once, so the removed
 // contact, which can still compute them, no longer finds the account's
 // node subscribed; subscribeInboxes then subscribes the new ones and
 // tellChanges sends the remaining contacts a card with the new seed.
 func (b *Accounts) refreshSeed(ctx context.Context, s *node.Session, n *Account) error {
 	seed, err := b.reg.InboxSeed(ctx, b.cfg.NodeKey, n.account)
-	if err != nil || seed == n.Seed() {
+	if err != nil {
 		return err
 	}
+	if seed != n.Seed() {
+		if err := leaveInboxes(ctx, s, n); err != nil {
+			return err
+		}
+		n.mu.Lock()
+		n.seed = seed
+		n.mu.Unlock()
+		b.log.Info("bridge: new inbox seed (a contact was removed)", "account", n.account)
+	}
+	return b.leaveRetiredSeeds(ctx, s, n.account, time.Now())
+}
+
+// leaveInboxes deregisters the inboxes subscribed since the start.
+func leaveInboxes(ctx context.Context, s *node.Session, n *Account) error {
 	n.mu.Lock()
 	old := make([]topic.Topic, 0, len(n.inboxes))
 	for t := range n.inboxes {
@@ -320,10 +334,38 @@ func (b *Accounts) refreshSeed(ctx context.Context, s *node.Session, n *Account)
 		delete(n.inboxes, t)
 		n.mu.Unlock()
 	}
-	n.mu.Lock()
-	n.seed = seed
-	n.mu.Unlock()
-	b.log.Info("bridge: new inbox seed (a contact was removed)", "account", n.account)
+	return nil
+}
+
+// maxRetiredDays bounds the days of a retired seed whose inboxes are
+// deregistered.
+const maxRetiredDays = 32
+
+// leaveRetiredSeeds deregisters the inboxes of the retired seeds, then
+// forgets them. The node keeps registrations across restarts, so an
+// earlier run (or the run before a removal made while the daemon was
+// down) may have left any day from CatchUpDays before the retirement to
+// tomorrow registered.
+func (b *Accounts) leaveRetiredSeeds(ctx context.Context, s *node.Session, account string, now time.Time) error {
+	retired, err := b.reg.RetiredInboxSeeds(ctx, b.cfg.NodeKey, account)
+	if err != nil {
+		return err
+	}
+	for _, rs := range retired {
+		last := topic.InboxDay(now) + 1
+		first := topic.InboxDay(rs.RetiredAt) - uint32(b.cfg.CatchUpDays) - 1
+		if first > last || last-first > maxRetiredDays {
+			first = last - maxRetiredDays
+		}
+		for d := first; d <= last; d++ {
+			if err := s.Deregister(ctx, topic.Inbox(rs.Seed, d)); err != nil {
+				return fmt.Errorf("deregister an inbox of a retired seed: %w", err)
+			}
+		}
+		if err := b.reg.ForgetRetiredInboxSeed(ctx, account, rs); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

@@ -26,7 +26,8 @@ import (
 // tellChanges sends v2 contact c, whose newest card is to, what changed
 // since it was last told. A contact with nothing recorded had its card
 // exchange before the record existed: what it holds now is taken as told.
-func (b *Accounts) tellChanges(ctx context.Context, s *node.Session, n *Account, c accounts.Contact, to *card.Card, told accounts.Sent, known bool, now time.Time) {
+func (b *Accounts) tellChanges(ctx context.Context, s *node.Session, n *Account, c accounts.Contact, nm accounts.Naming, told accounts.Sent, known bool, now time.Time) {
+	to := nm.Card
 	if to == nil {
 		return
 	}
@@ -43,6 +44,11 @@ func (b *Accounts) tellChanges(ctx context.Context, s *node.Session, n *Account,
 		b.sendUpdate(ctx, s, n, c, to, blocks, now)
 	}
 	if told.Seed != accounts.SeedHash(seed) {
+		// The contact keeps the card with the newest issued second: the
+		// new seed's card must not share the second of the last one.
+		if last := nm.CardSentAt.Unix(); !nm.CardSentAt.IsZero() && now.Unix() <= last {
+			now = time.Unix(last+1, 0)
+		}
 		b.sendCard(ctx, s, n, c, to, now)
 	}
 }
