@@ -195,6 +195,7 @@ type crashHelperConfig struct {
 	// WaitHolders lists the (account, contact) pairs whose topic holder
 	// the helper's node must know before it prints its SMTP address.
 	WaitHolders [][2]string
+	NamingV2    bool // the site speaks naming v2
 }
 
 // TestOutboxCrashHelper is the process TestOutboxSurvivesCrash kills.
@@ -211,7 +212,7 @@ func TestOutboxCrashHelper(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &site{Env: &accountstest.Env{Dir: cfg.Dir, NodeKey: ed25519.NewKeyFromSeed(seed)}, t: t, peers: []node.Peer{cfg.Peer}, delivery: testDelivery()}
+	s := &site{Env: &accountstest.Env{Dir: cfg.Dir, NodeKey: ed25519.NewKeyFromSeed(seed)}, t: t, peers: []node.Peer{cfg.Peer}, delivery: testDelivery(), namingV2: cfg.NamingV2}
 	s.Reg, s.Mail = accountstest.OpenStores(t, cfg.Dir)
 	s.delivery.hook = func(stage string, _ mailstore.OutboxItem, chunk int) {
 		if stage == cfg.Stage && chunk >= cfg.Chunk {

@@ -7,6 +7,8 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"mime"
 	"net"
 	netmail "net/mail"
@@ -155,6 +157,9 @@ type site struct {
 	node    *node.Node
 	bridge  *Bridge
 	halt    func()
+
+	// logs, when set, gets the bridge's logs, debug ones included.
+	logs io.Writer
 }
 
 // testDelivery retries fast and gives up after a few seconds.
@@ -231,7 +236,7 @@ func (s *site) start() {
 		refresh = 200 * time.Millisecond
 	}
 	b, err := New(Config{DataDir: s.Dir, IMAPAddr: "127.0.0.1:0", SMTPAddr: "127.0.0.1:0", RefreshInterval: refresh,
-		Delivery: s.delivery, Logger: accountstest.Logger(), rotationGrace: s.rotationGrace, NamingV1: !s.namingV2, CardWait: s.cardWait}, n, s.NodeKey)
+		Delivery: s.delivery, Logger: s.logger(), rotationGrace: s.rotationGrace, NamingV1: !s.namingV2, CardWait: s.cardWait}, n, s.NodeKey)
 	if err != nil {
 		stopNode()
 		t.Fatal(err)
@@ -246,6 +251,13 @@ func (s *site) start() {
 		stopNode()
 	}
 	t.Cleanup(s.stop)
+}
+
+func (s *site) logger() *slog.Logger {
+	if s.logs == nil {
+		return accountstest.Logger()
+	}
+	return slog.New(slog.NewTextHandler(s.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
 func (s *site) stop() {

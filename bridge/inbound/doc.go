@@ -49,6 +49,12 @@
 // bridge.Config.RefreshInterval); a removed contact's topics, old ones included,
 // are deregistered at once.
 //
+// A held message that goes to the reassembly buffer is put there in the
+// name of the contact its chunks' sender key belongs to: a naming-v2
+// inbox (PROTOCOL.md §16) names no contact, so its topic cannot say.
+// When that sender is no contact any more, the chunks are dropped with a
+// warning.
+//
 // Incomplete messages dropped after ReassemblyTimeout, or to stay within
 // the limits, are logged, and a notice saying how many parts came is put in
 // INBOX, so no message disappears without a word.

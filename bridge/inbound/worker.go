@@ -340,6 +340,7 @@ func (w *Worker) take(ctx context.Context, c accounts.Contact, m node.Stored, ch
 		hm := &heldMessage{topic: m.Topic, first: m.Cursor, since: time.Now(), kind: ch.Kind, total: ch.Total,
 			chunks: make([]mail.Chunk, ch.Count), have: make([]bool, ch.Count)}
 		w.held[heldKey{ch.Sender, ch.ID}] = hm
+		w.log.Debug("bridge: chunks of a message held in memory", "sender", ch.Sender, "chunks", ch.Count)
 		if len(w.held) == 1 {
 			w.flushT.Reset(HeldFlushAfter)
 		}
@@ -405,7 +406,7 @@ func (w *Worker) flushHeld(ctx context.Context, since time.Time) {
 		if !since.IsZero() && hm.since.After(since) {
 			continue
 		}
-		if err := w.flushMessage(ctx, hm); err != nil {
+		if err := w.flushMessage(ctx, k, hm); err != nil {
 			w.log.Error("bridge: store chunks in the reassembly buffer", "err", err)
 			continue // held, and tried again at the next flush
 		}
@@ -416,10 +417,22 @@ func (w *Worker) flushHeld(ctx context.Context, since time.Time) {
 	}
 }
 
-func (w *Worker) flushMessage(ctx context.Context, hm *heldMessage) error {
+// flushMessage moves the held message k to the reassembly buffer. Its
+// contact is found by the chunks' sender key, not by its topic: a naming-v2
+// inbox names no contact (PROTOCOL.md §16), and on a v1 topic the key
+// names the same contact (mail.Open checked it).
+func (w *Worker) flushMessage(ctx context.Context, k heldKey, hm *heldMessage) error {
+	c, err := w.contactByKey(ctx, k.sender)
+	if errors.Is(err, accounts.ErrNoContact) { // removed meanwhile: its mail is not wanted
+		w.log.Warn("bridge: held chunks of a sender no longer a contact dropped", "sender", k.sender,
+			"chunks", hm.n, "of", len(hm.have))
+		return nil
+	}
+	if err != nil {
+		return err
+	}
 	chunks := hm.chunks
 	if hm.joined != nil { // cut again as its sender did: the same chunks
-		var err error
 		if chunks, err = mail.Split(hm.joined.ID, hm.joined.Kind, hm.joined.Data); err != nil {
 			return err
 		}
@@ -427,18 +440,9 @@ func (w *Worker) flushMessage(ctx context.Context, hm *heldMessage) error {
 			chunks[i].Sender = hm.joined.Sender
 		}
 	}
-	var c accounts.Contact
 	for i, ch := range chunks {
 		if !hm.have[i] {
 			continue
-		}
-		if c.Topic != hm.topic {
-			var err error
-			if c, err = w.contactOn(ctx, hm.topic); errors.Is(err, accounts.ErrNoContact) {
-				return nil // removed meanwhile: its mail is not wanted
-			} else if err != nil {
-				return err
-			}
 		}
 		if err := w.addChunk(ctx, c, ch, hm.last, hm.received); err != nil {
 			return err
