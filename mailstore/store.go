@@ -149,6 +149,8 @@ type Store interface {
 
 	Watch(ctx context.Context, mailbox MailboxID, fn func(Change)) (Snapshot, func(), error)
 	Fetch(ctx context.Context, mailbox MailboxID, uids []UID, fn func(MessageMeta) error) error
+	// FetchItems is Fetch reading only the cached columns in items.
+	FetchItems(ctx context.Context, mailbox MailboxID, uids []UID, items MetaItems, fn func(MessageMeta) error) error
 	Raw(ctx context.Context, mailbox MailboxID, uid UID) ([]byte, error)
 	// WithRaw is Raw for large messages: fn gets the message under the
 	// store's memory budget, which it holds until fn returns.

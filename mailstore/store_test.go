@@ -430,3 +430,60 @@ func TestInternalDateKeepsZone(t *testing.T) {
 		return nil
 	})
 }
+
+// FetchItems reads only the cached columns asked for, and each message
+// keeps its own internal date zone although Fetch reuses zones between
+// messages.
+func TestFetchItems(t *testing.T) {
+	db, _ := openTest(t)
+	ctx := context.Background()
+	zones := []int{-7 * 3600, -7 * 3600, 2 * 3600, -7 * 3600}
+	var uids []UID
+	var mailbox MailboxID
+	for i, offset := range zones {
+		date := time.Date(2023, 5, 6, 7, 8, 9, 0, time.FixedZone("", offset))
+		a, err := db.Append(ctx, "alice", "INBOX", msg(fmt.Sprint("s", i), "x"), []string{`\Seen`}, date)
+		if err != nil {
+			t.Fatal(err)
+		}
+		uids, mailbox = append(uids, a.UID), a.MailboxID
+	}
+	tests := []struct {
+		name  string
+		items MetaItems
+	}{
+		{"none", MetaItems{}},
+		{"flags", MetaItems{Flags: true}},
+		{"envelope", MetaItems{Envelope: true}},
+		{"structure", MetaItems{Structure: true}},
+		{"all", MetaItems{Flags: true, Envelope: true, Structure: true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			i := 0
+			err := db.FetchItems(ctx, mailbox, uids, tt.items, func(m MessageMeta) error {
+				if tt.items.Flags != (len(m.Flags) == 1 && m.Flags[0] == `\Seen`) {
+					t.Errorf("message %d: flags %q, asked %v", i, m.Flags, tt.items.Flags)
+				}
+				if _, offset := m.InternalDate.Zone(); offset != zones[i] {
+					t.Errorf("message %d: zone offset %d, want %d", i, offset, zones[i])
+				}
+				env, err := m.Envelope()
+				if tt.items.Envelope != (err == nil) {
+					t.Errorf("message %d: envelope error %v, asked %v", i, err, tt.items.Envelope)
+				}
+				if err == nil && env.Subject != fmt.Sprint("s", i) {
+					t.Errorf("message %d: subject %q", i, env.Subject)
+				}
+				if _, err := m.BodyStructure(); tt.items.Structure != (err == nil) {
+					t.Errorf("message %d: structure error %v, asked %v", i, err, tt.items.Structure)
+				}
+				i++
+				return nil
+			})
+			if err != nil || i != len(uids) {
+				t.Fatalf("fetched %d of %d: %v", i, len(uids), err)
+			}
+		})
+	}
+}

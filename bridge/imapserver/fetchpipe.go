@@ -54,7 +54,7 @@ func (ss *session) readMeta(ctx context.Context, targets []target, options *imap
 			return ctx.Err()
 		}
 	}
-	err := ss.store().Fetch(ctx, ss.sel.view.id, uidsOf(targets), func(m mailstore.MessageMeta) error {
+	err := ss.store().FetchItems(ctx, ss.sel.view.id, uidsOf(targets), metaItems(options), func(m mailstore.MessageMeta) error {
 		if err := m.Detach(options.Envelope, options.BodyStructure != nil); err != nil {
 			return err
 		}

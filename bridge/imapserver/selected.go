@@ -104,7 +104,7 @@ func (ss *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options 
 		return ss.fetchPipelined(targets, options, write)
 	}
 	i := 0
-	return storeError(ss.store().Fetch(ss.ctx, sel.view.id, uidsOf(targets), func(m mailstore.MessageMeta) error {
+	return storeError(ss.store().FetchItems(ss.ctx, sel.view.id, uidsOf(targets), metaItems(options), func(m mailstore.MessageMeta) error {
 		for i < len(targets) && targets[i].uid != m.UID {
 			i++
 		}
@@ -113,6 +113,12 @@ func (ss *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options 
 		}
 		return write(targets[i], &m)
 	}))
+}
+
+// metaItems are the cached columns a FETCH needs from the store: not the
+// flags, which come from the view.
+func metaItems(options *imap.FetchOptions) mailstore.MetaItems {
+	return mailstore.MetaItems{Envelope: options.Envelope, Structure: options.BodyStructure != nil}
 }
 
 func setsSeen(options *imap.FetchOptions) bool {

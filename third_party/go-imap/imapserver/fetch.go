@@ -553,14 +553,17 @@ func writeEnvelope(enc *imapwire.Encoder, envelope *imap.Envelope) {
 		writeAddressList(enc, l)
 	}
 	enc.SP()
-	if len(envelope.InReplyTo) > 0 {
-		enc.String("<" + strings.Join(envelope.InReplyTo, "> <") + ">")
-	} else {
+	switch len(envelope.InReplyTo) {
+	case 0:
 		enc.NIL()
+	case 1:
+		enc.StringWrapped("<", envelope.InReplyTo[0], ">")
+	default:
+		enc.String("<" + strings.Join(envelope.InReplyTo, "> <") + ">")
 	}
 	enc.SP()
 	if envelope.MessageID != "" {
-		enc.String("<" + envelope.MessageID + ">")
+		enc.StringWrapped("<", envelope.MessageID, ">")
 	} else {
 		enc.NIL()
 	}

@@ -80,23 +80,41 @@ func (enc *Encoder) SP() *Encoder {
 	return enc.writeString(" ")
 }
 
+// Special writes one byte straight to the buffer: string(ch) would
+// allocate for every parenthesis of every response.
 func (enc *Encoder) Special(ch byte) *Encoder {
-	return enc.writeString(string(ch))
+	if enc.err != nil {
+		return enc
+	}
+	if enc.literal {
+		enc.err = fmt.Errorf("imapwire: cannot encode while a literal is open")
+		return enc
+	}
+	if err := enc.w.WriteByte(ch); err != nil {
+		enc.err = err
+	}
+	return enc
 }
 
+// Quoted writes s as a quoted string, copying the runs between escaped
+// characters to the buffer rather than building the quoted form first.
 func (enc *Encoder) Quoted(s string) *Encoder {
-	var sb strings.Builder
-	sb.Grow(2 + len(s))
-	sb.WriteByte('"')
+	enc.Special('"')
+	enc.quotedContent(s)
+	return enc.Special('"')
+}
+
+// quotedContent scans bytes rather than calling strings.IndexAny, which
+// builds its character set on every call.
+func (enc *Encoder) quotedContent(s string) {
+	start := 0
 	for i := 0; i < len(s); i++ {
-		ch := s[i]
-		if ch == '"' || ch == '\\' {
-			sb.WriteByte('\\')
+		if ch := s[i]; ch == '"' || ch == '\\' {
+			enc.writeString(s[start:i]).Special('\\')
+			start = i
 		}
-		sb.WriteByte(ch)
 	}
-	sb.WriteByte('"')
-	return enc.writeString(sb.String())
+	enc.writeString(s[start:])
 }
 
 func (enc *Encoder) String(s string) *Encoder {
@@ -107,8 +125,24 @@ func (enc *Encoder) String(s string) *Encoder {
 	return enc.Quoted(s)
 }
 
+// StringWrapped writes prefix+s+suffix as String does, without building
+// that string when it can be quoted. prefix and suffix must be valid
+// quoted content without '"' or '\\' (such as "<" and ">").
+func (enc *Encoder) StringWrapped(prefix, s, suffix string) *Encoder {
+	if len(prefix)+len(s)+len(suffix) > maxQuoted || !enc.validQuoted(s) {
+		enc.stringLiteral(prefix + s + suffix)
+		return enc
+	}
+	enc.Special('"').writeString(prefix)
+	enc.quotedContent(s)
+	return enc.writeString(suffix).Special('"')
+}
+
+// maxQuoted is the longest string written quoted; longer ones are literals.
+const maxQuoted = 4096
+
 func (enc *Encoder) validQuoted(s string) bool {
-	if len(s) > 4096 {
+	if len(s) > maxQuoted {
 		return false
 	}
 
