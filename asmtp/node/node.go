@@ -99,7 +99,8 @@
 // before its catch-up completed starts the next one from the same window. A node peer may query a topic only if it advertises the
 // topic in its own gossip on that link and the answering node keeps it
 // (Config.OpenQueries lifts this); local users may query the topics they
-// registered. Requests are rate-limited per link (QueryRate, QueryBurst).
+// registered. Requests are rate-limited per link (QueryRate, QueryBurst),
+// and the node paces its own catch-up queries below that rate.
 // A node's answer holds the whole window, streamed from the store a page
 // at a time between answer markers (answer.go); a user's is one page of
 // QueryLimit messages, and the user pages on by repeating its query
