@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/asmtp/asmtp/internal/sqlitedb"
 )
 
 // defaultMailboxes are created with every account, in one transaction.
@@ -193,16 +195,11 @@ func (db *DB) Mailboxes(ctx context.Context, account string) ([]Mailbox, error) 
 	if err != nil {
 		return nil, fmt.Errorf("list mailboxes of %q: %w", account, err)
 	}
-	defer rows.Close()
-	var l []Mailbox
-	for rows.Next() {
-		mb, err := scanMailbox(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list mailboxes of %q: %w", account, err)
-		}
-		l = append(l, mb)
+	l, err := sqlitedb.Collect(rows, scanMailbox)
+	if err != nil {
+		return nil, fmt.Errorf("list mailboxes of %q: %w", account, err)
 	}
-	return l, rows.Err()
+	return l, nil
 }
 
 // Mailbox looks up one mailbox by name.
@@ -432,16 +429,14 @@ func (db *DB) Subscriptions(ctx context.Context, account string) ([]string, erro
 	if err != nil {
 		return nil, fmt.Errorf("list subscriptions of %q: %w", account, err)
 	}
-	defer rows.Close()
-	var names []string
-	for rows.Next() {
+	names, err := sqlitedb.Collect(rows, func(row sqlitedb.Row) (string, error) {
 		var name string
-		if err := rows.Scan(&name); err != nil {
-			return nil, fmt.Errorf("list subscriptions of %q: %w", account, err)
-		}
-		names = append(names, name)
+		return name, row.Scan(&name)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list subscriptions of %q: %w", account, err)
 	}
-	return names, rows.Err()
+	return names, nil
 }
 
 // Status returns a mailbox with its message counters.

@@ -13,6 +13,7 @@ import (
 	"github.com/asmtp/asmtp/asmtp/keys"
 	"github.com/asmtp/asmtp/asmtp/passport"
 	"github.com/asmtp/asmtp/bridge/auth"
+	"github.com/asmtp/asmtp/internal/sqlitedb"
 	"github.com/asmtp/asmtp/mailstore"
 )
 
@@ -241,16 +242,8 @@ func (r *Registry) Accounts(ctx context.Context) ([]Account, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list accounts: %w", err)
 	}
-	defer rows.Close()
-	var out []Account
-	for rows.Next() {
-		a, err := scanAccount(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list accounts: %w", err)
-		}
-		out = append(out, a)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := sqlitedb.Collect(rows, scanAccount)
+	if err != nil {
 		return nil, fmt.Errorf("list accounts: %w", err)
 	}
 	return out, nil

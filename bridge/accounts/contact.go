@@ -13,6 +13,7 @@ import (
 	"github.com/asmtp/asmtp/asmtp/keys"
 	"github.com/asmtp/asmtp/asmtp/passport"
 	"github.com/asmtp/asmtp/asmtp/topic"
+	"github.com/asmtp/asmtp/internal/sqlitedb"
 )
 
 // MaxPetnameLen bounds petnames, in characters.
@@ -236,16 +237,8 @@ func (r *Registry) Contacts(ctx context.Context, account string) ([]Contact, err
 	if err != nil {
 		return nil, fmt.Errorf("contacts of %s: %w", account, err)
 	}
-	defer rows.Close()
-	var out []Contact
-	for rows.Next() {
-		c, err := scanContact(rows)
-		if err != nil {
-			return nil, fmt.Errorf("contacts of %s: %w", account, err)
-		}
-		out = append(out, c)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := sqlitedb.Collect(rows, scanContact)
+	if err != nil {
 		return nil, fmt.Errorf("contacts of %s: %w", account, err)
 	}
 	return out, nil
@@ -437,18 +430,14 @@ func (r *Registry) RetiredTopics(ctx context.Context, account string, graceStart
 	if err != nil {
 		return nil, fmt.Errorf("retired topics of %s: %w", account, err)
 	}
-	defer rows.Close()
-	var out []topic.Topic
-	for rows.Next() {
+	out, err := sqlitedb.Collect(rows, func(row sqlitedb.Row) (topic.Topic, error) {
 		var b []byte
-		if err := rows.Scan(&b); err != nil {
-			return nil, fmt.Errorf("retired topics of %s: %w", account, err)
-		}
 		var t topic.Topic
+		err := row.Scan(&b)
 		copy(t[:], b)
-		out = append(out, t)
-	}
-	if err := rows.Err(); err != nil {
+		return t, err
+	})
+	if err != nil {
 		return nil, fmt.Errorf("retired topics of %s: %w", account, err)
 	}
 	return out, nil
@@ -476,16 +465,8 @@ func (r *Registry) RotatedContacts(ctx context.Context, account string, graceSta
 	if err != nil {
 		return nil, fmt.Errorf("rotated contacts of %s: %w", account, err)
 	}
-	defer rows.Close()
-	var out []Contact
-	for rows.Next() {
-		c, err := scanContact(rows)
-		if err != nil {
-			return nil, fmt.Errorf("rotated contacts of %s: %w", account, err)
-		}
-		out = append(out, c)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := sqlitedb.Collect(rows, scanContact)
+	if err != nil {
 		return nil, fmt.Errorf("rotated contacts of %s: %w", account, err)
 	}
 	return out, nil

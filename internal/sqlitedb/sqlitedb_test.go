@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -133,4 +134,43 @@ func TestBackgroundCheckpoint(t *testing.T) {
 		size = fileSize()
 		return size >= 5<<20
 	}, func() string { return fmt.Sprintf("database file %d bytes after 5 MiB of commits", size) })
+}
+
+// TestCollect reads rows in order, gives nil for none, and stops at the
+// first row scan refuses.
+func TestCollect(t *testing.T) {
+	db, err := Open(t.Context(), filepath.Join(t.TempDir(), "c.db"),
+		[]string{"CREATE TABLE n (v INTEGER); INSERT INTO n VALUES (1), (2), (3);"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	scanInt := func(r Row) (int, error) {
+		var v int
+		err := r.Scan(&v)
+		return v, err
+	}
+	for _, c := range []struct {
+		query string
+		want  []int
+	}{
+		{"SELECT v FROM n ORDER BY v", []int{1, 2, 3}},
+		{"SELECT v FROM n WHERE v > 9", nil},
+	} {
+		rows, err := db.Durable.Query(c.query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := Collect(rows, scanInt)
+		if err != nil || !slices.Equal(got, c.want) {
+			t.Errorf("%s: %v, %v; want %v", c.query, got, err, c.want)
+		}
+	}
+	rows, err := db.Durable.Query("SELECT 'x'")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := Collect(rows, scanInt); err == nil || got != nil {
+		t.Errorf("a row that does not scan: %v, %v; want no rows and an error", got, err)
+	}
 }
