@@ -18,6 +18,7 @@ import (
 	"github.com/asmtp/asmtp/bridge/imapserver"
 	"github.com/asmtp/asmtp/bridge/inbound"
 	"github.com/asmtp/asmtp/bridge/loginlimit"
+	"github.com/asmtp/asmtp/bridge/naming"
 	"github.com/asmtp/asmtp/bridge/outbound"
 	"github.com/asmtp/asmtp/bridge/presence"
 	"github.com/asmtp/asmtp/bridge/smtpserver"
@@ -54,8 +55,8 @@ type Bridge struct {
 	// their contact cards.
 	node *node.Node
 
-	mu      sync.Mutex
-	namings map[string]*accountNaming // naming-v2 state, by account name (naming.go)
+	// naming is the accounts' naming-v2 state; nil with Config.NamingV1.
+	naming *naming.Accounts
 }
 
 // New opens the registry and the mailstore in cfg.DataDir, checks that
@@ -81,10 +82,15 @@ func New(cfg Config, n *node.Node, nodeKey ed25519.PrivateKey) (*Bridge, error) 
 	if err != nil {
 		return nil, fmt.Errorf("bridge: %w", err)
 	}
-	b := &Bridge{cfg: cfg, log: cfg.Logger, reg: reg, nodeKey: nodeKey, node: n, namings: make(map[string]*accountNaming)}
-	b.roster = presence.New(presence.Config{Domain: cfg.Domain, RefreshInterval: cfg.RefreshInterval,
-		RotationGrace: cfg.rotationGrace, Attached: b.attached, NamingV1: cfg.NamingV1, Reconciled: b.reconciled,
-		Logger: cfg.Logger}, reg, n)
+	b := &Bridge{cfg: cfg, log: cfg.Logger, reg: reg, nodeKey: nodeKey, node: n}
+	pcfg := presence.Config{Domain: cfg.Domain, RefreshInterval: cfg.RefreshInterval,
+		RotationGrace: cfg.rotationGrace, Attached: b.attached, NamingV1: cfg.NamingV1, Logger: cfg.Logger}
+	if !cfg.NamingV1 {
+		b.naming = naming.New(naming.Config{CardWait: cfg.CardWait, CatchUpDays: cfg.CatchUpDays, NodeKey: nodeKey,
+			WakeOutbound: b.wakeOutbound, Logger: cfg.Logger}, reg, n)
+		pcfg.Reconciled = b.naming.Reconciled
+	}
+	b.roster = presence.New(pcfg, reg, n)
 	if err := b.open(ctx, nodeKey); err != nil {
 		b.close()
 		return nil, fmt.Errorf("bridge: %w", err)
@@ -364,13 +370,22 @@ func (n nodeSessions) Publisher(account string) outbound.Publisher {
 // queued while it was not.
 func (b *Bridge) attached(ctx context.Context, a accounts.Account, s *node.Session) (wake func()) {
 	icfg := b.cfg.inbound(b.nodeKey)
-	if n := b.startNaming(ctx, a, s); n != nil {
-		icfg.Naming = n
+	if b.naming != nil {
+		if n := b.naming.Start(ctx, a, s); n != nil {
+			icfg.Naming = n
+		}
 	}
 	in := inbound.NewWorker(icfg, a.Name, b.reg, b.mailstore, s)
 	b.goWorker(func() { in.Run(ctx) })
 	b.out.Wake()
 	return in.Wake
+}
+
+// wakeOutbound wakes the delivery worker, once it is open.
+func (b *Bridge) wakeOutbound() {
+	if b.out != nil {
+		b.out.Wake()
+	}
 }
 
 // listenHosts are the hosts of addrs, for the certificate's names.

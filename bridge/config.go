@@ -11,6 +11,7 @@ import (
 	"github.com/asmtp/asmtp/bridge/carddav"
 	"github.com/asmtp/asmtp/bridge/imapserver"
 	"github.com/asmtp/asmtp/bridge/inbound"
+	"github.com/asmtp/asmtp/bridge/naming"
 	"github.com/asmtp/asmtp/bridge/outbound"
 	"github.com/asmtp/asmtp/mailstore"
 )
@@ -75,12 +76,12 @@ type Config struct {
 	// and to run as a v1 peer (asmtpd: network.naming_v1, with the node).
 	NamingV1 bool
 	// CardWait is how long mail to a new contact waits for the contact's
-	// card before the contact is taken for a v1 one (naming.go). Default
-	// DefaultCardWait.
+	// card before the contact is taken for a v1 one (package naming). Default
+	// naming.DefaultCardWait.
 	CardWait time.Duration
 	// CatchUpDays is how many past days of the accounts' inboxes are
 	// caught up from their contacts' nodes on start. Default
-	// DefaultCatchUpDays.
+	// naming.DefaultCatchUpDays.
 	CatchUpDays int
 	// Logger receives the bridge's logs. Default slog.Default().
 	Logger *slog.Logger
@@ -113,10 +114,10 @@ func (c *Config) setDefaults() {
 		c.Logger = slog.Default()
 	}
 	if c.CardWait <= 0 {
-		c.CardWait = DefaultCardWait
+		c.CardWait = naming.DefaultCardWait
 	}
 	if c.CatchUpDays <= 0 {
-		c.CatchUpDays = DefaultCatchUpDays
+		c.CatchUpDays = naming.DefaultCatchUpDays
 	}
 	if c.rotationGrace <= 0 {
 		c.rotationGrace = RotationGrace

@@ -152,9 +152,11 @@ type site struct {
 	// the tests of the v1 paths leave it off. cardWait is Config.CardWait.
 	namingV2 bool
 	cardWait time.Duration
-	node     *node.Node
-	bridge   *Bridge
-	halt     func()
+	// refresh is Config.RefreshInterval; zero: 200 ms.
+	refresh time.Duration
+	node    *node.Node
+	bridge  *Bridge
+	halt    func()
 
 	// logs, when set, gets the bridge's logs, debug ones included.
 	logs io.Writer
@@ -229,7 +231,11 @@ func (s *site) start() {
 	if s.beforeBridge != nil {
 		s.beforeBridge(n)
 	}
-	b, err := New(Config{DataDir: s.Dir, IMAPAddr: "127.0.0.1:0", SMTPAddr: "127.0.0.1:0", RefreshInterval: 200 * time.Millisecond,
+	refresh := s.refresh
+	if refresh == 0 {
+		refresh = 200 * time.Millisecond
+	}
+	b, err := New(Config{DataDir: s.Dir, IMAPAddr: "127.0.0.1:0", SMTPAddr: "127.0.0.1:0", RefreshInterval: refresh,
 		Delivery: s.delivery, Logger: s.logger(), rotationGrace: s.rotationGrace, NamingV1: !s.namingV2, CardWait: s.cardWait}, n, s.NodeKey)
 	if err != nil {
 		stopNode()

@@ -17,6 +17,8 @@
 //   - bridge/inbound: node to INBOX (opening, sender check, reassembly).
 //   - bridge/presence: the accounts on the node (presence.Roster): node
 //     users, their passports, contacts' topics, followed passports.
+//   - bridge/naming: naming v2 for the accounts (PROTOCOL.md §16): inbox
+//     topics, intro bucket, contact cards, catch-up from contacts' nodes.
 //   - bridge/mailtext: the header edits and notices on the mail path.
 //
 // # The mail path

@@ -299,7 +299,8 @@ func (r *Registry) RenameContact(ctx context.Context, account, petname, newName 
 }
 
 // RemoveContact removes an account's contact by petname (any ASCII case).
-// Its topic is retired: the daemon deregisters it from the node.
+// Its topic is retired: the daemon deregisters it from the node. The
+// account's inbox seed is dropped with it, so that a new one is drawn.
 func (r *Registry) RemoveContact(ctx context.Context, account, petname string) error {
 	account = strings.ToLower(account)
 	err := r.inTx(ctx, func(tx *sql.Tx) error {
@@ -315,6 +316,12 @@ func (r *Registry) RemoveContact(ctx context.Context, account, petname string) e
 		// too.
 		if _, err := tx.ExecContext(ctx, "UPDATE retired_topics SET passport_id = NULL, shared_key = NULL WHERE account = ? AND passport_id = ?",
 			account, c.Passport[:]); err != nil {
+			return err
+		}
+		// The removed contact knows the inbox seed: the next InboxSeed
+		// draws a new one, which the daemon sends to the remaining
+		// contacts (naming v2, PROTOCOL.md §16.3).
+		if err := dropInboxSeed(ctx, tx, account); err != nil {
 			return err
 		}
 		return retireTopic(ctx, tx, c)

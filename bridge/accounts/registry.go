@@ -103,7 +103,7 @@ CREATE TABLE contact_cards (
 	UNIQUE (account, name),
 	FOREIGN KEY (account, passport_id) REFERENCES contacts(account, passport_id) ON DELETE CASCADE
 ) WITHOUT ROWID;
-`, namingMigration}
+`, namingMigration, sentMigration, retiredSeedsMigration}
 
 // OpenRegistry opens (creating if needed) the registry in dataDir, which
 // is created with mode 0700; the database file and its WAL are 0600.

@@ -8,7 +8,6 @@ import (
 
 	"github.com/asmtp/asmtp/asmtp/keys"
 	"github.com/asmtp/asmtp/asmtp/node"
-	"github.com/asmtp/asmtp/asmtp/noise"
 	"github.com/asmtp/asmtp/asmtp/topic"
 	"github.com/asmtp/asmtp/bridge/accounts"
 	"github.com/asmtp/asmtp/mailstore"
@@ -40,12 +39,17 @@ type Naming interface {
 	// Topics are the subscribed inboxes and the bucket, to read from the
 	// node's store.
 	Topics() []topic.Topic
-	// Key is the account's current shared secret.
-	Key() noise.XKey
+	// Open opens a content sealed to the account's shared key (the
+	// current one or, for a while after a rotation, the one before).
+	Open(sealed []byte) (keys.SharedKey, []byte, error)
 	// TakeCard takes an opened card (plaintext p, sealed by sender):
 	// verifies it against the passport it names, records it and answers
 	// it. forged reports a card sealed by another key than that passport's.
 	TakeCard(ctx context.Context, sender keys.SharedKey, p []byte) (forged bool, err error)
+	// TakeUpdate takes an opened passport update (§16.3): a contact's
+	// rotated passport, checked against the copy held. forged reports
+	// one that fails the checks.
+	TakeUpdate(ctx context.Context, sender keys.SharedKey, p []byte) (forged bool, err error)
 }
 
 // Directory is what the worker reads of the account registry (an

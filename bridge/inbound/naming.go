@@ -20,7 +20,7 @@ import (
 
 // openInbox opens a content that came on one of the account's inboxes.
 func (w *Worker) openInbox(ctx context.Context, n Naming, m node.Stored) (accounts.Contact, mail.Chunk, bool, error) {
-	sender, p, err := n.Key().Open(m.Content)
+	sender, p, err := n.Open(m.Content)
 	if err != nil {
 		w.log.Debug("bridge: unreadable content on an inbox dropped", "err", err)
 		w.report(ctx, m)
@@ -28,6 +28,9 @@ func (w *Worker) openInbox(ctx context.Context, n Naming, m node.Stored) (accoun
 	}
 	if card.IsCard(p) {
 		return accounts.Contact{}, mail.Chunk{}, false, w.takeCard(ctx, n, sender, p, m)
+	}
+	if card.IsUpdate(p) {
+		return accounts.Contact{}, mail.Chunk{}, false, w.takeUpdate(ctx, n, sender, p, m)
 	}
 	c, err := w.contactByKey(ctx, sender)
 	if errors.Is(err, accounts.ErrNoContact) {
@@ -63,7 +66,7 @@ func (w *Worker) tryCard(ctx context.Context, n Naming, m node.Stored) error {
 	if len(m.Content) != card.SealedSize {
 		return nil
 	}
-	sender, p, err := n.Key().Open(m.Content)
+	sender, p, err := n.Open(m.Content)
 	if err != nil || !card.IsCard(p) {
 		return nil // for another member of the bucket
 	}
@@ -72,6 +75,16 @@ func (w *Worker) tryCard(ctx context.Context, n Naming, m node.Stored) error {
 
 func (w *Worker) takeCard(ctx context.Context, n Naming, sender keys.SharedKey, p []byte, m node.Stored) error {
 	forged, err := n.TakeCard(ctx, sender, p)
+	if forged {
+		w.report(ctx, m)
+	}
+	return err
+}
+
+// takeUpdate hands a passport update to the naming state; a forged one is
+// reported to the node like other unreadable content.
+func (w *Worker) takeUpdate(ctx context.Context, n Naming, sender keys.SharedKey, p []byte, m node.Stored) error {
+	forged, err := n.TakeUpdate(ctx, sender, p)
 	if forged {
 		w.report(ctx, m)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/asmtp/asmtp/asmtp/passport"
 	"github.com/asmtp/asmtp/bridge"
 	"github.com/asmtp/asmtp/bridge/accounts"
 	"github.com/asmtp/asmtp/cmd/internal/config"
@@ -118,6 +119,7 @@ func newAccountCmd() *cobra.Command {
 		newAccountListCmd(&configPath),
 		newAccountExportPassportCmd(&configPath),
 		newAccountResetPasswordCmd(&configPath),
+		newAccountRotateKeyCmd(&configPath),
 	)
 	return cmd
 }
@@ -250,5 +252,46 @@ func newAccountResetPasswordCmd(configPath *string) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&name, "name", "", "account name")
 	cmd.Flags().StringVar(&bridgePassword, "bridge-password", "", fmt.Sprintf("new IMAP/SMTP password, at least %d characters (default: a random 128-bit token)", accounts.MinPasswordLength))
+	return cmd
+}
+
+func newAccountRotateKeyCmd(configPath *string) *cobra.Command {
+	var name, password string
+	cmd := &cobra.Command{
+		Use:   "rotate-key --config FILE [--name NAME] [--password PW]",
+		Short: "Give an account a new shared key (mail key) and tell its contacts",
+		Long: "Give an account a new shared secret: a new block of its passport. A running\n" +
+			"asmtpd sends the new passport sealed to each v2 contact's inbox (v1 contacts\n" +
+			"fetch it from the network); mail sealed to the old key still opens until asmtpd\n" +
+			"restarts. Use it when the old secret may have leaked. --name may be left out\n" +
+			"when there is one account.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			return onAccount(ctx, *configPath, name, "--name", func(f *bridgeFiles, name string) error {
+				pw, err := keyPassword(password, cmd.Flags().Changed("password"), false, cmd.ErrOrStderr())
+				if err != nil {
+					return err
+				}
+				nodeKey, err := f.cfg.NodeKey(pw)
+				if err != nil {
+					return err
+				}
+				a, err := f.reg.RotateSharedKey(ctx, nodeKey, name)
+				if err != nil {
+					return err
+				}
+				p, err := passport.Import(a.Blocks, time.Now())
+				if err != nil {
+					return err
+				}
+				key, _ := p.SharedKey()
+				fmt.Fprintf(cmd.OutOrStdout(), "account: %s\nshared key: %s\n", a.Name, key)
+				return nil
+			})
+		},
+	}
+	cmd.Flags().StringVar(&name, "name", "", "account name")
+	cmd.Flags().StringVar(&password, "password", "", "node key password (default: $"+passwordEnv+", else a prompt)")
 	return cmd
 }

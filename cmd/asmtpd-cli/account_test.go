@@ -14,6 +14,7 @@ import (
 
 	"github.com/asmtp/asmtp/asmtp/passport"
 	"github.com/asmtp/asmtp/bridge/accounts"
+	"github.com/asmtp/asmtp/bridge/accounts/accountstest"
 )
 
 // cli runs the built asmtpd-cli binary.
@@ -186,6 +187,22 @@ func TestAccountAndContactCommands(t *testing.T) {
 	}
 	if name, err := reg.Authenticate(ctx, alice["address"], reset["password"], "asmtp"); name != "alice" || err != nil {
 		t.Errorf("new password after reset-password: %q, %v", name, err)
+	}
+
+	before, err := reg.Account(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.run([]string{passwordEnv + "=not the node pw"}, "account", "rotate-key", "--config", cfg, "--name", "alice"); err == nil {
+		t.Error("rotate-key with a wrong node key password succeeded")
+	}
+	rotated := fields(t, c.ok(keyPW, "account", "rotate-key", "--config", cfg, "--name", "alice"), "account", "shared key")
+	after, err := reg.Account(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if old, now := accountstest.OwnSharedKey(t, before), accountstest.OwnSharedKey(t, after); old == now || rotated["shared key"] != now.String() {
+		t.Errorf("rotate-key: %v; shared key %s before, %s after", rotated, old, now)
 	}
 }
 
