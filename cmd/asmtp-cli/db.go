@@ -17,6 +17,7 @@ import (
 	"github.com/asmtp/asmtp/asmtp/mail"
 	"github.com/asmtp/asmtp/asmtp/passport"
 	"github.com/asmtp/asmtp/asmtp/topic"
+	"github.com/asmtp/asmtp/internal/sqlitedb"
 	"github.com/asmtp/asmtp/mailstore/reassembly"
 )
 
@@ -222,16 +223,8 @@ func (d *db) contacts(ctx context.Context) ([]contact, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list contacts: %w", err)
 	}
-	defer rows.Close()
-	var cs []contact
-	for rows.Next() {
-		c, err := scanContact(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list contacts: %w", err)
-		}
-		cs = append(cs, c)
-	}
-	if err := rows.Err(); err != nil {
+	cs, err := sqlitedb.Collect(rows, scanContact)
+	if err != nil {
 		return nil, fmt.Errorf("list contacts: %w", err)
 	}
 	return cs, nil
@@ -315,16 +308,8 @@ func (d *db) messages(ctx context.Context, contactID int64) ([]message, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list messages: %w", err)
 	}
-	defer rows.Close()
-	var ms []message
-	for rows.Next() {
-		m, err := scanMessage(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list messages: %w", err)
-		}
-		ms = append(ms, m)
-	}
-	if err := rows.Err(); err != nil {
+	ms, err := sqlitedb.Collect(rows, scanMessage)
+	if err != nil {
 		return nil, fmt.Errorf("list messages: %w", err)
 	}
 	return ms, nil
@@ -342,16 +327,8 @@ func (d *db) messageByID(ctx context.Context, prefix string) (message, error) {
 	if err != nil {
 		return message{}, fmt.Errorf("message %s: %w", prefix, err)
 	}
-	defer rows.Close()
-	var found []message
-	for rows.Next() {
-		m, err := scanMessage(rows)
-		if err != nil {
-			return message{}, fmt.Errorf("message %s: %w", prefix, err)
-		}
-		found = append(found, m)
-	}
-	if err := rows.Err(); err != nil {
+	found, err := sqlitedb.Collect(rows, scanMessage)
+	if err != nil {
 		return message{}, fmt.Errorf("message %s: %w", prefix, err)
 	}
 	switch len(found) {
