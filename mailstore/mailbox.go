@@ -190,12 +190,8 @@ func (db *DB) Mailboxes(ctx context.Context, account string) ([]Mailbox, error) 
 	if _, err := accountID(ctx, db.r, account); err != nil {
 		return nil, fmt.Errorf("list mailboxes of %q: %w", account, err)
 	}
-	rows, err := db.r.QueryContext(ctx, "SELECT "+mailboxColumns+
+	l, err := sqlitedb.Select(ctx, db.r, scanMailbox, "SELECT "+mailboxColumns+
 		" FROM mailboxes m JOIN accounts a ON a.id = m.account_id WHERE a.name = ? ORDER BY m.name", account)
-	if err != nil {
-		return nil, fmt.Errorf("list mailboxes of %q: %w", account, err)
-	}
-	l, err := sqlitedb.Collect(rows, scanMailbox)
 	if err != nil {
 		return nil, fmt.Errorf("list mailboxes of %q: %w", account, err)
 	}
@@ -424,15 +420,11 @@ func unsubscribe(ctx context.Context, tx *sql.Tx, accountID int64, name string) 
 // Subscriptions lists an account's subscribed names, ordered, including
 // those whose mailbox no longer exists.
 func (db *DB) Subscriptions(ctx context.Context, account string) ([]string, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT s.name FROM subscriptions s JOIN accounts a ON a.id = s.account_id
-		WHERE a.name = ? ORDER BY s.name`, account)
-	if err != nil {
-		return nil, fmt.Errorf("list subscriptions of %q: %w", account, err)
-	}
-	names, err := sqlitedb.Collect(rows, func(row sqlitedb.Row) (string, error) {
+	names, err := sqlitedb.Select(ctx, db.r, func(row sqlitedb.Row) (string, error) {
 		var name string
 		return name, row.Scan(&name)
-	})
+	}, `SELECT s.name FROM subscriptions s JOIN accounts a ON a.id = s.account_id
+		WHERE a.name = ? ORDER BY s.name`, account)
 	if err != nil {
 		return nil, fmt.Errorf("list subscriptions of %q: %w", account, err)
 	}

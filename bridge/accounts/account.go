@@ -238,11 +238,7 @@ func scanAccount(row interface{ Scan(...any) error }) (Account, error) {
 
 // Accounts lists the accounts by name.
 func (r *Registry) Accounts(ctx context.Context) ([]Account, error) {
-	rows, err := r.db.QueryContext(ctx, "SELECT "+accountColumns+" FROM accounts ORDER BY name")
-	if err != nil {
-		return nil, fmt.Errorf("list accounts: %w", err)
-	}
-	out, err := sqlitedb.Collect(rows, scanAccount)
+	out, err := sqlitedb.Select(ctx, r.db, scanAccount, "SELECT "+accountColumns+" FROM accounts ORDER BY name")
 	if err != nil {
 		return nil, fmt.Errorf("list accounts: %w", err)
 	}

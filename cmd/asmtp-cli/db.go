@@ -219,11 +219,7 @@ func scanContact(row interface{ Scan(...any) error }) (contact, error) {
 
 // contacts returns every contact, by petname.
 func (d *db) contacts(ctx context.Context) ([]contact, error) {
-	rows, err := d.sql.QueryContext(ctx, `SELECT `+contactColumns+` FROM contacts ORDER BY petname`)
-	if err != nil {
-		return nil, fmt.Errorf("list contacts: %w", err)
-	}
-	cs, err := sqlitedb.Collect(rows, scanContact)
+	cs, err := sqlitedb.Select(ctx, d.sql, scanContact, `SELECT `+contactColumns+` FROM contacts ORDER BY petname`)
 	if err != nil {
 		return nil, fmt.Errorf("list contacts: %w", err)
 	}
@@ -303,12 +299,8 @@ func scanMessage(row interface{ Scan(...any) error }) (message, error) {
 // messages returns the received messages, oldest first: all of them, or
 // a contact's when contactID is not 0.
 func (d *db) messages(ctx context.Context, contactID int64) ([]message, error) {
-	rows, err := d.sql.QueryContext(ctx, `SELECT `+messageColumns+` FROM messages m JOIN contacts c ON c.id = m.contact
+	ms, err := sqlitedb.Select(ctx, d.sql, scanMessage, `SELECT `+messageColumns+` FROM messages m JOIN contacts c ON c.id = m.contact
 		WHERE ? = 0 OR m.contact = ? ORDER BY m.received_at, m.rowid`, contactID, contactID)
-	if err != nil {
-		return nil, fmt.Errorf("list messages: %w", err)
-	}
-	ms, err := sqlitedb.Collect(rows, scanMessage)
 	if err != nil {
 		return nil, fmt.Errorf("list messages: %w", err)
 	}
@@ -322,12 +314,8 @@ func (d *db) messageByID(ctx context.Context, prefix string) (message, error) {
 	if len(prefix) < 4 || len(prefix) > 2*mail.IDSize || strings.Trim(prefix, "0123456789abcdef") != "" {
 		return message{}, fmt.Errorf("message id %q: want 4 to %d hex characters", prefix, 2*mail.IDSize)
 	}
-	rows, err := d.sql.QueryContext(ctx, `SELECT `+messageColumns+` FROM messages m JOIN contacts c ON c.id = m.contact
+	found, err := sqlitedb.Select(ctx, d.sql, scanMessage, `SELECT `+messageColumns+` FROM messages m JOIN contacts c ON c.id = m.contact
 		WHERE lower(hex(m.id)) LIKE ? LIMIT 2`, prefix+"%")
-	if err != nil {
-		return message{}, fmt.Errorf("message %s: %w", prefix, err)
-	}
-	found, err := sqlitedb.Collect(rows, scanMessage)
 	if err != nil {
 		return message{}, fmt.Errorf("message %s: %w", prefix, err)
 	}

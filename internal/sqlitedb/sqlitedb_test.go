@@ -136,9 +136,9 @@ func TestBackgroundCheckpoint(t *testing.T) {
 	}, func() string { return fmt.Sprintf("database file %d bytes after 5 MiB of commits", size) })
 }
 
-// TestCollect reads rows in order, gives nil for none, and stops at the
-// first row scan refuses.
-func TestCollect(t *testing.T) {
+// TestSelect reads rows in order, gives nil for none, and fails on a
+// query that does not run or a row scan refuses.
+func TestSelect(t *testing.T) {
 	db, err := Open(t.Context(), filepath.Join(t.TempDir(), "c.db"),
 		[]string{"CREATE TABLE n (v INTEGER); INSERT INTO n VALUES (1), (2), (3);"})
 	if err != nil {
@@ -151,26 +151,18 @@ func TestCollect(t *testing.T) {
 		return v, err
 	}
 	for _, c := range []struct {
-		query string
-		want  []int
+		query   string
+		want    []int
+		wantErr bool
 	}{
-		{"SELECT v FROM n ORDER BY v", []int{1, 2, 3}},
-		{"SELECT v FROM n WHERE v > 9", nil},
+		{"SELECT v FROM n WHERE v > ? ORDER BY v", []int{2, 3}, false},
+		{"SELECT v FROM n WHERE v > ? + 9", nil, false},
+		{"SELECT 'x' WHERE ? = 1", nil, true},
+		{"SELECT v FROM missing WHERE v = ?", nil, true},
 	} {
-		rows, err := db.Durable.Query(c.query)
-		if err != nil {
-			t.Fatal(err)
+		got, err := Select(t.Context(), db.Durable, scanInt, c.query, 1)
+		if (err != nil) != c.wantErr || !slices.Equal(got, c.want) {
+			t.Errorf("%s: %v, %v; want %v (error: %v)", c.query, got, err, c.want, c.wantErr)
 		}
-		got, err := Collect(rows, scanInt)
-		if err != nil || !slices.Equal(got, c.want) {
-			t.Errorf("%s: %v, %v; want %v", c.query, got, err, c.want)
-		}
-	}
-	rows, err := db.Durable.Query("SELECT 'x'")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, err := Collect(rows, scanInt); err == nil || got != nil {
-		t.Errorf("a row that does not scan: %v, %v; want no rows and an error", got, err)
 	}
 }
