@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/asmtp/asmtp/internal/sqlitedb"
 )
 
 // defaultMailboxes are created with every account, in one transaction.
@@ -188,21 +190,12 @@ func (db *DB) Mailboxes(ctx context.Context, account string) ([]Mailbox, error) 
 	if _, err := accountID(ctx, db.r, account); err != nil {
 		return nil, fmt.Errorf("list mailboxes of %q: %w", account, err)
 	}
-	rows, err := db.r.QueryContext(ctx, "SELECT "+mailboxColumns+
+	l, err := sqlitedb.Select(ctx, db.r, scanMailbox, "SELECT "+mailboxColumns+
 		" FROM mailboxes m JOIN accounts a ON a.id = m.account_id WHERE a.name = ? ORDER BY m.name", account)
 	if err != nil {
 		return nil, fmt.Errorf("list mailboxes of %q: %w", account, err)
 	}
-	defer rows.Close()
-	var l []Mailbox
-	for rows.Next() {
-		mb, err := scanMailbox(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list mailboxes of %q: %w", account, err)
-		}
-		l = append(l, mb)
-	}
-	return l, rows.Err()
+	return l, nil
 }
 
 // Mailbox looks up one mailbox by name.
@@ -427,21 +420,15 @@ func unsubscribe(ctx context.Context, tx *sql.Tx, accountID int64, name string) 
 // Subscriptions lists an account's subscribed names, ordered, including
 // those whose mailbox no longer exists.
 func (db *DB) Subscriptions(ctx context.Context, account string) ([]string, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT s.name FROM subscriptions s JOIN accounts a ON a.id = s.account_id
+	names, err := sqlitedb.Select(ctx, db.r, func(row sqlitedb.Row) (string, error) {
+		var name string
+		return name, row.Scan(&name)
+	}, `SELECT s.name FROM subscriptions s JOIN accounts a ON a.id = s.account_id
 		WHERE a.name = ? ORDER BY s.name`, account)
 	if err != nil {
 		return nil, fmt.Errorf("list subscriptions of %q: %w", account, err)
 	}
-	defer rows.Close()
-	var names []string
-	for rows.Next() {
-		var name string
-		if err := rows.Scan(&name); err != nil {
-			return nil, fmt.Errorf("list subscriptions of %q: %w", account, err)
-		}
-		names = append(names, name)
-	}
-	return names, rows.Err()
+	return names, nil
 }
 
 // Status returns a mailbox with its message counters.

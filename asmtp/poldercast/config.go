@@ -1,6 +1,7 @@
 package poldercast
 
 import (
+	"cmp"
 	"fmt"
 	"time"
 )
@@ -86,41 +87,21 @@ func DefaultConfig() Config {
 	}
 }
 
+// withDefaults fills every zero field from DefaultConfig. Only zero means
+// "unset": a negative value is the caller's and validate judges it.
 func (c Config) withDefaults() Config {
 	d := DefaultConfig()
-	if c.RingSize == 0 {
-		c.RingSize = d.RingSize
-	}
-	if c.VicinitySize == 0 {
-		c.VicinitySize = d.VicinitySize
-	}
-	if c.CyclonSize == 0 {
-		c.CyclonSize = d.CyclonSize
-	}
-	if c.GossipSize == 0 {
-		c.GossipSize = d.GossipSize
-	}
-	if c.Fanout == 0 {
-		c.Fanout = d.Fanout
-	}
-	if c.HandoffSize == 0 {
-		c.HandoffSize = d.HandoffSize
-	}
-	if c.Introductions == 0 {
-		c.Introductions = d.Introductions
-	}
-	if c.JoinWindow == 0 {
-		c.JoinWindow = d.JoinWindow
-	}
-	if c.MaxClockSkew == 0 {
-		c.MaxClockSkew = d.MaxClockSkew
-	}
-	if c.ProfileTTL == 0 {
-		c.ProfileTTL = d.ProfileTTL
-	}
-	if c.ExchangeTimeout == 0 {
-		c.ExchangeTimeout = d.ExchangeTimeout
-	}
+	c.RingSize = cmp.Or(c.RingSize, d.RingSize)
+	c.VicinitySize = cmp.Or(c.VicinitySize, d.VicinitySize)
+	c.CyclonSize = cmp.Or(c.CyclonSize, d.CyclonSize)
+	c.GossipSize = cmp.Or(c.GossipSize, d.GossipSize)
+	c.Fanout = cmp.Or(c.Fanout, d.Fanout)
+	c.HandoffSize = cmp.Or(c.HandoffSize, d.HandoffSize)
+	c.Introductions = cmp.Or(c.Introductions, d.Introductions)
+	c.JoinWindow = cmp.Or(c.JoinWindow, d.JoinWindow)
+	c.MaxClockSkew = cmp.Or(c.MaxClockSkew, d.MaxClockSkew)
+	c.ProfileTTL = cmp.Or(c.ProfileTTL, d.ProfileTTL)
+	c.ExchangeTimeout = cmp.Or(c.ExchangeTimeout, d.ExchangeTimeout)
 	return c
 }
 

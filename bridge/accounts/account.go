@@ -13,6 +13,7 @@ import (
 	"github.com/asmtp/asmtp/asmtp/keys"
 	"github.com/asmtp/asmtp/asmtp/passport"
 	"github.com/asmtp/asmtp/bridge/auth"
+	"github.com/asmtp/asmtp/internal/sqlitedb"
 	"github.com/asmtp/asmtp/mailstore"
 )
 
@@ -237,20 +238,8 @@ func scanAccount(row interface{ Scan(...any) error }) (Account, error) {
 
 // Accounts lists the accounts by name.
 func (r *Registry) Accounts(ctx context.Context) ([]Account, error) {
-	rows, err := r.db.QueryContext(ctx, "SELECT "+accountColumns+" FROM accounts ORDER BY name")
+	out, err := sqlitedb.Select(ctx, r.db, scanAccount, "SELECT "+accountColumns+" FROM accounts ORDER BY name")
 	if err != nil {
-		return nil, fmt.Errorf("list accounts: %w", err)
-	}
-	defer rows.Close()
-	var out []Account
-	for rows.Next() {
-		a, err := scanAccount(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list accounts: %w", err)
-		}
-		out = append(out, a)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list accounts: %w", err)
 	}
 	return out, nil

@@ -13,6 +13,7 @@ import (
 	"github.com/asmtp/asmtp/asmtp/keys"
 	"github.com/asmtp/asmtp/asmtp/passport"
 	"github.com/asmtp/asmtp/asmtp/topic"
+	"github.com/asmtp/asmtp/internal/sqlitedb"
 )
 
 // MaxPetnameLen bounds petnames, in characters.
@@ -232,20 +233,8 @@ func (r *Registry) Contacts(ctx context.Context, account string) ([]Contact, err
 	if _, err := r.Account(ctx, account); err != nil {
 		return nil, err
 	}
-	rows, err := r.db.QueryContext(ctx, "SELECT "+contactColumns+" FROM contacts WHERE account = ? ORDER BY petname", account)
+	out, err := sqlitedb.Select(ctx, r.db, scanContact, "SELECT "+contactColumns+" FROM contacts WHERE account = ? ORDER BY petname", account)
 	if err != nil {
-		return nil, fmt.Errorf("contacts of %s: %w", account, err)
-	}
-	defer rows.Close()
-	var out []Contact
-	for rows.Next() {
-		c, err := scanContact(rows)
-		if err != nil {
-			return nil, fmt.Errorf("contacts of %s: %w", account, err)
-		}
-		out = append(out, c)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("contacts of %s: %w", account, err)
 	}
 	return out, nil
@@ -436,26 +425,12 @@ func newerPassport(c Contact, blocks []byte) (*passport.Passport, error) {
 // minus the grace period).
 func (r *Registry) RetiredTopics(ctx context.Context, account string, graceStart time.Time) ([]topic.Topic, error) {
 	account = strings.ToLower(account)
-	rows, err := r.db.QueryContext(ctx, `SELECT topic FROM retired_topics WHERE account = ?
+	out, err := sqlitedb.Select(ctx, r.db, scanTopic, `SELECT topic FROM retired_topics WHERE account = ?
 		AND (shared_key IS NULL OR retired_at <= ?
 			OR passport_id NOT IN (SELECT passport_id FROM contacts WHERE account = ? AND passport_blocks IS NOT NULL))
 		AND topic NOT IN (SELECT topic FROM contacts WHERE account = ? AND topic IS NOT NULL)`,
 		account, graceStart.Unix(), account, account)
 	if err != nil {
-		return nil, fmt.Errorf("retired topics of %s: %w", account, err)
-	}
-	defer rows.Close()
-	var out []topic.Topic
-	for rows.Next() {
-		var b []byte
-		if err := rows.Scan(&b); err != nil {
-			return nil, fmt.Errorf("retired topics of %s: %w", account, err)
-		}
-		var t topic.Topic
-		copy(t[:], b)
-		out = append(out, t)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("retired topics of %s: %w", account, err)
 	}
 	return out, nil
@@ -472,27 +447,24 @@ const graceWhere = `FROM retired_topics r JOIN contacts c ON c.account = r.accou
 	WHERE r.account = ? AND r.shared_key IS NOT NULL AND r.retired_at > ? AND c.passport_blocks IS NOT NULL
 	AND r.topic NOT IN (SELECT topic FROM contacts WHERE account = ? AND topic IS NOT NULL)`
 
+// scanTopic reads a row of one topic column.
+func scanTopic(row sqlitedb.Row) (topic.Topic, error) {
+	var b []byte
+	var t topic.Topic
+	err := row.Scan(&b)
+	copy(t[:], b)
+	return t, err
+}
+
 // RotatedContacts lists the account's contacts as they were before a
 // shared-key rotation made after graceStart: each with a replaced shared
 // key and the topic derived from it, which are still registered and read
 // so that mail the contact sealed before rotating is not lost.
 func (r *Registry) RotatedContacts(ctx context.Context, account string, graceStart time.Time) ([]Contact, error) {
 	account = strings.ToLower(account)
-	rows, err := r.db.QueryContext(ctx, "SELECT "+graceColumns+" "+graceWhere+" ORDER BY c.petname, r.retired_at",
+	out, err := sqlitedb.Select(ctx, r.db, scanContact, "SELECT "+graceColumns+" "+graceWhere+" ORDER BY c.petname, r.retired_at",
 		account, graceStart.Unix(), account)
 	if err != nil {
-		return nil, fmt.Errorf("rotated contacts of %s: %w", account, err)
-	}
-	defer rows.Close()
-	var out []Contact
-	for rows.Next() {
-		c, err := scanContact(rows)
-		if err != nil {
-			return nil, fmt.Errorf("rotated contacts of %s: %w", account, err)
-		}
-		out = append(out, c)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("rotated contacts of %s: %w", account, err)
 	}
 	return out, nil

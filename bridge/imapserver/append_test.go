@@ -64,11 +64,7 @@ func TestMultiAppendAllOrNothing(t *testing.T) {
 // extensions this package implements through the go-imap fork, under the
 // names Dovecot advertises them.
 func TestCapabilitiesListExtensions(t *testing.T) {
-	dove, err := dovecotref.Start(context.Background(), t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dove.Stop()
+	dove := startDovecot(t)
 	ts := startServer(t)
 	for _, server := range []struct{ addr, password string }{{ts.addr, testToken}, {dove.Addr, dovecotref.Password}} {
 		c := dialRaw(t, server.addr)

@@ -1,11 +1,9 @@
 package imapserver
 
 import (
-	"context"
 	"strings"
 	"testing"
 
-	"github.com/asmtp/asmtp/bridge/auth"
 	"github.com/asmtp/asmtp/bridge/imapserver/dovecotref"
 )
 
@@ -39,17 +37,9 @@ func seqMatchConversation() []string {
 // bridge and a Dovecot whose transaction log rotates at every change, so
 // that it too has forgotten the expunges since the client's state.
 func TestQResyncSeqMatchAgainstDovecot(t *testing.T) {
-	dove, err := dovecotref.Start(context.Background(), t.TempDir(),
+	dove := startDovecot(t,
 		"mail_index_log_rotate_min_size = 0", "mail_index_log_rotate_max_size = 1", "mail_index_log2_max_age = 0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dove.Stop()
-	ts := startServer(t)
-	ts.restartWith(t, func(o *Options) { o.Authenticator = auth.NewTokenAuthenticator(map[string]string{"sm": testToken}) })
-	if err := ts.store.CreateAccount(context.Background(), "sm"); err != nil {
-		t.Fatal(err)
-	}
+	ts := startServerFor(t, "sm")
 	cmds := seqMatchConversation()
 	ours := converseModSeq(t, ts.addr, "sm", testToken, cmds)
 	theirs := converseModSeq(t, dove.Addr, "sm", dovecotref.Password, cmds)

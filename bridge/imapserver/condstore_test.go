@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/asmtp/asmtp/bridge/auth"
 	"github.com/asmtp/asmtp/bridge/imapserver/dovecotref"
 	"github.com/asmtp/asmtp/bridge/imapserver/testmail"
 )
@@ -183,23 +182,11 @@ var modSeqConversations = []conversation{
 // is replaced by its place among the saved ones: the answers must agree
 // on which messages changed since each saved point.
 func TestCondStoreAgainstDovecot(t *testing.T) {
-	dove, err := dovecotref.Start(context.Background(), t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dove.Stop()
-	ts := startServer(t)
-	users := map[string]string{}
-	for i := range modSeqConversations {
-		users[fmt.Sprintf("cs%d", i)] = testToken
-	}
-	ts.restartWith(t, func(o *Options) { o.Authenticator = auth.NewTokenAuthenticator(users) })
+	dove := startDovecot(t)
+	ts := startServerFor(t, numberedUsers("cs", len(modSeqConversations))...)
 	for i, conv := range modSeqConversations {
 		t.Run(conv.name, func(t *testing.T) {
 			user := fmt.Sprintf("cs%d", i)
-			if err := ts.store.CreateAccount(context.Background(), user); err != nil {
-				t.Fatal(err)
-			}
 			ours := converseModSeq(t, ts.addr, user, testToken, conv.cmds)
 			theirs := converseModSeq(t, dove.Addr, user, dovecotref.Password, conv.cmds)
 			for j, cmd := range conv.cmds {

@@ -227,24 +227,12 @@ var conversations = []conversation{
 // TestConversationsAgainstDovecot runs each conversation against the bridge
 // and against a throwaway Dovecot and compares the normalised answers.
 func TestConversationsAgainstDovecot(t *testing.T) {
-	dove, err := dovecotref.Start(context.Background(), t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dove.Stop()
-	ts := startServer(t)
-	users := map[string]string{}
-	for i := range conversations {
-		users[fmt.Sprintf("conv%d", i)] = testToken
-	}
-	ts.restartWith(t, func(o *Options) { o.Authenticator = auth.NewTokenAuthenticator(users) })
+	dove := startDovecot(t)
+	ts := startServerFor(t, numberedUsers("conv", len(conversations))...)
 
 	for i, conv := range conversations {
 		t.Run(conv.name, func(t *testing.T) {
 			user := fmt.Sprintf("conv%d", i)
-			if err := ts.store.CreateAccount(context.Background(), user); err != nil {
-				t.Fatal(err)
-			}
 			diffs := 0
 			defer func() { t.Logf("%d commands, %d unexplained differences", len(conv.cmds), diffs) }()
 			ours := converse(t, ts.addr, user, testToken, conv.cmds)
@@ -270,6 +258,46 @@ func (ts *testServer) restartWith(t testing.TB, configure func(*Options)) {
 	ts.ln.Close()
 	ts.srv.Close()
 	ts.serve(t, configure)
+}
+
+// startDovecot runs a throwaway Dovecot until the test ends; settings are
+// extra lines for its configuration.
+func startDovecot(t *testing.T, settings ...string) *dovecotref.Server {
+	t.Helper()
+	dove, err := dovecotref.Start(context.Background(), t.TempDir(), settings...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(dove.Stop)
+	return dove
+}
+
+// startServerFor starts a server whose only accounts are users, each
+// logging in with testToken as on Dovecot with its password.
+func startServerFor(t *testing.T, users ...string) *testServer {
+	t.Helper()
+	ts := startServer(t)
+	tokens := make(map[string]string, len(users))
+	for _, u := range users {
+		tokens[u] = testToken
+	}
+	ts.restartWith(t, func(o *Options) { o.Authenticator = auth.NewTokenAuthenticator(tokens) })
+	for _, u := range users {
+		if err := ts.store.CreateAccount(context.Background(), u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ts
+}
+
+// numberedUsers names n accounts prefix0, prefix1, ...: one for each
+// conversation of a table, so that none sees another's mail.
+func numberedUsers(prefix string, n int) []string {
+	users := make([]string, n)
+	for i := range users {
+		users[i] = fmt.Sprintf("%s%d", prefix, i)
+	}
+	return users
 }
 
 // converse logs in, runs cmds and returns each one's normalised answer.

@@ -185,22 +185,30 @@ func runLoad(t *testing.T, p *serverProcess, args ...string) string {
 	return runTool(t, 5*time.Minute, "python3", all...)
 }
 
-// TestConcurrentLargeAppendsBounded: 8 clients APPEND 25 MiB each at once.
-// Before APPEND spooled to disk under a memory budget, the peak was 400 MiB
-// above idle here (545 MB in the issue).
-func TestConcurrentLargeAppendsBounded(t *testing.T) {
-	p := startServerProcess(t, 0)
+// checkLoadBounded runs the load script with args against a server
+// process holding stored large messages, and checks that the load did its
+// work (its output contains want) within maxRSSAboveIdle of peak RSS.
+func checkLoadBounded(t *testing.T, stored int, what, want string, args ...string) {
+	t.Helper()
+	p := startServerProcess(t, stored)
 	var out string
 	m := p.measure(t, func() {
-		out = runLoad(t, p, "append", "8", strconv.Itoa(largeMessageSize))
+		out = runLoad(t, p, args...)
 	})
-	t.Logf("8 x 25 MiB APPEND: %s; %s", m, strings.TrimSpace(out))
-	if !strings.Contains(out, "appended 8") {
+	t.Logf("%s: %s; %s", what, m, strings.TrimSpace(out))
+	if !strings.Contains(out, want) {
 		t.Errorf("load: %s", out)
 	}
 	if m.above > maxRSSAboveIdle {
 		t.Errorf("peak RSS %.0f MiB above idle, want <= %d", m.above, maxRSSAboveIdle)
 	}
+}
+
+// TestConcurrentLargeAppendsBounded: 8 clients APPEND 25 MiB each at once.
+// Before APPEND spooled to disk under a memory budget, the peak was 400 MiB
+// above idle here (545 MB in the issue).
+func TestConcurrentLargeAppendsBounded(t *testing.T) {
+	checkLoadBounded(t, 0, "8 x 25 MiB APPEND", "appended 8", "append", "8", strconv.Itoa(largeMessageSize))
 }
 
 // TestConcurrentBodySearchesBounded: 16 clients SEARCH BODY at once over 8
@@ -209,18 +217,7 @@ func TestConcurrentLargeAppendsBounded(t *testing.T) {
 // here (1.25 GB in the issue), most of it the file mapped by each of the
 // read pool's connections.
 func TestConcurrentBodySearchesBounded(t *testing.T) {
-	p := startServerProcess(t, 8)
-	var out string
-	m := p.measure(t, func() {
-		out = runLoad(t, p, "search", "16", "needle")
-	})
-	t.Logf("16 SEARCH BODY over 8 x 25 MiB: %s; %s", m, strings.TrimSpace(out))
-	if !strings.Contains(out, "found 8 in 16") {
-		t.Errorf("load: %s", out)
-	}
-	if m.above > maxRSSAboveIdle {
-		t.Errorf("peak RSS %.0f MiB above idle, want <= %d", m.above, maxRSSAboveIdle)
-	}
+	checkLoadBounded(t, 8, "16 SEARCH BODY over 8 x 25 MiB", "found 8 in 16", "search", "16", "needle")
 }
 
 // TestConcurrentLargeFetchesBounded: 16 clients FETCH BODY[] of several
@@ -228,18 +225,7 @@ func TestConcurrentBodySearchesBounded(t *testing.T) {
 // budget, without mapping the file, and wrote large answers from a
 // temporary file, the peak was 2,819 MiB above idle.
 func TestConcurrentLargeFetchesBounded(t *testing.T) {
-	p := startServerProcess(t, 8)
-	var out string
-	m := p.measure(t, func() {
-		out = runLoad(t, p, "fetch", "16", "1")
-	})
-	t.Logf("16 FETCH BODY[] of 25 MiB messages: %s; %s", m, strings.TrimSpace(out))
-	if !strings.Contains(out, "fetched") {
-		t.Errorf("load: %s", out)
-	}
-	if m.above > maxRSSAboveIdle {
-		t.Errorf("peak RSS %.0f MiB above idle, want <= %d", m.above, maxRSSAboveIdle)
-	}
+	checkLoadBounded(t, 8, "16 FETCH BODY[] of 25 MiB messages", "fetched", "fetch", "16", "1")
 }
 
 // TestMemoryBudgetSpentAnswersUnavailable: while the store's memory budget

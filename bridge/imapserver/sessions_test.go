@@ -1,13 +1,11 @@
 package imapserver
 
 import (
-	"context"
 	"fmt"
 	"slices"
 	"strings"
 	"testing"
 
-	"github.com/asmtp/asmtp/bridge/auth"
 	"github.com/asmtp/asmtp/bridge/imapserver/dovecotref"
 	"github.com/asmtp/asmtp/bridge/imapserver/testmail"
 )
@@ -57,23 +55,11 @@ var sessionScripts = []struct {
 // TestSessionsAgainstDovecot: a message expunged by another session stays
 // addressable by number until the session is told (RFC 3501 §7.4.1).
 func TestSessionsAgainstDovecot(t *testing.T) {
-	dove, err := dovecotref.Start(context.Background(), t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dove.Stop()
-	ts := startServer(t)
-	users := map[string]string{}
-	for i := range sessionScripts {
-		users[fmt.Sprintf("multi%d", i)] = testToken
-	}
-	ts.restartWith(t, func(o *Options) { o.Authenticator = auth.NewTokenAuthenticator(users) })
+	dove := startDovecot(t)
+	ts := startServerFor(t, numberedUsers("multi", len(sessionScripts))...)
 	for i, script := range sessionScripts {
 		t.Run(script.name, func(t *testing.T) {
 			user := fmt.Sprintf("multi%d", i)
-			if err := ts.store.CreateAccount(context.Background(), user); err != nil {
-				t.Fatal(err)
-			}
 			ours := converseTwo(t, ts.addr, user, testToken, script.steps)
 			theirs := converseTwo(t, dove.Addr, user, dovecotref.Password, script.steps)
 			for j, s := range script.steps {

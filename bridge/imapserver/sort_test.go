@@ -1,7 +1,6 @@
 package imapserver
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -94,11 +93,7 @@ var (
 // Python's imaplib sends them against the bridge and Dovecot: the answers
 // must be the same.
 func TestImaplibSortThreadAgainstDovecot(t *testing.T) {
-	dove, err := dovecotref.Start(context.Background(), t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dove.Stop()
+	dove := startDovecot(t)
 	ts := startServer(t)
 	_, dovePort, _ := net.SplitHostPort(dove.Addr)
 	ours := runTool(t, time.Minute, "python3", "testdata/imaplib_sort.py", "127.0.0.1", ts.port(), testUser, testToken)

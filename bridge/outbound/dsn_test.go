@@ -8,19 +8,31 @@ import (
 	"testing"
 	"time"
 
+	"github.com/asmtp/asmtp/bridge/accounts"
 	"github.com/asmtp/asmtp/bridge/accounts/accountstest"
 	"github.com/asmtp/asmtp/bridge/outbound/dsntest"
 	"github.com/asmtp/asmtp/mailstore"
 )
 
-func TestBounce(t *testing.T) {
+// dsnOriginal is the message a bounce or delay report is about; its body
+// must not be in the report.
+var dsnOriginal = []byte("Subject: the original\r\nTo: x\r\n\r\nthe body, not in the report\r\n")
+
+// newDSNFixture returns a worker retrying for 4 days, an outbox item alice
+// queued on 1 March 2026 and has tried attempts times, and alice.
+func newDSNFixture(t *testing.T, attempts int) (*Worker, mailstore.OutboxItem, accounts.Account) {
+	t.Helper()
 	e := accountstest.NewEnv(t)
 	alice, _ := e.AddAccount(t, "alice")
-	b := NewWorker(Config{Domain: "asmtp", Pacing: Pacing{RetryWindow: 4 * 24 * time.Hour}}, e.Reg, e.Mail, nil)
-	queued := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	it := mailstore.OutboxItem{OutboxID: 7, Account: "alice", QueuedAt: queued, Attempts: 11,
+	w := NewWorker(Config{Domain: "asmtp", Pacing: Pacing{RetryWindow: 4 * 24 * time.Hour}}, e.Reg, e.Mail, nil)
+	it := mailstore.OutboxItem{OutboxID: 7, Account: "alice", QueuedAt: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC), Attempts: attempts,
 		OutboxRecipient: mailstore.OutboxRecipient{Address: "dead00000000000000000000000000ff@asmtp"}}
-	raw := []byte("Subject: the original\r\nTo: x\r\n\r\nthe body, not in the bounce\r\n")
+	return w, it, alice
+}
+
+func TestBounce(t *testing.T) {
+	b, it, alice := newDSNFixture(t, 11)
+	queued := it.QueuedAt
 	for _, c := range []struct {
 		cause  error
 		status string
@@ -30,7 +42,7 @@ func TestBounce(t *testing.T) {
 		{errors.New("publish chunk 1 of 3: node: closed"), "5.4.7", "could not be handed to the ASMTP network in 4 days"},
 		{errNoHolder, "5.4.4", "in 4 days no node of the recipient's was seen to take it"},
 	} {
-		dsn := b.bounce(context.Background(), it, raw, c.cause, queued.Add(96*time.Hour))
+		dsn := b.bounce(context.Background(), it, dsnOriginal, c.cause, queued.Add(96*time.Hour))
 		dsntest.CheckBounce(t, dsn, it.Address, c.status)
 		words := strings.Join(strings.Fields(string(dsn)), " ") // the text is wrapped
 		for _, want := range []string{c.says, "To: <" + alice.Address("asmtp").String() + ">", "Attempts: 12", "Subject: the original", "Auto-Submitted: auto-replied"} {
@@ -45,13 +57,8 @@ func TestBounce(t *testing.T) {
 }
 
 func TestDelayReport(t *testing.T) {
-	e := accountstest.NewEnv(t)
-	alice, _ := e.AddAccount(t, "alice")
-	b := NewWorker(Config{Domain: "asmtp", Pacing: Pacing{RetryWindow: 4 * 24 * time.Hour}}, e.Reg, e.Mail, nil)
-	queued := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	it := mailstore.OutboxItem{OutboxID: 7, Account: "alice", QueuedAt: queued, Attempts: 5,
-		OutboxRecipient: mailstore.OutboxRecipient{Address: "dead00000000000000000000000000ff@asmtp"}}
-	raw := []byte("Subject: the original\r\nTo: x\r\n\r\nthe body, not in the report\r\n")
+	b, it, alice := newDSNFixture(t, 5)
+	queued := it.QueuedAt
 	for _, c := range []struct {
 		cause  error
 		status string
@@ -62,7 +69,7 @@ func TestDelayReport(t *testing.T) {
 		{errNoHolder, "4.4.4", "no node of the recipient's has been seen to take it so far"},
 		{errors.New("publish chunks 1-3 of 3: node: closed"), "4.4.7", "could not be handed to the ASMTP network so far"},
 	} {
-		report := b.delayed(context.Background(), it, raw, c.cause, queued.Add(4*time.Hour))
+		report := b.delayed(context.Background(), it, dsnOriginal, c.cause, queued.Add(4*time.Hour))
 		status := dsntest.CheckReport(t, report, it.Address, "delayed", c.status)
 		words := strings.Join(strings.Fields(string(report)), " ") // the text is wrapped
 		for _, want := range []string{c.says, "not delivered yet, 4 hours after you sent it", "until Thu, 05 Mar 2026 12:00:00 +0000",

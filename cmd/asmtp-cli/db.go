@@ -17,6 +17,7 @@ import (
 	"github.com/asmtp/asmtp/asmtp/mail"
 	"github.com/asmtp/asmtp/asmtp/passport"
 	"github.com/asmtp/asmtp/asmtp/topic"
+	"github.com/asmtp/asmtp/internal/sqlitedb"
 	"github.com/asmtp/asmtp/mailstore/reassembly"
 )
 
@@ -218,20 +219,8 @@ func scanContact(row interface{ Scan(...any) error }) (contact, error) {
 
 // contacts returns every contact, by petname.
 func (d *db) contacts(ctx context.Context) ([]contact, error) {
-	rows, err := d.sql.QueryContext(ctx, `SELECT `+contactColumns+` FROM contacts ORDER BY petname`)
+	cs, err := sqlitedb.Select(ctx, d.sql, scanContact, `SELECT `+contactColumns+` FROM contacts ORDER BY petname`)
 	if err != nil {
-		return nil, fmt.Errorf("list contacts: %w", err)
-	}
-	defer rows.Close()
-	var cs []contact
-	for rows.Next() {
-		c, err := scanContact(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list contacts: %w", err)
-		}
-		cs = append(cs, c)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list contacts: %w", err)
 	}
 	return cs, nil
@@ -310,21 +299,9 @@ func scanMessage(row interface{ Scan(...any) error }) (message, error) {
 // messages returns the received messages, oldest first: all of them, or
 // a contact's when contactID is not 0.
 func (d *db) messages(ctx context.Context, contactID int64) ([]message, error) {
-	rows, err := d.sql.QueryContext(ctx, `SELECT `+messageColumns+` FROM messages m JOIN contacts c ON c.id = m.contact
+	ms, err := sqlitedb.Select(ctx, d.sql, scanMessage, `SELECT `+messageColumns+` FROM messages m JOIN contacts c ON c.id = m.contact
 		WHERE ? = 0 OR m.contact = ? ORDER BY m.received_at, m.rowid`, contactID, contactID)
 	if err != nil {
-		return nil, fmt.Errorf("list messages: %w", err)
-	}
-	defer rows.Close()
-	var ms []message
-	for rows.Next() {
-		m, err := scanMessage(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list messages: %w", err)
-		}
-		ms = append(ms, m)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list messages: %w", err)
 	}
 	return ms, nil
@@ -337,21 +314,9 @@ func (d *db) messageByID(ctx context.Context, prefix string) (message, error) {
 	if len(prefix) < 4 || len(prefix) > 2*mail.IDSize || strings.Trim(prefix, "0123456789abcdef") != "" {
 		return message{}, fmt.Errorf("message id %q: want 4 to %d hex characters", prefix, 2*mail.IDSize)
 	}
-	rows, err := d.sql.QueryContext(ctx, `SELECT `+messageColumns+` FROM messages m JOIN contacts c ON c.id = m.contact
+	found, err := sqlitedb.Select(ctx, d.sql, scanMessage, `SELECT `+messageColumns+` FROM messages m JOIN contacts c ON c.id = m.contact
 		WHERE lower(hex(m.id)) LIKE ? LIMIT 2`, prefix+"%")
 	if err != nil {
-		return message{}, fmt.Errorf("message %s: %w", prefix, err)
-	}
-	defer rows.Close()
-	var found []message
-	for rows.Next() {
-		m, err := scanMessage(rows)
-		if err != nil {
-			return message{}, fmt.Errorf("message %s: %w", prefix, err)
-		}
-		found = append(found, m)
-	}
-	if err := rows.Err(); err != nil {
 		return message{}, fmt.Errorf("message %s: %w", prefix, err)
 	}
 	switch len(found) {

@@ -226,17 +226,24 @@ func (a *app) openClient(ctx context.Context) (*profile, *client, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	c := &client{
+	c := a.newClient(p, s, node, func(message) {}, func(w string) { fmt.Fprintln(a.stderr, "warning:", w) })
+	return p, c, nil
+}
+
+// newClient prepares a client of node for the unlocked profile p, with
+// the command line's timeouts: onMessage sees each message a sync or the
+// link brings, onWarning each warning.
+func (a *app) newClient(p *profile, s secrets, node nodeAddress, onMessage func(message), onWarning func(string)) *client {
+	return &client{
 		cards:     make(chan struct{}, 1),
 		p:         p,
 		s:         s,
 		node:      node,
 		timeout:   a.opts.timeout,
 		cardWait:  a.opts.cardWait,
-		onMessage: func(message) {},
-		onWarning: func(w string) { fmt.Fprintln(a.stderr, "warning:", w) },
+		onMessage: onMessage,
+		onWarning: onWarning,
 	}
-	return p, c, nil
 }
 
 // unlocked opens the profile and its secrets.

@@ -78,19 +78,10 @@ func (a *app) interactive(ctx context.Context) error {
 	}
 	// Everything the commands print goes through the shell from now on.
 	a.stdout, a.stderr = sh, sh
-	sh.c = &client{
-		cards:    make(chan struct{}, 1),
-		p:        p,
-		s:        s,
-		node:     node,
-		timeout:  a.opts.timeout,
-		cardWait: a.opts.cardWait,
-		onMessage: func(m message) {
-			sh.arrived.Add(1)
-			sh.println(summaryLine(m))
-		},
-		onWarning: func(w string) { sh.println("warning: " + w) },
-	}
+	sh.c = a.newClient(p, s, node, func(m message) {
+		sh.arrived.Add(1)
+		sh.println(summaryLine(m))
+	}, func(w string) { sh.println("warning: " + w) })
 	defer sh.c.close()
 	sh.println(fmt.Sprintf("Passport %s, device key %s. Type help for the commands.", p.own.ID(), p.deviceKey()))
 	return sh.run(ctx)

@@ -33,21 +33,10 @@ func writeFile(t *testing.T, name, content string) string {
 //
 // (The same exchange with a bridge account is TestBridgeAccountAndCLIUser.)
 func TestTwoUsersOnTwoNodes(t *testing.T) {
-	alice, bob := newDevice(t, "alice"), newDevice(t, "bob")
-	aliceKey, alicePassport := alice.identity()
-	bobKey, bobPassport := bob.identity()
-	nodeA := startNode(t, []keys.PublicKey{aliceKey})
-	nodeB := startNode(t, []keys.PublicKey{bobKey}, nodeA)
-	alice.useNode(nodeA)
-	bob.useNode(nodeB)
-	introduce(t, alice, "alice", bob, "bob")
-
-	// Naming v2: Alice's first sync sends her card to Bob's intro bucket;
-	// Bob's syncs take it and answer it on Alice's inbox; Alice's sync
-	// takes the answer. Both then show the other as a v2 contact.
-	alice.must("sync")
-	awaitV2(t, bob, "alice")
-	awaitV2(t, alice, "bob")
+	alice, bob, _, _ := usersOnTwoNodes(t)
+	_, alicePassport := alice.identity()
+	_, bobPassport := bob.identity()
+	exchangeCards(t, alice, bob)
 
 	// Alice writes while Bob's device is not connected: his node keeps
 	// the mail on his inbox until his sync asks.
@@ -57,11 +46,7 @@ func TestTwoUsersOnTwoNodes(t *testing.T) {
 		t.Fatalf("send printed %q", out)
 	}
 
-	var got string
-	wait.Until(t, 20*time.Second, "Alice's mail in Bob's sync", func() bool {
-		got = bob.must("sync")
-		return got != ""
-	})
+	got := awaitMail(t, bob, 20*time.Second, "Alice's mail in Bob's sync")
 	if !regexp.MustCompile(`^\S+ alice Hello Bob\n$`).MatchString(got) {
 		t.Fatalf("Bob's sync printed %q, want one line <time> alice Hello Bob", got)
 	}
@@ -69,10 +54,7 @@ func TestTwoUsersOnTwoNodes(t *testing.T) {
 	// Bob answers in plain text, naming Alice by her passport id.
 	noteFile := writeFile(t, "note.txt", "Hi Alice\nthanks for the mail.\n")
 	bob.must("send", "--to", alicePassport, "--file", noteFile)
-	wait.Until(t, 20*time.Second, "Bob's note in Alice's sync", func() bool {
-		got = alice.must("sync")
-		return got != ""
-	})
+	got = awaitMail(t, alice, 20*time.Second, "Bob's note in Alice's sync")
 	if !regexp.MustCompile(`^\S+ bob Hi Alice\n$`).MatchString(got) {
 		t.Fatalf("Alice's sync printed %q, want one line <time> bob Hi Alice", got)
 	}
@@ -123,6 +105,44 @@ func TestTwoUsersOnTwoNodes(t *testing.T) {
 	}
 }
 
+// usersOnTwoNodes starts Alice's node and Bob's (which knows hers), points
+// each device at its own node and makes the two contacts of each other,
+// not yet with each other's cards.
+func usersOnTwoNodes(t *testing.T) (alice, bob *device, nodeA, nodeB *testNode) {
+	t.Helper()
+	alice, bob = newDevice(t, "alice"), newDevice(t, "bob")
+	aliceKey, _ := alice.identity()
+	bobKey, _ := bob.identity()
+	nodeA = startNode(t, []keys.PublicKey{aliceKey})
+	nodeB = startNode(t, []keys.PublicKey{bobKey}, nodeA)
+	alice.useNode(nodeA)
+	bob.useNode(nodeB)
+	introduce(t, alice, "alice", bob, "bob")
+	return alice, bob, nodeA, nodeB
+}
+
+// exchangeCards runs naming v2's card exchange: Alice's first sync sends
+// her card to Bob's intro bucket; Bob's syncs take it and answer it on
+// Alice's inbox; Alice's sync takes the answer. Both then show the other
+// as a v2 contact.
+func exchangeCards(t *testing.T, alice, bob *device) {
+	t.Helper()
+	alice.must("sync")
+	awaitV2(t, bob, "alice")
+	awaitV2(t, alice, "bob")
+}
+
+// awaitMail syncs d until the sync prints something, and returns that.
+func awaitMail(t *testing.T, d *device, timeout time.Duration, what string) string {
+	t.Helper()
+	var got string
+	wait.Until(t, timeout, what, func() bool {
+		got = d.must("sync")
+		return got != ""
+	})
+	return got
+}
+
 // awaitV2 syncs d until its contact name shows as a v2 contact: its card
 // came.
 func awaitV2(t *testing.T, d *device, name string) {
@@ -143,17 +163,8 @@ func awaitV2(t *testing.T, d *device, name string) {
 // until his node, started again on its address, subscribes the inbox;
 // Bob's next sync prints it once.
 func TestV2MailToAnOfflineNode(t *testing.T) {
-	alice, bob := newDevice(t, "alice"), newDevice(t, "bob")
-	aliceKey, _ := alice.identity()
-	bobKey, _ := bob.identity()
-	nodeA := startNode(t, []keys.PublicKey{aliceKey})
-	nodeB := startNode(t, []keys.PublicKey{bobKey}, nodeA)
-	alice.useNode(nodeA)
-	bob.useNode(nodeB)
-	introduce(t, alice, "alice", bob, "bob")
-	alice.must("sync")
-	awaitV2(t, bob, "alice")
-	awaitV2(t, alice, "bob")
+	alice, bob, _, nodeB := usersOnTwoNodes(t)
+	exchangeCards(t, alice, bob)
 
 	nodeB.stop(t)
 	note := writeFile(t, "note.txt", "While you were away\nAlice\n")
@@ -162,11 +173,7 @@ func TestV2MailToAnOfflineNode(t *testing.T) {
 	}
 	nodeB = nodeB.restart(t)
 	bob.useNode(nodeB)
-	var got string
-	wait.Until(t, 30*time.Second, "Alice's mail in Bob's sync after his node came back", func() bool {
-		got = bob.must("sync")
-		return got != ""
-	})
+	got := awaitMail(t, bob, 30*time.Second, "Alice's mail in Bob's sync after his node came back")
 	if !regexp.MustCompile(`^\S+ alice While you were away\n$`).MatchString(got) {
 		t.Fatalf("Bob's sync printed %q, want one line <time> alice While you were away", got)
 	}
@@ -180,14 +187,7 @@ func TestV2MailToAnOfflineNode(t *testing.T) {
 // their pair topic leaves both nodes' gossip, and mail flows on the
 // inboxes.
 func TestV1ContactsMoveToV2(t *testing.T) {
-	alice, bob := newDevice(t, "alice"), newDevice(t, "bob")
-	aliceKey, _ := alice.identity()
-	bobKey, _ := bob.identity()
-	nodeA := startNode(t, []keys.PublicKey{aliceKey})
-	nodeB := startNode(t, []keys.PublicKey{bobKey}, nodeA)
-	alice.useNode(nodeA)
-	bob.useNode(nodeB)
-	introduce(t, alice, "alice", bob, "bob")
+	alice, bob, nodeA, nodeB := usersOnTwoNodes(t)
 	var pair topic.Topic
 	for _, d := range []*device{alice, bob} {
 		p, _ := unlockedProfile(t, d)
@@ -218,14 +218,10 @@ func TestV1ContactsMoveToV2(t *testing.T) {
 	}
 	awaitV2(t, bob, "alice")
 	awaitV2(t, alice, "bob")
-	wait.Until(t, 10*time.Second, "the pair topic to leave both nodes' gossip", func() bool { return !listsPair() })
+	wait.Until(t, 30*time.Second, "the pair topic to leave both nodes' gossip", func() bool { return !listsPair() })
 
 	alice.must("send", "--to", "bob", "--file", writeFile(t, "n.txt", "Now on v2\n"))
-	var got string
-	wait.Until(t, 20*time.Second, "Alice's mail in Bob's sync", func() bool {
-		got = bob.must("sync")
-		return got != ""
-	})
+	got := awaitMail(t, bob, 20*time.Second, "Alice's mail in Bob's sync")
 	if !regexp.MustCompile(`^\S+ alice Now on v2\n$`).MatchString(got) {
 		t.Fatalf("Bob's sync printed %q", got)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -133,4 +134,35 @@ func TestBackgroundCheckpoint(t *testing.T) {
 		size = fileSize()
 		return size >= 5<<20
 	}, func() string { return fmt.Sprintf("database file %d bytes after 5 MiB of commits", size) })
+}
+
+// TestSelect reads rows in order, gives nil for none, and fails on a
+// query that does not run or a row scan refuses.
+func TestSelect(t *testing.T) {
+	db, err := Open(t.Context(), filepath.Join(t.TempDir(), "c.db"),
+		[]string{"CREATE TABLE n (v INTEGER); INSERT INTO n VALUES (1), (2), (3);"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	scanInt := func(r Row) (int, error) {
+		var v int
+		err := r.Scan(&v)
+		return v, err
+	}
+	for _, c := range []struct {
+		query   string
+		want    []int
+		wantErr bool
+	}{
+		{"SELECT v FROM n WHERE v > ? ORDER BY v", []int{2, 3}, false},
+		{"SELECT v FROM n WHERE v > ? + 9", nil, false},
+		{"SELECT 'x' WHERE ? = 1", nil, true},
+		{"SELECT v FROM missing WHERE v = ?", nil, true},
+	} {
+		got, err := Select(t.Context(), db.Durable, scanInt, c.query, 1)
+		if (err != nil) != c.wantErr || !slices.Equal(got, c.want) {
+			t.Errorf("%s: %v, %v; want %v (error: %v)", c.query, got, err, c.want, c.wantErr)
+		}
+	}
 }
