@@ -274,6 +274,15 @@ func (c *client) syncTopics(ctx context.Context, l *nodeLink, now time.Time) ([]
 	}
 	var out []syncTopic
 	for _, ct := range contacts {
+		if ct.naming == schemeV2 {
+			// A contact that moved from v1 to v2: its pair topic must leave
+			// the node's gossip even if the deregistration sent when its
+			// card came was lost with the link (the node ignores it when
+			// nothing is registered).
+			if err := l.send(ctx, wire.DeregisterTopic{Topic: ct.topic}); err != nil {
+				return nil, err
+			}
+		}
 		if ct.naming != schemeV1 {
 			continue
 		}

@@ -218,7 +218,11 @@ func TestV1ContactsMoveToV2(t *testing.T) {
 	}
 	awaitV2(t, bob, "alice")
 	awaitV2(t, alice, "bob")
-	wait.Until(t, 30*time.Second, "the pair topic to leave both nodes' gossip", func() bool { return !listsPair() })
+	wait.Until(t, 30*time.Second, "the pair topic to leave both nodes' gossip", func() bool {
+		alice.must("sync")
+		bob.must("sync")
+		return !listsPair()
+	})
 
 	alice.must("send", "--to", "bob", "--file", writeFile(t, "n.txt", "Now on v2\n"))
 	got := awaitMail(t, bob, 20*time.Second, "Alice's mail in Bob's sync")
